@@ -1,0 +1,170 @@
+#pragma once
+
+// The message protocol between generators, reducers and the manager. Every
+// message is a plain struct with an `inspect` overload; see docs/protocol.md.
+// Private to libflow: it pulls in CAF headers.
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "flow/aggregate.hpp"
+#include "flow/detail/engine.hpp"
+#include "flow/key.hpp"
+#include "flow/keyed_value.hpp"
+#include "flow/partial.hpp"
+
+namespace flow::detail {
+
+// -- atoms --------------------------------------------------------------------
+
+using start_atom = caf::atom_constant<caf::atom("f_start")>;
+using snapshot_atom = caf::atom_constant<caf::atom("f_snap")>;
+using cancel_atom = caf::atom_constant<caf::atom("f_cancel")>;
+
+// -- messages -----------------------------------------------------------------
+
+/// manager -> generator: credit for `n` more batches.
+struct demand {
+  std::uint32_t n = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, demand& x) {
+  return f(caf::meta::type_name("flow.demand"), x.n);
+}
+
+/// generator -> manager -> reducer: one batch of elements.
+struct batch {
+  /// Index of the emitting source.
+  std::uint32_t source = 0;
+  /// Sequence number within the source: (source, seq) is the batch id.
+  std::uint64_t seq = 0;
+  /// Index of the first element within the source.
+  std::uint64_t first = 0;
+  /// The source's label.
+  flow::key label;
+  /// The elements: a view into shared storage locally, by value remotely.
+  erased_slice items;
+};
+
+/// Serialises a slice by value (a remote reducer cannot share our memory);
+/// locally CAF never serialises, so views stay zero-copy.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, erased_slice& x) {
+  auto kind = static_cast<std::uint8_t>(x.kind);
+  if constexpr (Inspector::reads_state) {
+    switch (x.kind) {
+      case element_kind::int64: {
+        auto p = static_cast<const std::int64_t*>(x.data);
+        std::vector<std::int64_t> xs(p, p + x.size);
+        return f(kind, xs);
+      }
+      case element_kind::keyed: {
+        auto p = static_cast<const keyed_value*>(x.data);
+        std::vector<keyed_value> xs(p, p + x.size);
+        return f(kind, xs);
+      }
+      default: {
+        auto size = static_cast<std::uint64_t>(x.size);
+        return f(kind, size);
+      }
+    }
+  } else {
+    using result_type = typename Inspector::result_type;
+    if (auto res = f(kind); res != result_type{})
+      return res;
+    auto load = [&](auto proto) -> result_type {
+      using value_type = decltype(proto);
+      auto xs = std::make_shared<std::vector<value_type>>();
+      if (auto res = f(*xs); res != result_type{})
+        return res;
+      x.data = xs->data();
+      x.size = xs->size();
+      x.owner = std::move(xs);
+      x.kind = static_cast<element_kind>(kind);
+      return result_type{};
+    };
+    switch (static_cast<element_kind>(kind)) {
+      case element_kind::int64:
+        return load(std::int64_t{});
+      case element_kind::keyed:
+        return load(keyed_value{});
+      default:
+        return caf::make_error(caf::sec::unknown_type);
+    }
+  }
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch& x) {
+  return f(caf::meta::type_name("flow.batch"), x.source, x.seq, x.first,
+           x.label, x.items);
+}
+
+/// reducer -> manager: the partial aggregate of one batch.
+struct partial_msg {
+  std::uint32_t source = 0;
+  std::uint64_t seq = 0;
+  /// Number of elements the reducer consumed (must equal the batch size).
+  std::uint64_t size = 0;
+  /// Elements rejected; the rest of `size` was aggregated.
+  std::uint64_t rejected = 0;
+  std::vector<partial::entry> entries;
+  std::vector<std::pair<std::string, std::uint64_t>> reasons;
+  /// Set when folding pre-aggregated values overflowed inside the reducer.
+  bool overflow = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
+  return f(caf::meta::type_name("flow.partial"), x.source, x.seq, x.size,
+           x.rejected, x.entries, x.reasons, x.overflow);
+}
+
+/// reducer -> manager: the user function threw on a batch.
+struct batch_failed {
+  std::uint32_t source = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t first = 0;
+  std::uint64_t size = 0;
+  std::string what;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_failed& x) {
+  return f(caf::meta::type_name("flow.batch_failed"), x.source, x.seq,
+           x.first, x.size, x.what);
+}
+
+/// generator -> manager: the source ended after `batches` batches holding
+/// `elements` elements in all.
+struct source_done {
+  std::uint32_t source = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t elements = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, source_done& x) {
+  return f(caf::meta::type_name("flow.source_done"), x.source, x.batches,
+           x.elements);
+}
+
+/// generator -> manager: the source failed; nothing more comes from it.
+struct source_failed {
+  std::uint32_t source = 0;
+  caf::error reason;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, source_failed& x) {
+  return f(caf::meta::type_name("flow.source_failed"), x.source, x.reason);
+}
+
+} // namespace flow::detail

@@ -1,0 +1,54 @@
+#pragma once
+
+/// @file
+/// A handle to a running job.
+
+#include <chrono>
+#include <memory>
+
+#include <caf/expected.hpp>
+
+#include "flow/result.hpp"
+
+namespace flow {
+
+namespace detail {
+struct job_impl;
+} // namespace detail
+
+/// A running (or finished) job. Copies refer to the same job.
+class job {
+public:
+  /// An invalid handle.
+  job() noexcept = default;
+
+  /// Wraps the engine's state (used by the engine).
+  explicit job(std::shared_ptr<detail::job_impl> impl) noexcept;
+
+  /// Blocks until the job ends; returns its result or the error that ended
+  /// it. May be called repeatedly.
+  caf::expected<job_result> wait() const;
+
+  /// Waits at most `timeout`; true when the job has ended.
+  bool wait_for(std::chrono::milliseconds timeout) const;
+
+  /// True when the job has ended (with a result or an error).
+  bool done() const;
+
+  /// Asks the manager for its current running aggregates (`final` is false
+  /// while the job runs). After the end, returns the final result.
+  caf::expected<job_result> snapshot() const;
+
+  /// Cancels the job: it ends with `errc::cancelled` unless it already ended.
+  void cancel() const;
+
+  /// True for a handle that refers to a job.
+  explicit operator bool() const noexcept {
+    return impl_ != nullptr;
+  }
+
+private:
+  std::shared_ptr<detail::job_impl> impl_;
+};
+
+} // namespace flow

@@ -1,0 +1,147 @@
+#pragma once
+
+/// @file
+/// Building and running a pipeline: generators -> reducer pool -> manager.
+
+#include <cstddef>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "flow/detail/engine.hpp"
+#include "flow/job.hpp"
+#include "flow/options.hpp"
+#include "flow/reducer.hpp"
+#include "flow/result.hpp"
+#include "flow/source.hpp"
+
+namespace flow {
+
+namespace detail {
+
+/// Starts a job in `sys` (defined in the library).
+job start_job(caf::actor_system& sys, job_spec spec);
+
+/// Runs a job in an actor system of its own and waits for it.
+caf::expected<job_result> run_job(job_spec spec);
+
+/// Validates a spec; returns an error for a pipeline configured wrongly.
+caf::error validate(const job_spec& spec);
+
+} // namespace detail
+
+/// Builds a job over elements of type T: one generator actor per source, a
+/// pool of stateless reducer actors applying the reducer to each batch, and a
+/// manager actor that owns the keyed aggregates.
+///
+/// @code
+/// auto res = flow::pipeline<std::int64_t>{}
+///              .add(flow::from_random(10'000'000, 42), 10'000'000)
+///              .reduce(flow::sum_by_label())
+///              .run();
+/// if (res)
+///   std::cout << flow::to_string(res->keys[0].agg.sum) << '\n';
+/// @endcode
+template <class T>
+class pipeline {
+public:
+  /// Adds a source; its generator labels every batch with `label` (for
+  /// example the size of the list it emits), which reducers such as
+  /// `sum_by_label` use as the key.
+  pipeline& add(source<T> src, flow::key label) {
+    return add_impl(std::move(src), std::move(label), true);
+  }
+
+  /// Adds a source without a label (its batches carry the key 0).
+  pipeline& add(source<T> src) {
+    return add_impl(std::move(src), flow::key{}, false);
+  }
+
+  /// Sets the function the reducers apply to each batch.
+  pipeline& reduce(reducer<T> fn) {
+    if (!fn)
+      throw std::invalid_argument("flow::pipeline::reduce: empty function");
+    spec_.reduce = [fn = std::move(fn)](const detail::batch_header& hdr,
+                                        const detail::erased_slice& xs,
+                                        partial& out) {
+      batch_ref<T> ref{slice<T>{xs.owner, static_cast<const T*>(xs.data),
+                                xs.size},
+                       *hdr.label, hdr.source, hdr.seq, hdr.first};
+      fn(ref, out);
+    };
+    return *this;
+  }
+
+  /// Sets the number of reducer actors (0: one per hardware thread).
+  pipeline& workers(std::size_t n) noexcept {
+    spec_.opts.workers = n;
+    return *this;
+  }
+
+  /// Sets the maximum number of elements per batch.
+  pipeline& batch_size(std::size_t n) noexcept {
+    spec_.opts.batch_size = n;
+    return *this;
+  }
+
+  /// Sets the credit: the most batches one generator may have in flight.
+  pipeline& credits(std::size_t n) noexcept {
+    spec_.opts.credits = n;
+    return *this;
+  }
+
+  /// Replaces all options at once.
+  pipeline& with(const options& opts) noexcept {
+    spec_.opts = opts;
+    return *this;
+  }
+
+  /// Starts the job in an actor system the application owns and returns at
+  /// once. The pipeline's sources move into the job.
+  caf::expected<job> start(caf::actor_system& sys) {
+    if (auto err = detail::validate(spec_))
+      return err;
+    return detail::start_job(sys, take());
+  }
+
+  /// Runs the job in an actor system the application owns and blocks until
+  /// it ends.
+  caf::expected<job_result> run(caf::actor_system& sys) {
+    auto j = start(sys);
+    if (!j)
+      return std::move(j.error());
+    return j->wait();
+  }
+
+  /// Runs the job in an actor system of its own and blocks until it ends.
+  caf::expected<job_result> run() {
+    if (auto err = detail::validate(spec_))
+      return err;
+    return detail::run_job(take());
+  }
+
+private:
+  pipeline& add_impl(source<T> src, flow::key label, bool labeled) {
+    if (!src)
+      throw std::invalid_argument("flow::pipeline::add: null source");
+    spec_.sources.push_back(
+      {std::make_shared<detail::source_adapter<T>>(std::move(src)),
+       std::move(label), labeled});
+    return *this;
+  }
+
+  detail::job_spec take() {
+    auto result = std::move(spec_);
+    spec_ = detail::job_spec{};
+    spec_.opts = result.opts;
+    return result;
+  }
+
+  detail::job_spec spec_;
+};
+
+} // namespace flow

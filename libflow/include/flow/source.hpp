@@ -1,0 +1,230 @@
+#pragma once
+
+/// @file
+/// Sources: what a generator actor pulls its elements from.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "flow/error.hpp"
+#include "flow/keyed_value.hpp"
+#include "flow/random.hpp"
+#include "flow/slice.hpp"
+
+namespace flow {
+
+/// The interface of a source of elements of type T. A generator actor owns one
+/// source and calls `next` only when it holds credit, so a source never needs
+/// to buffer more than one batch. Implement it for your own inputs.
+template <class T>
+class source_impl {
+public:
+  virtual ~source_impl() = default;
+
+  /// Produces up to `max` further elements (`max` > 0). An empty slice means
+  /// the end of the input. May throw `input_error` (bad input) or any other
+  /// exception (source failure); the generator turns either into an error.
+  virtual slice<T> next(std::size_t max) = 0;
+
+  /// True once the source knows that `next` will return no more elements.
+  virtual bool exhausted() const = 0;
+
+  /// True when `next` may block (files, pipes, databases); the generator then
+  /// runs on a thread of its own instead of the shared scheduler.
+  virtual bool blocking() const {
+    return false;
+  }
+
+  /// Names the source for logs and error messages, e.g. "file 'x.txt'".
+  virtual std::string name() const = 0;
+};
+
+/// An owned source of elements of type T.
+template <class T>
+using source = std::unique_ptr<source_impl<T>>;
+
+/// Thrown by sources on input that does not parse; carries the error code.
+class input_error : public std::runtime_error {
+public:
+  /// An error with code `errc::bad_input` and the given message.
+  explicit input_error(const std::string& what, errc code = errc::bad_input)
+    : std::runtime_error(what), code_(code) {
+    // nop
+  }
+
+  /// The error code to report.
+  errc code() const noexcept {
+    return code_;
+  }
+
+private:
+  errc code_;
+};
+
+namespace detail {
+
+/// Serves views of consecutive parts of one shared vector.
+template <class T>
+class shared_vector_source : public source_impl<T> {
+public:
+  explicit shared_vector_source(std::shared_ptr<const std::vector<T>> xs)
+    : all_(slice<T>::of(std::move(xs))) {
+    // nop
+  }
+
+  slice<T> next(std::size_t max) override {
+    auto n = std::min(max, all_.size() - pos_);
+    auto result = all_.sub(pos_, n);
+    pos_ += n;
+    return result;
+  }
+
+  bool exhausted() const override {
+    return pos_ == all_.size();
+  }
+
+  std::string name() const override {
+    return "container of " + std::to_string(all_.size()) + " elements";
+  }
+
+private:
+  slice<T> all_;
+  std::size_t pos_ = 0;
+};
+
+/// Calls a callable for each element until it returns an empty optional.
+template <class T, class F>
+class callable_source : public source_impl<T> {
+public:
+  callable_source(F f, bool blocking) : f_(std::move(f)), blocking_(blocking) {
+    // nop
+  }
+
+  slice<T> next(std::size_t max) override {
+    std::vector<T> xs;
+    while (!done_ && xs.size() < max) {
+      if (auto x = f_())
+        xs.emplace_back(std::move(*x));
+      else
+        done_ = true;
+    }
+    return slice<T>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return done_;
+  }
+
+  bool blocking() const override {
+    return blocking_;
+  }
+
+  std::string name() const override {
+    return "generator callable";
+  }
+
+private:
+  F f_;
+  bool blocking_;
+  bool done_ = false;
+};
+
+/// Wraps a source and shows every produced slice to an observer.
+template <class T>
+class tapped_source : public source_impl<T> {
+public:
+  tapped_source(source<T> inner, std::function<void(const slice<T>&)> fn)
+    : inner_(std::move(inner)), fn_(std::move(fn)) {
+    // nop
+  }
+
+  slice<T> next(std::size_t max) override {
+    auto xs = inner_->next(max);
+    if (!xs.empty())
+      fn_(xs);
+    return xs;
+  }
+
+  bool exhausted() const override {
+    return inner_->exhausted();
+  }
+
+  bool blocking() const override {
+    return inner_->blocking();
+  }
+
+  std::string name() const override {
+    return inner_->name();
+  }
+
+private:
+  source<T> inner_;
+  std::function<void(const slice<T>&)> fn_;
+};
+
+} // namespace detail
+
+/// In-memory data, shared and never copied: every batch is a view into `xs`.
+template <class T>
+source<T> from_shared(std::shared_ptr<const std::vector<T>> xs) {
+  if (!xs)
+    throw std::invalid_argument("flow::from_shared: null vector");
+  return std::make_unique<detail::shared_vector_source<T>>(std::move(xs));
+}
+
+/// In-memory data: takes ownership of `xs` (moved, not copied), then serves
+/// views into it.
+template <class T>
+source<T> from_container(std::vector<T> xs) {
+  return from_shared(
+    std::make_shared<const std::vector<T>>(std::move(xs)));
+}
+
+/// The integers first, first + step, ... up to but excluding `last`.
+/// Throws std::invalid_argument when step is 0.
+source<std::int64_t> from_range(std::int64_t first, std::int64_t last,
+                                std::int64_t step = 1);
+
+/// `n` uniform random integers in [lo, hi], element i a pure function of
+/// (seed, i): the same seed gives the same data whatever the batch size or
+/// the number of workers. Defaults match the tutorial's randint(0, 10000).
+/// Throws std::invalid_argument when lo > hi.
+source<std::int64_t> from_random(std::uint64_t n, std::uint64_t seed,
+                                 std::int64_t lo = 0, std::int64_t hi = 10000);
+
+/// Elements produced lazily by `f`, a callable returning `std::optional<T>`;
+/// an empty optional ends the source. Pass `blocking = true` when `f` may
+/// block (it then runs on a thread of its own).
+template <class F, class T = typename std::invoke_result_t<F&>::value_type>
+source<T> from_callable(F f, bool blocking = false) {
+  return std::make_unique<detail::callable_source<T, F>>(std::move(f),
+                                                         blocking);
+}
+
+/// Whitespace-separated int64 values from the file at `path` ("-" reads
+/// standard input), streamed: memory stays bounded whatever the length.
+/// Errors name the file, the line and the token.
+source<std::int64_t> from_text_file(std::string path);
+
+/// Lines of `key value` (a key token and an int64 value, separated by
+/// whitespace) from the file at `path` ("-" reads standard input). Keys are
+/// strings; blank lines are skipped.
+source<keyed_value> keyed_from_text_file(std::string path);
+
+/// Shows every slice that `inner` produces to `fn` before it is sent on
+/// (runs in the generator, in order): for reference computations as the input
+/// is read.
+template <class T>
+source<T> tap(source<T> inner, std::function<void(const slice<T>&)> fn) {
+  return std::make_unique<detail::tapped_source<T>>(std::move(inner),
+                                                    std::move(fn));
+}
+
+} // namespace flow

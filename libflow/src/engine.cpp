@@ -1,0 +1,550 @@
+// The actors of a job: generators, reducers and the manager. The protocol is
+// described in docs/protocol.md; the comments here explain the choices.
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <thread>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "flow/detail/messages.hpp"
+#include "flow/error.hpp"
+#include "flow/logging.hpp"
+#include "flow/pipeline.hpp"
+#include "job_impl.hpp"
+
+namespace flow::detail {
+
+namespace {
+
+// -- generator ----------------------------------------------------------------
+
+struct generator_state {
+  std::uint64_t seq = 0;
+  std::uint64_t emitted = 0;
+  static inline const char* name = "flow.generator";
+};
+
+/// Pulls batches from its source only when the manager has granted credit, so
+/// at most `credits` batches of this source exist at any time.
+caf::behavior generator_actor(caf::stateful_actor<generator_state>* self,
+                              caf::actor manager, std::uint32_t index,
+                              std::shared_ptr<any_source> src,
+                              flow::key label, std::size_t batch_size) {
+  self->set_default_handler(caf::drop);
+  return {
+    [=](const demand& d) {
+      auto& st = self->state;
+      for (std::uint32_t i = 0; i < d.n; ++i) {
+        erased_slice xs;
+        try {
+          xs = src->next(batch_size);
+        } catch (const input_error& e) {
+          self->send(manager,
+                     source_failed{index, make_error(e.code(), e.what())});
+          self->quit();
+          return;
+        } catch (const std::exception& e) {
+          self->send(manager, source_failed{index,
+                                            make_error(errc::source_failed,
+                                                       e.what())});
+          self->quit();
+          return;
+        } catch (...) {
+          self->send(manager,
+                     source_failed{index, make_error(errc::source_failed,
+                                                     "unknown exception")});
+          self->quit();
+          return;
+        }
+        if (xs.size > batch_size) {
+          self->send(manager,
+                     source_failed{index, make_error(errc::protocol_violation,
+                                                     "source returned "
+                                                       + std::to_string(
+                                                         xs.size)
+                                                       + " elements for a "
+                                                         "batch of at most "
+                                                       + std::to_string(
+                                                         batch_size))});
+          self->quit();
+          return;
+        }
+        auto n = xs.size;
+        if (n > 0) {
+          self->send(manager,
+                     batch{index, st.seq++, st.emitted, label, std::move(xs)});
+          st.emitted += n;
+        }
+        if (n == 0 || src->exhausted()) {
+          self->send(manager, source_done{index, st.seq, st.emitted});
+          self->quit();
+          return;
+        }
+      }
+    },
+  };
+}
+
+// -- reducer ------------------------------------------------------------------
+
+/// Stateless: folds each batch with the user function and reports the partial
+/// aggregate to the manager. Exceptions never leave the handler.
+caf::behavior reducer_actor(caf::event_based_actor* self, caf::actor manager,
+                            std::shared_ptr<const erased_reducer> fn) {
+  self->set_default_handler(caf::drop);
+  return {
+    [=](const batch& b) {
+      partial out;
+      batch_header hdr{&b.label, b.source, b.seq, b.first};
+      try {
+        (*fn)(hdr, b.items, out);
+      } catch (const std::exception& e) {
+        self->send(manager,
+                   batch_failed{b.source, b.seq, b.first, b.items.size,
+                                e.what()});
+        return;
+      } catch (...) {
+        self->send(manager, batch_failed{b.source, b.seq, b.first,
+                                         b.items.size, "unknown exception"});
+        return;
+      }
+      partial_msg msg;
+      msg.source = b.source;
+      msg.seq = b.seq;
+      msg.size = b.items.size;
+      msg.rejected = out.rejected();
+      msg.overflow = out.overflowed();
+      msg.entries = out.take_entries();
+      msg.reasons = out.take_reasons();
+      self->send(manager, std::move(msg));
+    },
+  };
+}
+
+// -- manager ------------------------------------------------------------------
+
+struct batch_id {
+  std::uint32_t source;
+  std::uint64_t seq;
+  bool operator==(const batch_id& other) const noexcept {
+    return source == other.source && seq == other.seq;
+  }
+};
+
+struct batch_id_hash {
+  std::size_t operator()(const batch_id& x) const noexcept {
+    return std::hash<std::uint64_t>{}(x.seq * 0x9e3779b97f4a7c15ULL
+                                      ^ x.source);
+  }
+};
+
+constexpr std::size_t no_worker = static_cast<std::size_t>(-1);
+
+struct in_flight_batch {
+  batch msg;
+  std::size_t worker = no_worker;
+};
+
+struct source_info {
+  caf::actor generator;
+  std::string name;
+  flow::key label;
+  bool labeled = false;
+  bool done = false;
+  std::uint64_t received = 0;   // batches received
+  std::uint64_t emitted = 0;    // elements received
+  std::uint64_t merged = 0;     // batches merged
+  std::uint64_t aggregated = 0; // elements aggregated
+  std::uint64_t rejected = 0;   // elements rejected
+  std::uint64_t in_flight = 0;  // batches received, not yet merged
+};
+
+struct worker_info {
+  caf::actor handle;
+  std::size_t load = 0;
+};
+
+struct manager_state {
+  std::shared_ptr<job_impl> impl;
+  options opts;
+  std::vector<source_info> sources;
+  std::vector<worker_info> workers;
+  std::unordered_map<batch_id, in_flight_batch, batch_id_hash> pending;
+  std::deque<batch_id> queue;
+  std::unordered_map<flow::key, aggregate> aggregates;
+  std::map<std::string, std::uint64_t> reasons;
+  std::uint64_t peak_in_flight = 0;
+  bool finished = false;
+  static inline const char* name = "flow.manager";
+};
+
+using manager_actor_t = caf::stateful_actor<manager_state>;
+
+job_result make_result(const manager_state& st, bool final) {
+  job_result res;
+  res.final = final;
+  res.sources = st.sources.size();
+  std::unordered_map<flow::key, std::uint64_t> labels;
+  for (auto& src : st.sources) {
+    res.emitted += src.emitted;
+    res.aggregated += src.aggregated;
+    res.rejected += src.rejected;
+    res.batches += src.merged;
+    if (src.labeled)
+      ++labels[src.label];
+  }
+  res.keys.reserve(st.aggregates.size());
+  for (auto& [k, agg] : st.aggregates) {
+    auto i = labels.find(k);
+    res.keys.push_back({k, agg, i == labels.end() ? 0 : i->second});
+  }
+  std::sort(res.keys.begin(), res.keys.end(),
+            [](const key_result& x, const key_result& y) {
+              return x.key < y.key;
+            });
+  res.rejections.assign(st.reasons.begin(), st.reasons.end());
+  res.peak_in_flight = st.peak_in_flight;
+  return res;
+}
+
+/// Ends the job: delivers `res` once, stops every actor of the job, quits.
+void finish(manager_actor_t* self, caf::expected<job_result> res) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.finished = true;
+  if (!res)
+    logger()->error("job failed: {}", describe(res.error()));
+  for (auto& src : st.sources)
+    if (src.generator)
+      self->send_exit(src.generator, caf::exit_reason::user_shutdown);
+  for (auto& w : st.workers)
+    self->send_exit(w.handle, caf::exit_reason::user_shutdown);
+  st.pending.clear();
+  st.queue.clear();
+  if (st.impl) {
+    st.impl->complete(std::move(res));
+    st.impl.reset();
+  }
+  self->quit();
+}
+
+void fail(manager_actor_t* self, errc code, std::string what) {
+  finish(self, make_error(code, std::move(what)));
+}
+
+std::string describe_batch(const manager_state& st, std::uint32_t source,
+                           std::uint64_t seq, std::uint64_t first,
+                           std::uint64_t size) {
+  std::string result = "batch " + std::to_string(seq) + " of source "
+                       + std::to_string(source);
+  if (source < st.sources.size())
+    result += " (" + st.sources[source].name + ")";
+  result += ", elements " + std::to_string(first) + ".."
+            + std::to_string(first + size - 1);
+  return result;
+}
+
+/// Hands queued batches to the least-loaded reducers with free capacity.
+void dispatch(manager_actor_t* self) {
+  auto& st = self->state;
+  while (!st.queue.empty()) {
+    auto best = no_worker;
+    for (std::size_t i = 0; i < st.workers.size(); ++i)
+      if (st.workers[i].load < st.opts.reducer_queue
+          && (best == no_worker || st.workers[i].load < st.workers[best].load))
+        best = i;
+    if (best == no_worker)
+      return;
+    auto id = st.queue.front();
+    st.queue.pop_front();
+    auto& entry = st.pending.at(id);
+    entry.worker = best;
+    ++st.workers[best].load;
+    // A local send shares the batch (and its storage) instead of copying it.
+    self->send(st.workers[best].handle, entry.msg);
+  }
+}
+
+/// Completes the job once every source has ended and every batch is merged,
+/// after checking that every element is accounted for.
+void check_complete(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.finished || !st.pending.empty())
+    return;
+  for (auto& src : st.sources)
+    if (!src.done)
+      return;
+  for (std::size_t i = 0; i < st.sources.size(); ++i) {
+    auto& src = st.sources[i];
+    if (src.emitted != src.aggregated + src.rejected
+        || src.merged != src.received) {
+      fail(self, errc::accounting_mismatch,
+           "source " + std::to_string(i) + " (" + src.name + ") emitted "
+             + std::to_string(src.emitted) + " elements in "
+             + std::to_string(src.received) + " batches, but "
+             + std::to_string(src.aggregated) + " were aggregated and "
+             + std::to_string(src.rejected) + " rejected in "
+             + std::to_string(src.merged) + " merged batches");
+      return;
+    }
+  }
+  auto res = make_result(st, true);
+  logger()->debug("job complete: {} elements in {} batches from {} sources",
+                  res.emitted, res.batches, res.sources);
+  finish(self, std::move(res));
+}
+
+caf::behavior manager_actor(manager_actor_t* self,
+                            std::shared_ptr<job_spec> spec,
+                            std::shared_ptr<job_impl> impl) {
+  auto& st = self->state;
+  st.impl = std::move(impl);
+  st.opts = spec->opts;
+  self->set_default_handler(caf::drop);
+  // Spawn the pool and the generators; monitor all of them so that an actor
+  // that dies without reporting its work fails the job instead of hanging it.
+  auto fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
+  for (std::size_t i = 0; i < st.opts.workers; ++i) {
+    auto w = self->spawn(reducer_actor, caf::actor{self}, fn);
+    self->monitor(w);
+    st.workers.push_back({w, 0});
+  }
+  for (std::size_t i = 0; i < spec->sources.size(); ++i) {
+    auto& entry = spec->sources[i];
+    source_info info;
+    info.name = entry.src->name();
+    info.label = entry.label;
+    info.labeled = entry.labeled;
+    auto idx = static_cast<std::uint32_t>(i);
+    // Blocking sources (files, pipes) get a thread of their own so that they
+    // never stall the scheduler the reducers run on.
+    if (entry.src->blocking())
+      info.generator = self->spawn<caf::detached>(generator_actor,
+                                                  caf::actor{self}, idx,
+                                                  entry.src, entry.label,
+                                                  st.opts.batch_size);
+    else
+      info.generator = self->spawn(generator_actor, caf::actor{self}, idx,
+                                   entry.src, entry.label, st.opts.batch_size);
+    self->monitor(info.generator);
+    st.sources.push_back(std::move(info));
+  }
+  spec.reset();
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (st.finished)
+      return;
+    for (std::size_t i = 0; i < st.sources.size(); ++i) {
+      auto& src = st.sources[i];
+      if (src.generator.address() == dm.source) {
+        src.generator = nullptr;
+        if (!src.done)
+          fail(self, errc::actor_down,
+               "the generator of source " + std::to_string(i) + " ("
+                 + src.name + ") terminated before its end: "
+                 + caf::to_string(dm.reason));
+        return;
+      }
+    }
+    for (std::size_t i = 0; i < st.workers.size(); ++i)
+      if (st.workers[i].handle.address() == dm.source) {
+        fail(self, errc::actor_down,
+             "reducer " + std::to_string(i)
+               + " terminated: " + caf::to_string(dm.reason));
+        return;
+      }
+  });
+  self->send(self, start_atom::value);
+  return {
+    [=](start_atom) {
+      auto& st = self->state;
+      auto credits = static_cast<std::uint32_t>(st.opts.credits);
+      for (auto& src : st.sources)
+        self->send(src.generator, demand{credits});
+      check_complete(self);
+    },
+    [=](batch& b) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      if (b.source >= st.sources.size()) {
+        fail(self, errc::protocol_violation,
+             "batch from unknown source " + std::to_string(b.source));
+        return;
+      }
+      auto& src = st.sources[b.source];
+      if (src.done || b.seq != src.received || b.first != src.emitted
+          || src.in_flight >= st.opts.credits || b.items.size == 0) {
+        fail(self, errc::protocol_violation,
+             "unexpected " + describe_batch(st, b.source, b.seq, b.first,
+                                            b.items.size)
+               + " (" + std::to_string(src.in_flight)
+               + " batches in flight, credit "
+               + std::to_string(st.opts.credits) + ")");
+        return;
+      }
+      ++src.received;
+      src.emitted += b.items.size;
+      ++src.in_flight;
+      st.peak_in_flight = std::max(st.peak_in_flight, src.in_flight);
+      batch_id id{b.source, b.seq};
+      st.pending.emplace(id, in_flight_batch{std::move(b), no_worker});
+      st.queue.push_back(id);
+      dispatch(self);
+    },
+    [=](partial_msg& p) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      auto i = st.pending.find(batch_id{p.source, p.seq});
+      if (i == st.pending.end() || i->second.worker == no_worker) {
+        // Each batch id is applied once: a late or repeated partial is a
+        // duplicate and must not count twice.
+        logger()->debug("dropping duplicate partial for batch {} of source {}",
+                        p.seq, p.source);
+        return;
+      }
+      auto& b = i->second.msg;
+      auto what = [&] {
+        return describe_batch(st, b.source, b.seq, b.first, b.items.size);
+      };
+      if (p.size != b.items.size || p.rejected > p.size) {
+        fail(self, errc::accounting_mismatch,
+             what() + ": the reducer reported " + std::to_string(p.size)
+               + " elements (" + std::to_string(p.rejected) + " rejected)");
+        return;
+      }
+      if (p.overflow) {
+        fail(self, errc::overflow, what() + ": a partial aggregate overflowed");
+        return;
+      }
+      for (auto& [k, agg] : p.entries) {
+        if (!st.aggregates[k].merge(agg)) {
+          fail(self, errc::overflow,
+               "the aggregate of key '" + to_string(k)
+                 + "' left the exact 128-bit range while merging " + what());
+          return;
+        }
+      }
+      for (auto& [reason, n] : p.reasons)
+        st.reasons[reason] += n;
+      auto& src = st.sources[p.source];
+      ++src.merged;
+      src.aggregated += p.size - p.rejected;
+      src.rejected += p.rejected;
+      --src.in_flight;
+      --st.workers[i->second.worker].load;
+      st.pending.erase(i);
+      // Return the credit: the generator may emit one more batch.
+      if (!src.done && src.generator)
+        self->send(src.generator, demand{1});
+      dispatch(self);
+      check_complete(self);
+    },
+    [=](const source_done& d) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      if (d.source >= st.sources.size()) {
+        fail(self, errc::protocol_violation,
+             "end of unknown source " + std::to_string(d.source));
+        return;
+      }
+      auto& src = st.sources[d.source];
+      if (d.batches != src.received || d.elements != src.emitted) {
+        fail(self, errc::accounting_mismatch,
+             "source " + std::to_string(d.source) + " (" + src.name
+               + ") reported " + std::to_string(d.elements)
+               + " elements in " + std::to_string(d.batches)
+               + " batches, the manager received "
+               + std::to_string(src.emitted) + " in "
+               + std::to_string(src.received));
+        return;
+      }
+      src.done = true;
+      check_complete(self);
+    },
+    [=](source_failed& f) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      if (code_of(f.reason) != errc::none)
+        finish(self, std::move(f.reason));
+      else
+        fail(self, errc::source_failed, describe(f.reason));
+    },
+    [=](const batch_failed& f) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      fail(self, errc::reducer_failed,
+           describe_batch(st, f.source, f.seq, f.first, f.size)
+             + ": user function threw: " + f.what);
+    },
+    [=](snapshot_atom) -> job_result {
+      return make_result(self->state, false);
+    },
+    [=](cancel_atom) {
+      fail(self, errc::cancelled, "the job was cancelled");
+    },
+  };
+}
+
+std::size_t default_workers() {
+  auto n = std::thread::hardware_concurrency();
+  return n == 0 ? 2 : n;
+}
+
+} // namespace
+
+// -- engine entry points ------------------------------------------------------
+
+caf::error validate(const job_spec& spec) {
+  if (!spec.reduce)
+    return make_error(errc::invalid_config,
+                      "the pipeline has no reducer (call reduce())");
+  if (spec.opts.batch_size == 0)
+    return make_error(errc::invalid_config, "batch size must be at least 1");
+  if (spec.opts.credits == 0)
+    return make_error(errc::invalid_config, "credits must be at least 1");
+  if (spec.opts.credits > std::numeric_limits<std::uint32_t>::max())
+    return make_error(errc::invalid_config, "credits must fit in 32 bits");
+  if (spec.opts.reducer_queue == 0)
+    return make_error(errc::invalid_config,
+                      "the reducer queue must hold at least 1 batch");
+  if (spec.sources.size() > std::numeric_limits<std::uint32_t>::max())
+    return make_error(errc::invalid_config, "too many sources");
+  return caf::none;
+}
+
+job start_job(caf::actor_system& sys, job_spec spec) {
+  if (spec.opts.workers == 0)
+    spec.opts.workers = default_workers();
+  auto impl = std::make_shared<job_impl>();
+  impl->sys = &sys;
+  auto ptr = std::make_shared<job_spec>(std::move(spec));
+  impl->manager = sys.spawn(manager_actor, std::move(ptr), impl);
+  return job{impl};
+}
+
+caf::expected<job_result> run_job(job_spec spec) {
+  caf::actor_system_config cfg;
+  // Threads beyond the cores only add switches to a CPU-bound job.
+  cfg.set("scheduler.max-threads", default_workers());
+  caf::actor_system sys{cfg};
+  return start_job(sys, std::move(spec)).wait();
+}
+
+} // namespace flow::detail

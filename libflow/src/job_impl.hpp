@@ -1,0 +1,41 @@
+#pragma once
+
+// Shared state between a job handle and the manager actor that completes it.
+
+#include <condition_variable>
+#include <mutex>
+
+#include <caf/actor.hpp>
+#include <caf/expected.hpp>
+
+#include "flow/result.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace flow::detail {
+
+struct job_impl {
+  caf::actor_system* sys = nullptr;
+  caf::actor manager;
+
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool done = false;
+  caf::expected<job_result> result{caf::error{}};
+
+  /// Called once by the manager when the job ends.
+  void complete(caf::expected<job_result> res) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (done)
+        return;
+      result = std::move(res);
+      done = true;
+    }
+    cv.notify_all();
+  }
+};
+
+} // namespace flow::detail

@@ -1,0 +1,42 @@
+#include "flow/partial.hpp"
+
+namespace flow {
+
+void partial::reject(const std::string& reason, std::uint64_t n) {
+  rejected_ += n;
+  for (auto& [r, count] : reasons_) {
+    if (r == reason) {
+      count += n;
+      return;
+    }
+  }
+  reasons_.emplace_back(reason, n);
+}
+
+aggregate& partial::slot(const flow::key& k) {
+  // Reducers mostly add runs of the same key: check the last one first.
+  if (last_ != npos && entries_[last_].first == k)
+    return entries_[last_].second;
+  if (entries_.size() <= linear_limit) {
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      if (entries_[i].first == k) {
+        last_ = i;
+        return entries_[i].second;
+      }
+    }
+  } else {
+    if (index_.empty())
+      for (std::size_t i = 0; i < entries_.size(); ++i)
+        index_.emplace(entries_[i].first, i);
+    if (auto i = index_.find(k); i != index_.end()) {
+      last_ = i->second;
+      return entries_[last_].second;
+    }
+    index_.emplace(k, entries_.size());
+  }
+  last_ = entries_.size();
+  entries_.emplace_back(k, aggregate{});
+  return entries_.back().second;
+}
+
+} // namespace flow

@@ -1,0 +1,325 @@
+#include "flow/source.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "flow/aggregate.hpp"
+#include "flow/parse.hpp"
+
+namespace flow {
+
+// -- ranges -------------------------------------------------------------------
+
+namespace {
+
+class range_source final : public source_impl<std::int64_t> {
+public:
+  range_source(std::int64_t first, std::int64_t last, std::int64_t step)
+    : next_(first), step_(step) {
+    // Count the elements up front in 128 bits: no overflow near the limits.
+    int128 span = static_cast<int128>(last) - first;
+    if ((step > 0 && span > 0) || (step < 0 && span < 0))
+      remaining_ = static_cast<std::uint64_t>((span + step - (step > 0 ? 1 : -1))
+                                              / step);
+  }
+
+  slice<std::int64_t> next(std::size_t max) override {
+    auto n = static_cast<std::size_t>(
+      std::min<std::uint64_t>(max, remaining_));
+    std::vector<std::int64_t> xs(n);
+    int128 x = next_;
+    for (auto& y : xs) {
+      y = static_cast<std::int64_t>(x);
+      x += step_;
+    }
+    remaining_ -= n;
+    if (remaining_ > 0)
+      next_ = static_cast<std::int64_t>(x);
+    return slice<std::int64_t>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return remaining_ == 0;
+  }
+
+  std::string name() const override {
+    return "range";
+  }
+
+private:
+  std::int64_t next_;
+  std::int64_t step_;
+  std::uint64_t remaining_ = 0;
+};
+
+class random_source final : public source_impl<std::int64_t> {
+public:
+  random_source(std::uint64_t n, std::uint64_t seed, std::int64_t lo,
+                std::int64_t hi)
+    : gen_(seed, lo, hi), n_(n) {
+    // nop
+  }
+
+  slice<std::int64_t> next(std::size_t max) override {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max, n_ - pos_));
+    std::vector<std::int64_t> xs(n);
+    gen_.fill(xs.data(), pos_, n);
+    pos_ += n;
+    return slice<std::int64_t>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return pos_ == n_;
+  }
+
+  std::string name() const override {
+    return "random";
+  }
+
+private:
+  uniform_ints gen_;
+  std::uint64_t n_;
+  std::uint64_t pos_ = 0;
+};
+
+} // namespace
+
+source<std::int64_t> from_range(std::int64_t first, std::int64_t last,
+                                std::int64_t step) {
+  if (step == 0)
+    throw std::invalid_argument("flow::from_range: step must not be 0");
+  return std::make_unique<range_source>(first, last, step);
+}
+
+source<std::int64_t> from_random(std::uint64_t n, std::uint64_t seed,
+                                 std::int64_t lo, std::int64_t hi) {
+  if (lo > hi)
+    throw std::invalid_argument("flow::from_random: lo > hi");
+  return std::make_unique<random_source>(n, seed, lo, hi);
+}
+
+// -- text input ---------------------------------------------------------------
+
+namespace {
+
+/// Reads a file (or standard input) in large blocks and hands out tokens and
+/// line numbers. Memory: one block plus the longest token or line.
+class text_reader {
+public:
+  explicit text_reader(std::string path) : path_(std::move(path)) {
+    // nop
+  }
+
+  ~text_reader() {
+    if (file_ && file_ != stdin)
+      std::fclose(file_);
+  }
+
+  text_reader(const text_reader&) = delete;
+  text_reader& operator=(const text_reader&) = delete;
+
+  std::string name() const {
+    return path_ == "-" ? std::string{"standard input"}
+                        : "file " + quote_token(path_);
+  }
+
+  bool at_eof() const {
+    return eof_ && pos_ == buf_.size();
+  }
+
+  std::uint64_t line() const {
+    return line_;
+  }
+
+  /// Reads the next whitespace-separated token into `tok`; returns false at
+  /// the end of the input. Sets `newline_before` when a line break precedes it.
+  bool next_token(std::string& tok, bool& newline_before) {
+    tok.clear();
+    newline_before = false;
+    for (;;) {
+      if (pos_ == buf_.size() && !refill())
+        return !tok.empty();
+      auto c = buf_[pos_];
+      if (is_space(c)) {
+        if (!tok.empty())
+          return true;
+        if (c == '\n') {
+          ++line_;
+          newline_before = true;
+        }
+        ++pos_;
+        continue;
+      }
+      // Grab the rest of the token inside this block in one go.
+      auto start = pos_;
+      while (pos_ < buf_.size() && !is_space(buf_[pos_]))
+        ++pos_;
+      if (tok.size() + (pos_ - start) > max_token)
+        fail("token " + quote_token(tok + buf_.substr(start, pos_ - start))
+             + " is too long");
+      tok.append(buf_, start, pos_ - start);
+    }
+  }
+
+  /// Throws an input_error that names the input and the current line.
+  [[noreturn]] void fail(const std::string& what) const {
+    throw input_error(name() + ", line " + std::to_string(line_) + ": "
+                      + what);
+  }
+
+private:
+  // Longer than any int64 and any sensible key; stops a runaway token from
+  // eating memory.
+  static constexpr std::size_t max_token = 4096;
+  static constexpr std::size_t block = 1 << 20;
+
+  static bool is_space(char c) {
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v'
+           || c == '\f';
+  }
+
+  bool refill() {
+    if (eof_)
+      return false;
+    if (!file_)
+      open();
+    buf_.resize(block);
+    auto n = std::fread(buf_.data(), 1, block, file_);
+    if (n < block) {
+      if (std::ferror(file_))
+        throw input_error(name() + ": read error: " + std::strerror(errno));
+      eof_ = true;
+    }
+    buf_.resize(n);
+    pos_ = 0;
+    return n > 0;
+  }
+
+  void open() {
+    if (path_ == "-") {
+      file_ = stdin;
+      return;
+    }
+    file_ = std::fopen(path_.c_str(), "rb");
+    if (!file_)
+      throw input_error("cannot open " + name() + ": " + std::strerror(errno));
+  }
+
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  std::string buf_;
+  std::size_t pos_ = 0;
+  bool eof_ = false;
+  std::uint64_t line_ = 1;
+};
+
+class int_text_source final : public source_impl<std::int64_t> {
+public:
+  explicit int_text_source(std::string path) : in_(std::move(path)) {
+    // nop
+  }
+
+  slice<std::int64_t> next(std::size_t max) override {
+    std::vector<std::int64_t> xs;
+    xs.reserve(std::min<std::size_t>(max, 1 << 16));
+    bool newline = false;
+    std::string why;
+    while (xs.size() < max && in_.next_token(tok_, newline)) {
+      if (auto x = parse_int64(tok_, why))
+        xs.push_back(*x);
+      else
+        in_.fail("token " + quote_token(tok_) + " " + why);
+    }
+    if (xs.size() < max)
+      done_ = true;
+    return slice<std::int64_t>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return done_;
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  std::string name() const override {
+    return in_.name();
+  }
+
+private:
+  text_reader in_;
+  std::string tok_;
+  bool done_ = false;
+};
+
+class keyed_text_source final : public source_impl<keyed_value> {
+public:
+  explicit keyed_text_source(std::string path) : in_(std::move(path)) {
+    // nop
+  }
+
+  slice<keyed_value> next(std::size_t max) override {
+    std::vector<keyed_value> xs;
+    xs.reserve(std::min<std::size_t>(max, 1 << 14));
+    bool newline = false;
+    std::string why;
+    while (xs.size() < max) {
+      if (pending_.empty() && !in_.next_token(pending_, newline))
+        break;
+      auto key_line = in_.line();
+      std::string value_tok;
+      if (!in_.next_token(value_tok, newline) || newline) {
+        // Report the line of the lonely key, not the line after it.
+        throw input_error(in_.name() + ", line " + std::to_string(key_line)
+                          + ": expected 'key value', found only "
+                          + quote_token(pending_));
+      }
+      auto value = parse_int64(value_tok, why);
+      if (!value)
+        in_.fail("value " + quote_token(value_tok) + " " + why);
+      // The line must end after the value.
+      std::string extra;
+      if (in_.next_token(extra, newline) && !newline)
+        in_.fail("expected 'key value', found a third token "
+                 + quote_token(extra));
+      xs.push_back({flow::key{std::move(pending_)}, *value});
+      pending_ = std::move(extra);
+    }
+    if (xs.size() < max)
+      done_ = true;
+    return slice<keyed_value>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return done_;
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  std::string name() const override {
+    return in_.name();
+  }
+
+private:
+  text_reader in_;
+  // The first token of the next line, read while checking the current one.
+  std::string pending_;
+  bool done_ = false;
+};
+
+} // namespace
+
+source<std::int64_t> from_text_file(std::string path) {
+  return std::make_unique<int_text_source>(std::move(path));
+}
+
+source<keyed_value> keyed_from_text_file(std::string path) {
+  return std::make_unique<keyed_text_source>(std::move(path));
+}
+
+} // namespace flow

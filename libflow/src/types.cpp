@@ -1,0 +1,30 @@
+#include "flow/types.hpp"
+
+#include <caf/actor_system_config.hpp>
+
+#include "flow/detail/messages.hpp"
+#include "flow/result.hpp"
+
+namespace flow {
+
+void add_message_types(caf::actor_system_config& cfg) {
+  using namespace detail;
+  cfg.add_message_type<flow::key>("flow.key");
+  cfg.add_message_type<aggregate>("flow.aggregate");
+  cfg.add_message_type<keyed_value>("flow.keyed_value");
+  cfg.add_message_type<key_result>("flow.key_result");
+  cfg.add_message_type<job_result>("flow.job_result");
+  cfg.add_message_type<demand>("flow.demand");
+  cfg.add_message_type<batch>("flow.batch");
+  cfg.add_message_type<partial_msg>("flow.partial");
+  cfg.add_message_type<batch_failed>("flow.batch_failed");
+  cfg.add_message_type<source_done>("flow.source_done");
+  cfg.add_message_type<source_failed>("flow.source_failed");
+  // Containers inside the messages must be known remotely, too.
+  cfg.add_message_type<std::vector<std::int64_t>>("flow.int64_vector");
+  cfg.add_message_type<std::vector<keyed_value>>("flow.keyed_vector");
+  cfg.add_message_type<std::vector<key_result>>("flow.key_results");
+  cfg.add_message_type<std::vector<partial::entry>>("flow.entries");
+}
+
+} // namespace flow
