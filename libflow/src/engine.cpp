@@ -225,7 +225,7 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
     return;
   st.finished = true;
   if (!res)
-    logger()->error("job failed: {}", describe(res.error()));
+    logger()->info("job failed: {}", describe(res.error()));
   for (auto& src : st.sources)
     if (src.generator)
       self->send_exit(src.generator, caf::exit_reason::user_shutdown);

@@ -10,6 +10,7 @@
 #include "flow/keyed_value.hpp"
 #include "flow/logging.hpp"
 #include "flow/options.hpp"
+#include "flow/parse.hpp"
 #include "flow/partial.hpp"
 #include "flow/pipeline.hpp"
 #include "flow/random.hpp"

@@ -221,10 +221,10 @@ source<keyed_value> keyed_from_text_file(std::string path);
 /// Shows every slice that `inner` produces to `fn` before it is sent on
 /// (runs in the generator, in order): for reference computations as the input
 /// is read.
-template <class T>
-source<T> tap(source<T> inner, std::function<void(const slice<T>&)> fn) {
-  return std::make_unique<detail::tapped_source<T>>(std::move(inner),
-                                                    std::move(fn));
+template <class T, class F>
+source<T> tap(source<T> inner, F fn) {
+  return std::make_unique<detail::tapped_source<T>>(
+    std::move(inner), std::function<void(const slice<T>&)>{std::move(fn)});
 }
 
 } // namespace flow

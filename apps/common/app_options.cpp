@@ -1,0 +1,36 @@
+#include "app_options.hpp"
+
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+namespace flow::apps {
+
+void declare_pipeline_options(arg_parser& args) {
+  args.value("workers", "N", "reducer actors; 0 = one per hardware thread",
+             "0");
+  args.value("batch", "N", "elements per batch (one message)", "65536");
+  args.value("credits", "N", "batches in flight per generator", "4");
+  args.value("log-level", "LEVEL",
+             "trace, debug, info, warn, error, critical or off", "warn");
+}
+
+flow::options read_pipeline_options(const arg_parser& args) {
+  apply_log_level(args.get("log-level"));
+  flow::options opts;
+  opts.workers = args.get_uint("workers", 0, 4096);
+  opts.batch_size = args.get_uint("batch", 1, std::uint64_t{1} << 30);
+  opts.credits = args.get_uint("credits", 1, 1 << 16);
+  return opts;
+}
+
+runtime::runtime() {
+  auto n = std::thread::hardware_concurrency();
+  // More scheduler threads than cores only adds context switches to a
+  // CPU-bound job.
+  cfg_.set("scheduler.max-threads", static_cast<std::size_t>(n == 0 ? 2 : n));
+  sys_ = std::make_unique<caf::actor_system>(cfg_);
+}
+
+} // namespace flow::apps
