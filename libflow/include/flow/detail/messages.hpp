@@ -5,6 +5,7 @@
 // Private to libflow: it pulls in CAF headers.
 
 #include <cstdint>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@
 
 #include "flow/aggregate.hpp"
 #include "flow/detail/engine.hpp"
+#include "flow/error.hpp"
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
 #include "flow/partial.hpp"
@@ -71,8 +73,17 @@ typename Inspector::result_type inspect(Inspector& f, erased_slice& x) {
         return f(kind, xs);
       }
       default: {
-        auto size = static_cast<std::uint64_t>(x.size);
-        return f(kind, size);
+        using result_type = typename Inspector::result_type;
+        if constexpr (std::is_same<result_type, void>::value) {
+          // Rendering as text (deep_to_string) cannot fail: show the size.
+          auto size = static_cast<std::uint64_t>(x.size);
+          return f(kind, size);
+        } else {
+          return make_error(errc::not_serializable,
+                            "a batch of elements of a user type cannot be "
+                            "serialised; use int64 or keyed_value elements "
+                            "to cross processes");
+        }
       }
     }
   } else {

@@ -1,0 +1,214 @@
+// flow-sum as a user runs it: good input and bad input, output and exit codes.
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "flow/aggregate.hpp"
+#include "flow/random.hpp"
+#include "json_fields.hpp"
+#include "run_program.hpp"
+
+using namespace flow::test;
+
+namespace {
+
+const std::string prog = FLOW_SUM_PATH;
+
+/// The sum flow-sum must find: the tutorial's randint(0, 10000) data of the
+/// given size and seed, summed by a plain loop here.
+std::string reference_sum(std::uint64_t n, std::uint64_t seed) {
+  flow::uniform_ints gen{seed, 0, 10000};
+  flow::int128 sum = 0;
+  for (std::uint64_t i = 0; i < n; ++i)
+    sum += gen(i);
+  return flow::to_string(sum);
+}
+
+/// Expects exit code 2, nothing on stdout and one line on stderr that
+/// contains every fragment.
+void require_usage_error(const run_result& res,
+                         const std::vector<std::string>& fragments) {
+  INFO("stderr: " << res.err);
+  CHECK(res.rc == 2);
+  CHECK(res.out.empty());
+  auto lines = lines_of(res.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].rfind("flow-sum: error: ", 0) == 0);
+  for (auto& f : fragments)
+    CHECK(lines[0].find(f) != std::string::npos);
+}
+
+} // namespace
+
+TEST_CASE("flow-sum: sizes around the batch size verify and match a plain loop",
+          "[apps][flow-sum]") {
+  auto res = run_program(prog, {"--sizes", "0,1,5,7,8,9,1000", "--batch", "8",
+                                "--seed", "7", "--json"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 7);
+  std::vector<std::uint64_t> sizes{0, 1, 5, 7, 8, 9, 1000};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    INFO("line: " << lines[i]);
+    CHECK(json_field(lines[i], "size") == std::to_string(sizes[i]));
+    CHECK(json_field(lines[i], "elements") == std::to_string(sizes[i]));
+    CHECK(json_field(lines[i], "sum") == reference_sum(sizes[i], 7));
+    CHECK(json_field(lines[i], "ok") == "true");
+    CHECK(json_field(lines[i], "batches")
+          == std::to_string((sizes[i] + 7) / 8));
+    for (auto field : {"loop_s", "accumulate_s", "libflow_s"})
+      CHECK_FALSE(json_field(lines[i], field).empty());
+  }
+}
+
+TEST_CASE("flow-sum: the same seed gives the same sums whatever the workers "
+          "and batch size",
+          "[apps][flow-sum]") {
+  std::vector<std::string> sums;
+  for (auto [workers, batch] : std::vector<std::pair<int, int>>{
+         {1, 1000}, {2, 333}, {4, 65536}, {3, 1}}) {
+    auto res = run_program(prog, {"--sizes", "20000", "--seed", "99",
+                                  "--workers", std::to_string(workers),
+                                  "--batch", std::to_string(batch), "--json"});
+    REQUIRE(res.rc == 0);
+    sums.push_back(json_field(res.out, "sum"));
+  }
+  CHECK(sums[0] == reference_sum(20000, 99));
+  for (auto& s : sums)
+    CHECK(s == sums[0]);
+}
+
+TEST_CASE("flow-sum: the table shows every default-style size as verified",
+          "[apps][flow-sum]") {
+  auto res = run_program(prog, {"--sizes", "5,50,500"});
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].find("accumulate s") != std::string::npos);
+  for (std::size_t i = 1; i < lines.size(); ++i)
+    CHECK(lines[i].find(" yes") != std::string::npos);
+  CHECK(lines[1].find(reference_sum(5, 42)) != std::string::npos);
+}
+
+TEST_CASE("flow-sum: --input sums zeros and negatives exactly (the tutorial "
+          "stopped at the first 0)",
+          "[apps][flow-sum]") {
+  auto path = temp_file("5 0 7\n-3 0\n\n  12\t-1\n");
+  auto res = run_program(prog, {"--input", path, "--json"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 1);
+  CHECK(json_field(lines[0], "sum") == "20");
+  CHECK(json_field(lines[0], "elements") == "7");
+  CHECK(json_field(lines[0], "ok") == "true");
+}
+
+TEST_CASE("flow-sum: --input - reads standard input", "[apps][flow-sum]") {
+  auto path = temp_file("1 2 3 4\n");
+  auto res = run_program(prog, {"--input", "-", "--json"}, path);
+  REQUIRE(res.rc == 0);
+  CHECK(json_field(res.out, "sum") == "10");
+}
+
+TEST_CASE("flow-sum: --input of an empty file sums to 0 over 0 elements",
+          "[apps][flow-sum]") {
+  auto res = run_program(prog, {"--input", temp_file(""), "--json"});
+  REQUIRE(res.rc == 0);
+  CHECK(json_field(res.out, "sum") == "0");
+  CHECK(json_field(res.out, "elements") == "0");
+  CHECK(json_field(res.out, "ok") == "true");
+}
+
+TEST_CASE("flow-sum: sums beyond the int64 range stay exact",
+          "[apps][flow-sum]") {
+  // 4 x INT64_MAX and 2 x INT64_MIN: the exact total needs 65 bits.
+  auto path = temp_file("9223372036854775807 9223372036854775807\n"
+                        "9223372036854775807 9223372036854775807\n"
+                        "-9223372036854775808 -9223372036854775808\n");
+  auto res = run_program(prog, {"--input", path, "--json", "--batch", "2"});
+  REQUIRE(res.rc == 0);
+  flow::int128 expected = flow::int128{INT64_MAX} * 4
+                          + flow::int128{INT64_MIN} * 2;
+  CHECK(json_field(res.out, "sum") == flow::to_string(expected));
+  CHECK(json_field(res.out, "ok") == "true");
+}
+
+TEST_CASE("flow-sum: streamed input keeps memory bounded", "[apps][flow-sum]") {
+  // The same value repeated: the exact sum is known, and the input is much
+  // larger than the memory the program may use.
+  auto small = run_piped("yes 123456789 | head -n 1000000", prog,
+                         {"--input", "-", "--json"});
+  auto large = run_piped("yes 123456789 | head -n 20000000", prog,
+                         {"--input", "-", "--json"});
+  REQUIRE(small.rc == 0);
+  REQUIRE(large.rc == 0);
+  CHECK(json_field(large.out, "sum")
+        == flow::to_string(flow::int128{123456789} * 20000000));
+  CHECK(json_field(large.out, "elements") == "20000000");
+  INFO("peak RSS: 10^6 elements " << small.max_rss_kib << " KiB, 2*10^7 "
+                                  << large.max_rss_kib << " KiB");
+  // 2*10^7 int64 would be 160 MB if held; the stream holds a few batches.
+  CHECK(large.max_rss_kib < 64 * 1024);
+  CHECK(large.max_rss_kib < small.max_rss_kib + 16 * 1024);
+}
+
+TEST_CASE("flow-sum: bad input is a one-line error with exit code 2",
+          "[apps][flow-sum]") {
+  SECTION("an unparsable number names its line and token") {
+    auto path = temp_file("1 2\n3 4x 5\n");
+    require_usage_error(run_program(prog, {"--input", path, "--json"}),
+                        {"line 2", "'4x'", "not an integer"});
+  }
+  SECTION("a number outside the int64 range") {
+    auto path = temp_file("1\n2\n9223372036854775808\n");
+    require_usage_error(run_program(prog, {"--input", path}),
+                        {"line 3", "'9223372036854775808'", "int64 range"});
+  }
+  SECTION("a bad token on stdin") {
+    auto path = temp_file("1 2 three\n");
+    require_usage_error(run_program(prog, {"--input", "-"}, path),
+                        {"standard input", "line 1", "'three'"});
+  }
+  SECTION("an unreadable file") {
+    require_usage_error(run_program(prog, {"--input", "/nonexistent/x.txt"}),
+                        {"cannot open", "/nonexistent/x.txt"});
+  }
+  SECTION("an empty size list") {
+    require_usage_error(run_program(prog, {"--sizes", ""}),
+                        {"--sizes", "empty"});
+  }
+  SECTION("a negative size") {
+    require_usage_error(run_program(prog, {"--sizes", "5,-1"}),
+                        {"--sizes", "'-1'", "negative"});
+  }
+  SECTION("a size that is not a number") {
+    require_usage_error(run_program(prog, {"--sizes", "5,,7"}),
+                        {"--sizes", "size 2", "not an integer"});
+  }
+  SECTION("an unknown flag") {
+    require_usage_error(run_program(prog, {"--frobnicate"}),
+                        {"unknown option", "--frobnicate"});
+  }
+  SECTION("a missing option value") {
+    require_usage_error(run_program(prog, {"--workers"}),
+                        {"--workers", "needs a value"});
+  }
+  SECTION("a zero batch size") {
+    require_usage_error(run_program(prog, {"--batch", "0"}), {"--batch"});
+  }
+  SECTION("--input together with --sizes") {
+    require_usage_error(run_program(prog, {"--input", "-", "--sizes", "5"}),
+                        {"exclude"});
+  }
+}
+
+TEST_CASE("flow-sum: --help prints usage and exits 0", "[apps][flow-sum]") {
+  auto res = run_program(prog, {"--help"});
+  CHECK(res.rc == 0);
+  CHECK(res.out.find("--sizes") != std::string::npos);
+  CHECK(res.out.find("--input") != std::string::npos);
+}
