@@ -85,8 +85,8 @@ inline bool operator!=(const aggregate& x, const aggregate& y) noexcept {
   return !(x == y);
 }
 
-/// Exact sum of `n` int64 values, computed in a way the compiler vectorises:
-/// the high and low 32-bit halves are summed separately in 64-bit lanes.
+/// Exact sum of `n` int64 values in one vectorised pass (64-bit lanes per
+/// block of values, 128 bits where a block could overflow).
 int128 exact_sum(const std::int64_t* xs, std::size_t n) noexcept;
 
 } // namespace flow

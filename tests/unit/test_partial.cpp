@@ -1,0 +1,151 @@
+// flow::partial: what a reducer builds from one batch.
+
+#include "support.hpp"
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+using flow::aggregate;
+using flow::key;
+using flow::partial;
+
+namespace {
+
+// Looks an entry up by a linear scan (independent of partial's index).
+const aggregate* find(const partial& p, const key& k) {
+  for (auto& [ek, agg] : p.entries())
+    if (ek == k)
+      return &agg;
+  return nullptr;
+}
+
+} // namespace
+
+TEST_CASE("partial: values added under one key are aggregated", "[partial]") {
+  partial p;
+  std::vector<std::int64_t> xs{5, 0, 7, -3, 0};
+  for (auto x : xs)
+    p.add(key{"k"}, x);
+  REQUIRE(p.entries().size() == 1);
+  auto agg = p.entries()[0].second;
+  CHECK(agg.sum == test::naive_sum(xs));
+  CHECK(agg.count == xs.size());
+  CHECK(agg.min == -3);
+  CHECK(agg.max == 7);
+  CHECK(p.rejected() == 0);
+  CHECK_FALSE(p.overflowed());
+}
+
+TEST_CASE("partial: entries keep the order of first appearance", "[partial]") {
+  partial p;
+  p.add(key{"z"}, 1);
+  p.add(key{3}, 1);
+  p.add(key{"a"}, 1);
+  p.add(key{3}, 1);
+  p.add(key{"z"}, 1);
+  REQUIRE(p.entries().size() == 3);
+  CHECK(p.entries()[0].first == key{"z"});
+  CHECK(p.entries()[1].first == key{3});
+  CHECK(p.entries()[2].first == key{"a"});
+  CHECK(p.entries()[0].second.count == 2);
+  CHECK(p.entries()[1].second.count == 2);
+  CHECK(p.entries()[2].second.count == 1);
+}
+
+TEST_CASE("partial: many interleaved keys (beyond the linear-scan limit) stay "
+          "separate and exact",
+          "[partial]") {
+  // Few keys use a linear scan, many a hash index: cross that boundary with
+  // keys revisited in an interleaved order, int and string keys together.
+  auto nkeys = GENERATE(1, 7, 8, 9, 10, 100, 2000);
+  partial p;
+  std::map<key, std::pair<flow::int128, std::uint64_t>> ref;
+  for (std::int64_t i = 0; i < 20'000; ++i) {
+    auto j = (i * 7919) % nkeys;
+    key k = (j % 2 == 0) ? key{j} : key{"s" + std::to_string(j)};
+    auto v = (i % 5 == 0) ? -i : i * 3;
+    p.add(k, v);
+    ref[k].first += v;
+    ++ref[k].second;
+  }
+  INFO("keys: " << nkeys);
+  REQUIRE(p.entries().size() == ref.size());
+  for (auto& [k, r] : ref) {
+    auto agg = find(p, k);
+    REQUIRE(agg != nullptr);
+    CHECK(agg->sum == r.first);
+    CHECK(agg->count == r.second);
+  }
+}
+
+TEST_CASE("partial: pre-folded aggregates merge under their key", "[partial]") {
+  std::vector<std::int64_t> xs{1, -2, 3};
+  std::vector<std::int64_t> ys{10, 20};
+  partial p;
+  p.add(key{1}, aggregate::of(xs.data(), xs.size()));
+  p.add(key{1}, aggregate::of(ys.data(), ys.size()));
+  p.add(key{2}, aggregate::of(ys.data(), ys.size()));
+  REQUIRE(p.entries().size() == 2);
+  auto a = find(p, key{1});
+  REQUIRE(a);
+  CHECK(a->sum == test::naive_sum(xs) + test::naive_sum(ys));
+  CHECK(a->count == 5);
+  CHECK(a->min == -2);
+  CHECK(a->max == 20);
+  CHECK_FALSE(p.overflowed());
+}
+
+TEST_CASE("partial: merging pre-folded aggregates that overflow sets the flag",
+          "[partial][overflow]") {
+  aggregate big;
+  big.sum = static_cast<flow::int128>(
+    (static_cast<unsigned __int128>(1) << 126));
+  big.count = 1;
+  big.min = big.max = 1;
+  partial p;
+  p.add(key{"k"}, big);
+  CHECK_FALSE(p.overflowed());
+  p.add(key{"k"}, big); // 2^127: one past the maximum
+  CHECK(p.overflowed());
+  // The key's aggregate was left as it was before the failed merge.
+  auto a = find(p, key{"k"});
+  REQUIRE(a);
+  CHECK(a->sum == big.sum);
+  CHECK(a->count == 1);
+}
+
+TEST_CASE("partial: reject counts elements per reason", "[partial][reject]") {
+  partial p;
+  p.reject("negative");
+  p.reject("zero", 3);
+  p.reject("negative", 2);
+  CHECK(p.rejected() == 6);
+  REQUIRE(p.reasons().size() == 2);
+  CHECK(p.reasons()[0] == std::make_pair(std::string{"negative"},
+                                         std::uint64_t{3}));
+  CHECK(p.reasons()[1] == std::make_pair(std::string{"zero"},
+                                         std::uint64_t{3}));
+  CHECK(p.entries().empty());
+}
+
+TEST_CASE("partial: take_entries empties it and it can be filled again",
+          "[partial]") {
+  partial p;
+  for (std::int64_t i = 0; i < 50; ++i)
+    p.add(key{i}, i);
+  auto taken = p.take_entries();
+  CHECK(taken.size() == 50);
+  CHECK(p.entries().empty());
+  // After the take, the old index must not point into the new entries.
+  for (std::int64_t i = 0; i < 20; ++i)
+    p.add(key{i % 12}, 1);
+  REQUIRE(p.entries().size() == 12);
+  for (std::int64_t i = 0; i < 12; ++i) {
+    auto a = find(p, key{i});
+    REQUIRE(a);
+    CHECK(a->count == (i < 8 ? 2u : 1u));
+  }
+}
