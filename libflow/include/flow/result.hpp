@@ -22,8 +22,8 @@ struct key_result {
   flow::key key;
   /// Sum, count (the key's element count), min and max.
   aggregate agg;
-  /// How many sources carry this key as their label (for example, how many
-  /// lists of this size); 0 when keys come from the elements themselves.
+  /// How many sources were added with this key as their label (for example,
+  /// how many lists of this size); 0 for a key no source is labelled with.
   std::uint64_t sources = 0;
 
   /// Inspection for serialisation.
