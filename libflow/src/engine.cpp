@@ -100,7 +100,34 @@ caf::behavior generator_actor(caf::stateful_actor<generator_state>* self,
 
 /// Stateless: folds each batch with the user function and reports the partial
 /// aggregate to the manager. Exceptions never leave the handler.
-caf::behavior reducer_actor(caf::event_based_actor* self, caf::actor manager,
+struct reducer_state {
+  /// Reused buffer for materialising recipe batches.
+  std::shared_ptr<std::vector<std::max_align_t>> scratch;
+  static inline const char* name = "flow.reducer";
+};
+
+/// Materialises a recipe batch into the reducer's scratch buffer. A user
+/// function that kept the previous slice keeps that buffer alive, so the
+/// reducer then starts a new one instead of overwriting it.
+erased_slice materialize(reducer_state& st, const erased_slice& items) {
+  auto bytes = items.size * items.elem_size;
+  auto words = (bytes + sizeof(std::max_align_t) - 1)
+               / sizeof(std::max_align_t);
+  if (!st.scratch || st.scratch.use_count() > 1)
+    st.scratch = std::make_shared<std::vector<std::max_align_t>>();
+  if (st.scratch->size() < words)
+    st.scratch->resize(words);
+  items.materialize(items.owner.get(), items.first, items.size,
+                    st.scratch->data());
+  erased_slice result = items;
+  result.data = st.scratch->data();
+  result.owner = st.scratch;
+  result.materialize = nullptr;
+  return result;
+}
+
+caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
+                            caf::actor manager,
                             std::shared_ptr<const erased_reducer> fn) {
   self->set_default_handler(caf::drop);
   return {
@@ -108,7 +135,10 @@ caf::behavior reducer_actor(caf::event_based_actor* self, caf::actor manager,
       partial out;
       batch_header hdr{&b.label, b.source, b.seq, b.first};
       try {
-        (*fn)(hdr, b.items, out);
+        if (b.items.deferred())
+          (*fn)(hdr, materialize(self->state, b.items), out);
+        else
+          (*fn)(hdr, b.items, out);
       } catch (const std::exception& e) {
         self->send(manager,
                    batch_failed{b.source, b.seq, b.first, b.items.size,

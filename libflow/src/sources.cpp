@@ -14,10 +14,19 @@ namespace flow {
 
 namespace {
 
+/// uniform_ints::fill, compiled for AVX-512 and AVX2 where the CPU has them:
+/// the 64-bit multiplies of the mixer vectorise there.
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default"))) void
+fill_uniform(const uniform_ints& gen, std::uint64_t first, std::size_t n,
+             std::int64_t* out) noexcept {
+  for (std::size_t k = 0; k < n; ++k)
+    out[k] = gen(first + k);
+}
+
 class range_source final : public source_impl<std::int64_t> {
 public:
   range_source(std::int64_t first, std::int64_t last, std::int64_t step)
-    : next_(first), step_(step) {
+    : origin_(first), next_(first), step_(step) {
     // Count the elements up front in 128 bits: no overflow near the limits.
     int128 span = static_cast<int128>(last) - first;
     if ((step > 0 && span > 0) || (step < 0 && span < 0))
@@ -35,6 +44,7 @@ public:
       x += step_;
     }
     remaining_ -= n;
+    index_ += n;
     if (remaining_ > 0)
       next_ = static_cast<std::int64_t>(x);
     return slice<std::int64_t>::owning(std::move(xs));
@@ -48,10 +58,33 @@ public:
     return "range";
   }
 
+  std::shared_ptr<const index_fn<std::int64_t>>
+  elements_by_index() const override {
+    auto origin = origin_;
+    auto step = step_;
+    return std::make_shared<const index_fn<std::int64_t>>(
+      [origin, step](std::uint64_t first, std::size_t n, std::int64_t* out) {
+        int128 x = static_cast<int128>(origin)
+                   + static_cast<int128>(step) * static_cast<int128>(first);
+        for (std::size_t i = 0; i < n; ++i, x += step)
+          out[i] = static_cast<std::int64_t>(x);
+      });
+  }
+
+  std::pair<std::uint64_t, std::size_t> skip(std::size_t max) override {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max, remaining_));
+    std::pair<std::uint64_t, std::size_t> result{index_, n};
+    index_ += n;
+    remaining_ -= n;
+    return result;
+  }
+
 private:
+  std::int64_t origin_ = 0;
   std::int64_t next_;
   std::int64_t step_;
   std::uint64_t remaining_ = 0;
+  std::uint64_t index_ = 0;
 };
 
 class random_source final : public source_impl<std::int64_t> {
@@ -65,7 +98,7 @@ public:
   slice<std::int64_t> next(std::size_t max) override {
     auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max, n_ - pos_));
     std::vector<std::int64_t> xs(n);
-    gen_.fill(xs.data(), pos_, n);
+    fill_uniform(gen_, pos_, n, xs.data());
     pos_ += n;
     return slice<std::int64_t>::owning(std::move(xs));
   }
@@ -76,6 +109,22 @@ public:
 
   std::string name() const override {
     return "random";
+  }
+
+  std::shared_ptr<const index_fn<std::int64_t>>
+  elements_by_index() const override {
+    auto gen = gen_;
+    return std::make_shared<const index_fn<std::int64_t>>(
+      [gen](std::uint64_t first, std::size_t n, std::int64_t* out) {
+        fill_uniform(gen, first, n, out);
+      });
+  }
+
+  std::pair<std::uint64_t, std::size_t> skip(std::size_t max) override {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max, n_ - pos_));
+    std::pair<std::uint64_t, std::size_t> result{pos_, n};
+    pos_ += n;
+    return result;
   }
 
 private:

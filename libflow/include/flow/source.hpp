@@ -20,6 +20,12 @@
 
 namespace flow {
 
+/// Writes the elements [first, first + n) of an index-addressable source to
+/// `out` (see `source_impl::elements_by_index`).
+template <class T>
+using index_fn = std::function<void(std::uint64_t first, std::size_t n,
+                                    T* out)>;
+
 /// The interface of a source of elements of type T. A generator actor owns one
 /// source and calls `next` only when it holds credit, so a source never needs
 /// to buffer more than one batch. Implement it for your own inputs.
@@ -44,6 +50,24 @@ public:
 
   /// Names the source for logs and error messages, e.g. "file 'x.txt'".
   virtual std::string name() const = 0;
+
+  /// For sources whose element i is a pure function of i (ranges, seeded
+  /// random streams): a thread-safe function that writes elements
+  /// [first, first + n) to `out`. The generator then sends batches as such
+  /// recipes and the reducer that folds a batch materialises it into a buffer
+  /// it reuses, so generation runs in parallel on every reducer and allocates
+  /// nothing. Sources that return one must implement `skip`. Default: none.
+  virtual std::shared_ptr<const index_fn<T>> elements_by_index() const {
+    return nullptr;
+  }
+
+  /// With `elements_by_index`: moves past up to `max` elements without
+  /// producing them and returns the index of the first one skipped and how
+  /// many were skipped (0 at the end).
+  virtual std::pair<std::uint64_t, std::size_t> skip(std::size_t max) {
+    (void) max;
+    return {0, 0};
+  }
 };
 
 /// An owned source of elements of type T.

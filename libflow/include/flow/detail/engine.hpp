@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "flow/key.hpp"
@@ -41,13 +42,37 @@ struct element_traits<keyed_value> {
   static constexpr element_kind kind = element_kind::keyed;
 };
 
-/// A slice with its element type erased.
+/// Materialises a recipe: writes `n` elements starting at index `first` to
+/// `out`, which has room for them.
+using materialize_fn = void (*)(const void* recipe, std::uint64_t first,
+                                std::size_t n, void* out);
+
+/// A slice with its element type erased. Either `data` views `size`
+/// elements kept alive by `owner`, or `data` is null and `owner` is a recipe
+/// that `materialize` turns into the elements [first, first + size).
 struct erased_slice {
   std::shared_ptr<const void> owner;
   const void* data = nullptr;
   std::size_t size = 0;
   element_kind kind = element_kind::opaque;
+  /// Set for recipes only.
+  materialize_fn materialize = nullptr;
+  /// Index of the recipe's first element.
+  std::uint64_t first = 0;
+  /// sizeof(T), for buffers that hold a materialised recipe.
+  std::uint32_t elem_size = 0;
+
+  /// True when this slice is a recipe rather than data.
+  bool deferred() const noexcept {
+    return data == nullptr && materialize != nullptr && size > 0;
+  }
 };
+
+template <class T>
+void materialize_with(const void* recipe, std::uint64_t first, std::size_t n,
+                      void* out) {
+  (*static_cast<const index_fn<T>*>(recipe))(first, n, static_cast<T*>(out));
+}
 
 /// A source with its element type erased.
 class any_source {
@@ -67,8 +92,31 @@ public:
   }
 
   erased_slice next(std::size_t max) override {
+    if constexpr (std::is_trivially_copyable<T>::value) {
+      if (!checked_) {
+        fn_ = src_->elements_by_index();
+        checked_ = true;
+      }
+      if (fn_) {
+        auto [first, n] = src_->skip(max);
+        erased_slice result;
+        result.owner = fn_;
+        result.size = n;
+        result.kind = element_traits<T>::kind;
+        result.materialize = &materialize_with<T>;
+        result.first = first;
+        result.elem_size = sizeof(T);
+        return result;
+      }
+    }
     auto xs = src_->next(max);
-    return {xs.owner(), xs.data(), xs.size(), element_traits<T>::kind};
+    erased_slice result;
+    result.owner = xs.owner();
+    result.data = xs.data();
+    result.size = xs.size();
+    result.kind = element_traits<T>::kind;
+    result.elem_size = sizeof(T);
+    return result;
   }
 
   bool exhausted() const override {
@@ -85,6 +133,8 @@ public:
 
 private:
   source<T> src_;
+  std::shared_ptr<const index_fn<T>> fn_;
+  bool checked_ = false;
 };
 
 /// What a reducer sees of a batch, type-erased.

@@ -13,6 +13,7 @@
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
 
 #include "flow/aggregate.hpp"
 #include "flow/detail/engine.hpp"
@@ -63,8 +64,15 @@ typename Inspector::result_type inspect(Inspector& f, erased_slice& x) {
   if constexpr (Inspector::reads_state) {
     switch (x.kind) {
       case element_kind::int64: {
-        auto p = static_cast<const std::int64_t*>(x.data);
-        std::vector<std::int64_t> xs(p, p + x.size);
+        std::vector<std::int64_t> xs;
+        if (x.deferred()) {
+          // A recipe crosses the network as the elements it stands for.
+          xs.resize(x.size);
+          x.materialize(x.owner.get(), x.first, x.size, xs.data());
+        } else {
+          auto p = static_cast<const std::int64_t*>(x.data);
+          xs.assign(p, p + x.size);
+        }
         return f(kind, xs);
       }
       case element_kind::keyed: {
@@ -99,6 +107,9 @@ typename Inspector::result_type inspect(Inspector& f, erased_slice& x) {
       x.size = xs->size();
       x.owner = std::move(xs);
       x.kind = static_cast<element_kind>(kind);
+      x.materialize = nullptr;
+      x.first = 0;
+      x.elem_size = sizeof(value_type);
       return result_type{};
     };
     switch (static_cast<element_kind>(kind)) {

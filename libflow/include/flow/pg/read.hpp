@@ -1,0 +1,310 @@
+#pragma once
+
+/// @file
+/// Database rows as sources: a query streamed with `COPY (...) TO STDOUT`,
+/// and partitioned parallel reads of a table, every partition reading one
+/// consistent snapshot. Also the aggregate push-down: each partition's partial
+/// keyed aggregate computed by the server.
+///
+/// @code
+/// auto read = flow::pg::partitioned_read::open(
+///   {conninfo, {"public", "elements"}, {"list_size", "value"}, "value", 4});
+/// auto srcs = read->row_sources<flow::keyed_value>(
+///   [](const flow::pg::row_view& r) {
+///     return flow::keyed_value{r.int64(0), r.int64(1)};
+///   });
+/// flow::pipeline<flow::keyed_value> p;
+/// for (auto& s : *srcs)
+///   p.add(std::move(s));
+/// auto res = p.reduce(flow::sum_by_key()).run();
+/// @endcode
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "flow/aggregate.hpp"
+#include "flow/key.hpp"
+#include "flow/partial.hpp"
+#include "flow/pg/connection.hpp"
+#include "flow/pg/row.hpp"
+#include "flow/reducer.hpp"
+#include "flow/source.hpp"
+
+namespace flow::pg {
+
+// -- ranges of the partition column -----------------------------------------
+
+/// One range of an integer partition column: `lo <= column < hi`, either end
+/// open, plus the rows whose column is NULL when `nulls` is set.
+struct range {
+  /// Inclusive lower bound; none: unbounded.
+  std::optional<std::int64_t> lo;
+  /// Exclusive upper bound; none: unbounded.
+  std::optional<std::int64_t> hi;
+  /// True when this range also holds the rows whose column is NULL.
+  bool nulls = false;
+
+  /// The SQL predicate selecting this range of the (quoted) column.
+  std::string predicate(const std::string& quoted_column) const;
+
+  /// The range for messages, e.g. "[-inf, 100) or NULL".
+  std::string display() const;
+};
+
+/// Ranges that together cover every int64 and NULL exactly once, cut at
+/// `bounds` (sorted here, duplicates dropped): k distinct bounds give k + 1
+/// ranges; NULLs go to the first.
+std::vector<range> ranges_from_bounds(std::vector<std::int64_t> bounds);
+
+// -- reading rows -----------------------------------------------------------
+
+/// Streams the rows of one `COPY (query) TO STDOUT` in its own connection and
+/// transaction. The COPY starts at the first call to `next`, so partitions
+/// start in parallel on their generators' threads.
+class copy_reader {
+public:
+  /// Implementation (libpqxx objects), defined in the library.
+  struct impl;
+
+  /// A reader over an opened session (see `partitioned_read`, `from_query`).
+  explicit copy_reader(std::unique_ptr<impl> ptr);
+
+  /// Moves a reader.
+  copy_reader(copy_reader&&) noexcept;
+
+  /// Moves a reader.
+  copy_reader& operator=(copy_reader&&) noexcept;
+
+  /// Cancels a COPY still running and closes the connection.
+  ~copy_reader();
+
+  /// The next row, or nullptr after the last one. Throws `flow::input_error`
+  /// carrying the SQL state on a database error.
+  const row_view* next();
+
+  /// Rows read so far.
+  std::uint64_t rows() const noexcept;
+
+  /// Names the reader for messages, e.g. "partition 2/4 of public.elements
+  /// [100, 200)".
+  const std::string& name() const noexcept;
+
+  /// Throws `flow::input_error` (errc::bad_input) for the current row:
+  /// "NAME, row N, column "c": what".
+  [[noreturn]] void fail(const decode_error& e) const;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+/// A source of T decoded by `F` (a callable `T(const row_view&)`) from the
+/// rows of a `copy_reader`. Blocking: its generator runs on a thread of its
+/// own.
+template <class T, class F>
+class row_source : public source_impl<T> {
+public:
+  /// Decodes the rows of `reader` with `decode`.
+  row_source(copy_reader reader, F decode)
+    : reader_(std::move(reader)), decode_(std::move(decode)) {
+    // nop
+  }
+
+  /// Up to `max` decoded rows; empty at the end.
+  slice<T> next(std::size_t max) override {
+    std::vector<T> xs;
+    xs.reserve(std::min<std::size_t>(max, 65536));
+    while (xs.size() < max) {
+      auto row = reader_.next();
+      if (row == nullptr) {
+        done_ = true;
+        break;
+      }
+      try {
+        xs.emplace_back(decode_(*row));
+      } catch (const decode_error& e) {
+        reader_.fail(e);
+      }
+    }
+    return slice<T>::owning(std::move(xs));
+  }
+
+  /// True after the last row.
+  bool exhausted() const override {
+    return done_;
+  }
+
+  /// Always true: reads block on the network.
+  bool blocking() const override {
+    return true;
+  }
+
+  /// The reader's name.
+  std::string name() const override {
+    return reader_.name();
+  }
+
+private:
+  copy_reader reader_;
+  F decode_;
+  bool done_ = false;
+};
+
+/// The rows of one query (any SELECT) as a source, read in a transaction of
+/// its own on a connection opened now (`conninfo` empty: the environment).
+template <class T, class F>
+caf::expected<source<T>> from_query(const std::string& conninfo,
+                                    const std::string& select, F decode);
+
+/// Opens the reader behind `from_query` (defined in the library).
+caf::expected<copy_reader> open_query(const std::string& conninfo,
+                                      const std::string& select);
+
+template <class T, class F>
+caf::expected<source<T>> from_query(const std::string& conninfo,
+                                    const std::string& select, F decode) {
+  auto reader = open_query(conninfo, select);
+  if (!reader)
+    return std::move(reader.error());
+  return source<T>{std::make_unique<row_source<T, F>>(std::move(*reader),
+                                                      std::move(decode))};
+}
+
+// -- aggregate push-down ----------------------------------------------------
+
+/// One group's partial aggregate as computed by the server: the element of
+/// push-down sources. Its `agg.count` is a number of rows.
+struct keyed_aggregate {
+  /// The group's key.
+  flow::key key;
+  /// Sum (exact), count, min and max of the group's non-NULL values.
+  aggregate agg;
+};
+
+/// The reducer for push-down sources: merges every group's aggregate under
+/// its key, exactly as the manager merges any reducer's partials.
+inline reducer<keyed_aggregate> merge_by_key() {
+  return [](const batch_ref<keyed_aggregate>& b, partial& out) {
+    for (auto& x : b.items)
+      out.add(x.key, x.agg);
+  };
+}
+
+/// What the server aggregates per partition.
+struct pushdown_spec {
+  /// The grouping columns (unquoted names); the key function sees them as
+  /// fields 0 .. n-1.
+  std::vector<std::string> group_columns;
+  /// The integer column summed (NULL values are ignored, as SQL's sum does).
+  std::string value_column;
+  /// Makes the group's key from its grouping fields.
+  std::function<flow::key(const row_view&)> key;
+};
+
+// -- partitioned reads ------------------------------------------------------
+
+/// What a partitioned read reads.
+struct read_spec {
+  /// libpq connection string or URI; empty: the standard environment.
+  std::string conninfo;
+  /// The table (or view) to read.
+  table_name table;
+  /// The columns each row holds, in order (unquoted names).
+  std::vector<std::string> columns;
+  /// The integer column (smallint, integer or bigint) whose ranges make the
+  /// partitions.
+  std::string partition_column;
+  /// How many partitions to aim for (fewer when the column has fewer
+  /// distinct values).
+  std::size_t partitions = 1;
+  /// Tables up to this many pages get exact quantiles of the whole column;
+  /// larger ones quantiles of a sample of about this many pages.
+  std::int64_t sample_pages = 2000;
+};
+
+/// Rows of text fields (NULL: no value), as a query returns them.
+using text_rows = std::vector<std::vector<std::optional<std::string>>>;
+
+/// A partitioned parallel read of one table in one consistent snapshot. A
+/// coordinating REPEATABLE READ transaction exports its snapshot and plans
+/// the ranges (balanced quantiles of the partition column); every partition's
+/// transaction imports that snapshot with SET TRANSACTION SNAPSHOT before the
+/// coordinator lets go, so all partitions see the same rows.
+class partitioned_read {
+public:
+  /// Coordinator state (libpqxx objects), defined in the library.
+  struct impl;
+
+  /// Connects, exports a snapshot and plans the ranges. Errors carry the SQL
+  /// state (missing table or column, permission denied, unreachable server).
+  static caf::expected<partitioned_read> open(read_spec spec);
+
+  /// Moves a read.
+  partitioned_read(partitioned_read&&) noexcept;
+
+  /// Moves a read.
+  partitioned_read& operator=(partitioned_read&&) noexcept;
+
+  /// Ends the coordinating transaction if still open.
+  ~partitioned_read();
+
+  /// The planned ranges, one per partition.
+  const std::vector<range>& ranges() const noexcept;
+
+  /// The exported snapshot's id.
+  const std::string& snapshot_id() const noexcept;
+
+  /// The spec this read was opened with.
+  const read_spec& spec() const noexcept;
+
+  /// Runs `sql` in the coordinating transaction, hence in the snapshot (for
+  /// reference queries). Fails after `release`.
+  caf::expected<text_rows> query(const std::string& sql);
+
+  /// Commits the coordinating transaction (the partitions keep their
+  /// imported snapshots). Also done by the destructor.
+  void release();
+
+  /// One reader per range, each in a transaction that has imported the
+  /// snapshot, selecting `spec().columns` of its range.
+  caf::expected<std::vector<copy_reader>> readers();
+
+  /// One reader per range computing the range's grouped partial aggregate on
+  /// the server: rows of (group columns..., sum, count, min, max).
+  caf::expected<std::vector<copy_reader>>
+  aggregate_readers(const pushdown_spec& spec);
+
+  /// One row source per range, rows decoded by `decode`.
+  template <class T, class F>
+  caf::expected<std::vector<source<T>>> row_sources(F decode) {
+    auto rs = readers();
+    if (!rs)
+      return std::move(rs.error());
+    std::vector<source<T>> result;
+    for (auto& r : *rs)
+      result.emplace_back(
+        std::make_unique<row_source<T, F>>(std::move(r), decode));
+    return result;
+  }
+
+  /// One push-down source per range: the server aggregates the range per
+  /// group; the elements are the groups' partial aggregates (reduce them with
+  /// `merge_by_key()`).
+  caf::expected<std::vector<source<keyed_aggregate>>>
+  aggregate_sources(const pushdown_spec& spec);
+
+private:
+  explicit partitioned_read(std::unique_ptr<impl> ptr);
+
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace flow::pg

@@ -1,0 +1,96 @@
+#pragma once
+
+/// @file
+/// Rows of `COPY ... TO STDOUT` text output as a decoder sees them: typed
+/// access to each field, NULLs as `std::optional`, and `decode_error` for a
+/// value that does not fit.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flow/aggregate.hpp"
+
+namespace flow::pg {
+
+/// Thrown by `row_view` (or a user decoder) when a field does not decode; the
+/// row source adds the source, the row number and the column name.
+class decode_error : public std::runtime_error {
+public:
+  /// A failure to decode column `column` of the current row.
+  decode_error(std::size_t column, const std::string& what)
+    : std::runtime_error(what), column_(column) {
+    // nop
+  }
+
+  /// Index of the offending column.
+  std::size_t column() const noexcept {
+    return column_;
+  }
+
+private:
+  std::size_t column_;
+};
+
+/// One row of COPY text format: tab-separated fields, `\N` for NULL,
+/// backslash escapes. Valid only during the decoder call.
+class row_view {
+public:
+  /// Splits `line` (one COPY line, without its newline) into fields.
+  void assign(std::string_view line);
+
+  /// Number of fields.
+  std::size_t size() const noexcept {
+    return fields_.size();
+  }
+
+  /// True when field `i` is NULL.
+  bool is_null(std::size_t i) const {
+    return raw(i).data() == nullptr;
+  }
+
+  /// Field `i` as text (escapes resolved); throws decode_error on NULL.
+  std::string_view text(std::size_t i) const;
+
+  /// Field `i` as text, or nothing for NULL.
+  std::optional<std::string_view> opt_text(std::size_t i) const;
+
+  /// Field `i` as a 64-bit integer; throws decode_error on NULL, on text that
+  /// is not an integer and on a value outside int64.
+  std::int64_t int64(std::size_t i) const;
+
+  /// Field `i` as a 64-bit integer, or nothing for NULL.
+  std::optional<std::int64_t> opt_int64(std::size_t i) const;
+
+  /// Field `i` as a 32-bit integer (throws decode_error outside int32).
+  std::int32_t int32(std::size_t i) const;
+
+  /// Field `i` as a 32-bit integer, or nothing for NULL.
+  std::optional<std::int32_t> opt_int32(std::size_t i) const;
+
+  /// Field `i`, an integral numeric such as `sum(bigint)`, as an exact 128-bit
+  /// integer (a zero fraction like "12.000" is accepted, any other is not).
+  int128 int128_value(std::size_t i) const;
+
+  /// The raw field as sent (escapes not resolved); a null data pointer for
+  /// NULL. Throws decode_error when `i` is out of range.
+  std::string_view raw(std::size_t i) const;
+
+private:
+  std::string_view line_;
+  std::vector<std::string_view> fields_;
+  mutable std::string scratch_;
+};
+
+/// Parses a decimal int64 ("-42"); nothing when the text is not exactly one.
+std::optional<std::int64_t> parse_int64(std::string_view text) noexcept;
+
+/// Parses a decimal integer, optionally with a zero fraction ("12", "-3.00"),
+/// into an exact int128; nothing when it is not one or does not fit.
+std::optional<int128> parse_int128(std::string_view text) noexcept;
+
+} // namespace flow::pg
