@@ -33,6 +33,7 @@
 #include <tbb/parallel_reduce.h>
 
 #include "flow/flow.hpp"
+#include "flow/types.hpp"
 
 namespace {
 
@@ -332,11 +333,14 @@ void bench_small(caf::actor_system& sys) {
 
 int main(int argc, char** argv) {
   std::string what = argc > 1 ? argv[1] : "all";
+  std::string policy = "sharing";
   std::vector<std::uint64_t> sizes{5,     50,       500,      1000,
                                    10000, 10000000, 100000000};
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg.rfind("--runs=", 0) == 0)
+    if (arg.rfind("--policy=", 0) == 0)
+      policy = arg.substr(9);
+    else if (arg.rfind("--runs=", 0) == 0)
       runs_arg = std::max(1, std::stoi(arg.substr(7)));
     else if (arg.rfind("--max-size=", 0) == 0) {
       auto max = std::stoull(arg.substr(11));
@@ -346,9 +350,9 @@ int main(int argc, char** argv) {
     }
   }
   caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads",
-          static_cast<std::size_t>(
-            std::max(1u, std::thread::hardware_concurrency())));
+  flow::configure_scheduler(cfg);
+  if (policy == "stealing")
+    cfg.set("scheduler.policy", caf::atom("stealing"));
   caf::actor_system sys{cfg};
   std::printf("workload,size,method,median_s,min_s,max_s,runs,extra\n");
   if (what == "sum" || what == "all")

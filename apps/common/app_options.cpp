@@ -5,12 +5,14 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include "flow/types.hpp"
+
 namespace flow::apps {
 
 void declare_pipeline_options(arg_parser& args) {
   args.value("workers", "N", "reducer actors; 0 = one per hardware thread",
              "0");
-  args.value("batch", "N", "elements per batch (one message)", "65536");
+  args.value("batch", "N", "elements per batch (one message)", "262144");
   args.value("credits", "N", "batches in flight per generator", "4");
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "warn");
@@ -26,10 +28,7 @@ flow::options read_pipeline_options(const arg_parser& args) {
 }
 
 runtime::runtime() {
-  auto n = std::thread::hardware_concurrency();
-  // More scheduler threads than cores only adds context switches to a
-  // CPU-bound job.
-  cfg_.set("scheduler.max-threads", static_cast<std::size_t>(n == 0 ? 2 : n));
+  configure_scheduler(cfg_);
   sys_ = std::make_unique<caf::actor_system>(cfg_);
 }
 

@@ -21,6 +21,7 @@
 #include "flow/error.hpp"
 #include "flow/logging.hpp"
 #include "flow/pipeline.hpp"
+#include "flow/types.hpp"
 #include "job_impl.hpp"
 
 namespace flow::detail {
@@ -396,15 +397,15 @@ caf::behavior manager_actor(manager_actor_t* self,
         return;
       }
   });
-  self->send(self, start_atom::value);
+  // Grant the initial credit right away (one message hop less for small
+  // jobs); a job without sources completes on its first message.
+  auto credits = static_cast<std::uint32_t>(st.opts.credits);
+  for (auto& src : st.sources)
+    self->send(src.generator, demand{credits});
+  if (st.sources.empty())
+    self->send(self, start_atom::value);
   return {
-    [=](start_atom) {
-      auto& st = self->state;
-      auto credits = static_cast<std::uint32_t>(st.opts.credits);
-      for (auto& src : st.sources)
-        self->send(src.generator, demand{credits});
-      check_complete(self);
-    },
+    [=](start_atom) { check_complete(self); },
     [=](batch& b) {
       auto& st = self->state;
       if (st.finished)
@@ -571,8 +572,7 @@ job start_job(caf::actor_system& sys, job_spec spec) {
 
 caf::expected<job_result> run_job(job_spec spec) {
   caf::actor_system_config cfg;
-  // Threads beyond the cores only add switches to a CPU-bound job.
-  cfg.set("scheduler.max-threads", default_workers());
+  configure_scheduler(cfg);
   caf::actor_system sys{cfg};
   return start_job(sys, std::move(spec)).wait();
 }

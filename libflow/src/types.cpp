@@ -1,5 +1,7 @@
 #include "flow/types.hpp"
 
+#include <thread>
+
 #include <caf/actor_system_config.hpp>
 
 #include "flow/detail/messages.hpp"
@@ -25,6 +27,12 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<keyed_value>>("flow.keyed_vector");
   cfg.add_message_type<std::vector<key_result>>("flow.key_results");
   cfg.add_message_type<std::vector<partial::entry>>("flow.entries");
+}
+
+void configure_scheduler(caf::actor_system_config& cfg) {
+  auto n = std::thread::hardware_concurrency();
+  cfg.set("scheduler.max-threads", static_cast<std::size_t>(n == 0 ? 2 : n));
+  cfg.set("scheduler.policy", caf::atom("sharing"));
 }
 
 } // namespace flow

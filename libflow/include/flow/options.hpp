@@ -13,7 +13,7 @@ struct options {
   /// Number of reducer actors; 0 means the number of hardware threads.
   std::size_t workers = 0;
   /// Maximum number of elements per batch (one message).
-  std::size_t batch_size = 65536;
+  std::size_t batch_size = 262144;
   /// Credit: the most batches one generator may have in flight (emitted but
   /// not yet merged). Bounds memory to about sources x credits x batch_size.
   std::size_t credits = 4;
