@@ -158,7 +158,76 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
       msg.overflow = out.overflowed();
       msg.entries = out.take_entries();
       msg.reasons = out.take_reasons();
+      msg.row_count = out.emitted_rows();
+      msg.row_type = out.row_type();
+      msg.rows = out.take_rows();
       self->send(manager, std::move(msg));
+    },
+  };
+}
+
+// -- sink ---------------------------------------------------------------------
+
+struct sink_state {
+  bool committed = false;
+  bool aborted = false;
+  static inline const char* name = "flow.sink";
+};
+
+/// Owns the job's sink: writes each merged batch's rows, commits when the
+/// manager says every batch is written, aborts on failure. If the actor ends
+/// for any other reason before committing (the job failed, the manager died),
+/// the sink is aborted on the way out, so nothing half-written stays visible.
+caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
+                         caf::actor manager, std::shared_ptr<any_sink> snk) {
+  self->set_default_handler(caf::drop);
+  self->attach_functor([self, snk](const caf::error&) {
+    auto& st = self->state;
+    if (!st.committed && !st.aborted) {
+      st.aborted = true;
+      snk->abort();
+    }
+  });
+  // The manager's end is the sink's end: link so that a manager that dies
+  // takes the sink (and its abort) with it.
+  self->link_to(manager);
+  auto fail = [=](const std::string& what) {
+    self->send(manager, sink_failed{make_error(errc::sink_failed,
+                                               snk->name() + ": " + what)});
+  };
+  return {
+    [=](sink_write& w) {
+      try {
+        snk->write(w.rows.get());
+      } catch (const std::exception& e) {
+        fail(e.what());
+        return;
+      } catch (...) {
+        fail("unknown exception");
+        return;
+      }
+      self->send(manager, sink_written{w.source, w.seq, w.row_count});
+    },
+    [=](commit_atom) {
+      try {
+        snk->commit();
+      } catch (const std::exception& e) {
+        fail(std::string{"commit failed: "} + e.what());
+        return;
+      } catch (...) {
+        fail("commit failed: unknown exception");
+        return;
+      }
+      self->state.committed = true;
+      self->send(manager, committed_atom::value);
+    },
+    [=](abort_atom) {
+      auto& st = self->state;
+      if (!st.committed && !st.aborted) {
+        st.aborted = true;
+        snk->abort();
+      }
+      self->quit();
     },
   };
 }
@@ -217,6 +286,18 @@ struct manager_state {
   std::map<std::string, std::uint64_t> reasons;
   std::uint64_t peak_in_flight = 0;
   bool finished = false;
+  // -- sink --
+  caf::actor sink;
+  std::string sink_name;
+  const std::type_info* sink_type = nullptr;
+  /// Merged batches whose rows the sink has not confirmed yet; their credit
+  /// returns only then, so unwritten rows stay bounded too.
+  std::unordered_map<batch_id, bool, batch_id_hash> unwritten;
+  std::uint64_t written = 0;
+  bool committing = false;
+  bool committed = false;
+  /// The error to deliver once the aborting sink is down.
+  caf::error deferred_error;
   static inline const char* name = "flow.manager";
 };
 
@@ -246,6 +327,7 @@ job_result make_result(const manager_state& st, bool final) {
             });
   res.rejections.assign(st.reasons.begin(), st.reasons.end());
   res.peak_in_flight = st.peak_in_flight;
+  res.written = st.written;
   return res;
 }
 
@@ -264,6 +346,21 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
     self->send_exit(w.handle, caf::exit_reason::user_shutdown);
   st.pending.clear();
   st.queue.clear();
+  if (st.sink) {
+    self->unlink_from(st.sink);
+    if (res) {
+      // Committed: the sink just stops.
+      self->demonitor(st.sink);
+      self->send_exit(st.sink, caf::exit_reason::user_shutdown);
+    } else {
+      // The sink discards what it wrote; the error is delivered once it
+      // has (its down message), so a caller that sees the error knows that
+      // nothing of this job's output remains.
+      self->send(st.sink, abort_atom::value);
+      st.deferred_error = std::move(res.error());
+      return;
+    }
+  }
   if (st.impl) {
     st.impl->complete(std::move(res));
     st.impl.reset();
@@ -312,7 +409,8 @@ void dispatch(manager_actor_t* self) {
 /// after checking that every element is accounted for.
 void check_complete(manager_actor_t* self) {
   auto& st = self->state;
-  if (st.finished || !st.pending.empty())
+  if (st.finished || !st.pending.empty() || !st.unwritten.empty()
+      || st.committing)
     return;
   for (auto& src : st.sources)
     if (!src.done)
@@ -331,10 +429,23 @@ void check_complete(manager_actor_t* self) {
       return;
     }
   }
+  if (st.sink && !st.committed) {
+    // Every row is written: make them visible at once, then deliver.
+    st.committing = true;
+    self->send(st.sink, commit_atom::value);
+    return;
+  }
   auto res = make_result(st, true);
   logger()->debug("job complete: {} elements in {} batches from {} sources",
                   res.emitted, res.batches, res.sources);
   finish(self, std::move(res));
+}
+
+/// Returns one credit to the generator of `source`.
+void return_credit(manager_actor_t* self, std::uint32_t source) {
+  auto& src = self->state.sources[source];
+  if (!src.done && src.generator)
+    self->send(src.generator, demand{1});
 }
 
 caf::behavior manager_actor(manager_actor_t* self,
@@ -372,11 +483,37 @@ caf::behavior manager_actor(manager_actor_t* self,
     self->monitor(info.generator);
     st.sources.push_back(std::move(info));
   }
+  if (spec->sink) {
+    st.sink_name = spec->sink->name();
+    st.sink_type = &spec->sink->row_type();
+    if (spec->sink->blocking())
+      st.sink = self->spawn<caf::detached>(sink_actor, caf::actor{self},
+                                           spec->sink);
+    else
+      st.sink = self->spawn(sink_actor, caf::actor{self}, spec->sink);
+    self->monitor(st.sink);
+  }
   spec.reset();
+  // The sink links to us; its exit must not take the manager down with it.
+  self->set_exit_handler([](caf::exit_msg&) {});
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
-    if (st.finished)
+    if (st.finished) {
+      if (st.sink && st.sink.address() == dm.source && st.impl) {
+        st.impl->complete(std::move(st.deferred_error));
+        st.impl.reset();
+        self->quit();
+      }
       return;
+    }
+    if (st.sink && st.sink.address() == dm.source) {
+      // The sink is gone: there is nothing left to abort.
+      st.sink = nullptr;
+      fail(self, errc::actor_down,
+           "the sink (" + st.sink_name
+             + ") terminated: " + caf::to_string(dm.reason));
+      return;
+    }
     for (std::size_t i = 0; i < st.sources.size(); ++i) {
       auto& src = st.sources[i];
       if (src.generator.address() == dm.source) {
@@ -471,6 +608,20 @@ caf::behavior manager_actor(manager_actor_t* self,
       }
       for (auto& [reason, n] : p.reasons)
         st.reasons[reason] += n;
+      if (p.row_count > 0) {
+        if (!st.sink) {
+          fail(self, errc::invalid_config,
+               what() + ": the reducer emitted rows but the pipeline has no "
+                        "sink");
+          return;
+        }
+        if (!p.row_type || *p.row_type != *st.sink_type) {
+          fail(self, errc::invalid_config,
+               what() + ": the reducer emitted rows of another type than "
+                        "the sink takes");
+          return;
+        }
+      }
       auto& src = st.sources[p.source];
       ++src.merged;
       src.aggregated += p.size - p.rejected;
@@ -478,10 +629,44 @@ caf::behavior manager_actor(manager_actor_t* self,
       --src.in_flight;
       --st.workers[i->second.worker].load;
       st.pending.erase(i);
-      // Return the credit: the generator may emit one more batch.
-      if (!src.done && src.generator)
-        self->send(src.generator, demand{1});
+      if (p.row_count > 0) {
+        // Rows leave for the sink only now, after the batch id was applied
+        // once: a duplicate partial never writes its rows twice.
+        st.unwritten.emplace(batch_id{p.source, p.seq}, true);
+        self->send(st.sink, sink_write{p.source, p.seq, std::move(p.rows),
+                                       p.row_count});
+      } else {
+        // Return the credit: the generator may emit one more batch.
+        return_credit(self, p.source);
+      }
       dispatch(self);
+      check_complete(self);
+    },
+    [=](const sink_written& w) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      if (st.unwritten.erase(batch_id{w.source, w.seq}) == 0) {
+        fail(self, errc::protocol_violation,
+             "the sink confirmed batch " + std::to_string(w.seq)
+               + " of source " + std::to_string(w.source)
+               + ", which it was not sent");
+        return;
+      }
+      st.written += w.row_count;
+      return_credit(self, w.source);
+      check_complete(self);
+    },
+    [=](sink_failed& f) {
+      if (!self->state.finished)
+        finish(self, std::move(f.reason));
+    },
+    [=](committed_atom) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      st.committing = false;
+      st.committed = true;
       check_complete(self);
     },
     [=](const source_done& d) {

@@ -29,6 +29,8 @@ const char* to_string(errc x) noexcept {
       return "cancelled";
     case errc::not_serializable:
       return "not_serializable";
+    case errc::sink_failed:
+      return "sink_failed";
   }
   return "unknown";
 }

@@ -42,6 +42,8 @@ enum class errc : std::uint8_t {
   /// An element type that cannot be serialised was asked to cross a process
   /// boundary.
   not_serializable,
+  /// A sink failed to write or commit; what it wrote was discarded.
+  sink_failed,
 };
 
 /// Returns the enumerator's name, e.g. "reducer_failed".

@@ -16,5 +16,6 @@
 #include "flow/random.hpp"
 #include "flow/reducer.hpp"
 #include "flow/result.hpp"
+#include "flow/sink.hpp"
 #include "flow/slice.hpp"
 #include "flow/source.hpp"

@@ -5,7 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -37,6 +40,44 @@ public:
 
   /// Marks `n` elements of this batch as rejected for `reason`.
   void reject(const std::string& reason, std::uint64_t n = 1);
+
+  /// Emits one output row for the pipeline's sink (see `pipeline::sink`).
+  /// Every row of one job must have the sink's row type.
+  template <class O>
+  void emit(O row) {
+    rows<O>().push_back(std::move(row));
+  }
+
+  /// The rows of type O emitted so far (created on first use). Throws
+  /// std::logic_error when rows of another type were emitted before.
+  template <class O>
+  std::vector<O>& rows() {
+    if (!output_) {
+      output_ = std::make_shared<std::vector<O>>();
+      output_type_ = &typeid(O);
+      row_count_ = [](const void* p) {
+        return static_cast<const std::vector<O>*>(p)->size();
+      };
+    } else if (*output_type_ != typeid(O)) {
+      throw std::logic_error("flow::partial::emit: rows of two types");
+    }
+    return *static_cast<std::vector<O>*>(output_.get());
+  }
+
+  /// Number of rows emitted.
+  std::size_t emitted_rows() const noexcept {
+    return output_ ? row_count_(output_.get()) : 0;
+  }
+
+  /// The emitted rows, type-erased (a std::vector<O>), or null.
+  std::shared_ptr<void> take_rows() noexcept {
+    return std::move(output_);
+  }
+
+  /// The type of the emitted rows, or null when none were emitted.
+  const std::type_info* row_type() const noexcept {
+    return output_type_;
+  }
 
   /// The aggregates built so far, in order of first appearance.
   const std::vector<entry>& entries() const noexcept {
@@ -84,6 +125,9 @@ private:
   std::uint64_t rejected_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> reasons_;
   bool overflow_ = false;
+  std::shared_ptr<void> output_;
+  const std::type_info* output_type_ = nullptr;
+  std::size_t (*row_count_)(const void*) = nullptr;
 };
 
 } // namespace flow

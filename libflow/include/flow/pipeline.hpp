@@ -76,6 +76,17 @@ public:
     return *this;
   }
 
+  /// Sets the sink that receives the rows reducers emit with
+  /// `partial::emit<O>`. The job's result is delivered only after the sink
+  /// has committed; if the job fails, the sink aborts.
+  template <class O>
+  pipeline& sink(flow::sink<O> snk) {
+    if (!snk)
+      throw std::invalid_argument("flow::pipeline::sink: null sink");
+    spec_.sink = std::make_shared<detail::sink_adapter<O>>(std::move(snk));
+    return *this;
+  }
+
   /// Sets the number of reducer actors (0: one per hardware thread).
   pipeline& workers(std::size_t n) noexcept {
     spec_.opts.workers = n;

@@ -47,6 +47,8 @@ struct job_result {
   std::uint64_t rejected = 0;
   /// Batches merged.
   std::uint64_t batches = 0;
+  /// Rows the reducers emitted and the sink wrote (0 without a sink).
+  std::uint64_t written = 0;
   /// Number of sources (generators).
   std::uint64_t sources = 0;
   /// Rejected elements counted per reason.
@@ -70,7 +72,8 @@ struct job_result {
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  job_result& x) {
     return f(caf::meta::type_name("flow.job_result"), x.keys, x.emitted,
-             x.aggregated, x.rejected, x.batches, x.sources, x.rejections,
+             x.aggregated, x.rejected, x.batches, x.written, x.sources,
+             x.rejections,
              x.peak_in_flight, x.final);
   }
 };

@@ -10,12 +10,14 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
 #include "flow/options.hpp"
 #include "flow/partial.hpp"
+#include "flow/sink.hpp"
 #include "flow/source.hpp"
 
 namespace flow::detail {
@@ -149,6 +151,55 @@ struct batch_header {
 using erased_reducer
   = std::function<void(const batch_header&, const erased_slice&, partial&)>;
 
+/// A sink with its row type erased.
+class any_sink {
+public:
+  virtual ~any_sink() = default;
+  /// Writes a `std::vector<O>` given as `rows`.
+  virtual void write(const void* rows) = 0;
+  virtual void commit() = 0;
+  virtual void abort() noexcept = 0;
+  virtual bool blocking() const = 0;
+  virtual std::string name() const = 0;
+  /// typeid(O).
+  virtual const std::type_info& row_type() const noexcept = 0;
+};
+
+template <class O>
+class sink_adapter final : public any_sink {
+public:
+  explicit sink_adapter(sink<O> snk) : snk_(std::move(snk)) {
+    // nop
+  }
+
+  void write(const void* rows) override {
+    snk_->write(*static_cast<const std::vector<O>*>(rows));
+  }
+
+  void commit() override {
+    snk_->commit();
+  }
+
+  void abort() noexcept override {
+    snk_->abort();
+  }
+
+  bool blocking() const override {
+    return snk_->blocking();
+  }
+
+  std::string name() const override {
+    return snk_->name();
+  }
+
+  const std::type_info& row_type() const noexcept override {
+    return typeid(O);
+  }
+
+private:
+  sink<O> snk_;
+};
+
 /// One generator: its source and its label.
 struct source_entry {
   std::shared_ptr<any_source> src;
@@ -162,6 +213,8 @@ struct job_spec {
   std::vector<source_entry> sources;
   erased_reducer reduce;
   options opts;
+  /// Where emitted rows go; null when the job has no sink.
+  std::shared_ptr<any_sink> sink;
 };
 
 } // namespace flow::detail

@@ -5,6 +5,8 @@
 // Private to libflow: it pulls in CAF headers.
 
 #include <cstdint>
+#include <memory>
+#include <typeinfo>
 #include <type_traits>
 #include <string>
 #include <utility>
@@ -29,6 +31,9 @@ namespace flow::detail {
 using start_atom = caf::atom_constant<caf::atom("f_start")>;
 using snapshot_atom = caf::atom_constant<caf::atom("f_snap")>;
 using cancel_atom = caf::atom_constant<caf::atom("f_cancel")>;
+using commit_atom = caf::atom_constant<caf::atom("f_commit")>;
+using committed_atom = caf::atom_constant<caf::atom("f_commitd")>;
+using abort_atom = caf::atom_constant<caf::atom("f_abort")>;
 
 // -- messages -----------------------------------------------------------------
 
@@ -141,12 +146,87 @@ struct partial_msg {
   std::vector<std::pair<std::string, std::uint64_t>> reasons;
   /// Set when folding pre-aggregated values overflowed inside the reducer.
   bool overflow = false;
+  /// Rows emitted for the sink: a std::vector<O> (local only), or null.
+  std::shared_ptr<void> rows;
+  /// typeid(O) of `rows`.
+  const std::type_info* row_type = nullptr;
+  /// Number of rows in `rows`.
+  std::uint64_t row_count = 0;
 };
+
+/// Rows of a user type cannot cross processes: serialising a message that
+/// carries some fails with errc::not_serializable.
+template <class Inspector>
+typename Inspector::result_type refuse_rows(Inspector& f, std::uint64_t n) {
+  using result_type = typename Inspector::result_type;
+  if constexpr (std::is_same<result_type, void>::value) {
+    return f(n);
+  } else {
+    if (Inspector::reads_state && n > 0)
+      return make_error(errc::not_serializable,
+                        "emitted rows cannot be serialised");
+    return f(n);
+  }
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
-  return f(caf::meta::type_name("flow.partial"), x.source, x.seq, x.size,
-           x.rejected, x.entries, x.reasons, x.overflow);
+  using result_type = typename Inspector::result_type;
+  if constexpr (std::is_same<result_type, void>::value) {
+    f(caf::meta::type_name("flow.partial"), x.source, x.seq, x.size,
+      x.rejected, x.entries, x.reasons, x.overflow);
+    return refuse_rows(f, x.row_count);
+  } else {
+    if (auto err = f(caf::meta::type_name("flow.partial"), x.source, x.seq,
+                     x.size, x.rejected, x.entries, x.reasons, x.overflow))
+      return err;
+    return refuse_rows(f, x.row_count);
+  }
+}
+
+/// manager -> sink: the rows of one merged batch.
+struct sink_write {
+  std::uint32_t source = 0;
+  std::uint64_t seq = 0;
+  std::shared_ptr<void> rows;
+  std::uint64_t row_count = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sink_write& x) {
+  using result_type = typename Inspector::result_type;
+  if constexpr (std::is_same<result_type, void>::value) {
+    f(caf::meta::type_name("flow.sink_write"), x.source, x.seq);
+    return refuse_rows(f, x.row_count);
+  } else {
+    if (auto err = f(caf::meta::type_name("flow.sink_write"), x.source,
+                     x.seq))
+      return err;
+    return refuse_rows(f, x.row_count);
+  }
+}
+
+/// sink -> manager: the rows of a batch are written.
+struct sink_written {
+  std::uint32_t source = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t row_count = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sink_written& x) {
+  return f(caf::meta::type_name("flow.sink_written"), x.source, x.seq,
+           x.row_count);
+}
+
+/// sink -> manager: writing or committing failed.
+struct sink_failed {
+  caf::error reason;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sink_failed& x) {
+  return f(caf::meta::type_name("flow.sink_failed"), x.reason);
 }
 
 /// reducer -> manager: the user function threw on a batch.

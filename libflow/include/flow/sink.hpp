@@ -1,0 +1,48 @@
+#pragma once
+
+/// @file
+/// Sinks: where the rows a job's reducers emit are written, exactly once and
+/// atomically (visible at commit, discarded on failure).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flow {
+
+/// The interface of a sink of rows of type O. The job's sink actor owns it
+/// and calls it from one thread: `write` once per merged batch that emitted
+/// rows, then `commit` once after every batch is written, or `abort` when the
+/// job fails. A row reaches `write` exactly once, even if its batch was
+/// processed twice. Implement it for your own outputs.
+template <class O>
+class sink_impl {
+public:
+  virtual ~sink_impl() = default;
+
+  /// Writes the rows one batch emitted. May throw; the job then fails and
+  /// `abort` follows.
+  virtual void write(const std::vector<O>& rows) = 0;
+
+  /// Makes everything written visible at once (for example, commits the
+  /// transaction that wrote it). May throw; the job then fails.
+  virtual void commit() = 0;
+
+  /// Discards everything written; called when the job fails. Must not throw.
+  virtual void abort() noexcept = 0;
+
+  /// True when `write` or `commit` may block (files, databases): the sink
+  /// then runs on a thread of its own. Default: true.
+  virtual bool blocking() const {
+    return true;
+  }
+
+  /// Names the sink for logs and error messages.
+  virtual std::string name() const = 0;
+};
+
+/// An owned sink of rows of type O.
+template <class O>
+using sink = std::unique_ptr<sink_impl<O>>;
+
+} // namespace flow
