@@ -208,9 +208,9 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
       }
       self->send(manager, sink_written{w.source, w.seq, w.row_count});
     },
-    [=](commit_atom) {
+    [=](commit_atom, const job_result& res) {
       try {
-        snk->commit();
+        snk->commit(res);
       } catch (const std::exception& e) {
         fail(std::string{"commit failed: "} + e.what());
         return;
@@ -429,13 +429,14 @@ void check_complete(manager_actor_t* self) {
       return;
     }
   }
+  auto res = make_result(st, true);
   if (st.sink && !st.committed) {
-    // Every row is written: make them visible at once, then deliver.
+    // Every row is written: make them visible at once (the sink gets the
+    // final aggregates to store alongside), then deliver.
     st.committing = true;
-    self->send(st.sink, commit_atom::value);
+    self->send(st.sink, commit_atom::value, res);
     return;
   }
-  auto res = make_result(st, true);
   logger()->debug("job complete: {} elements in {} batches from {} sources",
                   res.emitted, res.batches, res.sources);
   finish(self, std::move(res));

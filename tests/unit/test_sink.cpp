@@ -26,6 +26,7 @@ struct sink_log {
   bool fail_write_at_second = false;
   bool fail_commit = false;
   std::chrono::milliseconds write_delay{0};
+  job_result committed_result;
 };
 
 class recording_sink : public sink_impl<std::int64_t> {
@@ -44,11 +45,12 @@ public:
     log_->rows.insert(log_->rows.end(), rows.begin(), rows.end());
   }
 
-  void commit() override {
+  void commit(const job_result& res) override {
     std::lock_guard<std::mutex> guard{log_->mtx};
     if (log_->fail_commit)
       throw std::runtime_error("serialization failure");
     ++log_->commits;
+    log_->committed_result = res;
   }
 
   void abort() noexcept override {
@@ -105,6 +107,10 @@ TEST_CASE("sink: every emitted row is written exactly once before the result",
   CHECK(got == expected);
   CHECK(r.written == expected.size());
   CHECK(r.aggregated + r.rejected == r.emitted);
+  // The sink committed the same final aggregates the caller receives.
+  REQUIRE(log->committed_result.keys.size() == 1);
+  CHECK(log->committed_result.keys[0].agg == r.keys.at(0).agg);
+  CHECK(log->committed_result.final);
   CHECK(r.rejected == static_cast<std::uint64_t>(2 * n) - expected.size());
 }
 

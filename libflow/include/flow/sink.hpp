@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "flow/result.hpp"
+
 namespace flow {
 
 /// The interface of a sink of rows of type O. The job's sink actor owns it
@@ -25,8 +27,10 @@ public:
   virtual void write(const std::vector<O>& rows) = 0;
 
   /// Makes everything written visible at once (for example, commits the
-  /// transaction that wrote it). May throw; the job then fails.
-  virtual void commit() = 0;
+  /// transaction that wrote it). `result` is the job's final, balanced result
+  /// (its keyed aggregates included), so a sink can store them in the same
+  /// transaction. May throw; the job then fails.
+  virtual void commit(const job_result& result) = 0;
 
   /// Discards everything written; called when the job fails. Must not throw.
   virtual void abort() noexcept = 0;

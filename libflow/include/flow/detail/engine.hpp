@@ -17,6 +17,7 @@
 #include "flow/keyed_value.hpp"
 #include "flow/options.hpp"
 #include "flow/partial.hpp"
+#include "flow/result.hpp"
 #include "flow/sink.hpp"
 #include "flow/source.hpp"
 
@@ -157,7 +158,7 @@ public:
   virtual ~any_sink() = default;
   /// Writes a `std::vector<O>` given as `rows`.
   virtual void write(const void* rows) = 0;
-  virtual void commit() = 0;
+  virtual void commit(const job_result& result) = 0;
   virtual void abort() noexcept = 0;
   virtual bool blocking() const = 0;
   virtual std::string name() const = 0;
@@ -176,8 +177,8 @@ public:
     snk_->write(*static_cast<const std::vector<O>*>(rows));
   }
 
-  void commit() override {
-    snk_->commit();
+  void commit(const job_result& result) override {
+    snk_->commit(result);
   }
 
   void abort() noexcept override {
