@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages libflow needs to build, test and run its
 # demos. Installs only what is missing, so running it again is harmless.
+#   bash scripts/setup.sh           build, tests, demos
+#   bash scripts/setup.sh --bench   also what bench/run.sh needs (gnuplot)
 set -euo pipefail
 
 packages=(
@@ -11,7 +13,21 @@ packages=(
   catch2                                     # unit tests
   libtbb-dev libbenchmark-dev python3        # benchmarks' alternatives
   openssl                                    # test certificates
+  python3-psycopg2                           # bench/etl_psycopg2.py
 )
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(gnuplot-nox)                    # bench/plot.gp
+fi
+
+# flow-etl and the pg tests start throwaway PostgreSQL clusters; PostgreSQL
+# refuses to run as root, so under root they run the server as this user.
+ensure_server_user() {
+  if [ "$(id -u)" -eq 0 ] && ! id flowpg >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin flowpg
+    echo "setup: created system user flowpg (runs throwaway PostgreSQL clusters)"
+  fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +38,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#packages[@]} packages already installed"
+  ensure_server_user
   exit 0
 fi
 
@@ -33,3 +50,4 @@ echo "setup: installing ${missing[*]}"
 "${sudo[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
   --no-install-recommends "${missing[@]}"
+ensure_server_user

@@ -47,6 +47,39 @@ std::string one_line(const std::string& text) {
   return result;
 }
 
+// libpqxx 6.4 drops the SQL state for some classes it maps to exception
+// types: recover it from the type (most specific first).
+std::string sqlstate_of(const std::exception& e) {
+  if (auto sql = dynamic_cast<const pqxx::sql_error*>(&e);
+      sql != nullptr && !sql->sqlstate().empty())
+    return sql->sqlstate();
+  if (dynamic_cast<const pqxx::undefined_table*>(&e))
+    return "42P01";
+  if (dynamic_cast<const pqxx::undefined_column*>(&e))
+    return "42703";
+  if (dynamic_cast<const pqxx::undefined_function*>(&e))
+    return "42883";
+  if (dynamic_cast<const pqxx::syntax_error*>(&e))
+    return "42601";
+  if (dynamic_cast<const pqxx::insufficient_privilege*>(&e))
+    return "42501";
+  if (dynamic_cast<const pqxx::disk_full*>(&e))
+    return "53100";
+  if (dynamic_cast<const pqxx::out_of_memory*>(&e))
+    return "53200";
+  if (dynamic_cast<const pqxx::too_many_connections*>(&e))
+    return "53300";
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e))
+    return "40001";
+  if (dynamic_cast<const pqxx::statement_completion_unknown*>(&e))
+    return "40003";
+  if (dynamic_cast<const pqxx::deadlock_detected*>(&e))
+    return "40P01";
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e))
+    return "40000";
+  return {};
+}
+
 } // namespace
 
 std::string condition_name(const std::string& sqlstate) {
@@ -72,10 +105,10 @@ errc errc_of_sqlstate(const std::string& sqlstate) {
 std::string describe_exception(const std::exception& e,
                                const std::string& conninfo) {
   std::string result;
-  if (auto sql = dynamic_cast<const pqxx::sql_error*>(&e);
-      sql != nullptr && !sql->sqlstate().empty()) {
-    result = sql->sqlstate();
-    auto name = condition_name(sql->sqlstate());
+  auto state = sqlstate_of(e);
+  if (!state.empty()) {
+    result = state;
+    auto name = condition_name(state);
     if (!name.empty())
       result += ' ' + name;
     result += ": " + one_line(e.what());
@@ -90,8 +123,8 @@ std::string describe_exception(const std::exception& e,
 errc errc_of_exception(const std::exception& e) {
   if (auto in = dynamic_cast<const input_error*>(&e))
     return in->code();
-  if (auto sql = dynamic_cast<const pqxx::sql_error*>(&e))
-    return errc_of_sqlstate(sql->sqlstate());
+  if (auto state = sqlstate_of(e); !state.empty())
+    return errc_of_sqlstate(state);
   return errc::source_failed;
 }
 

@@ -1,0 +1,55 @@
+#pragma once
+
+// The data-cleaning rules of flow-etl's `clean` job: raw, scraped classified
+// ads in, typed values or a reason out. Pure functions, so they are tested
+// (and fuzzed) without a database.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace flow::apps {
+
+/// A cleaning step's outcome: a value, or the reason the input was rejected.
+template <class T>
+struct cleaned {
+  std::optional<T> value;
+  std::string reason;
+
+  /// A successful outcome.
+  static cleaned ok(T x) {
+    return {std::move(x), {}};
+  }
+
+  /// A rejection with a reason.
+  static cleaned fail(std::string why) {
+    return {std::nullopt, std::move(why)};
+  }
+};
+
+/// Normalises a city: trims, collapses runs of white space, title-cases each
+/// word (ASCII and the Latin-1 letters of UTF-8, so "SÃO  paulo" becomes
+/// "São Paulo"). Rejects NULL or blank ("city missing") and invalid UTF-8.
+cleaned<std::string> normalize_city(const std::optional<std::string>& raw);
+
+/// Parses a price into integer cents: "1200", "$1,200", "$ 1,200.50",
+/// "1200.5"; "free" is 0. Rejects NULL or blank ("price missing"), "call"
+/// ("price on request"), other currencies ("price in EUR"), negative prices,
+/// misplaced thousands separators, more than two decimals and values beyond
+/// the int64 range of cents.
+cleaned<std::int64_t> parse_price_cents(const std::optional<std::string>& raw);
+
+/// Parses a posting date into "YYYY-MM-DD HH:MM:SS": "2021-03-04",
+/// "2021-03-04 17:05:00", "04/03/2021" (day first), "March 4, 2021".
+/// Rejects NULL or blank ("date missing"), relative dates ("yesterday"),
+/// impossible dates (February 30) and anything else ("unrecognised date").
+cleaned<std::string> parse_posted_at(const std::optional<std::string>& raw);
+
+/// Trims and collapses white space in a title (a NULL title stays NULL).
+std::optional<std::string> clean_title(const std::optional<std::string>& raw);
+
+/// True when `x` is valid UTF-8.
+bool valid_utf8(std::string_view x);
+
+} // namespace flow::apps

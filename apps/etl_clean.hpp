@@ -1,0 +1,70 @@
+#pragma once
+
+// flow-etl's `clean` job: raw ads in, cleaned ads, rejects with reasons and a
+// per-city summary out, all three tables visible at once or not at all.
+//
+//   ads ──partitioned COPY TO (one snapshot)──▶ generators (one per range of id)
+//     ──batches──▶ reducers: normalise city, price → cents, posted_at → timestamp
+//         ├─ emit(clean row) / emit(reject row + reason) ──▶ sink: COPY FROM
+//         │                                   into staging tables, one transaction
+//         └─ add(city, cents) ──▶ manager {city: ads, total, min, max}
+//   commit: ads_summary from the manager's final aggregates, then the three
+//   staging tables replace ads_clean, ads_rejects, ads_summary.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "flow/options.hpp"
+#include "flow/pg/connection.hpp"
+#include "flow/result.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace flow::apps {
+
+/// What a clean run reads and writes.
+struct clean_config {
+  /// libpq connection string; empty: the environment.
+  std::string conninfo;
+  /// The raw ads table.
+  pg::table_name ads;
+  /// The output tables.
+  pg::table_name clean;
+  pg::table_name rejects;
+  pg::table_name summary;
+  /// Partitions of the parallel read (ranges of ads.id).
+  std::size_t partitions = 2;
+  /// Pipeline options.
+  flow::options opts;
+  /// Test hook: called by the sink before it commits (throwing from it makes
+  /// the run fail at the last moment).
+  std::function<void()> before_commit;
+};
+
+/// The counts a clean run reports, read back from the server after commit.
+struct clean_report {
+  job_result res;
+  std::uint64_t ads = 0;
+  std::uint64_t clean_rows = 0;
+  std::uint64_t reject_rows = 0;
+  std::uint64_t in_both = 0;
+  std::uint64_t in_neither = 0;
+  std::uint64_t summary_rows = 0;
+  double seconds = 0;
+
+  /// Every row of ads in exactly one of the two tables, and the tables agree
+  /// with the job's accounting.
+  bool ok() const;
+};
+
+/// Runs the clean job. Errors carry the SQL state where there is one.
+caf::expected<clean_report> run_clean(caf::actor_system& sys,
+                                      const clean_config& cfg);
+
+} // namespace flow::apps

@@ -1,0 +1,434 @@
+#include "flow/pg/read.hpp"
+
+#include <cstdio>
+
+#include <pqxx/result>
+#include <pqxx/stream_from>
+#include <pqxx/transaction>
+
+#include "flow/pg/error.hpp"
+#include "session.hpp"
+
+namespace flow::pg {
+
+namespace detail {
+
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo) {
+  return std::make_unique<pqxx::connection>(conninfo);
+}
+
+} // namespace detail
+
+namespace {
+
+std::string int_literal(std::int64_t x) {
+  // Quoted and cast: the most negative int64 is not a valid bare literal.
+  return "'" + std::to_string(x) + "'::bigint";
+}
+
+std::string join_quoted(const std::vector<std::string>& names) {
+  std::string result;
+  for (auto& n : names) {
+    if (!result.empty())
+      result += ", ";
+    result += quote_ident(n);
+  }
+  return result;
+}
+
+std::vector<std::int64_t> parse_int_array(const std::string& text) {
+  // "{1,2,3}" as PostgreSQL prints an integer array.
+  std::vector<std::int64_t> result;
+  if (text.size() < 2)
+    return result;
+  auto body = text.substr(1, text.size() - 2);
+  std::size_t pos = 0;
+  while (pos < body.size()) {
+    auto comma = body.find(',', pos);
+    if (comma == std::string::npos)
+      comma = body.size();
+    if (auto v = parse_int64(std::string_view{body}.substr(pos, comma - pos)))
+      result.push_back(*v);
+    pos = comma + 1;
+  }
+  return result;
+}
+
+} // namespace
+
+// -- ranges -----------------------------------------------------------------
+
+std::string range::predicate(const std::string& col) const {
+  std::string cond;
+  if (lo)
+    cond = col + " >= " + int_literal(*lo);
+  if (hi) {
+    if (!cond.empty())
+      cond += " AND ";
+    cond += col + " < " + int_literal(*hi);
+  }
+  if (cond.empty())
+    return nulls ? "TRUE" : col + " IS NOT NULL";
+  if (nulls)
+    return "(" + cond + " OR " + col + " IS NULL)";
+  return cond;
+}
+
+std::string range::display() const {
+  auto result = "[" + (lo ? std::to_string(*lo) : std::string{"-inf"}) + ", "
+                + (hi ? std::to_string(*hi) : std::string{"+inf"}) + ")";
+  if (nulls)
+    result += " or NULL";
+  return result;
+}
+
+std::vector<range> ranges_from_bounds(std::vector<std::int64_t> bounds) {
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  std::vector<range> result;
+  std::optional<std::int64_t> lo;
+  for (auto b : bounds) {
+    result.push_back(range{lo, b, result.empty()});
+    lo = b;
+  }
+  result.push_back(range{lo, std::nullopt, result.empty()});
+  return result;
+}
+
+// -- copy_reader ------------------------------------------------------------
+
+struct copy_reader::impl {
+  std::string conninfo;
+  std::string name;
+  std::string target; // "(SELECT ...)": COPY target
+  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<pqxx::transaction_base> tx;
+  std::unique_ptr<pqxx::stream_from> stream;
+  std::string line;
+  row_view row;
+  std::uint64_t rows = 0;
+  bool finished = false;
+
+  ~impl() {
+    // A COPY abandoned half-way (a cancelled or failed job): ask the server
+    // to stop sending, so that closing the stream does not drain it all.
+    if (stream && !finished) {
+      try {
+        conn->cancel_query();
+      } catch (...) {
+        // closing anyway
+      }
+    }
+    stream.reset();
+    tx.reset();
+    conn.reset();
+  }
+};
+
+copy_reader::copy_reader(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nop
+}
+
+copy_reader::copy_reader(copy_reader&&) noexcept = default;
+
+copy_reader& copy_reader::operator=(copy_reader&&) noexcept = default;
+
+copy_reader::~copy_reader() = default;
+
+const row_view* copy_reader::next() {
+  auto& d = *impl_;
+  if (d.finished)
+    return nullptr;
+  try {
+    if (!d.stream)
+      d.stream = std::make_unique<pqxx::stream_from>(*d.tx, d.target);
+    if (!d.stream->get_raw_line(d.line)) {
+      d.finished = true;
+      d.stream->complete();
+      d.tx->commit();
+      return nullptr;
+    }
+  } catch (...) {
+    d.finished = true;
+    rethrow_as_input_error(d.conninfo, d.name);
+  }
+  if (!d.line.empty() && d.line.back() == '\n')
+    d.line.pop_back();
+  d.row.assign(d.line);
+  ++d.rows;
+  return &d.row;
+}
+
+std::uint64_t copy_reader::rows() const noexcept {
+  return impl_->rows;
+}
+
+const std::string& copy_reader::name() const noexcept {
+  return impl_->name;
+}
+
+void copy_reader::fail(const decode_error& e) const {
+  throw input_error(impl_->name + ", row " + std::to_string(impl_->rows)
+                      + ", column " + std::to_string(e.column() + 1) + ": "
+                      + e.what(),
+                    errc::bad_input);
+}
+
+caf::expected<copy_reader> open_query(const std::string& conninfo,
+                                      const std::string& select) {
+  try {
+    auto d = std::make_unique<copy_reader::impl>();
+    d->conninfo = conninfo;
+    d->name = "query";
+    d->target = "(" + select + ")";
+    d->conn = detail::connect(conninfo);
+    d->tx = std::make_unique<pqxx::work>(*d->conn);
+    return copy_reader{std::move(d)};
+  } catch (...) {
+    return current_error(conninfo);
+  }
+}
+
+// -- partitioned_read -------------------------------------------------------
+
+struct partitioned_read::impl {
+  read_spec spec;
+  std::string table;  // quoted
+  std::string column; // quoted
+  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<detail::snapshot_tx> tx;
+  std::string snapshot;
+  std::vector<range> ranges;
+
+  ~impl() {
+    release();
+  }
+
+  void release() noexcept {
+    if (tx) {
+      try {
+        tx->commit();
+      } catch (...) {
+        // read-only: nothing to lose
+      }
+      tx.reset();
+    }
+    conn.reset();
+  }
+
+  // Opens a partition's session: a transaction that imported the snapshot.
+  std::unique_ptr<copy_reader::impl> session(std::size_t i,
+                                             const std::string& select) {
+    if (!tx)
+      throw input_error("partitioned read: the snapshot was released before "
+                        "every partition imported it",
+                        errc::invalid_config);
+    auto d = std::make_unique<copy_reader::impl>();
+    d->conninfo = spec.conninfo;
+    d->name = "partition " + std::to_string(i + 1) + "/"
+              + std::to_string(ranges.size()) + " of "
+              + spec.table.display() + " " + ranges[i].display();
+    d->target = "(" + select + ")";
+    d->conn = detail::connect(spec.conninfo);
+    auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
+    ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
+    d->tx = std::move(ptx);
+    return d;
+  }
+};
+
+partitioned_read::partitioned_read(std::unique_ptr<impl> ptr)
+  : impl_(std::move(ptr)) {
+  // nop
+}
+
+partitioned_read::partitioned_read(partitioned_read&&) noexcept = default;
+
+partitioned_read&
+partitioned_read::operator=(partitioned_read&&) noexcept = default;
+
+partitioned_read::~partitioned_read() = default;
+
+caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
+  auto conninfo = spec.conninfo;
+  try {
+    if (spec.partitions == 0)
+      throw input_error("partitioned read: 0 partitions", errc::invalid_config);
+    if (!spec.table.schema.empty())
+      check_identifier(spec.table.schema, "schema");
+    check_identifier(spec.table.table, "table");
+    check_identifier(spec.partition_column, "partition column");
+    if (spec.columns.empty())
+      throw input_error("partitioned read: no columns");
+    for (auto& c : spec.columns)
+      check_identifier(c, "column");
+    auto d = std::make_unique<impl>();
+    d->table = spec.table.quoted();
+    d->column = quote_ident(spec.partition_column);
+    d->spec = std::move(spec);
+    auto& s = d->spec;
+    d->conn = detail::connect(s.conninfo);
+    d->tx = std::make_unique<detail::snapshot_tx>(*d->conn);
+    auto& tx = *d->tx;
+    d->snapshot = tx.exec("SELECT pg_export_snapshot()")[0][0].as<std::string>();
+    // The name goes in as a value and is resolved by the server: a missing
+    // table is 42P01, whatever the name holds.
+    auto info = tx.exec_params(
+      "SELECT c.oid::bigint, c.relkind::text, "
+      "pg_relation_size(c.oid) / current_setting('block_size')::bigint "
+      "FROM pg_class c WHERE c.oid = $1::regclass",
+      d->table);
+    auto oid = info[0][0].as<std::int64_t>();
+    auto kind = info[0][1].as<std::string>();
+    auto pages = info[0][2].as<std::int64_t>();
+    auto type = tx.exec_params(
+      "SELECT a.atttypid::regtype::text FROM pg_attribute a "
+      "WHERE a.attrelid = $1::bigint::oid AND a.attname = $2 "
+      "AND a.attnum > 0 AND NOT a.attisdropped",
+      oid, s.partition_column);
+    if (type.empty())
+      throw input_error("42703 undefined_column: column \""
+                        + s.partition_column + "\" of relation \""
+                        + s.table.display() + "\" does not exist");
+    auto tname = type[0][0].as<std::string>();
+    if (tname != "bigint" && tname != "integer" && tname != "smallint")
+      throw input_error("partition column \"" + s.partition_column
+                        + "\" is " + tname + ", not an integer column");
+    std::vector<std::int64_t> bounds;
+    if (s.partitions > 1) {
+      std::string qs;
+      for (std::size_t i = 1; i < s.partitions; ++i) {
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.17g",
+                      static_cast<double>(i)
+                        / static_cast<double>(s.partitions));
+        qs += (qs.empty() ? "" : ",") + std::string{buf};
+      }
+      std::string from = d->table;
+      if ((kind == "r" || kind == "m") && pages > s.sample_pages
+          && s.sample_pages > 0) {
+        char pct[32];
+        std::snprintf(pct, sizeof(pct), "%.6f",
+                      100.0 * static_cast<double>(s.sample_pages)
+                        / static_cast<double>(pages));
+        from += " TABLESAMPLE SYSTEM (" + std::string{pct}
+                + ") REPEATABLE (42)";
+      }
+      auto q = tx.exec("SELECT percentile_disc(ARRAY[" + qs
+                       + "]::float8[]) WITHIN GROUP (ORDER BY " + d->column
+                       + ")::bigint[]::text FROM " + from);
+      if (!q.empty() && !q[0][0].is_null())
+        bounds = parse_int_array(q[0][0].as<std::string>());
+    }
+    d->ranges = ranges_from_bounds(std::move(bounds));
+    return partitioned_read{std::move(d)};
+  } catch (...) {
+    return current_error(conninfo);
+  }
+}
+
+const std::vector<range>& partitioned_read::ranges() const noexcept {
+  return impl_->ranges;
+}
+
+const std::string& partitioned_read::snapshot_id() const noexcept {
+  return impl_->snapshot;
+}
+
+const read_spec& partitioned_read::spec() const noexcept {
+  return impl_->spec;
+}
+
+caf::expected<text_rows> partitioned_read::query(const std::string& sql) {
+  try {
+    if (!impl_->tx)
+      throw input_error("partitioned read: the snapshot was released",
+                        errc::invalid_config);
+    auto res = impl_->tx->exec(sql);
+    text_rows result;
+    for (std::size_t i = 0; i < res.size(); ++i) {
+      std::vector<std::optional<std::string>> fields;
+      auto row = res[static_cast<pqxx::result::size_type>(i)];
+      for (std::size_t j = 0; j < row.size(); ++j) {
+        auto f = row[static_cast<pqxx::row::size_type>(j)];
+        if (f.is_null())
+          fields.emplace_back();
+        else
+          fields.emplace_back(f.c_str());
+      }
+      result.push_back(std::move(fields));
+    }
+    return result;
+  } catch (...) {
+    return current_error(impl_->spec.conninfo);
+  }
+}
+
+void partitioned_read::release() {
+  impl_->release();
+}
+
+caf::expected<std::vector<copy_reader>> partitioned_read::readers() {
+  try {
+    std::vector<copy_reader> result;
+    auto cols = join_quoted(impl_->spec.columns);
+    for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
+      auto select = "SELECT " + cols + " FROM " + impl_->table + " WHERE "
+                    + impl_->ranges[i].predicate(impl_->column);
+      result.emplace_back(impl_->session(i, select));
+    }
+    return result;
+  } catch (...) {
+    return current_error(impl_->spec.conninfo);
+  }
+}
+
+caf::expected<std::vector<copy_reader>>
+partitioned_read::aggregate_readers(const pushdown_spec& spec) {
+  try {
+    if (spec.group_columns.empty())
+      throw input_error("push-down: no grouping columns", errc::invalid_config);
+    auto groups = join_quoted(spec.group_columns);
+    auto v = quote_ident(spec.value_column);
+    std::vector<copy_reader> result;
+    for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
+      // sum(bigint) is numeric on the server: exact, read as int128.
+      auto select = "SELECT " + groups + ", sum(" + v + "), count(" + v
+                    + "), min(" + v + "), max(" + v + ") FROM " + impl_->table
+                    + " WHERE " + impl_->ranges[i].predicate(impl_->column)
+                    + " GROUP BY " + groups + " HAVING count(" + v + ") > 0";
+      result.emplace_back(impl_->session(i, select));
+    }
+    return result;
+  } catch (...) {
+    return current_error(impl_->spec.conninfo);
+  }
+}
+
+caf::expected<std::vector<source<keyed_aggregate>>>
+partitioned_read::aggregate_sources(const pushdown_spec& spec) {
+  if (!spec.key)
+    return make_error(errc::invalid_config, "push-down: no key function");
+  auto rs = aggregate_readers(spec);
+  if (!rs)
+    return std::move(rs.error());
+  auto g = spec.group_columns.size();
+  auto decode = [g, key = spec.key](const row_view& r) {
+    keyed_aggregate x;
+    x.key = key(r);
+    x.agg.sum = r.int128_value(g);
+    auto n = r.int64(g + 1);
+    x.agg.count = static_cast<std::uint64_t>(n);
+    x.agg.min = r.int64(g + 2);
+    x.agg.max = r.int64(g + 3);
+    return x;
+  };
+  std::vector<source<keyed_aggregate>> result;
+  for (auto& r : *rs)
+    result.emplace_back(
+      std::make_unique<row_source<keyed_aggregate, decltype(decode)>>(
+        std::move(r), decode));
+  return result;
+}
+
+} // namespace flow::pg

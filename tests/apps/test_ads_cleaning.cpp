@@ -1,0 +1,108 @@
+// The cleaning rules of flow-etl's clean job, good and bad input.
+
+#include <catch2/catch.hpp>
+
+#include "common/ads_cleaning.hpp"
+
+using namespace flow::apps;
+
+namespace {
+
+std::optional<std::string> s(const char* x) {
+  return std::string{x};
+}
+
+} // namespace
+
+TEST_CASE("cleaning: cities are trimmed, collapsed and title-cased",
+          "[cleaning]") {
+  CHECK(*normalize_city(s("  new   york ")).value == "New York");
+  CHECK(*normalize_city(s("BERLIN")).value == "Berlin");
+  CHECK(*normalize_city(s("san\tfrancisco")).value == "San Francisco");
+  CHECK(*normalize_city(s("SÃO PAULO")).value == "São Paulo");
+  CHECK(*normalize_city(s("são paulo")).value == "São Paulo");
+  CHECK(*normalize_city(s("winston-salem")).value == "Winston-Salem");
+  // Every spelling of one city lands on one key.
+  CHECK(normalize_city(s("los angeles")).value
+        == normalize_city(s(" Los  ANGELES\t")).value);
+}
+
+TEST_CASE("cleaning: missing and malformed cities are rejected with a reason",
+          "[cleaning]") {
+  CHECK(normalize_city(std::nullopt).reason == "city missing");
+  CHECK(normalize_city(s("")).reason == "city missing");
+  CHECK(normalize_city(s(" \t ")).reason == "city missing");
+  CHECK(normalize_city(s("Ber\xfflin")).reason == "city is not valid UTF-8");
+  CHECK(normalize_city(s("\xc3")).reason == "city is not valid UTF-8");
+  CHECK_FALSE(normalize_city(s("\xed\xa0\x80")).value); // a surrogate
+}
+
+TEST_CASE("cleaning: prices in the scraped formats parse to cents",
+          "[cleaning]") {
+  CHECK(*parse_price_cents(s("1200")).value == 120000);
+  CHECK(*parse_price_cents(s("$1,200")).value == 120000);
+  CHECK(*parse_price_cents(s("$ 1,200.50")).value == 120050);
+  CHECK(*parse_price_cents(s("1200.5")).value == 120050);
+  CHECK(*parse_price_cents(s("0.07")).value == 7);
+  CHECK(*parse_price_cents(s("$1,234,567.89")).value == 123456789);
+  CHECK(*parse_price_cents(s("12 USD")).value == 1200);
+  CHECK(*parse_price_cents(s("FREE")).value == 0);
+  CHECK(*parse_price_cents(s("92233720368547758.07")).value == INT64_MAX);
+}
+
+TEST_CASE("cleaning: unusable prices are rejected with a reason",
+          "[cleaning]") {
+  CHECK(parse_price_cents(std::nullopt).reason == "price missing");
+  CHECK(parse_price_cents(s("")).reason == "price missing");
+  CHECK(parse_price_cents(s("call")).reason == "price on request");
+  CHECK(parse_price_cents(s("1200 EUR")).reason == "price in EUR");
+  CHECK(parse_price_cents(s("-5")).reason == "negative price");
+  CHECK(parse_price_cents(s("$-5")).reason == "negative price");
+  CHECK(parse_price_cents(s("1,20")).reason == "misplaced thousands separator");
+  CHECK(parse_price_cents(s("12,3456")).reason
+        == "misplaced thousands separator");
+  CHECK(parse_price_cents(s("1.234")).reason == "unparsable price");
+  CHECK(parse_price_cents(s("1.")).reason == "unparsable price");
+  CHECK(parse_price_cents(s("$")).reason == "unparsable price");
+  CHECK(parse_price_cents(s("12abc")).reason == "unparsable price");
+  CHECK(parse_price_cents(s("92233720368547758.08")).reason
+        == "price out of range");
+  CHECK(parse_price_cents(s("99999999999999999999999")).reason
+        == "price out of range");
+}
+
+TEST_CASE("cleaning: dates in the scraped formats parse to timestamps",
+          "[cleaning]") {
+  CHECK(*parse_posted_at(s("2021-03-04")).value == "2021-03-04 00:00:00");
+  CHECK(*parse_posted_at(s("2021-03-04 17:05:09")).value
+        == "2021-03-04 17:05:09");
+  CHECK(*parse_posted_at(s("2021-03-04 17:05")).value
+        == "2021-03-04 17:05:00");
+  CHECK(*parse_posted_at(s("04/03/2021")).value == "2021-03-04 00:00:00");
+  CHECK(*parse_posted_at(s("March 4, 2021")).value == "2021-03-04 00:00:00");
+  CHECK(*parse_posted_at(s("february 29, 2024")).value
+        == "2024-02-29 00:00:00");
+}
+
+TEST_CASE("cleaning: impossible, relative and unknown dates are rejected",
+          "[cleaning]") {
+  CHECK(parse_posted_at(std::nullopt).reason == "date missing");
+  CHECK(parse_posted_at(s(" ")).reason == "date missing");
+  CHECK(parse_posted_at(s("yesterday")).reason == "relative date");
+  CHECK(parse_posted_at(s("3 days ago")).reason == "relative date");
+  CHECK(parse_posted_at(s("2023-02-30")).reason == "invalid date");
+  CHECK(parse_posted_at(s("2023-02-29")).reason == "invalid date");
+  CHECK(parse_posted_at(s("1900-02-29")).reason == "invalid date");
+  CHECK(parse_posted_at(s("2023-13-01")).reason == "invalid date");
+  CHECK(parse_posted_at(s("2023-01-01 24:00:00")).reason == "invalid date");
+  CHECK(parse_posted_at(s("31/04/2022")).reason == "invalid date");
+  CHECK(parse_posted_at(s("2023/01/01")).reason == "unrecognised date");
+  CHECK(parse_posted_at(s("Smarch 4, 2021")).reason == "unrecognised date");
+  CHECK(parse_posted_at(s("March 4 2021")).reason == "unrecognised date");
+  CHECK(parse_posted_at(s("2021-03-04x")).reason == "unrecognised date");
+}
+
+TEST_CASE("cleaning: titles are trimmed and NULL stays NULL", "[cleaning]") {
+  CHECK(*clean_title(s("  red   bike !!")) == "red bike !!");
+  CHECK_FALSE(clean_title(std::nullopt));
+}

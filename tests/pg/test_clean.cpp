@@ -1,0 +1,258 @@
+// flow-etl clean: every ad lands in exactly one of ads_clean and ads_rejects,
+// the summary equals the clean rows' GROUP BY, a re-run is identical, and a
+// run that fails or is killed before its commit leaves the previous output
+// untouched.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "flow/pg/connection.hpp"
+#include "json_fields.hpp"
+#include "pg_fixture.hpp"
+#include "run_program.hpp"
+
+using namespace flow;
+using namespace flow::test;
+
+namespace {
+
+const std::string prog = FLOW_ETL_PATH;
+
+std::string q(const std::string& schema, const std::string& table) {
+  return pg::table_name{schema, table}.quoted();
+}
+
+/// A digest of a whole table's content, ordered by `order`.
+std::string digest(const std::string& schema, const std::string& table,
+                   const std::string& order = "id") {
+  return scalar("SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY "
+                + order + "), '')) FROM " + q(schema, table) + " x");
+}
+
+std::string init_schema(const std::string& hint, const std::string& ads) {
+  auto schema = fresh_schema(hint);
+  auto res = run_program(prog, {"init", "--db", conninfo(), "--schema",
+                                schema, "--rows", "100", "--ads", ads,
+                                "--seed", "5"});
+  INFO(res.err);
+  REQUIRE(res.rc == 0);
+  return schema;
+}
+
+run_result clean(const std::string& schema,
+                 std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"clean", "--db", conninfo(), "--schema",
+                                schema, "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_program(prog, args);
+}
+
+/// Runs flow-etl with an environment variable set; returns its pid. Its
+/// stderr goes to `err_path`.
+pid_t start_with_env(const std::vector<std::string>& args,
+                     const std::string& env, const std::string& err_path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int out = open("/dev/null", O_WRONLY);
+    dup2(err, 2);
+    dup2(out, 1);
+    putenv(const_cast<char*>(env.c_str()));
+    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
+    for (auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in{path};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+} // namespace
+
+TEST_CASE("flow-etl clean: every ad lands in exactly one output table",
+          "[pg][flow-etl][clean]") {
+  auto schema = init_schema("clean", "20000");
+  auto res = clean(schema, {"--partitions", "3", "--batch", "1000"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  CHECK(json_field(res.out, "ok") == "true");
+  auto ads = q(schema, "ads");
+  auto cl = q(schema, "ads_clean");
+  auto rj = q(schema, "ads_rejects");
+  CHECK(json_field(res.out, "ads") == "20000");
+  CHECK(scalar("SELECT (SELECT count(*) FROM " + cl + ") + (SELECT count(*) "
+               "FROM " + rj + ")") == "20000");
+  CHECK(scalar("SELECT count(*) FROM " + cl + " JOIN " + rj + " USING (id)")
+        == "0");
+  CHECK(scalar("SELECT count(*) FROM " + ads + " a WHERE NOT EXISTS (SELECT "
+               "1 FROM " + cl + " c WHERE c.id = a.id) AND NOT EXISTS "
+               "(SELECT 1 FROM " + rj + " r WHERE r.id = a.id)") == "0");
+  CHECK(json_field(res.out, "clean")
+        == scalar("SELECT count(*) FROM " + cl));
+  // The generated data is messy on purpose: both tables are well filled.
+  CHECK(std::stoll(scalar("SELECT count(*) FROM " + cl)) > 5000);
+  CHECK(std::stoll(scalar("SELECT count(*) FROM " + rj)) > 2000);
+  // Rejects keep the raw values and always say why.
+  CHECK(scalar("SELECT count(*) FROM " + rj + " r JOIN " + ads
+               + " a USING (id) WHERE r.city IS DISTINCT FROM a.city OR "
+                 "r.price IS DISTINCT FROM a.price OR r.posted_at IS DISTINCT "
+                 "FROM a.posted_at OR r.title IS DISTINCT FROM a.title")
+        == "0");
+  CHECK(scalar("SELECT count(*) FROM " + rj + " WHERE reason IS NULL OR "
+               "reason = ''") == "0");
+  CHECK(scalar("SELECT count(DISTINCT reason) >= 5 FROM " + rj) == "t");
+  // Clean rows: normalised cities (one spelling per city), cents >= 0.
+  CHECK(scalar("SELECT count(*) FROM " + cl + " WHERE city <> trim(city) OR "
+               "city LIKE '%  %' OR price_cents < 0") == "0");
+  CHECK(scalar("SELECT count(DISTINCT city) = count(DISTINCT lower(city)) "
+               "FROM " + cl) == "t");
+  // The summary (from the manager) equals the clean rows' GROUP BY.
+  CHECK(scalar("SELECT count(*) FROM (SELECT city, count(*) AS ads, "
+               "sum(price_cents) AS total_cents, min(price_cents) AS "
+               "min_cents, max(price_cents) AS max_cents FROM " + cl
+               + " GROUP BY city) g FULL JOIN " + q(schema, "ads_summary")
+               + " s USING (city) WHERE g.ads IS DISTINCT FROM s.ads OR "
+                 "g.total_cents IS DISTINCT FROM s.total_cents OR "
+                 "g.min_cents IS DISTINCT FROM s.min_cents OR g.max_cents "
+                 "IS DISTINCT FROM s.max_cents")
+        == "0");
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "ads_summary"))
+        == json_field(res.out, "cities"));
+}
+
+TEST_CASE("flow-etl clean: a re-run produces identical tables",
+          "[pg][flow-etl][clean]") {
+  auto schema = init_schema("rerun", "3000");
+  REQUIRE(clean(schema, {"--partitions", "2"}).rc == 0);
+  auto a = digest(schema, "ads_clean");
+  auto b = digest(schema, "ads_rejects");
+  auto c = digest(schema, "ads_summary", "city");
+  REQUIRE(clean(schema, {"--partitions", "4", "--batch", "97", "--workers",
+                         "3"})
+            .rc
+          == 0);
+  CHECK(digest(schema, "ads_clean") == a);
+  CHECK(digest(schema, "ads_rejects") == b);
+  CHECK(digest(schema, "ads_summary", "city") == c);
+}
+
+TEST_CASE("flow-etl clean: a run that fails before its commit leaves the "
+          "previous output untouched",
+          "[pg][flow-etl][clean][atomic]") {
+  auto schema = init_schema("fail", "2000");
+  REQUIRE(clean(schema).rc == 0);
+  auto a = digest(schema, "ads_clean");
+  auto b = digest(schema, "ads_rejects");
+  // Change the input, so a committed re-run would change the output.
+  exec("UPDATE " + q(schema, "ads") + " SET price = '7' WHERE id % 2 = 0");
+  auto tables_before = scalar("SELECT count(*) FROM pg_tables WHERE "
+                              "schemaname = '" + schema + "'");
+  auto err_path = "/tmp/flow-clean-fail-" + std::to_string(getpid());
+  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema},
+                            "FLOW_ETL_TEST_BEFORE_COMMIT=fail", err_path);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto err = slurp(err_path);
+  std::remove(err_path.c_str());
+  INFO("stderr: " << err);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 2);
+  CHECK(err.find("sink_failed") != std::string::npos);
+  CHECK(digest(schema, "ads_clean") == a);
+  CHECK(digest(schema, "ads_rejects") == b);
+  // No staging table was left behind either.
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '" + schema
+               + "'")
+        == tables_before);
+}
+
+TEST_CASE("flow-etl clean: a run killed (SIGKILL) before its commit leaves "
+          "the previous output untouched",
+          "[pg][flow-etl][clean][atomic]") {
+  auto schema = init_schema("kill", "2000");
+  REQUIRE(clean(schema).rc == 0);
+  auto a = digest(schema, "ads_clean");
+  auto s = digest(schema, "ads_summary", "city");
+  exec("UPDATE " + q(schema, "ads") + " SET city = 'Nowhere' WHERE id < 500");
+  auto err_path = "/tmp/flow-clean-kill-" + std::to_string(getpid());
+  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema},
+                            "FLOW_ETL_TEST_BEFORE_COMMIT=pause", err_path);
+  // Wait until every row is written and the run is about to commit.
+  bool paused = false;
+  for (int i = 0; i < 600 && !paused; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    paused = slurp(err_path).find("pausing before commit") != std::string::npos;
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::remove(err_path.c_str());
+  REQUIRE(paused);
+  CHECK(WIFSIGNALED(status));
+  // The killed connection's transaction rolls back: the old output stays.
+  for (int i = 0; i < 100; ++i) {
+    // The server notices the dead client asynchronously; wait for its locks.
+    if (scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in "
+               "transaction'")
+        == "0")
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(digest(schema, "ads_clean") == a);
+  CHECK(digest(schema, "ads_summary", "city") == s);
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "ads_clean")
+               + " WHERE city = 'Nowhere'")
+        == "0");
+}
+
+TEST_CASE("flow-etl clean: output names are quoted, never executed",
+          "[pg][flow-etl][clean]") {
+  auto schema = init_schema("names", "300");
+  std::string evil = "x\"; DROP TABLE ads; --";
+  auto res = clean(schema, {"--clean", evil, "--rejects", "rej ects",
+                            "--summary", "sum'mary"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "ads")) == "300");
+  CHECK(scalar("SELECT (SELECT count(*) FROM " + q(schema, evil)
+               + ") + (SELECT count(*) FROM " + q(schema, "rej ects") + ")")
+        == "300");
+  CHECK(scalar("SELECT count(*) > 0 FROM " + q(schema, "sum'mary")) == "t");
+}
+
+TEST_CASE("flow-etl clean: bad input is a one-line error with exit code 2",
+          "[pg][flow-etl][clean]") {
+  auto check = [](const run_result& res, const std::string& fragment) {
+    INFO("stdout: " << res.out << "\nstderr: " << res.err);
+    CHECK(res.rc == 2);
+    CHECK(lines_of(res.err).size() == 1);
+    CHECK(res.err.find(fragment) != std::string::npos);
+    CHECK(res.out.empty());
+  };
+  auto schema = fresh_schema("cleanbad");
+  check(clean(schema), "42P01");
+  check(clean(schema, {"--clean", "ads"}), "four different tables");
+  check(clean(schema, {"--partitions", "x"}), "--partitions");
+  check(run_program(prog, {"clean", "--db", "postgresql://127.0.0.1:1/x",
+                           "--json"}),
+        "cannot connect");
+}

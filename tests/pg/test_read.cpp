@@ -1,0 +1,458 @@
+// Row sources and partitioned reads against a real server: streaming,
+// NULLs and bad values, partition boundaries, the shared snapshot, errors
+// with SQL states, and push-down equal to the row path.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+#include <pqxx/result>
+#include <pqxx/stream_to>
+#include <pqxx/transaction>
+
+#include "flow/flow.hpp"
+#include "flow/pg/pg.hpp"
+#include "pg_fixture.hpp"
+
+using namespace flow;
+using namespace flow::test;
+
+namespace {
+
+using opt_int = std::optional<std::int64_t>;
+
+/// Creates schema.t(k bigint, v bigint) holding `rows` (nullopt: NULL).
+pg::table_name make_table(const std::string& schema,
+                          const std::vector<std::pair<opt_int, opt_int>>& rows,
+                          const std::string& name = "t") {
+  pg::table_name t{schema, name};
+  pqxx::connection conn{conninfo()};
+  pqxx::work tx{conn};
+  tx.exec("CREATE TABLE " + t.quoted() + " (k bigint, v bigint)");
+  pqxx::stream_to out{tx, t.quoted()};
+  for (auto& [k, v] : rows)
+    out << std::make_tuple(k, v);
+  out.complete();
+  tx.exec("ANALYZE " + t.quoted());
+  tx.commit();
+  return t;
+}
+
+using kv = std::pair<opt_int, opt_int>;
+
+/// Drains a source in this thread (no actor system needed).
+template <class T>
+std::vector<T> drain(source<T>& src, std::size_t batch = 1000) {
+  std::vector<T> result;
+  while (!src->exhausted()) {
+    auto xs = src->next(batch);
+    if (xs.empty())
+      break;
+    result.insert(result.end(), xs.begin(), xs.end());
+  }
+  return result;
+}
+
+auto decode_kv = [](const pg::row_view& r) {
+  return kv{r.opt_int64(0), r.opt_int64(1)};
+};
+
+/// Reads every partition; returns the rows per partition.
+std::vector<std::vector<kv>> read_partitions(const pg::read_spec& spec) {
+  auto read = pg::partitioned_read::open(spec);
+  REQUIRE(read);
+  auto srcs = read->row_sources<kv>(decode_kv);
+  REQUIRE(srcs);
+  REQUIRE(srcs->size() == read->ranges().size());
+  std::vector<std::vector<kv>> result;
+  for (auto& s : *srcs) {
+    CHECK(s->blocking());
+    result.push_back(drain(s));
+  }
+  return result;
+}
+
+std::vector<kv> sorted(std::vector<kv> xs) {
+  std::sort(xs.begin(), xs.end());
+  return xs;
+}
+
+std::vector<kv> flatten(const std::vector<std::vector<kv>>& parts) {
+  std::vector<kv> all;
+  for (auto& p : parts)
+    all.insert(all.end(), p.begin(), p.end());
+  return all;
+}
+
+pg::read_spec spec_for(const pg::table_name& t, std::size_t partitions) {
+  pg::read_spec s;
+  s.conninfo = conninfo();
+  s.table = t;
+  s.columns = {"k", "v"};
+  s.partition_column = "k";
+  s.partitions = partitions;
+  return s;
+}
+
+std::string error_text(const caf::error& err) {
+  return describe(err);
+}
+
+} // namespace
+
+TEST_CASE("row source: streams a query's rows in batches, NULLs as nothing",
+          "[pg][source]") {
+  auto schema = fresh_schema("stream");
+  std::vector<kv> rows;
+  std::mt19937_64 rng{1};
+  for (int i = 0; i < 5000; ++i)
+    rows.emplace_back(i % 7 == 0 ? opt_int{} : opt_int{i},
+                      i % 11 == 0 ? opt_int{}
+                                  : opt_int{static_cast<std::int64_t>(rng())});
+  auto t = make_table(schema, rows);
+  auto src = pg::from_query<kv>(conninfo(), "SELECT k, v FROM " + t.quoted(),
+                                decode_kv);
+  REQUIRE(src);
+  CHECK((*src)->blocking());
+  auto first = (*src)->next(333);
+  CHECK(first.size() == 333);
+  auto rest = drain(*src, 1000);
+  std::vector<kv> got(first.begin(), first.end());
+  got.insert(got.end(), rest.begin(), rest.end());
+  CHECK(sorted(got) == sorted(rows));
+  CHECK((*src)->exhausted());
+  CHECK((*src)->next(10).empty());
+}
+
+TEST_CASE("row source: a value that does not fit fails with row, column and "
+          "value",
+          "[pg][source]") {
+  auto schema = fresh_schema("badval");
+  exec("CREATE TABLE " + pg::quote_ident(schema)
+       + ".t (id int, x text, n numeric)");
+  exec("INSERT INTO " + pg::quote_ident(schema)
+       + ".t SELECT g, g::text, g FROM generate_series(1, 100) g");
+  exec("INSERT INTO " + pg::quote_ident(schema)
+       + ".t VALUES (101, '12x', 1), (102, '5', 1e20), (103, NULL, 1)");
+  auto q = "SELECT id, x, n FROM " + pg::quote_ident(schema)
+           + ".t ORDER BY id";
+  SECTION("text that is not an integer") {
+    auto src = pg::from_query<std::int64_t>(
+      conninfo(), q, [](const pg::row_view& r) { return r.int64(1); });
+    REQUIRE(src);
+    try {
+      drain(*src, 64);
+      FAIL("no error");
+    } catch (const input_error& e) {
+      std::string what = e.what();
+      CHECK(e.code() == errc::bad_input);
+      CHECK(what.find("row 101") != std::string::npos);
+      CHECK(what.find("column 2") != std::string::npos);
+      CHECK(what.find("'12x'") != std::string::npos);
+    }
+  }
+  SECTION("a number outside int64") {
+    auto src = pg::from_query<std::int64_t>(
+      conninfo(), q, [](const pg::row_view& r) { return r.int64(2); });
+    REQUIRE(src);
+    try {
+      drain(*src, 64);
+      FAIL("no error");
+    } catch (const input_error& e) {
+      std::string what = e.what();
+      CHECK(what.find("row 102") != std::string::npos);
+      CHECK(what.find("does not fit") != std::string::npos);
+    }
+  }
+  SECTION("NULL where a value is required, through a pipeline") {
+    auto src = pg::from_query<std::int64_t>(
+      conninfo(), q, [](const pg::row_view& r) { return r.int64(1); });
+    REQUIRE(src);
+    auto res = pipeline<std::int64_t>{}
+                 .add(std::move(*src))
+                 .reduce(sum_by_label())
+                 .batch_size(50)
+                 .run();
+    REQUIRE_FALSE(res);
+    CHECK(code_of(res.error()) == errc::bad_input);
+    CHECK(error_text(res.error()).find("row 101") != std::string::npos);
+  }
+}
+
+TEST_CASE("partitions: every row read exactly once, whatever the shape of the "
+          "column",
+          "[pg][partition]") {
+  auto schema = fresh_schema("shapes");
+  std::mt19937_64 rng{5};
+  SECTION("empty table") {
+    auto t = make_table(schema, {});
+    auto parts = read_partitions(spec_for(t, 4));
+    CHECK(parts.size() == 1);
+    CHECK(flatten(parts).empty());
+  }
+  SECTION("one huge key") {
+    std::vector<kv> rows;
+    for (int i = 0; i < 3000; ++i)
+      rows.emplace_back(7, i);
+    for (int i = 0; i < 20; ++i)
+      rows.emplace_back(i, -i);
+    rows.emplace_back(opt_int{}, 99);
+    auto t = make_table(schema, rows);
+    auto parts = read_partitions(spec_for(t, 4));
+    CHECK(sorted(flatten(parts)) == sorted(rows));
+    // Key 7's rows cannot be split on this column: all in one partition.
+    int holding = 0;
+    for (auto& p : parts)
+      holding += std::any_of(p.begin(), p.end(),
+                             [](const kv& x) { return x.first == 7; });
+    CHECK(holding == 1);
+  }
+  SECTION("fewer rows than partitions") {
+    std::vector<kv> rows{{3, 1}, {1, 2}, {2, 3}};
+    auto t = make_table(schema, rows);
+    auto parts = read_partitions(spec_for(t, 8));
+    CHECK(parts.size() <= rows.size() + 1);
+    CHECK(sorted(flatten(parts)) == sorted(rows));
+  }
+  SECTION("one partition") {
+    std::vector<kv> rows;
+    for (int i = 0; i < 500; ++i)
+      rows.emplace_back(static_cast<std::int64_t>(rng() % 100), i);
+    auto t = make_table(schema, rows);
+    auto parts = read_partitions(spec_for(t, 1));
+    CHECK(parts.size() == 1);
+    CHECK(sorted(flatten(parts)) == sorted(rows));
+  }
+  SECTION("skewed column: quantile ranges stay balanced") {
+    std::vector<kv> rows;
+    std::exponential_distribution<double> skew{0.001};
+    for (int i = 0; i < 20000; ++i)
+      rows.emplace_back(static_cast<std::int64_t>(skew(rng) * skew(rng)), i);
+    for (int i = 0; i < 50; ++i)
+      rows.emplace_back(opt_int{}, -i);
+    auto t = make_table(schema, rows);
+    auto parts = read_partitions(spec_for(t, 4));
+    CHECK(parts.size() == 4);
+    CHECK(sorted(flatten(parts)) == sorted(rows));
+    for (auto& p : parts)
+      CHECK(p.size() < rows.size() / 4 * 3 / 2);
+  }
+  SECTION("large table: bounds from a sample, still exactly once") {
+    std::vector<kv> rows;
+    for (int i = 0; i < 60000; ++i)
+      rows.emplace_back(static_cast<std::int64_t>(rng() % 1000000) - 500000,
+                        i);
+    auto t = make_table(schema, rows);
+    auto spec = spec_for(t, 3);
+    spec.sample_pages = 20;
+    auto parts = read_partitions(spec);
+    CHECK(parts.size() == 3);
+    CHECK(sorted(flatten(parts)) == sorted(rows));
+    for (auto& p : parts)
+      CHECK(p.size() > rows.size() / 10);
+  }
+}
+
+TEST_CASE("snapshot: rows committed by another connection after the export "
+          "are seen by no partition",
+          "[pg][snapshot]") {
+  auto schema = fresh_schema("snap");
+  std::vector<kv> rows;
+  for (int i = 0; i < 4000; ++i)
+    rows.emplace_back(i, i);
+  auto t = make_table(schema, rows);
+  auto read = pg::partitioned_read::open(spec_for(t, 4));
+  REQUIRE(read);
+  REQUIRE(read->ranges().size() == 4);
+  // Another session adds rows in every partition's range and removes some.
+  exec("INSERT INTO " + t.quoted()
+       + " SELECT g, -g FROM generate_series(-100, 5000, 7) g");
+  exec("DELETE FROM " + t.quoted() + " WHERE k % 10 = 3");
+  CHECK(scalar("SELECT count(*) FROM " + t.quoted())
+        != std::to_string(rows.size()));
+  auto srcs = read->row_sources<kv>(decode_kv);
+  REQUIRE(srcs);
+  // The coordinator may go before the partitions read: they imported it.
+  read->release();
+  std::vector<kv> all;
+  for (auto& s : *srcs) {
+    auto part = drain(s);
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  CHECK(sorted(all) == sorted(rows));
+}
+
+TEST_CASE("snapshot: the coordinator's reference query sees the same rows",
+          "[pg][snapshot]") {
+  auto schema = fresh_schema("snapref");
+  auto t = make_table(schema, {{1, 10}, {2, 20}});
+  auto read = pg::partitioned_read::open(spec_for(t, 2));
+  REQUIRE(read);
+  exec("INSERT INTO " + t.quoted() + " VALUES (3, 30)");
+  auto q = read->query("SELECT count(*), sum(v) FROM " + t.quoted());
+  REQUIRE(q);
+  CHECK((*q)[0][0] == std::optional<std::string>{"2"});
+  CHECK((*q)[0][1] == std::optional<std::string>{"30"});
+  read->release();
+  CHECK_FALSE(read->query("SELECT 1"));
+}
+
+TEST_CASE("partitioned read: errors carry the SQL state", "[pg][error]") {
+  auto schema = fresh_schema("errs");
+  auto t = make_table(schema, {{1, 1}});
+  SECTION("missing table") {
+    auto read = pg::partitioned_read::open(
+      spec_for({schema, "no_such_table"}, 2));
+    REQUIRE_FALSE(read);
+    CHECK(code_of(read.error()) == errc::bad_input);
+    CHECK(error_text(read.error()).find("42P01 undefined_table")
+          != std::string::npos);
+  }
+  SECTION("missing column") {
+    auto spec = spec_for(t, 2);
+    spec.partition_column = "nope";
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE_FALSE(read);
+    CHECK(error_text(read.error()).find("42703") != std::string::npos);
+  }
+  SECTION("a selected column that does not exist fails when read") {
+    auto spec = spec_for(t, 1);
+    spec.columns = {"k", "missing"};
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE(read);
+    auto srcs = read->row_sources<kv>(decode_kv);
+    REQUIRE(srcs);
+    try {
+      drain((*srcs)[0]);
+      FAIL("no error");
+    } catch (const input_error& e) {
+      CHECK(e.code() == errc::bad_input);
+      CHECK(std::string{e.what()}.find("42703 undefined_column")
+            != std::string::npos);
+    }
+  }
+  SECTION("a partition column that is not an integer") {
+    exec("CREATE TABLE " + pg::quote_ident(schema) + ".txt (k text)");
+    auto spec = spec_for({schema, "txt"}, 2);
+    spec.columns = {"k"};
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE_FALSE(read);
+    CHECK(error_text(read.error()).find("not an integer column")
+          != std::string::npos);
+  }
+  SECTION("permission denied") {
+    make_role("flow_reader", "reader-pw-123");
+    exec("GRANT USAGE ON SCHEMA " + pg::quote_ident(schema)
+         + " TO flow_reader");
+    auto spec = spec_for(t, 2);
+    spec.conninfo = "host=" + server().dir() + " port="
+                    + std::to_string(server().port())
+                    + " dbname=postgres user=flow_reader password=reader-pw-123";
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE_FALSE(read);
+    INFO(error_text(read.error()));
+    CHECK(error_text(read.error()).find("42501 insufficient_privilege")
+          != std::string::npos);
+    CHECK(error_text(read.error()).find("reader-pw-123") == std::string::npos);
+  }
+  SECTION("wrong password: no SQL state, no password in the message") {
+    make_role("flow_alice", "right-pw-456");
+    auto spec = spec_for(t, 2);
+    spec.conninfo = "postgresql://flow_alice:wrong-pw-789@/postgres?host="
+                    + server().dir() + "&port="
+                    + std::to_string(server().port());
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE_FALSE(read);
+    auto text = error_text(read.error());
+    CHECK(code_of(read.error()) == errc::source_failed);
+    CHECK(text.find("password authentication failed") != std::string::npos);
+    CHECK(text.find("wrong-pw-789") == std::string::npos);
+    CHECK(text.find("\n") == std::string::npos);
+  }
+  SECTION("unreachable server") {
+    auto spec = spec_for(t, 2);
+    spec.conninfo = "postgresql://127.0.0.1:1/x";
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE_FALSE(read);
+    CHECK(code_of(read.error()) == errc::source_failed);
+    CHECK(error_text(read.error()).find("cannot connect") != std::string::npos);
+  }
+}
+
+TEST_CASE("push-down: the server's partial aggregates merge to the row path's "
+          "result",
+          "[pg][pushdown]") {
+  auto schema = fresh_schema("push");
+  std::vector<kv> rows;
+  std::mt19937_64 rng{9};
+  std::uniform_int_distribution<std::int64_t> big{
+    std::numeric_limits<std::int64_t>::max() / 4,
+    std::numeric_limits<std::int64_t>::max()};
+  for (int i = 0; i < 30000; ++i) {
+    opt_int v = big(rng) * (i % 3 == 0 ? -1 : 1);
+    if (i % 97 == 0)
+      v.reset();
+    rows.emplace_back(static_cast<std::int64_t>(rng() % 50), v);
+  }
+  auto t = make_table(schema, rows);
+  auto spec = spec_for(t, 3);
+  spec.partition_column = "v";
+  // Row path: keyed sums of non-NULL values.
+  auto read = pg::partitioned_read::open(spec);
+  REQUIRE(read);
+  auto srcs = read->row_sources<keyed_value>([](const pg::row_view& r) {
+    return keyed_value{r.int64(0), r.opt_int64(1).value_or(0)};
+  });
+  REQUIRE(srcs);
+  pipeline<keyed_value> p;
+  for (auto& s : *srcs)
+    p.add(std::move(s));
+  auto by_rows = p.reduce(per_element<keyed_value>(
+                            [](const keyed_value& x, partial& out) {
+                              // NULLs were decoded as 0: count them apart.
+                              out.add(x.key, x.value);
+                            }))
+                   .run();
+  REQUIRE(by_rows);
+  // Push-down.
+  auto read2 = pg::partitioned_read::open(spec);
+  REQUIRE(read2);
+  pg::pushdown_spec pd{{"k"}, "v", [](const pg::row_view& r) {
+                         return flow::key{r.int64(0)};
+                       }};
+  auto asrcs = read2->aggregate_sources(pd);
+  REQUIRE(asrcs);
+  pipeline<pg::keyed_aggregate> p2;
+  for (auto& s : *asrcs)
+    p2.add(std::move(s));
+  auto pushed = p2.reduce(pg::merge_by_key()).run();
+  REQUIRE(pushed);
+  // Reference: the server's GROUP BY, sums exact as numeric.
+  std::map<std::int64_t, std::pair<std::string, std::string>> ref;
+  {
+    pqxx::connection conn{conninfo()};
+    pqxx::work tx{conn};
+    for (auto row : tx.exec("SELECT k, sum(v), count(v) FROM " + t.quoted()
+                            + " GROUP BY k"))
+      ref[row[0].as<std::int64_t>()] = {row[1].c_str(), row[2].c_str()};
+  }
+  REQUIRE(pushed->keys.size() == ref.size());
+  REQUIRE(by_rows->keys.size() == ref.size());
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    auto& pk = pushed->keys[i];
+    auto& rk = by_rows->keys[i];
+    auto& [sum, count] = ref.at(pk.key.as_int());
+    INFO("key " << to_string(pk.key));
+    CHECK(to_string(pk.agg.sum) == sum);
+    CHECK(std::to_string(pk.agg.count) == count);
+    // The row path counted NULLs as 0-valued rows: same sum, more rows.
+    CHECK(rk.key == pk.key);
+    CHECK(rk.agg.sum == pk.agg.sum);
+    CHECK(rk.agg.count >= pk.agg.count);
+  }
+}

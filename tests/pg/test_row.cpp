@@ -1,0 +1,209 @@
+// Decoding COPY rows, partition ranges, names and connection strings: the
+// parts of flow::pg that need no server.
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "flow/pg/connection.hpp"
+#include "flow/pg/error.hpp"
+#include "flow/pg/read.hpp"
+#include "flow/pg/row.hpp"
+#include "flow/source.hpp"
+
+using namespace flow;
+
+namespace {
+
+/// True when `x` (nullopt: NULL) lies in `r`, by the range's definition.
+bool contains(const pg::range& r, std::optional<std::int64_t> x) {
+  if (!x)
+    return r.nulls;
+  return (!r.lo || *x >= *r.lo) && (!r.hi || *x < *r.hi);
+}
+
+} // namespace
+
+TEST_CASE("row: fields split on tabs, \\N is NULL, an empty field is not",
+          "[pg][row]") {
+  pg::row_view r;
+  std::string line = "1\t\\N\t\tx\\ty\\\\z\\101";
+  r.assign(line);
+  REQUIRE(r.size() == 4);
+  CHECK(r.int64(0) == 1);
+  CHECK(r.is_null(1));
+  CHECK_FALSE(r.opt_int64(1).has_value());
+  CHECK_FALSE(r.is_null(2));
+  CHECK(r.text(2).empty());
+  CHECK(r.text(3) == "x\ty\\z\101");
+  CHECK_THROWS_AS(r.text(1), pg::decode_error);
+  CHECK_THROWS_AS(r.raw(4), pg::decode_error);
+}
+
+TEST_CASE("row: integers that do not fit or do not parse are decode errors "
+          "naming the column and value",
+          "[pg][row]") {
+  auto big = std::to_string(std::numeric_limits<std::int64_t>::max());
+  std::string over = big + "0";
+  std::string line = "12x\t" + over + "\t" + big + "\t2147483648\t-7";
+  pg::row_view r;
+  r.assign(line);
+  try {
+    r.int64(0);
+    FAIL("no error");
+  } catch (const pg::decode_error& e) {
+    CHECK(e.column() == 0);
+    CHECK(std::string{e.what()}.find("'12x' is not an integer")
+          != std::string::npos);
+  }
+  try {
+    r.int64(1);
+    FAIL("no error");
+  } catch (const pg::decode_error& e) {
+    CHECK(e.column() == 1);
+    CHECK(std::string{e.what()}.find("does not fit a 64-bit integer")
+          != std::string::npos);
+    CHECK(std::string{e.what()}.find(over) != std::string::npos);
+  }
+  CHECK(r.int64(2) == std::numeric_limits<std::int64_t>::max());
+  CHECK_THROWS_AS(r.int32(3), pg::decode_error);
+  CHECK(r.int32(4) == -7);
+  CHECK(r.int128_value(1) == int128{std::numeric_limits<std::int64_t>::max()}
+                               * 10);
+}
+
+TEST_CASE("row: 128-bit integers parse exactly up to the limits",
+          "[pg][row]") {
+  std::mt19937_64 rng{7};
+  for (int i = 0; i < 1000; ++i) {
+    auto x = static_cast<int128>((static_cast<unsigned __int128>(rng()) << 64)
+                                 | rng());
+    auto text = to_string(x);
+    auto parsed = pg::parse_int128(text);
+    REQUIRE(parsed.has_value());
+    CHECK(*parsed == x);
+  }
+  auto max = static_cast<int128>(~static_cast<unsigned __int128>(0) >> 1);
+  auto min = -max - 1;
+  CHECK(pg::parse_int128(to_string(max)) == max);
+  CHECK(pg::parse_int128(to_string(min)) == min);
+  CHECK_FALSE(pg::parse_int128(to_string(max) + "0").has_value());
+  CHECK(pg::parse_int128("42.000") == int128{42});
+  CHECK_FALSE(pg::parse_int128("42.5").has_value());
+  CHECK_FALSE(pg::parse_int128("").has_value());
+  CHECK_FALSE(pg::parse_int128("-").has_value());
+  CHECK_FALSE(pg::parse_int128("1e5").has_value());
+}
+
+TEST_CASE("ranges: every value and NULL fall in exactly one range, whatever "
+          "the bounds",
+          "[pg][partition]") {
+  std::mt19937_64 rng{11};
+  std::uniform_int_distribution<std::int64_t> small{-20, 20};
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::int64_t> bounds;
+    auto n = rng() % 6;
+    for (std::uint64_t i = 0; i < n; ++i)
+      bounds.push_back(small(rng));
+    if (round % 10 == 0)
+      bounds.push_back(std::numeric_limits<std::int64_t>::min());
+    auto ranges = pg::ranges_from_bounds(bounds);
+    std::sort(bounds.begin(), bounds.end());
+    auto distinct = static_cast<std::size_t>(
+      std::unique(bounds.begin(), bounds.end()) - bounds.begin());
+    REQUIRE(ranges.size() == distinct + 1);
+    std::vector<std::optional<std::int64_t>> probes{
+      std::nullopt, std::numeric_limits<std::int64_t>::min(),
+      std::numeric_limits<std::int64_t>::max()};
+    for (int v = -25; v <= 25; ++v)
+      probes.emplace_back(v);
+    for (auto& p : probes) {
+      int hits = 0;
+      for (auto& r : ranges)
+        hits += contains(r, p) ? 1 : 0;
+      INFO("round " << round << ", value "
+                    << (p ? std::to_string(*p) : std::string{"NULL"}));
+      CHECK(hits == 1);
+    }
+  }
+}
+
+TEST_CASE("ranges: predicates quote the column and cast bounds",
+          "[pg][partition]") {
+  auto ranges = pg::ranges_from_bounds(
+    {std::numeric_limits<std::int64_t>::min(), 10});
+  REQUIRE(ranges.size() == 3);
+  auto col = pg::quote_ident("va\"l");
+  auto first = ranges[0].predicate(col);
+  CHECK(first.find("IS NULL") != std::string::npos);
+  CHECK(first.find(col) != std::string::npos);
+  CHECK(ranges[1].predicate(col).find("'"
+                                      + std::to_string(
+                                        std::numeric_limits<
+                                          std::int64_t>::min())
+                                      + "'::bigint")
+        != std::string::npos);
+  CHECK(pg::ranges_from_bounds({})[0].predicate(col) == "TRUE");
+}
+
+TEST_CASE("names: identifiers are quoted, never interpreted", "[pg][names]") {
+  std::string evil = "x\"; DROP TABLE elements; --";
+  auto q = pg::quote_ident(evil);
+  CHECK(q.front() == '"');
+  CHECK(q.back() == '"');
+  // Inside the quotes every quote is doubled: the name cannot end early.
+  auto inner = q.substr(1, q.size() - 2);
+  for (std::size_t i = 0; i < inner.size(); ++i)
+    if (inner[i] == '"') {
+      REQUIRE(i + 1 < inner.size());
+      CHECK(inner[i + 1] == '"');
+      ++i;
+    }
+  CHECK(pg::table_name{"a b", "c;d"}.quoted() == "\"a b\".\"c;d\"");
+  CHECK_THROWS_AS(pg::check_identifier("", "--table"), input_error);
+  CHECK_THROWS_AS(pg::check_identifier(std::string(64, 'x'), "--table"),
+                  input_error);
+  CHECK_NOTHROW(pg::check_identifier(std::string(63, 'x'), "--table"));
+  CHECK_THROWS_AS(pg::quote_ident(std::string{"a\0b", 3}), input_error);
+}
+
+TEST_CASE("redact: passwords in URIs and key=value strings never show",
+          "[pg][password]") {
+  std::string secret = "s3cr3t-pw";
+  std::vector<std::string> cases{
+    "postgresql://alice:" + secret + "@db.example:5433/app?sslmode=require",
+    "postgres://alice:" + secret + "@h1,h2/app",
+    "postgresql://alice@db/app?password=" + secret + "&application_name=x",
+    "host=db user=alice password=" + secret + " dbname=app",
+    "host=db user=alice password = '" + secret + " with \\' quote' dbname=app",
+  };
+  for (auto& c : cases) {
+    INFO(c);
+    auto shown = pg::redact(c);
+    CHECK(shown.find(secret) == std::string::npos);
+    CHECK(shown.find("***") != std::string::npos);
+    CHECK(shown.find("alice") != std::string::npos);
+  }
+  // Whatever the syntax, scrub removes the password libpq would use.
+  CHECK(pg::scrub("failed: " + secret + " x", cases[3])
+        == "failed: *** x");
+  auto quoted = secret + " with ' quote";
+  CHECK(pg::scrub("failed: " + quoted, cases[4]).find(quoted)
+        == std::string::npos);
+  CHECK(pg::redact("host=db dbname=app") == "host=db dbname=app");
+  CHECK(pg::redact("") == "(environment)");
+}
+
+TEST_CASE("errors: SQL states map to names and codes", "[pg][error]") {
+  CHECK(pg::condition_name("42P01") == "undefined_table");
+  CHECK(pg::condition_name("28P01") == "invalid_password");
+  CHECK(pg::condition_name("ZZZZZ").empty());
+  CHECK(pg::errc_of_sqlstate("42P01") == errc::bad_input);
+  CHECK(pg::errc_of_sqlstate("42501") == errc::bad_input);
+  CHECK(pg::errc_of_sqlstate("22003") == errc::bad_input);
+  CHECK(pg::errc_of_sqlstate("08006") == errc::source_failed);
+  CHECK(pg::errc_of_sqlstate("") == errc::source_failed);
+}
