@@ -56,7 +56,10 @@ struct clean_report {
   std::uint64_t in_both = 0;
   std::uint64_t in_neither = 0;
   std::uint64_t summary_rows = 0;
+  /// The job: read, clean, write and commit.
   double seconds = 0;
+  /// Reading the counts back from the committed tables.
+  double verify_seconds = 0;
 
   /// Every row of ads in exactly one of the two tables, and the tables agree
   /// with the job's accounting.

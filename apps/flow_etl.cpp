@@ -734,7 +734,7 @@ int cmd_sum(int argc, char** argv) {
              "atomically)");
   args.flag("json", "print one JSON object per key instead of a table");
   declare_init_options(args);
-  declare_pipeline_options(args);
+  declare_pipeline_options(args, "16384");
   if (!args.parse(argc, argv))
     return exit_ok;
   sum_config cfg;
@@ -805,7 +805,8 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
       .add("ok", rep.ok())
       .add("partitions", static_cast<std::uint64_t>(cfg.partitions))
       .add("libflow_s", rep.seconds)
-      .add("rows_per_s", rep.seconds > 0 ? rep.ads / rep.seconds : 0.0);
+      .add("rows_per_s", rep.seconds > 0 ? rep.ads / rep.seconds : 0.0)
+      .add("verify_s", rep.verify_seconds);
     std::cout << obj.str() << std::endl;
     return;
   }
@@ -822,12 +823,13 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
     std::printf("  rejected: %-24s %8llu\n", reason.c_str(),
                 static_cast<unsigned long long>(n));
   std::printf("every ad in exactly one of %s and %s: %s (%llu in both, %llu "
-              "in neither); %.3f s, %.0f rows/s\n",
+              "in neither); job %.3f s, %.0f rows/s; checked in %.3f s\n",
               cfg.clean.display().c_str(), cfg.rejects.display().c_str(),
               rep.ok() ? "yes" : "NO",
               static_cast<unsigned long long>(rep.in_both),
               static_cast<unsigned long long>(rep.in_neither), rep.seconds,
-              rep.seconds > 0 ? rep.ads / rep.seconds : 0.0);
+              rep.seconds > 0 ? rep.ads / rep.seconds : 0.0,
+              rep.verify_seconds);
   std::fflush(stdout);
 }
 
@@ -853,7 +855,7 @@ int cmd_clean(int argc, char** argv) {
              "0");
   args.flag("json", "print one JSON object instead of a table");
   declare_init_options(args);
-  declare_pipeline_options(args);
+  declare_pipeline_options(args, "16384");
   if (!args.parse(argc, argv))
     return exit_ok;
   clean_config cfg;

@@ -9,10 +9,10 @@
 
 namespace flow::apps {
 
-void declare_pipeline_options(arg_parser& args) {
+void declare_pipeline_options(arg_parser& args, const std::string& batch) {
   args.value("workers", "N", "reducer actors; 0 = one per hardware thread",
              "0");
-  args.value("batch", "N", "elements per batch (one message)", "262144");
+  args.value("batch", "N", "elements per batch (one message)", batch);
   args.value("credits", "N", "batches in flight per generator", "4");
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "warn");

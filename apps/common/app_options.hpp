@@ -14,7 +14,10 @@
 namespace flow::apps {
 
 /// Declares --workers, --batch, --credits and --log-level on `args`.
-void declare_pipeline_options(arg_parser& args);
+/// `batch` is the default batch size (rows of a database are heavier than
+/// integers, so their programs use smaller batches).
+void declare_pipeline_options(arg_parser& args,
+                              const std::string& batch = "262144");
 
 /// Reads the options declared by declare_pipeline_options (throws
 /// usage_error) and applies --log-level.

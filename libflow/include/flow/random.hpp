@@ -36,17 +36,41 @@ public:
     // nop
   }
 
-  /// Element `i` of the stream.
+  /// Element `i` of the stream: SplitMix64's i-th output mapped to the range
+  /// by a multiply-shift (Lemire's method, without rejection).
   constexpr std::int64_t operator()(std::uint64_t i) const noexcept {
     // SplitMix64's i-th output, mapped to the range by a 128-bit multiply
     // (Lemire). span_ == 0 encodes the full 2^64 range.
     std::uint64_t r = mix64(seed_ + (i + 1) * 0x9e3779b97f4a7c15ULL);
     if (span_ == 0)
       return static_cast<std::int64_t>(r);
-    auto scaled = static_cast<std::uint64_t>(
-      (static_cast<unsigned __int128>(r) * span_) >> 64);
+    std::uint64_t scaled = 0;
+    if (span_ <= (std::uint64_t{1} << 32)) {
+      // Ranges of up to 2^32 values (randint(0, 10000) and friends): the
+      // high 32 bits times the span, a multiply that vectorises; the bias is
+      // below span / 2^32.
+      scaled = ((r >> 32) * span_) >> 32;
+    } else {
+      scaled = static_cast<std::uint64_t>(
+        (static_cast<unsigned __int128>(r) * span_) >> 64);
+    }
     return static_cast<std::int64_t>(static_cast<std::uint64_t>(lo_)
                                      + scaled);
+  }
+
+  /// The stream's seed.
+  constexpr std::uint64_t seed() const noexcept {
+    return seed_;
+  }
+
+  /// The lower bound.
+  constexpr std::int64_t lo() const noexcept {
+    return lo_;
+  }
+
+  /// The number of values in the range (0 for the full 2^64).
+  constexpr std::uint64_t span() const noexcept {
+    return span_;
   }
 
   /// Writes elements [first, first + n) to `out`.
