@@ -56,11 +56,15 @@ stats measure(int runs, const std::function<void()>& f) {
   return {xs[xs.size() / 2], xs.front(), xs.back()};
 }
 
+/// Appended to "libflow" when the scheduler policy is not the default.
+std::string policy_suffix;
+
 void row(const std::string& workload, std::uint64_t size,
          const std::string& method, const stats& s, int runs,
          double extra = 0) {
+  auto name = method == "libflow" ? method + policy_suffix : method;
   std::printf("%s,%llu,%s,%.9f,%.9f,%.9f,%d,%.6g\n", workload.c_str(),
-              static_cast<unsigned long long>(size), method.c_str(), s.median,
+              static_cast<unsigned long long>(size), name.c_str(), s.median,
               s.min, s.max, runs, extra);
   std::fflush(stdout);
 }
@@ -351,8 +355,10 @@ int main(int argc, char** argv) {
   }
   caf::actor_system_config cfg;
   flow::configure_scheduler(cfg);
-  if (policy == "stealing")
+  if (policy == "stealing") {
     cfg.set("scheduler.policy", caf::atom("stealing"));
+    policy_suffix = "_stealing";
+  }
   caf::actor_system sys{cfg};
   std::printf("workload,size,method,median_s,min_s,max_s,runs,extra\n");
   if (what == "sum" || what == "all")
