@@ -3,7 +3,7 @@
 // flow-etl's `clean` job: raw ads in, cleaned ads, rejects with reasons and a
 // per-city summary out, all three tables visible at once or not at all.
 //
-//   ads ──partitioned COPY TO (one snapshot)──▶ generators (one per range of id)
+//   ads ──partitioned COPY TO (one snapshot)──▶ generators (one per block range)
 //     ──batches──▶ reducers: normalise city, price → cents, posted_at → timestamp
 //         ├─ emit(clean row) / emit(reject row + reason) ──▶ sink: COPY FROM
 //         │                                   into staging tables, one transaction

@@ -723,9 +723,10 @@ int cmd_sum(int argc, char** argv) {
              "0 = one per hardware thread",
              "0");
   args.value("by", "COLUMN",
-             "integer column whose ranges make the partitions (list_id is "
-             "skewed: one list holds most rows)",
-             "value");
+             "integer column whose ranges make the partitions, or ctid: equal "
+             "shares of the table's blocks, each partition reading only its "
+             "own",
+             "ctid");
   args.flag("pushdown",
             "let the server aggregate each partition (GROUP BY in the "
             "snapshot) and merge the partial aggregates");
@@ -836,8 +837,8 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
 int cmd_clean(int argc, char** argv) {
   arg_parser args{
     "flow-etl clean",
-    "The data-cleaning job: reads the raw ads by parallel partitions (ranges "
-    "of id, one snapshot); the reducers normalise the city, parse the price "
+    "The data-cleaning job: reads the raw ads by parallel partitions (block "
+    "ranges, one snapshot); the reducers normalise the city, parse the price "
     "into\ninteger cents and posted_at into a timestamp; writes ads_clean, "
     "ads_rejects (with the reason) and, from the manager's per-city "
     "aggregates,\nads_summary, all three replaced in one transaction. Every "
@@ -850,8 +851,8 @@ int cmd_clean(int argc, char** argv) {
   args.value("summary", "NAME", "output table of per-city aggregates",
              "ads_summary");
   args.value("partitions", "P",
-             "partition generators (ranges of id); 0 = one per hardware "
-             "thread",
+             "partition generators (equal shares of the table's blocks); "
+             "0 = one per hardware thread",
              "0");
   args.flag("json", "print one JSON object instead of a table");
   declare_init_options(args);

@@ -59,6 +59,16 @@ std::vector<std::int64_t> parse_int_array(const std::string& text) {
 // -- ranges -----------------------------------------------------------------
 
 std::string range::predicate(const std::string& col) const {
+  if (blocks) {
+    // TID range scan (PostgreSQL 14+): only these blocks are read.
+    std::string cond;
+    if (lo)
+      cond = "ctid >= '(" + std::to_string(*lo) + ",0)'::tid";
+    if (hi)
+      cond += (cond.empty() ? "" : " AND ") + std::string{"ctid < '("}
+              + std::to_string(*hi) + ",0)'::tid";
+    return cond.empty() ? "TRUE" : cond;
+  }
   std::string cond;
   if (lo)
     cond = col + " >= " + int_literal(*lo);
@@ -75,6 +85,9 @@ std::string range::predicate(const std::string& col) const {
 }
 
 std::string range::display() const {
+  if (blocks)
+    return "blocks [" + (lo ? std::to_string(*lo) : std::string{"0"}) + ", "
+           + (hi ? std::to_string(*hi) : std::string{"end"}) + ")";
   auto result = "[" + (lo ? std::to_string(*lo) : std::string{"-inf"}) + ", "
                 + (hi ? std::to_string(*hi) : std::string{"+inf"}) + ")";
   if (nulls)
@@ -281,6 +294,22 @@ caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
     auto oid = info[0][0].as<std::int64_t>();
     auto kind = info[0][1].as<std::string>();
     auto pages = info[0][2].as<std::int64_t>();
+    if (s.partition_column == "ctid") {
+      // Equal shares of the heap's blocks; the last range is open so it
+      // also covers blocks added after the size was read (whose rows the
+      // snapshot does not see anyway).
+      std::optional<std::int64_t> lo;
+      auto parts = static_cast<std::int64_t>(s.partitions);
+      for (std::int64_t i = 1; i < parts; ++i) {
+        auto b = pages * i / parts;
+        if (b == 0 || (lo && b == *lo))
+          continue;
+        d->ranges.push_back(range{lo, b, false, true});
+        lo = b;
+      }
+      d->ranges.push_back(range{lo, std::nullopt, false, true});
+      return partitioned_read{std::move(d)};
+    }
     auto type = tx.exec_params(
       "SELECT a.atttypid::regtype::text FROM pg_attribute a "
       "WHERE a.attrelid = $1::bigint::oid AND a.attname = $2 "

@@ -6,6 +6,7 @@
 /// sink, error mapping and a throwaway cluster for tests and demos.
 
 #include "flow/pg/connection.hpp"
+#include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/read.hpp"
 #include "flow/pg/row.hpp"

@@ -52,6 +52,9 @@ struct range {
   std::optional<std::int64_t> hi;
   /// True when this range also holds the rows whose column is NULL.
   bool nulls = false;
+  /// True when `lo` and `hi` are block numbers of the table's heap (a
+  /// partition by `ctid`), not values of a column.
+  bool blocks = false;
 
   /// The SQL predicate selecting this range of the (quoted) column.
   std::string predicate(const std::string& quoted_column) const;
@@ -220,7 +223,9 @@ struct read_spec {
   /// The columns each row holds, in order (unquoted names).
   std::vector<std::string> columns;
   /// The integer column (smallint, integer or bigint) whose ranges make the
-  /// partitions.
+  /// partitions, or "ctid": ranges of the table's blocks (TID range scans),
+  /// so each partition reads only its share of the heap, perfectly balanced
+  /// by size whatever the data.
   std::string partition_column;
   /// How many partitions to aim for (fewer when the column has fewer
   /// distinct values).

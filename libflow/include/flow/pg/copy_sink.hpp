@@ -1,0 +1,104 @@
+#pragma once
+
+/// @file
+/// A job's output rows written to PostgreSQL tables with COPY FROM STDIN, in
+/// one transaction that swaps staging tables in at commit: readers see the
+/// previous tables or the new ones, never a mix, and a failed or killed job
+/// leaves the previous tables untouched.
+///
+/// @code
+/// std::vector<flow::pg::output_table> tables{
+///   {{"", "ads_clean"}, "id bigint NOT NULL, city text NOT NULL", "id"}};
+/// auto snk = std::make_unique<flow::pg::copy_sink>(conninfo, tables);
+/// pipeline.sink(flow::sink<flow::pg::copy_row>{std::move(snk)});
+/// // a reducer: flow::pg::copy_row r{0, {}};
+/// //            flow::pg::append_copy_int(r.line, id); r.line += '\t';
+/// //            flow::pg::append_copy_field(r.line, city); r.line += '\n';
+/// //            out.emit(std::move(r));
+/// @endcode
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flow/pg/connection.hpp"
+#include "flow/result.hpp"
+#include "flow/sink.hpp"
+
+namespace flow::pg {
+
+/// One table a copy_sink writes.
+struct output_table {
+  /// The table the job's output replaces (created if missing).
+  table_name target;
+  /// Its column definitions, e.g. "id bigint NOT NULL, city text".
+  std::string columns;
+  /// The primary key's columns ("id"), built in bulk at commit; empty: none.
+  /// A duplicate key then fails the commit and nothing becomes visible.
+  std::string primary_key;
+};
+
+/// One output row: the index of its table in the sink's list, and the row as
+/// one line of COPY text format (fields separated by tabs, ending in '\n';
+/// build it with append_copy_field). Formatting happens in the reducers, in
+/// parallel; the sink only moves bytes.
+struct copy_row {
+  /// Index into the sink's tables.
+  std::uint32_t table = 0;
+  /// The COPY text line, '\n' included.
+  std::string line;
+};
+
+/// Appends `x` as one COPY text field: NULL (no value) as \N; backslash,
+/// tab, newline and carriage return escaped.
+void append_copy_field(std::string& out,
+                       const std::optional<std::string_view>& x);
+
+/// Appends an integer field.
+void append_copy_int(std::string& out, std::int64_t x);
+
+/// Rows a copy_sink adds at commit from the job's final result (for example
+/// the manager's keyed aggregates).
+using final_rows_fn = std::function<std::vector<copy_row>(const job_result&)>;
+
+/// Writes copy_rows into staging tables inside one transaction on its own
+/// connection; at commit adds the final rows, builds the primary keys, then
+/// replaces every target by its staging table and commits. Errors carry the
+/// SQL state; passwords are scrubbed from them.
+class copy_sink final : public sink_impl<copy_row> {
+public:
+  /// A sink writing `tables` through `conninfo` (empty: the environment).
+  copy_sink(std::string conninfo, std::vector<output_table> tables,
+            final_rows_fn final_rows = {},
+            std::function<void()> before_commit = {});
+
+  /// Rolls back when neither committed nor aborted.
+  ~copy_sink() override;
+
+  /// COPYs one batch's rows, one COPY per table that has rows.
+  void write(const std::vector<copy_row>& rows) override;
+
+  /// Final rows, primary keys, the swap, COMMIT.
+  void commit(const job_result& result) override;
+
+  /// Closes the connection: the server rolls the transaction back.
+  void abort() noexcept override;
+
+  /// Names the targets.
+  std::string name() const override;
+
+  /// Seconds spent in write() so far.
+  double write_seconds() const noexcept;
+
+  /// Implementation (libpq), defined in the library.
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace flow::pg
