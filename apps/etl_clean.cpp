@@ -172,14 +172,10 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
      "city"}};
   auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, std::move(tables),
                                              summary_rows, cfg.before_commit);
-  auto* snk_ptr = snk.get();
   auto res = p.reduce(clean_batch)
                .sink(sink<pg::copy_row>{std::move(snk)})
                .with(cfg.opts)
                .run(sys);
-  // The job has ended, so the sink actor is done with the sink.
-  logger()->debug("clean: the sink spent {:.3f} s writing",
-                  snk_ptr->write_seconds());
   if (!res)
     return std::move(res.error());
   clean_report rep;

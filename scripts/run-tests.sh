@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs libflow's whole test suite; ends with ctest's
-# summary line.
+# Sets up, builds and runs libflow's whole test suite: first under
+# AddressSanitizer + UndefinedBehaviorSanitizer (preset "asan"; suppressions
+# in tests/sanitizers/ explain each one), then the release build, ending with
+# ctest's summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+cmake --preset asan
+cmake --build --preset asan -j2
+ctest --preset asan
 cmake --preset release
 cmake --build --preset release -j2
 ctest --preset release

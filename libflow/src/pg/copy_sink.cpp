@@ -7,7 +7,10 @@
 #include <libpq-fe.h>
 #include <unistd.h>
 
+#include "flow/logging.hpp"
 #include "flow/pg/error.hpp"
+
+#include <spdlog/spdlog.h>
 
 namespace flow::pg {
 
@@ -103,8 +106,7 @@ public:
 private:
   void check(PGresult* res, ExecStatusType want, const std::string& what) {
     if (res != nullptr && PQresultStatus(res) == want) {
-      if (want != PGRES_COPY_IN)
-        PQclear(res);
+      PQclear(res);
       return;
     }
     std::string state;
@@ -224,6 +226,8 @@ void copy_sink::commit(const job_result& result) {
   }
   st.db->exec("COMMIT");
   st.db.reset();
+  logger()->debug("copy sink ({}): {:.3f} s writing, committed", name(),
+                  st.write_seconds);
 }
 
 void copy_sink::abort() noexcept {
