@@ -129,10 +129,17 @@ erased_slice materialize(reducer_state& st, const erased_slice& items) {
 
 caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
                             caf::actor manager,
-                            std::shared_ptr<const erased_reducer> fn) {
+                            std::shared_ptr<const erased_reducer> fn,
+                            std::function<bool(std::uint32_t, std::uint64_t)>
+                              crash_hook) {
   self->set_default_handler(caf::drop);
   return {
     [=](const batch& b) {
+      if (crash_hook && crash_hook(b.source, b.seq)) {
+        // Injected fault: die without a word, as a crashed reducer would.
+        self->quit(caf::exit_reason::kill);
+        return;
+      }
       partial out;
       batch_header hdr{&b.label, b.source, b.seq, b.first};
       try {
@@ -286,6 +293,9 @@ struct manager_state {
   std::map<std::string, std::uint64_t> reasons;
   std::uint64_t peak_in_flight = 0;
   bool finished = false;
+  /// The reducer function, shared by every reducer (replacements too).
+  std::shared_ptr<const erased_reducer> fn;
+  std::uint64_t reducers_replaced = 0;
   // -- sink --
   caf::actor sink;
   std::string sink_name;
@@ -328,6 +338,7 @@ job_result make_result(const manager_state& st, bool final) {
   res.rejections.assign(st.reasons.begin(), st.reasons.end());
   res.peak_in_flight = st.peak_in_flight;
   res.written = st.written;
+  res.reducers_replaced = st.reducers_replaced;
   return res;
 }
 
@@ -458,9 +469,10 @@ caf::behavior manager_actor(manager_actor_t* self,
   self->set_default_handler(caf::drop);
   // Spawn the pool and the generators; monitor all of them so that an actor
   // that dies without reporting its work fails the job instead of hanging it.
-  auto fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
+  st.fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
   for (std::size_t i = 0; i < st.opts.workers; ++i) {
-    auto w = self->spawn(reducer_actor, caf::actor{self}, fn);
+    auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn,
+                         st.opts.crash_reducer);
     self->monitor(w);
     st.workers.push_back({w, 0});
   }
@@ -527,13 +539,46 @@ caf::behavior manager_actor(manager_actor_t* self,
         return;
       }
     }
-    for (std::size_t i = 0; i < st.workers.size(); ++i)
-      if (st.workers[i].handle.address() == dm.source) {
+    for (std::size_t i = 0; i < st.workers.size(); ++i) {
+      if (st.workers[i].handle.address() != dm.source)
+        continue;
+      if (st.reducers_replaced >= st.opts.max_replacements) {
         fail(self, errc::actor_down,
-             "reducer " + std::to_string(i)
-               + " terminated: " + caf::to_string(dm.reason));
+             "reducer " + std::to_string(i) + " terminated ("
+               + caf::to_string(dm.reason) + ") after "
+               + std::to_string(st.reducers_replaced)
+               + " replacements in this job; giving up");
         return;
       }
+      // Reducers are stateless: a replacement can take over at once. The
+      // batches the dead one held go first in the queue; the manager still
+      // holds each of them, and a late partial from the dead reducer is a
+      // duplicate that the in-flight table drops.
+      ++st.reducers_replaced;
+      auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn,
+                           st.opts.crash_reducer);
+      self->monitor(w);
+      st.workers[i] = {w, 0};
+      std::vector<batch_id> lost;
+      for (auto& [id, entry] : st.pending) {
+        if (entry.worker == i) {
+          entry.worker = no_worker;
+          lost.push_back(id);
+        }
+      }
+      std::sort(lost.begin(), lost.end(),
+                [](const batch_id& x, const batch_id& y) {
+                  return x.source != y.source ? x.source < y.source
+                                              : x.seq < y.seq;
+                });
+      for (auto j = lost.rbegin(); j != lost.rend(); ++j)
+        st.queue.push_front(*j);
+      logger()->warn("reducer {} terminated ({}); replaced it, {} batches "
+                     "dispatched again",
+                     i, caf::to_string(dm.reason), lost.size());
+      dispatch(self);
+      return;
+    }
   });
   // Grant the initial credit right away (one message hop less for small
   // jobs); a job without sources completes on its first message.

@@ -56,6 +56,9 @@ struct job_result {
   /// The most batches any one source had in flight at once (never above the
   /// configured credit).
   std::uint64_t peak_in_flight = 0;
+  /// Reducer actors that died and were replaced (their batches were
+  /// dispatched again; none was merged twice).
+  std::uint64_t reducers_replaced = 0;
   /// True for a completed job; false for a snapshot of a running one.
   bool final = false;
 
@@ -73,8 +76,7 @@ struct job_result {
                                                  job_result& x) {
     return f(caf::meta::type_name("flow.job_result"), x.keys, x.emitted,
              x.aggregated, x.rejected, x.batches, x.written, x.sources,
-             x.rejections,
-             x.peak_in_flight, x.final);
+             x.rejections, x.peak_in_flight, x.reducers_replaced, x.final);
   }
 };
 
