@@ -69,6 +69,14 @@ public:
     if (PQstatus(conn_) != CONNECTION_OK)
       throw std::runtime_error(scrub(
         "cannot connect: " + one_line(PQerrorMessage(conn_)), conninfo_));
+    // Server notices ("table ... does not exist, skipping") go to the log at
+    // debug level instead of libpq's default, stderr.
+    PQsetNoticeProcessor(
+      conn_,
+      [](void*, const char* msg) {
+        logger()->debug("server notice: {}", one_line(msg));
+      },
+      nullptr);
   }
 
   ~session() {
