@@ -127,9 +127,63 @@ erased_slice materialize(reducer_state& st, const erased_slice& items) {
   return result;
 }
 
+/// The elements [lo, hi) of a materialised slice.
+erased_slice sub_slice(const erased_slice& xs, std::size_t lo,
+                       std::size_t hi) {
+  erased_slice result = xs;
+  result.data = static_cast<const char*>(xs.data) + lo * xs.elem_size;
+  result.size = hi - lo;
+  return result;
+}
+
+/// Folds the elements [lo, hi) of `xs` into `out`; when the user function
+/// throws, folds the two halves apart, down to single elements, which become
+/// dead letters. Every element ends up merged, rejected or dead-lettered.
+void bisect(const erased_reducer& fn, const erased_formatter& format,
+            const batch& b, const erased_slice& xs, std::size_t lo,
+            std::size_t hi, bool whole_failed, partial& out,
+            std::vector<dead_letter>& dead) {
+  if (hi - lo > 1 && whole_failed) {
+    auto mid = lo + (hi - lo) / 2;
+    bisect(fn, format, b, xs, lo, mid, false, out, dead);
+    bisect(fn, format, b, xs, mid, hi, false, out, dead);
+    return;
+  }
+  std::string what;
+  try {
+    partial part;
+    batch_header hdr{&b.label, b.source, b.seq, b.first + lo};
+    fn(hdr, sub_slice(xs, lo, hi), part);
+    out.merge(std::move(part));
+    return;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "unknown exception";
+  }
+  if (hi - lo > 1) {
+    bisect(fn, format, b, xs, lo, hi, true, out, dead);
+    return;
+  }
+  dead_letter letter;
+  letter.source = b.source;
+  letter.index = b.first + lo;
+  letter.error = std::move(what);
+  if (format) {
+    try {
+      letter.value = format(static_cast<const char*>(xs.data)
+                            + lo * xs.elem_size);
+    } catch (...) {
+      letter.value.clear();
+    }
+  }
+  dead.push_back(std::move(letter));
+}
+
 caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
                             caf::actor manager,
                             std::shared_ptr<const erased_reducer> fn,
+                            erased_formatter format,
                             std::function<bool(std::uint32_t, std::uint64_t)>
                               crash_hook) {
   self->set_default_handler(caf::drop);
@@ -141,12 +195,19 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
         return;
       }
       partial out;
+      std::vector<dead_letter> dead;
       batch_header hdr{&b.label, b.source, b.seq, b.first};
       try {
-        if (b.items.deferred())
+        if (b.bisect != 0) {
+          // The batch failed every retry: find the elements that fail.
+          auto xs = b.items.deferred() ? materialize(self->state, b.items)
+                                       : b.items;
+          bisect(*fn, format, b, xs, 0, xs.size, xs.size > 1, out, dead);
+        } else if (b.items.deferred()) {
           (*fn)(hdr, materialize(self->state, b.items), out);
-        else
+        } else {
           (*fn)(hdr, b.items, out);
+        }
       } catch (const std::exception& e) {
         self->send(manager,
                    batch_failed{b.source, b.seq, b.first, b.items.size,
@@ -165,6 +226,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
       msg.overflow = out.overflowed();
       msg.entries = out.take_entries();
       msg.reasons = out.take_reasons();
+      msg.dead = std::move(dead);
       msg.row_count = out.emitted_rows();
       msg.row_type = out.row_type();
       msg.rows = out.take_rows();
@@ -205,7 +267,10 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
   return {
     [=](sink_write& w) {
       try {
-        snk->write(w.rows.get());
+        if (!w.dead.empty())
+          snk->write_dead_letters(w.dead);
+        if (w.row_count > 0)
+          snk->write(w.rows.get());
       } catch (const std::exception& e) {
         fail(e.what());
         return;
@@ -261,6 +326,10 @@ constexpr std::size_t no_worker = static_cast<std::size_t>(-1);
 struct in_flight_batch {
   batch msg;
   std::size_t worker = no_worker;
+  /// How often the reducer function threw on this batch.
+  std::size_t failures = 0;
+  /// The reducer it failed on last: a retry goes elsewhere when it can.
+  std::size_t avoid = no_worker;
 };
 
 struct source_info {
@@ -274,6 +343,7 @@ struct source_info {
   std::uint64_t merged = 0;     // batches merged
   std::uint64_t aggregated = 0; // elements aggregated
   std::uint64_t rejected = 0;   // elements rejected
+  std::uint64_t dead = 0;       // elements dead-lettered
   std::uint64_t in_flight = 0;  // batches received, not yet merged
 };
 
@@ -296,6 +366,13 @@ struct manager_state {
   /// The reducer function, shared by every reducer (replacements too).
   std::shared_ptr<const erased_reducer> fn;
   std::uint64_t reducers_replaced = 0;
+  /// Renders failing elements for dead letters.
+  erased_formatter format;
+  /// The dead letters kept for the result (at most opts.max_dead_letters).
+  std::vector<dead_letter> dead_letters;
+  std::uint64_t retried = 0;
+  /// Set by job::stop: generators are gone, in-flight batches drain.
+  bool stopping = false;
   // -- sink --
   caf::actor sink;
   std::string sink_name;
@@ -306,8 +383,9 @@ struct manager_state {
   std::uint64_t written = 0;
   bool committing = false;
   bool committed = false;
-  /// The error to deliver once the aborting sink is down.
-  caf::error deferred_error;
+  /// What to deliver once the aborting sink is down (an error, or the
+  /// partial result of a stopped job).
+  caf::expected<job_result> deferred{caf::error{}};
   static inline const char* name = "flow.manager";
 };
 
@@ -322,6 +400,7 @@ job_result make_result(const manager_state& st, bool final) {
     res.emitted += src.emitted;
     res.aggregated += src.aggregated;
     res.rejected += src.rejected;
+    res.dead_lettered += src.dead;
     res.batches += src.merged;
     if (src.labeled)
       ++labels[src.label];
@@ -339,6 +418,8 @@ job_result make_result(const manager_state& st, bool final) {
   res.peak_in_flight = st.peak_in_flight;
   res.written = st.written;
   res.reducers_replaced = st.reducers_replaced;
+  res.dead_letters = st.dead_letters;
+  res.retried = st.retried;
   return res;
 }
 
@@ -359,16 +440,17 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
   st.queue.clear();
   if (st.sink) {
     self->unlink_from(st.sink);
-    if (res) {
+    if (res && !res->partial) {
       // Committed: the sink just stops.
       self->demonitor(st.sink);
       self->send_exit(st.sink, caf::exit_reason::user_shutdown);
     } else {
-      // The sink discards what it wrote; the error is delivered once it
-      // has (its down message), so a caller that sees the error knows that
-      // nothing of this job's output remains.
+      // The sink discards what it wrote (a stopped job's output is never
+      // committed); the outcome is delivered once it has (its down
+      // message), so a caller that sees it knows that nothing of this
+      // job's output remains.
       self->send(st.sink, abort_atom::value);
-      st.deferred_error = std::move(res.error());
+      st.deferred = std::move(res);
       return;
     }
   }
@@ -407,8 +489,21 @@ void dispatch(manager_actor_t* self) {
     if (best == no_worker)
       return;
     auto id = st.queue.front();
-    st.queue.pop_front();
     auto& entry = st.pending.at(id);
+    if (entry.avoid == best && st.workers.size() > 1) {
+      // A retry goes to another reducer than the one it failed on: wait for
+      // one of the others to have room.
+      auto other = no_worker;
+      for (std::size_t i = 0; i < st.workers.size(); ++i)
+        if (i != entry.avoid && st.workers[i].load < st.opts.reducer_queue
+            && (other == no_worker
+                || st.workers[i].load < st.workers[other].load))
+          other = i;
+      if (other == no_worker)
+        return;
+      best = other;
+    }
+    st.queue.pop_front();
     entry.worker = best;
     ++st.workers[best].load;
     // A local send shares the batch (and its storage) instead of copying it.
@@ -423,22 +518,32 @@ void check_complete(manager_actor_t* self) {
   if (st.finished || !st.pending.empty() || !st.unwritten.empty()
       || st.committing)
     return;
-  for (auto& src : st.sources)
-    if (!src.done)
-      return;
+  if (!st.stopping)
+    for (auto& src : st.sources)
+      if (!src.done)
+        return;
   for (std::size_t i = 0; i < st.sources.size(); ++i) {
     auto& src = st.sources[i];
-    if (src.emitted != src.aggregated + src.rejected
+    if (src.emitted != src.aggregated + src.rejected + src.dead
         || src.merged != src.received) {
       fail(self, errc::accounting_mismatch,
            "source " + std::to_string(i) + " (" + src.name + ") emitted "
              + std::to_string(src.emitted) + " elements in "
              + std::to_string(src.received) + " batches, but "
-             + std::to_string(src.aggregated) + " were aggregated and "
-             + std::to_string(src.rejected) + " rejected in "
+             + std::to_string(src.aggregated) + " were aggregated, "
+             + std::to_string(src.rejected) + " rejected and "
+             + std::to_string(src.dead) + " dead-lettered in "
              + std::to_string(src.merged) + " merged batches");
       return;
     }
+  }
+  if (st.stopping) {
+    // A stopped job has drained: deliver what it has, marked partial.
+    auto res = make_result(st, false);
+    res.partial = true;
+    logger()->info("job stopped: {} elements accounted for", res.emitted);
+    finish(self, std::move(res));
+    return;
   }
   auto res = make_result(st, true);
   if (st.sink && !st.committed) {
@@ -451,6 +556,31 @@ void check_complete(manager_actor_t* self) {
   logger()->debug("job complete: {} elements in {} batches from {} sources",
                   res.emitted, res.batches, res.sources);
   finish(self, std::move(res));
+}
+
+/// Keeps (up to the limit) and hands on the dead letters of a merged batch.
+/// Returns false when the user's handler threw and the job failed.
+bool record_dead_letters(manager_actor_t* self,
+                         const std::vector<dead_letter>& letters) {
+  auto& st = self->state;
+  for (auto& letter : letters) {
+    if (st.dead_letters.size() < st.opts.max_dead_letters)
+      st.dead_letters.push_back(letter);
+    if (st.opts.dead_letter_handler) {
+      try {
+        st.opts.dead_letter_handler(letter);
+      } catch (const std::exception& e) {
+        fail(self, errc::sink_failed,
+             std::string{"the dead-letter handler threw: "} + e.what());
+        return false;
+      } catch (...) {
+        fail(self, errc::sink_failed,
+             "the dead-letter handler threw an unknown exception");
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 /// Returns one credit to the generator of `source`.
@@ -470,8 +600,9 @@ caf::behavior manager_actor(manager_actor_t* self,
   // Spawn the pool and the generators; monitor all of them so that an actor
   // that dies without reporting its work fails the job instead of hanging it.
   st.fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
+  st.format = spec->format;
   for (std::size_t i = 0; i < st.opts.workers; ++i) {
-    auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn,
+    auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn, st.format,
                          st.opts.crash_reducer);
     self->monitor(w);
     st.workers.push_back({w, 0});
@@ -513,7 +644,7 @@ caf::behavior manager_actor(manager_actor_t* self,
     auto& st = self->state;
     if (st.finished) {
       if (st.sink && st.sink.address() == dm.source && st.impl) {
-        st.impl->complete(std::move(st.deferred_error));
+        st.impl->complete(std::move(st.deferred));
         st.impl.reset();
         self->quit();
       }
@@ -531,7 +662,7 @@ caf::behavior manager_actor(manager_actor_t* self,
       auto& src = st.sources[i];
       if (src.generator.address() == dm.source) {
         src.generator = nullptr;
-        if (!src.done)
+        if (!src.done && !st.stopping)
           fail(self, errc::actor_down,
                "the generator of source " + std::to_string(i) + " ("
                  + src.name + ") terminated before its end: "
@@ -555,7 +686,7 @@ caf::behavior manager_actor(manager_actor_t* self,
       // holds each of them, and a late partial from the dead reducer is a
       // duplicate that the in-flight table drops.
       ++st.reducers_replaced;
-      auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn,
+      auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn, st.format,
                            st.opts.crash_reducer);
       self->monitor(w);
       st.workers[i] = {w, 0};
@@ -591,7 +722,9 @@ caf::behavior manager_actor(manager_actor_t* self,
     [=](start_atom) { check_complete(self); },
     [=](batch& b) {
       auto& st = self->state;
-      if (st.finished)
+      // After a stop, batches still on their way are not accepted: the
+      // partial result covers what was accepted before.
+      if (st.finished || st.stopping)
         return;
       if (b.source >= st.sources.size()) {
         fail(self, errc::protocol_violation,
@@ -634,10 +767,15 @@ caf::behavior manager_actor(manager_actor_t* self,
       auto what = [&] {
         return describe_batch(st, b.source, b.seq, b.first, b.items.size);
       };
-      if (p.size != b.items.size || p.rejected > p.size) {
+      std::uint64_t dead = 0;
+      for (auto& letter : p.dead)
+        dead += letter.count;
+      if (p.size != b.items.size || p.rejected > p.size
+          || dead > p.size - p.rejected) {
         fail(self, errc::accounting_mismatch,
              what() + ": the reducer reported " + std::to_string(p.size)
-               + " elements (" + std::to_string(p.rejected) + " rejected)");
+               + " elements (" + std::to_string(p.rejected) + " rejected, "
+               + std::to_string(dead) + " dead-lettered)");
         return;
       }
       if (p.overflow) {
@@ -670,17 +808,20 @@ caf::behavior manager_actor(manager_actor_t* self,
       }
       auto& src = st.sources[p.source];
       ++src.merged;
-      src.aggregated += p.size - p.rejected;
+      src.aggregated += p.size - p.rejected - dead;
       src.rejected += p.rejected;
+      src.dead += dead;
       --src.in_flight;
       --st.workers[i->second.worker].load;
       st.pending.erase(i);
-      if (p.row_count > 0) {
+      if (!p.dead.empty() && !record_dead_letters(self, p.dead))
+        return;
+      if (p.row_count > 0 || (st.sink && !p.dead.empty())) {
         // Rows leave for the sink only now, after the batch id was applied
         // once: a duplicate partial never writes its rows twice.
         st.unwritten.emplace(batch_id{p.source, p.seq}, true);
-        self->send(st.sink, sink_write{p.source, p.seq, std::move(p.rows),
-                                       p.row_count});
+        self->send(st.sink, sink_write{p.source, p.seq, std::move(p.dead),
+                                       std::move(p.rows), p.row_count});
       } else {
         // Return the credit: the generator may emit one more batch.
         return_credit(self, p.source);
@@ -717,7 +858,7 @@ caf::behavior manager_actor(manager_actor_t* self,
     },
     [=](const source_done& d) {
       auto& st = self->state;
-      if (st.finished)
+      if (st.finished || st.stopping)
         return;
       if (d.source >= st.sources.size()) {
         fail(self, errc::protocol_violation,
@@ -751,15 +892,108 @@ caf::behavior manager_actor(manager_actor_t* self,
       auto& st = self->state;
       if (st.finished)
         return;
-      fail(self, errc::reducer_failed,
-           describe_batch(st, f.source, f.seq, f.first, f.size)
-             + ": user function threw: " + f.what);
+      auto i = st.pending.find(batch_id{f.source, f.seq});
+      if (i == st.pending.end() || i->second.worker == no_worker) {
+        // The batch was merged or re-dispatched meanwhile (its reducer was
+        // replaced): this report is stale.
+        return;
+      }
+      auto& entry = i->second;
+      auto what = describe_batch(st, f.source, f.seq, f.first, f.size)
+                  + ": user function threw: " + f.what;
+      if (st.opts.on_failure == failure_policy::fail_fast
+          || entry.msg.bisect != 0) {
+        // Bisecting never throws for the user function's sake; a throw
+        // here is a bug of the reducer's own (for example rows of two
+        // types), which retrying cannot fix.
+        fail(self, errc::reducer_failed, std::move(what));
+        return;
+      }
+      --st.workers[entry.worker].load;
+      entry.avoid = entry.worker;
+      entry.worker = no_worker;
+      ++entry.failures;
+      if (entry.failures <= st.opts.retries) {
+        ++st.retried;
+        logger()->warn("{}; retry {} of {}", what, entry.failures,
+                       st.opts.retries);
+        st.queue.push_front(i->first);
+        dispatch(self);
+        return;
+      }
+      if (st.opts.on_failure == failure_policy::dead_letter) {
+        logger()->warn("{}; failed {} times, bisecting", what,
+                       entry.failures);
+        entry.msg.bisect = 1;
+        st.queue.push_front(i->first);
+        dispatch(self);
+        return;
+      }
+      // skip: the whole batch becomes one dead letter.
+      logger()->warn("{}; failed {} times, skipping the batch", what,
+                     entry.failures);
+      auto& src = st.sources[f.source];
+      std::vector<dead_letter> dead(1);
+      dead[0].source = f.source;
+      dead[0].index = entry.msg.first;
+      dead[0].count = entry.msg.items.size;
+      dead[0].error = f.what;
+      ++src.merged;
+      src.dead += entry.msg.items.size;
+      --src.in_flight;
+      auto id = i->first;
+      st.pending.erase(i);
+      if (!record_dead_letters(self, dead))
+        return;
+      if (st.sink) {
+        st.unwritten.emplace(id, true);
+        self->send(st.sink, sink_write{id.source, id.seq, std::move(dead),
+                                       nullptr, 0});
+      } else {
+        return_credit(self, id.source);
+      }
+      dispatch(self);
+      check_complete(self);
     },
     [=](snapshot_atom) -> job_result {
       return make_result(self->state, false);
     },
     [=](cancel_atom) {
       fail(self, errc::cancelled, "the job was cancelled");
+    },
+    [=](stop_atom, std::uint64_t drain_ms) {
+      auto& st = self->state;
+      if (st.finished || st.stopping)
+        return;
+      // Stop the generators (what they still send is not accepted), let the
+      // accepted batches drain, then deliver a partial result.
+      st.stopping = true;
+      for (auto& src : st.sources) {
+        if (src.generator) {
+          self->demonitor(src.generator);
+          self->send_exit(src.generator, caf::exit_reason::user_shutdown);
+          src.generator = nullptr;
+        }
+      }
+      logger()->info("stopping: draining {} batches in flight",
+                     st.pending.size());
+      self->delayed_send(self, std::chrono::milliseconds(drain_ms),
+                         drain_timeout_atom::value);
+      check_complete(self);
+    },
+    [=](drain_timeout_atom) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      // The drain took too long: deliver what is merged, and say how much
+      // was abandoned.
+      auto res = make_result(st, false);
+      res.partial = true;
+      for (auto& [id, entry] : st.pending)
+        res.abandoned += entry.msg.items.size;
+      logger()->warn("drain timed out: {} elements in {} batches abandoned",
+                     res.abandoned, st.pending.size());
+      finish(self, std::move(res));
     },
   };
 }

@@ -68,4 +68,10 @@ void job::cancel() const {
     caf::anon_send(impl_->manager, detail::cancel_atom::value);
 }
 
+void job::stop(std::chrono::milliseconds drain) const {
+  if (impl_ && !done())
+    caf::anon_send(impl_->manager, detail::stop_atom::value,
+                   static_cast<std::uint64_t>(drain.count()));
+}
+
 } // namespace flow

@@ -13,6 +13,27 @@ void partial::reject(const std::string& reason, std::uint64_t n) {
   reasons_.emplace_back(reason, n);
 }
 
+void partial::merge(partial&& other) {
+  for (auto& [k, agg] : other.entries_)
+    add(k, agg);
+  for (auto& [reason, n] : other.reasons_)
+    reject(reason, n);
+  overflow_ = overflow_ || other.overflow_;
+  if (other.output_) {
+    if (!output_) {
+      output_ = std::move(other.output_);
+      output_type_ = other.output_type_;
+      row_count_ = other.row_count_;
+      append_ = other.append_;
+    } else if (*output_type_ != *other.output_type_) {
+      throw std::logic_error("flow::partial::merge: rows of two types");
+    } else {
+      append_(output_.get(), other.output_.get());
+    }
+  }
+  other = partial{};
+}
+
 aggregate& partial::slot(const flow::key& k) {
   // Reducers mostly add runs of the same key: check the last one first.
   if (last_ != npos && entries_[last_].first == k)

@@ -16,6 +16,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<keyed_value>("flow.keyed_value");
   cfg.add_message_type<key_result>("flow.key_result");
   cfg.add_message_type<job_result>("flow.job_result");
+  cfg.add_message_type<dead_letter>("flow.dead_letter");
   cfg.add_message_type<demand>("flow.demand");
   cfg.add_message_type<batch>("flow.batch");
   cfg.add_message_type<partial_msg>("flow.partial");
@@ -30,6 +31,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<keyed_value>>("flow.keyed_vector");
   cfg.add_message_type<std::vector<key_result>>("flow.key_results");
   cfg.add_message_type<std::vector<partial::entry>>("flow.entries");
+  cfg.add_message_type<std::vector<dead_letter>>("flow.dead_letters");
 }
 
 void configure_scheduler(caf::actor_system_config& cfg) {

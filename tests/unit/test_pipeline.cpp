@@ -538,8 +538,8 @@ TEST_CASE("partial::reject: a reducer that rejects more than its batch fails "
 
 // -- failures -------------------------------------------------------------------------
 
-TEST_CASE("reducer: a throwing user function fails the job with reducer_failed "
-          "naming the batch, without hanging",
+TEST_CASE("reducer: under fail_fast a throwing user function fails the job "
+          "with reducer_failed naming the batch, without hanging",
           "[pipeline][errors]") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
@@ -548,6 +548,7 @@ TEST_CASE("reducer: a throwing user function fails the job with reducer_failed "
              .add(flow::from_range(0, 1000), 2)
              .batch_size(8)
              .workers(2)
+             .on_failure(flow::failure_policy::fail_fast)
              .reduce([](const flow::batch_ref<std::int64_t>& b,
                         flow::partial& out) {
                if (b.source == 1 && b.seq == 3)
@@ -572,11 +573,12 @@ TEST_CASE("reducer: a throwing user function fails the job with reducer_failed "
 }
 
 TEST_CASE("reducer: throwing something that is not an exception still fails the "
-          "job cleanly",
+          "job cleanly under fail_fast",
           "[pipeline][errors]") {
   auto e = test::err(flow::pipeline<std::int64_t>{}
                        .add(flow::from_range(0, 50))
                        .batch_size(8)
+                       .on_failure(flow::failure_policy::fail_fast)
                        .reduce([](const flow::batch_ref<std::int64_t>& b,
                                   flow::partial&) {
                          if (b.seq == 2)

@@ -147,11 +147,13 @@ TEST_CASE("sink: a failing commit fails the job and aborts the sink",
   CHECK(log->aborts == 1);
 }
 
-TEST_CASE("sink: a reducer that throws aborts the sink and commits nothing",
+TEST_CASE("sink: a reducer that throws under fail_fast aborts the sink and "
+          "commits nothing",
           "[sink][errors]") {
   auto log = std::make_shared<sink_log>();
   auto res = pipeline<std::int64_t>{}
                .add(from_range(0, 20'000), "a")
+               .on_failure(failure_policy::fail_fast)
                .reduce([](const batch_ref<std::int64_t>& b, partial& out) {
                  if (b.seq == 5)
                    throw std::runtime_error("bad row");

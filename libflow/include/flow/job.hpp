@@ -42,6 +42,13 @@ public:
   /// Cancels the job: it ends with `errc::cancelled` unless it already ended.
   void cancel() const;
 
+  /// Stops the job gracefully: the generators stop, the batches already
+  /// accepted drain (for at most `drain`), and the job ends with a result
+  /// whose `partial` flag is set and whose accounting covers exactly what
+  /// was accepted. A sink is aborted, never committed. No effect on a job
+  /// that already ended.
+  void stop(std::chrono::milliseconds drain = std::chrono::seconds(5)) const;
+
   /// True for a handle that refers to a job.
   explicit operator bool() const noexcept {
     return impl_ != nullptr;

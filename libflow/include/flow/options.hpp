@@ -7,7 +7,23 @@
 #include <cstdint>
 #include <functional>
 
+#include "flow/result.hpp"
+
 namespace flow {
+
+/// What a job does when the reducer function throws on a batch.
+enum class failure_policy : std::uint8_t {
+  /// The first throw ends the job with errc::reducer_failed.
+  fail_fast,
+  /// Retry the batch (on another reducer) up to `options::retries` times;
+  /// if it still fails, bisect it down to the elements that fail, report
+  /// those as dead letters and merge the rest.
+  dead_letter,
+  /// Retry like dead_letter; if it still fails, report the whole batch as one
+  /// dead letter without bisecting (cheaper when failures are rare but whole
+  /// batches are bad).
+  skip,
+};
 
 /// How a job is run. Zero values mean "choose the default".
 struct options {
@@ -29,6 +45,17 @@ struct options {
   /// How many reducers the manager replaces in one job before it gives up
   /// with errc::actor_down (a batch that kills every reducer must not loop).
   std::size_t max_replacements = 64;
+  /// What to do when the reducer function throws.
+  failure_policy on_failure = failure_policy::dead_letter;
+  /// How many times a failed batch is retried before it is bisected or
+  /// skipped (ignored under fail_fast).
+  std::size_t retries = 2;
+  /// The most dead letters kept in the job's result; more are still counted
+  /// and passed to `dead_letter_handler`.
+  std::size_t max_dead_letters = 10000;
+  /// Called by the manager for every dead letter, in merge order (for
+  /// example to append it to a file). Must not block for long.
+  std::function<void(const dead_letter&)> dead_letter_handler;
 };
 
 } // namespace flow

@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <iterator>
 #include <typeinfo>
 #include <unordered_map>
 #include <utility>
@@ -58,6 +59,12 @@ public:
       row_count_ = [](const void* p) {
         return static_cast<const std::vector<O>*>(p)->size();
       };
+      append_ = [](void* dst, void* src) {
+        auto& to = *static_cast<std::vector<O>*>(dst);
+        auto& from = *static_cast<std::vector<O>*>(src);
+        to.insert(to.end(), std::make_move_iterator(from.begin()),
+                  std::make_move_iterator(from.end()));
+      };
     } else if (*output_type_ != typeid(O)) {
       throw std::logic_error("flow::partial::emit: rows of two types");
     }
@@ -107,6 +114,11 @@ public:
     return std::move(entries_);
   }
 
+  /// Moves everything `other` holds into this partial: aggregates, rejections
+  /// and rows (used when a batch is bisected and its halves are folded
+  /// apart). Throws std::logic_error when the two hold rows of two types.
+  void merge(partial&& other);
+
   /// Moves the rejection reasons out (used by the reducer actor).
   std::vector<std::pair<std::string, std::uint64_t>> take_reasons() noexcept {
     return std::move(reasons_);
@@ -128,6 +140,7 @@ private:
   std::shared_ptr<void> output_;
   const std::type_info* output_type_ = nullptr;
   std::size_t (*row_count_)(const void*) = nullptr;
+  void (*append_)(void*, void*) = nullptr;
 };
 
 } // namespace flow

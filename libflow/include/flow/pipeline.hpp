@@ -4,6 +4,8 @@
 /// Building and running a pipeline: generators -> reducer pool -> manager.
 
 #include <cstddef>
+#include <functional>
+#include <string>
 #include <memory>
 #include <stdexcept>
 #include <utility>
@@ -49,6 +51,11 @@ caf::error validate(const job_spec& spec);
 template <class T>
 class pipeline {
 public:
+  /// An empty pipeline: add sources, set a reducer, then run.
+  pipeline() {
+    spec_.format = detail::default_formatter<T>();
+  }
+
   /// Adds a source; its generator labels every batch with `label` (for
   /// example the size of the list it emits), which reducers such as
   /// `sum_by_label` use as the key.
@@ -84,6 +91,33 @@ public:
     if (!snk)
       throw std::invalid_argument("flow::pipeline::sink: null sink");
     spec_.sink = std::make_shared<detail::sink_adapter<O>>(std::move(snk));
+    return *this;
+  }
+
+  /// Sets how an element is rendered in a dead letter (numbers and keyed
+  /// values have a default; other types show no value unless set here).
+  pipeline& describe(std::function<std::string(const T&)> fn) {
+    if (fn)
+      spec_.format = [fn = std::move(fn)](const void* p) {
+        return fn(*static_cast<const T*>(p));
+      };
+    else
+      spec_.format = nullptr;
+    return *this;
+  }
+
+  /// Sets what happens when the reducer function throws (see
+  /// `failure_policy`) and how often a failed batch is retried.
+  pipeline& on_failure(failure_policy policy,
+                       std::size_t retries = 2) noexcept {
+    spec_.opts.on_failure = policy;
+    spec_.opts.retries = retries;
+    return *this;
+  }
+
+  /// Sets a function the manager calls with every dead letter.
+  pipeline& on_dead_letter(std::function<void(const dead_letter&)> fn) {
+    spec_.opts.dead_letter_handler = std::move(fn);
     return *this;
   }
 
@@ -149,6 +183,7 @@ private:
     auto result = std::move(spec_);
     spec_ = detail::job_spec{};
     spec_.opts = result.opts;
+    spec_.format = result.format;
     return result;
   }
 

@@ -35,6 +35,31 @@ struct key_result {
   }
 };
 
+/// An element (or, under `failure_policy::skip`, a run of elements) that the
+/// reducer function could not process: it was not merged, and the job says so
+/// here instead of losing it.
+struct dead_letter {
+  /// Index of the source the element came from.
+  std::uint32_t source = 0;
+  /// Index of the (first) element within its source.
+  std::uint64_t index = 0;
+  /// Number of elements this letter stands for (1 unless skipped as a batch).
+  std::uint64_t count = 1;
+  /// The element rendered as text (empty when its type has no formatter or
+  /// for a skipped batch).
+  std::string value;
+  /// What the reducer function threw.
+  std::string error;
+
+  /// Inspection for serialisation.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 dead_letter& x) {
+    return f(caf::meta::type_name("flow.dead_letter"), x.source, x.index,
+             x.count, x.value, x.error);
+  }
+};
+
 /// A job's result (or a snapshot of one in progress).
 struct job_result {
   /// Per-key aggregates, ordered by key.
@@ -45,6 +70,14 @@ struct job_result {
   std::uint64_t aggregated = 0;
   /// Elements the reducers rejected (see `rejections`).
   std::uint64_t rejected = 0;
+  /// Elements the reducer function failed on after every retry (see
+  /// `dead_letters`); they are not in the aggregates.
+  std::uint64_t dead_lettered = 0;
+  /// The dead letters, in the order they were merged; at most
+  /// `options::max_dead_letters` are kept (`dead_lettered` counts them all).
+  std::vector<dead_letter> dead_letters;
+  /// Batches whose reducer call threw and that were dispatched again.
+  std::uint64_t retried = 0;
   /// Batches merged.
   std::uint64_t batches = 0;
   /// Rows the reducers emitted and the sink wrote (0 without a sink).
@@ -59,15 +92,23 @@ struct job_result {
   /// Reducer actors that died and were replaced (their batches were
   /// dispatched again; none was merged twice).
   std::uint64_t reducers_replaced = 0;
-  /// True for a completed job; false for a snapshot of a running one.
+  /// True for a completed job; false for a snapshot of a running one and
+  /// for the result of a stopped job.
   bool final = false;
+  /// True for the result of a job stopped before its end (`job::stop`): it
+  /// covers the elements accepted until then. Never committed to a sink.
+  bool partial = false;
+  /// Elements accepted but neither merged nor rejected when a stopped job's
+  /// drain timed out (0 otherwise).
+  std::uint64_t abandoned = 0;
 
   /// The entry for `k`, or nullptr.
   const key_result* find(const flow::key& k) const noexcept;
 
-  /// True when emitted == aggregated + rejected.
+  /// True when every emitted element is accounted for: emitted ==
+  /// aggregated + rejected + dead_lettered + abandoned.
   bool balanced() const noexcept {
-    return emitted == aggregated + rejected;
+    return emitted == aggregated + rejected + dead_lettered + abandoned;
   }
 
   /// Inspection for serialisation.
@@ -76,7 +117,9 @@ struct job_result {
                                                  job_result& x) {
     return f(caf::meta::type_name("flow.job_result"), x.keys, x.emitted,
              x.aggregated, x.rejected, x.batches, x.written, x.sources,
-             x.rejections, x.peak_in_flight, x.reducers_replaced, x.final);
+             x.rejections, x.dead_lettered, x.dead_letters, x.retried,
+             x.peak_in_flight, x.reducers_replaced, x.final, x.partial,
+             x.abandoned);
   }
 };
 

@@ -26,6 +26,14 @@ public:
   /// `abort` follows.
   virtual void write(const std::vector<O>& rows) = 0;
 
+  /// Writes the dead letters of one merged batch (elements the reducer
+  /// function failed on), in the same stream as the rows, so they become
+  /// visible with them at commit. Default: ignored (they stay in the job's
+  /// result). May throw like `write`.
+  virtual void write_dead_letters(const std::vector<dead_letter>& letters) {
+    static_cast<void>(letters);
+  }
+
   /// Makes everything written visible at once (for example, commits the
   /// transaction that wrote it). `result` is the job's final, balanced result
   /// (its keyed aggregates included), so a sink can store them in the same

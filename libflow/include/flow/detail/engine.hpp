@@ -158,6 +158,7 @@ public:
   virtual ~any_sink() = default;
   /// Writes a `std::vector<O>` given as `rows`.
   virtual void write(const void* rows) = 0;
+  virtual void write_dead_letters(const std::vector<dead_letter>& xs) = 0;
   virtual void commit(const job_result& result) = 0;
   virtual void abort() noexcept = 0;
   virtual bool blocking() const = 0;
@@ -175,6 +176,10 @@ public:
 
   void write(const void* rows) override {
     snk_->write(*static_cast<const std::vector<O>*>(rows));
+  }
+
+  void write_dead_letters(const std::vector<dead_letter>& xs) override {
+    snk_->write_dead_letters(xs);
   }
 
   void commit(const job_result& result) override {
@@ -209,10 +214,33 @@ struct source_entry {
   bool labeled = false;
 };
 
+/// Renders one element (given by address) as text for a dead letter.
+using erased_formatter = std::function<std::string(const void*)>;
+
+/// The default rendering of an element type: numbers and keyed values as
+/// text, other types not at all (a pipeline may set its own).
+template <class T>
+erased_formatter default_formatter() {
+  if constexpr (std::is_same<T, std::int64_t>::value) {
+    return [](const void* p) {
+      return std::to_string(*static_cast<const std::int64_t*>(p));
+    };
+  } else if constexpr (std::is_same<T, keyed_value>::value) {
+    return [](const void* p) {
+      auto& x = *static_cast<const keyed_value*>(p);
+      return to_string(x.key) + " " + std::to_string(x.value);
+    };
+  } else {
+    return nullptr;
+  }
+}
+
 /// Everything the engine needs to run one job.
 struct job_spec {
   std::vector<source_entry> sources;
   erased_reducer reduce;
+  /// Renders failing elements for dead letters (may be empty).
+  erased_formatter format;
   options opts;
   /// Where emitted rows go; null when the job has no sink.
   std::shared_ptr<any_sink> sink;

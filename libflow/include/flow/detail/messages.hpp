@@ -23,6 +23,7 @@
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
 #include "flow/partial.hpp"
+#include "flow/result.hpp"
 
 namespace flow::detail {
 
@@ -34,6 +35,8 @@ using cancel_atom = caf::atom_constant<caf::atom("f_cancel")>;
 using commit_atom = caf::atom_constant<caf::atom("f_commit")>;
 using committed_atom = caf::atom_constant<caf::atom("f_commitd")>;
 using abort_atom = caf::atom_constant<caf::atom("f_abort")>;
+using stop_atom = caf::atom_constant<caf::atom("f_stop")>;
+using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
 
 // -- messages -----------------------------------------------------------------
 
@@ -59,6 +62,9 @@ struct batch {
   flow::key label;
   /// The elements: a view into shared storage locally, by value remotely.
   erased_slice items;
+  /// 0: fold the batch; 1: the batch failed every retry, so fold it in
+  /// halves down to the failing elements and report those as dead letters.
+  std::uint8_t bisect = 0;
 };
 
 /// Serialises a slice by value (a remote reducer cannot share our memory);
@@ -131,7 +137,7 @@ typename Inspector::result_type inspect(Inspector& f, erased_slice& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch& x) {
   return f(caf::meta::type_name("flow.batch"), x.source, x.seq, x.first,
-           x.label, x.items);
+           x.label, x.items, x.bisect);
 }
 
 /// reducer -> manager: the partial aggregate of one batch.
@@ -147,6 +153,8 @@ struct partial_msg {
   /// Set when folding pre-aggregated values overflowed inside the reducer.
   bool overflow = false;
   /// Rows emitted for the sink: a std::vector<O> (local only), or null.
+  /// Elements the reducer function failed on (bisect mode only).
+  std::vector<dead_letter> dead;
   std::shared_ptr<void> rows;
   /// typeid(O) of `rows`.
   const std::type_info* row_type = nullptr;
@@ -174,11 +182,12 @@ typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
   using result_type = typename Inspector::result_type;
   if constexpr (std::is_same<result_type, void>::value) {
     f(caf::meta::type_name("flow.partial"), x.source, x.seq, x.size,
-      x.rejected, x.entries, x.reasons, x.overflow);
+      x.rejected, x.entries, x.reasons, x.overflow, x.dead);
     return refuse_rows(f, x.row_count);
   } else {
     if (auto err = f(caf::meta::type_name("flow.partial"), x.source, x.seq,
-                     x.size, x.rejected, x.entries, x.reasons, x.overflow))
+                     x.size, x.rejected, x.entries, x.reasons, x.overflow,
+                     x.dead))
       return err;
     return refuse_rows(f, x.row_count);
   }
@@ -188,6 +197,8 @@ typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
 struct sink_write {
   std::uint32_t source = 0;
   std::uint64_t seq = 0;
+  /// The batch's dead letters, written with its rows.
+  std::vector<dead_letter> dead;
   std::shared_ptr<void> rows;
   std::uint64_t row_count = 0;
 };
@@ -196,11 +207,11 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sink_write& x) {
   using result_type = typename Inspector::result_type;
   if constexpr (std::is_same<result_type, void>::value) {
-    f(caf::meta::type_name("flow.sink_write"), x.source, x.seq);
+    f(caf::meta::type_name("flow.sink_write"), x.source, x.seq, x.dead);
     return refuse_rows(f, x.row_count);
   } else {
     if (auto err = f(caf::meta::type_name("flow.sink_write"), x.source,
-                     x.seq))
+                     x.seq, x.dead))
       return err;
     return refuse_rows(f, x.row_count);
   }
