@@ -98,6 +98,38 @@ TEST_CASE("row: 128-bit integers parse exactly up to the limits",
   CHECK_FALSE(pg::parse_int128("1e5").has_value());
 }
 
+TEST_CASE("row: a '+' followed by another sign is not an integer",
+          "[pg][row]") {
+  // Found by tests/fuzz/fuzz_pg_row: from_chars took "+-7" as -7.
+  CHECK_FALSE(pg::parse_int64("+-7").has_value());
+  CHECK_FALSE(pg::parse_int64("+").has_value());
+  CHECK_FALSE(pg::parse_int64("++7").has_value());
+  CHECK(pg::parse_int64("+7") == 7);
+  CHECK_FALSE(pg::parse_int128("+-7").has_value());
+  pg::row_view r;
+  std::string line = "+-7\t+-9223372036854775808";
+  r.assign(line);
+  CHECK_THROWS_AS(r.int64(0), pg::decode_error);
+  CHECK_THROWS_AS(r.int32(0), pg::decode_error);
+  CHECK_THROWS_AS(r.int64(1), pg::decode_error);
+}
+
+TEST_CASE("row: decode errors show control bytes of the field escaped",
+          "[pg][row]") {
+  // Found by tests/fuzz/fuzz_pg_row: a NUL cut the message short, and an
+  // escape sequence would have reached the terminal as it was.
+  pg::row_view r;
+  std::string line{"x\001\033[31m\0y", 9};
+  r.assign(line);
+  try {
+    r.int64(0);
+    FAIL("no error");
+  } catch (const pg::decode_error& e) {
+    CHECK(std::string{e.what()}
+          == "'x\\x01\\x1b[31m\\x00y' is not an integer");
+  }
+}
+
 TEST_CASE("ranges: every value and NULL fall in exactly one range, whatever "
           "the bounds",
           "[pg][partition]") {

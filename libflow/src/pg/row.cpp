@@ -10,7 +10,19 @@ namespace {
 std::string shown(std::string_view x) {
   constexpr std::size_t limit = 40;
   std::string result = "'";
-  result.append(x.substr(0, limit));
+  for (auto c : x.substr(0, limit)) {
+    auto u = static_cast<unsigned char>(c);
+    // A NUL would cut the message short (what() is a C string) and an escape
+    // sequence would reach the terminal: show control bytes as \xNN.
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char hex[] = "0123456789abcdef";
+      result += "\\x";
+      result += hex[u >> 4];
+      result += hex[u & 0xf];
+    } else {
+      result += c;
+    }
+  }
   if (x.size() > limit)
     result += "...";
   return result + "'";
@@ -88,8 +100,12 @@ std::optional<std::int64_t> parse_int64(std::string_view text) noexcept {
     return std::nullopt;
   auto first = text.data();
   auto last = first + text.size();
-  if (*first == '+')
+  if (*first == '+') {
     ++first;
+    // from_chars reads a '-' of its own: "+-7" would pass as -7.
+    if (first != last && *first == '-')
+      return std::nullopt;
+  }
   std::int64_t result = 0;
   auto [ptr, ec] = std::from_chars(first, last, result);
   if (ec != std::errc{} || ptr != last)
