@@ -250,7 +250,13 @@ private:
   // Longer than any int64 and any sensible key; stops a runaway token from
   // eating memory.
   static constexpr std::size_t max_token = 4096;
+#ifdef FLOW_TEXT_BLOCK_BYTES
+  // The fuzz build (tests/fuzz) reads in tiny blocks, so that tokens and line
+  // breaks straddle refills and a run is not spent clearing 1 MiB buffers.
+  static constexpr std::size_t block = FLOW_TEXT_BLOCK_BYTES;
+#else
   static constexpr std::size_t block = 1 << 20;
+#endif
 
   static bool is_space(char c) {
     return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v'
