@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build pkg-config ccache   # toolchain
+  clang libclang-rt-14-dev                   # fuzz targets: libFuzzer, ASan
   libcaf-dev libssl-dev                      # CAF 0.17.6: core, io, openssl
   libspdlog-dev                              # logging (with fmt 9)
   libpqxx-dev postgresql                     # flow::pg and its tests/demos
