@@ -1,5 +1,7 @@
 #include "etl_clean.hpp"
 
+#include <cstdlib>
+#include <thread>
 #include <tuple>
 
 #include <caf/actor_system.hpp>
@@ -8,7 +10,10 @@
 #include <pqxx/transaction>
 
 #include "common/ads_cleaning.hpp"
+#include "common/app_options.hpp"
 #include "common/cli.hpp"
+#include "common/progress.hpp"
+#include "flow/parse.hpp"
 #include "flow/flow.hpp"
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
@@ -86,6 +91,57 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
   }
 }
 
+/// A raw ad as the first five fields of an ads_rejects COPY line: how a
+/// dead letter keeps the ad the reducer failed on.
+std::string describe_ad(const raw_ad& ad) {
+  std::string t;
+  pg::append_copy_int(t, ad.id);
+  for (auto* x : {&ad.title, &ad.city, &ad.price, &ad.posted}) {
+    t += '\t';
+    pg::append_copy_field(t, *x);
+  }
+  return t;
+}
+
+/// ads_rejects rows for dead letters: the raw ad and the reducer's error.
+std::vector<pg::copy_row> reject_rows(const std::vector<dead_letter>& xs) {
+  std::vector<pg::copy_row> rows;
+  for (auto& d : xs) {
+    pg::copy_row row{rejects_table, d.value};
+    row.line += '\t';
+    pg::append_copy_field(row.line, "reducer failed: " + d.error);
+    row.line += '\n';
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+/// Test hook: with FLOW_TEST_POISON=ID the cleaning of the ad with that id
+/// throws, as a bug in a cleaning rule would.
+reducer<raw_ad> with_poison(reducer<raw_ad> fn) {
+  auto* env = std::getenv("FLOW_TEST_POISON");
+  auto delay = test_reducer_delay();
+  if (env == nullptr && delay.count() == 0)
+    return fn;
+  std::optional<std::int64_t> bad;
+  if (env != nullptr) {
+    std::string why;
+    bad = parse_int64(env, why);
+    if (!bad)
+      throw usage_error("FLOW_TEST_POISON " + why);
+  }
+  return [fn = std::move(fn), bad, delay](const batch_ref<raw_ad>& b,
+                                          partial& out) {
+    if (delay.count() > 0)
+      std::this_thread::sleep_for(delay);
+    for (auto& ad : b.items)
+      if (bad && ad.id == *bad)
+        throw std::runtime_error("test hook: poisoned ad "
+                                 + std::to_string(*bad));
+    fn(b, out);
+  };
+}
+
 /// ads_summary's rows from the manager's final per-city aggregates.
 std::vector<pg::copy_row> summary_rows(const job_result& res) {
   std::vector<pg::copy_row> rows;
@@ -131,10 +187,13 @@ caf::error verify_tables(const clean_config& cfg, clean_report& rep) {
 } // namespace
 
 bool clean_report::ok() const {
+  // Dead letters (ads a cleaning rule threw on) are in ads_rejects too.
   return res.final && res.balanced() && in_both == 0 && in_neither == 0
          && clean_rows + reject_rows == ads && res.emitted == ads
-         && res.aggregated == clean_rows && res.rejected == reject_rows
-         && res.written == ads && summary_rows == res.keys.size();
+         && res.aggregated == clean_rows
+         && res.rejected + res.dead_lettered == reject_rows
+         && res.written + res.dead_lettered == ads
+         && summary_rows == res.keys.size();
 }
 
 caf::expected<clean_report> run_clean(caf::actor_system& sys,
@@ -172,14 +231,24 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
      "city"}};
   auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, std::move(tables),
                                              summary_rows, cfg.before_commit);
-  auto res = p.reduce(clean_batch)
-               .sink(sink<pg::copy_row>{std::move(snk)})
-               .with(cfg.opts)
-               .run(sys);
+  snk->on_dead_letters(reject_rows);
+  auto started = p.reduce(with_poison(clean_batch))
+                   .describe(describe_ad)
+                   .sink(sink<pg::copy_row>{std::move(snk)})
+                   .with(cfg.opts)
+                   .start(sys);
+  if (!started)
+    return std::move(started.error());
+  auto res = wait_with_progress(*started, 0, "clean");
   if (!res)
     return std::move(res.error());
   clean_report rep;
   rep.res = std::move(*res);
+  if (rep.res.partial) {
+    // Stopped by a signal: the sink aborted, no table changed.
+    rep.seconds = sw.seconds();
+    return rep;
+  }
   rep.seconds = sw.seconds();
   stopwatch verify_sw;
   if (auto err = verify_tables(cfg, rep))

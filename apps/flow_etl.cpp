@@ -33,6 +33,7 @@
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/progress.hpp"
+#include "common/signals.hpp"
 #include "etl_clean.hpp"
 #include "flow/flow.hpp"
 #include "flow/pg/pg.hpp"
@@ -631,6 +632,32 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   auto flow_s = sw.seconds();
   if (!res)
     fail(res.error());
+  if (res->partial || interrupted()) {
+    // Stopped by a signal: print what was merged, marked partial; nothing
+    // is verified and no output table is written.
+    for (auto& [k, t] : fold_lists(*res)) {
+      if (cfg.json) {
+        json_object obj;
+        obj.add("key", k)
+          .add("sum", t.agg.sum)
+          .add("lists", t.lists)
+          .add("elements", t.agg.count)
+          .add("ok", false)
+          .add("partial", true);
+        std::cout << obj.str() << '\n';
+      } else {
+        std::printf("%12lld %12llu %16s PARTIAL\n", static_cast<long long>(k),
+                    static_cast<unsigned long long>(t.agg.count),
+                    to_string(t.agg.sum).c_str());
+      }
+    }
+    std::cout.flush();
+    std::fflush(stdout);
+    if (res->partial)
+      report_partial(prog, *res);
+    return interrupted_exit_code();
+  }
+  report_dead_letters(prog, *res, "");
   auto mine = fold_lists(*res);
   auto ref = server_reference(*read, cfg.table);
   read->release();
@@ -694,7 +721,7 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   if (!all_ok) {
     std::cerr << prog << ": sum: the result does not match the server's GROUP BY"
               << std::endl;
-    return exit_mismatch;
+    return res->dead_lettered > 0 ? exit_dead_letters : exit_mismatch;
   }
   if (!cfg.output.empty()) {
     job_result out;
@@ -799,6 +826,7 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
       .add("cities", rep.summary_rows)
       .add("emitted", res.emitted)
       .add("aggregated", res.aggregated)
+      .add("dead_lettered", res.dead_lettered)
       .add("written", res.written)
       .add("in_both", rep.in_both)
       .add("in_neither", rep.in_neither)
@@ -908,12 +936,39 @@ int cmd_clean(int argc, char** argv) {
     auto rep = run_clean(rt.system(), cfg);
     if (!rep)
       fail(rep.error());
+    if (rep->res.partial || interrupted()) {
+      // The sink aborted before the result came back: no output table
+      // changed. Say what the stopped job had covered.
+      auto& res = rep->res;
+      if (json) {
+        json_object obj;
+        obj.add("partial", true)
+          .add("committed", !res.partial)
+          .add("emitted", res.emitted)
+          .add("aggregated", res.aggregated)
+          .add("rejected", res.rejected)
+          .add("dead_lettered", res.dead_lettered)
+          .add("abandoned", res.abandoned)
+          .add("ok", false);
+        std::cout << obj.str() << std::endl;
+      }
+      if (res.partial) {
+        report_partial(prog, res);
+        std::cerr << prog << ": clean: nothing was written; the output "
+                  << "tables are unchanged" << std::endl;
+      }
+      finish_database(db, args.is_set("keep"));
+      return interrupted_exit_code();
+    }
     print_clean(*rep, cfg, json);
+    report_dead_letters(prog, rep->res, cfg.rejects.display());
     if (!rep->ok()) {
       std::cerr << prog
                 << ": clean: the output does not account for every ad"
                 << std::endl;
       rc = exit_mismatch;
+    } else if (rep->res.dead_lettered > 0) {
+      rc = exit_dead_letters;
     }
   } catch (...) {
     finish_database(db, args.is_set("keep"));

@@ -19,6 +19,7 @@
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/progress.hpp"
+#include "common/signals.hpp"
 #include "flow/flow.hpp"
 
 namespace {
@@ -90,7 +91,8 @@ bool verify(const set_outcome& out, bool lists_known) {
     if (e.agg.count > 0)
       ++nonempty;
   }
-  if (!res.final || !res.balanced() || res.emitted != expected
+  if (!res.final || !res.balanced() || res.dead_lettered != 0
+      || res.emitted != expected
       || res.aggregated != expected || res.keys.size() != nonempty)
     return false;
   for (auto& k : res.keys)
@@ -147,6 +149,50 @@ void print_json(const set_outcome& out, bool lists_known, bool string_keys) {
   std::cout.flush();
 }
 
+/// Prints the keys of a job stopped by a signal, marked partial (no
+/// reference is computed for it).
+void print_partial(const set_outcome& out, bool json, bool string_keys) {
+  if (!json)
+    std::printf("%s (PARTIAL: stopped by a signal)\n%14s %12s %16s\n",
+                out.name.c_str(), "key", "elements", "sum");
+  for (auto& k : out.res.keys) {
+    if (json) {
+      json_object obj;
+      obj.add("set", out.name);
+      if (string_keys)
+        obj.add("key", to_string(k.key));
+      else
+        obj.add("key", k.key.as_int());
+      obj.add("sum", k.agg.sum)
+        .add("elements", k.agg.count)
+        .add("ok", false)
+        .add("partial", true);
+      std::cout << obj.str() << '\n';
+    } else {
+      std::printf("%14s %12llu %16s\n", to_string(k.key).c_str(),
+                  static_cast<unsigned long long>(k.agg.count),
+                  to_string(k.agg.sum).c_str());
+    }
+  }
+  std::cout.flush();
+  std::fflush(stdout);
+}
+
+/// After a job: reports dead letters; after a signal, prints the partial
+/// result and ends the process.
+void after_job(const set_outcome& out, bool json, bool string_keys,
+               dead_letter_file& dead) {
+  report_dead_letters(prog, out.res, dead.path());
+  if (out.res.partial || interrupted()) {
+    if (out.res.partial) {
+      print_partial(out, json, string_keys);
+      report_partial(prog, out.res);
+    }
+    dead.close();
+    exit_interrupted();
+  }
+}
+
 int report_job_error(const caf::error& err) {
   std::cerr << prog << ": error: " << describe(err) << std::endl;
   return code_of(err) == errc::bad_input ? exit_usage : exit_mismatch;
@@ -156,7 +202,7 @@ int report_job_error(const caf::error& err) {
 /// sequential loop, and verifies.
 int run_set(caf::actor_system& sys, const std::string& name,
             const std::vector<std::uint64_t>& sizes, std::uint64_t seed,
-            const options& opts, bool json) {
+            const options& opts, bool json, dead_letter_file& dead) {
   set_outcome out;
   out.name = name;
   std::uint64_t total = 0;
@@ -166,7 +212,7 @@ int run_set(caf::actor_system& sys, const std::string& name,
           static_cast<std::int64_t>(sizes[j]));
     total += sizes[j];
   }
-  p.reduce(sum_by_label()).with(opts);
+  p.reduce(poisoned(sum_by_label())).with(opts);
   stopwatch sw;
   auto started = p.start(sys);
   if (!started)
@@ -176,6 +222,8 @@ int run_set(caf::actor_system& sys, const std::string& name,
   if (!res)
     return report_job_error(res.error());
   out.res = std::move(*res);
+  if (out.res.partial)
+    after_job(out, json, false, dead);
   out.sequential_s = time_seconds(
     [&] { out.ref = sequential_sums(sizes, seed); });
   bool ok = verify(out, true);
@@ -183,13 +231,16 @@ int run_set(caf::actor_system& sys, const std::string& name,
     print_json(out, true, false);
   else
     print_set(out, true);
+  after_job(out, json, false, dead);
+  if (out.res.dead_lettered > 0)
+    return exit_dead_letters;
   return ok ? exit_ok : exit_mismatch;
 }
 
 /// Grouped sum of `key value` lines; the reference is computed as the input
 /// is read.
 int run_input(caf::actor_system& sys, const std::string& path,
-              const options& opts, bool json) {
+              const options& opts, bool json, dead_letter_file& dead) {
   set_outcome out;
   out.name = path == "-" ? "stdin" : path;
   auto src = tap(keyed_from_text_file(path),
@@ -202,7 +253,7 @@ int run_input(caf::actor_system& sys, const std::string& path,
   stopwatch sw;
   auto started = pipeline<keyed_value>{}
                    .add(std::move(src))
-                   .reduce(sum_by_key())
+                   .reduce(poisoned(sum_by_key()))
                    .with(opts)
                    .start(sys);
   if (!started)
@@ -212,11 +263,17 @@ int run_input(caf::actor_system& sys, const std::string& path,
   if (!res)
     return report_job_error(res.error());
   out.res = std::move(*res);
+  if (out.res.partial)
+    after_job(out, json, true, dead);
   bool ok = verify(out, false);
   if (json)
     print_json(out, false, true);
   else
     print_set(out, false);
+  after_job(out, json, true, dead);
+  dead.close();
+  if (out.res.dead_lettered > 0)
+    return exit_dead_letters;
   return ok ? exit_ok : exit_mismatch;
 }
 
@@ -226,7 +283,10 @@ int run(int argc, char** argv) {
                   "random integers in 0..10000 summed at once, one generator "
                   "per list, into running sums keyed by list size; compared "
                   "with a sequential C++ loop. Exit 0 only when every key is "
-                  "verified; 1 when one is not; 2 on bad usage or input."};
+                  "verified; 1 when one is not; 2 on bad usage or input; 3 "
+                  "when the reducer failed on elements (dead letters); 130 "
+                  "or 143 after SIGINT or SIGTERM (the keys printed are then "
+                  "marked partial)."};
   args.value("preset", "SET",
              "the tutorial's set 1, 2 or 3, or 'all' (1: "
              "5,50,...,10^8; 2: 7 x 10^7; 3: 8 x 10^4)",
@@ -237,11 +297,15 @@ int run(int argc, char** argv) {
              "grouped sum of 'key value' lines from PATH ('-' reads stdin)");
   args.flag("json", "print one JSON object per key instead of a table");
   declare_pipeline_options(args);
+  declare_dead_letter_option(args);
   if (!args.parse(argc, argv))
     return exit_ok;
   auto opts = read_pipeline_options(args);
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
+  dead_letter_file dead{args.given("dead-letter") ? args.get("dead-letter")
+                                                  : std::string{}};
+  dead.attach(opts);
   int modes = args.given("input") + args.given("sizes") + args.given("preset");
   if (modes > 1)
     throw usage_error("--preset, --sizes and --input exclude each other");
@@ -268,14 +332,15 @@ int run(int argc, char** argv) {
   if (opts.workers == 0)
     opts.workers = std::max(1u, std::thread::hardware_concurrency());
   if (args.given("input"))
-    return run_input(sys, args.get("input"), opts, json);
+    return run_input(sys, args.get("input"), opts, json, dead);
   int rc = exit_ok;
   for (auto& [name, sizes] : sets) {
-    auto set_rc = run_set(sys, name, sizes, seed, opts, json);
+    auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead);
     if (set_rc == exit_usage)
       return set_rc;
     rc = std::max(rc, set_rc);
   }
+  dead.close();
   return rc;
 }
 

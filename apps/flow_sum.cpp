@@ -17,6 +17,7 @@
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/progress.hpp"
+#include "common/signals.hpp"
 #include "flow/flow.hpp"
 
 namespace {
@@ -66,6 +67,7 @@ bool verify(row& r, std::uint64_t expected_elements) {
                    : res.keys.size() == 1
                        && res.keys.front().agg.count == expected_elements;
   return res.final && res.balanced() && res.rejected == 0
+         && res.dead_lettered == 0
          && res.emitted == expected_elements
          && res.aggregated == expected_elements && keys_ok
          && r.flow_sum == r.loop_sum && r.flow_sum == r.accumulate_sum;
@@ -85,6 +87,9 @@ std::string json_line(const row& r, std::uint64_t seed, const options& opts,
     .add("emitted", r.res.emitted)
     .add("aggregated", r.res.aggregated)
     .add("rejected", r.res.rejected)
+    .add("dead_lettered", r.res.dead_lettered)
+    .add("partial", r.res.partial)
+    .add("abandoned", r.res.abandoned)
     .add("batches", r.res.batches)
     .add("workers", static_cast<std::uint64_t>(opts.workers))
     .add("batch_size", static_cast<std::uint64_t>(opts.batch_size));
@@ -103,7 +108,7 @@ void print_row(const row& r) {
               static_cast<unsigned long long>(r.size),
               to_string(r.flow_sum).c_str(), r.loop_s, r.accumulate_s,
               r.flow_s, static_cast<unsigned long long>(r.res.batches),
-              r.ok ? "yes" : "NO");
+              r.res.partial ? "PART" : r.ok ? "yes" : "NO");
   std::fflush(stdout);
 }
 
@@ -114,11 +119,27 @@ int report_job_error(const caf::error& err) {
   return code_of(err) == errc::bad_input ? exit_usage : exit_mismatch;
 }
 
+/// After a job's result is printed: reports dead letters and, when a signal
+/// stopped the job, that the result was partial, then ends the process.
+/// Returns the exit code for the dead letters otherwise.
+int after_job(const row& r, dead_letter_file& dead) {
+  report_dead_letters(prog, r.res, dead.path());
+  if (r.res.partial || interrupted()) {
+    if (r.res.partial)
+      report_partial(prog, r.res);
+    dead.close();
+    exit_interrupted();
+  }
+  return r.res.dead_lettered > 0 ? exit_dead_letters : exit_ok;
+}
+
 int run_sizes(caf::actor_system& sys, const std::vector<std::uint64_t>& sizes,
-              std::uint64_t seed, const options& opts, bool json) {
+              std::uint64_t seed, const options& opts, bool json,
+              dead_letter_file& dead) {
   if (!json)
     print_header();
   bool all_ok = true;
+  int dead_rc = exit_ok;
   for (auto n : sizes) {
     row r;
     r.size = n;
@@ -137,7 +158,7 @@ int run_sizes(caf::actor_system& sys, const std::vector<std::uint64_t>& sizes,
     stopwatch sw;
     auto started = pipeline<std::int64_t>{}
                      .add(from_shared(shared), static_cast<std::int64_t>(n))
-                     .reduce(sum_by_label())
+                     .reduce(poisoned(sum_by_label()))
                      .with(opts)
                      .start(sys);
     if (!started)
@@ -153,12 +174,16 @@ int run_sizes(caf::actor_system& sys, const std::vector<std::uint64_t>& sizes,
       std::cout << json_line(r, seed, opts, false) << std::endl;
     else
       print_row(r);
+    dead_rc = std::max(dead_rc, after_job(r, dead));
   }
+  dead.close();
+  if (dead_rc != exit_ok)
+    return dead_rc;
   return all_ok ? exit_ok : exit_mismatch;
 }
 
 int run_input(caf::actor_system& sys, const std::string& path,
-              const options& opts, bool json) {
+              const options& opts, bool json, dead_letter_file& dead) {
   row r;
   // The reference sums are computed as the input is read, chunk by chunk, so
   // the input never has to be held in memory.
@@ -178,7 +203,7 @@ int run_input(caf::actor_system& sys, const std::string& path,
   stopwatch sw;
   auto started = pipeline<std::int64_t>{}
                    .add(std::move(src), "input")
-                   .reduce(sum_by_label())
+                   .reduce(poisoned(sum_by_label()))
                    .with(opts)
                    .start(sys);
   if (!started)
@@ -195,6 +220,10 @@ int run_input(caf::actor_system& sys, const std::string& path,
     print_header();
     print_row(r);
   }
+  auto dead_rc = after_job(r, dead);
+  dead.close();
+  if (dead_rc != exit_ok)
+    return dead_rc;
   return r.ok ? exit_ok : exit_mismatch;
 }
 
@@ -204,7 +233,10 @@ int run(int argc, char** argv) {
                   "integers in 0..10000 (or a file's integers) with a plain "
                   "loop, std::accumulate and a libflow pipeline, and checks "
                   "that all three agree. Exit 0 only when every result is "
-                  "verified; 1 when one is not; 2 on bad usage or input."};
+                  "verified; 1 when one is not; 2 on bad usage or input; 3 "
+                  "when the reducer failed on elements (dead letters); 130 "
+                  "or 143 after SIGINT or SIGTERM (the result printed last "
+                  "is then marked partial)."};
   args.value("sizes", "LIST", "comma-separated list sizes",
              "5,50,500,1000,10000,10000000,100000000");
   args.value("seed", "N", "seed of the random data", "42");
@@ -213,11 +245,15 @@ int run(int argc, char** argv) {
              "stdin) instead of random data");
   args.flag("json", "print one JSON object per line instead of a table");
   declare_pipeline_options(args);
+  declare_dead_letter_option(args);
   if (!args.parse(argc, argv))
     return exit_ok;
   auto opts = read_pipeline_options(args);
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
+  dead_letter_file dead{args.given("dead-letter") ? args.get("dead-letter")
+                                                  : std::string{}};
+  dead.attach(opts);
   if (args.given("input") && args.given("sizes"))
     throw usage_error("--input and --sizes exclude each other");
   if (args.given("input") && args.get("input").empty())
@@ -230,8 +266,8 @@ int run(int argc, char** argv) {
   if (opts.workers == 0)
     opts.workers = std::max(1u, std::thread::hardware_concurrency());
   if (args.given("input"))
-    return run_input(sys, args.get("input"), opts, json);
-  return run_sizes(sys, sizes, seed, opts, json);
+    return run_input(sys, args.get("input"), opts, json, dead);
+  return run_sizes(sys, sizes, seed, opts, json, dead);
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 #include "flow/error.hpp"
 #include "flow/logging.hpp"
 #include "flow/parse.hpp"
+#include "signals.hpp"
 
 namespace flow::apps {
 
@@ -264,6 +265,7 @@ void apply_log_level(const std::string& level) {
 
 int guarded_main(const std::string& prog,
                  const std::function<int()>& main_fn) {
+  install_signal_handling(prog);
   try {
     return main_fn();
   } catch (const usage_error& e) {

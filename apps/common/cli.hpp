@@ -29,6 +29,9 @@ enum exit_code : int {
   exit_mismatch = 1,
   /// Bad usage or bad input: nothing was computed or printed.
   exit_usage = 2,
+  /// The job completed, but the reducer failed on some elements: they were
+  /// dead-lettered (reported, not merged), so the result covers the rest.
+  exit_dead_letters = 3,
 };
 
 /// A small option parser: `--name value`, `--name=value` and `--flag`.

@@ -5,11 +5,15 @@
 
 #include <unistd.h>
 
+#include "signals.hpp"
+
 namespace flow::apps {
 
 caf::expected<job_result> wait_with_progress(const job& j, std::uint64_t total,
                                              const std::string& what) {
   using namespace std::chrono_literals;
+  // While this job runs, SIGINT/SIGTERM stop it instead of the process.
+  watch_job watch{j};
   if (!isatty(STDERR_FILENO))
     return j.wait();
   // Short jobs print nothing: the first snapshot comes after half a second.

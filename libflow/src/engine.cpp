@@ -44,6 +44,10 @@ caf::behavior generator_actor(caf::stateful_actor<generator_state>* self,
                               flow::key label, std::size_t batch_size) {
   self->set_default_handler(caf::drop);
   return {
+    // Generators and sinks may run detached; CAF 0.17 can crash at shutdown
+    // when a detached actor is ended by an exit message (fixed upstream in
+    // 0.18, actor-framework#1196), so they are asked to quit instead.
+    [=](quit_atom) { self->quit(); },
     [=](const demand& d) {
       auto& st = self->state;
       for (std::uint32_t i = 0; i < d.n; ++i) {
@@ -293,6 +297,7 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
       self->state.committed = true;
       self->send(manager, committed_atom::value);
     },
+    [=](quit_atom) { self->quit(); },
     [=](abort_atom) {
       auto& st = self->state;
       if (!st.committed && !st.aborted) {
@@ -373,6 +378,12 @@ struct manager_state {
   std::uint64_t retried = 0;
   /// Set by job::stop: generators are gone, in-flight batches drain.
   bool stopping = false;
+  /// After finish: generators and reducers not yet down.
+  std::size_t awaiting = 0;
+  /// After finish: the sink is not yet down.
+  bool awaiting_sink = false;
+  /// After finish: the linger time for generators passed.
+  bool linger_expired = false;
   // -- sink --
   caf::actor sink;
   std::string sink_name;
@@ -423,7 +434,27 @@ job_result make_result(const manager_state& st, bool final) {
   return res;
 }
 
-/// Ends the job: delivers `res` once, stops every actor of the job, quits.
+/// Hands the outcome to the job handle once every actor of the job is gone
+/// (or the linger time passed for generators that do not end), then quits.
+void deliver_if_quiet(manager_actor_t* self) {
+  auto& st = self->state;
+  if (!st.finished || st.awaiting_sink
+      || (st.awaiting > 0 && !st.linger_expired))
+    return;
+  if (st.impl) {
+    st.impl->complete(std::move(st.deferred));
+    st.impl.reset();
+  }
+  self->quit();
+}
+
+/// Ends the job: stops every actor of the job and delivers `res` once they
+/// are gone. Waiting matters: sources, reducers and sinks run user code that
+/// may refer to the caller's stack (a callback capturing locals), so none of
+/// it may still run when wait() returns. A sink that must abort is always
+/// awaited, so a caller that sees an error knows that nothing of this job's
+/// output remains; generators blocked in a read are awaited for at most a
+/// second.
 void finish(manager_actor_t* self, caf::expected<job_result> res) {
   auto& st = self->state;
   if (st.finished)
@@ -431,34 +462,34 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
   st.finished = true;
   if (!res)
     logger()->info("job failed: {}", describe(res.error()));
-  for (auto& src : st.sources)
-    if (src.generator)
-      self->send_exit(src.generator, caf::exit_reason::user_shutdown);
-  for (auto& w : st.workers)
+  for (auto& src : st.sources) {
+    if (src.generator) {
+      self->send(src.generator, quit_atom::value);
+      ++st.awaiting;
+    }
+  }
+  for (auto& w : st.workers) {
     self->send_exit(w.handle, caf::exit_reason::user_shutdown);
+    ++st.awaiting;
+  }
   st.pending.clear();
   st.queue.clear();
   if (st.sink) {
     self->unlink_from(st.sink);
+    st.awaiting_sink = true;
     if (res && !res->partial) {
       // Committed: the sink just stops.
-      self->demonitor(st.sink);
-      self->send_exit(st.sink, caf::exit_reason::user_shutdown);
+      self->send(st.sink, quit_atom::value);
     } else {
       // The sink discards what it wrote (a stopped job's output is never
-      // committed); the outcome is delivered once it has (its down
-      // message), so a caller that sees it knows that nothing of this
-      // job's output remains.
+      // committed).
       self->send(st.sink, abort_atom::value);
-      st.deferred = std::move(res);
-      return;
     }
   }
-  if (st.impl) {
-    st.impl->complete(std::move(res));
-    st.impl.reset();
-  }
-  self->quit();
+  st.deferred = std::move(res);
+  if (st.awaiting > 0)
+    self->delayed_send(self, std::chrono::seconds(1), linger_atom::value);
+  deliver_if_quiet(self);
 }
 
 void fail(manager_actor_t* self, errc code, std::string what) {
@@ -643,11 +674,11 @@ caf::behavior manager_actor(manager_actor_t* self,
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.finished) {
-      if (st.sink && st.sink.address() == dm.source && st.impl) {
-        st.impl->complete(std::move(st.deferred));
-        st.impl.reset();
-        self->quit();
-      }
+      if (st.sink && st.sink.address() == dm.source)
+        st.awaiting_sink = false;
+      else if (st.awaiting > 0)
+        --st.awaiting;
+      deliver_if_quiet(self);
       return;
     }
     if (st.sink && st.sink.address() == dm.source) {
@@ -968,18 +999,18 @@ caf::behavior manager_actor(manager_actor_t* self,
       // Stop the generators (what they still send is not accepted), let the
       // accepted batches drain, then deliver a partial result.
       st.stopping = true;
-      for (auto& src : st.sources) {
-        if (src.generator) {
-          self->demonitor(src.generator);
-          self->send_exit(src.generator, caf::exit_reason::user_shutdown);
-          src.generator = nullptr;
-        }
-      }
+      for (auto& src : st.sources)
+        if (src.generator)
+          self->send(src.generator, quit_atom::value);
       logger()->info("stopping: draining {} batches in flight",
                      st.pending.size());
       self->delayed_send(self, std::chrono::milliseconds(drain_ms),
                          drain_timeout_atom::value);
       check_complete(self);
+    },
+    [=](linger_atom) {
+      self->state.linger_expired = true;
+      deliver_if_quiet(self);
     },
     [=](drain_timeout_atom) {
       auto& st = self->state;

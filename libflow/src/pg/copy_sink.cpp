@@ -140,6 +140,7 @@ struct copy_sink::impl {
   std::string conninfo;
   std::vector<output_table> tables;
   final_rows_fn final_rows;
+  dead_letter_rows_fn dead_letter_rows;
   std::function<void()> before_commit;
   std::unique_ptr<session> db;
   std::vector<table_name> staging;
@@ -251,6 +252,15 @@ std::string copy_sink::name() const {
     result += impl_->tables[i].target.display();
   }
   return result;
+}
+
+void copy_sink::on_dead_letters(dead_letter_rows_fn fn) {
+  impl_->dead_letter_rows = std::move(fn);
+}
+
+void copy_sink::write_dead_letters(const std::vector<dead_letter>& letters) {
+  if (impl_->dead_letter_rows)
+    write(impl_->dead_letter_rows(letters));
 }
 
 double copy_sink::write_seconds() const noexcept {

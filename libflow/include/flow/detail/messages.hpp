@@ -36,6 +36,8 @@ using commit_atom = caf::atom_constant<caf::atom("f_commit")>;
 using committed_atom = caf::atom_constant<caf::atom("f_commitd")>;
 using abort_atom = caf::atom_constant<caf::atom("f_abort")>;
 using stop_atom = caf::atom_constant<caf::atom("f_stop")>;
+using quit_atom = caf::atom_constant<caf::atom("f_quit")>;
+using linger_atom = caf::atom_constant<caf::atom("f_linger")>;
 using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
 
 // -- messages -----------------------------------------------------------------

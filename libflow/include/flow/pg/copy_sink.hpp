@@ -65,6 +65,11 @@ void append_copy_int(std::string& out, std::int64_t x);
 /// the manager's keyed aggregates).
 using final_rows_fn = std::function<std::vector<copy_row>(const job_result&)>;
 
+/// Rows a copy_sink writes for a batch's dead letters (for example into a
+/// rejects table), in the same transaction as the batch's rows.
+using dead_letter_rows_fn
+  = std::function<std::vector<copy_row>(const std::vector<dead_letter>&)>;
+
 /// Writes copy_rows into staging tables inside one transaction on its own
 /// connection; at commit adds the final rows, builds the primary keys, then
 /// replaces every target by its staging table and commits. Errors carry the
@@ -81,6 +86,13 @@ public:
 
   /// COPYs one batch's rows, one COPY per table that has rows.
   void write(const std::vector<copy_row>& rows) override;
+
+  /// Sets how dead letters become rows; without it they are not written
+  /// (they stay in the job's result).
+  void on_dead_letters(dead_letter_rows_fn fn);
+
+  /// Writes the rows `on_dead_letters` makes of `letters`.
+  void write_dead_letters(const std::vector<dead_letter>& letters) override;
 
   /// Final rows, primary keys, the swap, COMMIT.
   void commit(const job_result& result) override;
