@@ -1,9 +1,11 @@
 #include "flow/source.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <string_view>
 
 #include "flow/aggregate.hpp"
 #include "flow/parse.hpp"
@@ -234,8 +236,7 @@ public:
       while (pos_ < buf_.size() && !is_space(buf_[pos_]))
         ++pos_;
       if (tok.size() + (pos_ - start) > max_token)
-        fail("token " + quote_token(tok + buf_.substr(start, pos_ - start))
-             + " is too long");
+        fail_too_long(tok + buf_.substr(start, pos_ - start));
       tok.append(buf_, start, pos_ - start);
     }
   }
@@ -250,6 +251,21 @@ private:
   // Longer than any int64 and any sensible key; stops a runaway token from
   // eating memory.
   static constexpr std::size_t max_token = 4096;
+
+  /// Fails on a runaway token of which `seen` is the part read so far: its
+  /// real length is unknown, so the message shows only how it starts.
+  [[noreturn]] void fail_too_long(std::string_view seen) const {
+    auto n = std::min<std::size_t>(seen.size(), 32);
+    // Cut at a character boundary: before the continuation bytes of a
+    // character (at most three).
+    for (int k = 0; k < 3 && n > 1 && n < seen.size()
+                    && (static_cast<unsigned char>(seen[n]) & 0xc0) == 0x80;
+         ++k)
+      --n;
+    fail("token starting " + quote_token(seen.substr(0, n))
+         + " is too long (more than " + std::to_string(max_token)
+         + " bytes)");
+  }
 #ifdef FLOW_TEXT_BLOCK_BYTES
   // The fuzz build (tests/fuzz) reads in tiny blocks, so that tokens and line
   // breaks straddle refills and a run is not spent clearing 1 MiB buffers.
@@ -353,6 +369,9 @@ public:
       if (pending_.empty() && !in_.next_token(pending_, newline))
         break;
       auto key_line = in_.line();
+      // Keys end up in tables and JSON on terminals: only printable text.
+      if (!check_printable(pending_, why))
+        in_.fail("key " + quote_token(pending_) + " " + why);
       std::string value_tok;
       if (!in_.next_token(value_tok, newline) || newline) {
         // Report the line of the lonely key, not the line after it.
