@@ -1,5 +1,6 @@
 #include "flow/parse.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace flow {
@@ -32,25 +33,94 @@ std::optional<std::int64_t> parse_int64(std::string_view token,
   return value;
 }
 
+namespace {
+
+/// Length of the well-formed UTF-8 sequence at `i` (1 to 4), or 0 when the
+/// bytes there are not one: stray continuation bytes, overlong forms,
+/// surrogates, values above U+10FFFF and truncated sequences.
+std::size_t utf8_length(std::string_view x, std::size_t i) {
+  auto p = reinterpret_cast<const unsigned char*>(x.data());
+  auto c = p[i];
+  std::size_t len = c < 0x80                ? 1
+                    : c >= 0xc2 && c <= 0xdf ? 2
+                    : c >= 0xe0 && c <= 0xef ? 3
+                    : c >= 0xf0 && c <= 0xf4 ? 4
+                                             : 0;
+  if (len == 0 || i + len > x.size())
+    return 0;
+  for (std::size_t k = 1; k < len; ++k)
+    if ((p[i + k] & 0xc0) != 0x80)
+      return 0;
+  if (len < 3)
+    return len;
+  // Overlong three- and four-byte forms, surrogates, beyond U+10FFFF.
+  auto c1 = p[i + 1];
+  if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0)
+      || (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90))
+    return 0;
+  return len;
+}
+
+/// True for the sequence of `len` bytes at `i` that encodes a control
+/// character: C0, DEL or C1 (U+0080..U+009F, which terminals may obey).
+bool is_control(std::string_view x, std::size_t i, std::size_t len) {
+  auto c = static_cast<unsigned char>(x[i]);
+  if (len == 1)
+    return c < 0x20 || c == 0x7f;
+  return len == 2 && c == 0xc2 && static_cast<unsigned char>(x[i + 1]) < 0xa0;
+}
+
+} // namespace
+
 std::string quote_token(std::string_view token) {
   constexpr std::size_t max_shown = 40;
+  static constexpr char hex[] = "0123456789abcdef";
   std::string result = "'";
-  for (std::size_t i = 0; i < token.size() && i < max_shown; ++i) {
-    auto c = static_cast<unsigned char>(token[i]);
-    // Keep the message on one line and printable whatever the input holds.
-    if (c < 0x20 || c == 0x7f) {
-      static constexpr char hex[] = "0123456789abcdef";
+  std::size_t i = 0;
+  while (i < token.size()) {
+    auto len = utf8_length(token, i);
+    if (len > 0 && !is_control(token, i, len)) {
+      // Never cut a character in half.
+      if (i + len > max_shown)
+        break;
+      result.append(token, i, len);
+      i += len;
+      continue;
+    }
+    if (i >= max_shown)
+      break;
+    // Keep the message printable and on one line whatever the input holds:
+    // escape the invalid byte, or each byte of a control character.
+    for (std::size_t k = 0; k < std::max<std::size_t>(len, 1); ++k) {
+      auto c = static_cast<unsigned char>(token[i + k]);
       result += "\\x";
       result += hex[c >> 4];
       result += hex[c & 0xf];
-    } else {
-      result += static_cast<char>(c);
     }
+    i += std::max<std::size_t>(len, 1);
   }
   result += "'";
   if (token.size() > max_shown)
     result += " (" + std::to_string(token.size()) + " bytes, shortened)";
   return result;
+}
+
+bool check_printable(std::string_view text, std::string& why) {
+  bool control = false;
+  for (std::size_t i = 0; i < text.size();) {
+    auto len = utf8_length(text, i);
+    if (len == 0) {
+      why = "is not valid UTF-8";
+      return false;
+    }
+    control = control || is_control(text, i, len);
+    i += len;
+  }
+  if (control) {
+    why = "contains a control character";
+    return false;
+  }
+  return true;
 }
 
 } // namespace flow

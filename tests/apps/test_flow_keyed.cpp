@@ -2,11 +2,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "flow/aggregate.hpp"
+#include "flow/parse.hpp"
 #include "flow/random.hpp"
 #include "json_fields.hpp"
 #include "run_program.hpp"
@@ -139,5 +141,90 @@ TEST_CASE("flow-keyed: bad input is a one-line error with exit code 2",
   }
   SECTION("an unknown flag") {
     check(run_program(prog, {"--fast"}), {"unknown option"});
+  }
+}
+
+TEST_CASE("flow-keyed: keys and values that are not printable UTF-8 are a "
+          "short, printable one-line error naming the line",
+          "[apps][flow-keyed][utf8]") {
+  struct bad_case {
+    std::string text;
+    std::string fragment;
+  };
+  auto c = GENERATE(values<bad_case>({
+    {"ok 1\n\xff\xfe 2\n", "line 2: key '\\xff\\xfe' is not valid UTF-8"},
+    {"ok 1\r\nk\xc0\xaf 2\r\n", "line 2: key 'k\\xc0\\xaf' is not valid UTF-8"},
+    {"\xed\xa0\x80 1\n", "line 1: key '\\xed\\xa0\\x80' is not valid UTF-8"},
+    {std::string{"a 1\nk\0y 2\n", 10},
+     "line 2: key 'k\\x00y' contains a control character"},
+    {"a 1\n\n\x1b[2Jwiped 2\n",
+     "line 3: key '\\x1b[2Jwiped' contains a control character"},
+    {"a 1\nb \xff\n", "line 2: value '\\xff' is not an integer"},
+  }));
+  auto res = run_program(prog, {"--input", temp_file(c.text)});
+  INFO("stderr: " << flow::quote_token(res.err));
+  CHECK(res.rc == 2);
+  CHECK(res.out.empty());
+  auto lines = lines_of(res.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find(c.fragment) != std::string::npos);
+  std::string why;
+  CHECK(flow::check_printable(lines[0], why));
+}
+
+TEST_CASE("flow-keyed: keys in unusual but valid UTF-8 are grouped and "
+          "printed byte for byte",
+          "[apps][flow-keyed][utf8]") {
+  // Precomposed and combining accents are different keys; CRLF line ends.
+  auto path = temp_file("caf\xc3\xa9 1\r\n\xf0\x9f\x8d\x8e 2\r\n"
+                        "cafe\xcc\x81 3\r\ncaf\xc3\xa9 4\r\n");
+  auto res = run_program(prog, {"--input", path, "--json"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 3);
+  std::map<std::string, std::string> sums;
+  for (auto& line : lines) {
+    sums[json_field(line, "key")] = json_field(line, "sum");
+    CHECK(json_field(line, "ok") == "true");
+  }
+  CHECK(sums["\"caf\xc3\xa9\""] == "5");
+  CHECK(sums["\"cafe\xcc\x81\""] == "3");
+  CHECK(sums["\"\xf0\x9f\x8d\x8e\""] == "2");
+}
+
+TEST_CASE("flow-keyed: a 10 MB key fails fast in bounded memory; 10^6 spaces "
+          "between key and value are fine",
+          "[apps][flow-keyed]") {
+  SECTION("a 10 MB key") {
+    auto path = temp_file("a 1\n" + std::string(10'000'000, 'k') + " 2\n");
+    auto res = run_program(prog, {"--input", path});
+    std::remove(path.c_str());
+    INFO("stderr: " << flow::quote_token(res.err) << "\npeak RSS "
+                    << res.max_rss_kib << " KiB");
+    CHECK(res.rc == 2);
+    auto lines = lines_of(res.err);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("line 2: token starting '" + std::string(32, 'k')
+                        + "' is too long")
+          != std::string::npos);
+    CHECK(res.err.size() < 300);
+    CHECK(res.max_rss_kib < 64 * 1024);
+  }
+  SECTION("10^6 spaces inside lines and a line of only spaces") {
+    std::string spaces(1'000'000, ' ');
+    auto path = temp_file("a" + spaces + "1\n" + spaces + "\nb\t" + spaces
+                          + "-4" + spaces + "\r\na 2\n");
+    auto res = run_program(prog, {"--input", path, "--json"});
+    std::remove(path.c_str());
+    INFO("stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    auto lines = lines_of(res.out);
+    REQUIRE(lines.size() == 2);
+    CHECK(json_field(lines[0], "key") == "\"a\"");
+    CHECK(json_field(lines[0], "sum") == "3");
+    CHECK(json_field(lines[1], "key") == "\"b\"");
+    CHECK(json_field(lines[1], "sum") == "-4");
+    CHECK(res.max_rss_kib < 64 * 1024);
   }
 }

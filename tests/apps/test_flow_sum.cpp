@@ -2,10 +2,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "flow/aggregate.hpp"
+#include "flow/parse.hpp"
 #include "flow/random.hpp"
 #include "json_fields.hpp"
 #include "run_program.hpp"
@@ -204,6 +206,58 @@ TEST_CASE("flow-sum: bad input is a one-line error with exit code 2",
     require_usage_error(run_program(prog, {"--input", "-", "--sizes", "5"}),
                         {"exclude"});
   }
+}
+
+TEST_CASE("flow-sum: malformed input is a short, printable one-line error "
+          "naming the line",
+          "[apps][flow-sum][utf8]") {
+  struct bad_case {
+    std::string text;
+    std::string fragment;
+  };
+  auto c = GENERATE(values<bad_case>({
+    {"1 2\n\xff\xfe 3\n", "line 2: token '\\xff\\xfe' is not an integer"},
+    {"1\n2\n12\xc0\xb0\n", "line 3: token '12\\xc0\\xb0' is not an integer"},
+    {"\x80\x80\n", "line 1: token '\\x80\\x80' is not an integer"},
+    {std::string{"1 2\n3\0" "4\n", 8}, "line 2: token '3\\x004' is not an integer"},
+    {"1\r\n2\r\nx\xe2\x82\r\n", "line 3: token 'x\\xe2\\x82' is not an integer"},
+    {"5\n\xe2\x82\xac" "5\n", "line 2: token '\xe2\x82\xac" "5' is not an integer"},
+  }));
+  auto res = run_program(prog, {"--input", temp_file(c.text)});
+  INFO("stderr: " << flow::quote_token(res.err));
+  require_usage_error(res, {c.fragment});
+  std::string why;
+  CHECK(flow::check_printable(lines_of(res.err).at(0), why));
+}
+
+TEST_CASE("flow-sum: a line of 10 MB of digits fails fast, in bounded memory, "
+          "with a short message",
+          "[apps][flow-sum][utf8]") {
+  auto path = temp_file("1 2\n" + std::string(10'000'000, '9') + "\n3\n");
+  auto res = run_program(prog, {"--input", path, "--json"});
+  std::remove(path.c_str());
+  INFO("stderr: " << flow::quote_token(res.err) << "\npeak RSS "
+                  << res.max_rss_kib << " KiB");
+  require_usage_error(res, {"line 2", "token starting '" + std::string(32, '9')
+                                        + "' is too long (more than 4096 "
+                                          "bytes)"});
+  CHECK(res.err.size() < 300);
+  CHECK(res.max_rss_kib < 64 * 1024);
+}
+
+TEST_CASE("flow-sum: lines of 10^6 spaces and CRLF line ends are valid input",
+          "[apps][flow-sum]") {
+  std::string spaces(1'000'000, ' ');
+  auto path = temp_file("5\r\n" + spaces + "\r\n7" + spaces + "-2\r\n"
+                        + spaces + "\t" + spaces + "10\n\r\n");
+  auto res = run_program(prog, {"--input", path, "--json"});
+  std::remove(path.c_str());
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  CHECK(json_field(res.out, "sum") == "20");
+  CHECK(json_field(res.out, "elements") == "4");
+  CHECK(json_field(res.out, "ok") == "true");
+  CHECK(res.max_rss_kib < 64 * 1024);
 }
 
 TEST_CASE("flow-sum: --help prints usage and exits 0", "[apps][flow-sum]") {

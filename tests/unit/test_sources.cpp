@@ -447,6 +447,87 @@ TEST_CASE("keyed_from_text_file: bad lines fail with bad_input naming the line "
   CHECK_THAT(text, Catch::Contains(c.token));
 }
 
+TEST_CASE("keyed_from_text_file: a key that is not printable UTF-8 fails "
+          "naming the line and the escaped key",
+          "[sources][keyed][errors][utf8]") {
+  struct bad_case {
+    std::string text;
+    std::string shown;
+    std::string why;
+  };
+  auto c = GENERATE(values<bad_case>({
+    {"a 1\n\xff\xfe 2\n", "'\\xff\\xfe'", "is not valid UTF-8"},
+    {"a 1\nk\xc0\xaf 2\n", "'k\\xc0\\xaf'", "is not valid UTF-8"},
+    {"a 1\n\x80 2\n", "'\\x80'", "is not valid UTF-8"},
+    {std::string{"a 1\nk\0y 2\n", 10}, "'k\\x00y'",
+     "contains a control character"},
+    {"a 1\nred\x1b[31m 2\n", "'red\\x1b[31m'",
+     "contains a control character"},
+  }));
+  test::temp_file f{c.text};
+  auto src = flow::keyed_from_text_file(f.path());
+  try {
+    while (!src->exhausted())
+      src->next(1);
+    FAIL("no error for " << flow::quote_token(c.text));
+  } catch (const flow::input_error& e) {
+    std::string what = e.what();
+    INFO("message: " << what);
+    CHECK(e.code() == flow::errc::bad_input);
+    CHECK_THAT(what, Catch::Contains("line 2: key " + c.shown + " " + c.why));
+    std::string why;
+    CHECK(flow::check_printable(what, why));
+  }
+}
+
+TEST_CASE("keyed_from_text_file: keys in any printable UTF-8 are kept byte "
+          "for byte",
+          "[sources][keyed][utf8]") {
+  // Precomposed and combining accents are different keys.
+  test::temp_file f{"caf\xc3\xa9 1\n\xf0\x9f\x8d\x8e 2\ncafe\xcc\x81 3\n"
+                    "caf\xc3\xa9 4\r\n"};
+  auto xs = test::drain(*flow::keyed_from_text_file(f.path()), 3);
+  std::vector<flow::keyed_value> expected{
+    {flow::key{"caf\xc3\xa9"}, 1}, {flow::key{"\xf0\x9f\x8d\x8e"}, 2},
+    {flow::key{"cafe\xcc\x81"}, 3}, {flow::key{"caf\xc3\xa9"}, 4}};
+  CHECK(xs == expected);
+}
+
+TEST_CASE("from_text_file: a runaway token's message shows how it starts, "
+          "not a wrong length",
+          "[sources][text][errors][utf8]") {
+  // The first 32 bytes at most, cut at a character boundary, escaped where
+  // they are not UTF-8.
+  struct runaway_case {
+    std::string start;
+    std::string shown;
+  };
+  std::string escaped_ff;
+  for (int i = 0; i < 32; ++i)
+    escaped_ff += "\\xff";
+  auto c = GENERATE_COPY(values<runaway_case>({
+    {std::string(29, '7') + "\xe2\x82\xac", std::string(29, '7') + "\xe2\x82\xac"},
+    {std::string(30, '7') + "\xe2\x82\xac", std::string(30, '7')},
+    {std::string(32, '\xff'), escaped_ff},
+  }));
+  test::temp_file f{"1\n" + c.start + std::string(20'000, '\xff') + "\n"};
+  auto src = flow::from_text_file(f.path());
+  try {
+    while (!src->exhausted())
+      src->next(100);
+    FAIL("no error");
+  } catch (const flow::input_error& e) {
+    std::string what = e.what();
+    INFO("message: " << flow::quote_token(what));
+    CHECK_THAT(what, Catch::Contains("line 2: token starting '" + c.shown
+                                     + "' is too long (more than 4096 "
+                                       "bytes)"));
+    CHECK(what.size() < 250);
+    std::string why;
+    CHECK(flow::check_printable(what, why));
+  }
+}
+
 // -- tap ---------------------------------------------------------------------------
 
 TEST_CASE("tap: the observer sees every slice in order before it is sent",

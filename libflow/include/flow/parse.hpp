@@ -17,7 +17,15 @@ namespace flow {
 std::optional<std::int64_t> parse_int64(std::string_view token,
                                         std::string& why);
 
-/// Quotes a token for an error message, shortening very long ones.
+/// Quotes a token for an error message, shortening very long ones (at a
+/// character boundary). Bytes that are not valid UTF-8 and control characters
+/// (C0, DEL, C1) are shown as `\xNN`, so the message is one printable line
+/// whatever the input holds.
 std::string quote_token(std::string_view token);
+
+/// Checks that `text` is valid UTF-8 without control characters (C0, DEL or
+/// C1): text that prints as itself. On failure returns false and sets `why`
+/// to "is not valid UTF-8" or "contains a control character".
+bool check_printable(std::string_view text, std::string& why);
 
 } // namespace flow

@@ -239,7 +239,8 @@ source<std::int64_t> from_text_file(std::string path);
 
 /// Lines of `key value` (a key token and an int64 value, separated by
 /// whitespace) from the file at `path` ("-" reads standard input). Keys are
-/// strings; blank lines are skipped.
+/// strings of printable UTF-8 (a key with invalid bytes or a control
+/// character is an error, like a bad value); blank lines are skipped.
 source<keyed_value> keyed_from_text_file(std::string path);
 
 /// Shows every slice that `inner` produces to `fn` before it is sent on
