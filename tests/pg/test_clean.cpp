@@ -256,3 +256,78 @@ TEST_CASE("flow-etl clean: bad input is a one-line error with exit code 2",
                            "--json"}),
         "cannot connect");
 }
+
+TEST_CASE("flow-etl clean: an ad a cleaning rule throws on is dead-lettered "
+          "into ads_rejects, and every ad is still in exactly one table",
+          "[pg][flow-etl][clean][dead_letters]") {
+  auto schema = init_schema("poison", "2000");
+  auto err_path = "/tmp/flow-clean-poison-" + std::to_string(getpid());
+  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema},
+                            "FLOW_TEST_POISON=77", err_path);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto err = slurp(err_path);
+  std::remove(err_path.c_str());
+  INFO("stderr: " << err);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 3);
+  CHECK(err.find("dead-lettered") != std::string::npos);
+  CHECK(scalar("SELECT reason FROM " + q(schema, "ads_rejects")
+               + " WHERE id = 77")
+        == "reducer failed: test hook: poisoned ad 77");
+  // The raw values travel with the dead letter.
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "ads_rejects") + " r JOIN "
+               + q(schema, "ads")
+               + " a USING (id) WHERE id = 77 AND r.title IS NOT DISTINCT "
+                 "FROM a.title AND r.city IS NOT DISTINCT FROM a.city AND "
+                 "r.price IS NOT DISTINCT FROM a.price AND r.posted_at IS NOT "
+                 "DISTINCT FROM a.posted_at")
+        == "1");
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "ads_clean")
+               + " WHERE id = 77")
+        == "0");
+  CHECK(scalar("SELECT (SELECT count(*) FROM " + q(schema, "ads_clean")
+               + ") + (SELECT count(*) FROM " + q(schema, "ads_rejects") + ")")
+        == "2000");
+}
+
+TEST_CASE("flow-etl clean: SIGINT stops the job, exits 130 and leaves the "
+          "previous output untouched",
+          "[pg][flow-etl][clean][interrupt]") {
+  auto schema = init_schema("sigint", "2000");
+  REQUIRE(clean(schema).rc == 0);
+  auto a = digest(schema, "ads_clean");
+  auto b = digest(schema, "ads_rejects");
+  exec("UPDATE " + q(schema, "ads") + " SET price = '9' WHERE id % 3 = 0");
+  auto err_path = "/tmp/flow-clean-sigint-" + std::to_string(getpid());
+  // Reducers take 300 ms per batch of 100 ads: the job is still running when
+  // the signal arrives, whatever the machine's speed.
+  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema,
+                             "--batch", "100"},
+                            "FLOW_TEST_REDUCER_DELAY_MS=300", err_path);
+  // The job takes about 3 s (20 batches x 300 ms on two reducers); signal it
+  // after one, checking it is still running.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  int early = 0;
+  bool running = waitpid(pid, &early, WNOHANG) == 0;
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto err = slurp(err_path);
+  std::remove(err_path.c_str());
+  INFO("stderr: " << err);
+  REQUIRE(running);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(err.find("PARTIAL") != std::string::npos);
+  CHECK(err.find("tables are unchanged") != std::string::npos);
+  for (int i = 0; i < 100; ++i) {
+    if (scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in "
+               "transaction'")
+        == "0")
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(digest(schema, "ads_clean") == a);
+  CHECK(digest(schema, "ads_rejects") == b);
+}
