@@ -114,6 +114,10 @@ cleaned<std::string> normalize_city(const std::optional<std::string>& raw) {
   if (!valid_utf8(*raw))
     return cleaned<std::string>::fail("city is not valid UTF-8");
   auto x = collapse_spaces(*raw);
+  // No city is this long, and the summary's primary key must fit in a btree
+  // index row (at most 2704 bytes): one such ad used to fail the whole job.
+  if (x.size() > max_city_bytes)
+    return cleaned<std::string>::fail("city too long");
   bool word_start = true;
   for (std::size_t i = 0; i < x.size(); ++i) {
     auto c = static_cast<unsigned char>(x[i]);

@@ -4,6 +4,7 @@
 // ads in, typed values or a reason out. Pure functions, so they are tested
 // (and fuzzed) without a database.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,9 +29,13 @@ struct cleaned {
   }
 };
 
+/// The longest normalised city accepted, in bytes.
+constexpr std::size_t max_city_bytes = 2048;
+
 /// Normalises a city: trims, collapses runs of white space, title-cases each
 /// word (ASCII and the Latin-1 letters of UTF-8, so "SÃO  paulo" becomes
-/// "São Paulo"). Rejects NULL or blank ("city missing") and invalid UTF-8.
+/// "São Paulo"). Rejects NULL or blank ("city missing"), invalid UTF-8 and
+/// cities longer than `max_city_bytes` once collapsed ("city too long").
 cleaned<std::string> normalize_city(const std::optional<std::string>& raw);
 
 /// Parses a price into integer cents: "1200", "$1,200", "$ 1,200.50",

@@ -37,6 +37,30 @@ TEST_CASE("cleaning: missing and malformed cities are rejected with a reason",
   CHECK_FALSE(normalize_city(s("\xed\xa0\x80")).value); // a surrogate
 }
 
+TEST_CASE("cleaning: cities up to max_city_bytes are kept, longer ones are "
+          "rejected",
+          "[cleaning][utf8]") {
+  // Collapsed length counts: 2048 bytes after collapsing is fine.
+  std::string limit(max_city_bytes, 'a');
+  CHECK(normalize_city("  " + limit + "  ").value
+        == "A" + std::string(max_city_bytes - 1, 'a'));
+  CHECK(normalize_city(limit + "a").reason == "city too long");
+  CHECK(normalize_city(std::string(1 << 20, 'x')).reason == "city too long");
+  // A megabyte of blanks is still a missing city.
+  CHECK(normalize_city(std::string(1 << 20, ' ')).reason == "city missing");
+}
+
+TEST_CASE("cleaning: combining marks and 4-byte characters in cities are kept",
+          "[cleaning][utf8]") {
+  // A combining tilde belongs to its letter: no new word starts after it.
+  CHECK(*normalize_city(s("sa\xcc\x83o PAULO")).value == "Sa\xcc\x83o Paulo");
+  CHECK(*normalize_city(s("\xcc\x81" "berlin")).value == "\xcc\x81" "berlin");
+  CHECK(*normalize_city(s("\xf0\x9f\x8d\x8e  city")).value
+        == "\xf0\x9f\x8d\x8e City");
+  CHECK(*clean_title(s("cafe\xcc\x81  \xf0\x9f\x98\x80 "))
+        == "cafe\xcc\x81 \xf0\x9f\x98\x80");
+}
+
 TEST_CASE("cleaning: prices in the scraped formats parse to cents",
           "[cleaning]") {
   CHECK(*parse_price_cents(s("1200")).value == 120000);
