@@ -7,6 +7,8 @@
 #include <limits>
 #include <string_view>
 
+#include <unistd.h>
+
 #include "flow/aggregate.hpp"
 #include "flow/parse.hpp"
 
@@ -212,6 +214,22 @@ public:
     return line_;
   }
 
+  /// True when another token follows on the current line. Reads no further
+  /// than the line break, so a line is complete as soon as it has arrived
+  /// (the next line may not have been written yet).
+  bool line_has_more() {
+    for (;;) {
+      if (pos_ == buf_.size() && !refill())
+        return false;
+      auto c = buf_[pos_];
+      if (c == '\n')
+        return false;
+      if (!is_space(c))
+        return true;
+      ++pos_;
+    }
+  }
+
   /// Reads the next whitespace-separated token into `tok`; returns false at
   /// the end of the input. Sets `newline_before` when a line break precedes it.
   bool next_token(std::string& tok, bool& newline_before) {
@@ -285,13 +303,18 @@ private:
     if (!file_)
       open();
     buf_.resize(block);
-    auto n = std::fread(buf_.data(), 1, block, file_);
-    if (n < block) {
-      if (std::ferror(file_))
-        throw input_error(name() + ": read error: " + std::strerror(errno));
+    // read(2), not fread: on a pipe or a terminal it returns what has
+    // arrived instead of waiting for a full block, so batches flow (and a
+    // stopped job accounts for them) while the writer is still writing.
+    ssize_t n = 0;
+    do {
+      n = ::read(fileno(file_), buf_.data(), block);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+      throw input_error(name() + ": read error: " + std::strerror(errno));
+    if (n == 0)
       eof_ = true;
-    }
-    buf_.resize(n);
+    buf_.resize(static_cast<std::size_t>(n));
     pos_ = 0;
     return n > 0;
   }
@@ -382,13 +405,15 @@ public:
       auto value = parse_int64(value_tok, why);
       if (!value)
         in_.fail("value " + quote_token(value_tok) + " " + why);
-      // The line must end after the value.
-      std::string extra;
-      if (in_.next_token(extra, newline) && !newline)
+      // The line must end after the value; look no further than its end.
+      if (in_.line_has_more()) {
+        std::string extra;
+        in_.next_token(extra, newline);
         in_.fail("expected 'key value', found a third token "
                  + quote_token(extra));
+      }
       xs.push_back({flow::key{std::move(pending_)}, *value});
-      pending_ = std::move(extra);
+      pending_.clear();
     }
     if (xs.size() < max)
       done_ = true;
@@ -409,7 +434,7 @@ public:
 
 private:
   text_reader in_;
-  // The first token of the next line, read while checking the current one.
+  // The key of the line being read.
   std::string pending_;
   bool done_ = false;
 };
