@@ -118,7 +118,16 @@ erased_slice materialize(reducer_state& st, const erased_slice& items) {
   auto bytes = items.size * items.elem_size;
   auto words = (bytes + sizeof(std::max_align_t) - 1)
                / sizeof(std::max_align_t);
-  if (!st.scratch || st.scratch.use_count() > 1)
+  // use_count() is a relaxed load and orders nothing; taking a copy is an
+  // atomic increment that synchronises with the release of the last other
+  // owner (a thread the user handed the slice to), so reusing the buffer
+  // cannot race with that thread's reads.
+  bool reuse = false;
+  if (st.scratch) {
+    auto probe = st.scratch;
+    reuse = probe.use_count() == 2;
+  }
+  if (!reuse)
     st.scratch = std::make_shared<std::vector<std::max_align_t>>();
   if (st.scratch->size() < words)
     st.scratch->resize(words);
@@ -273,8 +282,9 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
       try {
         if (!w.dead.empty())
           snk->write_dead_letters(w.dead);
-        if (w.row_count > 0)
-          snk->write(w.rows.get());
+        if (w.row_count > 0 || snk->wants_every_batch())
+          snk->write_batch(batch_info{w.source, w.seq, w.first, w.size},
+                           w.row_count > 0 ? w.rows.get() : nullptr);
       } catch (const std::exception& e) {
         fail(e.what());
         return;
@@ -388,6 +398,8 @@ struct manager_state {
   caf::actor sink;
   std::string sink_name;
   const std::type_info* sink_type = nullptr;
+  /// The sink wants every merged batch, rows or not (it checkpoints).
+  bool sink_every_batch = false;
   /// Merged batches whose rows the sink has not confirmed yet; their credit
   /// returns only then, so unwritten rows stay bounded too.
   std::unordered_map<batch_id, bool, batch_id_hash> unwritten;
@@ -661,6 +673,7 @@ caf::behavior manager_actor(manager_actor_t* self,
   if (spec->sink) {
     st.sink_name = spec->sink->name();
     st.sink_type = &spec->sink->row_type();
+    st.sink_every_batch = spec->sink->wants_every_batch();
     if (spec->sink->blocking())
       st.sink = self->spawn<caf::detached>(sink_actor, caf::actor{self},
                                            spec->sink);
@@ -837,6 +850,7 @@ caf::behavior manager_actor(manager_actor_t* self,
           return;
         }
       }
+      auto first = b.first;
       auto& src = st.sources[p.source];
       ++src.merged;
       src.aggregated += p.size - p.rejected - dead;
@@ -847,12 +861,14 @@ caf::behavior manager_actor(manager_actor_t* self,
       st.pending.erase(i);
       if (!p.dead.empty() && !record_dead_letters(self, p.dead))
         return;
-      if (p.row_count > 0 || (st.sink && !p.dead.empty())) {
+      if (p.row_count > 0
+          || (st.sink && (!p.dead.empty() || st.sink_every_batch))) {
         // Rows leave for the sink only now, after the batch id was applied
         // once: a duplicate partial never writes its rows twice.
         st.unwritten.emplace(batch_id{p.source, p.seq}, true);
-        self->send(st.sink, sink_write{p.source, p.seq, std::move(p.dead),
-                                       std::move(p.rows), p.row_count});
+        self->send(st.sink, sink_write{p.source, p.seq, first, p.size,
+                                       std::move(p.dead), std::move(p.rows),
+                                       p.row_count});
       } else {
         // Return the credit: the generator may emit one more batch.
         return_credit(self, p.source);
@@ -978,8 +994,9 @@ caf::behavior manager_actor(manager_actor_t* self,
         return;
       if (st.sink) {
         st.unwritten.emplace(id, true);
-        self->send(st.sink, sink_write{id.source, id.seq, std::move(dead),
-                                       nullptr, 0});
+        self->send(st.sink, sink_write{id.source, id.seq, dead[0].index,
+                                       dead[0].count, std::move(dead), nullptr,
+                                       0});
       } else {
         return_credit(self, id.source);
       }

@@ -4,6 +4,7 @@
 /// Sinks: where the rows a job's reducers emit are written, exactly once and
 /// atomically (visible at commit, discarded on failure).
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,19 @@
 #include "flow/result.hpp"
 
 namespace flow {
+
+/// Which batch a sink write carries: its source, sequence number and element
+/// range within the source.
+struct batch_info {
+  /// Index of the source.
+  std::uint32_t source = 0;
+  /// The batch's sequence number within its source.
+  std::uint64_t seq = 0;
+  /// Index of its first element within the source.
+  std::uint64_t first = 0;
+  /// Number of elements.
+  std::uint64_t size = 0;
+};
 
 /// The interface of a sink of rows of type O. The job's sink actor owns it
 /// and calls it from one thread: `write` once per merged batch that emitted
@@ -25,6 +39,20 @@ public:
   /// Writes the rows one batch emitted. May throw; the job then fails and
   /// `abort` follows.
   virtual void write(const std::vector<O>& rows) = 0;
+
+  /// Writes one merged batch's rows, knowing which batch they come from.
+  /// Default: `write(rows)`. Override it (with `wants_every_batch`) to record
+  /// how far each source got, for example to checkpoint a resumable job.
+  virtual void write_batch(const batch_info& b, const std::vector<O>& rows) {
+    static_cast<void>(b);
+    write(rows);
+  }
+
+  /// True when `write_batch` must be called for every merged batch, also for
+  /// batches that emitted no rows. Default: false (only batches with rows).
+  virtual bool wants_every_batch() const {
+    return false;
+  }
 
   /// Writes the dead letters of one merged batch (elements the reducer
   /// function failed on), in the same stream as the rows, so they become

@@ -156,8 +156,9 @@ using erased_reducer
 class any_sink {
 public:
   virtual ~any_sink() = default;
-  /// Writes a `std::vector<O>` given as `rows`.
-  virtual void write(const void* rows) = 0;
+  /// Writes a `std::vector<O>` given as `rows` (null: no rows).
+  virtual void write_batch(const batch_info& b, const void* rows) = 0;
+  virtual bool wants_every_batch() const = 0;
   virtual void write_dead_letters(const std::vector<dead_letter>& xs) = 0;
   virtual void commit(const job_result& result) = 0;
   virtual void abort() noexcept = 0;
@@ -174,8 +175,15 @@ public:
     // nop
   }
 
-  void write(const void* rows) override {
-    snk_->write(*static_cast<const std::vector<O>*>(rows));
+  void write_batch(const batch_info& b, const void* rows) override {
+    static const std::vector<O> none;
+    snk_->write_batch(b, rows != nullptr
+                           ? *static_cast<const std::vector<O>*>(rows)
+                           : none);
+  }
+
+  bool wants_every_batch() const override {
+    return snk_->wants_every_batch();
   }
 
   void write_dead_letters(const std::vector<dead_letter>& xs) override {

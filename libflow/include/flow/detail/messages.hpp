@@ -199,6 +199,10 @@ typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
 struct sink_write {
   std::uint32_t source = 0;
   std::uint64_t seq = 0;
+  /// The batch's first element index and element count (for sinks that
+  /// checkpoint how far each source got).
+  std::uint64_t first = 0;
+  std::uint64_t size = 0;
   /// The batch's dead letters, written with its rows.
   std::vector<dead_letter> dead;
   std::shared_ptr<void> rows;
@@ -209,11 +213,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sink_write& x) {
   using result_type = typename Inspector::result_type;
   if constexpr (std::is_same<result_type, void>::value) {
-    f(caf::meta::type_name("flow.sink_write"), x.source, x.seq, x.dead);
+    f(caf::meta::type_name("flow.sink_write"), x.source, x.seq, x.first,
+      x.size, x.dead);
     return refuse_rows(f, x.row_count);
   } else {
     if (auto err = f(caf::meta::type_name("flow.sink_write"), x.source,
-                     x.seq, x.dead))
+                     x.seq, x.first, x.size, x.dead))
       return err;
     return refuse_rows(f, x.row_count);
   }
