@@ -1,20 +1,27 @@
 #include "etl_clean.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 #include <tuple>
 
 #include <caf/actor_system.hpp>
 
 #include <pqxx/connection>
+#include <pqxx/result>
 #include <pqxx/transaction>
 
 #include "common/ads_cleaning.hpp"
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/progress.hpp"
-#include "flow/parse.hpp"
+#include "common/signals.hpp"
 #include "flow/flow.hpp"
+#include "flow/logging.hpp"
+#include "flow/parse.hpp"
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/read.hpp"
@@ -188,20 +195,114 @@ caf::error verify_tables(const clean_config& cfg, clean_report& rep) {
 
 bool clean_report::ok() const {
   // Dead letters (ads a cleaning rule threw on) are in ads_rejects too.
-  return res.final && res.balanced() && in_both == 0 && in_neither == 0
-         && clean_rows + reject_rows == ads && res.emitted == ads
-         && res.aggregated == clean_rows
+  bool tables_ok = res.final && res.balanced() && in_both == 0
+                   && in_neither == 0 && clean_rows + reject_rows == ads
+                   && res.emitted + resumed_ads == ads
+                   && summary_rows == summary_keys;
+  if (resumed_ads > 0)
+    return tables_ok; // this attempt's counts cover only what it read
+  return tables_ok && res.aggregated == clean_rows
          && res.rejected + res.dead_lettered == reject_rows
-         && res.written + res.dead_lettered == ads
-         && summary_rows == res.keys.size();
+         && res.written + res.dead_lettered == ads;
 }
 
-caf::expected<clean_report> run_clean(caf::actor_system& sys,
-                                      const clean_config& cfg) {
+namespace {
+
+/// The three output tables, written by one sink.
+std::vector<pg::output_table> output_tables(const clean_config& cfg) {
+  return {{cfg.clean,
+           "id bigint NOT NULL, title text, city text NOT NULL, price_cents "
+           "bigint NOT NULL, posted_at timestamp NOT NULL",
+           "id"},
+          {cfg.rejects,
+           "id bigint NOT NULL, title text, city text, price text, posted_at "
+           "text, reason text NOT NULL",
+           "id"},
+          {cfg.summary,
+           "city text NOT NULL, ads bigint NOT NULL, total_cents numeric NOT "
+           "NULL, min_cents bigint NOT NULL, max_cents bigint NOT NULL",
+           "city"}};
+}
+
+/// The per-city aggregates of the clean rows earlier attempts committed: a
+/// resumed run's manager sees only the rest, and ads_summary must cover all.
+caf::expected<std::map<std::string, aggregate>>
+committed_summary(const clean_config& cfg, const pg::table_name& staging) {
+  std::map<std::string, aggregate> result;
+  try {
+    pqxx::connection conn{cfg.conninfo};
+    pqxx::read_transaction tx{conn};
+    auto rows = tx.exec("SELECT city, count(*), sum(price_cents)::text, "
+                        "min(price_cents), max(price_cents) FROM "
+                        + staging.quoted() + " GROUP BY city");
+    for (auto row : rows) {
+      aggregate a;
+      a.count = row[1].as<std::uint64_t>();
+      auto sum = pg::parse_int128(row[2].as<std::string>());
+      if (!sum)
+        return make_error(errc::overflow, "resumed summary out of range");
+      a.sum = *sum;
+      a.min = row[3].as<std::int64_t>();
+      a.max = row[4].as<std::int64_t>();
+      result.emplace(row[0].as<std::string>(), a);
+    }
+    return result;
+  } catch (...) {
+    return pg::current_error(cfg.conninfo, "reading the resumed output");
+  }
+}
+
+/// True for errors that a new connection may cure: the server went away, a
+/// backend was terminated, the server is starting or shutting down.
+bool connection_lost(const caf::error& err) {
+  auto text = describe(err);
+  for (auto* needle :
+       {"57P01", "57P02", "57P03", " 08000", " 08003", " 08006",
+        "08001", "08004", "server closed the connection",
+        "connection to server", "Lost connection", "cannot connect",
+        "terminating connection", "no connection to the server"})
+    if (text.find(needle) != std::string::npos)
+      return true;
+  return false;
+}
+
+/// True when the server could not be reached at all (as opposed to a
+/// connection lost midway): libpq's "connection to server ... failed".
+bool connect_failed(const caf::error& err) {
+  auto text = describe(err);
+  return text.find("connection to server") != std::string::npos
+         && text.find("failed:") != std::string::npos;
+}
+
+/// One attempt: a fresh run, or (resume) the continuation of the run whose
+/// checkpoints the staging schema holds. A retry after a lost connection
+/// (`fresh_if_none`) starts afresh when the lost run had committed nothing.
+caf::expected<clean_report> run_attempt(caf::actor_system& sys,
+                                        const clean_config& cfg, bool resume,
+                                        bool fresh_if_none) {
   stopwatch sw;
-  auto read = pg::partitioned_read::open(
-    {cfg.conninfo, cfg.ads, {"id", "title", "city", "price", "posted_at"},
-     "ctid", cfg.partitions});
+  auto tables = output_tables(cfg);
+  pg::read_spec spec{cfg.conninfo, cfg.ads,
+                     {"id", "title", "city", "price", "posted_at"}, "ctid",
+                     cfg.partitions};
+  std::optional<pg::resume_state> state;
+  std::map<std::string, aggregate> seed;
+  if (resume) {
+    auto st = pg::copy_sink::load_resume_state(cfg.conninfo, tables);
+    if (!st && !(fresh_if_none && code_of(st.error()) == errc::invalid_config))
+      return std::move(st.error());
+    if (st)
+      state = std::move(*st);
+  }
+  if (state) {
+    spec.plan = state->plan;
+    spec.offsets = state->done;
+    auto committed = committed_summary(cfg, state->staging.front());
+    if (!committed)
+      return std::move(committed.error());
+    seed = std::move(*committed);
+  }
+  auto read = pg::partitioned_read::open(spec);
   if (!read)
     return std::move(read.error());
   auto sources = read->row_sources<raw_ad>([](const pg::row_view& r) {
@@ -210,28 +311,40 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
   });
   if (!sources)
     return std::move(sources.error());
+  auto plan = read->ranges();
   // Every partition has imported the snapshot: the coordinator may go.
   read->release();
   pipeline<raw_ad> p;
   for (auto& src : *sources)
     p.add(std::move(src));
-  // The three outputs become visible together, at the sink's commit.
-  std::vector<pg::output_table> tables{
-    {cfg.clean,
-     "id bigint NOT NULL, title text, city text NOT NULL, price_cents bigint "
-     "NOT NULL, posted_at timestamp NOT NULL",
-     "id"},
-    {cfg.rejects,
-     "id bigint NOT NULL, title text, city text, price text, posted_at text, "
-     "reason text NOT NULL",
-     "id"},
-    {cfg.summary,
-     "city text NOT NULL, ads bigint NOT NULL, total_cents numeric NOT NULL, "
-     "min_cents bigint NOT NULL, max_cents bigint NOT NULL",
-     "city"}};
-  auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, std::move(tables),
-                                             summary_rows, cfg.before_commit);
+  // ads_summary: the manager's aggregates plus what earlier attempts
+  // committed.
+  auto summary_keys = std::make_shared<std::size_t>(0);
+  auto summary = [seed, summary_keys](const job_result& res) {
+    auto merged = res;
+    for (auto& [city, agg] : seed) {
+      auto k = flow::key{city};
+      auto i = std::find_if(merged.keys.begin(), merged.keys.end(),
+                            [&](const key_result& x) { return x.key == k; });
+      if (i == merged.keys.end())
+        merged.keys.push_back({k, agg, 0});
+      else if (!i->agg.merge(agg))
+        throw std::overflow_error("summary of city " + city);
+    }
+    *summary_keys = merged.keys.size();
+    return summary_rows(merged);
+  };
+  // The three outputs become visible together, at the sink's commit; until
+  // then they are committed in steps, with checkpoints, in flow_resume.
+  auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, tables, summary,
+                                             cfg.before_commit);
   snk->on_dead_letters(reject_rows);
+  pg::checkpoint_options ckpt;
+  ckpt.plan = plan;
+  if (state)
+    ckpt.resumed = state->done;
+  ckpt.interval = cfg.checkpoint_interval;
+  snk->checkpoint(std::move(ckpt));
   auto started = p.reduce(with_poison(clean_batch))
                    .describe(describe_ad)
                    .sink(sink<pg::copy_row>{std::move(snk)})
@@ -244,17 +357,53 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
     return std::move(res.error());
   clean_report rep;
   rep.res = std::move(*res);
+  rep.seconds = sw.seconds();
+  if (state)
+    for (auto n : state->done)
+      rep.resumed_ads += n;
   if (rep.res.partial) {
     // Stopped by a signal: the sink aborted, no table changed.
-    rep.seconds = sw.seconds();
     return rep;
   }
-  rep.seconds = sw.seconds();
+  rep.summary_keys = *summary_keys;
   stopwatch verify_sw;
   if (auto err = verify_tables(cfg, rep))
     return err;
   rep.verify_seconds = verify_sw.seconds();
   return rep;
+}
+
+} // namespace
+
+caf::expected<clean_report> run_clean(caf::actor_system& sys,
+                                      const clean_config& cfg) {
+  stopwatch sw;
+  bool resume = cfg.resume;
+  std::size_t resumes = 0;
+  auto backoff = std::chrono::milliseconds(500);
+  for (;;) {
+    auto rep = run_attempt(sys, cfg, resume, resumes > 0 && !cfg.resume);
+    if (rep) {
+      rep->resumes = resumes;
+      rep->seconds = sw.seconds();
+      return rep;
+    }
+    // A server that cannot be reached at the start is reported at once; one
+    // lost midway (or not back yet) is waited for.
+    if (!connection_lost(rep.error()) || resumes >= cfg.reconnects
+        || interrupted() || (resumes == 0 && connect_failed(rep.error())))
+      return rep;
+    // The output committed so far and its checkpoints are safe in the
+    // staging schema: continue from them on a new connection.
+    ++resumes;
+    logger()->warn("clean: {}; resuming from the checkpoints in {} ms "
+                 "(attempt {} of {})",
+                 describe(rep.error()), backoff.count(), resumes,
+                 cfg.reconnects);
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+    resume = true;
+  }
 }
 
 } // namespace flow::apps

@@ -11,6 +11,7 @@
 //   commit: ads_summary from the manager's final aggregates, then the three
 //   staging tables replace ads_clean, ads_rejects, ads_summary.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -42,6 +43,13 @@ struct clean_config {
   std::size_t partitions = 2;
   /// Pipeline options.
   flow::options opts;
+  /// Continue an interrupted run from its checkpoints (--resume).
+  bool resume = false;
+  /// How often a run that lost its database connection is resumed from its
+  /// checkpoints before the job fails.
+  std::size_t reconnects = 5;
+  /// How often the sink commits a step (output plus checkpoints).
+  std::chrono::milliseconds checkpoint_interval{1000};
   /// Test hook: called by the sink before it commits (throwing from it makes
   /// the run fail at the last moment).
   std::function<void()> before_commit;
@@ -60,13 +68,23 @@ struct clean_report {
   double seconds = 0;
   /// Reading the counts back from the committed tables.
   double verify_seconds = 0;
+  /// Ads whose output earlier, interrupted attempts had committed (resumed
+  /// or reconnected runs), and how many attempts were resumed.
+  std::uint64_t resumed_ads = 0;
+  std::size_t resumes = 0;
+  /// Cities in the summary the job computed (manager plus resumed output).
+  std::size_t summary_keys = 0;
 
   /// Every row of ads in exactly one of the two tables, and the tables agree
   /// with the job's accounting.
   bool ok() const;
 };
 
-/// Runs the clean job. Errors carry the SQL state where there is one.
+/// Runs the clean job, resumable: output and per-partition checkpoints are
+/// committed in steps (the targets change only at the end). A run that loses
+/// its database connection is resumed from its checkpoints up to
+/// `cfg.reconnects` times with backoff. Errors carry the SQL state where
+/// there is one.
 caf::expected<clean_report> run_clean(caf::actor_system& sys,
                                       const clean_config& cfg);
 

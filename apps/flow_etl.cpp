@@ -830,6 +830,8 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
       .add("written", res.written)
       .add("in_both", rep.in_both)
       .add("in_neither", rep.in_neither)
+      .add("resumed_ads", rep.resumed_ads)
+      .add("resumes", static_cast<std::uint64_t>(rep.resumes))
       .add_raw("reasons", reasons.str())
       .add("ok", rep.ok())
       .add("partitions", static_cast<std::uint64_t>(cfg.partitions))
@@ -851,6 +853,10 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
   for (auto& [reason, n] : res.rejections)
     std::printf("  rejected: %-24s %8llu\n", reason.c_str(),
                 static_cast<unsigned long long>(n));
+  if (rep.resumed_ads > 0)
+    std::printf("resumed: %llu ads were committed by an interrupted run "
+                "(%zu reconnects in this one)\n",
+                static_cast<unsigned long long>(rep.resumed_ads), rep.resumes);
   std::printf("every ad in exactly one of %s and %s: %s (%llu in both, %llu "
               "in neither); job %.3f s, %.0f rows/s; checked in %.3f s\n",
               cfg.clean.display().c_str(), cfg.rejects.display().c_str(),
@@ -883,6 +889,14 @@ int cmd_clean(int argc, char** argv) {
              "0 = one per hardware thread",
              "0");
   args.flag("json", "print one JSON object instead of a table");
+  args.flag("resume",
+            "continue the run that was interrupted (killed, or its database "
+            "connection lost for good) from its checkpoints instead of "
+            "starting over");
+  args.value("reconnects", "N",
+             "when the database connection is lost, resume from the "
+             "checkpoints up to N times (backoff 0.5 s doubling to 8 s)",
+             "5");
   declare_init_options(args);
   declare_pipeline_options(args, "16384");
   if (!args.parse(argc, argv))
@@ -905,6 +919,8 @@ int cmd_clean(int argc, char** argv) {
   if (cfg.opts.workers == 0)
     cfg.opts.workers = hw;
   bool json = args.is_set("json");
+  cfg.resume = args.is_set("resume");
+  cfg.reconnects = args.get_uint("reconnects", 0, 1000);
   // Test hook (tests/pg/test_clean.cpp): fail, or pause to be killed, at the
   // last moment before the output would become visible.
   if (auto hook = std::getenv("FLOW_ETL_TEST_BEFORE_COMMIT")) {

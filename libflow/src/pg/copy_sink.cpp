@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <iterator>
+#include <map>
 #include <stdexcept>
 
 #include <libpq-fe.h>
@@ -90,6 +93,25 @@ public:
     check(PQexec(conn_, sql.c_str()), PGRES_COMMAND_OK, sql);
   }
 
+  /// Rows of text (NULL as nullopt) of a query.
+  std::vector<std::vector<std::optional<std::string>>>
+  rows(const std::string& sql) {
+    auto res = PQexec(conn_, sql.c_str());
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+      check(res, PGRES_TUPLES_OK, sql);
+    std::vector<std::vector<std::optional<std::string>>> result;
+    for (int r = 0; r < PQntuples(res); ++r) {
+      auto& row = result.emplace_back();
+      for (int c = 0; c < PQnfields(res); ++c)
+        if (PQgetisnull(res, r, c))
+          row.emplace_back();
+        else
+          row.emplace_back(PQgetvalue(res, r, c));
+    }
+    PQclear(res);
+    return result;
+  }
+
   std::string scalar(const std::string& sql) {
     auto res = PQexec(conn_, sql.c_str());
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -134,6 +156,39 @@ private:
   PGconn* conn_;
 };
 
+/// The schema holding resumable runs' staging tables and checkpoints.
+constexpr const char* resume_schema = "flow_resume";
+
+/// A stable name for a job's resume state, derived from its first target
+/// (FNV-1a of "schema.table": the same in every process).
+std::string resume_prefix(const table_name& first, const std::string& current) {
+  auto full = (first.schema.empty() ? current : first.schema) + "."
+              + first.table;
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : full) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(h));
+  return std::string{"job_"} + buf;
+}
+
+std::string quote_literal(const std::string& x) {
+  std::string result = "'";
+  for (auto c : x) {
+    if (c == '\'')
+      result += '\'';
+    result += c;
+  }
+  return result + "'";
+}
+
+std::string opt_int(const std::optional<std::int64_t>& x) {
+  return x ? std::to_string(*x) : std::string{"NULL"};
+}
+
 } // namespace
 
 struct copy_sink::impl {
@@ -146,11 +201,33 @@ struct copy_sink::impl {
   std::vector<table_name> staging;
   std::vector<std::string> buffers;
   double write_seconds = 0;
+  // -- checkpoint mode --
+  bool resumable = false;
+  checkpoint_options ckpt;
+  table_name checkpoints;
+  /// Per source: elements of this run whose rows are written (a contiguous
+  /// prefix), what was committed before this run, and what the last step
+  /// recorded.
+  std::vector<std::uint64_t> written;
+  std::vector<std::uint64_t> base;
+  std::vector<std::uint64_t> recorded;
+  /// Per source: batches written out of order, held until the batches
+  /// before them are written (first element -> size and rows).
+  std::vector<std::map<std::uint64_t,
+                       std::pair<std::uint64_t, std::vector<copy_row>>>>
+    held;
+  /// Dead-letter rows of the batch whose write_batch comes next.
+  std::vector<copy_row> dead_rows;
+  std::chrono::steady_clock::time_point last_step;
 
   /// Opens the transaction and creates the staging tables on first use.
   void begin() {
     if (db)
       return;
+    if (resumable) {
+      begin_resumable();
+      return;
+    }
     db = std::make_unique<session>(conninfo);
     db->exec("BEGIN");
     auto current = db->scalar("SELECT current_schema()");
@@ -164,6 +241,69 @@ struct copy_sink::impl {
       staging.push_back(std::move(s));
     }
     buffers.assign(tables.size(), {});
+  }
+
+  /// Checkpoint mode: staging tables and checkpoints in `flow_resume`,
+  /// created afresh (a new run) or found (a resumed one).
+  void begin_resumable() {
+    db = std::make_unique<session>(conninfo);
+    auto current = db->scalar("SELECT current_schema()");
+    auto prefix = resume_prefix(tables.front().target, current);
+    staging.clear();
+    for (std::size_t i = 0; i < tables.size(); ++i)
+      staging.push_back({resume_schema, prefix + "_" + std::to_string(i)});
+    checkpoints = {resume_schema, prefix + "_checkpoints"};
+    auto n = ckpt.plan.size();
+    written.assign(n, 0);
+    recorded.assign(n, 0);
+    held.assign(n, {});
+    base = ckpt.resumed.empty() ? std::vector<std::uint64_t>(n, 0)
+                                : ckpt.resumed;
+    if (ckpt.resumed.empty()) {
+      // A fresh run: whatever an earlier run left is discarded.
+      db->exec("BEGIN");
+      db->exec(std::string{"CREATE SCHEMA IF NOT EXISTS "} + resume_schema);
+      for (std::size_t i = 0; i < tables.size(); ++i) {
+        db->exec("DROP TABLE IF EXISTS " + staging[i].quoted());
+        db->exec("CREATE TABLE " + staging[i].quoted() + " ("
+                 + tables[i].columns + ")");
+      }
+      db->exec("DROP TABLE IF EXISTS " + checkpoints.quoted());
+      db->exec("CREATE TABLE " + checkpoints.quoted()
+               + " (source integer PRIMARY KEY, lo bigint, hi bigint, "
+                 "blocks boolean NOT NULL, nulls boolean NOT NULL, done bigint "
+                 "NOT NULL)");
+      std::string values;
+      for (std::size_t i = 0; i < n; ++i) {
+        auto& r = ckpt.plan[i];
+        values += (i > 0 ? ", (" : "(") + std::to_string(i) + ", "
+                  + opt_int(r.lo) + ", " + opt_int(r.hi) + ", "
+                  + (r.blocks ? "true" : "false") + ", "
+                  + (r.nulls ? "true" : "false") + ", 0)";
+      }
+      if (n > 0)
+        db->exec("INSERT INTO " + checkpoints.quoted() + " VALUES " + values);
+      db->exec("COMMIT");
+    }
+    db->exec("BEGIN");
+    buffers.assign(tables.size(), {});
+    last_step = std::chrono::steady_clock::now();
+  }
+
+  /// Commits the rows written so far with every source's progress, then
+  /// opens the next step's transaction.
+  void step() {
+    for (std::size_t i = 0; i < written.size(); ++i) {
+      if (written[i] == recorded[i])
+        continue;
+      db->exec("UPDATE " + checkpoints.quoted() + " SET done = "
+               + std::to_string(base[i] + written[i])
+               + " WHERE source = " + std::to_string(i));
+      recorded[i] = written[i];
+    }
+    db->exec("COMMIT");
+    db->exec("BEGIN");
+    last_step = std::chrono::steady_clock::now();
   }
 
   void flush(const std::vector<copy_row>& rows) {
@@ -197,6 +337,99 @@ copy_sink::copy_sink(std::string conninfo, std::vector<output_table> tables,
   impl_->before_commit = std::move(before_commit);
 }
 
+void copy_sink::checkpoint(checkpoint_options opts) {
+  if (!opts.resumed.empty() && opts.resumed.size() != opts.plan.size())
+    throw std::invalid_argument("copy_sink::checkpoint: resumed and plan "
+                                "differ in size");
+  impl_->resumable = true;
+  impl_->ckpt = std::move(opts);
+}
+
+bool copy_sink::wants_every_batch() const {
+  return impl_->resumable;
+}
+
+void copy_sink::write_batch(const batch_info& b,
+                            const std::vector<copy_row>& rows) {
+  auto& st = *impl_;
+  if (!st.resumable) {
+    write(rows);
+    return;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  st.begin();
+  if (b.source >= st.written.size())
+    throw std::logic_error("copy_sink: batch of source "
+                           + std::to_string(b.source) + " of "
+                           + std::to_string(st.written.size()));
+  std::vector<copy_row> all = rows;
+  all.insert(all.end(), std::make_move_iterator(st.dead_rows.begin()),
+             std::make_move_iterator(st.dead_rows.end()));
+  st.dead_rows.clear();
+  auto& held = st.held[b.source];
+  auto& done = st.written[b.source];
+  if (b.first != done) {
+    // Written later, once the batches before it are: a step's progress
+    // always covers exactly the rows it committed.
+    held.emplace(b.first, std::make_pair(b.size, std::move(all)));
+  } else {
+    st.flush(all);
+    done += b.size;
+    for (auto i = held.find(done); i != held.end(); i = held.find(done)) {
+      st.flush(i->second.second);
+      done += i->second.first;
+      held.erase(i);
+    }
+  }
+  st.write_seconds
+    += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+         .count();
+  if (std::chrono::steady_clock::now() - st.last_step >= st.ckpt.interval)
+    st.step();
+}
+
+caf::expected<resume_state>
+copy_sink::load_resume_state(const std::string& conninfo,
+                             const std::vector<output_table>& tables) {
+  try {
+    if (tables.empty())
+      throw std::invalid_argument("copy_sink: no tables");
+    session db{conninfo};
+    auto current = db.scalar("SELECT current_schema()");
+    table_name ckpt{resume_schema,
+                    resume_prefix(tables.front().target, current)
+                      + "_checkpoints"};
+    auto exists = db.scalar("SELECT to_regclass("
+                            + quote_literal(ckpt.quoted()) + ") IS NOT NULL");
+    if (exists != "t")
+      return make_error(errc::invalid_config,
+                        "no interrupted run of " + tables.front().target.display()
+                          + " to resume (run without --resume)");
+    resume_state result;
+    auto prefix = resume_prefix(tables.front().target, current);
+    for (std::size_t i = 0; i < tables.size(); ++i)
+      result.staging.push_back({resume_schema, prefix + "_" + std::to_string(i)});
+    for (auto& row : db.rows("SELECT lo, hi, blocks, nulls, done FROM "
+                             + ckpt.quoted() + " ORDER BY source")) {
+      range r;
+      if (row[0])
+        r.lo = std::stoll(*row[0]);
+      if (row[1])
+        r.hi = std::stoll(*row[1]);
+      r.blocks = row[2] && *row[2] == "t";
+      r.nulls = row[3] && *row[3] == "t";
+      result.plan.push_back(r);
+      result.done.push_back(std::stoull(row[4].value_or("0")));
+    }
+    return result;
+  } catch (const std::exception& e) {
+    return make_error(errc::sink_failed,
+                      scrub(std::string{"reading the resume state: "}
+                              + e.what(),
+                            conninfo));
+  }
+}
+
 copy_sink::~copy_sink() {
   abort();
 }
@@ -227,12 +460,30 @@ void copy_sink::commit(const job_result& result) {
                   + st.tables[i].primary_key + ")");
   if (st.before_commit)
     st.before_commit();
+  if (st.resumable) {
+    for (auto& h : st.held)
+      if (!h.empty())
+        throw std::logic_error("copy_sink: batches still held at commit");
+    auto current = st.db->scalar("SELECT current_schema()");
+    for (std::size_t i = 0; i < st.tables.size(); ++i) {
+      auto& t = st.tables[i].target;
+      table_name target{t.schema.empty() ? current : t.schema, t.table};
+      // The old target goes first: its indexes carry the names an earlier
+      // resumable run gave them, which this run's staging table reuses.
+      st.db->exec("DROP TABLE IF EXISTS " + target.quoted());
+      st.db->exec("ALTER TABLE " + st.staging[i].quoted() + " SET SCHEMA "
+                  + quote_ident(target.schema));
+      st.staging[i].schema = target.schema;
+    }
+  }
   for (std::size_t i = 0; i < st.tables.size(); ++i) {
     table_name target{st.staging[i].schema, st.tables[i].target.table};
     st.db->exec("DROP TABLE IF EXISTS " + target.quoted());
     st.db->exec("ALTER TABLE " + st.staging[i].quoted() + " RENAME TO "
                 + quote_ident(target.table));
   }
+  if (st.resumable)
+    st.db->exec("DROP TABLE " + st.checkpoints.quoted());
   st.db->exec("COMMIT");
   st.db.reset();
   logger()->debug("copy sink ({}): {:.3f} s writing, committed", name(),
@@ -259,8 +510,17 @@ void copy_sink::on_dead_letters(dead_letter_rows_fn fn) {
 }
 
 void copy_sink::write_dead_letters(const std::vector<dead_letter>& letters) {
-  if (impl_->dead_letter_rows)
-    write(impl_->dead_letter_rows(letters));
+  if (!impl_->dead_letter_rows)
+    return;
+  if (impl_->resumable) {
+    // They belong to the batch whose write_batch follows: written with it.
+    auto rows = impl_->dead_letter_rows(letters);
+    impl_->dead_rows.insert(impl_->dead_rows.end(),
+                            std::make_move_iterator(rows.begin()),
+                            std::make_move_iterator(rows.end()));
+    return;
+  }
+  write(impl_->dead_letter_rows(letters));
 }
 
 double copy_sink::write_seconds() const noexcept {

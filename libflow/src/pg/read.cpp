@@ -245,6 +245,11 @@ struct partitioned_read::impl {
     d->conn = detail::connect(spec.conninfo);
     auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
     ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
+    // A partition's rows come in the heap's physical order every time (a
+    // resumed job skips a prefix of them): no scan joining another one
+    // midway, no parallel workers interleaving.
+    ptx->exec("SET LOCAL synchronize_seqscans = off");
+    ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
     d->tx = std::move(ptx);
     return d;
   }
@@ -294,6 +299,10 @@ caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
     auto oid = info[0][0].as<std::int64_t>();
     auto kind = info[0][1].as<std::string>();
     auto pages = info[0][2].as<std::int64_t>();
+    if (!s.plan.empty()) {
+      d->ranges = s.plan;
+      return partitioned_read{std::move(d)};
+    }
     if (s.partition_column == "ctid") {
       // Equal shares of the heap's blocks; the last range is open so it
       // also covers blocks added after the size was read (whose rows the
@@ -404,6 +413,9 @@ caf::expected<std::vector<copy_reader>> partitioned_read::readers() {
     for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
       auto select = "SELECT " + cols + " FROM " + impl_->table + " WHERE "
                     + impl_->ranges[i].predicate(impl_->column);
+      auto& offsets = impl_->spec.offsets;
+      if (i < offsets.size() && offsets[i] > 0)
+        select += " OFFSET " + std::to_string(offsets[i]);
       result.emplace_back(impl_->session(i, select));
     }
     return result;

@@ -306,6 +306,16 @@ std::string temp_cluster::stop_command() const {
   return ctl + " && rm -rf " + shell_quote(dir_);
 }
 
+bool temp_cluster::restart() {
+  if (!running_)
+    return false;
+  return run({bin_dir_ + "/pg_ctl", "-D", data_dir(), "-l",
+              dir_ + "/server.log", "-m", "fast", "-w", "-t", "60", "-s",
+              "restart"},
+             switch_user_, uid_, gid_, dir_ + "/pg_ctl.log")
+         == 0;
+}
+
 void temp_cluster::stop() noexcept {
   try {
     if (running_) {

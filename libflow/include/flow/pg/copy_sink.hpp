@@ -17,6 +17,7 @@
 /// //            out.emit(std::move(r));
 /// @endcode
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,7 +26,10 @@
 #include <string_view>
 #include <vector>
 
+#include <caf/expected.hpp>
+
 #include "flow/pg/connection.hpp"
+#include "flow/pg/read.hpp"
 #include "flow/result.hpp"
 #include "flow/sink.hpp"
 
@@ -70,6 +74,30 @@ using final_rows_fn = std::function<std::vector<copy_row>(const job_result&)>;
 using dead_letter_rows_fn
   = std::function<std::vector<copy_row>(const std::vector<dead_letter>&)>;
 
+/// What a resumable copy_sink records with every step it commits: per source,
+/// the range it reads and how many of its elements have their output
+/// committed.
+struct resume_state {
+  /// The range each source reads (the interrupted run's plan).
+  std::vector<range> plan;
+  /// Per source: elements whose output is committed in the staging tables.
+  std::vector<std::uint64_t> done;
+  /// The staging tables holding the committed output, one per target.
+  std::vector<table_name> staging;
+};
+
+/// Makes a copy_sink resumable (see `copy_sink::checkpoint`).
+struct checkpoint_options {
+  /// The range each source reads, stored with the checkpoints.
+  std::vector<range> plan;
+  /// Resuming: the state `load_resume_state` returned; empty `done`: a
+  /// fresh run, which discards any state an earlier run left.
+  std::vector<std::uint64_t> resumed;
+  /// A step (the rows written so far and every source's progress) is
+  /// committed at most this often.
+  std::chrono::milliseconds interval{1000};
+};
+
 /// Writes copy_rows into staging tables inside one transaction on its own
 /// connection; at commit adds the final rows, builds the primary keys, then
 /// replaces every target by its staging table and commits. Errors carry the
@@ -86,6 +114,31 @@ public:
 
   /// COPYs one batch's rows, one COPY per table that has rows.
   void write(const std::vector<copy_row>& rows) override;
+
+  /// Makes the sink resumable. The staging tables then live in the schema
+  /// `flow_resume` under names derived from the first target, and the rows
+  /// are committed there in steps, each together with every source's
+  /// progress (the contiguous prefix of its elements whose rows are
+  /// written). A run that is killed or loses its connection leaves them;
+  /// `load_resume_state` reads the progress and a new run given it as
+  /// `resumed` continues, skipping those elements. The targets still change
+  /// only at the final commit, in one transaction. Out-of-order batches are
+  /// held until the batches before them are written.
+  void checkpoint(checkpoint_options opts);
+
+  /// The progress an interrupted resumable run left for these targets, or
+  /// an error (errc::invalid_config) when there is none.
+  static caf::expected<resume_state>
+  load_resume_state(const std::string& conninfo,
+                    const std::vector<output_table>& tables);
+
+  /// In checkpoint mode: writes the batch's rows once every earlier batch of
+  /// its source is written, and commits a step when one is due.
+  void write_batch(const batch_info& b,
+                   const std::vector<copy_row>& rows) override;
+
+  /// True in checkpoint mode (progress needs every batch).
+  bool wants_every_batch() const override;
 
   /// Sets how dead letters become rows; without it they are not written
   /// (they stay in the job's result).

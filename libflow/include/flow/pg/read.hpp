@@ -233,6 +233,14 @@ struct read_spec {
   /// Tables up to this many pages get exact quantiles of the whole column;
   /// larger ones quantiles of a sample of about this many pages.
   std::int64_t sample_pages = 2000;
+  /// The ranges to read instead of planning new ones (resuming a job:
+  /// the interrupted run's plan). Empty: plan.
+  std::vector<range> plan;
+  /// Rows to skip at the start of each partition (resuming: the rows whose
+  /// output an interrupted run committed). Empty: none. Partitions are read
+  /// in the heap's physical order (no synchronized or parallel scans), so
+  /// the same rows are skipped as long as the table did not change.
+  std::vector<std::uint64_t> offsets;
 };
 
 /// Rows of text fields (NULL: no value), as a query returns them.

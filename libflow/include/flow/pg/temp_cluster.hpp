@@ -98,6 +98,11 @@ public:
   /// after `keep()`).
   void stop() noexcept;
 
+  /// Restarts the server (pg_ctl restart -m fast): every connection is cut,
+  /// the data stays. For tests of lost connections. Returns false when the
+  /// server did not come back.
+  bool restart();
+
 private:
   temp_cluster() = default;
 
