@@ -362,24 +362,31 @@ void copy_sink::write_batch(const batch_info& b,
     throw std::logic_error("copy_sink: batch of source "
                            + std::to_string(b.source) + " of "
                            + std::to_string(st.written.size()));
-  std::vector<copy_row> all = rows;
-  all.insert(all.end(), std::make_move_iterator(st.dead_rows.begin()),
-             std::make_move_iterator(st.dead_rows.end()));
-  st.dead_rows.clear();
   auto& held = st.held[b.source];
   auto& done = st.written[b.source];
-  if (b.first != done) {
-    // Written later, once the batches before it are: a step's progress
-    // always covers exactly the rows it committed.
-    held.emplace(b.first, std::make_pair(b.size, std::move(all)));
-  } else {
-    st.flush(all);
-    done += b.size;
-    for (auto i = held.find(done); i != held.end(); i = held.find(done)) {
-      st.flush(i->second.second);
-      done += i->second.first;
-      held.erase(i);
+  if (b.first != done || !st.dead_rows.empty()) {
+    std::vector<copy_row> all = rows;
+    all.insert(all.end(), std::make_move_iterator(st.dead_rows.begin()),
+               std::make_move_iterator(st.dead_rows.end()));
+    st.dead_rows.clear();
+    if (b.first != done) {
+      // Written later, once the batches before it are: a step's progress
+      // always covers exactly the rows it committed.
+      held.emplace(b.first, std::make_pair(b.size, std::move(all)));
+    } else {
+      st.flush(all);
+      done += b.size;
     }
+  } else {
+    // The common case: in order, no dead letters, no copy.
+    st.flush(rows);
+    done += b.size;
+  }
+  // Batches held for this one can follow now.
+  for (auto i = held.find(done); i != held.end(); i = held.find(done)) {
+    st.flush(i->second.second);
+    done += i->second.first;
+    held.erase(i);
   }
   st.write_seconds
     += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
