@@ -2,11 +2,12 @@
 // and valid_utf8. The fuzz input is the raw city (and title) as scraped.
 //
 // Properties: valid_utf8 agrees with a code-point decoder; a city is rejected
-// exactly when it is blank or not UTF-8; a normalised city is valid UTF-8,
-// single-spaced and trimmed, differs from the collapsed input only in letter
-// case, starts every word (after a space or '-') with a capital and lowers the
-// rest, and normalises to itself; a cleaned title is the input's words joined
-// by single spaces and cleans to itself.
+// exactly when it is blank, not UTF-8 or over max_city_bytes once collapsed
+// (with the reason of the first that applies); a normalised city is valid
+// UTF-8, single-spaced and trimmed, differs from the collapsed input only in
+// letter case, starts every word (after a space or '-') with a capital and
+// lowers the rest, and normalises to itself; a cleaned title is the input's
+// words joined by single spaces and cleans to itself.
 
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +41,10 @@ void check_city(const std::string& raw) {
   }
   if (!flow::fuzz::reference_utf8(raw)) {
     FLOW_FUZZ_CHECK(r.reason == "city is not valid UTF-8");
+    return;
+  }
+  if (words.size() > flow::apps::max_city_bytes) {
+    FLOW_FUZZ_CHECK(r.reason == "city too long");
     return;
   }
   FLOW_FUZZ_CHECK(r.value.has_value());

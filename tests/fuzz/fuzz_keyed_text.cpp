@@ -2,10 +2,11 @@
 // input is the file, read through the real source.
 //
 // Properties, against a line-by-line model: valid input (every non-blank line
-// is exactly a key and an int64 value) yields exactly the model's pairs, in
-// order, whatever the batch size; invalid input fails with input_error naming
-// the file and the line at fault (a lonely key, a bad value, a third token, a
-// token over 4096 bytes), after yielding only pairs that precede it.
+// is exactly a key of printable UTF-8 and an int64 value) yields exactly the
+// model's pairs, in order, whatever the batch size; invalid input fails with
+// input_error naming the file and the line at fault (a key that is not
+// printable UTF-8, a lonely key, a bad value, a third token, a token over 4096
+// bytes), after yielding only pairs that precede it.
 
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +47,9 @@ expectation model(std::string_view input) {
     auto line = toks[0].line;
     if (toks[0].text.size() > max_token)
       return fail(line, "is too long");
+    std::string why;
+    if (!flow::fuzz::reference_printable(toks[0].text, why))
+      return fail(line, why);
     if (toks.size() == 1) {
       // The source looks for the value in the next token, wherever it is; a
       // monster there is reported first, on its own line.

@@ -1,11 +1,13 @@
-// Fuzzes flow::parse_int64, the integer parser of the text sources and the
-// command lines, and flow::quote_token, which puts hostile tokens into error
-// messages.
+// Fuzzes libflow/src/parse.cpp: flow::parse_int64, the integer parser of the
+// text sources and the command lines; flow::quote_token, which puts hostile
+// tokens into error messages; flow::check_printable, which vets keys.
 //
 // Properties: parse_int64 agrees with a strtoll-based reference on every
 // input (value, or which of the two reasons); a parsed value prints back to a
 // token that parses to the same value; quote_token's output is one printable
-// line of bounded length that shows short printable tokens unchanged.
+// line (valid UTF-8, no control characters) of bounded length that shows
+// short printable tokens unchanged; check_printable agrees with a code-point
+// decoder, reason included.
 
 #include <cstddef>
 #include <cstdint>
@@ -50,22 +52,26 @@ void check_parse(std::string_view token) {
 void check_quote(std::string_view token) {
   auto q = flow::quote_token(token);
   FLOW_FUZZ_CHECK(q.size() >= 2 && q.front() == '\'');
-  for (auto c : q) {
-    auto u = static_cast<unsigned char>(c);
-    FLOW_FUZZ_CHECK(u >= 0x20 && u != 0x7f);
-  }
-  // At most 40 shown bytes, each at most 4 characters ("\xNN"), plus quotes
-  // and the note on the length.
-  FLOW_FUZZ_CHECK(q.size() <= 2 + 40 * 4 + 64);
-  bool printable = true;
-  for (auto c : token) {
-    auto u = static_cast<unsigned char>(c);
-    printable = printable && u >= 0x20 && u != 0x7f;
-  }
+  // One printable line, whatever the token holds.
+  std::string why;
+  FLOW_FUZZ_CHECK(flow::fuzz::reference_printable(q, why));
+  // At most 40 shown bytes (41 when a two-byte control character straddles
+  // the limit), each at most 4 characters ("\xNN"), plus quotes and the note
+  // on the length.
+  FLOW_FUZZ_CHECK(q.size() <= 2 + 41 * 4 + 64);
+  bool printable = flow::fuzz::reference_printable(token, why);
   if (printable && token.size() <= 40)
     FLOW_FUZZ_CHECK(q == "'" + std::string{token} + "'");
   if (token.size() > 40)
     FLOW_FUZZ_CHECK(q.find(" bytes, shortened)") != std::string::npos);
+}
+
+void check_printable(std::string_view text) {
+  std::string want_why;
+  bool want = flow::fuzz::reference_printable(text, want_why);
+  std::string why = "untouched";
+  FLOW_FUZZ_CHECK(flow::check_printable(text, why) == want);
+  FLOW_FUZZ_CHECK(why == (want ? "untouched" : want_why));
 }
 
 } // namespace
@@ -75,5 +81,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   std::string_view token{reinterpret_cast<const char*>(data), size};
   check_parse(token);
   check_quote(token);
+  check_printable(token);
   return 0;
 }

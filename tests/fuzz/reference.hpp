@@ -143,6 +143,27 @@ inline bool reference_utf8(std::string_view x) {
   return true;
 }
 
+/// Text that prints as itself: valid UTF-8 without control characters (C0,
+/// DEL, or C1: U+0080..U+009F, which terminals may obey). Otherwise false,
+/// with `why` set to "is not valid UTF-8" or "contains a control character".
+inline bool reference_printable(std::string_view x, std::string& why) {
+  if (!reference_utf8(x)) {
+    why = "is not valid UTF-8";
+    return false;
+  }
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    auto b = static_cast<unsigned char>(x[i]);
+    // In valid UTF-8, U+0080..U+009F are exactly C2 80..C2 9F.
+    bool c1 = b == 0xc2 && i + 1 < x.size()
+              && static_cast<unsigned char>(x[i + 1]) < 0xa0;
+    if (b < 0x20 || b == 0x7f || c1) {
+      why = "contains a control character";
+      return false;
+    }
+  }
+  return true;
+}
+
 /// The six ASCII white-space characters of the C locale's isspace.
 inline bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
