@@ -20,6 +20,10 @@
 #include "common/cli.hpp"
 #include "common/progress.hpp"
 #include "common/signals.hpp"
+#ifdef FLOW_HAS_NET
+#include "common/net_options.hpp"
+#include "flow/net/net.hpp"
+#endif
 #include "flow/flow.hpp"
 
 namespace {
@@ -143,7 +147,10 @@ void print_json(const set_outcome& out, bool lists_known, bool string_keys) {
       .add("ok", ok);
     if (found && found->agg.count > 0)
       obj.add("min", found->agg.min).add("max", found->agg.max);
-    obj.add("sequential_s", out.sequential_s).add("libflow_s", out.flow_s);
+    obj.add("sequential_s", out.sequential_s)
+      .add("libflow_s", out.flow_s)
+      .add("batches", out.res.batches)
+      .add("remote_batches", out.res.remote_batches);
     std::cout << obj.str() << '\n';
   }
   std::cout.flush();
@@ -198,11 +205,59 @@ int report_job_error(const caf::error& err) {
   return code_of(err) == errc::bad_input ? exit_usage : exit_mismatch;
 }
 
+/// The network side of the run: with --listen, worker nodes (flow-node)
+/// lend reducers to every job.
+struct cluster {
+#ifdef FLOW_HAS_NET
+  std::optional<flow::net::coordinator> coord;
+#endif
+  std::size_t min_workers = 0;
+  /// --reducer spin: about 1 µs of work per element (benchmarks).
+  bool spin = false;
+
+  /// Waits for the worker nodes --min-workers asks for.
+  void before_start() const {
+#ifdef FLOW_HAS_NET
+    if (!coord || min_workers == 0)
+      return;
+    std::cerr << prog << ": waiting for " << min_workers
+              << " worker nodes" << std::endl;
+    if (!coord->wait_for_nodes(min_workers, std::chrono::minutes(2)))
+      throw usage_error("only " + std::to_string(coord->nodes()) + " of "
+                        + std::to_string(min_workers)
+                        + " worker nodes joined within 2 minutes");
+#endif
+  }
+
+  /// Lets worker nodes run the job's reducer, registered as `name`.
+  template <class T>
+  void prepare(pipeline<T>& p, const char* name) const {
+#ifdef FLOW_HAS_NET
+    if (coord)
+      p.distribute_as(name);
+#else
+    static_cast<void>(p);
+    static_cast<void>(name);
+#endif
+  }
+
+  /// Offers a started job to the worker nodes.
+  void attach(const job& j) const {
+#ifdef FLOW_HAS_NET
+    if (coord)
+      coord->attach(j);
+#else
+    static_cast<void>(j);
+#endif
+  }
+};
+
 /// Runs one set of lists: libflow with one generator per list, then the
 /// sequential loop, and verifies.
 int run_set(caf::actor_system& sys, const std::string& name,
             const std::vector<std::uint64_t>& sizes, std::uint64_t seed,
-            const options& opts, bool json, dead_letter_file& dead) {
+            const options& opts, bool json, dead_letter_file& dead,
+            const cluster& nodes) {
   set_outcome out;
   out.name = name;
   std::uint64_t total = 0;
@@ -212,11 +267,22 @@ int run_set(caf::actor_system& sys, const std::string& name,
           static_cast<std::int64_t>(sizes[j]));
     total += sizes[j];
   }
-  p.reduce(poisoned(sum_by_label())).with(opts);
+#ifdef FLOW_HAS_NET
+  if (nodes.spin) {
+    p.reduce(poisoned(flow::net::spin_sum_by_label())).with(opts);
+    nodes.prepare(p, "spin_sum_by_label");
+  } else
+#endif
+  {
+    p.reduce(poisoned(sum_by_label())).with(opts);
+    nodes.prepare(p, "sum_by_label");
+  }
+  nodes.before_start();
   stopwatch sw;
   auto started = p.start(sys);
   if (!started)
     return report_job_error(started.error());
+  nodes.attach(*started);
   auto res = wait_with_progress(*started, total, name);
   out.flow_s = sw.seconds();
   if (!res)
@@ -240,7 +306,8 @@ int run_set(caf::actor_system& sys, const std::string& name,
 /// Grouped sum of `key value` lines; the reference is computed as the input
 /// is read.
 int run_input(caf::actor_system& sys, const std::string& path,
-              const options& opts, bool json, dead_letter_file& dead) {
+              const options& opts, bool json, dead_letter_file& dead,
+              const cluster& nodes) {
   set_outcome out;
   out.name = path == "-" ? "stdin" : path;
   auto src = tap(keyed_from_text_file(path),
@@ -250,14 +317,15 @@ int run_input(caf::actor_system& sys, const std::string& path,
                        out.ref[x.key].agg.add(x.value);
                    });
                  });
+  pipeline<keyed_value> p;
+  p.add(std::move(src)).reduce(poisoned(sum_by_key())).with(opts);
+  nodes.prepare(p, "sum_by_key");
+  nodes.before_start();
   stopwatch sw;
-  auto started = pipeline<keyed_value>{}
-                   .add(std::move(src))
-                   .reduce(poisoned(sum_by_key()))
-                   .with(opts)
-                   .start(sys);
+  auto started = p.start(sys);
   if (!started)
     return report_job_error(started.error());
+  nodes.attach(*started);
   auto res = wait_with_progress(*started, 0, out.name);
   out.flow_s = sw.seconds();
   if (!res)
@@ -298,8 +366,25 @@ int run(int argc, char** argv) {
   args.flag("json", "print one JSON object per key instead of a table");
   declare_pipeline_options(args);
   declare_dead_letter_option(args);
+#ifdef FLOW_HAS_NET
+  args.value("reducer", "NAME",
+             "sum, or spin (about 1 us of CPU work per element before "
+             "summing: a stand-in for heavy reducers in benchmarks)",
+             "sum");
+  declare_net_options(args, true);
+#endif
   if (!args.parse(argc, argv))
     return exit_ok;
+  cluster nodes;
+#ifdef FLOW_HAS_NET
+  auto net = read_net_options(args, prog, true);
+  nodes.min_workers = net.min_workers;
+  if (args.get("reducer") == "spin")
+    nodes.spin = true;
+  else if (args.get("reducer") != "sum")
+    throw usage_error("--reducer: " + quote_token(args.get("reducer"))
+                      + " is not sum or spin");
+#endif
   auto opts = read_pipeline_options(args);
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
@@ -327,21 +412,52 @@ int run(int argc, char** argv) {
                         + " is not 1, 2, 3 or all");
     }
   }
+#ifdef FLOW_HAS_NET
+  runtime rt{[&](caf::actor_system_config& cfg) {
+    if (net.listen)
+      flow::net::configure(cfg, net.sec);
+  }};
+  auto& sys = rt.system();
+  if (net.listen) {
+    auto coord = flow::net::coordinator::listen(sys, *net.listen, net.sec);
+    if (!coord)
+      throw usage_error(describe(coord.error()));
+    // Tests and scripts read the port from this line (port 0: a free one).
+    std::cerr << prog << ": listening on " << net.listen->host << ":"
+              << coord->port() << std::endl;
+    nodes.coord.emplace(std::move(*coord));
+  }
+#else
   runtime rt;
   auto& sys = rt.system();
+#endif
   if (opts.workers == 0)
     opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  auto finish = [&](int rc) {
+#ifdef FLOW_HAS_NET
+    if (nodes.coord) {
+      // CAF 0.17's middleman does not always shut down while peers are
+      // connected: the results are out, so leave now. The worker nodes see
+      // the connection go and stop.
+      std::cout.flush();
+      std::fflush(stdout);
+      std::fflush(stderr);
+      std::_Exit(rc);
+    }
+#endif
+    return rc;
+  };
   if (args.given("input"))
-    return run_input(sys, args.get("input"), opts, json, dead);
+    return finish(run_input(sys, args.get("input"), opts, json, dead, nodes));
   int rc = exit_ok;
   for (auto& [name, sizes] : sets) {
-    auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead);
+    auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead, nodes);
     if (set_rc == exit_usage)
-      return set_rc;
+      return finish(set_rc);
     rc = std::max(rc, set_rc);
   }
   dead.close();
-  return rc;
+  return finish(rc);
 }
 
 } // namespace

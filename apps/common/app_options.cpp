@@ -202,8 +202,11 @@ reducer<keyed_value> poisoned(reducer<keyed_value> fn) {
   };
 }
 
-runtime::runtime() {
+runtime::runtime(
+  const std::function<void(caf::actor_system_config&)>& extra) {
   configure_scheduler(cfg_);
+  if (extra)
+    extra(cfg_);
   sys_ = std::make_unique<caf::actor_system>(cfg_);
 }
 

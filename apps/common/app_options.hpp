@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -82,7 +83,10 @@ flow::reducer<flow::keyed_value> poisoned(flow::reducer<flow::keyed_value> fn);
 /// a reference to its configuration, so both live here together.
 class runtime {
 public:
-  runtime();
+  /// `extra` may adjust the configuration first (for example load the
+  /// network modules).
+  explicit runtime(
+    const std::function<void(caf::actor_system_config&)>& extra = {});
   caf::actor_system& system() {
     return *sys_;
   }

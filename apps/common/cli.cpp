@@ -1,7 +1,9 @@
 #include "cli.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -67,6 +69,46 @@ bool arg_parser::parse(int argc, char** argv) {
     return false;
   }
   return true;
+}
+
+void arg_parser::apply_config(const std::string& path,
+                              const std::vector<std::string>& names) {
+  std::ifstream in{path};
+  if (!in)
+    throw usage_error("cannot read the config file " + quote_token(path));
+  std::string line;
+  std::size_t n = 0;
+  auto trim = [](std::string x) {
+    auto b = x.find_first_not_of(" \t\r");
+    auto e = x.find_last_not_of(" \t\r");
+    return b == std::string::npos ? std::string{} : x.substr(b, e - b + 1);
+  };
+  while (std::getline(in, line)) {
+    ++n;
+    line = trim(line);
+    if (line.empty() || line[0] == '#')
+      continue;
+    auto where = quote_token(path) + ", line " + std::to_string(n);
+    auto eq = line.find('=');
+    if (eq == std::string::npos)
+      throw usage_error(where + ": expected 'name = value'");
+    auto name = trim(line.substr(0, eq));
+    auto value = trim(line.substr(eq + 1));
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      throw usage_error(where + ": " + quote_token(name)
+                        + " cannot be set in the config file");
+    auto& o = options_.at(name);
+    if (o.given)
+      continue; // the command line wins
+    if (!o.takes_value) {
+      if (value != "true" && value != "false")
+        throw usage_error(where + ": " + name + " must be true or false");
+      o.given = value == "true";
+      continue;
+    }
+    o.value = value;
+    o.given = true;
+  }
 }
 
 bool arg_parser::given(const std::string& name) const {

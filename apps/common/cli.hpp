@@ -67,6 +67,14 @@ public:
   /// Prints the help text to stdout.
   void print_help() const;
 
+  /// Reads `name = value` lines (blank lines and lines starting with # are
+  /// skipped; a flag's value is true or false) from the file at `path` for
+  /// the options in `names` that the command line did not give: the command
+  /// line wins. Throws usage_error naming the file and line on a bad line,
+  /// an option not in `names`, or an unreadable file.
+  void apply_config(const std::string& path,
+                    const std::vector<std::string>& names);
+
 private:
   struct option {
     bool takes_value;

@@ -363,8 +363,13 @@ struct source_info {
 };
 
 struct worker_info {
+  /// Null once a remote reducer is gone (its slot is never reused).
   caf::actor handle;
   std::size_t load = 0;
+  /// True for a reducer a worker node lent to this job.
+  bool remote = false;
+  /// The worker node's name (remote reducers).
+  std::string node;
 };
 
 struct manager_state {
@@ -388,6 +393,10 @@ struct manager_state {
   std::uint64_t retried = 0;
   /// Set by job::stop: generators are gone, in-flight batches drain.
   bool stopping = false;
+  /// The name worker nodes know the reducer by; empty: no remote reducers.
+  std::string reducer_name;
+  /// Batches merged from remote reducers.
+  std::uint64_t remote_batches = 0;
   /// After finish: generators and reducers not yet down.
   std::size_t awaiting = 0;
   /// After finish: the sink is not yet down.
@@ -443,6 +452,7 @@ job_result make_result(const manager_state& st, bool final) {
   res.reducers_replaced = st.reducers_replaced;
   res.dead_letters = st.dead_letters;
   res.retried = st.retried;
+  res.remote_batches = st.remote_batches;
   return res;
 }
 
@@ -481,6 +491,8 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
     }
   }
   for (auto& w : st.workers) {
+    if (!w.handle)
+      continue;
     self->send_exit(w.handle, caf::exit_reason::user_shutdown);
     ++st.awaiting;
   }
@@ -526,7 +538,7 @@ void dispatch(manager_actor_t* self) {
   while (!st.queue.empty()) {
     auto best = no_worker;
     for (std::size_t i = 0; i < st.workers.size(); ++i)
-      if (st.workers[i].load < st.opts.reducer_queue
+      if (st.workers[i].handle && st.workers[i].load < st.opts.reducer_queue
           && (best == no_worker || st.workers[i].load < st.workers[best].load))
         best = i;
     if (best == no_worker)
@@ -538,7 +550,8 @@ void dispatch(manager_actor_t* self) {
       // one of the others to have room.
       auto other = no_worker;
       for (std::size_t i = 0; i < st.workers.size(); ++i)
-        if (i != entry.avoid && st.workers[i].load < st.opts.reducer_queue
+        if (i != entry.avoid && st.workers[i].handle
+            && st.workers[i].load < st.opts.reducer_queue
             && (other == no_worker
                 || st.workers[i].load < st.workers[other].load))
           other = i;
@@ -626,6 +639,27 @@ bool record_dead_letters(manager_actor_t* self,
   return true;
 }
 
+/// Puts the batches reducer `i` held back at the front of the queue, in
+/// order; returns how many.
+std::size_t requeue_batches_of(manager_actor_t* self, std::size_t i) {
+  auto& st = self->state;
+  std::vector<batch_id> lost;
+  for (auto& [id, entry] : st.pending) {
+    if (entry.worker == i) {
+      entry.worker = no_worker;
+      lost.push_back(id);
+    }
+  }
+  std::sort(lost.begin(), lost.end(),
+            [](const batch_id& x, const batch_id& y) {
+              return x.source != y.source ? x.source < y.source
+                                          : x.seq < y.seq;
+            });
+  for (auto j = lost.rbegin(); j != lost.rend(); ++j)
+    st.queue.push_front(*j);
+  return lost.size();
+}
+
 /// Returns one credit to the generator of `source`.
 void return_credit(manager_actor_t* self, std::uint32_t source) {
   auto& src = self->state.sources[source];
@@ -644,6 +678,7 @@ caf::behavior manager_actor(manager_actor_t* self,
   // that dies without reporting its work fails the job instead of hanging it.
   st.fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
   st.format = spec->format;
+  st.reducer_name = spec->reducer_name;
   for (std::size_t i = 0; i < st.opts.workers; ++i) {
     auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn, st.format,
                          st.opts.crash_reducer);
@@ -715,8 +750,21 @@ caf::behavior manager_actor(manager_actor_t* self,
       }
     }
     for (std::size_t i = 0; i < st.workers.size(); ++i) {
-      if (st.workers[i].handle.address() != dm.source)
+      if (!st.workers[i].handle || st.workers[i].handle.address() != dm.source)
         continue;
+      if (st.workers[i].remote) {
+        // A worker node's reducer is gone (the node died, or its connection
+        // did): its batches go back to the front of the queue for the
+        // others; a late partial from it would be a dropped duplicate.
+        requeue_batches_of(self, i);
+        auto node = st.workers[i].node;
+        st.workers[i].handle = nullptr;
+        st.workers[i].load = 0;
+        logger()->warn("lost a reducer of worker node {} ({})", node,
+                       caf::to_string(dm.reason));
+        dispatch(self);
+        return;
+      }
       if (st.reducers_replaced >= st.opts.max_replacements) {
         fail(self, errc::actor_down,
              "reducer " + std::to_string(i) + " terminated ("
@@ -733,24 +781,11 @@ caf::behavior manager_actor(manager_actor_t* self,
       auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn, st.format,
                            st.opts.crash_reducer);
       self->monitor(w);
-      st.workers[i] = {w, 0};
-      std::vector<batch_id> lost;
-      for (auto& [id, entry] : st.pending) {
-        if (entry.worker == i) {
-          entry.worker = no_worker;
-          lost.push_back(id);
-        }
-      }
-      std::sort(lost.begin(), lost.end(),
-                [](const batch_id& x, const batch_id& y) {
-                  return x.source != y.source ? x.source < y.source
-                                              : x.seq < y.seq;
-                });
-      for (auto j = lost.rbegin(); j != lost.rend(); ++j)
-        st.queue.push_front(*j);
+      st.workers[i] = {w, 0, false, {}};
+      auto lost = requeue_batches_of(self, i);
       logger()->warn("reducer {} terminated ({}); replaced it, {} batches "
                      "dispatched again",
-                     i, caf::to_string(dm.reason), lost.size());
+                     i, caf::to_string(dm.reason), lost);
       dispatch(self);
       return;
     }
@@ -858,6 +893,8 @@ caf::behavior manager_actor(manager_actor_t* self,
       src.dead += dead;
       --src.in_flight;
       --st.workers[i->second.worker].load;
+      if (st.workers[i->second.worker].remote)
+        ++st.remote_batches;
       st.pending.erase(i);
       if (!p.dead.empty() && !record_dead_letters(self, p.dead))
         return;
@@ -1025,6 +1062,22 @@ caf::behavior manager_actor(manager_actor_t* self,
                          drain_timeout_atom::value);
       check_complete(self);
     },
+    [=](join_atom, caf::actor reducer, std::string node) {
+      auto& st = self->state;
+      if (!reducer)
+        return;
+      if (st.finished || st.stopping || st.reducer_name.empty()) {
+        // Too late, or a job that cannot use remote reducers: the node may
+        // take its reducer back.
+        self->send_exit(reducer, caf::exit_reason::user_shutdown);
+        return;
+      }
+      self->monitor(reducer);
+      st.workers.push_back({reducer, 0, true, node});
+      logger()->info("worker node {} lent a reducer ({} reducers now)", node,
+                     st.workers.size());
+      dispatch(self);
+    },
     [=](linger_atom) {
       self->state.linger_expired = true;
       deliver_if_quiet(self);
@@ -1055,6 +1108,14 @@ std::size_t default_workers() {
 
 // -- engine entry points ------------------------------------------------------
 
+caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
+                         erased_reducer fn, erased_formatter format) {
+  auto shared = std::make_shared<const erased_reducer>(std::move(fn));
+  return sys.spawn(reducer_actor, std::move(manager), shared,
+                   std::move(format),
+                   std::function<bool(std::uint32_t, std::uint64_t)>{});
+}
+
 caf::error validate(const job_spec& spec) {
   if (!spec.reduce)
     return make_error(errc::invalid_config,
@@ -1078,6 +1139,7 @@ job start_job(caf::actor_system& sys, job_spec spec) {
     spec.opts.workers = default_workers();
   auto impl = std::make_shared<job_impl>();
   impl->sys = &sys;
+  impl->reducer_name = spec.reducer_name;
   auto ptr = std::make_shared<job_spec>(std::move(spec));
   impl->manager = sys.spawn(manager_actor, std::move(ptr), impl);
   return job{impl};

@@ -4,10 +4,12 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <string>
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
 
+#include "flow/detail/engine.hpp"
 #include "flow/result.hpp"
 
 namespace caf {
@@ -19,6 +21,8 @@ namespace flow::detail {
 struct job_impl {
   caf::actor_system* sys = nullptr;
   caf::actor manager;
+  /// The name worker nodes know the job's reducer by (empty: local only).
+  std::string reducer_name;
 
   std::mutex mtx;
   std::condition_variable cv;
@@ -37,5 +41,10 @@ struct job_impl {
     cv.notify_all();
   }
 };
+
+/// Spawns a reducer (on a worker node) that folds batches with `fn` and
+/// reports to `manager`, wherever that manager runs.
+caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
+                         erased_reducer fn, erased_formatter format);
 
 } // namespace flow::detail

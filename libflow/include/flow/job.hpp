@@ -49,6 +49,11 @@ public:
   /// that already ended.
   void stop(std::chrono::milliseconds drain = std::chrono::seconds(5)) const;
 
+  /// The engine's state (for libflow's own layers, such as flow::net).
+  const std::shared_ptr<detail::job_impl>& state() const noexcept {
+    return impl_;
+  }
+
   /// True for a handle that refers to a job.
   explicit operator bool() const noexcept {
     return impl_ != nullptr;

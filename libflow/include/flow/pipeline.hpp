@@ -54,6 +54,7 @@ public:
   /// An empty pipeline: add sources, set a reducer, then run.
   pipeline() {
     spec_.format = detail::default_formatter<T>();
+    spec_.kind = detail::element_traits<T>::kind;
   }
 
   /// Adds a source; its generator labels every batch with `label` (for
@@ -121,6 +122,18 @@ public:
     return *this;
   }
 
+  /// Lets worker nodes join the job (see flow::net): they run the reducer
+  /// registered under `name` there, which must compute what this pipeline's
+  /// reducer computes. Only int64 and keyed_value elements can cross
+  /// processes; for other element types this throws std::invalid_argument.
+  pipeline& distribute_as(std::string name) {
+    if (spec_.kind == detail::element_kind::opaque)
+      throw std::invalid_argument("flow::pipeline::distribute_as: elements of "
+                                  "this type cannot cross processes");
+    spec_.reducer_name = std::move(name);
+    return *this;
+  }
+
   /// Sets the number of reducer actors (0: one per hardware thread).
   pipeline& workers(std::size_t n) noexcept {
     spec_.opts.workers = n;
@@ -184,6 +197,8 @@ private:
     spec_ = detail::job_spec{};
     spec_.opts = result.opts;
     spec_.format = result.format;
+    spec_.kind = result.kind;
+    spec_.reducer_name = result.reducer_name;
     return result;
   }
 

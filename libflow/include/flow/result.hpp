@@ -89,6 +89,8 @@ struct job_result {
   /// The most batches any one source had in flight at once (never above the
   /// configured credit).
   std::uint64_t peak_in_flight = 0;
+  /// Batches merged from reducers that worker nodes lent (flow::net).
+  std::uint64_t remote_batches = 0;
   /// Reducer actors that died and were replaced (their batches were
   /// dispatched again; none was merged twice).
   std::uint64_t reducers_replaced = 0;
@@ -118,8 +120,8 @@ struct job_result {
     return f(caf::meta::type_name("flow.job_result"), x.keys, x.emitted,
              x.aggregated, x.rejected, x.batches, x.written, x.sources,
              x.rejections, x.dead_lettered, x.dead_letters, x.retried,
-             x.peak_in_flight, x.reducers_replaced, x.final, x.partial,
-             x.abandoned);
+             x.peak_in_flight, x.remote_batches, x.reducers_replaced, x.final,
+             x.partial, x.abandoned);
   }
 };
 

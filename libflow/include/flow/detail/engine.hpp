@@ -249,6 +249,11 @@ struct job_spec {
   erased_reducer reduce;
   /// Renders failing elements for dead letters (may be empty).
   erased_formatter format;
+  /// The name remote worker nodes know the reducer by (see flow::net);
+  /// empty: the job runs on local reducers only.
+  std::string reducer_name;
+  /// What the elements are (remote reducers need serialisable ones).
+  element_kind kind = element_kind::opaque;
   options opts;
   /// Where emitted rows go; null when the job has no sink.
   std::shared_ptr<any_sink> sink;

@@ -38,6 +38,8 @@ using abort_atom = caf::atom_constant<caf::atom("f_abort")>;
 using stop_atom = caf::atom_constant<caf::atom("f_stop")>;
 using quit_atom = caf::atom_constant<caf::atom("f_quit")>;
 using linger_atom = caf::atom_constant<caf::atom("f_linger")>;
+/// worker node -> manager: (join_atom, reducer, node name) adds a reducer.
+using join_atom = caf::atom_constant<caf::atom("f_join")>;
 using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
 
 // -- messages -----------------------------------------------------------------

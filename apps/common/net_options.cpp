@@ -1,0 +1,82 @@
+#include "net_options.hpp"
+
+#include <iostream>
+
+#include "flow/error.hpp"
+
+namespace flow::apps {
+
+void declare_net_options(arg_parser& args, bool manager) {
+  if (manager) {
+    args.value("listen", "HOST:PORT",
+               "act as the manager of the job and accept worker nodes "
+               "(flow-node) on this address; port 0 picks a free one, which "
+               "is printed");
+    args.value("min-workers", "N",
+               "with --listen: wait for N worker nodes before each job "
+               "starts",
+               "0");
+  }
+  args.value("cert", "FILE", "this node's TLS certificate (PEM)");
+  args.value("key", "FILE", "this node's TLS private key (PEM)");
+  args.value("passphrase", "TEXT", "the key's passphrase, if it has one");
+  args.value("ca", "FILE",
+             "the CA certificate that every node's certificate must chain "
+             "to (mutual TLS)");
+  args.flag("insecure",
+            "plain TCP without authentication or encryption (anyone who can "
+            "reach the port may join); for trusted test networks only");
+  args.value("config", "FILE",
+             "read the options above from FILE ('name = value' lines); the "
+             "command line wins");
+}
+
+net_options read_net_options(arg_parser& args, const std::string& prog,
+                             bool manager) {
+  if (args.given("config")) {
+    std::vector<std::string> names{"cert", "key", "passphrase", "ca",
+                                   "insecure"};
+    if (manager) {
+      names.push_back("listen");
+      names.push_back("min-workers");
+    }
+    args.apply_config(args.get("config"), names);
+  }
+  net_options result;
+  auto& sec = result.sec;
+  sec.insecure = args.is_set("insecure");
+  if (args.given("cert"))
+    sec.cert = args.get("cert");
+  if (args.given("key"))
+    sec.key = args.get("key");
+  if (args.given("passphrase"))
+    sec.passphrase = args.get("passphrase");
+  if (args.given("ca"))
+    sec.ca = args.get("ca");
+  if (manager) {
+    if (args.given("listen")) {
+      auto ep = flow::net::parse_endpoint(args.get("listen"));
+      if (!ep)
+        throw usage_error("--listen: " + describe(ep.error()));
+      result.listen = *ep;
+    }
+    result.min_workers = args.get_uint("min-workers", 0, 1024);
+    if (result.min_workers > 0 && !result.listen)
+      throw usage_error("--min-workers needs --listen");
+    if (!result.listen)
+      return result; // no networking: the TLS options are not needed
+  }
+  if (sec.insecure && (!sec.cert.empty() || !sec.key.empty()
+                       || !sec.ca.empty()))
+    throw usage_error("--insecure excludes --cert, --key and --ca");
+  if (auto err = flow::net::check(sec))
+    throw usage_error(describe(err));
+  if (sec.insecure)
+    std::cerr << prog
+              << ": warning: --insecure: plain TCP, no authentication, no "
+                 "encryption"
+              << std::endl;
+  return result;
+}
+
+} // namespace flow::apps

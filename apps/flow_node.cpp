@@ -1,0 +1,88 @@
+// flow-node: a worker node. It connects to a manager (a program started with
+// --listen), lends reducers to each of its jobs and serves until the manager
+// goes away or it is stopped.
+//
+//   manager (flow-keyed --listen) ◀──TLS──▶ flow-node worker --connect
+//     batches ──▶ the node's reducers ──▶ partial aggregates back
+
+#include <iostream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "common/app_options.hpp"
+#include "common/cli.hpp"
+#include "common/net_options.hpp"
+#include "flow/error.hpp"
+#include "flow/net/net.hpp"
+#include "flow/types.hpp"
+
+namespace {
+
+using namespace flow;
+using namespace flow::apps;
+
+constexpr const char* prog = "flow-node";
+
+int run(int argc, char** argv) {
+  if (argc < 2 || std::string{argv[1]} != "worker") {
+    if (argc >= 2
+        && (std::string{argv[1]} == "--help" || std::string{argv[1]} == "-h")) {
+      std::cout << "usage: flow-node worker --connect HOST:PORT [--reducers "
+                   "N] [--name NAME] (--cert F --key F --ca F | --insecure)\n"
+                   "A worker node: lends reducers to the jobs of a manager "
+                   "started with --listen. See flow-node worker --help.\n";
+      return exit_ok;
+    }
+    throw usage_error("expected the command 'worker' (see --help)");
+  }
+  arg_parser args{"flow-node worker",
+                  "Joins the manager at --connect and lends it --reducers "
+                  "reducers for each of its jobs, until the manager goes "
+                  "away (exit 1, with the reason) or a signal stops it. "
+                  "Mutual TLS unless --insecure."};
+  args.value("connect", "HOST:PORT", "the manager's --listen address");
+  args.value("reducers", "N", "reducers lent to each job (0: one per core)",
+             "0");
+  args.value("name", "NAME", "this node's name in the manager's log",
+             "");
+  args.value("log-level", "LEVEL",
+             "trace, debug, info, warn, error, critical or off", "info");
+  declare_net_options(args, false);
+  if (!args.parse(argc - 1, argv + 1))
+    return exit_ok;
+  apply_log_level(args.get("log-level"));
+  if (!args.given("connect"))
+    throw usage_error("--connect HOST:PORT is required");
+  auto to = flow::net::parse_endpoint(args.get("connect"));
+  if (!to)
+    throw usage_error("--connect: " + describe(to.error()));
+  auto net = read_net_options(args, prog, false);
+  auto reducers = args.get_uint("reducers", 0, 4096);
+  if (reducers == 0)
+    reducers = std::max(1u, std::thread::hardware_concurrency());
+  auto name = args.get("name");
+  if (name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    name = std::string{host} + ":" + std::to_string(getpid());
+  }
+  caf::actor_system_config cfg;
+  configure_scheduler(cfg);
+  flow::net::configure(cfg, net.sec);
+  caf::actor_system sys{cfg};
+  auto err = flow::net::serve(sys, *to, net.sec, reducers, name);
+  std::cerr << prog << ": " << describe(err) << std::endl;
+  // Whatever ended the service, the manager is not there any more.
+  std::cout.flush();
+  std::_Exit(code_of(err) == errc::invalid_config ? exit_usage : 1);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  return guarded_main(prog, [&] { return run(argc, argv); });
+}

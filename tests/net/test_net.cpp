@@ -1,0 +1,371 @@
+// flow::net end to end on loopback: a manager (flow-keyed --listen) and
+// worker processes (flow-node) over mutual TLS, with certificates made by
+// scripts/make-certs.sh at test time. Results are compared with the
+// in-process run; faults: a worker killed mid-job, the manager killed, a
+// worker joining mid-job, rogue peers (another CA, plain TCP, anonymous TLS).
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/remote_actor.hpp>
+
+#include "json_fields.hpp"
+#include "run_program.hpp"
+
+using flow::test::json_field;
+using flow::test::lines_of;
+using flow::test::run_program;
+
+namespace {
+
+const std::string keyed = FLOW_KEYED_PATH;
+const std::string node = FLOW_NODE_PATH;
+const std::string make_certs = MAKE_CERTS_PATH;
+
+/// Certificates for the whole test process: a CA with a manager and two
+/// workers, and a rogue CA with a node of its own.
+struct certs {
+  std::string dir;
+  certs() {
+    char tmpl[] = "/tmp/flow-net-certs-XXXXXX";
+    dir = mkdtemp(tmpl);
+    auto a = run_program(make_certs, {dir + "/good", "manager", "w1", "w2"});
+    auto b = run_program(make_certs, {dir + "/rogue", "rogue"});
+    if (a.rc != 0 || b.rc != 0)
+      throw std::runtime_error("make-certs.sh failed: " + a.err + b.err);
+  }
+  ~certs() {
+    run_program("/bin/rm", {"-rf", dir});
+  }
+  std::vector<std::string> tls(const std::string& who,
+                               const std::string& ca = "good") const {
+    auto base = dir + "/" + (ca == "good" ? "good" : "rogue") + "/";
+    return {"--cert", base + who + ".pem", "--key", base + who + ".key",
+            "--ca", base + "ca.pem"};
+  }
+};
+
+const certs& the_certs() {
+  static certs instance;
+  return instance;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in{path};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// A child process with its output in files.
+struct child {
+  pid_t pid = -1;
+  std::string out;
+  std::string err;
+
+  child(const std::vector<std::string>& argv, const std::string& tag,
+        const std::string& env = {}) {
+    out = "/tmp/flow-net-" + std::to_string(getpid()) + "-" + tag + ".out";
+    err = "/tmp/flow-net-" + std::to_string(getpid()) + "-" + tag + ".err";
+    pid = fork();
+    if (pid == 0) {
+      if (!freopen(out.c_str(), "w", stdout)
+          || !freopen(err.c_str(), "w", stderr))
+        _exit(126);
+      if (!env.empty())
+        putenv(const_cast<char*>(env.c_str()));
+      std::vector<char*> args;
+      for (auto& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+
+  /// Waits for the exit; returns the exit code (128 + signal if killed).
+  int wait() {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  void kill_now() {
+    ::kill(pid, SIGKILL);
+  }
+
+  ~child() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    std::remove(out.c_str());
+    std::remove(err.c_str());
+  }
+};
+
+/// Waits until the manager printed its port.
+std::string wait_for_port(const child& manager) {
+  for (int i = 0; i < 400; ++i) {
+    auto text = slurp(manager.err);
+    auto pos = text.find("listening on 127.0.0.1:");
+    if (pos != std::string::npos) {
+      auto end = text.find('\n', pos);
+      if (end != std::string::npos)
+        return text.substr(pos + 23, end - pos - 23);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return {};
+}
+
+std::vector<std::string> with(std::vector<std::string> xs,
+                              const std::vector<std::string>& more) {
+  xs.insert(xs.end(), more.begin(), more.end());
+  return xs;
+}
+
+/// Sums per key from flow-keyed's JSON lines.
+std::vector<std::string> sums_of(const std::string& out) {
+  std::vector<std::string> result;
+  for (auto& line : lines_of(out))
+    result.push_back(json_field(line, "key") + "=" + json_field(line, "sum")
+                     + "/" + json_field(line, "elements"));
+  return result;
+}
+
+bool all_ok(const std::string& out) {
+  auto lines = lines_of(out);
+  if (lines.empty())
+    return false;
+  for (auto& line : lines)
+    if (json_field(line, "ok") != "true")
+      return false;
+  return true;
+}
+
+std::uint64_t remote_batches(const std::string& out) {
+  auto lines = lines_of(out);
+  return lines.empty() ? 0 : std::stoull(json_field(lines[0], "remote_batches"));
+}
+
+} // namespace
+
+TEST_CASE("net: a manager and two worker nodes over mutual TLS give the "
+          "in-process result",
+          "[net]") {
+  auto& c = the_certs();
+  std::vector<std::string> job{keyed, "--sizes", "3000000,1000000,3000000",
+                               "--json", "--batch", "65536", "--workers",
+                               "1"};
+  auto local = run_program(keyed, {"--sizes", "3000000,1000000,3000000",
+                                   "--json", "--batch", "65536"});
+  REQUIRE(local.rc == 0);
+  child manager{with(with(job, {"--listen", "127.0.0.1:0", "--min-workers",
+                                "2"}),
+                     c.tls("manager")),
+                "manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "1", "--name", "w1"},
+                c.tls("w1")),
+           "w1"};
+  child w2{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "1", "--name", "w2"},
+                c.tls("w2")),
+           "w2"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err));
+  CHECK(rc == 0);
+  CHECK(all_ok(out));
+  CHECK(sums_of(out) == sums_of(local.out));
+  CHECK(remote_batches(out) > 0);
+  // The workers notice that the manager is gone and stop, non-zero.
+  CHECK(w1.wait() == 1);
+  CHECK(w2.wait() == 1);
+  CHECK(slurp(w1.err).find("lost the manager") != std::string::npos);
+}
+
+TEST_CASE("net: a worker node killed mid-job; its batches are dispatched "
+          "again and the result is exact",
+          "[net][faults]") {
+  auto& c = the_certs();
+  // spin: about 1 us per element, so the job runs for seconds.
+  child manager{with({keyed, "--sizes", "2000000,2000000", "--json",
+                      "--batch", "16384", "--workers", "1", "--reducer",
+                      "spin", "--listen", "127.0.0.1:0", "--min-workers",
+                      "1"},
+                     c.tls("manager")),
+                "kill-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "2", "--name", "doomed"},
+                c.tls("w1")),
+           "doomed"};
+  // Let it take batches, then kill it without warning.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  w1.kill_now();
+  CHECK(w1.wait() == 128 + SIGKILL);
+  auto rc = manager.wait();
+  auto err = slurp(manager.err);
+  INFO(err);
+  CHECK(rc == 0);
+  CHECK(all_ok(slurp(manager.out)));
+  CHECK(err.find("lost a reducer of worker node doomed") != std::string::npos);
+}
+
+TEST_CASE("net: a worker node that joins while the job runs gets work at "
+          "once",
+          "[net]") {
+  auto& c = the_certs();
+  child manager{with({keyed, "--sizes", "3000000", "--json", "--batch",
+                      "16384", "--workers", "1", "--reducer", "spin",
+                      "--listen", "127.0.0.1:0"},
+                     c.tls("manager")),
+                "late-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "1", "--name", "late"},
+                c.tls("w1")),
+           "late"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO(slurp(manager.err));
+  CHECK(rc == 0);
+  CHECK(all_ok(out));
+  CHECK(remote_batches(out) > 0);
+}
+
+TEST_CASE("net: when the manager is killed, worker nodes stop with a clear "
+          "message and a non-zero exit",
+          "[net][faults]") {
+  auto& c = the_certs();
+  child manager{with({keyed, "--sizes", "50000000", "--json", "--workers",
+                      "1", "--reducer", "spin", "--listen", "127.0.0.1:0",
+                      "--min-workers", "1"},
+                     c.tls("manager")),
+                "dying-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "1", "--name", "orphan"},
+                c.tls("w1")),
+           "orphan"};
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  manager.kill_now();
+  manager.wait();
+  auto start = std::chrono::steady_clock::now();
+  auto rc = w1.wait();
+  auto err = slurp(w1.err);
+  INFO(err);
+  CHECK(rc == 1);
+  CHECK(err.find("lost the manager") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+}
+
+TEST_CASE("net: rogue peers are refused and the job is not disturbed",
+          "[net][security]") {
+  auto& c = the_certs();
+  child manager{with({keyed, "--sizes", "1000000", "--json", "--workers",
+                      "1", "--listen", "127.0.0.1:0", "--min-workers", "1"},
+                     c.tls("manager")),
+                "guarded-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  auto at = "127.0.0.1:" + port;
+  SECTION("peers refused") {
+    // A certificate from another CA.
+    auto rogue = run_program(node, with({"worker", "--connect", at, "--name",
+                                         "rogue"},
+                                        c.tls("rogue", "rogue")));
+    CHECK(rogue.rc == 1);
+    CHECK(rogue.err.find("cannot connect to the manager") != std::string::npos);
+    // Plain TCP.
+    auto plain = run_program(node, {"worker", "--connect", at, "--insecure",
+                                    "--name", "plain"});
+    CHECK(plain.rc == 1);
+    CHECK(plain.err.find("cannot connect to the manager") != std::string::npos);
+    // Anonymous TLS (CAF's fallback without a certificate), from an actor
+    // system in this process.
+    {
+      caf::actor_system_config cfg;
+      cfg.load<caf::io::middleman>();
+      cfg.load<caf::openssl::manager>();
+      caf::actor_system sys{cfg};
+      auto h = caf::openssl::remote_actor(sys, "127.0.0.1",
+                                          static_cast<std::uint16_t>(
+                                            std::stoi(port)));
+      CHECK(!h);
+    }
+    // Then a legitimate node joins and the job completes.
+    child good{with({node, "worker", "--connect", at, "--reducers", "1",
+                     "--name", "good"},
+                    c.tls("w2")),
+               "good"};
+    auto rc = manager.wait();
+    CHECK(rc == 0);
+    CHECK(all_ok(slurp(manager.out)));
+  }
+}
+
+TEST_CASE("net: bad network options are usage errors", "[net]") {
+  auto& c = the_certs();
+  SECTION("TLS files are required unless --insecure") {
+    auto r = run_program(keyed, {"--sizes", "10", "--listen", "127.0.0.1:0"});
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("--cert, --key and --ca") != std::string::npos);
+  }
+  SECTION("--min-workers needs --listen") {
+    auto r = run_program(keyed, {"--sizes", "10", "--min-workers", "1"});
+    CHECK(r.rc == 2);
+  }
+  SECTION("a bad endpoint") {
+    auto r = run_program(keyed, {"--sizes", "10", "--listen", "nowhere"});
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("HOST:PORT") != std::string::npos);
+  }
+  SECTION("an unreadable certificate") {
+    auto r = run_program(node, {"worker", "--connect", "127.0.0.1:1",
+                                "--cert", "/nonexistent.pem", "--key",
+                                "/nonexistent.key", "--ca",
+                                "/nonexistent.pem"});
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("cannot read") != std::string::npos);
+  }
+  SECTION("--insecure warns") {
+    auto r = run_program(keyed, {"--sizes", "10", "--json", "--listen",
+                                 "127.0.0.1:0", "--insecure"});
+    CHECK(r.rc == 0);
+    CHECK(r.err.find("--insecure") != std::string::npos);
+  }
+  SECTION("the config file gives the same options") {
+    auto cfg = flow::test::temp_file("# flow-node\ncert = " + c.dir
+                                     + "/good/w1.pem\nkey = " + c.dir
+                                     + "/good/w1.key\nca = /nonexistent\n");
+    auto r = run_program(node, {"worker", "--connect", "127.0.0.1:1",
+                                "--config", cfg});
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("/nonexistent") != std::string::npos);
+  }
+}
