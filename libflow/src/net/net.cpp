@@ -106,7 +106,9 @@ struct entry_state {
   static inline const char* name = "flow.net.entry";
 };
 
-caf::behavior entry_actor(caf::stateful_actor<entry_state>* self) {
+caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
+                          std::string listen_at) {
+  logger()->debug("entry actor for {}", listen_at);
   self->set_default_handler(caf::drop);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
@@ -323,7 +325,9 @@ caf::expected<coordinator> coordinator::listen(caf::actor_system& sys,
   auto d = std::make_unique<impl>();
   d->sys = &sys;
   d->insecure = sec.insecure;
-  d->entry = sys.spawn(entry_actor);
+  // (An argument, not none: CAF 0.17's spawn path without arguments binds
+  // a null reference, which UBSan flags.)
+  d->entry = sys.spawn(entry_actor, at.host + ":" + std::to_string(at.port));
   auto port = sec.insecure
                 ? caf::io::publish(d->entry, at.port, at.host.c_str(), true)
                 : caf::openssl::publish(d->entry, at.port, at.host.c_str(),
