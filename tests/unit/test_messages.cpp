@@ -130,3 +130,32 @@ TEST_CASE("messages: every message type registers with an actor system "
   }
   CHECK(cfg.type_names_by_rtti.count(typeid(batch)) == 1);
 }
+
+TEST_CASE("messages: int64 elements travel as one raw block; a truncated "
+          "message is refused",
+          "[messages][serialization]") {
+  // A recipe (random source) is materialised into the block.
+  source_adapter<std::int64_t> src{from_random(1000, 3)};
+  batch b;
+  b.items = src.next(1000);
+  REQUIRE(b.items.deferred());
+  caf::error err;
+  auto buf = save(b, err);
+  REQUIRE(!err);
+  // The block is the elements' bytes plus a small header, not 8 bytes of
+  // framing per element.
+  CHECK(buf.size() < 1000 * sizeof(std::int64_t) + 64);
+  auto copy = load<batch>(buf);
+  REQUIRE(copy.items.size == 1000);
+  std::vector<std::int64_t> expected(1000);
+  b.items.materialize(b.items.owner.get(), b.items.first, 1000,
+                      expected.data());
+  auto p = static_cast<const std::int64_t*>(copy.items.data);
+  CHECK(std::vector<std::int64_t>(p, p + 1000) == expected);
+  // Cut the message short.
+  auto cut = buf;
+  cut.pop_back();
+  batch broken;
+  caf::binary_deserializer source{nullptr, cut};
+  CHECK(source(broken));
+}
