@@ -120,12 +120,16 @@ void print_set(const set_outcome& out, bool lists_known) {
                 ok ? "yes" : "NO");
   }
   std::printf("sequential C++ %.6f s, libflow %.6f s (%.2fx), %llu elements "
-              "in %llu batches from %llu generators\n\n",
+              "in %llu batches from %llu generators",
               out.sequential_s, out.flow_s,
               out.flow_s > 0 ? out.sequential_s / out.flow_s : 0.0,
               static_cast<unsigned long long>(out.res.aggregated),
               static_cast<unsigned long long>(out.res.batches),
               static_cast<unsigned long long>(out.res.sources));
+  if (out.res.remote_batches > 0)
+    std::printf(", %llu batches reduced by worker nodes",
+                static_cast<unsigned long long>(out.res.remote_batches));
+  std::printf("\n\n");
   std::fflush(stdout);
 }
 

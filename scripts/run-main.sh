@@ -22,4 +22,26 @@ echo "== flow-etl sum --pushdown (the server aggregates each partition)"
 build/release/apps/flow-etl sum --pushdown || status=$?
 echo "== flow-etl clean (the data-cleaning job: ads -> ads_clean, ads_rejects, ads_summary)"
 build/release/apps/flow-etl clean || status=$?
+echo "== flow-keyed with a worker node (flow::net: a second process over mutual TLS)"
+# A throwaway CA and two node certificates; the manager listens on a free
+# loopback port and waits for the worker node, which lends it 1 reducer.
+certs=$(mktemp -d)
+scripts/make-certs.sh "$certs" manager worker >/dev/null
+log=$(mktemp)
+build/release/apps/flow-keyed --preset 2 --batch 16384 --workers 1 \
+  --listen 127.0.0.1:0 --min-workers 1 --cert "$certs/manager.pem" \
+  --key "$certs/manager.key" --ca "$certs/ca.pem" 2> >(tee "$log" >&2) &
+manager=$!
+port=""
+for _ in $(seq 1 200); do
+  port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$log" | head -1)
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+build/release/apps/flow-node worker --connect "127.0.0.1:$port" --reducers 1 \
+  --name worker --log-level warn --cert "$certs/worker.pem" \
+  --key "$certs/worker.key" --ca "$certs/ca.pem" 2>/dev/null &
+wait "$manager" || status=$?
+wait 2>/dev/null || true
+rm -rf "$certs" "$log"
 exit "$status"
