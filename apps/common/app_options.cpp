@@ -164,42 +164,41 @@ std::chrono::milliseconds test_reducer_delay() {
   return std::chrono::milliseconds{*x};
 }
 
-reducer<std::int64_t> poisoned(reducer<std::int64_t> fn) {
+namespace {
+
+/// The test hooks around `fn`: sleep per batch, throw on the poison value
+/// (`value_of` reads an element's value).
+template <class T, class ValueOf>
+reducer<T> with_test_hooks(reducer<T> fn, ValueOf value_of) {
   auto poison = poison_value();
   auto delay = test_reducer_delay();
   if (!poison && delay.count() == 0)
     return fn;
-  auto bad = poison.value_or(0);
-  bool check = poison.has_value();
-  return [fn = std::move(fn), bad, check, delay](
-           const batch_ref<std::int64_t>& b, partial& out) {
+  return [fn = std::move(fn), poison, delay,
+          value_of](const batch_ref<T>& b, partial& out) {
     if (delay.count() > 0)
       std::this_thread::sleep_for(delay);
-    for (auto x : b.items)
-      if (check && x == bad)
-        throw std::runtime_error("test hook: poisoned value "
-                                 + std::to_string(bad));
+    if (poison)
+      for (auto& x : b.items)
+        if (value_of(x) == *poison)
+          throw std::runtime_error("test hook: poisoned value "
+                                   + std::to_string(*poison));
     fn(b, out);
   };
 }
 
+} // namespace
+
+reducer<std::int64_t> poisoned(reducer<std::int64_t> fn) {
+  return with_test_hooks<std::int64_t>(std::move(fn),
+                                       [](std::int64_t x) { return x; });
+}
+
 reducer<keyed_value> poisoned(reducer<keyed_value> fn) {
-  auto poison = poison_value();
-  auto delay = test_reducer_delay();
-  if (!poison && delay.count() == 0)
-    return fn;
-  auto bad = poison.value_or(0);
-  bool check = poison.has_value();
-  return [fn = std::move(fn), bad, check, delay](
-           const batch_ref<keyed_value>& b, partial& out) {
-    if (delay.count() > 0)
-      std::this_thread::sleep_for(delay);
-    for (auto& x : b.items)
-      if (check && x.value == bad)
-        throw std::runtime_error("test hook: poisoned value "
-                                 + std::to_string(bad));
-    fn(b, out);
-  };
+  return with_test_hooks<keyed_value>(std::move(fn),
+                                      [](const keyed_value& x) {
+                                        return x.value;
+                                      });
 }
 
 runtime::runtime(
