@@ -135,6 +135,16 @@ std::string wait_for_port(const child& manager) {
   return {};
 }
 
+/// Waits until `path` contains `text` (at most 30 s).
+bool wait_for_text(const std::string& path, const std::string& text) {
+  for (int i = 0; i < 1200; ++i) {
+    if (slurp(path).find(text) != std::string::npos)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
+}
+
 std::vector<std::string> with(std::vector<std::string> xs,
                               const std::vector<std::string>& more) {
   xs.insert(xs.end(), more.begin(), more.end());
@@ -171,11 +181,15 @@ TEST_CASE("net: a manager and two worker nodes over mutual TLS give the "
           "in-process result",
           "[net]") {
   auto& c = the_certs();
-  std::vector<std::string> job{keyed, "--sizes", "3000000,1000000,3000000",
-                               "--json", "--batch", "65536", "--workers",
+  // The spin reducer (about 1 us per element) keeps the job running for a
+  // while, so the workers' reducers, which join a few milliseconds after
+  // the job starts, surely get batches.
+  std::vector<std::string> job{keyed,      "--sizes", "300000,100000,300000",
+                               "--json",   "--batch", "16384",
+                               "--reducer", "spin",   "--workers",
                                "1"};
-  auto local = run_program(keyed, {"--sizes", "3000000,1000000,3000000",
-                                   "--json", "--batch", "65536"});
+  auto local = run_program(keyed, {"--sizes", "300000,100000,300000",
+                                   "--json", "--batch", "16384"});
   REQUIRE(local.rc == 0);
   child manager{with(with(job, {"--listen", "127.0.0.1:0", "--min-workers",
                                 "2"}),
@@ -209,7 +223,7 @@ TEST_CASE("net: a worker node killed mid-job; its batches are dispatched "
           "[net][faults]") {
   auto& c = the_certs();
   // spin: about 1 us per element, so the job runs for seconds.
-  child manager{with({keyed, "--sizes", "2000000,2000000", "--json",
+  child manager{with({keyed, "--sizes", "3000000,3000000", "--json",
                       "--batch", "16384", "--workers", "1", "--reducer",
                       "spin", "--listen", "127.0.0.1:0", "--min-workers",
                       "1"},
@@ -221,8 +235,10 @@ TEST_CASE("net: a worker node killed mid-job; its batches are dispatched "
                  "--reducers", "2", "--name", "doomed"},
                 c.tls("w1")),
            "doomed"};
-  // Let it take batches, then kill it without warning.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Once it has reducers in the job (which needs about 3 s on two cores),
+  // let it take batches, then kill it without warning.
+  REQUIRE(wait_for_text(w1.err, "lent 2 reducers"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   w1.kill_now();
   CHECK(w1.wait() == 128 + SIGKILL);
   auto rc = manager.wait();
@@ -272,7 +288,7 @@ TEST_CASE("net: when the manager is killed, worker nodes stop with a clear "
                  "--reducers", "1", "--name", "orphan"},
                 c.tls("w1")),
            "orphan"};
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  REQUIRE(wait_for_text(w1.err, "lent 1 reducers"));
   manager.kill_now();
   manager.wait();
   auto start = std::chrono::steady_clock::now();
