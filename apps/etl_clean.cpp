@@ -252,28 +252,6 @@ committed_summary(const clean_config& cfg, const pg::table_name& staging) {
   }
 }
 
-/// True for errors that a new connection may cure: the server went away, a
-/// backend was terminated, the server is starting or shutting down.
-bool connection_lost(const caf::error& err) {
-  auto text = describe(err);
-  for (auto* needle :
-       {"57P01", "57P02", "57P03", " 08000", " 08003", " 08006",
-        "08001", "08004", "server closed the connection",
-        "connection to server", "Lost connection", "cannot connect",
-        "terminating connection", "no connection to the server"})
-    if (text.find(needle) != std::string::npos)
-      return true;
-  return false;
-}
-
-/// True when the server could not be reached at all (as opposed to a
-/// connection lost midway): libpq's "connection to server ... failed".
-bool connect_failed(const caf::error& err) {
-  auto text = describe(err);
-  return text.find("connection to server") != std::string::npos
-         && text.find("failed:") != std::string::npos;
-}
-
 /// One attempt: a fresh run, or (resume) the continuation of the run whose
 /// checkpoints the staging schema holds. A retry after a lost connection
 /// (`fresh_if_none`) starts afresh when the lost run had committed nothing.
@@ -390,8 +368,9 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
     }
     // A server that cannot be reached at the start is reported at once; one
     // lost midway (or not back yet) is waited for.
-    if (!connection_lost(rep.error()) || resumes >= cfg.reconnects
-        || interrupted() || (resumes == 0 && connect_failed(rep.error())))
+    auto& err = rep.error();
+    if (!pg::connection_lost(err) || resumes >= cfg.reconnects
+        || interrupted() || (resumes == 0 && pg::connect_failed(err)))
       return rep;
     // The output committed so far and its checkpoints are safe in the
     // staging schema: continue from them on a new connection.

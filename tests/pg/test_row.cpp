@@ -239,3 +239,25 @@ TEST_CASE("errors: SQL states map to names and codes", "[pg][error]") {
   CHECK(pg::errc_of_sqlstate("08006") == errc::source_failed);
   CHECK(pg::errc_of_sqlstate("") == errc::source_failed);
 }
+
+TEST_CASE("pg errors: lost connections are told apart from unreachable "
+          "servers and from other errors",
+          "[pg][errors]") {
+  auto err = [](const std::string& text) {
+    return flow::make_error(flow::errc::source_failed, text);
+  };
+  auto admin = err("57P01 admin_shutdown: terminating connection due to "
+                   "administrator command");
+  auto closed = err("COPY failed: server closed the connection unexpectedly");
+  auto refused = err("cannot connect: connection to server at \"127.0.0.1\", "
+                     "port 1 failed: Connection refused");
+  auto missing = err("42P01 undefined_table: relation \"x\" does not exist");
+  CHECK(flow::pg::connection_lost(admin));
+  CHECK(flow::pg::connection_lost(closed));
+  CHECK(flow::pg::connection_lost(refused));
+  CHECK_FALSE(flow::pg::connection_lost(missing));
+  CHECK_FALSE(flow::pg::connection_lost(caf::error{}));
+  CHECK(flow::pg::connect_failed(refused));
+  CHECK_FALSE(flow::pg::connect_failed(admin));
+  CHECK_FALSE(flow::pg::connect_failed(closed));
+}

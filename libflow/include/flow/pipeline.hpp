@@ -73,14 +73,7 @@ public:
   pipeline& reduce(reducer<T> fn) {
     if (!fn)
       throw std::invalid_argument("flow::pipeline::reduce: empty function");
-    spec_.reduce = [fn = std::move(fn)](const detail::batch_header& hdr,
-                                        const detail::erased_slice& xs,
-                                        partial& out) {
-      batch_ref<T> ref{slice<T>{xs.owner, static_cast<const T*>(xs.data),
-                                xs.size},
-                       *hdr.label, hdr.source, hdr.seq, hdr.first};
-      fn(ref, out);
-    };
+    spec_.reduce = detail::erase_reducer<T>(std::move(fn));
     return *this;
   }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -56,36 +57,31 @@ std::map<std::string, registered>& registry() {
   return instance;
 }
 
-template <class T>
-detail::erased_reducer erase(reducer<T> fn) {
-  return [fn = std::move(fn)](const detail::batch_header& hdr,
-                              const detail::erased_slice& xs, partial& out) {
-    batch_ref<T> ref{slice<T>{xs.owner, static_cast<const T*>(xs.data),
-                              xs.size},
-                     *hdr.label, hdr.source, hdr.seq, hdr.first};
-    fn(ref, out);
-  };
-}
-
 void register_builtins() {
   static std::once_flag once;
   std::call_once(once, [] {
     std::lock_guard<std::mutex> guard{registry_mtx};
     auto& xs = registry();
+    using detail::erase_reducer;
     xs["sum_by_label"] = {detail::element_kind::int64,
-                          erase<std::int64_t>(sum_by_label())};
+                          erase_reducer<std::int64_t>(sum_by_label())};
     xs["spin_sum_by_label"] = {detail::element_kind::int64,
-                               erase<std::int64_t>(spin_sum_by_label())};
+                               erase_reducer<std::int64_t>(
+                                 spin_sum_by_label())};
     xs["sum_by_key"] = {detail::element_kind::keyed,
-                        erase<keyed_value>(sum_by_key())};
+                        erase_reducer<keyed_value>(sum_by_key())};
   });
 }
 
-const registered* find_reducer(const std::string& name) {
+/// A copy, so that a later register_reducer replacing this name cannot
+/// change it while a node uses it.
+std::optional<registered> find_reducer(const std::string& name) {
   register_builtins();
   std::lock_guard<std::mutex> guard{registry_mtx};
   auto i = registry().find(name);
-  return i == registry().end() ? nullptr : &i->second;
+  if (i == registry().end())
+    return std::nullopt;
+  return i->second;
 }
 
 // -- the coordinator's entry actor -------------------------------------------
@@ -188,7 +184,7 @@ caf::behavior node_actor(caf::stateful_actor<node_state>* self,
   return {
     [=](job_atom, caf::actor manager, const std::string& reducer) {
       auto fn = find_reducer(reducer);
-      if (fn == nullptr) {
+      if (!fn) {
         logger()->error("the manager asked for reducer '{}', which this "
                         "node does not know; not joining that job",
                         reducer);

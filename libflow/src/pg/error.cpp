@@ -165,4 +165,25 @@ void rethrow_as_input_error(const std::string& conninfo,
   }
 }
 
+bool connection_lost(const caf::error& err) {
+  // Errors reach here as text (SQL state first where there is one): libpq
+  // reports a dropped connection without a state, libpqxx as
+  // broken_connection, described as "cannot connect".
+  auto text = describe(err);
+  for (auto* needle :
+       {"57P01", "57P02", "57P03", " 08000", " 08003", " 08006", "08001",
+        "08004", "server closed the connection", "connection to server",
+        "Lost connection", "cannot connect", "terminating connection",
+        "no connection to the server"})
+    if (text.find(needle) != std::string::npos)
+      return true;
+  return false;
+}
+
+bool connect_failed(const caf::error& err) {
+  auto text = describe(err);
+  return text.find("connection to server") != std::string::npos
+         && text.find("failed:") != std::string::npos;
+}
+
 } // namespace flow::pg

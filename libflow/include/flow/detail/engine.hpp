@@ -17,6 +17,7 @@
 #include "flow/keyed_value.hpp"
 #include "flow/options.hpp"
 #include "flow/partial.hpp"
+#include "flow/reducer.hpp"
 #include "flow/result.hpp"
 #include "flow/sink.hpp"
 #include "flow/source.hpp"
@@ -151,6 +152,19 @@ struct batch_header {
 /// A reducer with its element type erased.
 using erased_reducer
   = std::function<void(const batch_header&, const erased_slice&, partial&)>;
+
+/// Erases the element type of a reducer: the engine (and a worker node's
+/// registry) hand it untyped slices.
+template <class T>
+erased_reducer erase_reducer(reducer<T> fn) {
+  return [fn = std::move(fn)](const batch_header& hdr, const erased_slice& xs,
+                              partial& out) {
+    batch_ref<T> ref{slice<T>{xs.owner, static_cast<const T*>(xs.data),
+                              xs.size},
+                     *hdr.label, hdr.source, hdr.seq, hdr.first};
+    fn(ref, out);
+  };
+}
 
 /// A sink with its row type erased.
 class any_sink {

@@ -140,16 +140,7 @@ caf::error serve(caf::actor_system& sys, const endpoint& to,
 template <class T>
 void register_reducer(const std::string& name, reducer<T> fn) {
   register_erased(name, detail::element_traits<T>::kind,
-                  [fn = std::move(fn)](const detail::batch_header& hdr,
-                                       const detail::erased_slice& xs,
-                                       partial& out) {
-                    batch_ref<T> ref{slice<T>{xs.owner,
-                                              static_cast<const T*>(xs.data),
-                                              xs.size},
-                                     *hdr.label, hdr.source, hdr.seq,
-                                     hdr.first};
-                    fn(ref, out);
-                  });
+                  detail::erase_reducer<T>(std::move(fn)));
 }
 
 } // namespace flow::net

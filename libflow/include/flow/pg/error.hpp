@@ -48,4 +48,13 @@ caf::error current_error(const std::string& conninfo = {},
 [[noreturn]] void rethrow_as_input_error(const std::string& conninfo,
                                          const std::string& context);
 
+/// True for errors that a new connection may cure: the server went away,
+/// a backend was terminated, the server is starting or shutting down (SQL
+/// states 08xxx and 57P01..03, or libpq's and libpqxx's messages for them).
+bool connection_lost(const caf::error& err);
+
+/// True when the server could not be reached at all, as opposed to a
+/// connection lost midway (libpq's "connection to server ... failed").
+bool connect_failed(const caf::error& err);
+
 } // namespace flow::pg
