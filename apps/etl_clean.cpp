@@ -1,6 +1,7 @@
 #include "etl_clean.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -9,6 +10,8 @@
 #include <tuple>
 
 #include <caf/actor_system.hpp>
+
+#include <unistd.h>
 
 #include <pqxx/connection>
 #include <pqxx/result>
@@ -25,6 +28,10 @@
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/read.hpp"
+#ifdef FLOW_HAS_NET
+#include "common/net_options.hpp"
+#include "flow/net/net.hpp"
+#endif
 
 #include <spdlog/spdlog.h>
 
@@ -123,6 +130,16 @@ std::vector<pg::copy_row> reject_rows(const std::vector<dead_letter>& xs) {
   return rows;
 }
 
+/// Decodes a row of (id, title, city, price, posted_at).
+raw_ad decode_ad(const pg::row_view& r) {
+  return raw_ad{r.int64(0), opt(r.opt_text(1)), opt(r.opt_text(2)),
+                opt(r.opt_text(3)), opt(r.opt_text(4))};
+}
+
+/// The columns of the raw ads a partition reads.
+const std::vector<std::string> ad_columns = {"id", "title", "city", "price",
+                                             "posted_at"};
+
 /// Test hook: with FLOW_TEST_POISON=ID the cleaning of the ad with that id
 /// throws, as a bug in a cleaning rule would.
 reducer<raw_ad> with_poison(reducer<raw_ad> fn) {
@@ -208,6 +225,20 @@ bool clean_report::ok() const {
 
 namespace {
 
+/// After the job: unless it was stopped (then the sink aborted and no table
+/// changed), the counts read back from the committed tables.
+caf::expected<clean_report> checked(const clean_config& cfg, clean_report rep,
+                                    std::size_t summary_keys) {
+  if (rep.res.partial)
+    return rep;
+  rep.summary_keys = summary_keys;
+  stopwatch verify_sw;
+  if (auto err = verify_tables(cfg, rep))
+    return err;
+  rep.verify_seconds = verify_sw.seconds();
+  return rep;
+}
+
 /// The three output tables, written by one sink.
 std::vector<pg::output_table> output_tables(const clean_config& cfg) {
   return {{cfg.clean,
@@ -260,8 +291,7 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
                                         bool fresh_if_none) {
   stopwatch sw;
   auto tables = output_tables(cfg);
-  pg::read_spec spec{cfg.conninfo, cfg.ads,
-                     {"id", "title", "city", "price", "posted_at"}, "ctid",
+  pg::read_spec spec{cfg.conninfo, cfg.ads, ad_columns, "ctid",
                      cfg.partitions};
   std::optional<pg::resume_state> state;
   std::map<std::string, aggregate> seed;
@@ -283,10 +313,7 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
   auto read = pg::partitioned_read::open(spec);
   if (!read)
     return std::move(read.error());
-  auto sources = read->row_sources<raw_ad>([](const pg::row_view& r) {
-    return raw_ad{r.int64(0), opt(r.opt_text(1)), opt(r.opt_text(2)),
-                  opt(r.opt_text(3)), opt(r.opt_text(4))};
-  });
+  auto sources = read->row_sources<raw_ad>(decode_ad);
   if (!sources)
     return std::move(sources.error());
   auto plan = read->ranges();
@@ -339,16 +366,7 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
   if (state)
     for (auto n : state->done)
       rep.resumed_ads += n;
-  if (rep.res.partial) {
-    // Stopped by a signal: the sink aborted, no table changed.
-    return rep;
-  }
-  rep.summary_keys = *summary_keys;
-  stopwatch verify_sw;
-  if (auto err = verify_tables(cfg, rep))
-    return err;
-  rep.verify_seconds = verify_sw.seconds();
-  return rep;
+  return checked(cfg, std::move(rep), *summary_keys);
 }
 
 } // namespace
@@ -384,5 +402,171 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
     resume = true;
   }
 }
+
+// -- distributed: worker nodes clean partitions ------------------------------
+
+namespace {
+
+/// Where a node stages one partition's output: two tables in `schema`,
+/// committed by the node, adopted by the manager's sink at its commit. They
+/// travel as the partition ticket's extra fields.
+struct clean_task {
+  pg::partition_ticket ticket;
+  std::string schema;
+  std::string clean;
+  std::string rejects;
+};
+
+std::string encode(const clean_task& t) {
+  auto ticket = t.ticket;
+  ticket.extra = {t.schema, t.clean, t.rejects};
+  return ticket.encode();
+}
+
+caf::expected<clean_task> decode_clean_task(const std::string& payload) {
+  auto tk = pg::partition_ticket::decode(payload);
+  if (!tk)
+    return std::move(tk.error());
+  if (tk->extra.size() != 3)
+    return make_error(errc::bad_input,
+                      "clean task: the ticket does not name its staging "
+                      "tables");
+  clean_task t{*tk, tk->extra[0], tk->extra[1], tk->extra[2]};
+  return t;
+}
+
+} // namespace
+
+caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
+                                              const std::string& conninfo,
+                                              const std::string& payload) {
+  auto task = decode_clean_task(payload);
+  if (!task)
+    return std::move(task.error());
+  auto ci = conninfo.empty() ? task->ticket.conninfo : conninfo;
+  auto reader = pg::open_partition(task->ticket, ci);
+  if (!reader)
+    return std::move(reader.error());
+  // The same clean and rejects columns as the targets; no primary keys here
+  // (the manager builds them once, over every partition, at its commit).
+  clean_config names;
+  auto all = output_tables(names);
+  std::vector<pg::output_table> staged{
+    {{task->schema, task->clean}, all[clean_table].columns, ""},
+    {{task->schema, task->rejects}, all[rejects_table].columns, ""}};
+  auto snk = std::make_unique<pg::copy_sink>(ci, staged);
+  snk->on_dead_letters(reject_rows);
+  pipeline<raw_ad> p;
+  p.add(source<raw_ad>{
+    std::make_unique<pg::row_source<raw_ad, decltype(&decode_ad)>>(
+      std::move(*reader), &decode_ad)});
+  options opts;
+  opts.batch_size = 16384;
+  opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  return p.reduce(with_poison(clean_batch))
+    .describe(describe_ad)
+    .sink(sink<pg::copy_row>{std::move(snk)})
+    .with(opts)
+    .run(sys);
+}
+
+#ifdef FLOW_HAS_NET
+
+caf::expected<clean_report>
+run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
+                      const flow::net::coordinator& coord,
+                      std::size_t min_workers) {
+  stopwatch sw;
+  pg::read_spec spec{cfg.conninfo, cfg.ads, ad_columns, "ctid",
+                     cfg.partitions};
+  auto read = pg::partitioned_read::open(spec);
+  if (!read)
+    return std::move(read.error());
+  auto tickets = read->tickets();
+  if (!tickets)
+    return std::move(tickets.error());
+  // The nodes' staged tables: in a schema of their own, named after this
+  // run's snapshot (unique while it exists) and the partition.
+  const std::string schema = "flow_dist";
+  std::uint64_t h = 1469598103934665603ULL;
+  for (auto c : read->snapshot_id() + std::to_string(::getpid())) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  char tag[24];
+  std::snprintf(tag, sizeof(tag), "d%016llx",
+                static_cast<unsigned long long>(h));
+  try {
+    pqxx::connection conn{cfg.conninfo};
+    pqxx::work tx{conn};
+    tx.exec("CREATE SCHEMA IF NOT EXISTS " + pg::quote_ident(schema));
+    tx.commit();
+  } catch (...) {
+    return pg::current_error(cfg.conninfo, "creating the staging schema");
+  }
+  auto tables = output_tables(cfg);
+  auto summary_keys = std::make_shared<std::size_t>(0);
+  auto summary = [summary_keys](const job_result& res) {
+    *summary_keys = res.keys.size();
+    return summary_rows(res);
+  };
+  auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, tables, summary,
+                                             cfg.before_commit);
+  std::vector<pg::table_name> staged;
+  auto ledger = std::make_shared<flow::net::task_ledger>();
+  pipeline<key_result> p;
+  for (auto& t : *tickets) {
+    clean_task task{t, schema,
+                    std::string{tag} + "_p" + std::to_string(t.index) + "_c",
+                    std::string{tag} + "_p" + std::to_string(t.index) + "_r"};
+    snk->adopt(clean_table, {schema, task.clean});
+    snk->adopt(rejects_table, {schema, task.rejects});
+    staged.push_back({schema, task.clean});
+    staged.push_back({schema, task.rejects});
+    p.add(flow::net::task_source(
+      sys, &coord, clean_partition_task, encode(task),
+      "partition " + std::to_string(t.index + 1) + "/"
+        + std::to_string(t.count) + " of " + cfg.ads.display(),
+      ledger));
+  }
+  wait_for_workers(coord, min_workers, "flow-etl");
+  auto started = p.reduce(flow::net::merge_key_results())
+                   .sink(sink<pg::copy_row>{std::move(snk)})
+                   .with(cfg.opts)
+                   .start(sys);
+  if (!started)
+    return std::move(started.error());
+  auto res = wait_with_progress(*started, 0, "clean");
+  // The snapshot may go once every partition has been read.
+  read->release();
+  if (!res || res->partial) {
+    // The targets did not change; the partitions the nodes staged go.
+    try {
+      pqxx::connection conn{cfg.conninfo};
+      pqxx::work tx{conn};
+      for (auto& t : staged)
+        tx.exec("DROP TABLE IF EXISTS " + t.quoted());
+      tx.commit();
+    } catch (...) {
+      logger()->warn("clean: could not drop the staged partitions in {}",
+                     schema);
+    }
+  }
+  if (!res)
+    return std::move(res.error());
+  clean_report rep;
+  // The rows' accounting is the tasks'; the keys are the manager's.
+  rep.res = ledger->totals();
+  rep.res.keys = std::move(res->keys);
+  rep.res.final = res->final;
+  rep.res.partial = res->partial;
+  rep.res.abandoned = res->abandoned;
+  rep.node_tasks = ledger->remote_tasks();
+  rep.local_tasks = ledger->local_tasks();
+  rep.seconds = sw.seconds();
+  return checked(cfg, std::move(rep), *summary_keys);
+}
+
+#endif // FLOW_HAS_NET
 
 } // namespace flow::apps

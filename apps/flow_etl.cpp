@@ -35,6 +35,11 @@
 #include "common/progress.hpp"
 #include "common/signals.hpp"
 #include "etl_clean.hpp"
+#include "etl_tasks.hpp"
+#ifdef FLOW_HAS_NET
+#include "common/net_options.hpp"
+#include "flow/net/net.hpp"
+#endif
 #include "flow/flow.hpp"
 #include "flow/pg/pg.hpp"
 
@@ -455,55 +460,6 @@ int cmd_init(int argc, char** argv) {
 
 // -- sum --------------------------------------------------------------------
 
-/// A row of elements as the reducers see it.
-struct element_row {
-  /// list_size and list_id packed (see list_key).
-  std::int64_t key = 0;
-  std::int64_t value = 0;
-  bool has_value = false;
-};
-
-/// The manager's key for a list: list_size in the high 32 bits, list_id in
-/// the low ones. Exact and one key per list, so the number of lists of a
-/// size is the number of keys with that size, whichever partitions a list's
-/// rows fall into.
-std::int64_t list_key(std::int32_t list_size, std::int32_t list_id) {
-  return static_cast<std::int64_t>(list_size) * (std::int64_t{1} << 32)
-         + static_cast<std::int64_t>(static_cast<std::uint32_t>(list_id));
-}
-
-std::int64_t size_of_key(std::int64_t key) {
-  return key >> 32; // arithmetic shift: floor division by 2^32
-}
-
-/// Folds a batch per list locally (rows of one list come in runs), then
-/// hands one aggregate per list to the partial; NULL values are rejected.
-reducer<element_row> sum_per_list() {
-  return [](const batch_ref<element_row>& b, partial& out) {
-    std::vector<std::pair<std::int64_t, aggregate>> acc;
-    std::size_t last = 0;
-    std::uint64_t nulls = 0;
-    for (auto& x : b.items) {
-      if (!x.has_value) {
-        ++nulls;
-        continue;
-      }
-      if (last >= acc.size() || acc[last].first != x.key) {
-        last = 0;
-        while (last < acc.size() && acc[last].first != x.key)
-          ++last;
-        if (last == acc.size())
-          acc.emplace_back(x.key, aggregate{});
-      }
-      acc[last].second.add(x.value);
-    }
-    for (auto& [k, a] : acc)
-      out.add(flow::key{k}, a);
-    if (nulls > 0)
-      out.reject("NULL value", nulls);
-  };
-}
-
 /// Per list size: the aggregate and the number of lists.
 struct size_total {
   aggregate agg;
@@ -578,7 +534,63 @@ struct sum_config {
   bool json = false;
   std::string output;
   options opts;
+#ifdef FLOW_HAS_NET
+  /// With --listen: worker nodes read and reduce the partitions.
+  const flow::net::coordinator* coord = nullptr;
+  std::size_t min_workers = 0;
+#endif
 };
+
+#ifdef FLOW_HAS_NET
+/// The manager side of `sum|clean --listen`: the actor system with CAF's
+/// network modules and the coordinator worker nodes connect to.
+struct manager_node {
+  runtime rt;
+  std::optional<flow::net::coordinator> coord;
+
+  manager_node(const net_options& net, const std::string& conninfo)
+    : rt([&](caf::actor_system_config& cfg) {
+        if (net.listen)
+          flow::net::configure(cfg, net.sec);
+      }) {
+    if (!net.listen)
+      return;
+    // With no node connected the manager reads partitions itself.
+    register_etl_tasks(conninfo);
+    auto c = flow::net::coordinator::listen(rt.system(), *net.listen,
+                                            net.sec);
+    if (!c)
+      throw usage_error(describe(c.error()));
+    // Tests and scripts read the port from this line (port 0: a free one).
+    std::cerr << prog << ": listening on " << net.listen->host << ":"
+              << c->port() << std::endl;
+    coord.emplace(std::move(*c));
+  }
+};
+
+/// Runs `body` as the manager of a --listen job. CAF 0.17's middleman does
+/// not always shut down while peers are connected, so once the results are
+/// out (or the error is reported) and the database is finished, the process
+/// leaves at once; the worker nodes see the connection go and stop.
+template <class F>
+int run_listening(database& db, bool keep, const net_options& net, F body) {
+  int rc = exit_ok;
+  try {
+    // Never destroyed: the process leaves with _Exit below.
+    auto* mgr = new manager_node{net, db.conninfo};
+    rc = body(*mgr);
+  } catch (const usage_error& e) {
+    rc = report_usage_error(prog, e.what());
+  } catch (const std::exception& e) {
+    rc = report_usage_error(prog, e.what());
+  }
+  finish_database(db, keep);
+  std::cout.flush();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(rc);
+}
+#endif
 
 int run_sum(const std::string& conninfo, const sum_config& cfg,
             caf::actor_system& sys) {
@@ -593,6 +605,28 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   if (!read)
     fail(read.error());
   caf::expected<job> started = caf::error{};
+  // With --listen, the rows' accounting comes from the partitions' tasks
+  // (the manager's own job merges their keys).
+#ifdef FLOW_HAS_NET
+  std::shared_ptr<flow::net::task_ledger> ledger;
+  if (cfg.coord != nullptr) {
+    auto tickets = read->tickets();
+    if (!tickets)
+      fail(tickets.error());
+    wait_for_workers(*cfg.coord, cfg.min_workers, prog);
+    ledger = std::make_shared<flow::net::task_ledger>();
+    pipeline<key_result> p;
+    for (auto& t : *tickets)
+      p.add(flow::net::task_source(
+        sys, cfg.coord, sum_task, t.encode(),
+        "partition " + std::to_string(t.index + 1) + "/"
+          + std::to_string(t.count) + " of " + cfg.table.display(),
+        ledger));
+    started = p.reduce(flow::net::merge_key_results())
+                .with(cfg.opts)
+                .start(sys);
+  } else
+#endif
   if (cfg.pushdown) {
     pg::pushdown_spec pd;
     pd.group_columns = {"list_size", "list_id"};
@@ -608,17 +642,8 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
       p.add(std::move(s));
     started = p.reduce(pg::merge_by_key()).with(cfg.opts).start(sys);
   } else {
-    auto srcs = read->row_sources<element_row>([](const pg::row_view& r) {
-      element_row x;
-      auto id = r.int32(0);
-      auto size = r.int32(1);
-      x.key = list_key(size, id);
-      if (auto v = r.opt_int64(2)) {
-        x.value = *v;
-        x.has_value = true;
-      }
-      return x;
-    });
+    auto srcs = read->row_sources<element_row>(
+      [](const pg::row_view& r) { return decode_element_row(r); });
     if (!srcs)
       fail(srcs.error());
     pipeline<element_row> p;
@@ -665,14 +690,28 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   std::uint64_t rows = 0;
   for (auto& [k, t] : mine)
     rows += t.agg.count;
-  bool all_ok = res->final && res->balanced() && mine.size() == ref.by_size.size()
-                && (cfg.pushdown || res->rejected == ref.null_values);
+  // The rows' own accounting: this job's, or, distributed, the tasks'.
+  auto rows_res = *res;
+  bool dist = false;
+  std::uint64_t node_tasks = 0;
+  std::uint64_t local_tasks = 0;
+#ifdef FLOW_HAS_NET
+  if (ledger) {
+    dist = true;
+    rows_res = ledger->totals();
+    node_tasks = ledger->remote_tasks();
+    local_tasks = ledger->local_tasks();
+  }
+#endif
+  bool all_ok = res->final && res->balanced() && rows_res.balanced()
+                && mine.size() == ref.by_size.size()
+                && (cfg.pushdown || rows_res.rejected == ref.null_values);
   std::set<std::int64_t> keys;
   for (auto& [k, t] : mine)
     keys.insert(k);
   for (auto& [k, t] : ref.by_size)
     keys.insert(k);
-  auto mode = cfg.pushdown ? "push-down" : "rows";
+  auto mode = dist ? "distributed" : cfg.pushdown ? "push-down" : "rows";
   if (!cfg.json)
     std::printf("%12s %6s %12s %16s %4s\n", "key", "lists", "elements", "sum",
                 "ok");
@@ -701,6 +740,11 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
         .add("partitions", static_cast<std::uint64_t>(read->ranges().size()))
         .add("libflow_s", flow_s)
         .add("server_s", ref.seconds);
+      if (dist)
+        obj.add("rows_read", rows_res.emitted)
+          .add("rows_rejected", rows_res.rejected)
+          .add("node_tasks", node_tasks)
+          .add("local_tasks", local_tasks);
       std::cout << obj.str() << '\n';
     } else {
       std::printf("%12lld %6llu %12llu %16s %4s\n", static_cast<long long>(k),
@@ -716,6 +760,13 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
                 cfg.table.display().c_str(), read->ranges().size(), mode,
                 cfg.by.c_str(), flow_s, ref.seconds,
                 all_ok ? "verified" : "MISMATCH");
+    if (dist)
+      std::printf("distributed: %llu rows read, %llu NULL values rejected; "
+                  "%llu partitions read by worker nodes, %llu here\n",
+                  static_cast<unsigned long long>(rows_res.emitted),
+                  static_cast<unsigned long long>(rows_res.rejected),
+                  static_cast<unsigned long long>(node_tasks),
+                  static_cast<unsigned long long>(local_tasks));
   }
   std::fflush(stdout);
   if (!all_ok) {
@@ -763,6 +814,9 @@ int cmd_sum(int argc, char** argv) {
   args.flag("json", "print one JSON object per key instead of a table");
   declare_init_options(args);
   declare_pipeline_options(args, "16384");
+#ifdef FLOW_HAS_NET
+  declare_net_options(args, true);
+#endif
   if (!args.parse(argc, argv))
     return exit_ok;
   sum_config cfg;
@@ -780,6 +834,13 @@ int cmd_sum(int argc, char** argv) {
     cfg.partitions = hw;
   cfg.pushdown = args.is_set("pushdown");
   cfg.json = args.is_set("json");
+#ifdef FLOW_HAS_NET
+  auto net = read_net_options(args, prog, true);
+  if (net.listen && cfg.pushdown)
+    throw usage_error("--pushdown and --listen exclude each other (with "
+                      "--pushdown the server aggregates every partition)");
+  cfg.min_workers = net.min_workers;
+#endif
   if (args.given("output")) {
     cfg.output = args.get("output");
     table_of(args, cfg.output);
@@ -798,6 +859,13 @@ int cmd_sum(int argc, char** argv) {
       throw;
     }
   }
+#ifdef FLOW_HAS_NET
+  if (net.listen)
+    return run_listening(db, args.is_set("keep"), net, [&](manager_node& mgr) {
+      cfg.coord = &*mgr.coord;
+      return run_sum(db.conninfo, cfg, mgr.rt.system());
+    });
+#endif
   int rc = exit_ok;
   try {
     runtime rt;
@@ -838,6 +906,8 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
       .add("libflow_s", rep.seconds)
       .add("rows_per_s", rep.seconds > 0 ? rep.ads / rep.seconds : 0.0)
       .add("verify_s", rep.verify_seconds);
+    if (rep.node_tasks + rep.local_tasks > 0)
+      obj.add("node_tasks", rep.node_tasks).add("local_tasks", rep.local_tasks);
     std::cout << obj.str() << std::endl;
     return;
   }
@@ -857,6 +927,11 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
     std::printf("resumed: %llu ads were committed by an interrupted run "
                 "(%zu reconnects in this one)\n",
                 static_cast<unsigned long long>(rep.resumed_ads), rep.resumes);
+  if (rep.node_tasks + rep.local_tasks > 0)
+    std::printf("distributed: %llu partitions cleaned by worker nodes, %llu "
+                "here\n",
+                static_cast<unsigned long long>(rep.node_tasks),
+                static_cast<unsigned long long>(rep.local_tasks));
   std::printf("every ad in exactly one of %s and %s: %s (%llu in both, %llu "
               "in neither); job %.3f s, %.0f rows/s; checked in %.3f s\n",
               cfg.clean.display().c_str(), cfg.rejects.display().c_str(),
@@ -866,6 +941,48 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
               rep.seconds > 0 ? rep.ads / rep.seconds : 0.0,
               rep.verify_seconds);
   std::fflush(stdout);
+}
+
+/// Prints a clean run's outcome; returns the exit code.
+int clean_outcome(caf::expected<clean_report> rep, const clean_config& cfg,
+                  bool json) {
+  int rc = exit_ok;
+  if (!rep)
+    fail(rep.error());
+  if (rep->res.partial || interrupted()) {
+    // The sink aborted before the result came back: no output table
+    // changed. Say what the stopped job had covered.
+    auto& res = rep->res;
+    if (json) {
+      json_object obj;
+      obj.add("partial", true)
+        .add("committed", !res.partial)
+        .add("emitted", res.emitted)
+        .add("aggregated", res.aggregated)
+        .add("rejected", res.rejected)
+        .add("dead_lettered", res.dead_lettered)
+        .add("abandoned", res.abandoned)
+        .add("ok", false);
+      std::cout << obj.str() << std::endl;
+    }
+    if (res.partial) {
+      report_partial(prog, res);
+      std::cerr << prog << ": clean: nothing was written; the output "
+                << "tables are unchanged" << std::endl;
+    }
+    return interrupted_exit_code();
+  }
+  print_clean(*rep, cfg, json);
+  report_dead_letters(prog, rep->res, cfg.rejects.display());
+  if (!rep->ok()) {
+    std::cerr << prog
+              << ": clean: the output does not account for every ad"
+              << std::endl;
+    rc = exit_mismatch;
+  } else if (rep->res.dead_lettered > 0) {
+    rc = exit_dead_letters;
+  }
+  return rc;
 }
 
 int cmd_clean(int argc, char** argv) {
@@ -899,6 +1016,9 @@ int cmd_clean(int argc, char** argv) {
              "5");
   declare_init_options(args);
   declare_pipeline_options(args, "16384");
+#ifdef FLOW_HAS_NET
+  declare_net_options(args, true);
+#endif
   if (!args.parse(argc, argv))
     return exit_ok;
   clean_config cfg;
@@ -921,6 +1041,12 @@ int cmd_clean(int argc, char** argv) {
   bool json = args.is_set("json");
   cfg.resume = args.is_set("resume");
   cfg.reconnects = args.get_uint("reconnects", 0, 1000);
+#ifdef FLOW_HAS_NET
+  auto net = read_net_options(args, prog, true);
+  if (net.listen && cfg.resume)
+    throw usage_error("--resume and --listen exclude each other (a "
+                      "distributed clean re-reads a lost partition instead)");
+#endif
   // Test hook (tests/pg/test_clean.cpp): fail, or pause to be killed, at the
   // last moment before the output would become visible.
   if (auto hook = std::getenv("FLOW_ETL_TEST_BEFORE_COMMIT")) {
@@ -948,44 +1074,19 @@ int cmd_clean(int argc, char** argv) {
                 << std::endl;
       run_init(db.conninfo, init);
     }
+#ifdef FLOW_HAS_NET
+    if (net.listen)
+      return run_listening(db, args.is_set("keep"), net,
+                           [&](manager_node& mgr) {
+                             return clean_outcome(
+                               run_distributed_clean(mgr.rt.system(), cfg,
+                                                     *mgr.coord,
+                                                     net.min_workers),
+                               cfg, json);
+                           });
+#endif
     runtime rt;
-    auto rep = run_clean(rt.system(), cfg);
-    if (!rep)
-      fail(rep.error());
-    if (rep->res.partial || interrupted()) {
-      // The sink aborted before the result came back: no output table
-      // changed. Say what the stopped job had covered.
-      auto& res = rep->res;
-      if (json) {
-        json_object obj;
-        obj.add("partial", true)
-          .add("committed", !res.partial)
-          .add("emitted", res.emitted)
-          .add("aggregated", res.aggregated)
-          .add("rejected", res.rejected)
-          .add("dead_lettered", res.dead_lettered)
-          .add("abandoned", res.abandoned)
-          .add("ok", false);
-        std::cout << obj.str() << std::endl;
-      }
-      if (res.partial) {
-        report_partial(prog, res);
-        std::cerr << prog << ": clean: nothing was written; the output "
-                  << "tables are unchanged" << std::endl;
-      }
-      finish_database(db, args.is_set("keep"));
-      return interrupted_exit_code();
-    }
-    print_clean(*rep, cfg, json);
-    report_dead_letters(prog, rep->res, cfg.rejects.display());
-    if (!rep->ok()) {
-      std::cerr << prog
-                << ": clean: the output does not account for every ad"
-                << std::endl;
-      rc = exit_mismatch;
-    } else if (rep->res.dead_lettered > 0) {
-      rc = exit_dead_letters;
-    }
+    rc = clean_outcome(run_clean(rt.system(), cfg), cfg, json);
   } catch (...) {
     finish_database(db, args.is_set("keep"));
     throw;

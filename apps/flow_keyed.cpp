@@ -222,14 +222,8 @@ struct cluster {
   /// Waits for the worker nodes --min-workers asks for.
   void before_start() const {
 #ifdef FLOW_HAS_NET
-    if (!coord || min_workers == 0)
-      return;
-    std::cerr << prog << ": waiting for " << min_workers
-              << " worker nodes" << std::endl;
-    if (!coord->wait_for_nodes(min_workers, std::chrono::minutes(2)))
-      throw usage_error("only " + std::to_string(coord->nodes()) + " of "
-                        + std::to_string(min_workers)
-                        + " worker nodes joined within 2 minutes");
+    if (coord)
+      wait_for_workers(*coord, min_workers, prog);
 #endif
   }
 

@@ -1,6 +1,8 @@
 // flow-node: a worker node. It connects to a manager (a program started with
 // --listen), lends reducers to each of its jobs and serves until the manager
-// goes away or it is stopped.
+// goes away or it is stopped. For flow-etl's jobs it also reads database
+// partitions itself (in the manager's snapshot) and returns their partial
+// aggregates.
 //
 //   manager (flow-keyed --listen) ◀──TLS──▶ flow-node worker --connect
 //     batches ──▶ the node's reducers ──▶ partial aggregates back
@@ -19,6 +21,9 @@
 #include "flow/error.hpp"
 #include "flow/net/net.hpp"
 #include "flow/types.hpp"
+#ifdef FLOW_HAS_PG
+#include "etl_tasks.hpp"
+#endif
 
 namespace {
 
@@ -49,6 +54,14 @@ int run(int argc, char** argv) {
              "0");
   args.value("name", "NAME", "this node's name in the manager's log",
              "");
+#ifdef FLOW_HAS_PG
+  args.value("db", "URI|CONNINFO",
+             "this node's connection to the manager's database, for the "
+             "partitions of flow-etl jobs (default: the manager's, without "
+             "its password, completed by this node's libpq environment: "
+             "PGPASSWORD, ~/.pgpass)",
+             "");
+#endif
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "info");
   declare_net_options(args, false);
@@ -70,6 +83,9 @@ int run(int argc, char** argv) {
     gethostname(host, sizeof(host) - 1);
     name = std::string{host} + ":" + std::to_string(getpid());
   }
+#ifdef FLOW_HAS_PG
+  flow::apps::register_etl_tasks(args.get("db"));
+#endif
   caf::actor_system_config cfg;
   configure_scheduler(cfg);
   flow::net::configure(cfg, net.sec);

@@ -1,5 +1,6 @@
 #include "net_options.hpp"
 
+#include <chrono>
 #include <iostream>
 
 #include "flow/error.hpp"
@@ -77,6 +78,17 @@ net_options read_net_options(arg_parser& args, const std::string& prog,
                  "encryption"
               << std::endl;
   return result;
+}
+
+void wait_for_workers(const flow::net::coordinator& coord, std::size_t n,
+                      const std::string& prog) {
+  if (n == 0)
+    return;
+  std::cerr << prog << ": waiting for " << n << " worker nodes" << std::endl;
+  if (!coord.wait_for_nodes(n, std::chrono::minutes(2)))
+    throw usage_error("only " + std::to_string(coord.nodes()) + " of "
+                      + std::to_string(n)
+                      + " worker nodes joined within 2 minutes");
 }
 
 } // namespace flow::apps

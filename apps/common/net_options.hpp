@@ -31,4 +31,9 @@ void declare_net_options(arg_parser& args, bool manager);
 net_options read_net_options(arg_parser& args, const std::string& prog,
                              bool manager);
 
+/// Waits (at most 2 minutes) until `n` worker nodes are connected to
+/// `coord`, saying so on stderr; throws usage_error when they are not.
+void wait_for_workers(const flow::net::coordinator& coord, std::size_t n,
+                      const std::string& prog);
+
 } // namespace flow::apps

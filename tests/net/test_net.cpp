@@ -25,6 +25,7 @@
 #include <caf/openssl/remote_actor.hpp>
 
 #include "json_fields.hpp"
+#include "net_support.hpp"
 #include "run_program.hpp"
 
 using flow::test::json_field;
@@ -35,121 +36,13 @@ namespace {
 
 const std::string keyed = FLOW_KEYED_PATH;
 const std::string node = FLOW_NODE_PATH;
-const std::string make_certs = MAKE_CERTS_PATH;
 
-/// Certificates for the whole test process: a CA with a manager and two
-/// workers, and a rogue CA with a node of its own.
-struct certs {
-  std::string dir;
-  certs() {
-    char tmpl[] = "/tmp/flow-net-certs-XXXXXX";
-    dir = mkdtemp(tmpl);
-    auto a = run_program(make_certs, {dir + "/good", "manager", "w1", "w2"});
-    auto b = run_program(make_certs, {dir + "/rogue", "rogue"});
-    if (a.rc != 0 || b.rc != 0)
-      throw std::runtime_error("make-certs.sh failed: " + a.err + b.err);
-  }
-  ~certs() {
-    run_program("/bin/rm", {"-rf", dir});
-  }
-  std::vector<std::string> tls(const std::string& who,
-                               const std::string& ca = "good") const {
-    auto base = dir + "/" + (ca == "good" ? "good" : "rogue") + "/";
-    return {"--cert", base + who + ".pem", "--key", base + who + ".key",
-            "--ca", base + "ca.pem"};
-  }
-};
-
-const certs& the_certs() {
-  static certs instance;
-  return instance;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-/// A child process with its output in files.
-struct child {
-  pid_t pid = -1;
-  std::string out;
-  std::string err;
-
-  child(const std::vector<std::string>& argv, const std::string& tag,
-        const std::string& env = {}) {
-    out = "/tmp/flow-net-" + std::to_string(getpid()) + "-" + tag + ".out";
-    err = "/tmp/flow-net-" + std::to_string(getpid()) + "-" + tag + ".err";
-    pid = fork();
-    if (pid == 0) {
-      if (!freopen(out.c_str(), "w", stdout)
-          || !freopen(err.c_str(), "w", stderr))
-        _exit(126);
-      if (!env.empty())
-        putenv(const_cast<char*>(env.c_str()));
-      std::vector<char*> args;
-      for (auto& a : argv)
-        args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-
-  /// Waits for the exit; returns the exit code (128 + signal if killed).
-  int wait() {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  void kill_now() {
-    ::kill(pid, SIGKILL);
-  }
-
-  ~child() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-  }
-};
-
-/// Waits until the manager printed its port.
-std::string wait_for_port(const child& manager) {
-  for (int i = 0; i < 400; ++i) {
-    auto text = slurp(manager.err);
-    auto pos = text.find("listening on 127.0.0.1:");
-    if (pos != std::string::npos) {
-      auto end = text.find('\n', pos);
-      if (end != std::string::npos)
-        return text.substr(pos + 23, end - pos - 23);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return {};
-}
-
-/// Waits until `path` contains `text` (at most 30 s).
-bool wait_for_text(const std::string& path, const std::string& text) {
-  for (int i = 0; i < 1200; ++i) {
-    if (slurp(path).find(text) != std::string::npos)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return false;
-}
-
-std::vector<std::string> with(std::vector<std::string> xs,
-                              const std::vector<std::string>& more) {
-  xs.insert(xs.end(), more.begin(), more.end());
-  return xs;
-}
+using flow::test::child;
+using flow::test::slurp;
+using flow::test::the_certs;
+using flow::test::wait_for_port;
+using flow::test::wait_for_text;
+using flow::test::with;
 
 /// Sums per key from flow-keyed's JSON lines.
 std::vector<std::string> sums_of(const std::string& out) {

@@ -456,3 +456,112 @@ TEST_CASE("push-down: the server's partial aggregates merge to the row path's "
     CHECK(rk.agg.count >= pk.agg.count);
   }
 }
+
+TEST_CASE("partition tickets: another connection reads a partition in the "
+          "read's snapshot, exactly the rows the read's own reader gets",
+          "[pg][partition][ticket]") {
+  auto schema = fresh_schema("tickets");
+  std::vector<kv> rows;
+  for (int i = 0; i < 4000; ++i)
+    rows.emplace_back(i % 97, i);
+  rows.emplace_back(opt_int{}, -1);
+  auto t = make_table(schema, rows);
+  for (std::string by : {"k", "ctid"}) {
+    auto spec = spec_for(t, 3);
+    spec.partition_column = by;
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE(read);
+    auto tickets = read->tickets();
+    REQUIRE(tickets);
+    REQUIRE(tickets->size() == read->ranges().size());
+    // Rows committed after the export are not seen through a ticket either.
+    exec("INSERT INTO " + t.quoted() + " VALUES (5, 123456)");
+    std::vector<kv> seen;
+    for (auto& ticket : *tickets) {
+      // The ticket crosses as text and never holds the password.
+      auto back = pg::partition_ticket::decode(ticket.encode());
+      REQUIRE(back);
+      CHECK(back->encode() == ticket.encode());
+      CHECK(back->snapshot == read->snapshot_id());
+      auto reader = pg::open_partition(*back, conninfo());
+      REQUIRE(reader);
+      source<kv> src{std::make_unique<pg::row_source<kv, decltype(decode_kv)>>(
+        std::move(*reader), decode_kv)};
+      auto xs = drain(src);
+      seen.insert(seen.end(), xs.begin(), xs.end());
+    }
+    CHECK(sorted(seen) == sorted(rows));
+    exec("DELETE FROM " + t.quoted() + " WHERE v = 123456");
+    // Once the exporting transaction ended, the snapshot is gone.
+    read->release();
+    auto late = pg::open_partition(tickets->front(), conninfo());
+    REQUIRE(!late);
+    CHECK(error_text(late.error()).find("snapshot") != std::string::npos);
+  }
+}
+
+TEST_CASE("partition tickets: malformed text is refused with a clear error",
+          "[pg][ticket]") {
+  pg::partition_ticket t;
+  t.conninfo = "host='/tmp/x y' dbname='a''b'";
+  t.table = {"s;1", "t\"2"};
+  t.columns = {"a", "b:c", ""};
+  t.partition_column = "ctid";
+  t.part.lo = -5;
+  t.part.blocks = true;
+  t.index = 1;
+  t.count = 3;
+  t.snapshot = "00000003-0000001B-1";
+  t.offset = 17;
+  t.extra = {"flow_dist", "", "a:b"};
+  auto text = t.encode();
+  auto back = pg::partition_ticket::decode(text);
+  REQUIRE(back);
+  CHECK(back->conninfo == t.conninfo);
+  CHECK(back->table.schema == "s;1");
+  CHECK(back->table.table == "t\"2");
+  CHECK(back->columns == t.columns);
+  CHECK(back->part.lo == opt_int{-5});
+  CHECK(!back->part.hi);
+  CHECK(back->part.blocks);
+  CHECK(!back->part.nulls);
+  CHECK(back->index == 1);
+  CHECK(back->count == 3);
+  CHECK(back->offset == 17);
+  CHECK(back->extra == t.extra);
+  for (auto bad : {std::string{}, std::string{"hello"}, text.substr(0, 30),
+                   text + "x", "flow.partition.2;" + text.substr(17)}) {
+    auto r = pg::partition_ticket::decode(bad);
+    REQUIRE(!r);
+    CHECK(code_of(r.error()) == errc::bad_input);
+    CHECK(error_text(r.error()).find("partition ticket") != std::string::npos);
+  }
+  // An index outside the count.
+  t.index = 3;
+  CHECK(!pg::partition_ticket::decode(t.encode()));
+}
+
+TEST_CASE("without_password: the connection string crosses without its "
+          "secret",
+          "[pg][redact]") {
+  auto a = pg::without_password("host=db port=5433 user=u password=s3cret "
+                                "dbname=app");
+  REQUIRE(a);
+  CHECK(a->find("s3cret") == std::string::npos);
+  CHECK(a->find("password") == std::string::npos);
+  CHECK(a->find("host='db'") != std::string::npos);
+  CHECK(a->find("port='5433'") != std::string::npos);
+  auto b = pg::without_password("postgresql://u:hunter22@db:5433/app");
+  REQUIRE(b);
+  CHECK(b->find("hunter22") == std::string::npos);
+  CHECK(b->find("dbname='app'") != std::string::npos);
+  auto c = pg::without_password(R"(host='/tmp/it\'s' dbname=x)");
+  REQUIRE(c);
+  CHECK(c->find(R"(host='/tmp/it\'s')") != std::string::npos);
+  CHECK(pg::without_password("")->empty());
+  auto bad = pg::without_password("host=db password='hunter22");
+  REQUIRE(!bad);
+  CHECK(code_of(bad.error()) == errc::invalid_config);
+  CHECK(error_text(bad.error()).find("hunter22") == std::string::npos);
+  CHECK(error_text(bad.error()).find("connection string") != std::string::npos);
+}

@@ -14,6 +14,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/publish.hpp>
@@ -42,6 +43,14 @@ using hello_atom = caf::atom_constant<caf::atom("f_hello")>;
 using welcome_atom = caf::atom_constant<caf::atom("f_welcome")>;
 using job_atom = caf::atom_constant<caf::atom("f_job")>;
 using count_atom = caf::atom_constant<caf::atom("f_count")>;
+/// requester -> entry: (run_atom, kind, payload) -> job_result.
+using run_atom = caf::atom_constant<caf::atom("f_run")>;
+/// entry -> node: (task_atom, id, kind, payload).
+using task_atom = caf::atom_constant<caf::atom("f_task")>;
+/// node -> entry: (done_atom, id, job_result).
+using done_atom = caf::atom_constant<caf::atom("f_done")>;
+/// node -> entry: (failed_atom, id, errc code, context).
+using failed_atom = caf::atom_constant<caf::atom("f_failed")>;
 
 // -- the reducer registry ------------------------------------------------------
 
@@ -84,6 +93,25 @@ std::optional<registered> find_reducer(const std::string& name) {
   return i->second;
 }
 
+const char* no_node_text = "no worker node";
+
+// -- the task registry ------------------------------------------------------------
+
+std::mutex tasks_mtx;
+
+std::map<std::string, task_fn>& task_registry() {
+  static std::map<std::string, task_fn> instance;
+  return instance;
+}
+
+std::optional<task_fn> find_task(const std::string& kind) {
+  std::lock_guard<std::mutex> guard{tasks_mtx};
+  auto i = task_registry().find(kind);
+  if (i == task_registry().end())
+    return std::nullopt;
+  return i->second;
+}
+
 // -- the coordinator's entry actor -------------------------------------------
 
 struct node_entry {
@@ -96,11 +124,53 @@ struct job_entry {
   std::string reducer;
 };
 
+/// A task waiting for its node's answer.
+struct task_entry {
+  std::string kind;
+  std::string payload;
+  caf::response_promise promise;
+  caf::actor_addr node;
+  std::string node_name;
+};
+
 struct entry_state {
   std::vector<node_entry> nodes;
   std::vector<job_entry> jobs;
+  std::map<std::uint64_t, task_entry> tasks;
+  std::uint64_t next_task = 1;
   static inline const char* name = "flow.net.entry";
 };
+
+/// Sends task `id` to the node with the fewest tasks; with no node left,
+/// answers its requester "no worker node" (who may then run it itself).
+void dispatch(caf::stateful_actor<entry_state>* self, std::uint64_t id) {
+  auto& st = self->state;
+  auto i = st.tasks.find(id);
+  if (i == st.tasks.end())
+    return;
+  auto& t = i->second;
+  const node_entry* best = nullptr;
+  std::size_t best_load = 0;
+  for (auto& n : st.nodes) {
+    std::size_t load = 0;
+    for (auto& [tid, other] : st.tasks)
+      if (other.node == n.node.address())
+        ++load;
+    if (best == nullptr || load < best_load) {
+      best = &n;
+      best_load = load;
+    }
+  }
+  if (best == nullptr) {
+    t.promise.deliver(make_error(errc::actor_down, no_node_text));
+    st.tasks.erase(i);
+    return;
+  }
+  t.node = best->node.address();
+  t.node_name = best->name;
+  logger()->debug("task {} ({}) to node {}", id, t.kind, best->name);
+  self->send(best->node, task_atom::value, id, t.kind, t.payload);
+}
 
 caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
                           std::string listen_at) {
@@ -112,7 +182,20 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
       if (i->node.address() == dm.source) {
         logger()->warn("worker node {} left ({})", i->name,
                        caf::to_string(dm.reason));
+        auto gone = i->node.address();
         st.nodes.erase(i);
+        // Its tasks go to another node; their results never arrived, so
+        // none is merged twice.
+        std::vector<std::uint64_t> orphans;
+        for (auto& [id, t] : st.tasks)
+          if (t.node == gone)
+            orphans.push_back(id);
+        for (auto id : orphans) {
+          logger()->warn("task {} ({}) was running on {}: handing it to "
+                         "another node",
+                         id, st.tasks[id].kind, st.tasks[id].node_name);
+          dispatch(self, id);
+        }
         return;
       }
     }
@@ -142,6 +225,34 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
         self->send(n.node, job_atom::value, manager, reducer);
     },
     [=](count_atom) -> std::uint64_t { return self->state.nodes.size(); },
+    [=](run_atom, const std::string& kind, const std::string& payload) {
+      auto& st = self->state;
+      auto id = st.next_task++;
+      st.tasks[id] = {kind, payload, self->make_response_promise(), {}, {}};
+      dispatch(self, id);
+    },
+    [=](done_atom, std::uint64_t id, job_result& res) {
+      auto& st = self->state;
+      auto i = st.tasks.find(id);
+      // A node's late answer for a task already handed elsewhere (it was
+      // thought lost): the other node's answer counts, this one is dropped.
+      if (i == st.tasks.end() || i->second.node != self->current_sender())
+        return;
+      logger()->debug("task {} done by {}", id, i->second.node_name);
+      i->second.promise.deliver(std::move(res));
+      st.tasks.erase(i);
+    },
+    [=](failed_atom, std::uint64_t id, std::uint8_t code,
+        const std::string& context) {
+      auto& st = self->state;
+      auto i = st.tasks.find(id);
+      if (i == st.tasks.end() || i->second.node != self->current_sender())
+        return;
+      i->second.promise.deliver(
+        make_error(static_cast<errc>(code),
+                   "on node " + i->second.node_name + ": " + context));
+      st.tasks.erase(i);
+    },
   };
 }
 
@@ -154,6 +265,28 @@ struct node_state {
   caf::error reason;
   static inline const char* name = "flow.net.node";
 };
+
+/// Runs one task on a thread of its own and reports to its node actor,
+/// which passes the answer on to the entry actor (that knows the node, not
+/// its runners).
+void task_runner(caf::blocking_actor* self, caf::actor node, std::uint64_t id,
+                 std::string kind, std::string payload) {
+  auto res = run_task_here(self->system(), kind, payload);
+  if (res) {
+    logger()->info("task {} ({}) done: {} elements read, {} aggregated, {} "
+                   "rejected",
+                   id, kind, res->emitted, res->aggregated, res->rejected);
+    self->send(node, done_atom::value, id, std::move(*res));
+  } else {
+    auto code = code_of(res.error());
+    logger()->error("task {} ({}) failed: {}", id, kind,
+                    describe(res.error()));
+    self->send(node, failed_atom::value, id,
+               static_cast<std::uint8_t>(code == errc::none ? errc::source_failed
+                                                            : code),
+               describe(res.error()));
+  }
+}
 
 caf::behavior node_actor(caf::stateful_actor<node_state>* self,
                          caf::actor entry, std::size_t reducers,
@@ -205,6 +338,19 @@ caf::behavior node_actor(caf::stateful_actor<node_state>* self,
       }
       logger()->info("lent {} reducers ({}) to a job", reducers, reducer);
     },
+    [=](task_atom, std::uint64_t id, const std::string& kind,
+        const std::string& payload) {
+      logger()->info("task {} ({}) from the manager", id, kind);
+      self->spawn<caf::detached>(task_runner, caf::actor{self}, id, kind,
+                                 payload);
+    },
+    [=](done_atom, std::uint64_t id, job_result& res) {
+      self->send(self->state.entry, done_atom::value, id, std::move(res));
+    },
+    [=](failed_atom, std::uint64_t id, std::uint8_t code,
+        const std::string& context) {
+      self->send(self->state.entry, failed_atom::value, id, code, context);
+    },
   };
 }
 
@@ -240,6 +386,175 @@ void register_erased(const std::string& name, detail::element_kind kind,
   register_builtins();
   std::lock_guard<std::mutex> guard{registry_mtx};
   registry()[name] = {kind, std::move(fn)};
+}
+
+void register_task(const std::string& kind, task_fn fn) {
+  std::lock_guard<std::mutex> guard{tasks_mtx};
+  task_registry()[kind] = std::move(fn);
+}
+
+caf::expected<job_result> run_task_here(caf::actor_system& sys,
+                                        const std::string& kind,
+                                        const std::string& payload) {
+  auto fn = find_task(kind);
+  if (!fn)
+    return make_error(errc::invalid_config,
+                      "unknown task kind " + quote_token(kind));
+  try {
+    return (*fn)(sys, payload);
+  } catch (const std::exception& e) {
+    return make_error(errc::source_failed,
+                      "task " + kind + " threw: " + e.what());
+  } catch (...) {
+    return make_error(errc::source_failed, "task " + kind + " threw");
+  }
+}
+
+bool no_worker_node(const caf::error& err) {
+  return code_of(err) == errc::actor_down
+         && describe(err) == std::string{"actor_down: "} + no_node_text;
+}
+
+void task_ledger::record(const job_result& r, bool remote) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& t = totals_;
+  t.emitted += r.emitted;
+  t.aggregated += r.aggregated;
+  t.rejected += r.rejected;
+  t.dead_lettered += r.dead_lettered;
+  t.batches += r.batches;
+  t.written += r.written;
+  t.retried += r.retried;
+  t.reducers_replaced += r.reducers_replaced;
+  t.sources += 1;
+  if (remote)
+    t.remote_batches += r.batches;
+  for (auto& [why, n] : r.rejections) {
+    auto i = std::find_if(t.rejections.begin(), t.rejections.end(),
+                          [&](const auto& x) { return x.first == why; });
+    if (i == t.rejections.end())
+      t.rejections.emplace_back(why, n);
+    else
+      i->second += n;
+  }
+  for (auto& d : r.dead_letters)
+    if (t.dead_letters.size() < 1000)
+      t.dead_letters.push_back(d);
+  ++(remote ? remote_ : local_);
+}
+
+job_result task_ledger::totals() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return totals_;
+}
+
+std::uint64_t task_ledger::remote_tasks() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return remote_;
+}
+
+std::uint64_t task_ledger::local_tasks() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return local_;
+}
+
+namespace {
+
+class task_source_impl : public source_impl<key_result> {
+public:
+  task_source_impl(caf::actor_system& sys, const coordinator* coord,
+                   std::string kind, std::string payload, std::string name,
+                   std::shared_ptr<task_ledger> ledger)
+    : sys_(sys),
+      coord_(coord),
+      kind_(std::move(kind)),
+      payload_(std::move(payload)),
+      name_(std::move(name)),
+      ledger_(std::move(ledger)) {
+    // nop
+  }
+
+  slice<key_result> next(std::size_t max) override {
+    if (!ran_)
+      run();
+    std::vector<key_result> xs;
+    while (pos_ < keys_.size() && xs.size() < max)
+      xs.push_back(std::move(keys_[pos_++]));
+    return slice<key_result>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return ran_ && pos_ == keys_.size();
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  std::string name() const override {
+    return name_;
+  }
+
+private:
+  void run() {
+    ran_ = true;
+    caf::expected<job_result> res = caf::error{};
+    bool remote = false;
+    if (coord_ != nullptr) {
+      res = coord_->run_task(kind_, payload_);
+      remote = static_cast<bool>(res);
+      if (!res && no_worker_node(res.error())) {
+        logger()->info("{}: no worker node connected, running it here",
+                       name_);
+        res = run_task_here(sys_, kind_, payload_);
+      }
+    } else {
+      res = run_task_here(sys_, kind_, payload_);
+    }
+    if (!res)
+      throw input_error(name_ + ": " + describe(res.error()),
+                        code_of(res.error()) == errc::none
+                          ? errc::source_failed
+                          : code_of(res.error()));
+    if (!res->final || res->partial || !res->balanced())
+      throw input_error(name_ + ": the task's result does not account for "
+                                "every element it read (emitted "
+                          + std::to_string(res->emitted) + ", aggregated "
+                          + std::to_string(res->aggregated) + ", rejected "
+                          + std::to_string(res->rejected) + ")",
+                        errc::accounting_mismatch);
+    ledger_->record(*res, remote);
+    keys_ = std::move(res->keys);
+  }
+
+  caf::actor_system& sys_;
+  const coordinator* coord_;
+  std::string kind_;
+  std::string payload_;
+  std::string name_;
+  std::shared_ptr<task_ledger> ledger_;
+  bool ran_ = false;
+  std::vector<key_result> keys_;
+  std::size_t pos_ = 0;
+};
+
+} // namespace
+
+source<key_result> task_source(caf::actor_system& sys,
+                               const coordinator* coord, std::string kind,
+                               std::string payload, std::string name,
+                               std::shared_ptr<task_ledger> ledger) {
+  return std::make_unique<task_source_impl>(sys, coord, std::move(kind),
+                                            std::move(payload),
+                                            std::move(name),
+                                            std::move(ledger));
+}
+
+reducer<key_result> merge_key_results() {
+  return [](const batch_ref<key_result>& b, partial& out) {
+    for (auto& x : b.items)
+      out.add(x.key, x.agg);
+  };
 }
 
 caf::expected<endpoint> parse_endpoint(const std::string& text) {
@@ -363,6 +678,17 @@ std::size_t coordinator::nodes() const {
   self->request(impl_->entry, std::chrono::seconds(5), count_atom::value)
     .receive([&](std::uint64_t x) { n = x; }, [&](caf::error&) { n = 0; });
   return static_cast<std::size_t>(n);
+}
+
+caf::expected<job_result>
+coordinator::run_task(const std::string& kind,
+                      const std::string& payload) const {
+  caf::scoped_actor self{*impl_->sys};
+  caf::expected<job_result> result = caf::error{};
+  self->request(impl_->entry, caf::infinite, run_atom::value, kind, payload)
+    .receive([&](job_result& res) { result = std::move(res); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
 }
 
 bool coordinator::wait_for_nodes(std::size_t n,

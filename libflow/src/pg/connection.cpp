@@ -1,10 +1,12 @@
 #include "flow/pg/connection.hpp"
 
+#include <cctype>
 #include <cstdlib>
 #include <vector>
 
 #include <libpq-fe.h>
 
+#include "flow/error.hpp"
 #include "flow/source.hpp"
 
 namespace flow::pg {
@@ -158,6 +160,41 @@ std::string scrub(std::string text, const std::string& conninfo) {
     if (secret.size() >= 3)
       replace_all(text, secret, "***");
   return text;
+}
+
+caf::expected<std::string> without_password(const std::string& conninfo) {
+  if (conninfo.empty())
+    return std::string{};
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (opts == nullptr) {
+    std::string why = err != nullptr ? err : "cannot parse it";
+    if (err != nullptr)
+      PQfreemem(err);
+    while (!why.empty() && std::isspace(static_cast<unsigned char>(why.back())))
+      why.pop_back();
+    return make_error(errc::invalid_config,
+                      "connection string " + redact(conninfo) + ": "
+                        + scrub(why, conninfo));
+  }
+  std::string result;
+  for (auto* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0'
+        || std::string{o->keyword} == "password")
+      continue;
+    if (!result.empty())
+      result += ' ';
+    result += o->keyword;
+    result += "='";
+    for (auto* c = o->val; *c != '\0'; ++c) {
+      if (*c == '\'' || *c == '\\')
+        result += '\\';
+      result += *c;
+    }
+    result += '\'';
+  }
+  PQconninfoFree(opts);
+  return result;
 }
 
 void check_identifier(const std::string& name, const std::string& what) {

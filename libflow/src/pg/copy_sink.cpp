@@ -197,6 +197,8 @@ struct copy_sink::impl {
   final_rows_fn final_rows;
   dead_letter_rows_fn dead_letter_rows;
   std::function<void()> before_commit;
+  /// Tables other processes staged: (table index, name), merged at commit.
+  std::vector<std::pair<std::size_t, table_name>> adopted;
   std::unique_ptr<session> db;
   std::vector<table_name> staging;
   std::vector<std::string> buffers;
@@ -461,6 +463,11 @@ void copy_sink::commit(const job_result& result) {
   st.begin();
   if (st.final_rows)
     st.flush(st.final_rows(result));
+  for (auto& [i, staged] : st.adopted) {
+    st.db->exec("INSERT INTO " + st.staging[i].quoted() + " SELECT * FROM "
+                + staged.quoted());
+    st.db->exec("DROP TABLE " + staged.quoted());
+  }
   for (std::size_t i = 0; i < st.tables.size(); ++i)
     if (!st.tables[i].primary_key.empty())
       st.db->exec("ALTER TABLE " + st.staging[i].quoted() + " ADD PRIMARY KEY ("
@@ -495,6 +502,13 @@ void copy_sink::commit(const job_result& result) {
   st.db.reset();
   logger()->debug("copy sink ({}): {:.3f} s writing, committed", name(),
                   st.write_seconds);
+}
+
+void copy_sink::adopt(std::size_t table, table_name staged) {
+  if (table >= impl_->tables.size())
+    throw std::invalid_argument("copy_sink::adopt: no table "
+                                + std::to_string(table));
+  impl_->adopted.emplace_back(table, std::move(staged));
 }
 
 void copy_sink::abort() noexcept {

@@ -6,6 +6,8 @@
 #include <pqxx/stream_from>
 #include <pqxx/transaction>
 
+#include "flow/error.hpp"
+#include "flow/parse.hpp"
 #include "flow/pg/error.hpp"
 #include "session.hpp"
 
@@ -202,6 +204,198 @@ caf::expected<copy_reader> open_query(const std::string& conninfo,
   }
 }
 
+// -- partitions in a snapshot ---------------------------------------------
+
+namespace {
+
+std::string partition_name(std::size_t i, std::size_t n,
+                           const table_name& table, const range& r) {
+  return "partition " + std::to_string(i + 1) + "/" + std::to_string(n)
+         + " of " + table.display() + " " + r.display();
+}
+
+// A reader's session: its own connection, a transaction that imported the
+// snapshot. Throws libpqxx exceptions.
+std::unique_ptr<copy_reader::impl>
+snapshot_session(const std::string& conninfo, std::string name,
+                 const std::string& select, const std::string& snapshot) {
+  auto d = std::make_unique<copy_reader::impl>();
+  d->conninfo = conninfo;
+  d->name = std::move(name);
+  d->target = "(" + select + ")";
+  d->conn = detail::connect(conninfo);
+  auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
+  ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
+  // A partition's rows come in the heap's physical order every time (a
+  // resumed job skips a prefix of them): no scan joining another one
+  // midway, no parallel workers interleaving.
+  ptx->exec("SET LOCAL synchronize_seqscans = off");
+  ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
+  d->tx = std::move(ptx);
+  return d;
+}
+
+std::string select_of(const std::vector<std::string>& columns,
+                      const std::string& quoted_table,
+                      const std::string& quoted_column, const range& r,
+                      std::uint64_t offset) {
+  auto select = "SELECT " + join_quoted(columns) + " FROM " + quoted_table
+                + " WHERE " + r.predicate(quoted_column);
+  if (offset > 0)
+    select += " OFFSET " + std::to_string(offset);
+  return select;
+}
+
+// Length-prefixed fields: "<bytes>:<text>" each, so any byte may appear.
+void put_field(std::string& out, const std::string& x) {
+  out += std::to_string(x.size());
+  out += ':';
+  out += x;
+}
+
+bool get_field(const std::string& in, std::size_t& pos, std::string& x) {
+  auto colon = in.find(':', pos);
+  if (colon == std::string::npos || colon == pos || colon - pos > 12)
+    return false;
+  std::uint64_t n = 0;
+  for (auto i = pos; i < colon; ++i) {
+    if (in[i] < '0' || in[i] > '9')
+      return false;
+    n = n * 10 + static_cast<std::uint64_t>(in[i] - '0');
+  }
+  if (n > in.size() - colon - 1)
+    return false;
+  x = in.substr(colon + 1, n);
+  pos = colon + 1 + n;
+  return true;
+}
+
+std::string opt_text(const std::optional<std::int64_t>& x) {
+  return x ? std::to_string(*x) : std::string{};
+}
+
+} // namespace
+
+std::string partition_ticket::encode() const {
+  std::string out = "flow.partition.1;";
+  put_field(out, conninfo);
+  put_field(out, table.schema);
+  put_field(out, table.table);
+  put_field(out, std::to_string(columns.size()));
+  for (auto& c : columns)
+    put_field(out, c);
+  put_field(out, partition_column);
+  put_field(out, opt_text(part.lo));
+  put_field(out, opt_text(part.hi));
+  put_field(out, part.nulls ? "1" : "0");
+  put_field(out, part.blocks ? "1" : "0");
+  put_field(out, std::to_string(index));
+  put_field(out, std::to_string(count));
+  put_field(out, snapshot);
+  put_field(out, std::to_string(offset));
+  put_field(out, std::to_string(extra.size()));
+  for (auto& x : extra)
+    put_field(out, x);
+  return out;
+}
+
+caf::expected<partition_ticket>
+partition_ticket::decode(const std::string& text) {
+  auto bad = [](const std::string& why) {
+    return make_error(errc::bad_input, "partition ticket: " + why);
+  };
+  static const std::string magic = "flow.partition.1;";
+  if (text.compare(0, magic.size(), magic) != 0)
+    return bad("not a partition ticket (or another version)");
+  std::size_t pos = magic.size();
+  std::string f;
+  auto next = [&](std::string& x) { return get_field(text, pos, x); };
+  auto next_int = [&](std::int64_t& x, bool allow_empty, bool& empty) {
+    if (!next(f))
+      return false;
+    empty = f.empty();
+    if (empty)
+      return allow_empty;
+    std::string why;
+    auto v = flow::parse_int64(f, why);
+    if (!v)
+      return false;
+    x = *v;
+    return true;
+  };
+  partition_ticket t;
+  std::int64_t n = 0;
+  bool empty = false;
+  if (!next(t.conninfo) || !next(t.table.schema) || !next(t.table.table)
+      || !next_int(n, false, empty) || n < 0 || n > 1600)
+    return bad("malformed header");
+  for (std::int64_t i = 0; i < n; ++i) {
+    t.columns.emplace_back();
+    if (!next(t.columns.back()))
+      return bad("malformed column list");
+  }
+  std::int64_t v = 0;
+  if (!next(t.partition_column))
+    return bad("malformed partition column");
+  if (!next_int(v, true, empty))
+    return bad("malformed lower bound");
+  if (!empty)
+    t.part.lo = v;
+  if (!next_int(v, true, empty))
+    return bad("malformed upper bound");
+  if (!empty)
+    t.part.hi = v;
+  if (!next_int(v, false, empty) || v < 0 || v > 1)
+    return bad("malformed NULL flag");
+  t.part.nulls = v == 1;
+  if (!next_int(v, false, empty) || v < 0 || v > 1)
+    return bad("malformed block flag");
+  t.part.blocks = v == 1;
+  std::int64_t idx = 0;
+  std::int64_t cnt = 0;
+  std::int64_t off = 0;
+  if (!next_int(idx, false, empty) || !next_int(cnt, false, empty)
+      || idx < 0 || cnt < 1 || idx >= cnt)
+    return bad("malformed partition index");
+  t.index = static_cast<std::size_t>(idx);
+  t.count = static_cast<std::size_t>(cnt);
+  if (!next(t.snapshot) || t.snapshot.empty())
+    return bad("no snapshot");
+  if (!next_int(off, false, empty) || off < 0)
+    return bad("malformed offset");
+  t.offset = static_cast<std::uint64_t>(off);
+  std::int64_t m = 0;
+  if (!next_int(m, false, empty) || m < 0 || m > 64)
+    return bad("malformed extra fields");
+  for (std::int64_t i = 0; i < m; ++i) {
+    t.extra.emplace_back();
+    if (!next(t.extra.back()))
+      return bad("malformed extra field");
+  }
+  if (pos != text.size())
+    return bad("trailing bytes");
+  return t;
+}
+
+caf::expected<copy_reader> open_partition(const partition_ticket& ticket,
+                                          const std::string& conninfo) {
+  auto ci = conninfo.empty() ? ticket.conninfo : conninfo;
+  try {
+    if (!ticket.table.schema.empty())
+      check_identifier(ticket.table.schema, "schema");
+    if (ticket.columns.empty())
+      throw input_error("partition ticket: no columns");
+    auto select = select_of(ticket.columns, ticket.table.quoted(),
+                            quote_ident(ticket.partition_column), ticket.part,
+                            ticket.offset);
+    return copy_reader{snapshot_session(
+      ci, partition_name(ticket.index, ticket.count, ticket.table, ticket.part),
+      select, ticket.snapshot)};
+  } catch (...) {
+    return current_error(ci);
+  }
+}
+
 // -- partitioned_read -------------------------------------------------------
 
 struct partitioned_read::impl {
@@ -236,22 +430,10 @@ struct partitioned_read::impl {
       throw input_error("partitioned read: the snapshot was released before "
                         "every partition imported it",
                         errc::invalid_config);
-    auto d = std::make_unique<copy_reader::impl>();
-    d->conninfo = spec.conninfo;
-    d->name = "partition " + std::to_string(i + 1) + "/"
-              + std::to_string(ranges.size()) + " of "
-              + spec.table.display() + " " + ranges[i].display();
-    d->target = "(" + select + ")";
-    d->conn = detail::connect(spec.conninfo);
-    auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
-    ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
-    // A partition's rows come in the heap's physical order every time (a
-    // resumed job skips a prefix of them): no scan joining another one
-    // midway, no parallel workers interleaving.
-    ptx->exec("SET LOCAL synchronize_seqscans = off");
-    ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
-    d->tx = std::move(ptx);
-    return d;
+    return snapshot_session(spec.conninfo,
+                            partition_name(i, ranges.size(), spec.table,
+                                           ranges[i]),
+                            select, snapshot);
   }
 };
 
@@ -409,19 +591,43 @@ void partitioned_read::release() {
 caf::expected<std::vector<copy_reader>> partitioned_read::readers() {
   try {
     std::vector<copy_reader> result;
-    auto cols = join_quoted(impl_->spec.columns);
+    auto& offsets = impl_->spec.offsets;
     for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
-      auto select = "SELECT " + cols + " FROM " + impl_->table + " WHERE "
-                    + impl_->ranges[i].predicate(impl_->column);
-      auto& offsets = impl_->spec.offsets;
-      if (i < offsets.size() && offsets[i] > 0)
-        select += " OFFSET " + std::to_string(offsets[i]);
+      auto select = select_of(impl_->spec.columns, impl_->table, impl_->column,
+                              impl_->ranges[i],
+                              i < offsets.size() ? offsets[i] : 0);
       result.emplace_back(impl_->session(i, select));
     }
     return result;
   } catch (...) {
     return current_error(impl_->spec.conninfo);
   }
+}
+
+caf::expected<std::vector<partition_ticket>>
+partitioned_read::tickets() const {
+  auto ci = without_password(impl_->spec.conninfo);
+  if (!ci)
+    return std::move(ci.error());
+  if (!impl_->tx)
+    return make_error(errc::invalid_config,
+                      "partitioned read: the snapshot was released");
+  std::vector<partition_ticket> result;
+  auto& offsets = impl_->spec.offsets;
+  for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
+    partition_ticket t;
+    t.conninfo = *ci;
+    t.table = impl_->spec.table;
+    t.columns = impl_->spec.columns;
+    t.partition_column = impl_->spec.partition_column;
+    t.part = impl_->ranges[i];
+    t.index = i;
+    t.count = impl_->ranges.size();
+    t.snapshot = impl_->snapshot;
+    t.offset = i < offsets.size() ? offsets[i] : 0;
+    result.push_back(std::move(t));
+  }
+  return result;
 }
 
 caf::expected<std::vector<copy_reader>>

@@ -19,8 +19,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -29,6 +32,8 @@
 #include "flow/detail/engine.hpp"
 #include "flow/job.hpp"
 #include "flow/reducer.hpp"
+#include "flow/result.hpp"
+#include "flow/source.hpp"
 
 namespace flow::net {
 
@@ -87,6 +92,25 @@ void register_erased(const std::string& name, detail::element_kind kind,
 /// tests. The sum is exact and equals sum_by_label's.
 reducer<std::int64_t> spin_sum_by_label();
 
+// -- tasks: work a node does on its own ----------------------------------------
+
+/// A task kind's function: runs one task (for example: reads one partition of
+/// a table from the database and reduces it in a local job) and returns that
+/// job's result. Only the result crosses the network, never the rows. Runs
+/// on a thread of its own and may block.
+using task_fn = std::function<caf::expected<job_result>(
+  caf::actor_system& sys, const std::string& payload)>;
+
+/// Registers a task kind. The manager and every worker node register the
+/// same kinds: the manager runs a task itself when no node is connected.
+void register_task(const std::string& kind, task_fn fn);
+
+/// Runs a task in this process (the registered function); errc::invalid_config
+/// for an unknown kind.
+caf::expected<job_result> run_task_here(caf::actor_system& sys,
+                                        const std::string& kind,
+                                        const std::string& payload);
+
 /// The manager side: publishes an entry actor at an endpoint; worker nodes
 /// connect to it and lend reducers to every job attached here, including
 /// jobs that are already running when they join.
@@ -123,6 +147,15 @@ public:
   /// Worker nodes connected now.
   std::size_t nodes() const;
 
+  /// Runs a task on the worker node with the fewest tasks running and
+  /// returns its result. A node lost before answering (killed, silent,
+  /// disconnected) hands the task to another node; with no node left (or
+  /// none to start with) the error is errc::actor_down "no worker node".
+  /// An error the task itself returns is returned as is (no retry: it would
+  /// fail again). Blocks.
+  caf::expected<job_result> run_task(const std::string& kind,
+                                     const std::string& payload) const;
+
 private:
   explicit coordinator(std::unique_ptr<impl> ptr);
 
@@ -136,6 +169,52 @@ private:
 caf::error serve(caf::actor_system& sys, const endpoint& to,
                  const security& sec, std::size_t reducers,
                  const std::string& name);
+
+/// True for `coordinator::run_task`'s error when no worker node is
+/// connected (the caller may run the task itself).
+bool no_worker_node(const caf::error& err);
+
+/// What the tasks behind a job's task sources did, summed: their own
+/// accounting (for a database partition: rows read, aggregated, rejected),
+/// which the manager's job, whose elements are the tasks' keys, does not
+/// show. Shared by the sources; thread-safe.
+class task_ledger {
+public:
+  /// Adds one task's result; `remote`: run by a worker node.
+  void record(const job_result& r, bool remote);
+
+  /// The tasks' results summed: emitted, aggregated, rejected (with
+  /// reasons), dead_lettered, batches, written, remote_batches; `sources` is
+  /// the number of tasks; keys are not kept.
+  job_result totals() const;
+
+  /// Tasks run by worker nodes.
+  std::uint64_t remote_tasks() const;
+
+  /// Tasks run in this process (no node was connected).
+  std::uint64_t local_tasks() const;
+
+private:
+  mutable std::mutex mtx_;
+  job_result totals_;
+  std::uint64_t remote_ = 0;
+  std::uint64_t local_ = 0;
+};
+
+/// A source whose work is one task: its generator (on a thread of its own)
+/// runs the task on a worker node through `coord`, or in this process when
+/// `coord` is null or no node is connected, checks that the task accounted
+/// for every element it read (emitted = aggregated + rejected +
+/// dead-lettered), records that in `ledger` and emits the task's keys as
+/// elements for `merge_key_results()`. The task's error fails the source.
+/// `coord` and `sys` must outlive the job.
+source<key_result> task_source(caf::actor_system& sys,
+                               const coordinator* coord, std::string kind,
+                               std::string payload, std::string name,
+                               std::shared_ptr<task_ledger> ledger);
+
+/// The manager's reducer over task sources: merges each key's aggregate.
+reducer<key_result> merge_key_results();
 
 template <class T>
 void register_reducer(const std::string& name, reducer<T> fn) {

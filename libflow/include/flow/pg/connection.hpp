@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include <caf/expected.hpp>
+
 namespace flow::pg {
 
 /// True when the standard libpq environment names a server or a database
@@ -18,6 +20,10 @@ bool environment_configured();
 /// string (libpq's defaults from the environment) is shown as
 /// "(environment)".
 std::string redact(const std::string& conninfo);
+
+/// `conninfo` (URI or key=value pairs) without its password, as key=value
+/// pairs; empty stays empty. Errors are errc::invalid_config.
+caf::expected<std::string> without_password(const std::string& conninfo);
 
 /// `text` with every occurrence of the password of `conninfo` and of
 /// `PGPASSWORD` replaced by `***` (passwords shorter than 3 characters are

@@ -147,7 +147,13 @@ public:
   /// Writes the rows `on_dead_letters` makes of `letters`.
   void write_dead_letters(const std::vector<dead_letter>& letters) override;
 
-  /// Final rows, primary keys, the swap, COMMIT.
+  /// Adds the rows of `staged` (a table with `tables[table]`'s columns,
+  /// written and committed by another process, e.g. a worker node's own
+  /// copy_sink) to table `table`'s output at commit, in the same
+  /// transaction, and drops `staged` there. Call before the job starts.
+  void adopt(std::size_t table, table_name staged);
+
+  /// Final rows, adopted tables, primary keys, the swap, COMMIT.
   void commit(const job_result& result) override;
 
   /// Closes the connection: the server rolls the transaction back.

@@ -212,6 +212,49 @@ struct pushdown_spec {
   std::function<flow::key(const row_view&)> key;
 };
 
+// -- one partition, for another process -------------------------------------
+
+/// One partition of a partitioned read, described so that another process
+/// (a worker node, see flow::net) can read it on a connection of its own in
+/// the read's exported snapshot. It never holds a password: the reading side
+/// completes the connection from its own environment or `--db`.
+struct partition_ticket {
+  /// The read's connection string without its password.
+  std::string conninfo;
+  /// The table.
+  table_name table;
+  /// The columns each row holds (unquoted names).
+  std::vector<std::string> columns;
+  /// The partition column (or "ctid").
+  std::string partition_column;
+  /// This partition's range.
+  range part;
+  /// This partition's index and the number of partitions (for messages).
+  std::size_t index = 0;
+  /// Number of partitions of the read.
+  std::size_t count = 1;
+  /// The exported snapshot to import.
+  std::string snapshot;
+  /// Rows to skip at the start (see `read_spec::offsets`).
+  std::uint64_t offset = 0;
+  /// Fields the task that reads the partition needs besides (opaque here),
+  /// e.g. where to stage its output; they travel with the ticket.
+  std::vector<std::string> extra;
+
+  /// The ticket as one string (length-prefixed fields), to cross a network.
+  std::string encode() const;
+
+  /// Parses `encode`'s output; errors are errc::bad_input.
+  static caf::expected<partition_ticket> decode(const std::string& text);
+};
+
+/// Opens a reader of `ticket`'s partition: a connection of its own
+/// (`conninfo`; empty: the ticket's, completed by the environment), a
+/// transaction that imports the ticket's snapshot. Fails (SQL state 22023
+/// "invalid snapshot identifier") once the exporting transaction ended.
+caf::expected<copy_reader> open_partition(const partition_ticket& ticket,
+                                          const std::string& conninfo = {});
+
 // -- partitioned reads ------------------------------------------------------
 
 /// What a partitioned read reads.
@@ -289,6 +332,10 @@ public:
   /// One reader per range, each in a transaction that has imported the
   /// snapshot, selecting `spec().columns` of its range.
   caf::expected<std::vector<copy_reader>> readers();
+
+  /// One ticket per range: what another process needs to read that range
+  /// in this read's snapshot (valid until `release`).
+  caf::expected<std::vector<partition_ticket>> tickets() const;
 
   /// One reader per range computing the range's grouped partial aggregate on
   /// the server: rows of (group columns..., sum, count, min, max).

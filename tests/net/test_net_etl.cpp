@@ -1,0 +1,279 @@
+// Distributed flow-etl on loopback: a manager (flow-etl sum|clean --listen)
+// and worker processes (flow-node) over mutual TLS, against this process's
+// throwaway PostgreSQL server. Each node reads its own partitions in the
+// manager's snapshot and returns only partial aggregates; results and
+// tables are compared with the in-process run; faults: a node killed while
+// it reads a partition, the manager killed before its commit.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "flow/pg/connection.hpp"
+#include "json_fields.hpp"
+#include "net_support.hpp"
+#include "pg_fixture.hpp"
+#include "run_program.hpp"
+
+using namespace flow::test;
+
+namespace {
+
+const std::string etl = FLOW_ETL_PATH;
+const std::string node = FLOW_NODE_PATH;
+
+std::string q(const std::string& schema, const std::string& table) {
+  return flow::pg::table_name{schema, table}.quoted();
+}
+
+/// A digest of a whole table's content, ordered by `order`.
+std::string digest(const std::string& schema, const std::string& table,
+                   const std::string& order = "id") {
+  return scalar("SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY "
+                + order + "), '')) FROM " + q(schema, table) + " x");
+}
+
+/// A schema holding `init`'s tables: `rows` elements (some values NULL are
+/// added, so the rows' own accounting is checked too) and `ads` ads.
+std::string init_schema(const std::string& hint, const std::string& rows,
+                        const std::string& ads) {
+  auto schema = fresh_schema(hint);
+  auto res = run_program(etl, {"init", "--db", conninfo(), "--schema", schema,
+                               "--rows", rows, "--ads", ads, "--seed", "9"});
+  INFO(res.err);
+  REQUIRE(res.rc == 0);
+  exec("INSERT INTO " + q(schema, "elements")
+       + " SELECT 900 + g, 7, NULL FROM generate_series(1, 25) g");
+  return schema;
+}
+
+/// The (key, sum, lists, elements) of flow-etl sum's JSON lines, and
+/// whether every line verified.
+std::set<std::string> sums_of(const std::string& out, bool& ok) {
+  std::set<std::string> result;
+  ok = !lines_of(out).empty();
+  for (auto& line : lines_of(out)) {
+    result.insert(json_field(line, "key") + "=" + json_field(line, "sum") + "/"
+                  + json_field(line, "lists") + "/"
+                  + json_field(line, "elements"));
+    ok = ok && json_field(line, "ok") == "true";
+  }
+  return result;
+}
+
+std::vector<std::string> worker(const std::string& port,
+                                const std::string& name) {
+  return with({node, "worker", "--connect", "127.0.0.1:" + port, "--name",
+               name, "--reducers", "1"},
+              the_certs().tls(name == "w2" ? "w2" : "w1"));
+}
+
+std::size_t staged_tables() {
+  return std::stoull(scalar("SELECT count(*) FROM pg_tables WHERE "
+                            "schemaname = 'flow_dist'"));
+}
+
+} // namespace
+
+TEST_CASE("net: flow-etl sum --listen, partitions read by two worker nodes, "
+          "equals the in-process run",
+          "[net][pg]") {
+  auto schema = init_schema("netsum", "200000", "10");
+  auto local = run_program(etl, {"sum", "--db", conninfo(), "--schema", schema,
+                                 "--partitions", "4", "--json"});
+  INFO(local.err);
+  REQUIRE(local.rc == 0);
+  child manager{with({etl, "sum", "--db", conninfo(), "--schema", schema,
+                      "--partitions", "4", "--json", "--listen",
+                      "127.0.0.1:0", "--min-workers", "2"},
+                     the_certs().tls("manager")),
+                "etl-sum-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  child w1{worker(port, "w1"), "etl-sum-w1"};
+  child w2{worker(port, "w2"), "etl-sum-w2"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err)
+                   << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  bool ok_local = false;
+  bool ok_dist = false;
+  CHECK(sums_of(out, ok_dist) == sums_of(local.out, ok_local));
+  CHECK(ok_local);
+  CHECK(ok_dist);
+  auto first = lines_of(out).at(0);
+  CHECK(json_field(first, "mode") == "\"distributed\"");
+  CHECK(json_field(first, "node_tasks") == "4");
+  CHECK(json_field(first, "local_tasks") == "0");
+  // Every row read once: the 25 NULL values are the rows' rejections.
+  CHECK(json_field(first, "rows_read") == "200025");
+  CHECK(json_field(first, "rows_rejected") == "25");
+  // Both nodes read partitions (the manager gives each task to the node
+  // with the fewest).
+  CHECK(slurp(w1.err).find("(etl.sum) done") != std::string::npos);
+  CHECK(slurp(w2.err).find("(etl.sum) done") != std::string::npos);
+  CHECK(w1.wait() == 1);
+  CHECK(w2.wait() == 1);
+}
+
+TEST_CASE("net: flow-etl clean --listen writes the same three tables as the "
+          "in-process run",
+          "[net][pg]") {
+  auto schema = init_schema("netclean", "100", "60000");
+  auto local = run_program(etl, {"clean", "--db", conninfo(), "--schema",
+                                 schema, "--partitions", "3", "--json",
+                                 "--clean", "c_local", "--rejects",
+                                 "r_local", "--summary", "s_local"});
+  INFO(local.err);
+  REQUIRE(local.rc == 0);
+  auto before = staged_tables();
+  child manager{with({etl, "clean", "--db", conninfo(), "--schema", schema,
+                      "--partitions", "3", "--json", "--listen",
+                      "127.0.0.1:0", "--min-workers", "2"},
+                     the_certs().tls("manager")),
+                "etl-clean-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  child w1{worker(port, "w1"), "etl-clean-w1"};
+  child w2{worker(port, "w2"), "etl-clean-w2"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err)
+                   << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  CHECK(json_field(out, "ok") == "true");
+  CHECK(json_field(out, "ads") == "60000");
+  CHECK(json_field(out, "node_tasks") == "3");
+  CHECK(json_field(out, "emitted") == "60000");
+  CHECK(digest(schema, "ads_clean") == digest(schema, "c_local"));
+  CHECK(digest(schema, "ads_rejects") == digest(schema, "r_local"));
+  CHECK(digest(schema, "ads_summary", "city")
+        == digest(schema, "s_local", "city"));
+  // The nodes' staged partitions were adopted and dropped at the commit.
+  CHECK(staged_tables() == before);
+}
+
+TEST_CASE("net: a worker node killed while it reads a partition; the "
+          "partition goes to another node and the result is exact",
+          "[net][pg][faults]") {
+  auto schema = init_schema("netkill", "100", "40000");
+  auto local = run_program(etl, {"clean", "--db", conninfo(), "--schema",
+                                 schema, "--partitions", "2", "--json",
+                                 "--clean", "c_local", "--rejects",
+                                 "r_local", "--summary", "s_local"});
+  REQUIRE(local.rc == 0);
+  child manager{with({etl, "clean", "--db", conninfo(), "--schema", schema,
+                      "--partitions", "2", "--json", "--listen",
+                      "127.0.0.1:0", "--min-workers", "1"},
+                     the_certs().tls("manager")),
+                "etl-kill-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  // A slow node (1.5 s per batch of its partitions) takes both; it is
+  // killed once it has started them.
+  child doomed{worker(port, "w1"), "etl-doomed",
+               "FLOW_TEST_REDUCER_DELAY_MS=1500"};
+  REQUIRE(wait_for_text(doomed.err, "task 2 (etl.clean) from the manager"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  child w2{worker(port, "w2"), "etl-rescuer"};
+  REQUIRE(wait_for_text(w2.err, "joined the manager"));
+  doomed.kill_now();
+  CHECK(doomed.wait() == 128 + SIGKILL);
+  auto rc = manager.wait();
+  auto err = slurp(manager.err);
+  INFO(err << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  auto out = slurp(manager.out);
+  CHECK(json_field(out, "ok") == "true");
+  CHECK(json_field(out, "emitted") == "40000");
+  CHECK(err.find("handing it to another node") != std::string::npos);
+  CHECK(slurp(w2.err).find("(etl.clean) done") != std::string::npos);
+  CHECK(digest(schema, "ads_clean") == digest(schema, "c_local"));
+  CHECK(digest(schema, "ads_rejects") == digest(schema, "r_local"));
+  CHECK(digest(schema, "ads_summary", "city")
+        == digest(schema, "s_local", "city"));
+}
+
+TEST_CASE("net: the manager of flow-etl clean killed mid-job; workers stop "
+          "non-zero and no output becomes visible",
+          "[net][pg][faults]") {
+  auto schema = init_schema("netmgr", "100", "20000");
+  // A previous output, which must survive untouched.
+  auto first = run_program(etl, {"clean", "--db", conninfo(), "--schema",
+                                 schema, "--json"});
+  REQUIRE(first.rc == 0);
+  auto a = digest(schema, "ads_clean");
+  auto b = digest(schema, "ads_rejects");
+  auto c = digest(schema, "ads_summary", "city");
+  child manager{with({etl, "clean", "--db", conninfo(), "--schema", schema,
+                      "--partitions", "2", "--listen", "127.0.0.1:0",
+                      "--min-workers", "1"},
+                     the_certs().tls("manager")),
+                "etl-dying-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  child w1{worker(port, "w1"), "etl-orphan",
+           "FLOW_TEST_REDUCER_DELAY_MS=2000"};
+  REQUIRE(wait_for_text(w1.err, "(etl.clean) from the manager"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  manager.kill_now();
+  manager.wait();
+  auto rc = w1.wait();
+  INFO(slurp(w1.err));
+  CHECK(rc == 1);
+  CHECK(slurp(w1.err).find("lost the manager") != std::string::npos);
+  CHECK(digest(schema, "ads_clean") == a);
+  CHECK(digest(schema, "ads_rejects") == b);
+  CHECK(digest(schema, "ads_summary", "city") == c);
+}
+
+TEST_CASE("net: flow-etl --listen with no worker node reads the partitions "
+          "itself",
+          "[net][pg]") {
+  auto schema = init_schema("netalone", "5000", "3000");
+  auto r = run_program(etl, with({"clean", "--db", conninfo(), "--schema",
+                                  schema, "--partitions", "2", "--json",
+                                  "--listen", "127.0.0.1:0"},
+                                 the_certs().tls("manager")));
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(json_field(r.out, "ok") == "true");
+  CHECK(json_field(r.out, "node_tasks") == "0");
+  CHECK(json_field(r.out, "local_tasks") == "2");
+  auto s = run_program(etl, with({"sum", "--db", conninfo(), "--schema",
+                                  schema, "--partitions", "3", "--json",
+                                  "--listen", "127.0.0.1:0"},
+                                 the_certs().tls("manager")));
+  INFO(s.err);
+  CHECK(s.rc == 0);
+  bool ok = false;
+  CHECK(!sums_of(s.out, ok).empty());
+  CHECK(ok);
+  CHECK(json_field(lines_of(s.out).at(0), "local_tasks") == "3");
+}
+
+TEST_CASE("net: flow-etl's network options that exclude each other are "
+          "usage errors",
+          "[net][pg]") {
+  auto tls = the_certs().tls("manager");
+  auto r = run_program(etl, with({"sum", "--db", conninfo(), "--pushdown",
+                                  "--listen", "127.0.0.1:0"},
+                                 tls));
+  CHECK(r.rc == 2);
+  CHECK(r.err.find("--pushdown and --listen") != std::string::npos);
+  auto s = run_program(etl, with({"clean", "--db", conninfo(), "--resume",
+                                  "--listen", "127.0.0.1:0"},
+                                 tls));
+  CHECK(s.rc == 2);
+  CHECK(s.err.find("--resume and --listen") != std::string::npos);
+  auto t = run_program(etl, {"sum", "--db", conninfo(), "--listen",
+                             "127.0.0.1:0"});
+  CHECK(t.rc == 2);
+  CHECK(t.err.find("--cert, --key and --ca") != std::string::npos);
+}
