@@ -210,6 +210,13 @@ TEST_CASE("net: rogue peers are refused and the job is not disturbed",
                                         c.tls("rogue", "rogue")));
     CHECK(rogue.rc == 1);
     CHECK(rogue.err.find("cannot connect to the manager") != std::string::npos);
+    // A certificate from another CA, from a peer that trusts ours: this
+    // side's verification refuses it.
+    auto forged = run_program(
+      node, {"worker", "--connect", at, "--name", "forged", "--cert",
+             c.dir + "/rogue/rogue.pem", "--key", c.dir + "/rogue/rogue.key",
+             "--ca", c.dir + "/good/ca.pem"});
+    CHECK(forged.rc == 1);
     // Plain TCP.
     auto plain = run_program(node, {"worker", "--connect", at, "--insecure",
                                     "--name", "plain"});
@@ -235,6 +242,17 @@ TEST_CASE("net: rogue peers are refused and the job is not disturbed",
     auto rc = manager.wait();
     CHECK(rc == 0);
     CHECK(all_ok(slurp(manager.out)));
+    // The manager logged each refusal, with OpenSSL's reason.
+    auto log = slurp(manager.err);
+    INFO(log);
+    std::size_t refused = 0;
+    for (auto pos = log.find("refused a peer at 127.0.0.1:");
+         pos != std::string::npos;
+         pos = log.find("refused a peer at 127.0.0.1:", pos + 1))
+      ++refused;
+    CHECK(refused == 4);
+    CHECK(log.find("certificate verify failed") != std::string::npos);
+    CHECK(log.find("wrong version number") != std::string::npos);
   }
 }
 

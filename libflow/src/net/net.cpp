@@ -5,6 +5,7 @@
 #include "flow/net/net.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -36,6 +37,9 @@
 #include "flow/types.hpp"
 
 namespace flow::net {
+
+/// Turns on the logging of refused TLS peers (tls_watch.cpp).
+extern std::atomic<bool> watch_tls;
 
 namespace {
 
@@ -599,6 +603,7 @@ void configure(caf::actor_system_config& cfg, const security& sec) {
   if (sec.insecure)
     return;
   cfg.load<caf::openssl::manager>();
+  watch_tls = true;
   // Setting the certificate, key and CA turns on mutual authentication;
   // without them CAF would fall back to anonymous TLS, which is never used.
   cfg.set("openssl.certificate", sec.cert);
