@@ -66,10 +66,12 @@ std::set<std::string> sums_of(const std::string& out, bool& ok) {
   return result;
 }
 
+/// A worker node's command line; it runs `reducers` partitions at once.
 std::vector<std::string> worker(const std::string& port,
-                                const std::string& name) {
+                                const std::string& name,
+                                const std::string& reducers = "1") {
   return with({node, "worker", "--connect", "127.0.0.1:" + port, "--name",
-               name, "--reducers", "1"},
+               name, "--reducers", reducers},
               the_certs().tls(name == "w2" ? "w2" : "w1"));
 }
 
@@ -177,7 +179,7 @@ TEST_CASE("net: a worker node killed while it reads a partition; the "
   REQUIRE(!port.empty());
   // A slow node (1.5 s per batch of its partitions) takes both; it is
   // killed once it has started them.
-  child doomed{worker(port, "w1"), "etl-doomed",
+  child doomed{worker(port, "w1", "2"), "etl-doomed",
                "FLOW_TEST_REDUCER_DELAY_MS=1500"};
   REQUIRE(wait_for_text(doomed.err, "task 2 (etl.clean) from the manager"));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -198,6 +200,34 @@ TEST_CASE("net: a worker node killed while it reads a partition; the "
   CHECK(digest(schema, "ads_rejects") == digest(schema, "r_local"));
   CHECK(digest(schema, "ads_summary", "city")
         == digest(schema, "s_local", "city"));
+}
+
+TEST_CASE("net: a worker node that joins while a distributed job runs gets "
+          "a waiting partition at once",
+          "[net][pg]") {
+  auto schema = init_schema("netlate", "400000", "10");
+  child manager{with({etl, "sum", "--db", conninfo(), "--schema", schema,
+                      "--partitions", "4", "--json", "--listen",
+                      "127.0.0.1:0", "--min-workers", "1"},
+                     the_certs().tls("manager")),
+                "etl-late-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  // A slow node running one partition at a time: three partitions wait.
+  child w1{worker(port, "w1"), "etl-early", "FLOW_TEST_REDUCER_DELAY_MS=500"};
+  REQUIRE(wait_for_text(w1.err, "task 1 (etl.sum) from the manager"));
+  child w2{worker(port, "w2"), "etl-late"};
+  REQUIRE(wait_for_text(w2.err, "(etl.sum) from the manager"));
+  // It got one while the first node was still on its first partition.
+  CHECK(slurp(w1.err).find("task 1 (etl.sum) done") == std::string::npos);
+  auto rc = manager.wait();
+  INFO(slurp(manager.err) << "\nw1: " << slurp(w1.err) << "\nw2: "
+                          << slurp(w2.err));
+  CHECK(rc == 0);
+  bool ok = false;
+  CHECK(!sums_of(slurp(manager.out), ok).empty());
+  CHECK(ok);
+  CHECK(json_field(lines_of(slurp(manager.out)).at(0), "node_tasks") == "4");
 }
 
 TEST_CASE("net: the manager of flow-etl clean killed mid-job; workers stop "

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -121,6 +122,8 @@ std::optional<task_fn> find_task(const std::string& kind) {
 struct node_entry {
   caf::actor node;
   std::string name;
+  /// Tasks it runs at once (its --reducers); more wait in the queue.
+  std::size_t capacity = 1;
 };
 
 struct job_entry {
@@ -141,39 +144,61 @@ struct entry_state {
   std::vector<node_entry> nodes;
   std::vector<job_entry> jobs;
   std::map<std::uint64_t, task_entry> tasks;
+  /// Tasks waiting for a node with room, oldest (or handed back) first.
+  std::deque<std::uint64_t> queue;
   std::uint64_t next_task = 1;
   static inline const char* name = "flow.net.entry";
 };
 
-/// Sends task `id` to the node with the fewest tasks; with no node left,
-/// answers its requester "no worker node" (who may then run it itself).
-void dispatch(caf::stateful_actor<entry_state>* self, std::uint64_t id) {
+/// Tasks running on `node`.
+std::size_t load_of(const entry_state& st, const caf::actor_addr& node) {
+  std::size_t load = 0;
+  for (auto& [tid, t] : st.tasks)
+    if (t.node == node)
+      ++load;
+  return load;
+}
+
+/// Hands queued tasks to the nodes with room (the least loaded first); with
+/// no node at all, answers their requesters "no worker node" (who then run
+/// them themselves). A node that joins, or finishes a task, pulls from the
+/// queue here, so work goes where there is room as soon as there is some.
+void pump(caf::stateful_actor<entry_state>* self) {
   auto& st = self->state;
-  auto i = st.tasks.find(id);
-  if (i == st.tasks.end())
-    return;
-  auto& t = i->second;
-  const node_entry* best = nullptr;
-  std::size_t best_load = 0;
-  for (auto& n : st.nodes) {
-    std::size_t load = 0;
-    for (auto& [tid, other] : st.tasks)
-      if (other.node == n.node.address())
-        ++load;
-    if (best == nullptr || load < best_load) {
-      best = &n;
-      best_load = load;
+  while (!st.queue.empty()) {
+    auto id = st.queue.front();
+    auto i = st.tasks.find(id);
+    if (i == st.tasks.end()) {
+      st.queue.pop_front();
+      continue;
     }
+    auto& t = i->second;
+    if (st.nodes.empty()) {
+      st.queue.pop_front();
+      t.promise.deliver(make_error(errc::actor_down, no_node_text));
+      st.tasks.erase(i);
+      continue;
+    }
+    const node_entry* best = nullptr;
+    double best_fill = 0;
+    for (auto& n : st.nodes) {
+      auto load = load_of(st, n.node.address());
+      if (load >= n.capacity)
+        continue;
+      auto fill = static_cast<double>(load) / static_cast<double>(n.capacity);
+      if (best == nullptr || fill < best_fill) {
+        best = &n;
+        best_fill = fill;
+      }
+    }
+    if (best == nullptr)
+      return; // every node is busy: the queue waits
+    st.queue.pop_front();
+    t.node = best->node.address();
+    t.node_name = best->name;
+    logger()->debug("task {} ({}) to node {}", id, t.kind, best->name);
+    self->send(best->node, task_atom::value, id, t.kind, t.payload);
   }
-  if (best == nullptr) {
-    t.promise.deliver(make_error(errc::actor_down, no_node_text));
-    st.tasks.erase(i);
-    return;
-  }
-  t.node = best->node.address();
-  t.node_name = best->name;
-  logger()->debug("task {} ({}) to node {}", id, t.kind, best->name);
-  self->send(best->node, task_atom::value, id, t.kind, t.payload);
 }
 
 caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
@@ -194,12 +219,16 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
         for (auto& [id, t] : st.tasks)
           if (t.node == gone)
             orphans.push_back(id);
-        for (auto id : orphans) {
+        // Handed back first, ahead of tasks that never ran.
+        for (auto it = orphans.rbegin(); it != orphans.rend(); ++it) {
+          auto& t = st.tasks[*it];
           logger()->warn("task {} ({}) was running on {}: handing it to "
                          "another node",
-                         id, st.tasks[id].kind, st.tasks[id].node_name);
-          dispatch(self, id);
+                         *it, t.kind, t.node_name);
+          t.node = caf::actor_addr{};
+          st.queue.push_front(*it);
         }
+        pump(self);
         return;
       }
     }
@@ -210,15 +239,19 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
                   st.jobs.end());
   });
   return {
-    [=](hello_atom, caf::actor node, const std::string& name) {
+    [=](hello_atom, caf::actor node, const std::string& name,
+        std::uint64_t capacity) {
       auto& st = self->state;
       self->monitor(node);
-      st.nodes.push_back({node, name});
+      st.nodes.push_back(
+        {node, name, static_cast<std::size_t>(std::max<std::uint64_t>(1, capacity))});
       logger()->info("worker node {} joined ({} nodes)", name,
                      st.nodes.size());
       // A node that joins while jobs run gets work at once.
       for (auto& j : st.jobs)
         self->send(node, job_atom::value, j.manager, j.reducer);
+      // ... and queued tasks, too.
+      pump(self);
       return welcome_atom::value;
     },
     [=](job_atom, caf::actor manager, const std::string& reducer) {
@@ -233,7 +266,8 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
       auto& st = self->state;
       auto id = st.next_task++;
       st.tasks[id] = {kind, payload, self->make_response_promise(), {}, {}};
-      dispatch(self, id);
+      st.queue.push_back(id);
+      pump(self);
     },
     [=](done_atom, std::uint64_t id, job_result& res) {
       auto& st = self->state;
@@ -245,6 +279,7 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
       logger()->debug("task {} done by {}", id, i->second.node_name);
       i->second.promise.deliver(std::move(res));
       st.tasks.erase(i);
+      pump(self);
     },
     [=](failed_atom, std::uint64_t id, std::uint8_t code,
         const std::string& context) {
@@ -256,6 +291,7 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
         make_error(static_cast<errc>(code),
                    "on node " + i->second.node_name + ": " + context));
       st.tasks.erase(i);
+      pump(self);
     },
   };
 }
@@ -730,7 +766,7 @@ caf::error serve(caf::actor_system& sys, const endpoint& to,
   caf::error result;
   bool welcomed = false;
   self->request(*entry, std::chrono::seconds(10), hello_atom::value, node,
-                name)
+                name, static_cast<std::uint64_t>(reducers))
     .receive([&](welcome_atom) { welcomed = true; },
              [&](caf::error& err) {
                result = make_error(errc::actor_down,

@@ -147,10 +147,13 @@ public:
   /// Worker nodes connected now.
   std::size_t nodes() const;
 
-  /// Runs a task on the worker node with the fewest tasks running and
-  /// returns its result. A node lost before answering (killed, silent,
-  /// disconnected) hands the task to another node; with no node left (or
-  /// none to start with) the error is errc::actor_down "no worker node".
+  /// Runs a task on a worker node and returns its result. A node runs as
+  /// many tasks at once as it lends reducers (`serve`'s `reducers`); more
+  /// wait in a queue and go to the least busy node with room as soon as one
+  /// has some (also a node that joins later). A node lost before answering
+  /// (killed, silent, disconnected) hands its tasks back to the front of the
+  /// queue; with no node left (or none to start with) the error is
+  /// errc::actor_down "no worker node" (see `no_worker_node`).
   /// An error the task itself returns is returned as is (no retry: it would
   /// fail again). Blocks.
   caf::expected<job_result> run_task(const std::string& kind,
@@ -163,7 +166,8 @@ private:
 };
 
 /// The worker side: connects to the coordinator at `to`, lends `reducers`
-/// reducers to each of its jobs and serves until the manager goes away.
+/// reducers to each of its jobs, runs up to `reducers` of its tasks at once
+/// and serves until the manager goes away.
 /// Returns the reason it stopped (an error: a lost or refused connection,
 /// or the manager ending). Blocks.
 caf::error serve(caf::actor_system& sys, const endpoint& to,
