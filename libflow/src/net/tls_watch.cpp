@@ -57,10 +57,28 @@ std::string peer_of(const SSL* ssl) {
   return std::string{host} + ":" + std::to_string(port);
 }
 
+// The peer's address, kept from the start of the handshake: by the time
+// it fails the peer may have hung up already.
+void free_peer(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<std::string*>(ptr);
+}
+
+int peer_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr,
+                                                free_peer);
+  return index;
+}
+
 void on_tls_event(const SSL* ssl, int where, int ret) {
   if (!flow::net::watch_tls.load(std::memory_order_relaxed)
-      || !SSL_is_server(const_cast<SSL*>(ssl)))
+      || !SSL_is_server(const_cast<SSL*>(ssl)) || peer_index() < 0)
     return;
+  auto* s = const_cast<SSL*>(ssl);
+  if ((where & SSL_CB_HANDSHAKE_START) != 0
+      && SSL_get_ex_data(s, peer_index()) == nullptr) {
+    SSL_set_ex_data(s, peer_index(), new std::string{peer_of(ssl)});
+    return;
+  }
   // SSL_accept giving up: the handshake failed for good (a non-blocking
   // accept that merely waits for more bytes leaves OpenSSL's error queue
   // empty). The queue's last entry says why; CAF reads and clears it once
@@ -71,8 +89,10 @@ void on_tls_event(const SSL* ssl, int where, int ret) {
   if (code == 0)
     return;
   auto* why = ERR_reason_error_string(code);
+  auto* peer = static_cast<std::string*>(SSL_get_ex_data(s, peer_index()));
   flow::logger()->warn("refused a peer at {}: TLS handshake failed ({})",
-                       peer_of(ssl), why != nullptr ? why : "unknown reason");
+                       peer != nullptr ? *peer : peer_of(ssl),
+                       why != nullptr ? why : "unknown reason");
 }
 
 using ctx_new_fn = SSL_CTX* (*) (const SSL_METHOD*);
