@@ -16,6 +16,7 @@ bool is_space(char c) {
 /// Trims and collapses runs of ASCII white space into one space.
 std::string collapse_spaces(std::string_view x) {
   std::string result;
+  result.reserve(x.size());
   bool pending_space = false;
   for (auto c : x) {
     if (is_space(c)) {
@@ -39,11 +40,30 @@ bool is_blank(const std::optional<std::string>& raw) {
   return true;
 }
 
+// ASCII case, without the locale lookups of std::tolower/toupper (4% of the
+// clean job's client time went there).
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+}
+
+char upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - ('a' - 'A')) : c;
+}
+
 std::string lower_ascii(std::string_view x) {
   std::string result{x};
   for (auto& c : result)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    c = lower(c);
   return result;
+}
+
+/// Appends `v` as exactly `n` decimal digits.
+void put_digits(char*& out, int v, int n) {
+  for (int i = n - 1; i >= 0; --i) {
+    out[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+  out += n;
 }
 
 bool is_leap(int y) {
@@ -74,10 +94,22 @@ cleaned<std::string> make_timestamp(int y, int mo, int d, int h, int mi,
   if (y < 1 || y > 9999 || mo < 1 || mo > 12 || d < 1
       || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59)
     return cleaned<std::string>::fail("invalid date");
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d", y, mo, d,
-                h, mi, s);
-  return cleaned<std::string>::ok(buf);
+  // "YYYY-MM-DD HH:MM:SS" by hand: snprintf was about 9% of the clean
+  // job's client time.
+  std::string text(19, ' ');
+  auto* out = text.data();
+  put_digits(out, y, 4);
+  *out++ = '-';
+  put_digits(out, mo, 2);
+  *out++ = '-';
+  put_digits(out, d, 2);
+  ++out;
+  put_digits(out, h, 2);
+  *out++ = ':';
+  put_digits(out, mi, 2);
+  *out++ = ':';
+  put_digits(out, s, 2);
+  return cleaned<std::string>::ok(std::move(text));
 }
 
 } // namespace
@@ -126,7 +158,7 @@ cleaned<std::string> normalize_city(const std::optional<std::string>& raw) {
       continue;
     }
     if (c < 0x80) {
-      x[i] = static_cast<char>(word_start ? std::toupper(c) : std::tolower(c));
+      x[i] = word_start ? upper(static_cast<char>(c)) : lower(static_cast<char>(c));
     } else if (c == 0xc3 && i + 1 < x.size()) {
       // Latin-1 letters in UTF-8: C3 80..9E upper, C3 A0..BE lower (x+0x20),
       // except the signs C3 97 (×) and C3 B7 (÷).
@@ -174,11 +206,11 @@ parse_price_cents(const std::optional<std::string>& raw) {
     for (auto c : code)
       alpha = alpha && std::isalpha(static_cast<unsigned char>(c));
     if (alpha) {
-      std::string upper{code};
-      for (auto& c : upper)
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      if (upper != "USD")
-        return result::fail("price in " + upper);
+      std::string currency{code};
+      for (auto& c : currency)
+        c = upper(c);
+      if (currency != "USD")
+        return result::fail("price in " + currency);
       v = v.substr(0, sp);
     }
   }

@@ -215,10 +215,14 @@ std::string partition_name(std::size_t i, std::size_t n,
 }
 
 // A reader's session: its own connection, a transaction that imported the
-// snapshot. Throws libpqxx exceptions.
+// snapshot. `in_order`: rows in the heap's physical order (row reads, which
+// a resumed job may skip a prefix of); a push-down partition instead leaves
+// the server free to run its query with parallel workers. Throws libpqxx
+// exceptions.
 std::unique_ptr<copy_reader::impl>
 snapshot_session(const std::string& conninfo, std::string name,
-                 const std::string& select, const std::string& snapshot) {
+                 const std::string& select, const std::string& snapshot,
+                 bool in_order = true) {
   auto d = std::make_unique<copy_reader::impl>();
   d->conninfo = conninfo;
   d->name = std::move(name);
@@ -226,11 +230,13 @@ snapshot_session(const std::string& conninfo, std::string name,
   d->conn = detail::connect(conninfo);
   auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
   ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
-  // A partition's rows come in the heap's physical order every time (a
-  // resumed job skips a prefix of them): no scan joining another one
-  // midway, no parallel workers interleaving.
-  ptx->exec("SET LOCAL synchronize_seqscans = off");
-  ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
+  if (in_order) {
+    // A partition's rows come in the heap's physical order every time (a
+    // resumed job skips a prefix of them): no scan joining another one
+    // midway, no parallel workers interleaving.
+    ptx->exec("SET LOCAL synchronize_seqscans = off");
+    ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
+  }
   d->tx = std::move(ptx);
   return d;
 }
@@ -425,7 +431,8 @@ struct partitioned_read::impl {
 
   // Opens a partition's session: a transaction that imported the snapshot.
   std::unique_ptr<copy_reader::impl> session(std::size_t i,
-                                             const std::string& select) {
+                                             const std::string& select,
+                                             bool in_order = true) {
     if (!tx)
       throw input_error("partitioned read: the snapshot was released before "
                         "every partition imported it",
@@ -433,7 +440,7 @@ struct partitioned_read::impl {
     return snapshot_session(spec.conninfo,
                             partition_name(i, ranges.size(), spec.table,
                                            ranges[i]),
-                            select, snapshot);
+                            select, snapshot, in_order);
   }
 };
 
@@ -644,7 +651,7 @@ partitioned_read::aggregate_readers(const pushdown_spec& spec) {
                     + "), min(" + v + "), max(" + v + ") FROM " + impl_->table
                     + " WHERE " + impl_->ranges[i].predicate(impl_->column)
                     + " GROUP BY " + groups + " HAVING count(" + v + ") > 0";
-      result.emplace_back(impl_->session(i, select));
+      result.emplace_back(impl_->session(i, select, false));
     }
     return result;
   } catch (...) {
