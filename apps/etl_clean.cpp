@@ -130,6 +130,10 @@ std::vector<pg::copy_row> reject_rows(const std::vector<dead_letter>& xs) {
   return rows;
 }
 
+std::size_t cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 /// Decodes a row of (id, title, city, price, posted_at).
 raw_ad decode_ad(const pg::row_view& r) {
   return raw_ad{r.int64(0), opt(r.opt_text(1)), opt(r.opt_text(2)),
@@ -291,8 +295,14 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
                                         bool fresh_if_none) {
   stopwatch sw;
   auto tables = output_tables(cfg);
-  pg::read_spec spec{cfg.conninfo, cfg.ads, ad_columns, "ctid",
-                     cfg.partitions};
+  auto partitions = cfg.partitions;
+  if (partitions == 0) {
+    auto n = pg::ctid_partitions(cfg.conninfo, cfg.ads, cores());
+    if (!n)
+      return std::move(n.error());
+    partitions = *n;
+  }
+  pg::read_spec spec{cfg.conninfo, cfg.ads, ad_columns, "ctid", partitions};
   std::optional<pg::resume_state> state;
   std::map<std::string, aggregate> seed;
   if (resume) {
@@ -361,6 +371,7 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
   if (!res)
     return std::move(res.error());
   clean_report rep;
+  rep.partitions = plan.size();
   rep.res = std::move(*res);
   rep.seconds = sw.seconds();
   if (state)
@@ -478,8 +489,10 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                       const flow::net::coordinator& coord,
                       std::size_t min_workers) {
   stopwatch sw;
+  // Partitions are the unit of work handed to nodes: as many as cores here
+  // at least, whatever the table's size.
   pg::read_spec spec{cfg.conninfo, cfg.ads, ad_columns, "ctid",
-                     cfg.partitions};
+                     cfg.partitions > 0 ? cfg.partitions : cores()};
   auto read = pg::partitioned_read::open(spec);
   if (!read)
     return std::move(read.error());
@@ -556,6 +569,7 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   if (!res)
     return std::move(res.error());
   clean_report rep;
+  rep.partitions = tickets->size();
   // The rows' accounting is the tasks'; the keys are the manager's.
   rep.res = ledger->totals();
   rep.res.keys = std::move(res->keys);

@@ -45,8 +45,10 @@ struct clean_config {
   pg::table_name clean;
   pg::table_name rejects;
   pg::table_name summary;
-  /// Partitions of the parallel read (ranges of ads.id).
-  std::size_t partitions = 2;
+  /// Partitions of the parallel read (block ranges); 0: as many as there
+  /// are cores, or 1 for a table larger than a quarter of the server's
+  /// shared buffers (see pg::ctid_partitions).
+  std::size_t partitions = 0;
   /// Pipeline options.
   flow::options opts;
   /// Continue an interrupted run from its checkpoints (--resume).
@@ -80,6 +82,8 @@ struct clean_report {
   std::size_t resumes = 0;
   /// Cities in the summary the job computed (manager plus resumed output).
   std::size_t summary_keys = 0;
+  /// Partitions the run read.
+  std::size_t partitions = 0;
   /// Distributed runs: partitions worker nodes read, and read here.
   std::uint64_t node_tasks = 0;
   std::uint64_t local_tasks = 0;

@@ -592,6 +592,16 @@ int run_listening(database& db, bool keep, const net_options& net, F body) {
 }
 #endif
 
+/// True with --listen: partitions are then the work handed to nodes.
+bool distributed_sum(const sum_config& cfg) {
+#ifdef FLOW_HAS_NET
+  return cfg.coord != nullptr;
+#else
+  static_cast<void>(cfg);
+  return false;
+#endif
+}
+
 int run_sum(const std::string& conninfo, const sum_config& cfg,
             caf::actor_system& sys) {
   stopwatch sw;
@@ -601,6 +611,19 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   spec.columns = {"list_id", "list_size", "value"};
   spec.partition_column = cfg.by;
   spec.partitions = cfg.partitions;
+  if (spec.partitions == 0) {
+    auto hw = std::max(1u, std::thread::hardware_concurrency());
+    if (cfg.pushdown) {
+      spec.partitions = 1;
+    } else if (cfg.by != "ctid" || distributed_sum(cfg)) {
+      spec.partitions = hw;
+    } else {
+      auto n = pg::ctid_partitions(conninfo, cfg.table, hw);
+      if (!n)
+        fail(n.error());
+      spec.partitions = *n;
+    }
+  }
   auto read = pg::partitioned_read::open(spec);
   if (!read)
     fail(read.error());
@@ -798,8 +821,10 @@ int cmd_sum(int argc, char** argv) {
   declare_common(args);
   args.value("partitions", "P",
              "partition generators (ranges of --by, balanced by quantiles); "
-             "0 = one per hardware thread (with --pushdown: 1, and the "
-             "server runs it with its own parallel workers)",
+             "0 = one per hardware thread, but 1 for a table larger than a "
+             "quarter of the server's shared buffers (read by block ranges "
+             "it would churn them) and 1 with --pushdown (the server runs "
+             "it with its own parallel workers)",
              "0");
   args.value("by", "COLUMN",
              "integer column whose ranges make the partitions, or ctid: equal "
@@ -836,8 +861,7 @@ int cmd_sum(int argc, char** argv) {
   // parallel workers, which share the table out block by block as they go;
   // fixed ranges on top of them only add processes (measured: 1 partition
   // 1.3 s, 2 partitions 2.0 s over 10^7 rows on 2 cores).
-  if (cfg.partitions == 0)
-    cfg.partitions = cfg.pushdown ? 1 : hw;
+  // 0 is decided in run_sum, once the table is there.
   cfg.json = args.is_set("json");
 #ifdef FLOW_HAS_NET
   auto net = read_net_options(args, prog, true);
@@ -907,7 +931,7 @@ void print_clean(const clean_report& rep, const clean_config& cfg,
       .add("resumes", static_cast<std::uint64_t>(rep.resumes))
       .add_raw("reasons", reasons.str())
       .add("ok", rep.ok())
-      .add("partitions", static_cast<std::uint64_t>(cfg.partitions))
+      .add("partitions", static_cast<std::uint64_t>(rep.partitions))
       .add("libflow_s", rep.seconds)
       .add("rows_per_s", rep.seconds > 0 ? rep.ads / rep.seconds : 0.0)
       .add("verify_s", rep.verify_seconds);
@@ -1008,7 +1032,8 @@ int cmd_clean(int argc, char** argv) {
              "ads_summary");
   args.value("partitions", "P",
              "partition generators (equal shares of the table's blocks); "
-             "0 = one per hardware thread",
+             "0 = one per hardware thread, but 1 for a table larger than a "
+             "quarter of the server's shared buffers",
              "0");
   args.flag("json", "print one JSON object instead of a table");
   args.flag("resume",
@@ -1038,9 +1063,9 @@ int cmd_clean(int argc, char** argv) {
     throw usage_error("--table, --clean, --rejects and --summary must name "
                       "four different tables");
   auto hw = std::max(1u, std::thread::hardware_concurrency());
+  // 0: as many as cores, or 1 for a table larger than a quarter of the
+  // server's shared buffers (decided once the table is there).
   cfg.partitions = args.get_uint("partitions", 0, 1024);
-  if (cfg.partitions == 0)
-    cfg.partitions = hw;
   if (cfg.opts.workers == 0)
     cfg.opts.workers = hw;
   bool json = args.is_set("json");

@@ -56,29 +56,42 @@ for b in $bounds; do
 done
 preds+=("${lo:+value >= $lo}"); [[ -z "${preds[-1]}" ]] && preds[-1]="true"
 
-copy_one() { psql "$db" -Atc "COPY (SELECT list_size, value FROM elements) TO STDOUT" >/dev/null; }
+# The raw reads take the columns the row path reads: list_id (for the exact
+# list count), list_size and value.
+cols="list_id, list_size, value"
+copy_one() { psql "$db" -Atc "COPY (SELECT $cols FROM elements) TO STDOUT" >/dev/null; }
 copy_par() {
   local pids=()
   for p in "${preds[@]}"; do
-    psql "$db" -Atc "COPY (SELECT list_size, value FROM elements WHERE $p) TO STDOUT" >/dev/null &
+    psql "$db" -Atc "COPY (SELECT $cols FROM elements WHERE $p) TO STDOUT" >/dev/null &
     pids+=($!)
   done
   wait "${pids[@]}"
 }
+# The server's own GROUP BY: the cheapest one (sum and count per size, as in
+# the issue's orientation figures), and one giving what flow-etl sum gives
+# (per size: sum, count, min, max and the number of lists).
 group_by() { psql "$db" -Atc "SELECT list_size, sum(value), count(*) FROM elements GROUP BY list_size" >/dev/null; }
+group_by_same() {
+  psql "$db" -Atc "SELECT list_size, sum(s), sum(c), min(lo), max(hi), count(*) FROM (SELECT list_size, list_id, sum(value) s, count(value) c, min(value) lo, max(value) hi FROM elements GROUP BY list_size, list_id HAVING count(value) > 0) l GROUP BY list_size" >/dev/null
+}
 etl_time() { # the job's own time (read + reduce + merge), from --json
-  "$etl" sum --db "$db" --partitions "$parts" --json "$@" | head -1 \
+  "$etl" sum --db "$db" --json "$@" | head -1 \
     | sed -n 's/.*"libflow_s":\([0-9.e-]*\).*/\1/p'
 }
 
 declare -A samples
 for ((r = 1; r <= runs; ++r)); do
-  samples[etl_rows]+="$(etl_time) "
+  samples[etl_rows]+="$(etl_time --partitions "$parts") "
   samples[etl_wall]+="$(time_cmd "$etl" sum --db "$db" --partitions "$parts") "
-  samples[etl_push]+="$(etl_time --pushdown) "
+  # Push-down's default: one partition, which the server runs with its own
+  # parallel workers (fixed ranges on top of them only add processes).
+  samples[etl_push]+="$(etl_time --pushdown --partitions 1) "
+  samples[etl_push_p]+="$(etl_time --pushdown --partitions "$parts") "
   samples[copy_one]+="$(time_cmd copy_one) "
   samples[copy_par]+="$(time_cmd copy_par) "
   samples[group_by]+="$(time_cmd group_by) "
+  samples[group_by_same]+="$(time_cmd group_by_same) "
   samples[py_cursor]+="$(time_cmd "$py" bench/etl_psycopg2.py "$db" cursor) "
   samples[py_multi]+="$(time_cmd "$py" bench/etl_psycopg2.py "$db" multi "$parts") "
   echo "etl_bench: run $r/$runs done" >&2
@@ -89,9 +102,11 @@ echo "| what | median of $runs (s) |"
 echo "|---|---|"
 echo "| \`flow-etl sum\` ($parts partitions, job time: read, decode, reduce, merge) | $(m etl_rows) |"
 echo "| \`flow-etl sum\` whole program (connect, job, reference GROUP BY with count(DISTINCT), print) | $(m etl_wall) |"
-echo "| \`flow-etl sum --pushdown\` ($parts partitions, job time) | $(m etl_push) |"
-echo "| \`COPY (SELECT list_size, value FROM elements) TO STDOUT\`, psql to /dev/null, 1 stream | $(m copy_one) |"
+echo "| \`flow-etl sum --pushdown\` (default: 1 partition, server's parallel workers; job time) | $(m etl_push) |"
+echo "| \`flow-etl sum --pushdown --partitions $parts\` (job time) | $(m etl_push_p) |"
+echo "| \`COPY (SELECT $cols FROM elements) TO STDOUT\`, psql to /dev/null, 1 stream | $(m copy_one) |"
 echo "| the same COPY as $parts parallel range streams | $(m copy_par) |"
 echo "| server \`SELECT list_size, sum(value), count(*) ... GROUP BY list_size\` | $(m group_by) |"
+echo "| server GROUP BY giving flow-etl sum's result (per size: sum, count, min, max, lists) | $(m group_by_same) |"
 echo "| Python psycopg2, one server-side cursor | $(m py_cursor) |"
 echo "| Python psycopg2, multiprocessing over $parts value ranges | $(m py_multi) |"

@@ -565,3 +565,32 @@ TEST_CASE("without_password: the connection string crosses without its "
   CHECK(error_text(bad.error()).find("hunter22") == std::string::npos);
   CHECK(error_text(bad.error()).find("connection string") != std::string::npos);
 }
+
+TEST_CASE("ctid_partitions: a table larger than a quarter of the shared "
+          "buffers is read as one partition",
+          "[pg][partition]") {
+  auto schema = fresh_schema("cachefit");
+  pg::table_name small{schema, "small"};
+  pg::table_name big{schema, "big"};
+  exec("CREATE TABLE " + small.quoted() + " AS SELECT g FROM "
+       "generate_series(1, 1000) g");
+  auto buffers = std::stoll(scalar("SELECT setting FROM pg_settings WHERE "
+                                   "name = 'shared_buffers'"));
+  // Rows of about 1 kB: just over a quarter of the buffers.
+  auto rows = buffers * 8 / 4 * 9 / 8 + 100;
+  exec("CREATE TABLE " + big.quoted() + " AS SELECT g, repeat('x', 1000) AS "
+       "pad FROM generate_series(1, " + std::to_string(rows) + ") g");
+  auto a = pg::ctid_partitions(conninfo(), small, 4);
+  REQUIRE(a);
+  CHECK(*a == 4);
+  auto b = pg::ctid_partitions(conninfo(), big, 4);
+  REQUIRE(b);
+  CHECK(*b == 1);
+  auto c = pg::ctid_partitions(conninfo(), small, 0);
+  REQUIRE(c);
+  CHECK(*c == 1);
+  auto missing = pg::ctid_partitions(conninfo(), {schema, "nope"}, 4);
+  REQUIRE(!missing);
+  CHECK(error_text(missing.error()).find("42P01") != std::string::npos);
+  exec("DROP TABLE " + big.quoted());
+}

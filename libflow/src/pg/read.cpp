@@ -1,5 +1,6 @@
 #include "flow/pg/read.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include <pqxx/result>
@@ -7,9 +8,12 @@
 #include <pqxx/transaction>
 
 #include "flow/error.hpp"
+#include "flow/logging.hpp"
 #include "flow/parse.hpp"
 #include "flow/pg/error.hpp"
 #include "session.hpp"
+
+#include <spdlog/spdlog.h>
 
 namespace flow::pg {
 
@@ -187,6 +191,34 @@ void copy_reader::fail(const decode_error& e) const {
                       + ", column " + std::to_string(e.column() + 1) + ": "
                       + e.what(),
                     errc::bad_input);
+}
+
+caf::expected<std::size_t> ctid_partitions(const std::string& conninfo,
+                                           const table_name& table,
+                                           std::size_t cores) {
+  try {
+    auto conn = detail::connect(conninfo);
+    pqxx::read_transaction tx{*conn};
+    // Both in blocks; the name goes in as a value, resolved by the server.
+    auto r = tx.exec_params(
+      "SELECT pg_relation_size($1::regclass) "
+      "/ current_setting('block_size')::bigint, "
+      "(SELECT setting::bigint FROM pg_settings "
+      "WHERE name = 'shared_buffers')",
+      table.quoted());
+    auto pages = r[0][0].as<std::int64_t>();
+    auto buffers = r[0][1].as<std::int64_t>();
+    if (cores <= 1 || pages <= buffers / 4)
+      return std::max<std::size_t>(1, cores);
+    logger()->info("{} ({} pages) is larger than a quarter of the server's "
+                   "shared buffers ({} pages): one partition, a sequential "
+                   "scan through PostgreSQL's ring buffer (--partitions P "
+                   "overrides)",
+                   table.display(), pages, buffers);
+    return std::size_t{1};
+  } catch (...) {
+    return current_error(conninfo);
+  }
 }
 
 caf::expected<copy_reader> open_query(const std::string& conninfo,
