@@ -82,7 +82,10 @@ etl_time() { # the job's own time (read + reduce + merge), from --json
 
 declare -A samples
 for ((r = 1; r <= runs; ++r)); do
-  samples[etl_rows]+="$(etl_time --partitions "$parts") "
+  # The default partitioning (1 partition for a table larger than a quarter
+  # of shared_buffers, else one per core), and P block ranges.
+  samples[etl_rows]+="$(etl_time) "
+  samples[etl_rows_p]+="$(etl_time --partitions "$parts") "
   samples[etl_wall]+="$(time_cmd "$etl" sum --db "$db" --partitions "$parts") "
   # Push-down's default: one partition, which the server runs with its own
   # parallel workers (fixed ranges on top of them only add processes).
@@ -100,7 +103,8 @@ done
 m() { tr ' ' '\n' <<<"${samples[$1]}" | grep . | median; }
 echo "| what | median of $runs (s) |"
 echo "|---|---|"
-echo "| \`flow-etl sum\` ($parts partitions, job time: read, decode, reduce, merge) | $(m etl_rows) |"
+echo "| \`flow-etl sum\` (default partitions, job time: read, decode, reduce, merge) | $(m etl_rows) |"
+echo "| \`flow-etl sum --partitions $parts\` (job time) | $(m etl_rows_p) |"
 echo "| \`flow-etl sum\` whole program (connect, job, reference GROUP BY with count(DISTINCT), print) | $(m etl_wall) |"
 echo "| \`flow-etl sum --pushdown\` (default: 1 partition, server's parallel workers; job time) | $(m etl_push) |"
 echo "| \`flow-etl sum --pushdown --partitions $parts\` (job time) | $(m etl_push_p) |"
