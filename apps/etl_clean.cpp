@@ -1,6 +1,7 @@
 #include "etl_clean.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -22,6 +23,7 @@
 #include "common/cli.hpp"
 #include "common/progress.hpp"
 #include "common/signals.hpp"
+#include "etl_tasks.hpp"
 #include "flow/flow.hpp"
 #include "flow/logging.hpp"
 #include "flow/parse.hpp"
@@ -429,6 +431,24 @@ struct clean_task {
   std::string rejects;
 };
 
+/// The schema of the nodes' staging tables.
+constexpr const char* staging_schema = "flow_dist";
+
+/// True for "d<16 hex digits>_p<digits>_<suffix>", the staging names a
+/// distributed clean makes.
+bool staged_name(const std::string& x, char suffix) {
+  if (x.size() < 22 || x[0] != 'd' || x[17] != '_' || x[18] != 'p'
+      || x[x.size() - 2] != '_' || x.back() != suffix)
+    return false;
+  for (std::size_t i = 1; i < 17; ++i)
+    if (!std::isxdigit(static_cast<unsigned char>(x[i])))
+      return false;
+  for (std::size_t i = 19; i + 2 < x.size(); ++i)
+    if (!std::isdigit(static_cast<unsigned char>(x[i])))
+      return false;
+  return true;
+}
+
 std::string encode(const clean_task& t) {
   auto ticket = t.ticket;
   ticket.extra = {t.schema, t.clean, t.rejects};
@@ -455,10 +475,17 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
   auto task = decode_clean_task(payload);
   if (!task)
     return std::move(task.error());
+  // The node drops and replaces these tables with its own credentials: only
+  // names a distributed clean makes, in its own schema, are accepted.
+  if (task->schema != staging_schema || !staged_name(task->clean, 'c')
+      || !staged_name(task->rejects, 'r'))
+    return make_error(errc::bad_input,
+                      "clean task: refusing to write anything but "
+                        + std::string{staging_schema} + "'s staging tables");
   auto ci = conninfo.empty() ? task->ticket.conninfo : conninfo;
   auto reader = pg::open_partition(task->ticket, ci);
   if (!reader)
-    return std::move(reader.error());
+    return node_error(std::move(reader.error()));
   // The same clean and rejects columns as the targets; no primary keys here
   // (the manager builds them once, over every partition, at its commit).
   clean_config names;
@@ -501,7 +528,7 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
     return std::move(tickets.error());
   // The nodes' staged tables: in a schema of their own, named after this
   // run's snapshot (unique while it exists) and the partition.
-  const std::string schema = "flow_dist";
+  const std::string schema = staging_schema;
   std::uint64_t h = 1469598103934665603ULL;
   for (auto c : read->snapshot_id() + std::to_string(::getpid())) {
     h ^= static_cast<unsigned char>(c);
@@ -526,7 +553,6 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   };
   auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, tables, summary,
                                              cfg.before_commit);
-  std::vector<pg::table_name> staged;
   auto ledger = std::make_shared<flow::net::task_ledger>();
   pipeline<key_result> p;
   for (auto& t : *tickets) {
@@ -535,8 +561,6 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                     std::string{tag} + "_p" + std::to_string(t.index) + "_r"};
     snk->adopt(clean_table, {schema, task.clean});
     snk->adopt(rejects_table, {schema, task.rejects});
-    staged.push_back({schema, task.clean});
-    staged.push_back({schema, task.rejects});
     p.add(flow::net::task_source(
       sys, &coord, clean_partition_task, encode(task),
       "partition " + std::to_string(t.index + 1) + "/"
@@ -554,12 +578,21 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   // The snapshot may go once every partition has been read.
   read->release();
   if (!res || res->partial) {
-    // The targets did not change; the partitions the nodes staged go.
+    // The targets did not change. Partitions not started are withdrawn;
+    // what the nodes staged so far goes (a node still in the middle of a
+    // partition may yet commit its staging tables after this: they stay in
+    // flow_dist, which may be dropped whenever no distributed job runs).
+    ledger->cancel();
     try {
       pqxx::connection conn{cfg.conninfo};
       pqxx::work tx{conn};
-      for (auto& t : staged)
-        tx.exec("DROP TABLE IF EXISTS " + t.quoted());
+      auto names = tx.exec_params(
+        "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND "
+        "starts_with(tablename, $2)",
+        schema, std::string{tag} + "_p");
+      for (auto row : names)
+        tx.exec("DROP TABLE IF EXISTS "
+                + pg::table_name{schema, row[0].as<std::string>()}.quoted());
       tx.commit();
     } catch (...) {
       logger()->warn("clean: could not drop the staged partitions in {}",

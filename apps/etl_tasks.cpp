@@ -14,6 +14,7 @@
 #ifdef FLOW_HAS_NET
 #include "flow/net/net.hpp"
 #endif
+#include "flow/pg/error.hpp"
 #include "flow/pg/read.hpp"
 
 namespace flow::apps {
@@ -65,6 +66,17 @@ reducer<element_row> sum_per_list() {
   };
 }
 
+caf::error node_error(caf::error err) {
+  // A node that cannot reach the database (unreachable, no credentials of
+  // its own) is misconfigured: errc::invalid_config makes the manager give
+  // the partition to another node and this one no more.
+  if (pg::connect_failed(err))
+    return make_error(errc::invalid_config,
+                      "this node cannot connect to the database: "
+                        + describe(err));
+  return err;
+}
+
 #ifdef FLOW_HAS_NET
 
 namespace {
@@ -90,7 +102,7 @@ caf::expected<job_result> run_sum_partition(caf::actor_system& sys,
     return std::move(ticket.error());
   auto reader = pg::open_partition(*ticket, conninfo);
   if (!reader)
-    return std::move(reader.error());
+    return node_error(std::move(reader.error()));
   auto decode = [](const pg::row_view& r) { return decode_element_row(r); };
   pipeline<element_row> p;
   p.add(source<element_row>{

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include <caf/error.hpp>
+
 #include "flow/pg/row.hpp"
 #include "flow/reducer.hpp"
 
@@ -39,6 +41,12 @@ element_row decode_element_row(const pg::row_view& r);
 /// Folds a batch per list locally (rows of one list come in runs), then
 /// hands one aggregate per list to the partial; NULL values are rejected.
 reducer<element_row> sum_per_list();
+
+/// A worker node's error opening its partition, as the manager should see
+/// it: a connection that cannot be made is the node's fault
+/// (errc::invalid_config: the partition goes to another node), anything
+/// else is the data's.
+caf::error node_error(caf::error err);
 
 /// The task kind of one `sum` partition (payload: a pg::partition_ticket).
 inline constexpr const char* sum_task = "etl.sum";

@@ -177,12 +177,11 @@ TEST_CASE("net: a worker node killed while it reads a partition; the "
                 "etl-kill-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
-  // A slow node (1.5 s per batch of its partitions) takes both; it is
-  // killed once it has started them.
+  // A slow node (10 s per batch of its partitions) takes both; it is
+  // killed once it has started them and the rescuer has joined.
   child doomed{worker(port, "w1", "2"), "etl-doomed",
-               "FLOW_TEST_REDUCER_DELAY_MS=1500"};
+               "FLOW_TEST_REDUCER_DELAY_MS=10000"};
   REQUIRE(wait_for_text(doomed.err, "task 2 (etl.clean) from the manager"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   child w2{worker(port, "w2"), "etl-rescuer"};
   REQUIRE(wait_for_text(w2.err, "joined the manager"));
   doomed.kill_now();
@@ -214,7 +213,7 @@ TEST_CASE("net: a worker node that joins while a distributed job runs gets "
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
   // A slow node running one partition at a time: three partitions wait.
-  child w1{worker(port, "w1"), "etl-early", "FLOW_TEST_REDUCER_DELAY_MS=500"};
+  child w1{worker(port, "w1"), "etl-early", "FLOW_TEST_REDUCER_DELAY_MS=3000"};
   REQUIRE(wait_for_text(w1.err, "task 1 (etl.sum) from the manager"));
   child w2{worker(port, "w2"), "etl-late"};
   REQUIRE(wait_for_text(w2.err, "(etl.sum) from the manager"));
@@ -228,6 +227,35 @@ TEST_CASE("net: a worker node that joins while a distributed job runs gets "
   CHECK(!sums_of(slurp(manager.out), ok).empty());
   CHECK(ok);
   CHECK(json_field(lines_of(slurp(manager.out)).at(0), "node_tasks") == "4");
+}
+
+TEST_CASE("net: a worker node that cannot reach the database gets no more "
+          "partitions; the job completes without it",
+          "[net][pg][faults]") {
+  auto schema = init_schema("netnodb", "50000", "10");
+  child manager{with({etl, "sum", "--db", conninfo(), "--schema", schema,
+                      "--partitions", "3", "--json", "--listen",
+                      "127.0.0.1:0", "--min-workers", "1"},
+                     the_certs().tls("manager")),
+                "etl-nodb-manager"};
+  auto port = wait_for_port(manager);
+  REQUIRE(!port.empty());
+  // Its own --db names a server that is not there.
+  child lost{with(worker(port, "w1", "3"),
+                  {"--db", "host=127.0.0.1 port=1 connect_timeout=2"}),
+             "etl-nodb"};
+  auto rc = manager.wait();
+  auto err = slurp(manager.err);
+  INFO(err << "\nnode: " << slurp(lost.err));
+  CHECK(rc == 0);
+  bool ok = false;
+  auto out = slurp(manager.out);
+  CHECK(!sums_of(out, ok).empty());
+  CHECK(ok);
+  CHECK(err.find("cannot run task") != std::string::npos);
+  CHECK(err.find("cannot connect to the database") != std::string::npos);
+  // With no other node, the manager read the partitions itself.
+  CHECK(json_field(lines_of(out).at(0), "local_tasks") == "3");
 }
 
 TEST_CASE("net: the manager of flow-etl clean killed mid-job; workers stop "

@@ -469,11 +469,23 @@ TEST_CASE("partition tickets: another connection reads a partition in the "
   for (std::string by : {"k", "ctid"}) {
     auto spec = spec_for(t, 3);
     spec.partition_column = by;
+    // With a password in the connection string: the tickets carry none.
+    make_role("ticketeer", "s3cret-ticket");
+    exec("GRANT USAGE ON SCHEMA " + pg::quote_ident(schema)
+         + " TO ticketeer");
+    exec("GRANT SELECT ON " + t.quoted() + " TO ticketeer");
+    auto secret = conninfo() + " user=ticketeer password=s3cret-ticket";
+    spec.conninfo = secret;
     auto read = pg::partitioned_read::open(spec);
     REQUIRE(read);
     auto tickets = read->tickets();
     REQUIRE(tickets);
     REQUIRE(tickets->size() == read->ranges().size());
+    for (auto& ticket : *tickets) {
+      CHECK(ticket.conninfo.find("s3cret") == std::string::npos);
+      CHECK(ticket.encode().find("s3cret") == std::string::npos);
+      CHECK(ticket.conninfo.find("ticketeer") != std::string::npos);
+    }
     // Rows committed after the export are not seen through a ticket either.
     exec("INSERT INTO " + t.quoted() + " VALUES (5, 123456)");
     std::vector<kv> seen;
@@ -554,6 +566,12 @@ TEST_CASE("without_password: the connection string crosses without its "
   auto b = pg::without_password("postgresql://u:hunter22@db:5433/app");
   REQUIRE(b);
   CHECK(b->find("hunter22") == std::string::npos);
+  auto k = pg::without_password("host=db sslpassword=keypass1 "
+                                "passfile=/home/m/.pgpass sslmode=require");
+  REQUIRE(k);
+  CHECK(k->find("keypass1") == std::string::npos);
+  CHECK(k->find(".pgpass") == std::string::npos);
+  CHECK(k->find("sslmode='require'") != std::string::npos);
   CHECK(b->find("dbname='app'") != std::string::npos);
   auto c = pg::without_password(R"(host='/tmp/it\'s' dbname=x)");
   REQUIRE(c);

@@ -48,8 +48,15 @@ using hello_atom = caf::atom_constant<caf::atom("f_hello")>;
 using welcome_atom = caf::atom_constant<caf::atom("f_welcome")>;
 using job_atom = caf::atom_constant<caf::atom("f_job")>;
 using count_atom = caf::atom_constant<caf::atom("f_count")>;
-/// requester -> entry: (run_atom, kind, payload) -> job_result.
+/// requester -> entry: (run_atom, kind, payload, requester); the answer is
+/// (answer_atom, job_result) or (answer_atom, error), sent to the requester,
+/// which also monitors the entry (CAF 0.17 drops a pending response promise
+/// silently when its actor ends, so no promise is kept).
 using run_atom = caf::atom_constant<caf::atom("f_run")>;
+using answer_atom = caf::atom_constant<caf::atom("f_answer")>;
+/// requester -> entry: (withdraw_atom, requester): its task is not wanted
+/// any more (the job ended); dropped if still queued.
+using withdraw_atom = caf::atom_constant<caf::atom("f_withdra")>;
 /// entry -> node: (task_atom, id, kind, payload).
 using task_atom = caf::atom_constant<caf::atom("f_task")>;
 /// node -> entry: (done_atom, id, job_result).
@@ -124,6 +131,9 @@ struct node_entry {
   std::string name;
   /// Tasks it runs at once (its --reducers); more wait in the queue.
   std::size_t capacity = 1;
+  /// Set when the node failed a task for a reason of its own (it does not
+  /// know the task kind, cannot reach the database): it gets no more tasks.
+  bool refuses = false;
 };
 
 struct job_entry {
@@ -135,9 +145,13 @@ struct job_entry {
 struct task_entry {
   std::string kind;
   std::string payload;
-  caf::response_promise promise;
+  /// Who wants the answer (a task source's blocking actor).
+  caf::actor requester;
   caf::actor_addr node;
   std::string node_name;
+  /// Its requester withdrew it while it ran: not handed on if its node is
+  /// lost.
+  bool withdrawn = false;
 };
 
 struct entry_state {
@@ -159,6 +173,14 @@ std::size_t load_of(const entry_state& st, const caf::actor_addr& node) {
   return load;
 }
 
+/// Answers task `i`'s requester and forgets the task.
+template <class T>
+void answer(caf::stateful_actor<entry_state>* self,
+            std::map<std::uint64_t, task_entry>::iterator i, T&& x) {
+  self->send(i->second.requester, answer_atom::value, std::forward<T>(x));
+  self->state.tasks.erase(i);
+}
+
 /// Hands queued tasks to the nodes with room (the least loaded first); with
 /// no node at all, answers their requesters "no worker node" (who then run
 /// them themselves). A node that joins, or finishes a task, pulls from the
@@ -173,15 +195,18 @@ void pump(caf::stateful_actor<entry_state>* self) {
       continue;
     }
     auto& t = i->second;
-    if (st.nodes.empty()) {
+    auto usable = std::any_of(st.nodes.begin(), st.nodes.end(),
+                              [](const node_entry& n) { return !n.refuses; });
+    if (!usable) {
       st.queue.pop_front();
-      t.promise.deliver(make_error(errc::actor_down, no_node_text));
-      st.tasks.erase(i);
+      answer(self, i, make_error(errc::actor_down, no_node_text));
       continue;
     }
     const node_entry* best = nullptr;
     double best_fill = 0;
     for (auto& n : st.nodes) {
+      if (n.refuses)
+        continue;
       auto load = load_of(st, n.node.address());
       if (load >= n.capacity)
         continue;
@@ -222,6 +247,11 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
         // Handed back first, ahead of tasks that never ran.
         for (auto it = orphans.rbegin(); it != orphans.rend(); ++it) {
           auto& t = st.tasks[*it];
+          if (t.withdrawn) {
+            answer(self, st.tasks.find(*it),
+                   make_error(errc::cancelled, "withdrawn"));
+            continue;
+          }
           logger()->warn("task {} ({}) was running on {}: handing it to "
                          "another node",
                          *it, t.kind, t.node_name);
@@ -262,12 +292,27 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
         self->send(n.node, job_atom::value, manager, reducer);
     },
     [=](count_atom) -> std::uint64_t { return self->state.nodes.size(); },
-    [=](run_atom, const std::string& kind, const std::string& payload) {
+    [=](run_atom, const std::string& kind, const std::string& payload,
+        caf::actor requester) {
       auto& st = self->state;
       auto id = st.next_task++;
-      st.tasks[id] = {kind, payload, self->make_response_promise(), {}, {}};
+      st.tasks[id] = {kind, payload, std::move(requester), {}, {}};
       st.queue.push_back(id);
       pump(self);
+    },
+    [=](withdraw_atom, const caf::actor& requester) {
+      // Only a task that has not started can go; a running one finishes on
+      // its node and its answer finds nobody waiting.
+      auto& st = self->state;
+      for (auto i = st.tasks.begin(); i != st.tasks.end(); ++i) {
+        if (i->second.requester != requester)
+          continue;
+        if (!i->second.node)
+          answer(self, i, make_error(errc::cancelled, "withdrawn"));
+        else
+          i->second.withdrawn = true;
+        return;
+      }
     },
     [=](done_atom, std::uint64_t id, job_result& res) {
       auto& st = self->state;
@@ -277,8 +322,7 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
       if (i == st.tasks.end() || i->second.node != self->current_sender())
         return;
       logger()->debug("task {} done by {}", id, i->second.node_name);
-      i->second.promise.deliver(std::move(res));
-      st.tasks.erase(i);
+      answer(self, i, std::move(res));
       pump(self);
     },
     [=](failed_atom, std::uint64_t id, std::uint8_t code,
@@ -287,10 +331,25 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
       auto i = st.tasks.find(id);
       if (i == st.tasks.end() || i->second.node != self->current_sender())
         return;
-      i->second.promise.deliver(
-        make_error(static_cast<errc>(code),
-                   "on node " + i->second.node_name + ": " + context));
-      st.tasks.erase(i);
+      if (static_cast<errc>(code) == errc::invalid_config) {
+        // The node, not the data: it lacks the task kind or cannot reach
+        // the database. The task goes to another node (or back to the
+        // manager) and this node gets no more tasks.
+        for (auto& n : st.nodes)
+          if (n.node.address() == i->second.node)
+            n.refuses = true;
+        logger()->warn("worker node {} cannot run task {} ({}): {}; giving "
+                       "it to another node, and no more tasks to {}",
+                       i->second.node_name, id, i->second.kind, context,
+                       i->second.node_name);
+        i->second.node = caf::actor_addr{};
+        st.queue.push_front(id);
+        pump(self);
+        return;
+      }
+      answer(self, i,
+             make_error(static_cast<errc>(code),
+                        "on node " + i->second.node_name + ": " + context));
       pump(self);
     },
   };
@@ -498,6 +557,14 @@ std::uint64_t task_ledger::local_tasks() const {
   return local_;
 }
 
+void task_ledger::cancel() noexcept {
+  cancelled_ = true;
+}
+
+bool task_ledger::cancelled() const noexcept {
+  return cancelled_;
+}
+
 namespace {
 
 class task_source_impl : public source_impl<key_result> {
@@ -541,7 +608,8 @@ private:
     caf::expected<job_result> res = caf::error{};
     bool remote = false;
     if (coord_ != nullptr) {
-      res = coord_->run_task(kind_, payload_);
+      res = coord_->run_task(kind_, payload_,
+                             [l = ledger_] { return !l->cancelled(); });
       remote = static_cast<bool>(res);
       if (!res && no_worker_node(res.error())) {
         logger()->info("{}: no worker node connected, running it here",
@@ -722,13 +790,39 @@ std::size_t coordinator::nodes() const {
 }
 
 caf::expected<job_result>
-coordinator::run_task(const std::string& kind,
-                      const std::string& payload) const {
+coordinator::run_task(const std::string& kind, const std::string& payload,
+                      const std::function<bool()>& wanted) const {
   caf::scoped_actor self{*impl_->sys};
+  self->monitor(impl_->entry);
+  self->send(impl_->entry, run_atom::value, kind, payload,
+             caf::actor_cast<caf::actor>(self));
   caf::expected<job_result> result = caf::error{};
-  self->request(impl_->entry, caf::infinite, run_atom::value, kind, payload)
-    .receive([&](job_result& res) { result = std::move(res); },
-             [&](caf::error& err) { result = std::move(err); });
+  bool done = false;
+  bool withdrawn = false;
+  while (!done) {
+    self->receive(
+      [&](answer_atom, job_result& res) {
+        result = std::move(res);
+        done = true;
+      },
+      [&](answer_atom, caf::error& err) {
+        result = std::move(err);
+        done = true;
+      },
+      [&](caf::down_msg&) {
+        result = make_error(errc::actor_down,
+                            "the coordinator stopped before the task ended");
+        done = true;
+      },
+      // Every quarter of a second: is the answer still wanted?
+      caf::after(std::chrono::milliseconds(250)) >> [&] {
+        if (!withdrawn && wanted && !wanted()) {
+          withdrawn = true;
+          self->send(impl_->entry, withdraw_atom::value,
+                     caf::actor_cast<caf::actor>(self));
+        }
+      });
+  }
   return result;
 }
 

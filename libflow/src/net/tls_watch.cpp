@@ -63,8 +63,16 @@ void free_peer(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
   delete static_cast<std::string*>(ptr);
 }
 
+// SSL_dup copies the session's data: give the copy a string of its own.
+int dup_peer(CRYPTO_EX_DATA*, const CRYPTO_EX_DATA*, void** from, int, long,
+             void*) {
+  if (from != nullptr && *from != nullptr)
+    *from = new std::string{*static_cast<std::string*>(*from)};
+  return 1;
+}
+
 int peer_index() {
-  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr,
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, dup_peer,
                                                 free_peer);
   return index;
 }
@@ -79,10 +87,10 @@ void on_tls_event(const SSL* ssl, int where, int ret) {
     SSL_set_ex_data(s, peer_index(), new std::string{peer_of(ssl)});
     return;
   }
-  // SSL_accept giving up: the handshake failed for good (a non-blocking
+  // SSL_accept giving up: the handshake failed for good. A non-blocking
   // accept that merely waits for more bytes leaves OpenSSL's error queue
-  // empty). The queue's last entry says why; CAF reads and clears it once
-  // SSL_accept has returned.
+  // empty (the handshake state machine clears it as it starts; CAF 0.17
+  // never reads it), so an entry there says why this one failed.
   if (where != SSL_CB_ACCEPT_EXIT || ret > 0)
     return;
   auto code = ERR_peek_last_error();

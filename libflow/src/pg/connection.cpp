@@ -179,8 +179,11 @@ caf::expected<std::string> without_password(const std::string& conninfo) {
   }
   std::string result;
   for (auto* o = opts; o->keyword != nullptr; ++o) {
-    if (o->val == nullptr || *o->val == '\0'
-        || std::string{o->keyword} == "password")
+    // Secrets (a password, a client key's passphrase) and the path of this
+    // machine's password file stay here.
+    std::string key = o->keyword;
+    if (o->val == nullptr || *o->val == '\0' || key == "password"
+        || key == "sslpassword" || key == "passfile")
       continue;
     if (!result.empty())
       result += ' ';

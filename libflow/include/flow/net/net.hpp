@@ -16,6 +16,7 @@
 /// coord->attach(*j);
 /// @endcode
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -156,8 +157,15 @@ public:
   /// errc::actor_down "no worker node" (see `no_worker_node`).
   /// An error the task itself returns is returned as is (no retry: it would
   /// fail again). Blocks.
-  caf::expected<job_result> run_task(const std::string& kind,
-                                     const std::string& payload) const;
+  /// While it waits, `wanted` (if given) is asked every quarter of a
+  /// second; once it says no, a task still queued is withdrawn (errc::
+  /// cancelled); a running one finishes on its node. If the coordinator is
+  /// destroyed meanwhile, the error is errc::actor_down. A node that fails a
+  /// task with errc::invalid_config (it does not know the kind, cannot reach
+  /// the database) gets no more tasks and the task goes to another node.
+  caf::expected<job_result>
+  run_task(const std::string& kind, const std::string& payload,
+           const std::function<bool()>& wanted = {}) const;
 
 private:
   explicit coordinator(std::unique_ptr<impl> ptr);
@@ -198,7 +206,15 @@ public:
   /// Tasks run in this process (no node was connected).
   std::uint64_t local_tasks() const;
 
+  /// Says the job's answers are not wanted any more (it failed or was
+  /// stopped): task sources withdraw their tasks that have not started.
+  void cancel() noexcept;
+
+  /// True after `cancel`.
+  bool cancelled() const noexcept;
+
 private:
+  std::atomic<bool> cancelled_{false};
   mutable std::mutex mtx_;
   job_result totals_;
   std::uint64_t remote_ = 0;

@@ -21,8 +21,9 @@ bool environment_configured();
 /// "(environment)".
 std::string redact(const std::string& conninfo);
 
-/// `conninfo` (URI or key=value pairs) without its password, as key=value
-/// pairs; empty stays empty. Errors are errc::invalid_config.
+/// `conninfo` (URI or key=value pairs) without its secrets (`password`,
+/// `sslpassword`) and without `passfile` (a path on this machine), as
+/// key=value pairs; empty stays empty. Errors are errc::invalid_config.
 caf::expected<std::string> without_password(const std::string& conninfo);
 
 /// `text` with every occurrence of the password of `conninfo` and of
