@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_process.hpp"
 #include "flow/pg/connection.hpp"
 #include "json_fields.hpp"
 #include "pg_fixture.hpp"
@@ -56,34 +57,6 @@ run_result clean(const std::string& schema,
                                 schema, "--json"};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_program(prog, args);
-}
-
-/// Runs flow-etl with an environment variable set; returns its pid. Its
-/// stderr goes to `err_path`.
-pid_t start_with_env(const std::vector<std::string>& args,
-                     const std::string& env, const std::string& err_path) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int out = open("/dev/null", O_WRONLY);
-    dup2(err, 2);
-    dup2(out, 1);
-    putenv(const_cast<char*>(env.c_str()));
-    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
-    for (auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 } // namespace
@@ -166,16 +139,12 @@ TEST_CASE("flow-etl clean: a run that fails before its commit leaves the "
   exec("UPDATE " + q(schema, "ads") + " SET price = '7' WHERE id % 2 = 0");
   auto tables_before = scalar("SELECT count(*) FROM pg_tables WHERE "
                               "schemaname = '" + schema + "'");
-  auto err_path = "/tmp/flow-clean-fail-" + std::to_string(getpid());
-  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema},
-                            "FLOW_ETL_TEST_BEFORE_COMMIT=fail", err_path);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  auto err = slurp(err_path);
-  std::remove(err_path.c_str());
+  child run{{prog, "clean", "--db", conninfo(), "--schema", schema},
+            "clean-fail", "FLOW_ETL_TEST_BEFORE_COMMIT=fail"};
+  auto rc = run.wait();
+  auto err = slurp(run.err);
   INFO("stderr: " << err);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 2);
+  CHECK(rc == 2);
   CHECK(err.find("sink_failed") != std::string::npos);
   CHECK(digest(schema, "ads_clean") == a);
   CHECK(digest(schema, "ads_rejects") == b);
@@ -193,21 +162,14 @@ TEST_CASE("flow-etl clean: a run killed (SIGKILL) before its commit leaves "
   auto a = digest(schema, "ads_clean");
   auto s = digest(schema, "ads_summary", "city");
   exec("UPDATE " + q(schema, "ads") + " SET city = 'Nowhere' WHERE id < 500");
-  auto err_path = "/tmp/flow-clean-kill-" + std::to_string(getpid());
-  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema},
-                            "FLOW_ETL_TEST_BEFORE_COMMIT=pause", err_path);
+  child run{{prog, "clean", "--db", conninfo(), "--schema", schema},
+            "clean-kill", "FLOW_ETL_TEST_BEFORE_COMMIT=pause"};
   // Wait until every row is written and the run is about to commit.
-  bool paused = false;
-  for (int i = 0; i < 600 && !paused; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    paused = slurp(err_path).find("pausing before commit") != std::string::npos;
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  std::remove(err_path.c_str());
+  bool paused = wait_for_text(run.err, "pausing before commit");
+  run.kill_now();
+  auto rc = run.wait();
   REQUIRE(paused);
-  CHECK(WIFSIGNALED(status));
+  CHECK(rc == 128 + SIGKILL);
   // The killed connection's transaction rolls back: the old output stays.
   for (int i = 0; i < 100; ++i) {
     // The server notices the dead client asynchronously; wait for its locks.
@@ -261,16 +223,12 @@ TEST_CASE("flow-etl clean: an ad a cleaning rule throws on is dead-lettered "
           "into ads_rejects, and every ad is still in exactly one table",
           "[pg][flow-etl][clean][dead_letters]") {
   auto schema = init_schema("poison", "2000");
-  auto err_path = "/tmp/flow-clean-poison-" + std::to_string(getpid());
-  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema},
-                            "FLOW_TEST_POISON=77", err_path);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  auto err = slurp(err_path);
-  std::remove(err_path.c_str());
+  child run{{prog, "clean", "--db", conninfo(), "--schema", schema},
+            "clean-poison", "FLOW_TEST_POISON=77"};
+  auto rc = run.wait();
+  auto err = slurp(run.err);
   INFO("stderr: " << err);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 3);
+  CHECK(rc == 3);
   CHECK(err.find("dead-lettered") != std::string::npos);
   CHECK(scalar("SELECT reason FROM " + q(schema, "ads_rejects")
                + " WHERE id = 77")
@@ -299,26 +257,21 @@ TEST_CASE("flow-etl clean: SIGINT stops the job, exits 130 and leaves the "
   auto a = digest(schema, "ads_clean");
   auto b = digest(schema, "ads_rejects");
   exec("UPDATE " + q(schema, "ads") + " SET price = '9' WHERE id % 3 = 0");
-  auto err_path = "/tmp/flow-clean-sigint-" + std::to_string(getpid());
   // Reducers take 300 ms per batch of 100 ads: the job is still running when
   // the signal arrives, whatever the machine's speed.
-  auto pid = start_with_env({"clean", "--db", conninfo(), "--schema", schema,
-                             "--batch", "100"},
-                            "FLOW_TEST_REDUCER_DELAY_MS=300", err_path);
+  child run{{prog, "clean", "--db", conninfo(), "--schema", schema, "--batch",
+             "100"},
+            "clean-sigint", "FLOW_TEST_REDUCER_DELAY_MS=300"};
   // The job takes about 3 s (20 batches x 300 ms on two reducers); signal it
   // after one, checking it is still running.
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  int early = 0;
-  bool running = waitpid(pid, &early, WNOHANG) == 0;
-  kill(pid, SIGINT);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  auto err = slurp(err_path);
-  std::remove(err_path.c_str());
+  bool running = run.running();
+  run.signal(SIGINT);
+  auto rc = run.wait();
+  auto err = slurp(run.err);
   INFO("stderr: " << err);
   REQUIRE(running);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(rc == 130);
   CHECK(err.find("PARTIAL") != std::string::npos);
   CHECK(err.find("tables are unchanged") != std::string::npos);
   for (int i = 0; i < 100; ++i) {

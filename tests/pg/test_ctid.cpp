@@ -10,6 +10,22 @@
 using namespace flow;
 using namespace flow::test;
 
+namespace {
+
+/// A read of `columns` of `t` in `parts` block ranges.
+pg::read_spec ctid_spec(const pg::table_name& t,
+                        std::vector<std::string> columns, std::size_t parts) {
+  pg::read_spec spec;
+  spec.conninfo = conninfo();
+  spec.table = t;
+  spec.columns = std::move(columns);
+  spec.partition_column = "ctid";
+  spec.partitions = parts;
+  return spec;
+}
+
+} // namespace
+
 TEST_CASE("partitioned read by ctid: every row once, for any partition count",
           "[pg][read][ctid]") {
   auto schema = fresh_schema("ctid");
@@ -24,8 +40,7 @@ TEST_CASE("partitioned read by ctid: every row once, for any partition count",
   auto expected_count = scalar("SELECT count(*) FROM " + t.quoted());
   for (std::size_t parts : {1u, 2u, 3u, 7u, 500u}) {
     INFO("partitions " << parts);
-    auto read = pg::partitioned_read::open(
-      {conninfo(), t, {"k", "v"}, "ctid", parts});
+    auto read = pg::partitioned_read::open(ctid_spec(t, {"k", "v"}, parts));
     REQUIRE(read);
     // More partitions than blocks collapse into fewer ranges.
     CHECK(read->ranges().size() <= parts);
@@ -54,7 +69,7 @@ TEST_CASE("partitioned read by ctid: an empty table is one empty range",
   auto schema = fresh_schema("ctid_empty");
   pg::table_name t{schema, "empty"};
   exec("CREATE TABLE " + t.quoted() + " (v bigint)");
-  auto read = pg::partitioned_read::open({conninfo(), t, {"v"}, "ctid", 4});
+  auto read = pg::partitioned_read::open(ctid_spec(t, {"v"}, 4));
   REQUIRE(read);
   CHECK(read->ranges().size() == 1);
   auto srcs = read->row_sources<std::int64_t>(

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_process.hpp"
 #include "flow/pg/connection.hpp"
 #include "flow/pg/temp_cluster.hpp"
 #include "json_fields.hpp"
@@ -58,36 +59,19 @@ std::string init_schema(const std::string& hint) {
   return schema;
 }
 
-/// Starts `flow-etl clean` on `schema` with `env` set (a slow reducer, so the
-/// run is still going when the test interferes); stdout and stderr go to
-/// files named after `tag`.
-pid_t start_clean(const std::string& schema, const std::string& env,
-                  const std::string& tag,
-                  std::vector<std::string> extra = {}) {
+/// The command line of a `flow-etl clean` on `schema` in small batches
+/// (started with a slow reducer, so the run is still going when the test
+/// interferes).
+std::vector<std::string> clean_args(const std::string& schema,
+                                    std::vector<std::string> extra = {}) {
   std::vector<std::string> args{prog,     "clean",    "--db",   conninfo(),
                                 "--schema", schema,   "--json", "--batch",
                                 "500"};
   args.insert(args.end(), extra.begin(), extra.end());
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto out = "/tmp/flow-resume-" + tag + ".out";
-    auto err = "/tmp/flow-resume-" + tag + ".err";
-    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr))
-      _exit(126);
-    putenv(const_cast<char*>(env.c_str()));
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
+  return args;
 }
 
-std::string slurp(const std::string& path) {
-  return run_program("/bin/cat", {path}).out;
-}
+const std::string slow = "FLOW_TEST_REDUCER_DELAY_MS=100";
 
 /// Waits until the run committed a checkpoint that covers some ads.
 bool wait_for_checkpoint() {
@@ -109,12 +93,6 @@ bool wait_for_checkpoint() {
   return false;
 }
 
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 } // namespace
 
 TEST_CASE("flow-etl clean --resume after SIGKILL continues from the "
@@ -131,10 +109,10 @@ TEST_CASE("flow-etl clean --resume after SIGKILL continues from the "
        + ", " + q(schema, "ads_summary"));
   auto tables = scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '"
                        + schema + "'");
-  auto pid = start_clean(schema, "FLOW_TEST_REDUCER_DELAY_MS=100", "kill");
+  child run{clean_args(schema), "resume-kill", slow};
   REQUIRE(wait_for_checkpoint());
-  kill(pid, SIGKILL);
-  CHECK(wait_exit(pid) == 128 + SIGKILL);
+  run.kill_now();
+  CHECK(run.wait() == 128 + SIGKILL);
   // Nothing is visible in the job's schema yet.
   CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '" + schema
                + "'")
@@ -174,16 +152,15 @@ TEST_CASE("flow-etl clean: connections cut by pg_terminate_backend are "
             .rc
           == 0);
   auto expected = outputs(schema);
-  auto pid = start_clean(schema, "FLOW_TEST_REDUCER_DELAY_MS=100",
-                         "terminate");
+  child run{clean_args(schema), "resume-terminate", slow};
   REQUIRE(wait_for_checkpoint());
   auto cut = scalar("SELECT count(pg_terminate_backend(pid)) FROM "
                     "pg_stat_activity WHERE pid <> pg_backend_pid() AND "
                     "backend_type = 'client backend'");
   CHECK(cut != "0");
-  auto rc = wait_exit(pid);
-  auto out = slurp("/tmp/flow-resume-terminate.out");
-  auto err = slurp("/tmp/flow-resume-terminate.err");
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  auto err = slurp(run.err);
   INFO(err);
   REQUIRE(rc == 0);
   CHECK(json_field(out, "ok") == "true");
@@ -200,12 +177,12 @@ TEST_CASE("flow-etl clean: a server restart mid-run is resumed with the same "
             .rc
           == 0);
   auto expected = outputs(schema);
-  auto pid = start_clean(schema, "FLOW_TEST_REDUCER_DELAY_MS=100", "restart");
+  child run{clean_args(schema), "resume-restart", slow};
   REQUIRE(wait_for_checkpoint());
   REQUIRE(server().restart());
-  auto rc = wait_exit(pid);
-  auto out = slurp("/tmp/flow-resume-restart.out");
-  auto err = slurp("/tmp/flow-resume-restart.err");
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  auto err = slurp(run.err);
   INFO(err);
   REQUIRE(rc == 0);
   CHECK(json_field(out, "ok") == "true");
@@ -222,13 +199,13 @@ TEST_CASE("flow-etl clean: with no reconnects allowed, a cut connection fails "
           == 0);
   auto before = outputs(schema);
   exec("UPDATE " + q(schema, "ads") + " SET city = 'Elsewhere'");
-  auto pid = start_clean(schema, "FLOW_TEST_REDUCER_DELAY_MS=100",
-                         "noreconnect", {"--reconnects", "0"});
+  child run{clean_args(schema, {"--reconnects", "0"}), "resume-noreconnect",
+            slow};
   REQUIRE(wait_for_checkpoint());
   scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
          "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'");
-  auto rc = wait_exit(pid);
-  auto err = slurp("/tmp/flow-resume-noreconnect.err");
+  auto rc = run.wait();
+  auto err = slurp(run.err);
   INFO(err);
   CHECK(rc == 2);
   CHECK(err.find("flow-etl: error:") != std::string::npos);

@@ -164,7 +164,15 @@ const row_view* copy_reader::next() {
     if (!d.stream->get_raw_line(d.line)) {
       d.finished = true;
       d.stream->complete();
-      d.tx->commit();
+      // Every row is in hand. The transaction only read, so a connection
+      // lost while committing it (libpqxx's in_doubt_error; seen when the
+      // server restarted at that very moment) loses nothing.
+      try {
+        d.tx->commit();
+      } catch (const std::exception& e) {
+        logger()->debug("{}: ending the read-only transaction: {}", d.name,
+                        e.what());
+      }
       return nullptr;
     }
   } catch (...) {
