@@ -579,9 +579,7 @@ int run_listening(database& db, bool keep, const net_options& net, F body) {
     // Never destroyed: the process leaves with _Exit below.
     auto* mgr = new manager_node{net, db.conninfo};
     rc = body(*mgr);
-  } catch (const usage_error& e) {
-    rc = report_usage_error(prog, e.what());
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) { // usage_error and the rest alike
     rc = report_usage_error(prog, e.what());
   }
   finish_database(db, keep);

@@ -31,6 +31,8 @@ const char* to_string(errc x) noexcept {
       return "not_serializable";
     case errc::sink_failed:
       return "sink_failed";
+    case errc::no_workers:
+      return "no_workers";
   }
   return "unknown";
 }

@@ -14,7 +14,13 @@
 #include <thread>
 #include <vector>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "etl_clean.hpp"
+#include "flow/error.hpp"
 #include "flow/pg/connection.hpp"
+#include "flow/pg/read.hpp"
 #include "json_fields.hpp"
 #include "net_support.hpp"
 #include "pg_fixture.hpp"
@@ -66,6 +72,37 @@ std::set<std::string> sums_of(const std::string& out, bool& ok) {
   return result;
 }
 
+/// The command line of flow-etl CMD as the manager of worker nodes on a
+/// free loopback port, over mutual TLS.
+std::vector<std::string> manager_args(const std::string& cmd,
+                                      const std::string& schema,
+                                      const std::string& partitions,
+                                      const std::string& min_workers) {
+  return with({etl, cmd, "--db", conninfo(), "--schema", schema,
+               "--partitions", partitions, "--json", "--listen",
+               "127.0.0.1:0", "--min-workers", min_workers},
+              the_certs().tls("manager"));
+}
+
+/// The in-process clean of `schema` into c_local, r_local and s_local: what
+/// a distributed run must equal.
+void clean_locally(const std::string& schema, const std::string& partitions) {
+  auto local = run_program(etl, {"clean", "--db", conninfo(), "--schema",
+                                 schema, "--partitions", partitions, "--json",
+                                 "--clean", "c_local", "--rejects", "r_local",
+                                 "--summary", "s_local"});
+  INFO(local.err);
+  REQUIRE(local.rc == 0);
+}
+
+/// The distributed run's three tables equal the in-process run's.
+void check_same_as_local(const std::string& schema) {
+  CHECK(digest(schema, "ads_clean") == digest(schema, "c_local"));
+  CHECK(digest(schema, "ads_rejects") == digest(schema, "r_local"));
+  CHECK(digest(schema, "ads_summary", "city")
+        == digest(schema, "s_local", "city"));
+}
+
 /// A worker node's command line; it runs `reducers` partitions at once.
 std::vector<std::string> worker(const std::string& port,
                                 const std::string& name,
@@ -90,10 +127,7 @@ TEST_CASE("net: flow-etl sum --listen, partitions read by two worker nodes, "
                                  "--partitions", "4", "--json"});
   INFO(local.err);
   REQUIRE(local.rc == 0);
-  child manager{with({etl, "sum", "--db", conninfo(), "--schema", schema,
-                      "--partitions", "4", "--json", "--listen",
-                      "127.0.0.1:0", "--min-workers", "2"},
-                     the_certs().tls("manager")),
+  child manager{manager_args("sum", schema, "4", "2"),
                 "etl-sum-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
@@ -128,17 +162,9 @@ TEST_CASE("net: flow-etl clean --listen writes the same three tables as the "
           "in-process run",
           "[net][pg]") {
   auto schema = init_schema("netclean", "100", "60000");
-  auto local = run_program(etl, {"clean", "--db", conninfo(), "--schema",
-                                 schema, "--partitions", "3", "--json",
-                                 "--clean", "c_local", "--rejects",
-                                 "r_local", "--summary", "s_local"});
-  INFO(local.err);
-  REQUIRE(local.rc == 0);
+  clean_locally(schema, "3");
   auto before = staged_tables();
-  child manager{with({etl, "clean", "--db", conninfo(), "--schema", schema,
-                      "--partitions", "3", "--json", "--listen",
-                      "127.0.0.1:0", "--min-workers", "2"},
-                     the_certs().tls("manager")),
+  child manager{manager_args("clean", schema, "3", "2"),
                 "etl-clean-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
@@ -153,10 +179,7 @@ TEST_CASE("net: flow-etl clean --listen writes the same three tables as the "
   CHECK(json_field(out, "ads") == "60000");
   CHECK(json_field(out, "node_tasks") == "3");
   CHECK(json_field(out, "emitted") == "60000");
-  CHECK(digest(schema, "ads_clean") == digest(schema, "c_local"));
-  CHECK(digest(schema, "ads_rejects") == digest(schema, "r_local"));
-  CHECK(digest(schema, "ads_summary", "city")
-        == digest(schema, "s_local", "city"));
+  check_same_as_local(schema);
   // The nodes' staged partitions were adopted and dropped at the commit.
   CHECK(staged_tables() == before);
 }
@@ -165,15 +188,8 @@ TEST_CASE("net: a worker node killed while it reads a partition; the "
           "partition goes to another node and the result is exact",
           "[net][pg][faults]") {
   auto schema = init_schema("netkill", "100", "40000");
-  auto local = run_program(etl, {"clean", "--db", conninfo(), "--schema",
-                                 schema, "--partitions", "2", "--json",
-                                 "--clean", "c_local", "--rejects",
-                                 "r_local", "--summary", "s_local"});
-  REQUIRE(local.rc == 0);
-  child manager{with({etl, "clean", "--db", conninfo(), "--schema", schema,
-                      "--partitions", "2", "--json", "--listen",
-                      "127.0.0.1:0", "--min-workers", "1"},
-                     the_certs().tls("manager")),
+  clean_locally(schema, "2");
+  child manager{manager_args("clean", schema, "2", "1"),
                 "etl-kill-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
@@ -195,20 +211,14 @@ TEST_CASE("net: a worker node killed while it reads a partition; the "
   CHECK(json_field(out, "emitted") == "40000");
   CHECK(err.find("handing it to another node") != std::string::npos);
   CHECK(slurp(w2.err).find("(etl.clean) done") != std::string::npos);
-  CHECK(digest(schema, "ads_clean") == digest(schema, "c_local"));
-  CHECK(digest(schema, "ads_rejects") == digest(schema, "r_local"));
-  CHECK(digest(schema, "ads_summary", "city")
-        == digest(schema, "s_local", "city"));
+  check_same_as_local(schema);
 }
 
 TEST_CASE("net: a worker node that joins while a distributed job runs gets "
           "a waiting partition at once",
           "[net][pg]") {
   auto schema = init_schema("netlate", "400000", "10");
-  child manager{with({etl, "sum", "--db", conninfo(), "--schema", schema,
-                      "--partitions", "4", "--json", "--listen",
-                      "127.0.0.1:0", "--min-workers", "1"},
-                     the_certs().tls("manager")),
+  child manager{manager_args("sum", schema, "4", "1"),
                 "etl-late-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
@@ -233,10 +243,7 @@ TEST_CASE("net: a worker node that cannot reach the database gets no more "
           "partitions; the job completes without it",
           "[net][pg][faults]") {
   auto schema = init_schema("netnodb", "50000", "10");
-  child manager{with({etl, "sum", "--db", conninfo(), "--schema", schema,
-                      "--partitions", "3", "--json", "--listen",
-                      "127.0.0.1:0", "--min-workers", "1"},
-                     the_certs().tls("manager")),
+  child manager{manager_args("sum", schema, "3", "1"),
                 "etl-nodb-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());
@@ -258,6 +265,44 @@ TEST_CASE("net: a worker node that cannot reach the database gets no more "
   CHECK(json_field(lines_of(out).at(0), "local_tasks") == "3");
 }
 
+TEST_CASE("net: a clean task naming tables other than its staging tables is "
+          "refused before anything is read or written",
+          "[net][pg][security]") {
+  auto schema = init_schema("netforeign", "100", "500");
+  REQUIRE(run_program(etl, {"clean", "--db", conninfo(), "--schema", schema})
+            .rc
+          == 0);
+  auto before = digest(schema, "ads_clean");
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  flow::pg::partition_ticket t;
+  t.conninfo = conninfo();
+  t.table = {schema, "ads"};
+  t.columns = {"id", "title", "city", "price", "posted_at"};
+  t.partition_column = "ctid";
+  t.snapshot = "00000003-00000002-1";
+  const std::string good = "d0123456789abcdef_p0_";
+  for (auto extra : std::vector<std::vector<std::string>>{
+         {schema, good + "c", good + "r"},          // another schema
+         {"flow_dist", "ads_clean", good + "r"},    // not a staging name
+         {"flow_dist", good + "c", "x"},            // not a staging name
+         {"flow_dist", good + "r", good + "c"},     // suffixes swapped
+         {"flow_dist", "dXYZ456789abcdef_p0_c", good + "r"},
+         {"flow_dist", good + "c"}}) {              // a field missing
+    t.extra = extra;
+    auto r = flow::apps::run_clean_partition(sys, conninfo(), t.encode());
+    REQUIRE(!r);
+    CHECK(flow::code_of(r.error()) == flow::errc::bad_input);
+  }
+  CHECK(digest(schema, "ads_clean") == before);
+  // Well-named tables pass the check and fail only at the (made-up)
+  // snapshot, which shows the check let them through.
+  t.extra = {"flow_dist", good + "c", good + "r"};
+  auto r = flow::apps::run_clean_partition(sys, conninfo(), t.encode());
+  REQUIRE(!r);
+  CHECK(flow::describe(r.error()).find("snapshot") != std::string::npos);
+}
+
 TEST_CASE("net: the manager of flow-etl clean killed mid-job; workers stop "
           "non-zero and no output becomes visible",
           "[net][pg][faults]") {
@@ -269,10 +314,7 @@ TEST_CASE("net: the manager of flow-etl clean killed mid-job; workers stop "
   auto a = digest(schema, "ads_clean");
   auto b = digest(schema, "ads_rejects");
   auto c = digest(schema, "ads_summary", "city");
-  child manager{with({etl, "clean", "--db", conninfo(), "--schema", schema,
-                      "--partitions", "2", "--listen", "127.0.0.1:0",
-                      "--min-workers", "1"},
-                     the_certs().tls("manager")),
+  child manager{manager_args("clean", schema, "2", "1"),
                 "etl-dying-manager"};
   auto port = wait_for_port(manager);
   REQUIRE(!port.empty());

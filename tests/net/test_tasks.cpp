@@ -68,6 +68,7 @@ TEST_CASE("tasks: with no worker node, task sources run their tasks here "
   SECTION("run_task says there is no node") {
     auto r = coord->run_task("test.fake", "1 5");
     REQUIRE(!r);
+    CHECK(flow::code_of(r.error()) == flow::errc::no_workers);
     CHECK(flow::net::no_worker_node(r.error()));
     CHECK(!flow::net::no_worker_node(flow::make_error(flow::errc::actor_down,
                                                       "something else")));

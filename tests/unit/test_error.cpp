@@ -9,10 +9,10 @@
 
 TEST_CASE("errc: every code has a distinct name", "[error]") {
   std::set<std::string> names;
-  for (int i = 0; i <= static_cast<int>(flow::errc::not_serializable); ++i)
+  for (int i = 0; i <= static_cast<int>(flow::errc::no_workers); ++i)
     names.insert(flow::to_string(static_cast<flow::errc>(i)));
   CHECK(names.size()
-        == static_cast<std::size_t>(flow::errc::not_serializable) + 1);
+        == static_cast<std::size_t>(flow::errc::no_workers) + 1);
   CHECK(std::string{flow::to_string(flow::errc::reducer_failed)}
         == "reducer_failed");
   CHECK(std::string{flow::to_string(flow::errc::none)} == "none");

@@ -44,6 +44,9 @@ enum class errc : std::uint8_t {
   not_serializable,
   /// A sink failed to write or commit; what it wrote was discarded.
   sink_failed,
+  /// No worker node can run a task (none is connected, or none left that
+  /// takes tasks): the caller may run it itself (see flow::net).
+  no_workers,
 };
 
 /// Returns the enumerator's name, e.g. "reducer_failed".

@@ -105,8 +105,6 @@ std::optional<registered> find_reducer(const std::string& name) {
   return i->second;
 }
 
-const char* no_node_text = "no worker node";
-
 // -- the task registry ------------------------------------------------------------
 
 std::mutex tasks_mtx;
@@ -199,7 +197,7 @@ void pump(caf::stateful_actor<entry_state>* self) {
                               [](const node_entry& n) { return !n.refuses; });
     if (!usable) {
       st.queue.pop_front();
-      answer(self, i, make_error(errc::actor_down, no_node_text));
+      answer(self, i, make_error(errc::no_workers, "no worker node"));
       continue;
     }
     const node_entry* best = nullptr;
@@ -510,8 +508,7 @@ caf::expected<job_result> run_task_here(caf::actor_system& sys,
 }
 
 bool no_worker_node(const caf::error& err) {
-  return code_of(err) == errc::actor_down
-         && describe(err) == std::string{"actor_down: "} + no_node_text;
+  return code_of(err) == errc::no_workers;
 }
 
 void task_ledger::record(const job_result& r, bool remote) {

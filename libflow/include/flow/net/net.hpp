@@ -154,7 +154,7 @@ public:
   /// has some (also a node that joins later). A node lost before answering
   /// (killed, silent, disconnected) hands its tasks back to the front of the
   /// queue; with no node left (or none to start with) the error is
-  /// errc::actor_down "no worker node" (see `no_worker_node`).
+  /// errc::no_workers (see `no_worker_node`).
   /// An error the task itself returns is returned as is (no retry: it would
   /// fail again). Blocks.
   /// While it waits, `wanted` (if given) is asked every quarter of a
