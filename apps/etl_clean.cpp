@@ -60,6 +60,19 @@ text opt(const std::optional<std::string_view>& x) {
   return x ? text{std::string{*x}} : text{};
 }
 
+/// A timestamp parse_posted_at made ("YYYY-MM-DD HH:MM:SS") as PostgreSQL's
+/// microseconds since 2000.
+std::int64_t posted_micros(const std::string& t) {
+  auto num = [&t](std::size_t pos, std::size_t len) {
+    int v = 0;
+    for (auto i = pos; i < pos + len && i < t.size(); ++i)
+      v = v * 10 + (t[i] - '0');
+    return v;
+  };
+  return pg::timestamp_micros(num(0, 4), num(5, 2), num(8, 2), num(11, 2),
+                              num(14, 2), num(17, 2));
+}
+
 /// The cleaning rules applied to one batch of raw ads. Output rows are
 /// formatted here, in parallel, as COPY lines for the sink.
 void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
@@ -73,11 +86,11 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
                                          : std::string{};
     pg::copy_row row;
     auto& t = row.line;
-    pg::append_copy_int(t, ad.id);
-    t += '\t';
     if (!reason.empty()) {
       // ads_rejects(id, title, city, price, posted_at, reason): raw values.
       row.table = rejects_table;
+      pg::append_copy_int(t, ad.id);
+      t += '\t';
       pg::append_copy_field(t, ad.title);
       t += '\t';
       pg::append_copy_field(t, ad.city);
@@ -92,16 +105,15 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
       out.emit(std::move(row));
       continue;
     }
-    // ads_clean(id, title, city, price_cents, posted_at).
+    // ads_clean(id, title, city, price_cents, posted_at), in COPY's binary
+    // format: the server then parses no timestamps or numbers.
     row.table = clean_table;
-    pg::append_copy_field(t, clean_title(ad.title));
-    t += '\t';
-    pg::append_copy_field(t, *city.value);
-    t += '\t';
-    pg::append_copy_int(t, *price.value);
-    t += '\t';
-    t += *posted.value;
-    t += '\n';
+    pg::begin_binary_row(t, 5);
+    pg::append_binary_int(t, ad.id);
+    pg::append_binary_text(t, clean_title(ad.title));
+    pg::append_binary_text(t, *city.value);
+    pg::append_binary_int(t, *price.value);
+    pg::append_binary_timestamp(t, posted_micros(*posted.value));
     out.add(*city.value, *price.value);
     out.emit(std::move(row));
   }
@@ -250,7 +262,7 @@ std::vector<pg::output_table> output_tables(const clean_config& cfg) {
   return {{cfg.clean,
            "id bigint NOT NULL, title text, city text NOT NULL, price_cents "
            "bigint NOT NULL, posted_at timestamp NOT NULL",
-           "id"},
+           "id", pg::copy_format::binary},
           {cfg.rejects,
            "id bigint NOT NULL, title text, city text, price text, posted_at "
            "text, reason text NOT NULL",
@@ -491,8 +503,10 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
   clean_config names;
   auto all = output_tables(names);
   std::vector<pg::output_table> staged{
-    {{task->schema, task->clean}, all[clean_table].columns, ""},
-    {{task->schema, task->rejects}, all[rejects_table].columns, ""}};
+    {{task->schema, task->clean}, all[clean_table].columns, "",
+     all[clean_table].format},
+    {{task->schema, task->rejects}, all[rejects_table].columns, "",
+     all[rejects_table].format}};
   auto snk = std::make_unique<pg::copy_sink>(ci, staged);
   snk->on_dead_letters(reject_rows);
   pipeline<raw_ad> p;

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "flow/flow.hpp"
@@ -138,4 +141,155 @@ TEST_CASE("copy_sink: bad names are refused at setup, never executed",
   std::string long_name(64, 'x');
   CHECK_THROWS_AS(pg::copy_sink(conninfo(), {{{"", long_name}, "x int", ""}}),
                   input_error);
+}
+
+// -- COPY binary ---------------------------------------------------------------
+
+namespace {
+
+/// "YYYY-MM-DD HH:MM:SS" as PostgreSQL prints a timestamp (years 1000-9999).
+std::string timestamp_text(int y, int mo, int d, int h, int mi, int s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d", y, mo, d, h,
+                mi, s);
+  return buf;
+}
+
+} // namespace
+
+TEST_CASE("timestamp_micros counts PostgreSQL's microseconds since 2000",
+          "[pg][copy_sink][binary]") {
+  CHECK(pg::timestamp_micros(2000, 1, 1) == 0);
+  CHECK(pg::timestamp_micros(2000, 1, 1, 0, 0, 1) == 1'000'000);
+  CHECK(pg::timestamp_micros(1999, 12, 31, 23, 59, 59) == -1'000'000);
+  CHECK(pg::timestamp_micros(1970, 1, 1) == -946'684'800'000'000LL);
+  CHECK(pg::timestamp_micros(2024, 3, 1) - pg::timestamp_micros(2024, 2, 28)
+        == 2 * 86'400'000'000LL);
+  CHECK(pg::timestamp_micros(2023, 3, 1) - pg::timestamp_micros(2023, 2, 28)
+        == 86'400'000'000LL);
+  // Days that do not exist, and fields out of range, are refused.
+  CHECK_THROWS_AS(pg::timestamp_micros(2023, 2, 29), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(1900, 2, 29), std::invalid_argument);
+  CHECK_NOTHROW(pg::timestamp_micros(2000, 2, 29));
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 4, 31), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 13, 1), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 0, 1), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(0, 1, 1), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(10000, 1, 1), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 1, 1, 24), std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 1, 1, 0, 60),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 1, 1, 0, 0, 60),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(pg::timestamp_micros(2021, 1, 1, -1), std::invalid_argument);
+}
+
+TEST_CASE("copy_sink: binary rows land exactly beside text rows",
+          "[pg][sink][copy_sink][binary]") {
+  auto schema = fresh_schema("copybin");
+  std::vector<pg::output_table> tables{
+    {{schema, "typed"},
+     "id bigint NOT NULL, label text, at timestamp, n bigint",
+     "id",
+     pg::copy_format::binary},
+    {{schema, "plain"}, "id bigint NOT NULL, label text", "id",
+     pg::copy_format::text}};
+  // Every calendar corner in one list: year 1 and 9999, leap days, 1999/2000.
+  struct when {
+    int y, mo, d, h, mi, s;
+  };
+  std::vector<when> dates{{1, 1, 1, 0, 0, 0},       {1000, 6, 15, 12, 30, 45},
+                          {1900, 2, 28, 23, 59, 59}, {1970, 1, 1, 0, 0, 0},
+                          {1999, 12, 31, 23, 59, 59}, {2000, 1, 1, 0, 0, 0},
+                          {2000, 2, 29, 1, 2, 3},     {2024, 2, 29, 4, 5, 6},
+                          {2100, 3, 1, 0, 0, 1},      {9999, 12, 31, 23, 59, 59}};
+  const std::int64_t n = 5'000;
+  auto reducer = [&dates](const batch_ref<std::int64_t>& b, partial& out) {
+    for (auto x : b.items) {
+      // Even x: a binary row; odd: a text row. The label needs escaping in
+      // text format and none in binary.
+      auto label = "n\t" + std::to_string(x) + "\\\n\r\"'é";
+      pg::copy_row row{static_cast<std::uint32_t>(x % 2), {}};
+      if (x % 2 == 0) {
+        auto& w = dates[static_cast<std::size_t>(x / 2) % dates.size()];
+        pg::begin_binary_row(row.line, 4);
+        pg::append_binary_int(row.line, x);
+        pg::append_binary_text(row.line, x % 10 == 4 ? std::nullopt
+                                                     : std::optional{label});
+        pg::append_binary_timestamp(
+          row.line, pg::timestamp_micros(w.y, w.mo, w.d, w.h, w.mi, w.s));
+        pg::append_binary_int(row.line, -x * 1'000'000'007LL);
+      } else {
+        pg::append_copy_int(row.line, x);
+        row.line += '\t';
+        pg::append_copy_field(row.line, label);
+        row.line += '\n';
+      }
+      out.add(x % 2 == 0 ? "binary" : "text", x);
+      out.emit(std::move(row));
+    }
+  };
+  auto snk = std::make_unique<pg::copy_sink>(conninfo(), tables);
+  auto res = pipeline<std::int64_t>{}
+               .add(from_range(0, n), "x")
+               .reduce(reducer)
+               .sink(sink<pg::copy_row>{std::move(snk)})
+               .batch_size(777)
+               .run();
+  REQUIRE(res);
+  CHECK(res->written == n);
+  auto typed = q(schema, "typed");
+  CHECK(scalar("SELECT count(*) FROM " + typed) == "2500");
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "plain")) == "2500");
+  CHECK(scalar("SELECT sum(id) FROM " + typed) == std::to_string(2499 * 2500));
+  CHECK(scalar("SELECT count(*) FROM " + typed + " WHERE n <> -id * "
+               "1000000007")
+        == "0");
+  CHECK(scalar("SELECT count(*) FROM " + typed + " WHERE label IS NULL")
+        == "500");
+  CHECK(scalar("SELECT label FROM " + typed + " WHERE id = 42")
+        == "n\t42\\\n\r\"'é");
+  CHECK(scalar("SELECT label FROM " + q(schema, "plain") + " WHERE id = 43")
+        == "n\t43\\\n\r\"'é");
+  // Each timestamp reads back as the date and time it was made from.
+  for (std::size_t i = 0; i < dates.size(); ++i) {
+    auto& w = dates[i];
+    auto text = scalar("SELECT to_char(at, 'YYYY-MM-DD HH24:MI:SS') FROM "
+                       + typed + " WHERE id = " + std::to_string(2 * i));
+    CHECK(text == timestamp_text(w.y, w.mo, w.d, w.h, w.mi, w.s));
+  }
+}
+
+TEST_CASE("copy_sink: a binary row of the wrong shape fails the job, shows "
+          "nothing",
+          "[pg][sink][copy_sink][binary][atomic]") {
+  auto schema = fresh_schema("copybinbad");
+  std::vector<pg::output_table> tables{{{schema, "typed"},
+                                        "id bigint NOT NULL, label text", "",
+                                        pg::copy_format::binary}};
+  auto snk = std::make_unique<pg::copy_sink>(conninfo(), tables);
+  auto res = pipeline<std::int64_t>{}
+               .add(from_range(0, 100), "x")
+               .reduce([](const batch_ref<std::int64_t>& b, partial& out) {
+                 for (auto x : b.items) {
+                   pg::copy_row row{0, {}};
+                   // Three fields for a two-column table from x = 50 on.
+                   pg::begin_binary_row(row.line, x < 50 ? 2 : 3);
+                   pg::append_binary_int(row.line, x);
+                   pg::append_binary_text(row.line, "ok");
+                   if (x >= 50)
+                     pg::append_binary_int(row.line, x);
+                   out.emit(std::move(row));
+                 }
+               })
+               .sink(sink<pg::copy_row>{std::move(snk)})
+               .batch_size(10)
+               .run();
+  REQUIRE_FALSE(res);
+  CHECK(code_of(res.error()) == errc::sink_failed);
+  // 22P04: bad_copy_file_format, with PostgreSQL's own words.
+  CHECK(describe(res.error()).find("22P04") != std::string::npos);
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '" + schema
+               + "'")
+        == "0");
 }

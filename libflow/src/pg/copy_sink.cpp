@@ -6,6 +6,7 @@
 #include <iterator>
 #include <map>
 #include <stdexcept>
+#include <type_traits>
 
 #include <libpq-fe.h>
 #include <unistd.h>
@@ -54,6 +55,80 @@ void append_copy_field(std::string& out,
 
 void append_copy_int(std::string& out, std::int64_t x) {
   out += std::to_string(x);
+}
+
+namespace {
+
+/// Appends `x` in network byte order, as COPY binary wants every number.
+template <class T>
+void put_big_endian(std::string& out, T x) {
+  auto u = static_cast<std::make_unsigned_t<T>>(x);
+  char bytes[sizeof(T)];
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    bytes[sizeof(T) - 1 - i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  out.append(bytes, sizeof(T));
+}
+
+/// The start of a COPY binary stream: signature, flags, header extension.
+constexpr char binary_header[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+constexpr std::size_t binary_header_size = sizeof(binary_header) - 1;
+static_assert(binary_header_size == 19);
+
+bool leap_year(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/// Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
+/// (H. Hinnant's days_from_civil).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  auto era = (y >= 0 ? y : y - 399) / 400;
+  auto yoe = static_cast<unsigned>(y - era * 400);
+  auto doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  auto doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+} // namespace
+
+void begin_binary_row(std::string& out, std::uint16_t fields) {
+  put_big_endian(out, static_cast<std::int16_t>(fields));
+}
+
+void append_binary_int(std::string& out, std::int64_t x) {
+  put_big_endian(out, std::int32_t{8});
+  put_big_endian(out, x);
+}
+
+void append_binary_text(std::string& out,
+                        const std::optional<std::string_view>& x) {
+  if (!x) {
+    put_big_endian(out, std::int32_t{-1});
+    return;
+  }
+  if (x->size() > 0x3fffffff)
+    throw std::length_error("append_binary_text: field over 1 GB");
+  put_big_endian(out, static_cast<std::int32_t>(x->size()));
+  out.append(x->data(), x->size());
+}
+
+void append_binary_timestamp(std::string& out, std::int64_t micros) {
+  append_binary_int(out, micros);
+}
+
+std::int64_t timestamp_micros(int year, int month, int day, int hour,
+                              int minute, int second) {
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (year < 1 || year > 9999 || month < 1 || month > 12 || day < 1
+      || day > (month == 2 && leap_year(year) ? 29 : days[month - 1])
+      || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0
+      || second > 59)
+    throw std::invalid_argument("timestamp_micros: no such date and time");
+  // PostgreSQL counts from 2000-01-01, 10957 days after 1970-01-01.
+  auto d = days_from_civil(year, static_cast<unsigned>(month),
+                           static_cast<unsigned>(day))
+           - 10957;
+  return ((d * 24 + hour) * 60 + minute) * 60'000'000LL + second * 1'000'000LL;
 }
 
 namespace {
@@ -130,8 +205,11 @@ public:
     return result;
   }
 
-  void copy_in(const std::string& table, const std::string& data) {
+  void copy_in(const std::string& table, const std::string& data,
+               copy_format format) {
     auto cmd = "COPY " + table + " FROM STDIN";
+    if (format == copy_format::binary)
+      cmd += " (FORMAT binary)";
     check(PQexec(conn_, cmd.c_str()), PGRES_COPY_IN, cmd);
     if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1
         || PQputCopyEnd(conn_, nullptr) != 1)
@@ -210,7 +288,9 @@ struct copy_sink::impl {
   std::vector<std::pair<std::size_t, table_name>> adopted;
   std::unique_ptr<session> db;
   std::vector<table_name> staging;
+  /// Per table: the COPY data of the batch being written, and its rows.
   std::vector<std::string> buffers;
+  std::vector<std::size_t> counts;
   double write_seconds = 0;
   // -- checkpoint mode --
   bool resumable = false;
@@ -317,19 +397,29 @@ struct copy_sink::impl {
     last_step = std::chrono::steady_clock::now();
   }
 
+  /// COPYs one batch's rows: one COPY command per table that has rows.
   void flush(const std::vector<copy_row>& rows) {
-    for (auto& b : buffers)
-      b.clear();
+    counts.assign(buffers.size(), 0);
+    for (std::size_t i = 0; i < buffers.size(); ++i) {
+      buffers[i].clear();
+      if (tables[i].format == copy_format::binary)
+        buffers[i].append(binary_header, binary_header_size);
+    }
     for (auto& r : rows) {
       if (r.table >= buffers.size())
         throw std::logic_error("copy_sink: row for table "
                                + std::to_string(r.table) + " of "
                                + std::to_string(buffers.size()));
       buffers[r.table] += r.line;
+      ++counts[r.table];
     }
-    for (std::size_t i = 0; i < buffers.size(); ++i)
-      if (!buffers[i].empty())
-        db->copy_in(staging[i].quoted(), buffers[i]);
+    for (std::size_t i = 0; i < buffers.size(); ++i) {
+      if (counts[i] == 0)
+        continue;
+      if (tables[i].format == copy_format::binary)
+        put_big_endian(buffers[i], std::int16_t{-1}); // the trailer
+      db->copy_in(staging[i].quoted(), buffers[i], tables[i].format);
+    }
   }
 };
 

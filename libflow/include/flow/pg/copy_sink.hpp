@@ -35,6 +35,15 @@
 
 namespace flow::pg {
 
+/// How a table's copy_rows are encoded.
+enum class copy_format {
+  /// COPY text lines (append_copy_field, append_copy_int).
+  text,
+  /// COPY binary tuples (begin_binary_row, append_binary_*): no escaping on
+  /// the client, and the server parses no text (timestamps, numbers).
+  binary,
+};
+
 /// One table a copy_sink writes.
 struct output_table {
   /// The table the job's output replaces (created if missing).
@@ -44,16 +53,19 @@ struct output_table {
   /// The primary key's columns ("id"), built in bulk at commit; empty: none.
   /// A duplicate key then fails the commit and nothing becomes visible.
   std::string primary_key;
+  /// How the rows for this table are encoded.
+  copy_format format = copy_format::text;
 };
 
-/// One output row: the index of its table in the sink's list, and the row as
-/// one line of COPY text format (fields separated by tabs, ending in '\n';
-/// build it with append_copy_field). Formatting happens in the reducers, in
-/// parallel; the sink only moves bytes.
+/// One output row: the index of its table in the sink's list, and the row in
+/// that table's format: one line of COPY text (fields separated by tabs,
+/// ending in '\n'; build it with append_copy_field) or one COPY binary tuple
+/// (begin_binary_row, then one append_binary_* per column). Formatting
+/// happens in the reducers, in parallel; the sink only moves bytes.
 struct copy_row {
   /// Index into the sink's tables.
   std::uint32_t table = 0;
-  /// The COPY text line, '\n' included.
+  /// The COPY text line ('\n' included) or binary tuple.
   std::string line;
 };
 
@@ -64,6 +76,27 @@ void append_copy_field(std::string& out,
 
 /// Appends an integer field.
 void append_copy_int(std::string& out, std::int64_t x);
+
+/// Starts a COPY binary tuple of `fields` columns (copy_format::binary).
+void begin_binary_row(std::string& out, std::uint16_t fields);
+
+/// Appends a bigint column to a binary tuple.
+void append_binary_int(std::string& out, std::int64_t x);
+
+/// Appends a text column (or NULL) to a binary tuple: the bytes as they are,
+/// which must be valid in the server's encoding (the server checks).
+void append_binary_text(std::string& out,
+                        const std::optional<std::string_view>& x);
+
+/// Appends a timestamp (without time zone) column to a binary tuple:
+/// microseconds since 2000-01-01 00:00:00 (see timestamp_micros).
+void append_binary_timestamp(std::string& out, std::int64_t micros);
+
+/// A date and time of day (proleptic Gregorian calendar, years 1 to 9999, no
+/// leap seconds) as PostgreSQL's timestamp: microseconds since 2000-01-01
+/// 00:00:00. Throws std::invalid_argument for fields out of range.
+std::int64_t timestamp_micros(int year, int month, int day, int hour = 0,
+                              int minute = 0, int second = 0);
 
 /// Rows a copy_sink adds at commit from the job's final result (for example
 /// the manager's keyed aggregates).
