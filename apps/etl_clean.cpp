@@ -76,6 +76,8 @@ std::int64_t posted_micros(const std::string& t) {
 /// The cleaning rules applied to one batch of raw ads. Output rows are
 /// formatted here, in parallel, as COPY lines for the sink.
 void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
+  // One row per ad: no vector growth, and room for a typical row up front.
+  out.rows<pg::copy_row>().reserve(b.items.size());
   for (auto& ad : b.items) {
     auto city = normalize_city(ad.city);
     auto price = parse_price_cents(ad.price);
@@ -86,6 +88,7 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
                                          : std::string{};
     pg::copy_row row;
     auto& t = row.line;
+    t.reserve(128);
     if (!reason.empty()) {
       // ads_rejects(id, title, city, price, posted_at, reason): raw values.
       row.table = rejects_table;
