@@ -193,7 +193,7 @@ TEST_CASE("flow-keyed: keys in unusual but valid UTF-8 are grouped and "
   CHECK(sums["\"\xf0\x9f\x8d\x8e\""] == "2");
 }
 
-TEST_CASE("flow-keyed: a 10 MB key fails fast; 10^6 spaces between key and "
+TEST_CASE("flow-keyed: a 10 MB key fails fast, 10^6 spaces between key and "
           "value are fine",
           "[apps][flow-keyed]") {
   SECTION("a 10 MB key") {

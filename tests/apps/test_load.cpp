@@ -57,7 +57,7 @@ TEST_CASE("load: a reducer 100x slower than its generator keeps memory "
   CHECK(r.max_rss_kib < 64 * 1024);
 }
 
-TEST_CASE("load: 10^6 distinct keys are exact; memory grows with the keys, "
+TEST_CASE("load: 10^6 distinct keys are exact, memory grows with the keys, "
           "not with the stream",
           "[apps][load]") {
   auto input = flow::test::temp_file("");

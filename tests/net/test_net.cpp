@@ -111,7 +111,7 @@ TEST_CASE("net: a manager and two worker nodes over mutual TLS give the "
   CHECK(slurp(w1.err).find("lost the manager") != std::string::npos);
 }
 
-TEST_CASE("net: a worker node killed mid-job; its batches are dispatched "
+TEST_CASE("net: a worker node killed mid-job, its batches are dispatched "
           "again and the result is exact",
           "[net][faults]") {
   auto& c = the_certs();

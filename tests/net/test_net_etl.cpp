@@ -184,7 +184,7 @@ TEST_CASE("net: flow-etl clean --listen writes the same three tables as the "
   CHECK(staged_tables() == before);
 }
 
-TEST_CASE("net: a worker node killed while it reads a partition; the "
+TEST_CASE("net: a worker node killed while it reads a partition, the "
           "partition goes to another node and the result is exact",
           "[net][pg][faults]") {
   auto schema = init_schema("netkill", "100", "40000");
@@ -240,7 +240,7 @@ TEST_CASE("net: a worker node that joins while a distributed job runs gets "
 }
 
 TEST_CASE("net: a worker node that cannot reach the database gets no more "
-          "partitions; the job completes without it",
+          "partitions, the job completes without it",
           "[net][pg][faults]") {
   auto schema = init_schema("netnodb", "50000", "10");
   child manager{manager_args("sum", schema, "3", "1"),
@@ -303,7 +303,7 @@ TEST_CASE("net: a clean task naming tables other than its staging tables is "
   CHECK(flow::describe(r.error()).find("snapshot") != std::string::npos);
 }
 
-TEST_CASE("net: the manager of flow-etl clean killed mid-job; workers stop "
+TEST_CASE("net: the manager of flow-etl clean killed mid-job, workers stop "
           "non-zero and no output becomes visible",
           "[net][pg][faults]") {
   auto schema = init_schema("netmgr", "100", "20000");

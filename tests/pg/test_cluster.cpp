@@ -106,7 +106,7 @@ TEST_CASE("temp_cluster: the watchdog stops the server when its owner is "
   CHECK(wait_gone(dir, 20));
 }
 
-TEST_CASE("temp_cluster: keep leaves it running; stop removes it",
+TEST_CASE("temp_cluster: keep leaves it running, stop removes it",
           "[pg][cluster]") {
   auto c = pg::temp_cluster::start();
   REQUIRE(c);

@@ -227,7 +227,7 @@ TEST_CASE("dead letters: a handler that throws fails the job instead of "
   CHECK_THAT(describe(e), Catch::Contains("disk full"));
 }
 
-TEST_CASE("dead letters: keyed values are rendered as 'key value'; user types "
+TEST_CASE("dead letters: keyed values are rendered as 'key value', user types "
           "through describe()",
           "[dead_letters][faults]") {
   SECTION("keyed_value") {

@@ -131,7 +131,7 @@ TEST_CASE("messages: every message type registers with an actor system "
   CHECK(cfg.type_names_by_rtti.count(typeid(batch)) == 1);
 }
 
-TEST_CASE("messages: int64 elements travel as one raw block; a truncated "
+TEST_CASE("messages: int64 elements travel as one raw block, a truncated "
           "message is refused",
           "[messages][serialization]") {
   // A recipe (random source) is materialised into the block.
