@@ -253,6 +253,8 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
 struct sink_state {
   bool committed = false;
   bool aborted = false;
+  /// A call failed: the job is failing, and nothing more is written.
+  bool failed = false;
   static inline const char* name = "flow.sink";
 };
 
@@ -274,11 +276,26 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
   // takes the sink (and its abort) with it.
   self->link_to(manager);
   auto fail = [=](const std::string& what) {
+    self->state.failed = true;
     self->send(manager, sink_failed{make_error(errc::sink_failed,
                                                snk->name() + ": " + what)});
   };
+  // Before any message: the actor's initialisation runs on its own thread
+  // (a blocking sink is detached), so connecting overlaps with the sources
+  // reading their first batches, and a sink that cannot open writes nothing.
+  try {
+    snk->open();
+  } catch (const std::exception& e) {
+    fail(e.what());
+  } catch (...) {
+    fail("unknown exception");
+  }
   return {
     [=](sink_write& w) {
+      // Batches already on their way when the sink failed: the manager
+      // fails the job and aborts the sink; they go nowhere.
+      if (self->state.failed)
+        return;
       try {
         if (!w.dead.empty())
           snk->write_dead_letters(w.dead);
@@ -295,6 +312,8 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
       self->send(manager, sink_written{w.source, w.seq, w.row_count});
     },
     [=](commit_atom, const job_result& res) {
+      if (self->state.failed)
+        return;
       try {
         snk->commit(res);
       } catch (const std::exception& e) {

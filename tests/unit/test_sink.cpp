@@ -18,6 +18,9 @@ namespace {
 struct sink_log {
   std::mutex mtx;
   std::vector<std::int64_t> rows;
+  int opens = 0;
+  int writes_before_open = 0;
+  bool fail_open = false;
   int writes = 0;
   int commits = 0;
   int aborts = 0;
@@ -35,11 +38,20 @@ public:
     : log_(std::move(log)) {
   }
 
+  void open() override {
+    std::lock_guard<std::mutex> guard{log_->mtx};
+    ++log_->opens;
+    if (log_->fail_open)
+      throw std::runtime_error("cannot open: no space left on device");
+  }
+
   void write(const std::vector<std::int64_t>& rows) override {
     if (log_->write_delay.count() > 0)
       std::this_thread::sleep_for(log_->write_delay);
     std::lock_guard<std::mutex> guard{log_->mtx};
     ++log_->writes;
+    if (log_->opens == 0)
+      ++log_->writes_before_open;
     if (log_->fail_write_at_second && log_->writes == 2)
       throw std::runtime_error("disk full");
     log_->rows.insert(log_->rows.end(), rows.begin(), rows.end());
@@ -98,6 +110,9 @@ TEST_CASE("sink: every emitted row is written exactly once before the result",
   // The result exists, so the commit happened before it.
   CHECK(log->commits == 1);
   CHECK(log->aborts == 0);
+  // Opened once, before the first batch reached it.
+  CHECK(log->opens == 1);
+  CHECK(log->writes_before_open == 0);
   std::vector<std::int64_t> expected;
   for (std::int64_t x = 0; x < 2 * n; ++x)
     if (x % 7 != 0)
@@ -217,4 +232,25 @@ TEST_CASE("sink: a slow sink holds back the generators (credit returns only "
   CHECK(r.peak_in_flight <= 3);
   CHECK(log->writes == 80);
   CHECK(r.written == log->rows.size());
+}
+
+TEST_CASE("sink: a sink that cannot open fails the job before it writes",
+          "[sink]") {
+  auto log = std::make_shared<sink_log>();
+  log->fail_open = true;
+  auto res = pipeline<std::int64_t>{}
+               .add(from_range(0, 1'000'000), "a")
+               .reduce(emit_non_multiples_of_7())
+               .sink(sink<std::int64_t>{std::make_unique<recording_sink>(log)})
+               .batch_size(1000)
+               .run();
+  REQUIRE_FALSE(res);
+  CHECK(code_of(res.error()) == errc::sink_failed);
+  CHECK_THAT(describe(res.error()),
+             Catch::Contains("recording sink: cannot open: no space left"));
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CHECK(log->opens == 1);
+  CHECK(log->writes == 0);
+  CHECK(log->commits == 0);
+  CHECK(log->aborts == 1);
 }

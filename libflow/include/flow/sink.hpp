@@ -36,6 +36,15 @@ class sink_impl {
 public:
   virtual ~sink_impl() = default;
 
+  /// Called once when the job starts, on the sink's thread, before any
+  /// other call and while the sources read their first batches: the place to
+  /// connect, open files or create staging tables, off the job's critical
+  /// path. May throw; the job then fails, nothing is written and `abort`
+  /// follows. Default: nothing.
+  virtual void open() {
+    // nop
+  }
+
   /// Writes the rows one batch emitted. May throw; the job then fails and
   /// `abort` follows.
   virtual void write(const std::vector<O>& rows) = 0;

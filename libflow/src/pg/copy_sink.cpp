@@ -542,6 +542,10 @@ copy_sink::~copy_sink() {
   abort();
 }
 
+void copy_sink::open() {
+  impl_->begin();
+}
+
 void copy_sink::write(const std::vector<copy_row>& rows) {
   auto t0 = std::chrono::steady_clock::now();
   struct add_time {

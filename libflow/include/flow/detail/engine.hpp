@@ -170,6 +170,7 @@ erased_reducer erase_reducer(reducer<T> fn) {
 class any_sink {
 public:
   virtual ~any_sink() = default;
+  virtual void open() = 0;
   /// Writes a `std::vector<O>` given as `rows` (null: no rows).
   virtual void write_batch(const batch_info& b, const void* rows) = 0;
   virtual bool wants_every_batch() const = 0;
@@ -187,6 +188,10 @@ class sink_adapter final : public any_sink {
 public:
   explicit sink_adapter(sink<O> snk) : snk_(std::move(snk)) {
     // nop
+  }
+
+  void open() override {
+    snk_->open();
   }
 
   void write_batch(const batch_info& b, const void* rows) override {

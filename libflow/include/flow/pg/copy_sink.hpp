@@ -145,6 +145,11 @@ public:
   /// Rolls back when neither committed nor aborted.
   ~copy_sink() override;
 
+  /// Connects, begins the transaction and creates the staging tables (in
+  /// checkpoint mode: discards a previous run's state, or finds the one it
+  /// resumes), so the first batch finds them ready.
+  void open() override;
+
   /// COPYs one batch's rows, one COPY per table that has rows.
   void write(const std::vector<copy_row>& rows) override;
 
