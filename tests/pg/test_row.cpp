@@ -27,7 +27,8 @@ bool contains(const pg::range& r, std::optional<std::int64_t> x) {
 
 } // namespace
 
-TEST_CASE("row: fields split on tabs, \\N is NULL, an empty field is not",
+TEST_CASE("row: fields split on tabs, the NULL marker is NULL, an empty "
+          "field is not",
           "[pg][row]") {
   pg::row_view r;
   std::string line = "1\t\\N\t\tx\\ty\\\\z\\101";
