@@ -293,3 +293,44 @@ TEST_CASE("copy_sink: a binary row of the wrong shape fails the job, shows "
                + "'")
         == "0");
 }
+
+TEST_CASE("copy_sink: open() begins the transaction early, except for a sink "
+          "that adopts staged tables",
+          "[pg][sink][copy_sink]") {
+  auto schema = fresh_schema("copyopen");
+  auto idle = [] {
+    return scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                  "'idle in transaction' AND datname = current_database()");
+  };
+  REQUIRE(idle() == "0");
+  {
+    // Rows stream in during the job: the staging tables are ready at once.
+    pg::copy_sink plain{conninfo(), two_tables(schema)};
+    plain.open();
+    CHECK(idle() == "1");
+    CHECK(scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                 "'CREATE TABLE%' AND datname = current_database()")
+          == "1");
+  }
+  // Destroyed without commit: rolled back, nothing left idle.
+  CHECK(idle() == "0");
+  {
+    // A distributed job's manager writes only at commit: no transaction may
+    // sit idle for the whole job.
+    pg::copy_sink adopting{conninfo(), two_tables(schema)};
+    adopting.adopt(0, {schema, "staged"});
+    adopting.open();
+    CHECK(idle() == "0");
+  }
+}
+
+TEST_CASE("copy_sink: a binary row of more fields than a table can have is "
+          "refused",
+          "[pg][copy_sink][binary]") {
+  std::string line;
+  CHECK_NOTHROW(pg::begin_binary_row(line, 1600));
+  // 65535 would be -1 in the int16 count: the end-of-data marker.
+  CHECK_THROWS_AS(pg::begin_binary_row(line, 1601), std::invalid_argument);
+  CHECK_THROWS_AS(pg::begin_binary_row(line, 65535), std::invalid_argument);
+  CHECK(line.size() == 2);
+}

@@ -36,11 +36,13 @@ class sink_impl {
 public:
   virtual ~sink_impl() = default;
 
-  /// Called once when the job starts, on the sink's thread, before any
-  /// other call and while the sources read their first batches: the place to
-  /// connect, open files or create staging tables, off the job's critical
-  /// path. May throw; the job then fails, nothing is written and `abort`
-  /// follows. Default: nothing.
+  /// Called once when the job starts, on the sink's thread (a blocking sink
+  /// has one of its own; otherwise a scheduler thread), before any write,
+  /// commit or abort and while the sources read their first batches: the
+  /// place to connect, open files or create staging tables, off the job's
+  /// critical path. A job that fails early waits for it to return. May
+  /// throw; the job then fails, nothing is written and `abort` follows.
+  /// Default: nothing.
   virtual void open() {
     // nop
   }

@@ -92,6 +92,12 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
 } // namespace
 
 void begin_binary_row(std::string& out, std::uint16_t fields) {
+  // The count is an int16 and -1 ends the stream (PostgreSQL allows at most
+  // 1600 columns anyway).
+  if (fields > 1600)
+    throw std::invalid_argument("begin_binary_row: "
+                                + std::to_string(fields)
+                                + " fields (PostgreSQL allows 1600)");
   put_big_endian(out, static_cast<std::int16_t>(fields));
 }
 
@@ -543,6 +549,12 @@ copy_sink::~copy_sink() {
 }
 
 void copy_sink::open() {
+  // A sink that adopts other processes' tables (a distributed job's manager)
+  // writes nothing until its commit: opening its transaction now would only
+  // leave it idle for the whole job, exposed to the server's
+  // idle_in_transaction_session_timeout. It connects at commit, as before.
+  if (!impl_->adopted.empty())
+    return;
   impl_->begin();
 }
 

@@ -78,6 +78,7 @@ void append_copy_field(std::string& out,
 void append_copy_int(std::string& out, std::int64_t x);
 
 /// Starts a COPY binary tuple of `fields` columns (copy_format::binary).
+/// Throws std::invalid_argument above PostgreSQL's 1600 columns.
 void begin_binary_row(std::string& out, std::uint16_t fields);
 
 /// Appends a bigint column to a binary tuple.
@@ -147,7 +148,9 @@ public:
 
   /// Connects, begins the transaction and creates the staging tables (in
   /// checkpoint mode: discards a previous run's state, or finds the one it
-  /// resumes), so the first batch finds them ready.
+  /// resumes), so the first batch finds them ready. Not for a sink that
+  /// adopts tables (`adopt`): it writes nothing before its commit and
+  /// connects then, holding no transaction open during the job.
   void open() override;
 
   /// COPYs one batch's rows, one COPY per table that has rows.
