@@ -1,5 +1,7 @@
 #include "net_support.hpp"
 
+#include <catch2/catch.hpp>
+
 #include <cctype>
 #include <chrono>
 #include <csignal>
@@ -59,6 +61,8 @@ std::string wait_for_port(const child& manager) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
+  INFO("the manager printed: " << slurp(manager.err));
+  FAIL("the manager printed no port to listen on within 10 s");
   return {};
 }
 

@@ -29,7 +29,8 @@ struct certs {
 const certs& the_certs();
 
 /// Waits until a manager printed "PROG: listening on 127.0.0.1:PORT" on
-/// stderr; returns PORT ("" after 10 s).
+/// stderr and returns PORT; after 10 s without it the test case fails
+/// (REQUIRE), showing what the manager printed.
 std::string wait_for_port(const child& manager);
 
 } // namespace flow::test

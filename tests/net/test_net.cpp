@@ -89,7 +89,6 @@ TEST_CASE("net: a manager and two worker nodes over mutual TLS give the "
                      c.tls("manager")),
                 "manager"};
   auto port = wait_for_port(manager);
-  REQUIRE(!port.empty());
   child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
                  "--reducers", "1", "--name", "w1"},
                 c.tls("w1")),
@@ -123,7 +122,6 @@ TEST_CASE("net: a worker node killed mid-job, its batches are dispatched "
                      c.tls("manager")),
                 "kill-manager"};
   auto port = wait_for_port(manager);
-  REQUIRE(!port.empty());
   child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
                  "--reducers", "2", "--name", "doomed"},
                 c.tls("w1")),
@@ -152,7 +150,6 @@ TEST_CASE("net: a worker node that joins while the job runs gets work at "
                      c.tls("manager")),
                 "late-manager"};
   auto port = wait_for_port(manager);
-  REQUIRE(!port.empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
                  "--reducers", "1", "--name", "late"},
@@ -176,7 +173,6 @@ TEST_CASE("net: when the manager is killed, worker nodes stop with a clear "
                      c.tls("manager")),
                 "dying-manager"};
   auto port = wait_for_port(manager);
-  REQUIRE(!port.empty());
   child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
                  "--reducers", "1", "--name", "orphan"},
                 c.tls("w1")),
@@ -201,7 +197,6 @@ TEST_CASE("net: rogue peers are refused and the job is not disturbed",
                      c.tls("manager")),
                 "guarded-manager"};
   auto port = wait_for_port(manager);
-  REQUIRE(!port.empty());
   auto at = "127.0.0.1:" + port;
   SECTION("peers refused") {
     // A certificate from another CA.
