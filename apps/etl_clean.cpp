@@ -60,19 +60,6 @@ text opt(const std::optional<std::string_view>& x) {
   return x ? text{std::string{*x}} : text{};
 }
 
-/// A timestamp parse_posted_at made ("YYYY-MM-DD HH:MM:SS") as PostgreSQL's
-/// microseconds since 2000.
-std::int64_t posted_micros(const std::string& t) {
-  auto num = [&t](std::size_t pos, std::size_t len) {
-    int v = 0;
-    for (auto i = pos; i < pos + len && i < t.size(); ++i)
-      v = v * 10 + (t[i] - '0');
-    return v;
-  };
-  return pg::timestamp_micros(num(0, 4), num(5, 2), num(8, 2), num(11, 2),
-                              num(14, 2), num(17, 2));
-}
-
 /// The cleaning rules applied to one batch of raw ads. Output rows are
 /// formatted here, in parallel, as COPY lines for the sink.
 void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
@@ -81,7 +68,7 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
   for (auto& ad : b.items) {
     auto city = normalize_city(ad.city);
     auto price = parse_price_cents(ad.price);
-    auto posted = parse_posted_at(ad.posted);
+    auto posted = parse_posted_time(ad.posted);
     std::string reason = !city.value    ? city.reason
                          : !price.value ? price.reason
                          : !posted.value ? posted.reason
@@ -116,7 +103,10 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
     pg::append_binary_text(t, clean_title(ad.title));
     pg::append_binary_text(t, *city.value);
     pg::append_binary_int(t, *price.value);
-    pg::append_binary_timestamp(t, posted_micros(*posted.value));
+    auto& when = *posted.value;
+    pg::append_binary_timestamp(
+      t, pg::timestamp_micros(when.year, when.month, when.day, when.hour,
+                              when.minute, when.second));
     out.add(*city.value, *price.value);
     out.emit(std::move(row));
   }

@@ -45,6 +45,24 @@ cleaned<std::string> normalize_city(const std::optional<std::string>& raw);
 /// the int64 range of cents.
 cleaned<std::int64_t> parse_price_cents(const std::optional<std::string>& raw);
 
+/// A posting date and time of day, as parse_posted_time found it (a date
+/// that exists, years 1 to 9999).
+struct posted_time {
+  int year = 0;
+  int month = 0;
+  int day = 0;
+  int hour = 0;
+  int minute = 0;
+  int second = 0;
+
+  /// "YYYY-MM-DD HH:MM:SS".
+  std::string text() const;
+};
+
+/// parse_posted_at's rules and reasons, giving the fields rather than text
+/// (the clean job sends them to the server as a binary timestamp).
+cleaned<posted_time> parse_posted_time(const std::optional<std::string>& raw);
+
 /// Parses a posting date into "YYYY-MM-DD HH:MM:SS": "2021-03-04",
 /// "2021-03-04 17:05:00", "04/03/2021" (day first), "March 4, 2021".
 /// Rejects NULL or blank ("date missing"), relative dates ("yesterday"),

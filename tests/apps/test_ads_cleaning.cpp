@@ -108,6 +108,28 @@ TEST_CASE("cleaning: dates in the scraped formats parse to timestamps",
         == "2024-02-29 00:00:00");
 }
 
+TEST_CASE("cleaning: parse_posted_time gives the fields parse_posted_at "
+          "prints, and the same reasons",
+          "[cleaning]") {
+  auto t = parse_posted_time(s("March 4, 2021"));
+  REQUIRE(t.value);
+  CHECK(t.value->year == 2021);
+  CHECK(t.value->month == 3);
+  CHECK(t.value->day == 4);
+  CHECK(t.value->hour == 0);
+  t = parse_posted_time(s("2021-03-04 17:05:09"));
+  REQUIRE(t.value);
+  CHECK(t.value->hour == 17);
+  CHECK(t.value->minute == 5);
+  CHECK(t.value->second == 9);
+  CHECK(t.value->text() == "2021-03-04 17:05:09");
+  for (auto raw : {"2023-02-30", "yesterday", "Smarch 4, 2021", " "}) {
+    auto bad = parse_posted_time(s(raw));
+    CHECK_FALSE(bad.value);
+    CHECK(bad.reason == parse_posted_at(s(raw)).reason);
+  }
+}
+
 TEST_CASE("cleaning: impossible, relative and unknown dates are rejected",
           "[cleaning]") {
   CHECK(parse_posted_at(std::nullopt).reason == "date missing");
