@@ -138,7 +138,7 @@ std::vector<pg::copy_row> reject_rows(const std::vector<dead_letter>& xs) {
 }
 
 std::size_t cores() {
-  return std::max(1u, std::thread::hardware_concurrency());
+  return flow::default_reducers();
 }
 
 /// Decodes a row of (id, title, city, price, posted_at).
@@ -508,7 +508,7 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
       std::move(*reader), &decode_ad)});
   options opts;
   opts.batch_size = 16384;
-  opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  opts.reducers = flow::default_reducers();
   return p.reduce(with_poison(clean_batch))
     .describe(describe_ad)
     .sink(sink<pg::copy_row>{std::move(snk)})

@@ -110,7 +110,7 @@ caf::expected<job_result> run_sum_partition(caf::actor_system& sys,
       std::move(*reader), decode)});
   options opts;
   opts.batch_size = 16384;
-  opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  opts.reducers = flow::default_reducers();
   return p.reduce(with_delay(sum_per_list())).with(opts).run(sys);
 }
 

@@ -610,7 +610,7 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   spec.partition_column = cfg.by;
   spec.partitions = cfg.partitions;
   if (spec.partitions == 0) {
-    auto hw = std::max(1u, std::thread::hardware_concurrency());
+    auto hw = flow::default_reducers();
     if (cfg.pushdown) {
       spec.partitions = 1;
     } else if (cfg.by != "ctid" || distributed_sum(cfg)) {
@@ -852,7 +852,7 @@ int cmd_sum(int argc, char** argv) {
   } catch (const input_error& e) {
     throw usage_error(e.what());
   }
-  auto hw = std::max(1u, std::thread::hardware_concurrency());
+  auto hw = flow::default_reducers();
   cfg.partitions = args.get_uint("partitions", 0, 1024);
   cfg.pushdown = args.is_set("pushdown");
   // Pushed down, a partition is one query the server may run with its own
@@ -872,8 +872,8 @@ int cmd_sum(int argc, char** argv) {
     cfg.output = args.get("output");
     table_of(args, cfg.output);
   }
-  if (cfg.opts.workers == 0)
-    cfg.opts.workers = hw;
+  if (cfg.opts.reducers == 0)
+    cfg.opts.reducers = hw;
   auto init = read_init_options(args);
   auto db = open_database(args);
   if (db.throwaway()) {
@@ -1060,12 +1060,12 @@ int cmd_clean(int argc, char** argv) {
   if (names.size() != 4)
     throw usage_error("--table, --clean, --rejects and --summary must name "
                       "four different tables");
-  auto hw = std::max(1u, std::thread::hardware_concurrency());
+  auto hw = flow::default_reducers();
   // 0: as many as cores, or 1 for a table larger than a quarter of the
   // server's shared buffers (decided once the table is there).
   cfg.partitions = args.get_uint("partitions", 0, 1024);
-  if (cfg.opts.workers == 0)
-    cfg.opts.workers = hw;
+  if (cfg.opts.reducers == 0)
+    cfg.opts.reducers = hw;
   bool json = args.is_set("json");
   cfg.resume = args.is_set("resume");
   cfg.reconnects = args.get_uint("reconnects", 0, 1000);

@@ -429,8 +429,8 @@ int run(int argc, char** argv) {
   runtime rt;
   auto& sys = rt.system();
 #endif
-  if (opts.workers == 0)
-    opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (opts.reducers == 0)
+    opts.reducers = flow::default_reducers();
   auto finish = [&](int rc) {
 #ifdef FLOW_HAS_NET
     if (nodes.coord) {

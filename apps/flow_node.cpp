@@ -76,7 +76,7 @@ int run(int argc, char** argv) {
   auto net = read_net_options(args, prog, false);
   auto reducers = args.get_uint("reducers", 0, 4096);
   if (reducers == 0)
-    reducers = std::max(1u, std::thread::hardware_concurrency());
+    reducers = flow::default_reducers();
   auto name = args.get("name");
   if (name.empty()) {
     char host[256] = {};

@@ -44,7 +44,7 @@ struct row {
 std::vector<std::int64_t> make_data(std::uint64_t n, std::uint64_t seed) {
   std::vector<std::int64_t> xs(n);
   uniform_ints gen{seed, 0, 10000};
-  auto threads = std::max(1u, std::thread::hardware_concurrency());
+  auto threads = flow::default_reducers();
   if (n < 1'000'000)
     threads = 1;
   std::vector<std::thread> pool;
@@ -91,7 +91,7 @@ std::string json_line(const row& r, std::uint64_t seed, const options& opts,
     .add("partial", r.res.partial)
     .add("abandoned", r.res.abandoned)
     .add("batches", r.res.batches)
-    .add("workers", static_cast<std::uint64_t>(opts.workers))
+    .add("workers", static_cast<std::uint64_t>(opts.reducers))
     .add("batch_size", static_cast<std::uint64_t>(opts.batch_size));
   if (!input_mode)
     obj.add("seed", seed);
@@ -263,8 +263,8 @@ int run(int argc, char** argv) {
     sizes = parse_size_list("--sizes", args.get("sizes"));
   runtime rt;
   auto& sys = rt.system();
-  if (opts.workers == 0)
-    opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (opts.reducers == 0)
+    opts.reducers = flow::default_reducers();
   if (args.given("input"))
     return run_input(sys, args.get("input"), opts, json, dead);
   return run_sizes(sys, sizes, seed, opts, json, dead);

@@ -39,7 +39,7 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
 flow::options read_pipeline_options(const arg_parser& args) {
   apply_log_level(args.get("log-level"));
   flow::options opts;
-  opts.workers = args.get_uint("workers", 0, 4096);
+  opts.reducers = args.get_uint("workers", 0, 4096);
   opts.batch_size = args.get_uint("batch", 1, std::uint64_t{1} << 30);
   opts.credits = args.get_uint("credits", 1, 1 << 16);
   auto& policy = args.get("on-failure");

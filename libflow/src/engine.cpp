@@ -698,7 +698,7 @@ caf::behavior manager_actor(manager_actor_t* self,
   st.fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
   st.format = spec->format;
   st.reducer_name = spec->reducer_name;
-  for (std::size_t i = 0; i < st.opts.workers; ++i) {
+  for (std::size_t i = 0; i < st.opts.reducers; ++i) {
     auto w = self->spawn(reducer_actor, caf::actor{self}, st.fn, st.format,
                          st.opts.crash_reducer);
     self->monitor(w);
@@ -1118,11 +1118,6 @@ caf::behavior manager_actor(manager_actor_t* self,
   };
 }
 
-std::size_t default_workers() {
-  auto n = std::thread::hardware_concurrency();
-  return n == 0 ? 2 : n;
-}
-
 } // namespace
 
 // -- engine entry points ------------------------------------------------------
@@ -1154,8 +1149,8 @@ caf::error validate(const job_spec& spec) {
 }
 
 job start_job(caf::actor_system& sys, job_spec spec) {
-  if (spec.opts.workers == 0)
-    spec.opts.workers = default_workers();
+  if (spec.opts.reducers == 0)
+    spec.opts.reducers = default_reducers();
   auto impl = std::make_shared<job_impl>();
   impl->sys = &sys;
   impl->reducer_name = spec.reducer_name;

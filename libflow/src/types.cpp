@@ -1,10 +1,12 @@
 #include "flow/types.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include <caf/actor_system_config.hpp>
 
 #include "flow/detail/messages.hpp"
+#include "flow/options.hpp"
 #include "flow/result.hpp"
 
 namespace flow {
@@ -32,6 +34,10 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<key_result>>("flow.key_results");
   cfg.add_message_type<std::vector<partial::entry>>("flow.entries");
   cfg.add_message_type<std::vector<dead_letter>>("flow.dead_letters");
+}
+
+std::size_t default_reducers() noexcept {
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 void configure_scheduler(caf::actor_system_config& cfg) {

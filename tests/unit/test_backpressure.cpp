@@ -119,7 +119,7 @@ TEST_CASE("backpressure: a slow reducer never has more batches in flight per "
                         .add(flow::from_range(1000, 1000 + n), "b")
                         .batch_size(batch)
                         .credits(credits)
-                        .workers(2)
+                        .reducers(2)
                         .reduce(slow_sum(std::chrono::milliseconds(2)))
                         .run());
   CHECK(res.peak_in_flight <= static_cast<std::uint64_t>(credits));
@@ -164,7 +164,7 @@ TEST_CASE("backpressure: live batch storages stay bounded by credits x sources",
               static_cast<std::int64_t>(s) * 100'000, n, counter),
             static_cast<std::int64_t>(s));
     auto res = test::ok(p.credits(credits)
-                          .workers(workers)
+                          .reducers(workers)
                           .batch_size(batch)
                           .reduce(slow_sum(std::chrono::microseconds(delay_us)))
                           .run());
@@ -198,7 +198,7 @@ TEST_CASE("backpressure: a long input with a fast reducer keeps memory bounded",
                                                                 counter),
                                1)
                           .credits(credits)
-                          .workers(workers)
+                          .reducers(workers)
                           .batch_size(batch)
                           .reduce(flow::sum_by_label())
                           .run());
@@ -236,7 +236,7 @@ TEST_CASE("backpressure: under the deterministic scheduler, live storages never 
               static_cast<std::int64_t>(s) * 1000, n, counter),
             static_cast<std::int64_t>(s));
     auto j = p.credits(credits)
-               .workers(2)
+               .reducers(2)
                .batch_size(batch)
                .reduce(flow::sum_by_label())
                .start(sys);

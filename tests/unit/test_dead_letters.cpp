@@ -54,7 +54,7 @@ TEST_CASE("dead letters: failing elements are isolated by bisection and the "
                         .add(from_range(0, n), "x")
                         .reduce(sum_failing_on_999())
                         .batch_size(1000)
-                        .workers(3)
+                        .reducers(3)
                         .run());
   CHECK(res.emitted == static_cast<std::uint64_t>(n));
   CHECK(res.dead_lettered == 100);
@@ -87,7 +87,7 @@ TEST_CASE("dead letters: a batch that fails once succeeds on its retry and "
   auto res = test::ok(pipeline<std::int64_t>{}
                         .add(from_range(0, 10'000), "x")
                         .batch_size(100)
-                        .workers(2)
+                        .reducers(2)
                         .reduce([attempts](const batch_ref<std::int64_t>& b,
                                            partial& out) {
                           if (b.seq == 42 && attempts->fetch_add(1) == 0)
@@ -446,7 +446,7 @@ TEST_CASE("stop: a drain that times out reports the abandoned elements",
   auto j = pipeline<std::int64_t>{}
              .add(from_range(0, 1'000'000), "x")
              .batch_size(100)
-             .workers(2)
+             .reducers(2)
              .reduce([gate](const batch_ref<std::int64_t>& b, partial& out) {
                if (b.seq >= 3) {
                  // Reducers hang on later batches until the test opens the

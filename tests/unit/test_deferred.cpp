@@ -30,7 +30,7 @@ std::vector<std::int64_t> collect(source<std::int64_t> src, std::uint64_t n,
                  out.add(b.label, aggregate::of(b.items.data(),
                                                 b.items.size()));
                })
-               .workers(workers)
+               .reducers(workers)
                .batch_size(batch)
                .run();
   REQUIRE(res);
@@ -123,7 +123,7 @@ TEST_CASE("deferred: a slice a reducer keeps is not overwritten by later "
                  out.add(b.label, aggregate::of(b.items.data(),
                                                 b.items.size()));
                })
-               .workers(1)
+               .reducers(1)
                .batch_size(1000)
                .run();
   REQUIRE(res);

@@ -21,7 +21,7 @@ TEST_CASE("faults: a reducer that dies mid-job is replaced and the result is "
   const std::int64_t n = 200'000;
   auto fired = std::make_shared<std::atomic<int>>(0);
   options opts;
-  opts.workers = 3;
+  opts.reducers = 3;
   opts.batch_size = 1000;
   opts.credits = 8;
   // Kill whichever reducer gets batch 17, once.
@@ -53,7 +53,7 @@ TEST_CASE("faults: several reducers dying on several batches still give the "
   };
   auto st = std::make_shared<state>();
   options opts;
-  opts.workers = 2;
+  opts.reducers = 2;
   opts.batch_size = 500;
   // The first attempt at every 10th batch of source 1 kills its reducer.
   opts.crash_reducer = [st](std::uint32_t source, std::uint64_t seq) {
@@ -85,7 +85,7 @@ TEST_CASE("faults: a batch that kills every reducer ends the job with "
           "actor_down instead of looping",
           "[faults][reducer][errors]") {
   options opts;
-  opts.workers = 2;
+  opts.reducers = 2;
   opts.batch_size = 100;
   opts.max_replacements = 5;
   opts.crash_reducer = [](std::uint32_t, std::uint64_t seq) {

@@ -29,7 +29,7 @@ flow::pipeline<std::int64_t> endless() {
   flow::pipeline<std::int64_t> p;
   p.add(flow::from_random(1'000'000'000'000ull, 3))
     .batch_size(100)
-    .workers(2)
+    .reducers(2)
     .reduce(sleepy_sum(1ms));
   return p;
 }
@@ -67,7 +67,7 @@ TEST_CASE("job: start() returns at once and wait() delivers the result, "
   auto j = flow::pipeline<std::int64_t>{}
              .add(flow::from_container(xs), 7)
              .batch_size(1000)
-             .workers(2)
+             .reducers(2)
              .reduce(flow::sum_by_label())
              .start(sys);
   REQUIRE(j);
@@ -102,7 +102,7 @@ TEST_CASE("job: wait_for times out on a running job and reports the end later",
   auto j = flow::pipeline<std::int64_t>{}
              .add(flow::from_range(0, 5000), 1)
              .batch_size(100)
-             .workers(2)
+             .reducers(2)
              .reduce(sleepy_sum(2ms))
              .start(sys);
   REQUIRE(j);

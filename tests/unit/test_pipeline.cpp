@@ -64,7 +64,7 @@ flow::job_result sum_list(std::vector<std::int64_t> xs, std::size_t batch,
   return test::ok(flow::pipeline<std::int64_t>{}
                     .add(flow::from_container(std::move(xs)), n)
                     .batch_size(batch)
-                    .workers(workers)
+                    .reducers(workers)
                     .reduce(flow::sum_by_label())
                     .run());
 }
@@ -168,7 +168,7 @@ TEST_CASE("pipeline: 1000 copies of int64 max and of int64 min sum exactly",
                         .add(flow::from_container(maxes), "mixed")
                         .add(flow::from_container(mins), "mixed")
                         .batch_size(batch)
-                        .workers(2)
+                        .reducers(2)
                         .reduce(flow::sum_by_label())
                         .run());
   REQUIRE(res.keys.size() == 3);
@@ -213,7 +213,7 @@ TEST_CASE("pipeline: random data give the sequential reference whatever the "
   auto res = test::ok(flow::pipeline<std::int64_t>{}
                         .add(flow::from_random(n, 1), "a")
                         .add(flow::from_random(n, 2, -10'000, 10'000), "b")
-                        .workers(workers)
+                        .reducers(workers)
                         .batch_size(batch)
                         .reduce(flow::sum_by_label())
                         .run());
@@ -240,7 +240,7 @@ TEST_CASE("manager: sums from eight generators with the same label add up under 
     total += test::naive_sum(test::random_values(10'000, seed));
     p.add(flow::from_random(10'000, seed), 10000);
   }
-  auto res = test::ok(p.workers(3).batch_size(1000).reduce(flow::sum_by_label()).run());
+  auto res = test::ok(p.reducers(3).batch_size(1000).reduce(flow::sum_by_label()).run());
   REQUIRE(res.keys.size() == 1);
   CHECK(res.keys[0].key == key{10000});
   CHECK(res.keys[0].agg.count == 80'000);
@@ -303,7 +303,7 @@ TEST_CASE("per_element: 10,000 distinct keys are each aggregated exactly",
     flow::pipeline<std::int64_t>{}
       .add(flow::from_container(xs))
       .batch_size(4096)
-      .workers(2)
+      .reducers(2)
       .reduce(flow::per_element<std::int64_t>(
         [](std::int64_t x, flow::partial& out) {
           out.add(key{(x % nkeys + nkeys) % nkeys}, x);
@@ -390,7 +390,7 @@ TEST_CASE("sum_by_key: groups keyed values from a container, 10,000 keys",
   auto res = test::ok(flow::pipeline<flow::keyed_value>{}
                         .add(flow::from_container(std::move(xs)))
                         .batch_size(1000)
-                        .workers(2)
+                        .reducers(2)
                         .reduce(flow::sum_by_key())
                         .run());
   REQUIRE(res.keys.size() == ref.size());
@@ -447,7 +447,7 @@ TEST_CASE("pipeline: reducers see each batch's source, sequence number, first "
   for (auto n : sizes)
     p.add(flow::from_range(0, n), key{"list" + std::to_string(n)});
   auto res = test::ok(p.batch_size(8)
-                        .workers(3)
+                        .reducers(3)
                         .reduce([&](const flow::batch_ref<std::int64_t>& b,
                                     flow::partial& out) {
                           {
@@ -500,7 +500,7 @@ TEST_CASE("partial::reject: rejected elements are counted per reason and the "
   auto res = test::ok(flow::pipeline<std::int64_t>{}
                         .add(flow::from_container(xs), "positive")
                         .batch_size(256)
-                        .workers(2)
+                        .reducers(2)
                         .reduce(flow::per_element<std::int64_t>(
                           [](std::int64_t x, flow::partial& out) {
                             if (x < 0)
@@ -547,7 +547,7 @@ TEST_CASE("reducer: under fail_fast a throwing user function fails the job "
              .add(flow::from_range(0, 1000), 1)
              .add(flow::from_range(0, 1000), 2)
              .batch_size(8)
-             .workers(2)
+             .reducers(2)
              .on_failure(flow::failure_policy::fail_fast)
              .reduce([](const flow::batch_ref<std::int64_t>& b,
                         flow::partial& out) {

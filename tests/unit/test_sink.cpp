@@ -104,7 +104,7 @@ TEST_CASE("sink: every emitted row is written exactly once before the result",
                .reduce(emit_non_multiples_of_7())
                .sink(sink<std::int64_t>{std::make_unique<recording_sink>(log)})
                .batch_size(1000)
-               .workers(3)
+               .reducers(3)
                .run();
   auto r = test::ok(std::move(res));
   // The result exists, so the commit happened before it.

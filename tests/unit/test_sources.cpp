@@ -37,7 +37,7 @@ std::vector<std::int64_t> through_pipeline(flow::source<std::int64_t> src,
   auto res = test::ok(flow::pipeline<std::int64_t>{}
                         .add(std::move(src))
                         .batch_size(batch)
-                        .workers(2)
+                        .reducers(2)
                         .reduce([&](const flow::batch_ref<std::int64_t>& b,
                                     flow::partial& out) {
                           {
@@ -139,7 +139,7 @@ TEST_CASE("from_shared: reducers see pointers into the shared vector, never copi
     flow::pipeline<std::int64_t>{}
       .add(flow::from_shared(shared), 1)
       .batch_size(128)
-      .workers(3)
+      .reducers(3)
       .reduce([&](const flow::batch_ref<std::int64_t>& b, flow::partial& out) {
         {
           std::lock_guard<std::mutex> guard{mtx};
@@ -172,7 +172,7 @@ TEST_CASE("from_container: the pipeline reads the moved-in buffer in place",
     flow::pipeline<std::int64_t>{}
       .add(flow::from_container(std::move(xs)))
       .batch_size(1000)
-      .workers(2)
+      .reducers(2)
       .reduce([&](const flow::batch_ref<std::int64_t>& b, flow::partial& out) {
         {
           std::lock_guard<std::mutex> guard{mtx};
@@ -271,7 +271,7 @@ TEST_CASE("from_text_file: a large file across read blocks matches the reference
   auto res = test::ok(flow::pipeline<std::int64_t>{}
                         .add(flow::from_text_file(f.path()), "file")
                         .batch_size(4096)
-                        .workers(2)
+                        .reducers(2)
                         .reduce(flow::sum_by_label())
                         .run());
   REQUIRE(res.keys.size() == 1);
@@ -403,7 +403,7 @@ TEST_CASE("keyed_from_text_file: sum_by_key groups the values of each key",
   auto res = test::ok(flow::pipeline<flow::keyed_value>{}
                         .add(flow::keyed_from_text_file(f.path()))
                         .batch_size(333)
-                        .workers(2)
+                        .reducers(2)
                         .reduce(flow::sum_by_key())
                         .run());
   REQUIRE(res.keys.size() == ref_sum.size());

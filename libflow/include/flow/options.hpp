@@ -27,8 +27,9 @@ enum class failure_policy : std::uint8_t {
 
 /// How a job is run. Zero values mean "choose the default".
 struct options {
-  /// Number of reducer actors; 0 means the number of hardware threads.
-  std::size_t workers = 0;
+  /// Number of reducer actors in this process; 0 means default_reducers().
+  /// (Worker *nodes* are other processes: see flow::net.)
+  std::size_t reducers = 0;
   /// Maximum number of elements per batch (one message).
   std::size_t batch_size = 262144;
   /// Credit: the most batches one generator may have in flight (emitted but
@@ -57,5 +58,9 @@ struct options {
   /// example to append it to a file). Must not block for long.
   std::function<void(const dead_letter&)> dead_letter_handler;
 };
+
+/// The number of reducer actors a job gets when options::reducers is 0: one
+/// per hardware thread (at least 1). Programs use it for their defaults too.
+std::size_t default_reducers() noexcept;
 
 } // namespace flow

@@ -129,7 +129,7 @@ public:
 
   /// Sets the number of reducer actors (0: one per hardware thread).
   pipeline& workers(std::size_t n) noexcept {
-    spec_.opts.workers = n;
+    spec_.opts.reducers = n;
     return *this;
   }
 

@@ -8,7 +8,7 @@ int main() {
   auto res = flow::pipeline<std::int64_t>{}
                .add(flow::from_range(1, 1001), "total")
                .reduce(flow::sum_by_label())
-               .workers(2)
+               .reducers(2)
                .batch_size(100)
                .run();
   if (!res) {
