@@ -521,7 +521,7 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
 caf::expected<clean_report>
 run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                       const flow::net::coordinator& coord,
-                      std::size_t min_workers) {
+                      const node_quorum& min_workers) {
   stopwatch sw;
   // Partitions are the unit of work handed to nodes: as many as cores here
   // at least, whatever the table's size.

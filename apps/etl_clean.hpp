@@ -22,6 +22,9 @@
 #include "flow/options.hpp"
 #include "flow/pg/connection.hpp"
 #include "flow/result.hpp"
+#ifdef FLOW_HAS_NET
+#include "common/net_options.hpp"
+#endif
 
 namespace caf {
 class actor_system;
@@ -123,7 +126,7 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
 caf::expected<clean_report>
 run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                       const flow::net::coordinator& coord,
-                      std::size_t min_workers);
+                      const node_quorum& min_workers);
 #endif
 
 } // namespace flow::apps

@@ -537,7 +537,7 @@ struct sum_config {
 #ifdef FLOW_HAS_NET
   /// With --listen: worker nodes read and reduce the partitions.
   const flow::net::coordinator* coord = nullptr;
-  std::size_t min_workers = 0;
+  node_quorum min_workers;
 #endif
 };
 

@@ -214,8 +214,8 @@ int report_job_error(const caf::error& err) {
 struct cluster {
 #ifdef FLOW_HAS_NET
   std::optional<flow::net::coordinator> coord;
+  node_quorum min_workers;
 #endif
-  std::size_t min_workers = 0;
   /// --reducer spin: about 1 µs of work per element (benchmarks).
   bool spin = false;
 
@@ -445,17 +445,31 @@ int run(int argc, char** argv) {
 #endif
     return rc;
   };
-  if (args.given("input"))
-    return finish(run_input(sys, args.get("input"), opts, json, dead, nodes));
-  int rc = exit_ok;
-  for (auto& [name, sizes] : sets) {
-    auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead, nodes);
-    if (set_rc == exit_usage)
-      return finish(set_rc);
-    rc = std::max(rc, set_rc);
+  auto body = [&] {
+    if (args.given("input"))
+      return run_input(sys, args.get("input"), opts, json, dead, nodes);
+    int rc = exit_ok;
+    for (auto& [name, sizes] : sets) {
+      auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead, nodes);
+      if (set_rc == exit_usage)
+        return set_rc;
+      rc = std::max(rc, set_rc);
+    }
+    dead.close();
+    return rc;
+  };
+#ifdef FLOW_HAS_NET
+  if (nodes.coord) {
+    // An error with peers connected (too few worker nodes, say) must leave
+    // through finish() too: unwinding would wait for CAF's middleman.
+    try {
+      return finish(body());
+    } catch (const std::exception& e) {
+      return finish(report_usage_error(prog, e.what()));
+    }
   }
-  dead.close();
-  return finish(rc);
+#endif
+  return finish(body());
 }
 
 } // namespace

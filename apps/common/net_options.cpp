@@ -17,6 +17,10 @@ void declare_net_options(arg_parser& args, bool manager) {
                "with --listen: wait for N worker nodes before each job "
                "starts",
                "0");
+    args.value("min-workers-timeout", "SECONDS",
+               "with --min-workers: fail (exit 2) when fewer than N nodes "
+               "are connected after SECONDS",
+               "60");
   }
   args.value("cert", "FILE", "this node's TLS certificate (PEM)");
   args.value("key", "FILE", "this node's TLS private key (PEM)");
@@ -40,6 +44,7 @@ net_options read_net_options(arg_parser& args, const std::string& prog,
     if (manager) {
       names.push_back("listen");
       names.push_back("min-workers");
+      names.push_back("min-workers-timeout");
     }
     args.apply_config(args.get("config"), names);
   }
@@ -61,9 +66,13 @@ net_options read_net_options(arg_parser& args, const std::string& prog,
         throw usage_error("--listen: " + describe(ep.error()));
       result.listen = *ep;
     }
-    result.min_workers = args.get_uint("min-workers", 0, 1024);
-    if (result.min_workers > 0 && !result.listen)
+    result.min_workers.count = args.get_uint("min-workers", 0, 1024);
+    result.min_workers.timeout = std::chrono::seconds{
+      args.get_uint("min-workers-timeout", 1, 86400)};
+    if (result.min_workers.count > 0 && !result.listen)
       throw usage_error("--min-workers needs --listen");
+    if (args.given("min-workers-timeout") && result.min_workers.count == 0)
+      throw usage_error("--min-workers-timeout needs --min-workers");
     if (!result.listen)
       return result; // no networking: the TLS options are not needed
   }
@@ -80,15 +89,36 @@ net_options read_net_options(arg_parser& args, const std::string& prog,
   return result;
 }
 
-void wait_for_workers(const flow::net::coordinator& coord, std::size_t n,
-                      const std::string& prog) {
-  if (n == 0)
+void wait_for_workers(const flow::net::coordinator& coord,
+                      const node_quorum& q, const std::string& prog) {
+  if (q.count == 0)
     return;
-  std::cerr << prog << ": waiting for " << n << " worker nodes" << std::endl;
-  if (!coord.wait_for_nodes(n, std::chrono::minutes(2)))
-    throw usage_error("only " + std::to_string(coord.nodes()) + " of "
-                      + std::to_string(n)
-                      + " worker nodes joined within 2 minutes");
+  std::cerr << prog << ": waiting for " << q.count << " worker nodes (at most "
+            << q.timeout.count() << " s)" << std::endl;
+  auto deadline = std::chrono::steady_clock::now() + q.timeout;
+  std::size_t shown = 0;
+  for (;;) {
+    // Short waits, so that a change in the count is shown as it happens.
+    if (coord.wait_for_nodes(q.count, std::chrono::milliseconds(250)))
+      return;
+    auto now = coord.nodes();
+    if (now != shown) {
+      std::cerr << prog << ": " << now << " of " << q.count
+                << " worker nodes connected" << std::endl;
+      shown = now;
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      break;
+  }
+  auto joined = coord.joined();
+  auto now = coord.nodes();
+  throw usage_error("only " + std::to_string(now) + " of "
+                    + std::to_string(q.count)
+                    + " worker nodes connected after "
+                    + std::to_string(q.timeout.count()) + " s ("
+                    + std::to_string(joined) + " joined, "
+                    + std::to_string(joined - std::min(joined, now))
+                    + " of them left); see --min-workers-timeout");
 }
 
 } // namespace flow::apps

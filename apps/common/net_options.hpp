@@ -4,6 +4,7 @@
 // or --connect, --cert, --key, --passphrase, --ca, --insecure, --config (the
 // same names in a `name = value` file), and --min-workers for managers.
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -13,17 +14,26 @@
 
 namespace flow::apps {
 
+/// How many worker nodes a manager waits for before each job
+/// (--min-workers), and for how long (--min-workers-timeout).
+struct node_quorum {
+  /// Nodes that must be connected at once; 0: start at once.
+  std::size_t count = 0;
+  /// Then the job fails instead of waiting on.
+  std::chrono::seconds timeout{60};
+};
+
 /// What the network options say.
 struct net_options {
   flow::net::security sec;
   /// Where a manager listens (--listen), if it does.
   std::optional<flow::net::endpoint> listen;
   /// Worker nodes to wait for before each job starts.
-  std::size_t min_workers = 0;
+  node_quorum min_workers;
 };
 
-/// Declares the TLS options and --config; with `manager`, also --listen and
-/// --min-workers.
+/// Declares the TLS options and --config; with `manager`, also --listen,
+/// --min-workers and --min-workers-timeout.
 void declare_net_options(arg_parser& args, bool manager);
 
 /// Reads them (applying --config first); throws usage_error. TLS files are
@@ -31,9 +41,11 @@ void declare_net_options(arg_parser& args, bool manager);
 net_options read_net_options(arg_parser& args, const std::string& prog,
                              bool manager);
 
-/// Waits (at most 2 minutes) until `n` worker nodes are connected to
-/// `coord`, saying so on stderr; throws usage_error when they are not.
-void wait_for_workers(const flow::net::coordinator& coord, std::size_t n,
-                      const std::string& prog);
+/// Waits until `q.count` worker nodes are connected to `coord` at once,
+/// saying on stderr how many are; a node that leaves meanwhile is counted
+/// out again. Throws usage_error (one line: how many joined, how many are
+/// still connected) when `q.timeout` passes first.
+void wait_for_workers(const flow::net::coordinator& coord,
+                      const node_quorum& q, const std::string& prog);
 
 } // namespace flow::apps

@@ -6,10 +6,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,6 +28,7 @@
 
 #include "json_fields.hpp"
 #include "net_support.hpp"
+#include "rogue_peers.hpp"
 #include "run_program.hpp"
 
 using flow::test::json_field;
@@ -66,6 +69,88 @@ bool all_ok(const std::string& out) {
 std::uint64_t remote_batches(const std::string& out) {
   auto lines = lines_of(out);
   return lines.empty() ? 0 : std::stoull(json_field(lines[0], "remote_batches"));
+}
+
+/// How often `what` occurs in `text`.
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos;
+       pos = text.find(what, pos + 1))
+    ++n;
+  return n;
+}
+
+/// What one wave of misbehaving peers saw.
+struct wave_outcome {
+  /// Peers whose refusal the manager must log (each peer that completed
+  /// its part of a handshake, or sent bytes that cannot start one).
+  int must_be_logged = 0;
+  /// Peers that were NOT refused, or could not even connect.
+  std::vector<std::string> surprises;
+};
+
+/// Every kind of refused or misbehaving peer at once at the manager's port:
+/// worker processes with a certificate from another CA, with a forged one
+/// (another CA's certificate, our CA trusted), over plain TCP speaking
+/// CAF's protocol; from threads of this process a TLS client without a
+/// certificate, random bytes, a hundred connections opened and dropped at
+/// once; and a client that stops in the middle of its handshake and holds
+/// the socket (kept in `stalled` until the caller drops it). `extra` are
+/// processes started in the same instant (legitimate nodes). Processes are
+/// all forked before any thread starts (a fork beside running threads may
+/// deadlock the child before its exec).
+wave_outcome misbehave(const std::string& port_text, std::uint32_t seed,
+                       std::vector<std::unique_ptr<flow::test::stalled_handshake>>& stalled,
+                       const std::string& tag) {
+  auto& c = the_certs();
+  auto at = "127.0.0.1:" + port_text;
+  auto port = static_cast<std::uint16_t>(std::stoi(port_text));
+  wave_outcome res;
+  child rogue{with({node, "worker", "--connect", at, "--name", "rogue"},
+                   c.tls("rogue", "rogue")),
+              tag + "-rogue"};
+  child forged{{node, "worker", "--connect", at, "--name", "forged", "--cert",
+                c.dir + "/rogue/rogue.pem", "--key", c.dir + "/rogue/rogue.key",
+                "--ca", c.dir + "/good/ca.pem"},
+               tag + "-forged"};
+  child plain{{node, "worker", "--connect", at, "--insecure", "--name",
+               "plain"},
+              tag + "-plain"};
+  res.must_be_logged += 3;
+  std::atomic<bool> no_cert_refused{false};
+  std::atomic<bool> random_sent{false};
+  std::atomic<std::size_t> dropped{0};
+  {
+    std::vector<std::thread> threads;
+    threads.emplace_back([&] {
+      no_cert_refused = flow::test::tls_without_certificate(port);
+    });
+    threads.emplace_back([&] {
+      random_sent = flow::test::random_bytes(port, 4096, seed);
+    });
+    threads.emplace_back([&] {
+      dropped = flow::test::connect_and_drop(port, 100);
+    });
+    stalled.push_back(std::make_unique<flow::test::stalled_handshake>(port));
+    for (auto& t : threads)
+      t.join();
+  }
+  res.must_be_logged += 2;
+  if (!no_cert_refused)
+    res.surprises.push_back("a TLS client without certificate got in");
+  if (!random_sent)
+    res.surprises.push_back("random bytes: no connection");
+  if (dropped != 100)
+    res.surprises.push_back(std::to_string(dropped) + " of 100 connected");
+  if (!stalled.back()->sent())
+    res.surprises.push_back("the stalled handshake did not start");
+  for (auto* p : {&rogue, &forged, &plain}) {
+    auto rc = p->wait();
+    if (rc != 1)
+      res.surprises.push_back("a refused worker exited " + std::to_string(rc)
+                              + ": " + slurp(p->err));
+  }
+  return res;
 }
 
 } // namespace
@@ -249,6 +334,183 @@ TEST_CASE("net: rogue peers are refused and the job is not disturbed",
     CHECK(log.find("certificate verify failed") != std::string::npos);
     CHECK(log.find("wrong version number") != std::string::npos);
   }
+}
+
+TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
+          "while the job runs disconnect nobody, 20 runs",
+          "[net][security]") {
+  // Issue 12: a peer refused at the handshake left OpenSSL's per-thread
+  // error queue non-empty, and the next legitimate read on CAF's middleman
+  // thread was taken for a fatal error. Every run: the legitimate nodes
+  // start in the same instant as a wave of every kind of bad peer, a second
+  // wave comes while the job runs; the result must equal the local run, no
+  // legitimate node may lose its connection, every refusal is logged.
+  auto& c = the_certs();
+  std::vector<std::string> sizes{"--sizes", "600000,300000,600000", "--json",
+                                 "--batch", "16384"};
+  auto local = run_program(keyed, sizes);
+  REQUIRE(local.rc == 0);
+  for (int run = 0; run < 20; ++run) {
+    INFO("run " << run);
+    auto tag = "attacked-" + std::to_string(run);
+    auto argv = with(with({keyed}, sizes),
+                     {"--reducer", "spin", "--workers", "1", "--listen",
+                      "127.0.0.1:0", "--min-workers", "2", "--log-level",
+                      "info"});
+    child manager{with(argv, c.tls("manager")), tag};
+    auto port = wait_for_port(manager);
+    auto at = "127.0.0.1:" + port;
+    std::vector<std::unique_ptr<flow::test::stalled_handshake>> stalled;
+    child w1{with({node, "worker", "--connect", at, "--reducers", "1",
+                   "--name", "w1"},
+                  c.tls("w1")),
+             tag + "-w1"};
+    child w2{with({node, "worker", "--connect", at, "--reducers", "1",
+                   "--name", "w2"},
+                  c.tls("w2")),
+             tag + "-w2"};
+    auto first = misbehave(port, static_cast<std::uint32_t>(run), stalled,
+                           tag + "-a");
+    // The second wave once both nodes work in the job.
+    {
+      auto w1_in = wait_for_text(w1.err, "lent 1 reducers");
+      auto w2_in = wait_for_text(w2.err, "lent 1 reducers");
+      INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err)
+                       << "\nw2: " << slurp(w2.err));
+      REQUIRE(w1_in);
+      REQUIRE(w2_in);
+    }
+    auto second = misbehave(port, static_cast<std::uint32_t>(run + 1000),
+                            stalled, tag + "-b");
+    auto rc = manager.wait();
+    stalled.clear();
+    auto out = slurp(manager.out);
+    auto log = slurp(manager.err);
+    INFO("manager: " << log << "\nw1: " << slurp(w1.err)
+                     << "\nw2: " << slurp(w2.err));
+    for (auto* w : {&first, &second})
+      for (auto& x : w->surprises)
+        UNSCOPED_INFO(x);
+    CHECK(first.surprises.empty());
+    CHECK(second.surprises.empty());
+    CHECK(rc == 0);
+    CHECK(all_ok(out));
+    CHECK(sums_of(out) == sums_of(local.out));
+    CHECK(remote_batches(out) > 0);
+    // No legitimate node was disconnected while the job ran.
+    CHECK(log.find(" left (") == std::string::npos);
+    CHECK(log.find("lost a reducer") == std::string::npos);
+    // The manager logged every refusal, with OpenSSL's reasons.
+    auto refused = count_of(log, "refused a peer at 127.0.0.1:");
+    CHECK(refused >= static_cast<std::size_t>(first.must_be_logged
+                                              + second.must_be_logged));
+    CHECK(log.find("certificate verify failed") != std::string::npos);
+    CHECK(log.find("peer did not return a certificate") != std::string::npos);
+    CHECK(log.find("wrong version number") != std::string::npos);
+    // The nodes stop when their manager is gone, not before.
+    CHECK(w1.wait() == 1);
+    CHECK(w2.wait() == 1);
+  }
+}
+
+TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
+          "joined and left",
+          "[net]") {
+  auto& c = the_certs();
+  SECTION("one node of two") {
+    child manager{with({keyed, "--sizes", "1000", "--json", "--listen",
+                        "127.0.0.1:0", "--min-workers", "2",
+                        "--min-workers-timeout", "3"},
+                       c.tls("manager")),
+                  "quorum-manager"};
+    auto port = wait_for_port(manager);
+    child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                   "--reducers", "1", "--name", "lonely"},
+                  c.tls("w1")),
+             "quorum-w1"};
+    auto start = std::chrono::steady_clock::now();
+    auto rc = manager.wait();
+    auto err = slurp(manager.err);
+    INFO(err);
+    CHECK(rc == 2);
+    CHECK(slurp(manager.out).empty());
+    CHECK(err.find("only 1 of 2 worker nodes connected after 3 s (1 joined, "
+                   "0 of them left)")
+          != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+  }
+  SECTION("a node lost before the job starts is counted out again") {
+    child manager{with({keyed, "--sizes", "1000", "--json", "--listen",
+                        "127.0.0.1:0", "--min-workers", "2",
+                        "--min-workers-timeout", "4"},
+                       c.tls("manager")),
+                  "quorum-manager2"};
+    auto port = wait_for_port(manager);
+    child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                   "--reducers", "1", "--name", "brief"},
+                  c.tls("w1")),
+             "quorum-brief"};
+    REQUIRE(wait_for_text(w1.err, "joined the manager"));
+    w1.kill_now();
+    w1.wait();
+    auto rc = manager.wait();
+    auto err = slurp(manager.err);
+    INFO(err);
+    CHECK(rc == 2);
+    CHECK(err.find("worker node brief left") != std::string::npos);
+    CHECK(err.find("0 nodes connected") != std::string::npos);
+    CHECK(err.find("only 0 of 2 worker nodes connected after 4 s (1 joined, "
+                   "1 of them left)")
+          != std::string::npos);
+  }
+  SECTION("--min-workers-timeout needs --min-workers") {
+    auto r = run_program(keyed, with({"--sizes", "10", "--listen",
+                                      "127.0.0.1:0", "--min-workers-timeout",
+                                      "5"},
+                                     c.tls("manager")));
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("--min-workers-timeout needs --min-workers")
+          != std::string::npos);
+  }
+}
+
+TEST_CASE("net: a job whose worker nodes are all killed as they join it goes "
+          "on with the manager's own reducers",
+          "[net][faults]") {
+  auto& c = the_certs();
+  std::vector<std::string> sizes{"--sizes", "600000,300000", "--json",
+                                 "--batch", "16384"};
+  auto local = run_program(keyed, sizes);
+  REQUIRE(local.rc == 0);
+  auto argv = with(with({keyed}, sizes),
+                   {"--reducer", "spin", "--workers", "1", "--listen",
+                    "127.0.0.1:0", "--min-workers", "2"});
+  child manager{with(argv, c.tls("manager")), "abandoned-manager"};
+  auto port = wait_for_port(manager);
+  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "2", "--name", "k1"},
+                c.tls("w1")),
+           "k1"};
+  child w2{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "2", "--name", "k2"},
+                c.tls("w2")),
+           "k2"};
+  // The moment each lends its reducers to the job: gone.
+  REQUIRE(wait_for_text(w1.err, "lent 2 reducers"));
+  w1.kill_now();
+  REQUIRE(wait_for_text(w2.err, "lent 2 reducers"));
+  w2.kill_now();
+  CHECK(w1.wait() == 128 + SIGKILL);
+  CHECK(w2.wait() == 128 + SIGKILL);
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  auto err = slurp(manager.err);
+  INFO(err);
+  CHECK(rc == 0);
+  CHECK(all_ok(out));
+  CHECK(sums_of(out) == sums_of(local.out));
+  CHECK(err.find("worker node k1 left") != std::string::npos);
+  CHECK(err.find("worker node k2 left") != std::string::npos);
 }
 
 TEST_CASE("net: bad network options are usage errors", "[net]") {

@@ -25,6 +25,7 @@
 #include <caf/openssl/publish.hpp>
 #include <caf/openssl/remote_actor.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
@@ -42,12 +43,17 @@ namespace flow::net {
 /// Turns on the logging of refused TLS peers (tls_watch.cpp).
 extern std::atomic<bool> watch_tls;
 
+/// True when tls_watch.cpp's OpenSSL error-queue guard is in effect.
+bool tls_guard_active();
+
 namespace {
 
 using hello_atom = caf::atom_constant<caf::atom("f_hello")>;
 using welcome_atom = caf::atom_constant<caf::atom("f_welcome")>;
 using job_atom = caf::atom_constant<caf::atom("f_job")>;
 using count_atom = caf::atom_constant<caf::atom("f_count")>;
+/// -> entry: nodes that joined so far, including those that left.
+using joined_atom = caf::atom_constant<caf::atom("f_joined")>;
 /// requester -> entry: (run_atom, kind, payload, requester); the answer is
 /// (answer_atom, job_result) or (answer_atom, error), sent to the requester,
 /// which also monitors the entry (CAF 0.17 drops a pending response promise
@@ -159,6 +165,8 @@ struct entry_state {
   /// Tasks waiting for a node with room, oldest (or handed back) first.
   std::deque<std::uint64_t> queue;
   std::uint64_t next_task = 1;
+  /// Nodes that ever joined (the ones that left included).
+  std::uint64_t joined = 0;
   static inline const char* name = "flow.net.entry";
 };
 
@@ -232,10 +240,12 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
     auto& st = self->state;
     for (auto i = st.nodes.begin(); i != st.nodes.end(); ++i) {
       if (i->node.address() == dm.source) {
-        logger()->warn("worker node {} left ({})", i->name,
-                       caf::to_string(dm.reason));
         auto gone = i->node.address();
+        auto name = i->name;
         st.nodes.erase(i);
+        // Counted out again: --min-workers waits for nodes connected now.
+        logger()->warn("worker node {} left ({}); {} nodes connected", name,
+                       caf::to_string(dm.reason), st.nodes.size());
         // Its tasks go to another node; their results never arrived, so
         // none is merged twice.
         std::vector<std::uint64_t> orphans;
@@ -273,6 +283,7 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
       self->monitor(node);
       st.nodes.push_back(
         {node, name, static_cast<std::size_t>(std::max<std::uint64_t>(1, capacity))});
+      ++st.joined;
       logger()->info("worker node {} joined ({} nodes)", name,
                      st.nodes.size());
       // A node that joins while jobs run gets work at once.
@@ -290,6 +301,7 @@ caf::behavior entry_actor(caf::stateful_actor<entry_state>* self,
         self->send(n.node, job_atom::value, manager, reducer);
     },
     [=](count_atom) -> std::uint64_t { return self->state.nodes.size(); },
+    [=](joined_atom) -> std::uint64_t { return self->state.joined; },
     [=](run_atom, const std::string& kind, const std::string& payload,
         caf::actor requester) {
       auto& st = self->state;
@@ -705,6 +717,11 @@ void configure(caf::actor_system_config& cfg, const security& sec) {
     return;
   cfg.load<caf::openssl::manager>();
   watch_tls = true;
+  if (!tls_guard_active())
+    logger()->warn("libssl is linked ahead of flow::net, so the OpenSSL "
+                   "error-queue guard is not in effect: a peer refused at "
+                   "the TLS handshake may disconnect other nodes (see "
+                   "docs/distribution.md, 'Refused peers')");
   // Setting the certificate, key and CA turns on mutual authentication;
   // without them CAF would fall back to anonymous TLS, which is never used.
   cfg.set("openssl.certificate", sec.cert);
@@ -778,12 +795,26 @@ void coordinator::attach(const job& j) const {
                  st->reducer_name);
 }
 
-std::size_t coordinator::nodes() const {
-  caf::scoped_actor self{*impl_->sys};
+namespace {
+
+/// Asks the entry actor for one of its counts (0 if it does not answer).
+template <class Atom>
+std::size_t ask_count(caf::actor_system& sys, const caf::actor& entry) {
+  caf::scoped_actor self{sys};
   std::uint64_t n = 0;
-  self->request(impl_->entry, std::chrono::seconds(5), count_atom::value)
+  self->request(entry, std::chrono::seconds(5), Atom::value)
     .receive([&](std::uint64_t x) { n = x; }, [&](caf::error&) { n = 0; });
   return static_cast<std::size_t>(n);
+}
+
+} // namespace
+
+std::size_t coordinator::nodes() const {
+  return ask_count<count_atom>(*impl_->sys, impl_->entry);
+}
+
+std::size_t coordinator::joined() const {
+  return ask_count<joined_atom>(*impl_->sys, impl_->entry);
 }
 
 caf::expected<job_result>
@@ -843,9 +874,22 @@ caf::error serve(caf::actor_system& sys, const endpoint& to,
   if (reducers == 0)
     return make_error(errc::invalid_config, "a node needs at least 1 reducer");
   auto where = to.host + ":" + std::to_string(to.port);
-  auto entry = sec.insecure
-                 ? caf::io::remote_actor(sys, to.host, to.port)
-                 : caf::openssl::remote_actor(sys, to.host, to.port);
+  // A manager busy with many connections at once (nodes joining together,
+  // or a burst of refused peers: CAF 0.17 builds a TLS context per
+  // connection on its one middleman thread) may not finish a handshake
+  // within middleman.connection-timeout; then the node tries again.
+  constexpr int attempts = 4;
+  caf::expected<caf::actor> entry = caf::error{};
+  for (int attempt = 1;; ++attempt) {
+    entry = sec.insecure ? caf::io::remote_actor(sys, to.host, to.port)
+                         : caf::openssl::remote_actor(sys, to.host, to.port);
+    if (entry || attempt == attempts
+        || entry.error() != caf::sec::connection_timeout)
+      break;
+    logger()->warn("the manager at {} did not finish the handshake in time "
+                   "(attempt {} of {}); trying again",
+                   where, attempt, attempts);
+  }
   if (!entry)
     return make_error(errc::actor_down, "cannot connect to the manager at "
                                           + where + ": "

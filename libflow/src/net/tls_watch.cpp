@@ -1,4 +1,26 @@
-// The manager's side of a refused TLS peer. CAF 0.17 closes a connection
+// OpenSSL calls that libflow interposes in processes that link flow::net.
+//
+// 1. The error-queue guard (issue 12). OpenSSL keeps errors in a queue per
+// thread, and SSL_get_error() reports SSL_ERROR_SSL whenever that queue is
+// not empty, whatever the call it is asked about did: "the current thread's
+// error queue must be empty before the TLS/SSL I/O operation is attempted,
+// or SSL_get_error() will not work reliably" (OpenSSL's SSL_get_error(3)).
+// CAF 0.17's OpenSSL module never clears the queue (caf::openssl::session
+// calls SSL_read/SSL_write/SSL_accept/SSL_connect, then SSL_get_error), and
+// one middleman thread serves every connection. So a peer refused at the
+// handshake (another CA, no certificate, plain TCP, random bytes, even a
+// client that hangs up early: OpenSSL 3 queues "unexpected eof") left its
+// error behind, and the next SSL_read of a legitimate node on that thread
+// that merely had to wait for bytes was taken for a fatal error: CAF closed
+// the connection and both sides saw remote_link_unreachable. Any peer able
+// to reach the port could disconnect every worker node. Debian's CAF cannot
+// be patched from here, so libflow interposes the four I/O calls CAF makes
+// and clears the calling thread's queue before each, as the documentation
+// requires (libpq does the same before its own SSL_read/SSL_write, so its
+// connections see no change). The errors of the call itself are untouched:
+// SSL_get_error and the refusal log below still see them.
+//
+// 2. The manager's side of a refused TLS peer. CAF 0.17 closes a connection
 // whose handshake fails without telling anyone (its logger is compiled out
 // in Debian's build, and it has no hook for it), so the refusal would only
 // show on the connecting side. To log it where the job runs, libflow
@@ -9,6 +31,10 @@
 // only after flow::net::configure turned TLS on; client sessions (libpq's
 // connections to PostgreSQL, CAF's own connects) are left alone, and nothing
 // but the callback changes.
+//
+// Interposition works because flow::net is linked into the program ahead of
+// libssl (a static library, or a shared one that the program needs before
+// CAF's); tls_guard_active() checks it at run time.
 
 #include <atomic>
 #include <cstring>
@@ -89,8 +115,8 @@ void on_tls_event(const SSL* ssl, int where, int ret) {
   }
   // SSL_accept giving up: the handshake failed for good. A non-blocking
   // accept that merely waits for more bytes leaves OpenSSL's error queue
-  // empty (the handshake state machine clears it as it starts; CAF 0.17
-  // never reads it), so an entry there says why this one failed.
+  // empty (the guard above cleared it before the call), so an entry there
+  // says why this one failed.
   if (where != SSL_CB_ACCEPT_EXIT || ret > 0)
     return;
   auto code = ERR_peek_last_error();
@@ -103,13 +129,55 @@ void on_tls_event(const SSL* ssl, int where, int ret) {
                        why != nullptr ? why : "unknown reason");
 }
 
+/// The next definition of `name` after this one: libssl's.
+template <class Fn>
+Fn next_symbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
+
 using ctx_new_fn = SSL_CTX* (*) (const SSL_METHOD*);
+using io_fn = int (*)(SSL*, void*, int);
+using write_fn = int (*)(SSL*, const void*, int);
+using handshake_fn = int (*)(SSL*);
 
 } // namespace
 
+namespace flow::net {
+
+bool tls_guard_active() {
+  // The program's lookup of SSL_read finds this file's definition.
+  return dlsym(RTLD_DEFAULT, "SSL_read")
+         == reinterpret_cast<void*>(static_cast<io_fn>(&SSL_read));
+}
+
+} // namespace flow::net
+
+extern "C" int SSL_read(SSL* ssl, void* buf, int num) {
+  static auto real = next_symbol<io_fn>("SSL_read");
+  ERR_clear_error();
+  return real != nullptr ? real(ssl, buf, num) : -1;
+}
+
+extern "C" int SSL_write(SSL* ssl, const void* buf, int num) {
+  static auto real = next_symbol<write_fn>("SSL_write");
+  ERR_clear_error();
+  return real != nullptr ? real(ssl, buf, num) : -1;
+}
+
+extern "C" int SSL_accept(SSL* ssl) {
+  static auto real = next_symbol<handshake_fn>("SSL_accept");
+  ERR_clear_error();
+  return real != nullptr ? real(ssl) : -1;
+}
+
+extern "C" int SSL_connect(SSL* ssl) {
+  static auto real = next_symbol<handshake_fn>("SSL_connect");
+  ERR_clear_error();
+  return real != nullptr ? real(ssl) : -1;
+}
+
 extern "C" SSL_CTX* SSL_CTX_new(const SSL_METHOD* method) {
-  static auto real = reinterpret_cast<ctx_new_fn>(
-    dlsym(RTLD_NEXT, "SSL_CTX_new"));
+  static auto real = next_symbol<ctx_new_fn>("SSL_CTX_new");
   if (real == nullptr)
     return nullptr;
   auto* ctx = real(method);

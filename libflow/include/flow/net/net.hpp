@@ -148,6 +148,9 @@ public:
   /// Worker nodes connected now.
   std::size_t nodes() const;
 
+  /// Worker nodes that joined since listen(), including those that left.
+  std::size_t joined() const;
+
   /// Runs a task on a worker node and returns its result. A node runs as
   /// many tasks at once as it lends reducers (`serve`'s `reducers`); more
   /// wait in a queue and go to the least busy node with room as soon as one
@@ -175,7 +178,9 @@ private:
 
 /// The worker side: connects to the coordinator at `to`, lends `reducers`
 /// reducers to each of its jobs, runs up to `reducers` of its tasks at once
-/// and serves until the manager goes away.
+/// and serves until the manager goes away. A handshake the manager does not
+/// finish within middleman.connection-timeout (a manager swamped by
+/// connections) is tried again, 4 attempts in all.
 /// Returns the reason it stopped (an error: a lost or refused connection,
 /// or the manager ending). Blocks.
 caf::error serve(caf::actor_system& sys, const endpoint& to,
