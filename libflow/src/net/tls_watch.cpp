@@ -27,7 +27,10 @@
 // interposes OpenSSL's SSL_CTX_new: it calls the real function and installs
 // an info callback on the context, which logs an accepting session's failed
 // handshake with OpenSSL's reason (a certificate from another CA, none at
-// all, anonymous TLS, plain TCP). Only accepting sessions are watched, and
+// all, anonymous TLS, plain TCP), and, when the session is freed, one that
+// ended before its handshake finished without an error to say why (a peer
+// that reset the connection or stalled). Each refused peer is logged once.
+// Only accepting sessions are watched, and
 // only after flow::net::configure turned TLS on; client sessions (libpq's
 // connections to PostgreSQL, CAF's own connects) are left alone, and nothing
 // but the callback changes.
@@ -83,17 +86,42 @@ std::string peer_of(const SSL* ssl) {
   return std::string{host} + ":" + std::to_string(port);
 }
 
-// The peer's address, kept from the start of the handshake: by the time
-// it fails the peer may have hung up already.
-void free_peer(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
-  delete static_cast<std::string*>(ptr);
+/// What the watch keeps of an accepting session.
+struct watched_peer {
+  /// The peer's address, kept from the start of the handshake: by the time
+  /// it fails the peer may have hung up already.
+  std::string address;
+  /// The handshake finished: a node, not a refused peer.
+  bool done = false;
+  /// Its refusal was logged already.
+  bool logged = false;
+};
+
+/// Logs the refusal of `peer` once.
+void log_refusal(watched_peer& peer, const char* why) {
+  if (peer.logged)
+    return;
+  peer.logged = true;
+  flow::logger()->warn("refused a peer at {}: TLS handshake failed ({})",
+                       peer.address, why);
 }
 
-// SSL_dup copies the session's data: give the copy a string of its own.
+// A session freed before its handshake finished, with nothing logged: the
+// peer hung up or was reset without a TLS error (a reset leaves OpenSSL's
+// queue empty), or stalled until CAF dropped it. Logged here, so every
+// refused peer is logged once.
+void free_peer(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  auto* peer = static_cast<watched_peer*>(ptr);
+  if (peer != nullptr && !peer->done)
+    log_refusal(*peer, "the connection ended before the handshake finished");
+  delete peer;
+}
+
+// SSL_dup copies the session's data: give the copy its own record.
 int dup_peer(CRYPTO_EX_DATA*, const CRYPTO_EX_DATA*, void** from, int, long,
              void*) {
   if (from != nullptr && *from != nullptr)
-    *from = new std::string{*static_cast<std::string*>(*from)};
+    *from = new watched_peer{*static_cast<watched_peer*>(*from)};
   return 1;
 }
 
@@ -108,14 +136,20 @@ void on_tls_event(const SSL* ssl, int where, int ret) {
       || !SSL_is_server(const_cast<SSL*>(ssl)) || peer_index() < 0)
     return;
   auto* s = const_cast<SSL*>(ssl);
-  if ((where & SSL_CB_HANDSHAKE_START) != 0
-      && SSL_get_ex_data(s, peer_index()) == nullptr) {
-    SSL_set_ex_data(s, peer_index(), new std::string{peer_of(ssl)});
+  auto* peer = static_cast<watched_peer*>(SSL_get_ex_data(s, peer_index()));
+  if ((where & SSL_CB_HANDSHAKE_START) != 0 && peer == nullptr) {
+    SSL_set_ex_data(s, peer_index(), new watched_peer{peer_of(ssl)});
+    return;
+  }
+  if (peer == nullptr)
+    return;
+  if ((where & SSL_CB_HANDSHAKE_DONE) != 0) {
+    peer->done = true;
     return;
   }
   // SSL_accept giving up: the handshake failed for good. A non-blocking
   // accept that merely waits for more bytes leaves OpenSSL's error queue
-  // empty (the guard above cleared it before the call), so an entry there
+  // empty (the guard below cleared it before the call), so an entry there
   // says why this one failed.
   if (where != SSL_CB_ACCEPT_EXIT || ret > 0)
     return;
@@ -123,10 +157,7 @@ void on_tls_event(const SSL* ssl, int where, int ret) {
   if (code == 0)
     return;
   auto* why = ERR_reason_error_string(code);
-  auto* peer = static_cast<std::string*>(SSL_get_ex_data(s, peer_index()));
-  flow::logger()->warn("refused a peer at {}: TLS handshake failed ({})",
-                       peer != nullptr ? *peer : peer_of(ssl),
-                       why != nullptr ? why : "unknown reason");
+  log_refusal(*peer, why != nullptr ? why : "unknown reason");
 }
 
 /// The next definition of `name` after this one: libssl's.
