@@ -17,8 +17,11 @@
 namespace flow::apps {
 
 void declare_pipeline_options(arg_parser& args, const std::string& batch) {
-  args.value("workers", "N", "reducer actors; 0 = one per hardware thread",
+  args.value("reducers", "N", "reducer actors; 0 = one per hardware thread",
              "0");
+  // Until options::workers became options::reducers, the option was
+  // --workers; command lines and scripts still use it.
+  args.alias("workers", "reducers");
   args.value("batch", "N", "elements per batch (one message)", batch);
   args.value("credits", "N", "batches in flight per generator", "4");
   args.value("on-failure", "POLICY",
@@ -39,7 +42,7 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
 flow::options read_pipeline_options(const arg_parser& args) {
   apply_log_level(args.get("log-level"));
   flow::options opts;
-  opts.reducers = args.get_uint("workers", 0, 4096);
+  opts.reducers = args.get_uint("reducers", 0, 4096);
   opts.batch_size = args.get_uint("batch", 1, std::uint64_t{1} << 30);
   opts.credits = args.get_uint("credits", 1, 1 << 16);
   auto& policy = args.get("on-failure");

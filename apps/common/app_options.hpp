@@ -1,6 +1,6 @@
 #pragma once
 
-// Options every pipeline program shares (--workers, --batch, --credits,
+// Options every pipeline program shares (--reducers, --batch, --credits,
 // --on-failure, --retries, --drain-timeout, --log-level, --dead-letter) and
 // the actor system they run in.
 
@@ -17,8 +17,8 @@
 
 namespace flow::apps {
 
-/// Declares --workers, --batch, --credits, --on-failure, --retries,
-/// --drain-timeout and --log-level on `args`.
+/// Declares --reducers (alias --workers), --batch, --credits,
+/// --on-failure, --retries, --drain-timeout and --log-level on `args`.
 /// `batch` is the default batch size (rows of a database are heavier than
 /// integers, so their programs use smaller batches).
 void declare_pipeline_options(arg_parser& args,

@@ -30,6 +30,11 @@ void arg_parser::flag(const std::string& name, const std::string& help) {
   options_[name] = option{false, {}, help, {}};
 }
 
+void arg_parser::alias(const std::string& name, const std::string& target) {
+  order_.push_back(name);
+  aliases_[name] = target;
+}
+
 bool arg_parser::parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -42,7 +47,8 @@ bool arg_parser::parse(int argc, char** argv) {
       inline_value = name.substr(eq + 1);
       name.resize(eq);
     }
-    auto opt = options_.find(name);
+    auto alias = aliases_.find(name);
+    auto opt = options_.find(alias != aliases_.end() ? alias->second : name);
     if (opt == options_.end())
       throw usage_error("unknown option " + quote_token("--" + name)
                         + " (see --help)");
@@ -50,6 +56,7 @@ bool arg_parser::parse(int argc, char** argv) {
     if (o.given)
       throw usage_error("option --" + name + " given twice");
     o.given = true;
+    o.given_as = name;
     if (!o.takes_value) {
       if (inline_value)
         throw usage_error("option --" + name + " takes no value");
@@ -125,14 +132,16 @@ bool arg_parser::is_set(const std::string& name) const {
 
 std::uint64_t arg_parser::get_uint(const std::string& name, std::uint64_t lo,
                                    std::uint64_t hi) const {
-  auto& text = get(name);
+  auto& o = options_.at(name);
+  auto& text = o.value;
+  auto& shown = o.given_as.empty() ? name : o.given_as;
   std::string why;
   auto x = parse_int64(text, why);
   if (!x)
-    throw usage_error("--" + name + ": " + quote_token(text) + " " + why);
+    throw usage_error("--" + shown + ": " + quote_token(text) + " " + why);
   if (*x < 0 || static_cast<std::uint64_t>(*x) < lo
       || static_cast<std::uint64_t>(*x) > hi)
-    throw usage_error("--" + name + ": " + quote_token(text)
+    throw usage_error("--" + shown + ": " + quote_token(text)
                       + " is outside the range " + std::to_string(lo) + ".."
                       + std::to_string(hi));
   return static_cast<std::uint64_t>(*x);
@@ -141,6 +150,15 @@ std::uint64_t arg_parser::get_uint(const std::string& name, std::uint64_t lo,
 void arg_parser::print_help() const {
   std::cout << "usage: " << prog_ << " [options]\n" << summary_ << "\n\n";
   for (auto& name : order_) {
+    if (auto alias = aliases_.find(name); alias != aliases_.end()) {
+      auto& o = options_.at(alias->second);
+      std::string head = "  --" + name + (o.takes_value ? " " + o.meta : "");
+      std::cout << head << std::string(head.size() < 24 ? 24 - head.size() : 1,
+                                       ' ')
+                << "the same as --" << alias->second
+                << " (its former name, still accepted)\n";
+      continue;
+    }
     auto& o = options_.at(name);
     std::string head = "  --" + name;
     if (o.takes_value)

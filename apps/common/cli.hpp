@@ -47,6 +47,10 @@ public:
   /// Declares a flag without value.
   void flag(const std::string& name, const std::string& help);
 
+  /// Declares --`name` as another name of the option --`target` (declared
+  /// before): a renamed option keeps working under its former name.
+  void alias(const std::string& name, const std::string& target);
+
   /// Parses argv; throws usage_error on an unknown option, a missing value or
   /// a stray argument. Returns false when --help was given (help printed).
   bool parse(int argc, char** argv);
@@ -82,11 +86,15 @@ private:
     std::string help;
     std::string value;
     bool given = false;
+    /// The name it was given under (an alias, in errors about its value).
+    std::string given_as;
   };
   std::string prog_;
   std::string summary_;
   std::vector<std::string> order_;
   std::map<std::string, option> options_;
+  /// Former names and the options they stand for.
+  std::map<std::string, std::string> aliases_;
 };
 
 /// Parses a comma-separated list of sizes ("5,50,500"); throws usage_error
