@@ -18,6 +18,7 @@
 
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
+#include "common/json.hpp"
 #include "common/cluster.hpp"
 #include "common/job_runner.hpp"
 #include "common/test_hooks.hpp"

@@ -44,9 +44,13 @@ public:
   /// work per element, then a sum by label (only with networking).
   static reducer<std::int64_t> spin_sum_by_label();
 
+  /// No worker nodes until read_options and listen say otherwise.
   cluster();
+  /// Closes the coordinator, if any.
   ~cluster();
+  /// Movable, not copyable (there is one coordinator).
   cluster(cluster&&) noexcept;
+  /// Movable, not copyable.
   cluster& operator=(cluster&&) noexcept;
 
   /// Reads the options declare_options declared, --config first (throws

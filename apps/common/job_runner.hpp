@@ -14,6 +14,7 @@
 #include <caf/expected.hpp>
 
 #include "common/cli.hpp"
+#include "common/json.hpp"
 #include "flow/job.hpp"
 #include "flow/options.hpp"
 #include "flow/result.hpp"
@@ -27,8 +28,11 @@ public:
   /// Opens `path` for writing (throws usage_error when it cannot); an empty
   /// path writes nothing.
   explicit dead_letter_file(const std::string& path);
+  /// Closes the file without checking (see close()).
   ~dead_letter_file();
+  /// Not copyable: one owner closes the file.
   dead_letter_file(const dead_letter_file&) = delete;
+  /// Not copyable.
   dead_letter_file& operator=(const dead_letter_file&) = delete;
   /// Installs the handler that writes every dead letter on `opts`.
   void attach(flow::options& opts);

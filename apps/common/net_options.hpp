@@ -26,9 +26,9 @@ struct net_options {
 /// --min-workers.
 void declare_net_options(arg_parser& args, bool manager);
 
-/// Reads them (applying --config first); throws usage_error. TLS files are
+/// Reads them (the parser applied --config); throws usage_error. TLS files are
 /// required unless --insecure, which prints a warning.
-net_options read_net_options(arg_parser& args, const std::string& prog,
+net_options read_net_options(const arg_parser& args, const std::string& prog,
                              bool manager);
 
 /// Waits (at most 2 minutes) until `n` worker nodes are connected to

@@ -10,6 +10,7 @@
 
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
+#include "common/json.hpp"
 #include "common/cluster.hpp"
 #include "common/job_runner.hpp"
 #include "etl/command.hpp"

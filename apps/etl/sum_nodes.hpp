@@ -29,8 +29,11 @@ namespace flow::apps {
 /// What the partitions' tasks accounted: the rows' own counts (read,
 /// rejected) and where the tasks ran.
 struct task_totals {
+  /// The rows' accounting, summed over the tasks.
   job_result rows;
+  /// Tasks worker nodes ran.
   std::uint64_t node_tasks = 0;
+  /// Tasks this process ran (no node was there to take them).
   std::uint64_t local_tasks = 0;
 };
 
