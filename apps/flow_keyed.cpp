@@ -18,12 +18,10 @@
 
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
-#include "common/progress.hpp"
-#include "common/signals.hpp"
-#ifdef FLOW_HAS_NET
-#include "common/net_options.hpp"
-#include "flow/net/net.hpp"
-#endif
+#include "common/json.hpp"
+#include "common/cluster.hpp"
+#include "common/job_runner.hpp"
+#include "common/test_hooks.hpp"
 #include "flow/flow.hpp"
 
 namespace {
@@ -189,65 +187,32 @@ void print_partial(const set_outcome& out, bool json, bool string_keys) {
   std::fflush(stdout);
 }
 
+/// The programs' job runner, for flow-keyed.
+const job_runner runner{prog};
+
 /// After a job: reports dead letters; after a signal, prints the partial
 /// result and ends the process.
 void after_job(const set_outcome& out, bool json, bool string_keys,
                dead_letter_file& dead) {
   report_dead_letters(prog, out.res, dead.path());
-  if (out.res.partial || interrupted()) {
-    if (out.res.partial) {
+  if (job_runner::stopped(out.res)) {
+    if (out.res.partial)
       print_partial(out, json, string_keys);
-      report_partial(prog, out.res);
-    }
-    dead.close();
-    exit_interrupted();
+    runner.exit_stopped(out.res, dead);
   }
 }
 
-int report_job_error(const caf::error& err) {
-  std::cerr << prog << ": error: " << describe(err) << std::endl;
-  return code_of(err) == errc::bad_input ? exit_usage : exit_mismatch;
+/// The test hooks around a reducer of integers.
+reducer<std::int64_t> hooked(reducer<std::int64_t> fn) {
+  return with_test_hooks<std::int64_t>(std::move(fn),
+                                       [](std::int64_t x) { return x; });
 }
 
-/// The network side of the run: with --listen, worker nodes (flow-node)
-/// lend reducers to every job.
-struct cluster {
-#ifdef FLOW_HAS_NET
-  std::optional<flow::net::coordinator> coord;
-  node_quorum min_workers;
-#endif
-  /// --reducer spin: about 1 µs of work per element (benchmarks).
+/// How a run's jobs are distributed: the worker nodes (with --listen) and
+/// --reducer spin (about 1 µs of work per element, for benchmarks).
+struct run_context {
+  cluster nodes;
   bool spin = false;
-
-  /// Waits for the worker nodes --min-workers asks for.
-  void before_start() const {
-#ifdef FLOW_HAS_NET
-    if (coord)
-      wait_for_workers(*coord, min_workers, prog);
-#endif
-  }
-
-  /// Lets worker nodes run the job's reducer, registered as `name`.
-  template <class T>
-  void prepare(pipeline<T>& p, const char* name) const {
-#ifdef FLOW_HAS_NET
-    if (coord)
-      p.distribute_as(name);
-#else
-    static_cast<void>(p);
-    static_cast<void>(name);
-#endif
-  }
-
-  /// Offers a started job to the worker nodes.
-  void attach(const job& j) const {
-#ifdef FLOW_HAS_NET
-    if (coord)
-      coord->attach(j);
-#else
-    static_cast<void>(j);
-#endif
-  }
 };
 
 /// Runs one set of lists: libflow with one generator per list, then the
@@ -255,7 +220,8 @@ struct cluster {
 int run_set(caf::actor_system& sys, const std::string& name,
             const std::vector<std::uint64_t>& sizes, std::uint64_t seed,
             const options& opts, bool json, dead_letter_file& dead,
-            const cluster& nodes) {
+            const run_context& ctx) {
+  auto& nodes = ctx.nodes;
   set_outcome out;
   out.name = name;
   std::uint64_t total = 0;
@@ -265,26 +231,22 @@ int run_set(caf::actor_system& sys, const std::string& name,
           static_cast<std::int64_t>(sizes[j]));
     total += sizes[j];
   }
-#ifdef FLOW_HAS_NET
-  if (nodes.spin) {
-    p.reduce(poisoned(flow::net::spin_sum_by_label())).with(opts);
+  if (ctx.spin) {
+    p.reduce(hooked(cluster::spin_sum_by_label())).with(opts);
     nodes.prepare(p, "spin_sum_by_label");
-  } else
-#endif
-  {
-    p.reduce(poisoned(sum_by_label())).with(opts);
+  } else {
+    p.reduce(hooked(sum_by_label())).with(opts);
     nodes.prepare(p, "sum_by_label");
   }
-  nodes.before_start();
+  nodes.wait_for_workers(prog);
   stopwatch sw;
   auto started = p.start(sys);
-  if (!started)
-    return report_job_error(started.error());
-  nodes.attach(*started);
-  auto res = wait_with_progress(*started, total, name);
+  if (started)
+    nodes.attach(*started);
+  auto res = runner.wait(started, total, name);
   out.flow_s = sw.seconds();
   if (!res)
-    return report_job_error(res.error());
+    return runner.job_error(res.error());
   out.res = std::move(*res);
   if (out.res.partial)
     after_job(out, json, false, dead);
@@ -316,18 +278,20 @@ int run_input(caf::actor_system& sys, const std::string& path,
                    });
                  });
   pipeline<keyed_value> p;
-  p.add(std::move(src)).reduce(poisoned(sum_by_key())).with(opts);
+  p.add(std::move(src))
+    .reduce(with_test_hooks<keyed_value>(
+      sum_by_key(), [](const keyed_value& x) { return x.value; }))
+    .with(opts);
   nodes.prepare(p, "sum_by_key");
-  nodes.before_start();
+  nodes.wait_for_workers(prog);
   stopwatch sw;
   auto started = p.start(sys);
-  if (!started)
-    return report_job_error(started.error());
-  nodes.attach(*started);
-  auto res = wait_with_progress(*started, 0, out.name);
+  if (started)
+    nodes.attach(*started);
+  auto res = runner.wait(started, 0, out.name);
   out.flow_s = sw.seconds();
   if (!res)
-    return report_job_error(res.error());
+    return runner.job_error(res.error());
   out.res = std::move(*res);
   if (out.res.partial)
     after_job(out, json, true, dead);
@@ -343,16 +307,31 @@ int run_input(caf::actor_system& sys, const std::string& path,
   return ok ? exit_ok : exit_mismatch;
 }
 
-int run(int argc, char** argv) {
-  arg_parser args{prog,
-                  "The tutorial's Example 2, exact: many lists of seeded "
-                  "random integers in 0..10000 summed at once, one generator "
-                  "per list, into running sums keyed by list size; compared "
-                  "with a sequential C++ loop. Exit 0 only when every key is "
-                  "verified; 1 when one is not; 2 on bad usage or input; 3 "
-                  "when the reducer failed on elements (dead letters); 130 "
-                  "or 143 after SIGINT or SIGTERM (the keys printed are then "
-                  "marked partial)."};
+/// The sets of lists to run: --sizes, or the --preset's.
+std::vector<std::pair<std::string, std::vector<std::uint64_t>>>
+read_sets(const arg_parser& args) {
+  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> sets;
+  if (args.given("sizes")) {
+    sets.emplace_back("sizes", parse_size_list("--sizes", args.get("sizes")));
+    return sets;
+  }
+  if (args.given("input"))
+    return sets;
+  auto& preset = args.get("preset");
+  if (preset == "all") {
+    for (std::size_t i = 0; i < presets.size(); ++i)
+      sets.emplace_back("set " + std::to_string(i + 1), presets[i]);
+  } else if (preset == "1" || preset == "2" || preset == "3") {
+    auto i = static_cast<std::size_t>(preset[0] - '1');
+    sets.emplace_back("set " + preset, presets[i]);
+  } else {
+    throw usage_error("--preset: " + quote_token(preset)
+                      + " is not 1, 2, 3 or all");
+  }
+  return sets;
+}
+
+void declare_options(arg_parser& args) {
   args.value("preset", "SET",
              "the tutorial's set 1, 2 or 3, or 'all' (1: "
              "5,50,...,10^8; 2: 7 x 10^7; 3: 8 x 10^4)",
@@ -364,25 +343,41 @@ int run(int argc, char** argv) {
   args.flag("json", "print one JSON object per key instead of a table");
   declare_pipeline_options(args);
   declare_dead_letter_option(args);
-#ifdef FLOW_HAS_NET
-  args.value("reducer", "NAME",
-             "sum, or spin (about 1 us of CPU work per element before "
-             "summing: a stand-in for heavy reducers in benchmarks)",
-             "sum");
-  declare_net_options(args, true);
-#endif
-  if (!args.parse(argc, argv))
-    return exit_ok;
-  cluster nodes;
-#ifdef FLOW_HAS_NET
-  auto net = read_net_options(args, prog, true);
-  nodes.min_workers = net.min_workers;
+  if (cluster::available())
+    args.value("reducer", "NAME",
+               "sum, or spin (about 1 us of CPU work per element before "
+               "summing: a stand-in for heavy reducers in benchmarks)",
+               "sum");
+  cluster::declare_options(args);
+}
+
+/// Reads the network options and --reducer.
+void read_context(arg_parser& args, run_context& ctx) {
+  ctx.nodes.read_options(args, prog);
+  if (!cluster::available())
+    return;
   if (args.get("reducer") == "spin")
-    nodes.spin = true;
+    ctx.spin = true;
   else if (args.get("reducer") != "sum")
     throw usage_error("--reducer: " + quote_token(args.get("reducer"))
                       + " is not sum or spin");
-#endif
+}
+
+int run(int argc, char** argv) {
+  arg_parser args{prog,
+                  "The tutorial's Example 2, exact: many lists of seeded "
+                  "random integers in 0..10000 summed at once, one generator "
+                  "per list, into running sums keyed by list size; compared "
+                  "with a sequential C++ loop. Exit 0 only when every key is "
+                  "verified; 1 when one is not; 2 on bad usage or input; 3 "
+                  "when the reducer failed on elements (dead letters); 130 "
+                  "or 143 after SIGINT or SIGTERM (the keys printed are then "
+                  "marked partial)."};
+  declare_options(args);
+  if (!args.parse(argc, argv))
+    return exit_ok;
+  run_context ctx;
+  read_context(args, ctx);
   auto opts = read_pipeline_options(args);
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
@@ -394,63 +389,19 @@ int run(int argc, char** argv) {
     throw usage_error("--preset, --sizes and --input exclude each other");
   if (args.given("input") && args.get("input").empty())
     throw usage_error("--input: empty path (use '-' for stdin)");
-  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> sets;
-  if (args.given("sizes")) {
-    sets.emplace_back("sizes", parse_size_list("--sizes", args.get("sizes")));
-  } else if (!args.given("input")) {
-    auto& preset = args.get("preset");
-    if (preset == "all") {
-      for (std::size_t i = 0; i < presets.size(); ++i)
-        sets.emplace_back("set " + std::to_string(i + 1), presets[i]);
-    } else if (preset == "1" || preset == "2" || preset == "3") {
-      auto i = static_cast<std::size_t>(preset[0] - '1');
-      sets.emplace_back("set " + preset, presets[i]);
-    } else {
-      throw usage_error("--preset: " + quote_token(preset)
-                        + " is not 1, 2, 3 or all");
-    }
-  }
-#ifdef FLOW_HAS_NET
-  runtime rt{[&](caf::actor_system_config& cfg) {
-    if (net.listen)
-      flow::net::configure(cfg, net.sec);
-  }};
+  auto sets = read_sets(args);
+  auto& nodes = ctx.nodes;
+  runtime rt{[&](caf::actor_system_config& cfg) { nodes.configure(cfg); }};
   auto& sys = rt.system();
-  if (net.listen) {
-    auto coord = flow::net::coordinator::listen(sys, *net.listen, net.sec);
-    if (!coord)
-      throw usage_error(describe(coord.error()));
-    // Tests and scripts read the port from this line (port 0: a free one).
-    std::cerr << prog << ": listening on " << net.listen->host << ":"
-              << coord->port() << std::endl;
-    nodes.coord.emplace(std::move(*coord));
-  }
-#else
-  runtime rt;
-  auto& sys = rt.system();
-#endif
+  nodes.listen(sys, prog);
   if (opts.reducers == 0)
     opts.reducers = flow::default_reducers();
-  auto finish = [&](int rc) {
-#ifdef FLOW_HAS_NET
-    if (nodes.coord) {
-      // CAF 0.17's middleman does not always shut down while peers are
-      // connected: the results are out, so leave now. The worker nodes see
-      // the connection go and stop.
-      std::cout.flush();
-      std::fflush(stdout);
-      std::fflush(stderr);
-      std::_Exit(rc);
-    }
-#endif
-    return rc;
-  };
   auto body = [&] {
     if (args.given("input"))
       return run_input(sys, args.get("input"), opts, json, dead, nodes);
     int rc = exit_ok;
     for (auto& [name, sizes] : sets) {
-      auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead, nodes);
+      auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead, ctx);
       if (set_rc == exit_usage)
         return set_rc;
       rc = std::max(rc, set_rc);
@@ -458,18 +409,15 @@ int run(int argc, char** argv) {
     dead.close();
     return rc;
   };
-#ifdef FLOW_HAS_NET
-  if (nodes.coord) {
-    // An error with peers connected (too few worker nodes, say) must leave
-    // through finish() too: unwinding would wait for CAF's middleman.
-    try {
-      return finish(body());
-    } catch (const std::exception& e) {
-      return finish(report_usage_error(prog, e.what()));
-    }
+  if (!nodes.listening())
+    return body();
+  // An error with peers connected (too few worker nodes, say) must leave
+  // through leave() too: unwinding would wait for CAF's middleman.
+  try {
+    return nodes.leave(body());
+  } catch (const std::exception& e) {
+    return nodes.leave(report_usage_error(prog, e.what()));
   }
-#endif
-  return finish(body());
 }
 
 } // namespace

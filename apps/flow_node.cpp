@@ -22,7 +22,7 @@
 #include "flow/net/net.hpp"
 #include "flow/types.hpp"
 #ifdef FLOW_HAS_PG
-#include "etl_tasks.hpp"
+#include "etl/tasks.hpp"
 #endif
 
 namespace {

@@ -16,8 +16,9 @@
 
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
-#include "common/progress.hpp"
-#include "common/signals.hpp"
+#include "common/json.hpp"
+#include "common/job_runner.hpp"
+#include "common/test_hooks.hpp"
 #include "flow/flow.hpp"
 
 namespace {
@@ -83,12 +84,9 @@ std::string json_line(const row& r, std::uint64_t seed, const options& opts,
     .add("ok", r.ok)
     .add("loop_s", r.loop_s)
     .add("accumulate_s", r.accumulate_s)
-    .add("libflow_s", r.flow_s)
-    .add("emitted", r.res.emitted)
-    .add("aggregated", r.res.aggregated)
-    .add("rejected", r.res.rejected)
-    .add("dead_lettered", r.res.dead_lettered)
-    .add("partial", r.res.partial)
+    .add("libflow_s", r.flow_s);
+  add_counts(obj, r.res);
+  obj.add("partial", r.res.partial)
     .add("abandoned", r.res.abandoned)
     .add("batches", r.res.batches)
     .add("workers", static_cast<std::uint64_t>(opts.reducers))
@@ -112,25 +110,40 @@ void print_row(const row& r) {
   std::fflush(stdout);
 }
 
-/// Reports a failed job: bad input is a usage error (exit 2), anything else
-/// a failed verification (exit 1).
-int report_job_error(const caf::error& err) {
-  std::cerr << prog << ": error: " << describe(err) << std::endl;
-  return code_of(err) == errc::bad_input ? exit_usage : exit_mismatch;
+/// The programs' job runner, for flow-sum.
+const job_runner runner{prog};
+
+/// The test hooks around the reducer.
+reducer<std::int64_t> hooked(reducer<std::int64_t> fn) {
+  return with_test_hooks<std::int64_t>(std::move(fn),
+                                       [](std::int64_t x) { return x; });
 }
 
 /// After a job's result is printed: reports dead letters and, when a signal
 /// stopped the job, that the result was partial, then ends the process.
 /// Returns the exit code for the dead letters otherwise.
 int after_job(const row& r, dead_letter_file& dead) {
-  report_dead_letters(prog, r.res, dead.path());
-  if (r.res.partial || interrupted()) {
-    if (r.res.partial)
-      report_partial(prog, r.res);
-    dead.close();
-    exit_interrupted();
-  }
-  return r.res.dead_lettered > 0 ? exit_dead_letters : exit_ok;
+  auto rc = runner.dead_letters(r.res, dead.path());
+  if (job_runner::stopped(r.res))
+    runner.exit_stopped(r.res, dead);
+  return rc;
+}
+
+/// The same seeded data summed by a plain loop and std::accumulate (the
+/// references) and timed.
+std::shared_ptr<const std::vector<std::int64_t>>
+reference_sums(row& r, std::uint64_t n, std::uint64_t seed) {
+  auto data = make_data(n, seed);
+  r.loop_s = time_seconds([&] {
+    int128 sum = 0;
+    for (auto x : data)
+      sum += x;
+    r.loop_sum = sum;
+  });
+  r.accumulate_s = time_seconds([&] {
+    r.accumulate_sum = std::accumulate(data.begin(), data.end(), int128{0});
+  });
+  return std::make_shared<const std::vector<std::int64_t>>(std::move(data));
 }
 
 int run_sizes(caf::actor_system& sys, const std::vector<std::uint64_t>& sizes,
@@ -143,30 +156,17 @@ int run_sizes(caf::actor_system& sys, const std::vector<std::uint64_t>& sizes,
   for (auto n : sizes) {
     row r;
     r.size = n;
-    auto data = make_data(n, seed);
-    r.loop_s = time_seconds([&] {
-      int128 sum = 0;
-      for (auto x : data)
-        sum += x;
-      r.loop_sum = sum;
-    });
-    r.accumulate_s = time_seconds([&] {
-      r.accumulate_sum = std::accumulate(data.begin(), data.end(), int128{0});
-    });
-    auto shared = std::make_shared<const std::vector<std::int64_t>>(
-      std::move(data));
+    auto shared = reference_sums(r, n, seed);
     stopwatch sw;
     auto started = pipeline<std::int64_t>{}
                      .add(from_shared(shared), static_cast<std::int64_t>(n))
-                     .reduce(poisoned(sum_by_label()))
+                     .reduce(hooked(sum_by_label()))
                      .with(opts)
                      .start(sys);
-    if (!started)
-      return report_job_error(started.error());
-    auto res = wait_with_progress(*started, n, "size " + std::to_string(n));
+    auto res = runner.wait(started, n, "size " + std::to_string(n));
     r.flow_s = sw.seconds();
     if (!res)
-      return report_job_error(res.error());
+      return runner.job_error(res.error());
     r.res = std::move(*res);
     r.ok = verify(r, n);
     all_ok = all_ok && r.ok;
@@ -203,15 +203,13 @@ int run_input(caf::actor_system& sys, const std::string& path,
   stopwatch sw;
   auto started = pipeline<std::int64_t>{}
                    .add(std::move(src), "input")
-                   .reduce(poisoned(sum_by_label()))
+                   .reduce(hooked(sum_by_label()))
                    .with(opts)
                    .start(sys);
-  if (!started)
-    return report_job_error(started.error());
-  auto res = wait_with_progress(*started, 0, path == "-" ? "stdin" : path);
+  auto res = runner.wait(started, 0, path == "-" ? "stdin" : path);
   r.flow_s = sw.seconds();
   if (!res)
-    return report_job_error(res.error());
+    return runner.job_error(res.error());
   r.res = std::move(*res);
   r.ok = verify(r, r.size);
   if (json) {

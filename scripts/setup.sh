@@ -15,6 +15,7 @@ packages=(
   libtbb-dev libbenchmark-dev python3        # benchmarks' alternatives
   openssl                                    # test certificates
   python3-psycopg2                           # bench/etl_psycopg2.py
+  libcli11-dev nlohmann-json3-dev            # apps: command line, JSON output
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(gnuplot-nox)                    # bench/plot.gp

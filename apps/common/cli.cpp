@@ -1,11 +1,8 @@
 #include "cli.hpp"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
+
+#include <CLI/CLI.hpp>
 
 #include "flow/error.hpp"
 #include "flow/logging.hpp"
@@ -14,147 +11,170 @@
 
 namespace flow::apps {
 
+// -- arg_parser ---------------------------------------------------------------
+
+/// One declared option: where CLI11 stores its value, and what it was
+/// declared as.
+struct arg_parser::option {
+  CLI::Option* opt = nullptr;
+  std::string meta;
+  std::string value;
+  /// A flag's value (a flag may be set to false in a config file).
+  bool set = false;
+  bool is_flag = false;
+  /// For an alias: the option it stands for.
+  std::string target;
+};
+
 arg_parser::arg_parser(std::string prog, std::string summary)
-  : prog_(std::move(prog)), summary_(std::move(summary)) {
-  flag("help", "print this help and exit");
+  : prog_(std::move(prog)),
+    app_(std::make_unique<CLI::App>(std::move(summary), prog_)) {
+  // Unknown options and stray arguments are reported as before, by parse().
+  app_->allow_extras();
+  // Long options only: a single dash is nobody's option here.
+  app_->set_help_flag("--help", "print this help and exit");
+  app_->get_formatter()->column_width(24);
 }
+
+arg_parser::~arg_parser() = default;
 
 void arg_parser::value(const std::string& name, const std::string& meta,
                        const std::string& help, std::string default_value) {
-  order_.push_back(name);
-  options_[name] = option{true, meta, help, std::move(default_value)};
+  auto o = std::make_unique<option>();
+  o->meta = meta;
+  o->value = std::move(default_value);
+  auto text = help;
+  if (!o->value.empty())
+    text += " (default: " + o->value + ")";
+  o->opt = app_->add_option("--" + name, o->value, text);
+  o->opt->type_name(meta)->configurable(false);
+  options_[name] = std::move(o);
 }
 
 void arg_parser::flag(const std::string& name, const std::string& help) {
-  order_.push_back(name);
-  options_[name] = option{false, {}, help, {}};
+  auto o = std::make_unique<option>();
+  o->is_flag = true;
+  o->opt = app_->add_flag("--" + name, o->set, help);
+  o->opt->configurable(false);
+  options_[name] = std::move(o);
+}
+
+void arg_parser::alias(const std::string& name, const std::string& target) {
+  auto& t = *options_.at(target);
+  auto o = std::make_unique<option>();
+  o->meta = t.meta;
+  o->target = target;
+  o->opt = app_->add_option("--" + name, o->value,
+                            "the same as --" + target
+                              + " (its former name, still accepted)");
+  o->opt->type_name(t.meta)->configurable(false);
+  options_[name] = std::move(o);
+}
+
+void arg_parser::config(const std::string& name, const std::string& help,
+                        const std::vector<std::string>& names) {
+  app_->set_config("--" + name, "", help)->type_name("FILE");
+  // A line for any other option is an error, not silently ignored.
+  app_->allow_config_extras(CLI::config_extras_mode::error);
+  for (auto& n : names)
+    options_.at(n)->opt->configurable(true);
+}
+
+std::string arg_parser::describe(const CLI::Error& e) const {
+  std::string what = e.what();
+  auto name_end = what.find(':');
+  auto name = what.substr(0, name_end);
+  auto known = [&](const std::string& n) {
+    return n.size() > 2 && options_.count(n.substr(2)) > 0;
+  };
+  if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) != nullptr && known(name)) {
+    auto& o = *options_.at(name.substr(2));
+    if (what.find("missing") != std::string::npos)
+      return "option " + name + " needs a value (" + o.meta + ")";
+    if (what.find("At Most") != std::string::npos)
+      return "option " + name + " given twice";
+  }
+  if (dynamic_cast<const CLI::ConfigError*>(&e) != nullptr) {
+    // "NAME: This option is not allowed in a configuration file", or "INI
+    // was not able to parse NAME" for a name no option has.
+    auto item = what.find(": This option") != std::string::npos
+                  ? what.substr(0, what.find(": This option"))
+                  : what.substr(what.find("parse ") + 6);
+    return "--config: " + quote_token(item)
+           + " cannot be set in the config file";
+  }
+  if (dynamic_cast<const CLI::FileError*>(&e) != nullptr)
+    return "--config: " + what;
+  return what;
 }
 
 bool arg_parser::parse(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+  try {
+    app_->parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    print_help();
+    return false;
+  } catch (const CLI::ParseError& e) {
+    throw usage_error(describe(e));
+  }
+  for (auto& [name, o] : options_)
+    if (!o->target.empty() && o->opt->count() > 0
+        && options_.at(o->target)->opt->count() > 0)
+      throw usage_error("option --" + o->target + " given twice (--" + name
+                        + " is its former name)");
+  auto extras = app_->remaining();
+  if (!extras.empty()) {
+    auto& arg = extras.front();
+    auto name = arg.substr(0, arg.find('='));
     if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
       throw usage_error("unexpected argument " + quote_token(arg)
                         + " (options start with --; see --help)");
-    auto name = arg.substr(2);
-    std::optional<std::string> inline_value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      inline_value = name.substr(eq + 1);
-      name.resize(eq);
-    }
-    auto opt = options_.find(name);
-    if (opt == options_.end())
-      throw usage_error("unknown option " + quote_token("--" + name)
-                        + " (see --help)");
-    auto& o = opt->second;
-    if (o.given)
-      throw usage_error("option --" + name + " given twice");
-    o.given = true;
-    if (!o.takes_value) {
-      if (inline_value)
-        throw usage_error("option --" + name + " takes no value");
-      continue;
-    }
-    if (inline_value) {
-      o.value = *inline_value;
-    } else {
-      if (i + 1 >= argc)
-        throw usage_error("option --" + name + " needs a value ("
-                          + o.meta + ")");
-      o.value = argv[++i];
-    }
-  }
-  if (is_set("help")) {
-    print_help();
-    return false;
+    throw usage_error("unknown option " + quote_token(name) + " (see --help)");
   }
   return true;
 }
 
-void arg_parser::apply_config(const std::string& path,
-                              const std::vector<std::string>& names) {
-  std::ifstream in{path};
-  if (!in)
-    throw usage_error("cannot read the config file " + quote_token(path));
-  std::string line;
-  std::size_t n = 0;
-  auto trim = [](std::string x) {
-    auto b = x.find_first_not_of(" \t\r");
-    auto e = x.find_last_not_of(" \t\r");
-    return b == std::string::npos ? std::string{} : x.substr(b, e - b + 1);
-  };
-  while (std::getline(in, line)) {
-    ++n;
-    line = trim(line);
-    if (line.empty() || line[0] == '#')
-      continue;
-    auto where = quote_token(path) + ", line " + std::to_string(n);
-    auto eq = line.find('=');
-    if (eq == std::string::npos)
-      throw usage_error(where + ": expected 'name = value'");
-    auto name = trim(line.substr(0, eq));
-    auto value = trim(line.substr(eq + 1));
-    if (std::find(names.begin(), names.end(), name) == names.end())
-      throw usage_error(where + ": " + quote_token(name)
-                        + " cannot be set in the config file");
-    auto& o = options_.at(name);
-    if (o.given)
-      continue; // the command line wins
-    if (!o.takes_value) {
-      if (value != "true" && value != "false")
-        throw usage_error(where + ": " + name + " must be true or false");
-      o.given = value == "true";
-      continue;
-    }
-    o.value = value;
-    o.given = true;
-  }
+const arg_parser::option& arg_parser::find(const std::string& name) const {
+  auto& o = *options_.at(name);
+  // An option given under its former name.
+  for (auto& [n, x] : options_)
+    if (x->target == name && x->opt->count() > 0)
+      return *x;
+  return o;
 }
 
 bool arg_parser::given(const std::string& name) const {
-  return options_.at(name).given;
+  auto& o = find(name);
+  return o.is_flag ? o.set : o.opt->count() > 0;
 }
 
 const std::string& arg_parser::get(const std::string& name) const {
-  return options_.at(name).value;
+  return find(name).value;
 }
 
 bool arg_parser::is_set(const std::string& name) const {
-  return options_.at(name).given;
+  return find(name).set;
 }
 
 std::uint64_t arg_parser::get_uint(const std::string& name, std::uint64_t lo,
                                    std::uint64_t hi) const {
-  auto& text = get(name);
+  auto& o = find(name);
+  auto shown = o.opt->get_name();
+  auto& text = o.value;
   std::string why;
   auto x = parse_int64(text, why);
   if (!x)
-    throw usage_error("--" + name + ": " + quote_token(text) + " " + why);
+    throw usage_error(shown + ": " + quote_token(text) + " " + why);
   if (*x < 0 || static_cast<std::uint64_t>(*x) < lo
       || static_cast<std::uint64_t>(*x) > hi)
-    throw usage_error("--" + name + ": " + quote_token(text)
+    throw usage_error(shown + ": " + quote_token(text)
                       + " is outside the range " + std::to_string(lo) + ".."
                       + std::to_string(hi));
   return static_cast<std::uint64_t>(*x);
 }
 
 void arg_parser::print_help() const {
-  std::cout << "usage: " << prog_ << " [options]\n" << summary_ << "\n\n";
-  for (auto& name : order_) {
-    auto& o = options_.at(name);
-    std::string head = "  --" + name;
-    if (o.takes_value)
-      head += " " + o.meta;
-    std::cout << head;
-    if (head.size() < 24)
-      std::cout << std::string(24 - head.size(), ' ');
-    else
-      std::cout << "\n" << std::string(24, ' ');
-    std::cout << o.help;
-    if (o.takes_value && !o.value.empty())
-      std::cout << " (default: " << o.value << ")";
-    std::cout << '\n';
-  }
+  std::cout << app_->help();
 }
 
 std::vector<std::uint64_t> parse_size_list(const std::string& option,
@@ -183,107 +203,6 @@ std::vector<std::uint64_t> parse_size_list(const std::string& option,
     ++index;
   }
   return result;
-}
-
-// -- JSON ---------------------------------------------------------------------
-
-std::string json_string(const std::string& x) {
-  std::string out = "\"";
-  auto bytes = reinterpret_cast<const unsigned char*>(x.data());
-  std::size_t n = x.size();
-  for (std::size_t i = 0; i < n;) {
-    auto c = bytes[i];
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++i;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-      ++i;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-    } else {
-      // Validate one UTF-8 sequence; replace anything invalid with U+FFFD.
-      std::size_t len = c >= 0xf0 && c <= 0xf4   ? 4
-                        : c >= 0xe0              ? 3
-                        : c >= 0xc2 && c <= 0xdf ? 2
-                                                 : 0;
-      bool ok = len > 0 && i + len <= n;
-      for (std::size_t k = 1; ok && k < len; ++k)
-        ok = (bytes[i + k] & 0xc0) == 0x80;
-      if (ok && len == 3) {
-        auto c1 = bytes[i + 1];
-        ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
-      } else if (ok && len == 4) {
-        auto c1 = bytes[i + 1];
-        ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
-      }
-      if (ok) {
-        out.append(x, i, len);
-        i += len;
-      } else {
-        out += "\xef\xbf\xbd";
-        ++i;
-      }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-json_object& json_object::add_raw(const std::string& name,
-                                  const std::string& json) {
-  if (!body_.empty())
-    body_ += ',';
-  body_ += json_string(name);
-  body_ += ':';
-  body_ += json;
-  return *this;
-}
-
-json_object& json_object::add(const std::string& name,
-                              const std::string& value) {
-  return add_raw(name, json_string(value));
-}
-
-json_object& json_object::add(const std::string& name, const char* value) {
-  return add_raw(name, json_string(value));
-}
-
-json_object& json_object::add(const std::string& name, std::int64_t value) {
-  return add_raw(name, std::to_string(value));
-}
-
-json_object& json_object::add(const std::string& name, std::uint64_t value) {
-  return add_raw(name, std::to_string(value));
-}
-
-json_object& json_object::add(const std::string& name, int value) {
-  return add_raw(name, std::to_string(value));
-}
-
-json_object& json_object::add(const std::string& name, int128 value) {
-  // JSON numbers have arbitrary precision: print every digit.
-  return add_raw(name, to_string(value));
-}
-
-json_object& json_object::add(const std::string& name, double value) {
-  if (!std::isfinite(value))
-    return add_raw(name, "null");
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.9g", value);
-  return add_raw(name, buf);
-}
-
-json_object& json_object::add(const std::string& name, bool value) {
-  return add_raw(name, value ? "true" : "false");
-}
-
-std::string json_object::str() const {
-  return "{" + body_ + "}";
 }
 
 // -- misc ---------------------------------------------------------------------

@@ -1,18 +1,23 @@
 #pragma once
 
-// Command-line plumbing shared by the programs in apps/: option parsing with
-// one-line errors, size lists, JSON lines, timing and progress.
+// Command-line plumbing shared by the programs in apps/: options declared
+// once and parsed by CLI11 (with --help and --config files), one-line
+// usage errors, size lists and timing.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "flow/aggregate.hpp"
+namespace CLI {
+class App;
+class Error;
+} // namespace CLI
 
 namespace flow::apps {
 
@@ -34,30 +39,53 @@ enum exit_code : int {
   exit_dead_letters = 3,
 };
 
-/// A small option parser: `--name value`, `--name=value` and `--flag`.
+/// A command line declared once, parsed by CLI11: `--name value`,
+/// `--name=value` and `--flag`; --help generated from the declarations;
+/// optionally a --config file in CLI11's format (`name = value` lines, `#`
+/// comments) for the options that allow it. Every error becomes one
+/// usage_error naming the option (exit code 2, nothing on stdout).
 class arg_parser {
 public:
   /// A program called `prog` with a one-line summary.
   arg_parser(std::string prog, std::string summary);
+  /// Frees the CLI11 application.
+  ~arg_parser();
+  /// Not copyable: CLI11 keeps pointers to the values it parses into.
+  arg_parser(const arg_parser&) = delete;
+  /// Not copyable.
+  arg_parser& operator=(const arg_parser&) = delete;
 
-  /// Declares an option that takes a value.
+  /// Declares an option that takes a value (`default_value` when not
+  /// given, shown in --help).
   void value(const std::string& name, const std::string& meta,
              const std::string& help, std::string default_value = {});
 
   /// Declares a flag without value.
   void flag(const std::string& name, const std::string& help);
 
-  /// Parses argv; throws usage_error on an unknown option, a missing value or
-  /// a stray argument. Returns false when --help was given (help printed).
+  /// Declares --`name` as another name of the option --`target` (declared
+  /// before): a renamed option keeps working under its former name.
+  void alias(const std::string& name, const std::string& target);
+
+  /// Declares --`name` FILE, a config file that may set the options in
+  /// `names` (declared before) that the command line does not give: the
+  /// command line wins.
+  void config(const std::string& name, const std::string& help,
+              const std::vector<std::string>& names);
+
+  /// Parses argv (argv[0] is the program); throws usage_error on an unknown
+  /// option, a missing value, a stray argument or a bad config file.
+  /// Returns false when --help was given (help printed).
   bool parse(int argc, char** argv);
 
-  /// True when the option was given on the command line.
+  /// True when the option was given (on the command line or in the config
+  /// file).
   bool given(const std::string& name) const;
 
   /// The option's value (its default when not given).
   const std::string& get(const std::string& name) const;
 
-  /// True when the flag was given.
+  /// True when the flag was given (and true).
   bool is_set(const std::string& name) const;
 
   /// The value as an unsigned integer in [lo, hi]; throws usage_error.
@@ -67,56 +95,20 @@ public:
   /// Prints the help text to stdout.
   void print_help() const;
 
-  /// Reads `name = value` lines (blank lines and lines starting with # are
-  /// skipped; a flag's value is true or false) from the file at `path` for
-  /// the options in `names` that the command line did not give: the command
-  /// line wins. Throws usage_error naming the file and line on a bad line,
-  /// an option not in `names`, or an unreadable file.
-  void apply_config(const std::string& path,
-                    const std::vector<std::string>& names);
-
 private:
-  struct option {
-    bool takes_value;
-    std::string meta;
-    std::string help;
-    std::string value;
-    bool given = false;
-  };
+  struct option;
+  const option& find(const std::string& name) const;
+  std::string describe(const CLI::Error& e) const;
+
   std::string prog_;
-  std::string summary_;
-  std::vector<std::string> order_;
-  std::map<std::string, option> options_;
+  std::unique_ptr<CLI::App> app_;
+  std::map<std::string, std::unique_ptr<option>> options_;
 };
 
 /// Parses a comma-separated list of sizes ("5,50,500"); throws usage_error
 /// naming the option and the offending token and its position.
 std::vector<std::uint64_t> parse_size_list(const std::string& option,
                                            const std::string& text);
-
-/// Builds one JSON object, fields in insertion order.
-class json_object {
-public:
-  json_object& add(const std::string& name, const std::string& value);
-  json_object& add(const std::string& name, const char* value);
-  json_object& add(const std::string& name, std::int64_t value);
-  json_object& add(const std::string& name, std::uint64_t value);
-  json_object& add(const std::string& name, int value);
-  json_object& add(const std::string& name, int128 value);
-  json_object& add(const std::string& name, double value);
-  json_object& add(const std::string& name, bool value);
-  /// Adds a field whose value is already JSON text.
-  json_object& add_raw(const std::string& name, const std::string& json);
-  /// The object as one line of JSON.
-  std::string str() const;
-
-private:
-  std::string body_;
-};
-
-/// Escapes a string for JSON (quotes included); invalid UTF-8 bytes become
-/// U+FFFD so the output is always valid JSON.
-std::string json_string(const std::string& x);
 
 /// Seconds elapsed while running `f`.
 double time_seconds(const std::function<void()>& f);

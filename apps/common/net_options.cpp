@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <vector>
 
 #include "flow/error.hpp"
 
@@ -31,23 +32,21 @@ void declare_net_options(arg_parser& args, bool manager) {
   args.flag("insecure",
             "plain TCP without authentication or encryption (anyone who can "
             "reach the port may join); for trusted test networks only");
-  args.value("config", "FILE",
-             "read the options above from FILE ('name = value' lines); the "
-             "command line wins");
+  std::vector<std::string> names{"cert", "key", "passphrase", "ca",
+                                 "insecure"};
+  if (manager) {
+    names.push_back("listen");
+    names.push_back("min-workers");
+    names.push_back("min-workers-timeout");
+  }
+  args.config("config",
+              "read the options above from FILE ('name = value' lines, # "
+              "comments); the command line wins",
+              names);
 }
 
-net_options read_net_options(arg_parser& args, const std::string& prog,
+net_options read_net_options(const arg_parser& args, const std::string& prog,
                              bool manager) {
-  if (args.given("config")) {
-    std::vector<std::string> names{"cert", "key", "passphrase", "ca",
-                                   "insecure"};
-    if (manager) {
-      names.push_back("listen");
-      names.push_back("min-workers");
-      names.push_back("min-workers-timeout");
-    }
-    args.apply_config(args.get("config"), names);
-  }
   net_options result;
   auto& sec = result.sec;
   sec.insecure = args.is_set("insecure");

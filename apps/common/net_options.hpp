@@ -36,9 +36,9 @@ struct net_options {
 /// --min-workers and --min-workers-timeout.
 void declare_net_options(arg_parser& args, bool manager);
 
-/// Reads them (applying --config first); throws usage_error. TLS files are
+/// Reads them (the parser applied --config); throws usage_error. TLS files are
 /// required unless --insecure, which prints a warning.
-net_options read_net_options(arg_parser& args, const std::string& prog,
+net_options read_net_options(const arg_parser& args, const std::string& prog,
                              bool manager);
 
 /// Waits until `q.count` worker nodes are connected to `coord` at once,

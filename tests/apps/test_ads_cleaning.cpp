@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "common/ads_cleaning.hpp"
+#include "etl/ads_cleaning.hpp"
 
 using namespace flow::apps;
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/ads_cleaning.hpp"
+#include "etl/ads_cleaning.hpp"
 #include "reference.hpp"
 
 namespace {

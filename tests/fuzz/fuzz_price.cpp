@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/ads_cleaning.hpp"
+#include "etl/ads_cleaning.hpp"
 #include "reference.hpp"
 
 namespace {

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -355,6 +356,13 @@ TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
                                  "--batch", "16384"};
   auto local = run_program(keyed, sizes);
   REQUIRE(local.rc == 0);
+  // OpenSSL's reasons, counted over all runs: which side of a handshake
+  // gives up first (and so which reason the manager logs) may differ from
+  // run to run on a loaded machine; every refusal is counted in each run.
+  std::map<std::string, std::size_t> reasons{
+    {"certificate verify failed", 0},
+    {"peer did not return a certificate", 0},
+    {"wrong version number", 0}};
   for (int run = 0; run < 20; ++run) {
     INFO("run " << run);
     auto tag = "attacked-" + std::to_string(run);
@@ -416,12 +424,15 @@ TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
     // The manager logged every refusal, with OpenSSL's reasons.
     auto refused = count_of(log, "refused a peer at 127.0.0.1:");
     CHECK(refused >= first.must_be_logged + second.logged_on_return);
-    CHECK(log.find("certificate verify failed") != std::string::npos);
-    CHECK(log.find("peer did not return a certificate") != std::string::npos);
-    CHECK(log.find("wrong version number") != std::string::npos);
+    for (auto& [why, seen] : reasons)
+      seen += count_of(log, why);
     // The nodes stop when their manager is gone, not before.
     CHECK(w1.wait() == 1);
     CHECK(w2.wait() == 1);
+  }
+  for (auto& [why, seen] : reasons) {
+    INFO(why);
+    CHECK(seen > 0);
   }
 }
 

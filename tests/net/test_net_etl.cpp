@@ -17,7 +17,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
-#include "etl_clean.hpp"
+#include "etl/clean_nodes.hpp"
 #include "flow/error.hpp"
 #include "flow/pg/connection.hpp"
 #include "flow/pg/read.hpp"

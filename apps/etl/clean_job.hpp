@@ -22,19 +22,10 @@
 #include "flow/options.hpp"
 #include "flow/pg/connection.hpp"
 #include "flow/result.hpp"
-#ifdef FLOW_HAS_NET
-#include "common/net_options.hpp"
-#endif
 
 namespace caf {
 class actor_system;
 } // namespace caf
-
-#ifdef FLOW_HAS_NET
-namespace flow::net {
-class coordinator;
-} // namespace flow::net
-#endif
 
 namespace flow::apps {
 
@@ -103,30 +94,5 @@ struct clean_report {
 /// there is one.
 caf::expected<clean_report> run_clean(caf::actor_system& sys,
                                       const clean_config& cfg);
-
-/// The task kind of one `clean` partition on a worker node.
-inline constexpr const char* clean_partition_task = "etl.clean";
-
-/// A worker node's part of a distributed clean: reads the partition the
-/// payload names (in the manager's snapshot, through `conninfo`; empty: the
-/// ticket's), cleans it in a local job and commits its clean and rejected
-/// rows to the staging tables the payload names; returns that job's result
-/// (per-city aggregates and the accounting).
-caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
-                                              const std::string& conninfo,
-                                              const std::string& payload);
-
-#ifdef FLOW_HAS_NET
-/// The clean job as the manager of worker nodes (`clean --listen`): each
-/// partition is read, cleaned and staged by a node (by this process when
-/// none is connected; a lost node's partition goes to another), the
-/// manager merges the per-city aggregates, and its sink adopts the staged
-/// rows, writes ads_summary and swaps all three tables in one transaction.
-/// Not resumable: a lost partition is read again instead.
-caf::expected<clean_report>
-run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
-                      const flow::net::coordinator& coord,
-                      const node_quorum& min_workers);
-#endif
 
 } // namespace flow::apps

@@ -1,0 +1,75 @@
+#include "common/json.hpp"
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+namespace flow::apps {
+
+namespace {
+
+/// One value as compact JSON text.
+std::string dump(const nlohmann::json& x) {
+  return x.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+} // namespace
+
+std::string json_string(const std::string& x) {
+  return dump(x);
+}
+
+json_object& json_object::add_raw(const std::string& name,
+                                  const std::string& json) {
+  fields_.emplace_back(name, json);
+  return *this;
+}
+
+json_object& json_object::add(const std::string& name,
+                              const std::string& value) {
+  return add_raw(name, dump(value));
+}
+
+json_object& json_object::add(const std::string& name, const char* value) {
+  return add_raw(name, dump(value));
+}
+
+json_object& json_object::add(const std::string& name, std::int64_t value) {
+  return add_raw(name, dump(value));
+}
+
+json_object& json_object::add(const std::string& name, std::uint64_t value) {
+  return add_raw(name, dump(value));
+}
+
+json_object& json_object::add(const std::string& name, int value) {
+  return add_raw(name, dump(value));
+}
+
+json_object& json_object::add(const std::string& name, int128 value) {
+  return add_raw(name, to_string(value));
+}
+
+json_object& json_object::add(const std::string& name, double value) {
+  // nlohmann-json writes a non-finite double as null too; say it here.
+  return add_raw(name, std::isfinite(value) ? dump(value) : "null");
+}
+
+json_object& json_object::add(const std::string& name, bool value) {
+  return add_raw(name, dump(value));
+}
+
+std::string json_object::str() const {
+  std::string out = "{";
+  for (auto& [name, value] : fields_) {
+    if (out.size() > 1)
+      out += ',';
+    out += json_string(name);
+    out += ':';
+    out += value;
+  }
+  out += '}';
+  return out;
+}
+
+} // namespace flow::apps

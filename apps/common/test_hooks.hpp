@@ -1,0 +1,68 @@
+#pragma once
+
+// The FLOW_TEST_* environment hooks with which tests make the programs'
+// reducers slow or faulty, deterministically. Every program wraps its
+// reducers with these helpers, so a hook means the same everywhere.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "flow/partial.hpp"
+#include "flow/reducer.hpp"
+
+namespace flow::apps {
+
+/// FLOW_TEST_REDUCER_DELAY_MS=N: reducers sleep N ms per batch (0 without
+/// it), so tests can make a drain slow. Throws usage_error when malformed.
+std::chrono::milliseconds test_reducer_delay();
+
+/// FLOW_TEST_POISON=N: the value reducers throw on, if set. Throws
+/// usage_error when malformed.
+std::optional<std::int64_t> test_poison();
+
+/// The hooks around `fn`: sleeps test_reducer_delay() per batch and throws
+/// "test hook: poisoned <what> N" on every batch holding an element whose
+/// `value_of` is test_poison(). Without either variable, returns `fn`.
+///
+/// @code
+/// p.reduce(with_test_hooks<std::int64_t>(sum_by_label(),
+///                                        [](std::int64_t x) { return x; }));
+/// @endcode
+template <class T, class ValueOf>
+reducer<T> with_test_hooks(reducer<T> fn, ValueOf value_of,
+                           std::string what = "value") {
+  auto poison = test_poison();
+  auto delay = test_reducer_delay();
+  if (!poison && delay.count() == 0)
+    return fn;
+  return [fn = std::move(fn), poison, delay, value_of,
+          what = std::move(what)](const batch_ref<T>& b, partial& out) {
+    if (delay.count() > 0)
+      std::this_thread::sleep_for(delay);
+    if (poison)
+      for (auto& x : b.items)
+        if (value_of(x) == *poison)
+          throw std::runtime_error("test hook: poisoned " + what + " "
+                                   + std::to_string(*poison));
+    fn(b, out);
+  };
+}
+
+/// Only the delay hook around `fn` (worker nodes' partition tasks: tests
+/// kill a node while its partition is still being read).
+template <class T>
+reducer<T> with_test_delay(reducer<T> fn) {
+  auto delay = test_reducer_delay();
+  if (delay.count() == 0)
+    return fn;
+  return [fn = std::move(fn), delay](const batch_ref<T>& b, partial& out) {
+    std::this_thread::sleep_for(delay);
+    fn(b, out);
+  };
+}
+
+} // namespace flow::apps

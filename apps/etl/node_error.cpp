@@ -1,0 +1,19 @@
+#include "etl/node_error.hpp"
+
+#include "flow/error.hpp"
+#include "flow/pg/error.hpp"
+
+namespace flow::apps {
+
+caf::error node_error(caf::error err) {
+  // A node that cannot reach the database (unreachable, no credentials of
+  // its own) is misconfigured: errc::invalid_config makes the manager give
+  // the partition to another node and this one no more.
+  if (pg::connect_failed(err))
+    return make_error(errc::invalid_config,
+                      "this node cannot connect to the database: "
+                        + describe(err));
+  return err;
+}
+
+} // namespace flow::apps

@@ -1,0 +1,38 @@
+#include "etl/sum_nodes.hpp"
+
+#include <string>
+
+#include <caf/actor_system.hpp>
+
+#include "etl/command.hpp"
+#include "etl/tasks.hpp"
+#include "flow/flow.hpp"
+#include "flow/net/net.hpp"
+
+namespace flow::apps {
+
+caf::expected<job> sum_over_nodes::start(pg::partitioned_read& read,
+                                         const pg::table_name& table,
+                                         const options& opts,
+                                         const cluster& nodes,
+                                         caf::actor_system& sys) {
+  auto tickets = read.tickets();
+  if (!tickets)
+    return std::move(tickets.error());
+  nodes.wait_for_workers(etl_prog);
+  ledger_ = std::make_shared<flow::net::task_ledger>();
+  pipeline<key_result> p;
+  for (auto& t : *tickets)
+    p.add(flow::net::task_source(
+      sys, nodes.coordinator(), sum_task, t.encode(),
+      "partition " + std::to_string(t.index + 1) + "/"
+        + std::to_string(t.count) + " of " + table.display(),
+      ledger_));
+  return p.reduce(flow::net::merge_key_results()).with(opts).start(sys);
+}
+
+task_totals sum_over_nodes::totals() const {
+  return {ledger_->totals(), ledger_->remote_tasks(), ledger_->local_tasks()};
+}
+
+} // namespace flow::apps
