@@ -37,6 +37,7 @@
 #include "flow/logging.hpp"
 #include "flow/parse.hpp"
 #include "flow/types.hpp"
+#include "messages.hpp"
 
 namespace flow::net {
 
@@ -47,28 +48,6 @@ extern std::atomic<bool> watch_tls;
 bool tls_guard_active();
 
 namespace {
-
-using hello_atom = caf::atom_constant<caf::atom("f_hello")>;
-using welcome_atom = caf::atom_constant<caf::atom("f_welcome")>;
-using job_atom = caf::atom_constant<caf::atom("f_job")>;
-using count_atom = caf::atom_constant<caf::atom("f_count")>;
-/// -> entry: nodes that joined so far, including those that left.
-using joined_atom = caf::atom_constant<caf::atom("f_joined")>;
-/// requester -> entry: (run_atom, kind, payload, requester); the answer is
-/// (answer_atom, job_result) or (answer_atom, error), sent to the requester,
-/// which also monitors the entry (CAF 0.17 drops a pending response promise
-/// silently when its actor ends, so no promise is kept).
-using run_atom = caf::atom_constant<caf::atom("f_run")>;
-using answer_atom = caf::atom_constant<caf::atom("f_answer")>;
-/// requester -> entry: (withdraw_atom, requester): its task is not wanted
-/// any more (the job ended); dropped if still queued.
-using withdraw_atom = caf::atom_constant<caf::atom("f_withdra")>;
-/// entry -> node: (task_atom, id, kind, payload).
-using task_atom = caf::atom_constant<caf::atom("f_task")>;
-/// node -> entry: (done_atom, id, job_result).
-using done_atom = caf::atom_constant<caf::atom("f_done")>;
-/// node -> entry: (failed_atom, id, errc code, context).
-using failed_atom = caf::atom_constant<caf::atom("f_failed")>;
 
 // -- the reducer registry ------------------------------------------------------
 
