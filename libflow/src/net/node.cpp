@@ -31,7 +31,7 @@ namespace flow::net {
 
 namespace {
 
-// -- the worker node actor ------------------------------------------------------
+// -- the worker node actor ----------------------------------------------------
 
 struct node_state {
   /// Per job (its manager): the reducers this node lent it.
@@ -63,62 +63,85 @@ void task_runner(caf::blocking_actor* self, caf::actor node, std::uint64_t id,
   }
 }
 
-caf::behavior node_actor(caf::stateful_actor<node_state>* self,
-                         caf::actor entry, std::size_t reducers,
-                         std::string name) {
+using node_actor_ptr = caf::stateful_actor<node_state>*;
+
+/// The entry or a job's manager went away. Losing the entry (the manager's
+/// process, or the connection to it) stops the node; a job's end takes its
+/// reducers back.
+void on_down(node_actor_ptr self, caf::down_msg& dm) {
+  auto& st = self->state;
+  if (dm.source == st.entry.address()) {
+    // The manager's process (or the connection to it) is gone.
+    for (auto& [m, rs] : st.lent)
+      for (auto& r : rs)
+        self->send_exit(r, caf::exit_reason::user_shutdown);
+    self->quit(make_error(errc::actor_down,
+                          "lost the manager (" + caf::to_string(dm.reason)
+                            + ")"));
+    return;
+  }
+  auto i = st.lent.find(dm.source);
+  if (i != st.lent.end()) {
+    // The job ended: take the reducers back.
+    for (auto& r : i->second)
+      self->send_exit(r, caf::exit_reason::user_shutdown);
+    st.lent.erase(i);
+  }
+}
+
+/// A job to serve: `reducers` reducers running the one registered as
+/// `reducer` join its manager, which monitors them like its own.
+void on_job(node_actor_ptr self, const caf::actor& manager,
+            const std::string& reducer, std::size_t reducers,
+            const std::string& name) {
+  auto fn = find_reducer(reducer);
+  if (!fn) {
+    logger()->error("the manager asked for reducer '{}', which this "
+                    "node does not know; not joining that job",
+                    reducer);
+    return;
+  }
+  auto& st = self->state;
+  self->monitor(manager);
+  auto& rs = st.lent[manager.address()];
+  for (std::size_t i = 0; i < reducers; ++i) {
+    auto r = detail::spawn_reducer(self->system(), manager, fn->fn,
+                                   fn->kind == detail::element_kind::int64
+                                     ? detail::default_formatter<
+                                       std::int64_t>()
+                                     : detail::default_formatter<
+                                       keyed_value>());
+    rs.push_back(r);
+    self->send(manager, detail::join_atom::value, r, name);
+  }
+  logger()->info("lent {} reducers ({}) to a job", reducers, reducer);
+}
+
+/// A task from the entry: it may block (a database read), so it runs on a
+/// thread of its own.
+void on_task(node_actor_ptr self, std::uint64_t id, const std::string& kind,
+             const std::string& payload) {
+  logger()->info("task {} ({}) from the manager", id, kind);
+  self->spawn<caf::detached>(task_runner, caf::actor{self}, id, kind,
+                             payload);
+}
+
+caf::behavior node_actor(node_actor_ptr self, caf::actor entry,
+                         std::size_t reducers, std::string name) {
   self->state.entry = entry;
   self->set_default_handler(caf::drop);
   self->monitor(entry);
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (dm.source == st.entry.address()) {
-      // The manager's process (or the connection to it) is gone.
-      for (auto& [m, rs] : st.lent)
-        for (auto& r : rs)
-          self->send_exit(r, caf::exit_reason::user_shutdown);
-      self->quit(make_error(errc::actor_down,
-                            "lost the manager (" + caf::to_string(dm.reason)
-                              + ")"));
-      return;
-    }
-    auto i = st.lent.find(dm.source);
-    if (i != st.lent.end()) {
-      // The job ended: take the reducers back.
-      for (auto& r : i->second)
-        self->send_exit(r, caf::exit_reason::user_shutdown);
-      st.lent.erase(i);
-    }
-  });
+  self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
+  // The handlers' signatures are the protocol (messages.hpp): matching is by
+  // these types, so they stay exactly as they are.
   return {
     [=](job_atom, caf::actor manager, const std::string& reducer) {
-      auto fn = find_reducer(reducer);
-      if (!fn) {
-        logger()->error("the manager asked for reducer '{}', which this "
-                        "node does not know; not joining that job",
-                        reducer);
-        return;
-      }
-      auto& st = self->state;
-      self->monitor(manager);
-      auto& rs = st.lent[manager.address()];
-      for (std::size_t i = 0; i < reducers; ++i) {
-        auto r = detail::spawn_reducer(self->system(), manager, fn->fn,
-                                       fn->kind == detail::element_kind::int64
-                                         ? detail::default_formatter<
-                                           std::int64_t>()
-                                         : detail::default_formatter<
-                                           keyed_value>());
-        rs.push_back(r);
-        self->send(manager, detail::join_atom::value, r, name);
-      }
-      logger()->info("lent {} reducers ({}) to a job", reducers, reducer);
+      on_job(self, manager, reducer, reducers, name);
     },
     [=](task_atom, std::uint64_t id, const std::string& kind,
-        const std::string& payload) {
-      logger()->info("task {} ({}) from the manager", id, kind);
-      self->spawn<caf::detached>(task_runner, caf::actor{self}, id, kind,
-                                 payload);
-    },
+        const std::string& payload) { on_task(self, id, kind, payload); },
+    // A task runner's answer goes on to the entry actor, which knows this
+    // node and not its runners.
     [=](done_atom, std::uint64_t id, job_result& res) {
       self->send(self->state.entry, done_atom::value, id, std::move(res));
     },
@@ -129,18 +152,12 @@ caf::behavior node_actor(caf::stateful_actor<node_state>* self,
   };
 }
 
-} // namespace
-
-// -- public API -------------------------------------------------------------------
-
-caf::error serve(caf::actor_system& sys, const endpoint& to,
-                 const security& sec, std::size_t reducers,
-                 const std::string& name) {
-  if (auto err = check(sec))
-    return err;
-  if (reducers == 0)
-    return make_error(errc::invalid_config, "a node needs at least 1 reducer");
-  auto where = to.host + ":" + std::to_string(to.port);
+/// The entry actor at `to` (TLS unless `sec.insecure`); `where` names it in
+/// the log.
+caf::expected<caf::actor> connect_to_entry(caf::actor_system& sys,
+                                           const endpoint& to,
+                                           const security& sec,
+                                           const std::string& where) {
   // A manager busy with many connections at once (nodes joining together,
   // or a burst of refused peers: CAF 0.17 builds a TLS context per
   // connection on its one middleman thread) may not finish a handshake
@@ -157,6 +174,22 @@ caf::error serve(caf::actor_system& sys, const endpoint& to,
                    "(attempt {} of {}); trying again",
                    where, attempt, attempts);
   }
+  return entry;
+}
+
+} // namespace
+
+// -- public API ---------------------------------------------------------------
+
+caf::error serve(caf::actor_system& sys, const endpoint& to,
+                 const security& sec, std::size_t reducers,
+                 const std::string& name) {
+  if (auto err = check(sec))
+    return err;
+  if (reducers == 0)
+    return make_error(errc::invalid_config, "a node needs at least 1 reducer");
+  auto where = to.host + ":" + std::to_string(to.port);
+  auto entry = connect_to_entry(sys, to, sec, where);
   if (!entry)
     return make_error(errc::actor_down, "cannot connect to the manager at "
                                           + where + ": "
