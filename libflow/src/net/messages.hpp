@@ -14,7 +14,7 @@
 
 namespace flow::net {
 
-// -- joining --------------------------------------------------------------------
+// -- joining ------------------------------------------------------------------
 
 /// node -> entry: (hello_atom, node actor, node name, uint64 reducers: the
 /// tasks it runs at once); answered welcome_atom.
@@ -23,13 +23,13 @@ using hello_atom = caf::atom_constant<caf::atom("f_hello")>;
 /// entry -> node: the answer to hello_atom: joined.
 using welcome_atom = caf::atom_constant<caf::atom("f_welcome")>;
 
-// -- jobs that borrow reducers ------------------------------------------------------
+// -- jobs that borrow reducers ------------------------------------------------
 
 /// coordinator -> entry, then entry -> every node: (job_atom, manager,
 /// reducer name): a job to lend reducers to.
 using job_atom = caf::atom_constant<caf::atom("f_job")>;
 
-// -- counts ---------------------------------------------------------------------------
+// -- counts -------------------------------------------------------------------
 
 /// coordinator -> entry: (count_atom), answered with the uint64 number of
 /// nodes connected now.
@@ -38,7 +38,7 @@ using count_atom = caf::atom_constant<caf::atom("f_count")>;
 /// -> entry: nodes that joined so far, including those that left.
 using joined_atom = caf::atom_constant<caf::atom("f_joined")>;
 
-// -- tasks --------------------------------------------------------------------------
+// -- tasks --------------------------------------------------------------------
 
 /// requester -> entry: (run_atom, kind, payload, requester); the answer is
 /// (answer_atom, job_result) or (answer_atom, error), sent to the requester,

@@ -18,7 +18,7 @@ namespace flow::net {
 
 namespace {
 
-// -- the reducer registry ------------------------------------------------------
+// -- the reducer registry -----------------------------------------------------
 
 std::mutex registry_mtx;
 
@@ -43,7 +43,7 @@ void register_builtins() {
   });
 }
 
-// -- the task registry ------------------------------------------------------------
+// -- the task registry --------------------------------------------------------
 
 std::mutex tasks_mtx;
 
@@ -71,7 +71,7 @@ std::optional<task_fn> find_task(const std::string& kind) {
   return i->second;
 }
 
-// -- public API -------------------------------------------------------------------
+// -- public API ---------------------------------------------------------------
 
 reducer<std::int64_t> spin_sum_by_label() {
   return [](const batch_ref<std::int64_t>& b, partial& out) {
