@@ -1,0 +1,28 @@
+#pragma once
+
+/// @file
+/// flow::net's worker side: a node joins a coordinator and serves its jobs
+/// and tasks until the manager goes away.
+
+#include <cstddef>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+
+#include "flow/net/security.hpp"
+
+namespace flow::net {
+
+/// The worker side: connects to the coordinator at `to`, lends `reducers`
+/// reducers to each of its jobs, runs up to `reducers` of its tasks at once
+/// and serves until the manager goes away. A handshake the manager does not
+/// finish within middleman.connection-timeout (a manager swamped by
+/// connections) is tried again, 4 attempts in all.
+/// Returns the reason it stopped (an error: a lost or refused connection,
+/// or the manager ending). Blocks.
+caf::error serve(caf::actor_system& sys, const endpoint& to,
+                 const security& sec, std::size_t reducers,
+                 const std::string& name);
+
+} // namespace flow::net

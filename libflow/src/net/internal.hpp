@@ -1,0 +1,37 @@
+#pragma once
+
+// What the files of libflow/src/net share and nobody outside them sees: the
+// registries' look-ups (registry.cpp) and the engine's private parts that a
+// worker node and the coordinator need.
+
+#include <optional>
+#include <string>
+
+// The one place flow::net reaches into the engine's private state: the job
+// state behind a `job` (coordinator::attach) and detail::spawn_reducer (a
+// worker node's reducers). Kept to this line so that moving the engine's
+// private header changes one include.
+#include "../job_impl.hpp"
+
+#include "flow/detail/engine.hpp"
+#include "flow/net/tasks.hpp"
+
+namespace flow::net {
+
+/// A reducer a worker node can run, as registered under its name.
+struct registered {
+  /// Its elements' type.
+  detail::element_kind kind;
+  /// The reducer itself.
+  detail::erased_reducer fn;
+};
+
+/// The reducer registered under `name` (the built-ins included). A copy, so
+/// that a later register_reducer replacing this name cannot change it while
+/// a node uses it.
+std::optional<registered> find_reducer(const std::string& name);
+
+/// The task kind registered under `kind`, as a copy.
+std::optional<task_fn> find_task(const std::string& kind);
+
+} // namespace flow::net
