@@ -9,7 +9,7 @@
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
 
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/result.hpp"
 
 namespace caf {

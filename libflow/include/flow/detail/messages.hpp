@@ -19,7 +19,7 @@
 #include <caf/sec.hpp>
 
 #include "flow/aggregate.hpp"
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/error.hpp"
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
