@@ -2,7 +2,10 @@
 
 // The message protocol between generators, reducers and the manager. Every
 // message is a plain struct with an `inspect` overload; see docs/protocol.md.
-// Private to libflow: it pulls in CAF headers.
+// Private to libflow and not installed: no public header needs it, and it
+// pulls in CAF headers. It lives under libflow/src/private/ so that libflow's
+// own sources (flow::flow, flow::net) and the tests that check the protocol
+// include it by the same name as before, "flow/detail/messages.hpp".
 
 #include <cstdint>
 #include <cstring>
