@@ -127,10 +127,16 @@ public:
     return *this;
   }
 
-  /// Sets the number of reducer actors (0: one per hardware thread).
-  pipeline& workers(std::size_t n) noexcept {
+  /// Sets the number of reducer actors in this process (0:
+  /// default_reducers()).
+  pipeline& reducers(std::size_t n) noexcept {
     spec_.opts.reducers = n;
     return *this;
+  }
+
+  /// The old name of reducers(): "workers" now means worker nodes only.
+  [[deprecated("use reducers()")]] pipeline& workers(std::size_t n) noexcept {
+    return reducers(n);
   }
 
   /// Sets the maximum number of elements per batch.
