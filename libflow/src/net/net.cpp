@@ -30,7 +30,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "../job_impl.hpp"
+#include "../engine/engine.hpp"
 #include "flow/detail/messages.hpp"
 #include "flow/error.hpp"
 #include "flow/logging.hpp"
