@@ -6,8 +6,10 @@
 #   flow_enable_warnings_in(DIR)       every library and executable defined
 #                                      in DIR and the directories below it
 #
-# FLOW_WARNINGS_AS_ERRORS (off by default; the presets turn it on) makes
-# them errors, so that the release build stays warning-free.
+# FLOW_WARNINGS_AS_ERRORS (off by default; the release preset turns it on)
+# makes them errors, so that the release build stays warning-free. The
+# sanitizer, fuzz and debug presets leave it off: their compilers and flags
+# warn differently and a new false positive there should not stop the suite.
 
 option(FLOW_WARNINGS_AS_ERRORS "Treat compiler warnings as errors" OFF)
 

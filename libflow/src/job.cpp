@@ -5,7 +5,7 @@
 
 #include "flow/detail/messages.hpp"
 #include "flow/error.hpp"
-#include "job_impl.hpp"
+#include "engine/engine.hpp"
 
 namespace flow {
 

@@ -15,7 +15,7 @@
 #include "flow/error.hpp"
 #include "flow/job.hpp"
 #include "flow/result.hpp"
-#include "job_impl.hpp"
+#include "engine/engine.hpp"
 #include "threads.hpp"
 
 using namespace flow;

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "flow/aggregate.hpp"
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/random.hpp"
 #include "flow/source.hpp"
 #include "threads.hpp"

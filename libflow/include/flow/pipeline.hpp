@@ -14,7 +14,7 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/job.hpp"
 #include "flow/options.hpp"
 #include "flow/reducer.hpp"

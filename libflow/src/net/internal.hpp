@@ -11,9 +11,9 @@
 // state behind a `job` (coordinator::attach) and detail::spawn_reducer (a
 // worker node's reducers). Kept to this line so that moving the engine's
 // private header changes one include.
-#include "../job_impl.hpp"
+#include "../engine/engine.hpp"
 
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/net/tasks.hpp"
 
 namespace flow::net {

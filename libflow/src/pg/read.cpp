@@ -496,19 +496,101 @@ partitioned_read::operator=(partitioned_read&&) noexcept = default;
 
 partitioned_read::~partitioned_read() = default;
 
+namespace {
+
+/// Throws input_error for a partitioned read asked for wrongly.
+void check_read_spec(const read_spec& spec) {
+  if (spec.partitions == 0)
+    throw input_error("partitioned read: 0 partitions", errc::invalid_config);
+  if (!spec.table.schema.empty())
+    check_identifier(spec.table.schema, "schema");
+  check_identifier(spec.table.table, "table");
+  check_identifier(spec.partition_column, "partition column");
+  if (spec.columns.empty())
+    throw input_error("partitioned read: no columns");
+  for (auto& c : spec.columns)
+    check_identifier(c, "column");
+}
+
+/// Equal shares of a heap of `pages` blocks, by ctid; the last range is open
+/// so it also covers blocks added after the size was read (whose rows the
+/// snapshot does not see anyway).
+std::vector<range> block_ranges(std::int64_t pages, std::size_t partitions) {
+  std::vector<range> result;
+  std::optional<std::int64_t> lo;
+  auto parts = static_cast<std::int64_t>(partitions);
+  for (std::int64_t i = 1; i < parts; ++i) {
+    auto b = pages * i / parts;
+    if (b == 0 || (lo && b == *lo))
+      continue;
+    result.push_back(range{lo, b, false, true});
+    lo = b;
+  }
+  result.push_back(range{lo, std::nullopt, false, true});
+  return result;
+}
+
+/// Throws input_error unless the partition column of table `oid` exists and
+/// holds integers.
+void check_integer_column(detail::snapshot_tx& tx, std::int64_t oid,
+                          const read_spec& s) {
+  auto type = tx.exec_params(
+    "SELECT a.atttypid::regtype::text FROM pg_attribute a "
+    "WHERE a.attrelid = $1::bigint::oid AND a.attname = $2 "
+    "AND a.attnum > 0 AND NOT a.attisdropped",
+    oid, s.partition_column);
+  if (type.empty())
+    throw input_error("42703 undefined_column: column \""
+                      + s.partition_column + "\" of relation \""
+                      + s.table.display() + "\" does not exist");
+  auto tname = type[0][0].as<std::string>();
+  if (tname != "bigint" && tname != "integer" && tname != "smallint")
+    throw input_error("partition column \"" + s.partition_column + "\" is "
+                      + tname + ", not an integer column");
+}
+
+/// The values of the partition column that split the table into
+/// `s.partitions` equal shares, from a sample of at most `s.sample_pages`
+/// pages of a table (relkind `kind`) of `pages` pages.
+std::vector<std::int64_t> sample_bounds(detail::snapshot_tx& tx,
+                                        const std::string& table,
+                                        const std::string& column,
+                                        const std::string& kind,
+                                        std::int64_t pages,
+                                        const read_spec& s) {
+  std::vector<std::int64_t> bounds;
+  if (s.partitions <= 1)
+    return bounds;
+  std::string qs;
+  for (std::size_t i = 1; i < s.partitions; ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.17g",
+                  static_cast<double>(i) / static_cast<double>(s.partitions));
+    qs += (qs.empty() ? "" : ",") + std::string{buf};
+  }
+  std::string from = table;
+  if ((kind == "r" || kind == "m") && pages > s.sample_pages
+      && s.sample_pages > 0) {
+    char pct[32];
+    std::snprintf(pct, sizeof(pct), "%.6f",
+                  100.0 * static_cast<double>(s.sample_pages)
+                    / static_cast<double>(pages));
+    from += " TABLESAMPLE SYSTEM (" + std::string{pct} + ") REPEATABLE (42)";
+  }
+  auto q = tx.exec("SELECT percentile_disc(ARRAY[" + qs
+                   + "]::float8[]) WITHIN GROUP (ORDER BY " + column
+                   + ")::bigint[]::text FROM " + from);
+  if (!q.empty() && !q[0][0].is_null())
+    bounds = parse_int_array(q[0][0].as<std::string>());
+  return bounds;
+}
+
+} // namespace
+
 caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
   auto conninfo = spec.conninfo;
   try {
-    if (spec.partitions == 0)
-      throw input_error("partitioned read: 0 partitions", errc::invalid_config);
-    if (!spec.table.schema.empty())
-      check_identifier(spec.table.schema, "schema");
-    check_identifier(spec.table.table, "table");
-    check_identifier(spec.partition_column, "partition column");
-    if (spec.columns.empty())
-      throw input_error("partitioned read: no columns");
-    for (auto& c : spec.columns)
-      check_identifier(c, "column");
+    check_read_spec(spec);
     auto d = std::make_unique<impl>();
     d->table = spec.table.quoted();
     d->column = quote_ident(spec.partition_column);
@@ -530,64 +612,13 @@ caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
     auto pages = info[0][2].as<std::int64_t>();
     if (!s.plan.empty()) {
       d->ranges = s.plan;
-      return partitioned_read{std::move(d)};
+    } else if (s.partition_column == "ctid") {
+      d->ranges = block_ranges(pages, s.partitions);
+    } else {
+      check_integer_column(tx, oid, s);
+      d->ranges = ranges_from_bounds(
+        sample_bounds(tx, d->table, d->column, kind, pages, s));
     }
-    if (s.partition_column == "ctid") {
-      // Equal shares of the heap's blocks; the last range is open so it
-      // also covers blocks added after the size was read (whose rows the
-      // snapshot does not see anyway).
-      std::optional<std::int64_t> lo;
-      auto parts = static_cast<std::int64_t>(s.partitions);
-      for (std::int64_t i = 1; i < parts; ++i) {
-        auto b = pages * i / parts;
-        if (b == 0 || (lo && b == *lo))
-          continue;
-        d->ranges.push_back(range{lo, b, false, true});
-        lo = b;
-      }
-      d->ranges.push_back(range{lo, std::nullopt, false, true});
-      return partitioned_read{std::move(d)};
-    }
-    auto type = tx.exec_params(
-      "SELECT a.atttypid::regtype::text FROM pg_attribute a "
-      "WHERE a.attrelid = $1::bigint::oid AND a.attname = $2 "
-      "AND a.attnum > 0 AND NOT a.attisdropped",
-      oid, s.partition_column);
-    if (type.empty())
-      throw input_error("42703 undefined_column: column \""
-                        + s.partition_column + "\" of relation \""
-                        + s.table.display() + "\" does not exist");
-    auto tname = type[0][0].as<std::string>();
-    if (tname != "bigint" && tname != "integer" && tname != "smallint")
-      throw input_error("partition column \"" + s.partition_column
-                        + "\" is " + tname + ", not an integer column");
-    std::vector<std::int64_t> bounds;
-    if (s.partitions > 1) {
-      std::string qs;
-      for (std::size_t i = 1; i < s.partitions; ++i) {
-        char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.17g",
-                      static_cast<double>(i)
-                        / static_cast<double>(s.partitions));
-        qs += (qs.empty() ? "" : ",") + std::string{buf};
-      }
-      std::string from = d->table;
-      if ((kind == "r" || kind == "m") && pages > s.sample_pages
-          && s.sample_pages > 0) {
-        char pct[32];
-        std::snprintf(pct, sizeof(pct), "%.6f",
-                      100.0 * static_cast<double>(s.sample_pages)
-                        / static_cast<double>(pages));
-        from += " TABLESAMPLE SYSTEM (" + std::string{pct}
-                + ") REPEATABLE (42)";
-      }
-      auto q = tx.exec("SELECT percentile_disc(ARRAY[" + qs
-                       + "]::float8[]) WITHIN GROUP (ORDER BY " + d->column
-                       + ")::bigint[]::text FROM " + from);
-      if (!q.empty() && !q[0][0].is_null())
-        bounds = parse_int_array(q[0][0].as<std::string>());
-    }
-    d->ranges = ranges_from_bounds(std::move(bounds));
     return partitioned_read{std::move(d)};
   } catch (...) {
     return current_error(conninfo);

@@ -151,7 +151,6 @@ temp_cluster::start(const cluster_options& opts) {
                         "throwaway PostgreSQL: " + opts.bin_dir + "/" + prog
                           + " not found (install the postgresql package, "
                             "see scripts/setup.sh)");
-  // -- the directory, owned by the server's user ----------------------------
   auto tmpl = pick_parent(opts) + "/flow-pg-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
@@ -160,6 +159,22 @@ temp_cluster::start(const cluster_options& opts) {
                       "throwaway PostgreSQL: cannot create a directory from "
                         + tmpl + ": " + std::strerror(errno));
   c->dir_ = buf.data();
+  // From here on, a failed step stops what the earlier ones started. The
+  // watchdog comes before anything that can leak (a server, a directory).
+  if (auto why = c->choose_os_user(opts); !why.empty())
+    return fail(why);
+  if (auto why = c->start_watchdog(); !why.empty())
+    return fail(why);
+  if (auto why = c->init_data_dir(opts); !why.empty())
+    return fail(why);
+  if (auto why = c->start_server(opts); !why.empty())
+    return fail(why);
+  return c;
+}
+
+std::string temp_cluster::choose_os_user(const cluster_options& opts) {
+  // The directory goes to the server's user: PostgreSQL refuses to run as
+  // root.
   if (::geteuid() == 0) {
     std::vector<std::string> candidates;
     if (!opts.run_as.empty()) {
@@ -171,34 +186,36 @@ temp_cluster::start(const cluster_options& opts) {
     }
     for (auto& name : candidates) {
       if (auto pw = ::getpwnam(name.c_str()); pw != nullptr && pw->pw_uid != 0) {
-        c->os_user_ = name;
-        c->uid_ = pw->pw_uid;
-        c->gid_ = pw->pw_gid;
+        os_user_ = name;
+        uid_ = pw->pw_uid;
+        gid_ = pw->pw_gid;
         break;
       }
     }
-    if (c->os_user_.empty())
-      return fail("running as root and none of the users "
-                  + candidates.front()
-                  + ", ... exists to run the server (scripts/setup.sh "
-                    "creates flowpg)");
-    c->switch_user_ = true;
-    if (::chown(c->dir_.c_str(), c->uid_, c->gid_) != 0)
-      return fail("cannot hand " + c->dir_ + " to " + c->os_user_ + ": "
-                  + std::strerror(errno));
+    if (os_user_.empty())
+      return "running as root and none of the users " + candidates.front()
+             + ", ... exists to run the server (scripts/setup.sh creates "
+               "flowpg)";
+    switch_user_ = true;
+    if (::chown(dir_.c_str(), uid_, gid_) != 0)
+      return "cannot hand " + dir_ + " to " + os_user_ + ": "
+             + std::strerror(errno);
   } else {
     if (auto pw = ::getpwuid(::geteuid()))
-      c->os_user_ = pw->pw_name;
-    c->uid_ = ::geteuid();
-    c->gid_ = ::getegid();
+      os_user_ = pw->pw_name;
+    uid_ = ::geteuid();
+    gid_ = ::getegid();
   }
-  // -- the watchdog, before anything can leak -------------------------------
+  return {};
+}
+
+std::string temp_cluster::start_watchdog() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    return fail(std::string{"socketpair: "} + std::strerror(errno));
+    return std::string{"socketpair: "} + std::strerror(errno);
   {
     std::vector<std::string> argv{"/bin/sh", "-c", watchdog_script,
-                                  "flow-pg-watchdog", c->dir_};
+                                  "flow-pg-watchdog", dir_};
     std::vector<char*> args;
     for (auto& a : argv)
       args.push_back(const_cast<char*>(a.c_str()));
@@ -208,7 +225,7 @@ temp_cluster::start(const cluster_options& opts) {
     if (pid < 0) {
       ::close(sv[0]);
       ::close(sv[1]);
-      return fail(std::string{"fork: "} + std::strerror(errno));
+      return std::string{"fork: "} + std::strerror(errno);
     }
     if (pid == 0) {
       // Its own session: a Ctrl-C to our process group must not kill it.
@@ -222,25 +239,27 @@ temp_cluster::start(const cluster_options& opts) {
       ::_exit(127);
     }
     ::close(sv[1]);
-    c->watchdog_fd_ = sv[0];
-    c->watchdog_pid_ = pid;
+    watchdog_fd_ = sv[0];
+    watchdog_pid_ = pid;
   }
-  // -- initdb -----------------------------------------------------------------
-  auto data = c->data_dir();
-  auto initdb_log = c->dir_ + "/initdb.log";
+  return {};
+}
+
+std::string temp_cluster::init_data_dir(const cluster_options& opts) {
+  auto data = data_dir();
+  auto initdb_log = dir_ + "/initdb.log";
   if (run({opts.bin_dir + "/initdb", "-D", data, "-U", superuser(),
            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
            "--locale=C", "--no-sync", "--no-instructions"},
-          c->switch_user_, c->uid_, c->gid_, initdb_log)
+          switch_user_, uid_, gid_, initdb_log)
       != 0)
-    return fail("initdb failed as user " + c->os_user_ + ": "
-                + tail_of(initdb_log));
+    return "initdb failed as user " + os_user_ + ": " + tail_of(initdb_log);
   {
     std::ofstream conf{data + "/postgresql.conf", std::ios::app};
     conf << "\n# flow::pg::temp_cluster: private, throwaway, fast\n"
          << "listen_addresses = ''\n"
-         << "unix_socket_directories = '" << c->dir_ << "'\n"
-         << "port = " << c->port_ << "\n"
+         << "unix_socket_directories = '" << dir_ << "'\n"
+         << "port = " << port_ << "\n"
          << "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
          << "wal_level = minimal\nmax_wal_senders = 0\n"
          << "password_encryption = 'scram-sha-256'\n"
@@ -251,23 +270,26 @@ temp_cluster::start(const cluster_options& opts) {
     hba << "local all " << superuser() << " trust\n"
         << "local all all scram-sha-256\n";
     if (!conf || !hba)
-      return fail("cannot write the configuration in " + data);
+      return "cannot write the configuration in " + data;
   }
-  // -- pg_ctl start -------------------------------------------------------------
-  auto server_log = c->dir_ + "/server.log";
-  auto ctl_log = c->dir_ + "/pg_ctl.log";
-  if (run({opts.bin_dir + "/pg_ctl", "-D", data, "-l", server_log, "-w", "-t",
-           "60", "-s", "start"},
-          c->switch_user_, c->uid_, c->gid_, ctl_log)
+  return {};
+}
+
+std::string temp_cluster::start_server(const cluster_options& opts) {
+  auto server_log = dir_ + "/server.log";
+  auto ctl_log = dir_ + "/pg_ctl.log";
+  if (run({opts.bin_dir + "/pg_ctl", "-D", data_dir(), "-l", server_log, "-w",
+           "-t", "60", "-s", "start"},
+          switch_user_, uid_, gid_, ctl_log)
       != 0) {
     auto why = tail_of(server_log);
     if (why.empty())
       why = tail_of(ctl_log);
-    c->running_ = true; // pg_ctl may have started it before timing out
-    return fail("pg_ctl start failed: " + why);
+    running_ = true; // pg_ctl may have started it before timing out
+    return "pg_ctl start failed: " + why;
   }
-  c->running_ = true;
-  return c;
+  running_ = true;
+  return {};
 }
 
 temp_cluster::~temp_cluster() {

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/net/tasks.hpp"
 #include "flow/reducer.hpp"
 

@@ -106,6 +106,20 @@ public:
 private:
   temp_cluster() = default;
 
+  // -- the steps of start(); each returns why it failed, empty on success --
+
+  /// Picks the user the server runs as and hands it the directory.
+  std::string choose_os_user(const cluster_options& opts);
+
+  /// Starts the watchdog that removes everything if this process dies.
+  std::string start_watchdog();
+
+  /// Runs initdb and writes the server's configuration.
+  std::string init_data_dir(const cluster_options& opts);
+
+  /// Starts the server (pg_ctl start).
+  std::string start_server(const cluster_options& opts);
+
   std::string dir_;
   std::string bin_dir_;
   std::string os_user_;

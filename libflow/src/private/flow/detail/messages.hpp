@@ -2,7 +2,10 @@
 
 // The message protocol between generators, reducers and the manager. Every
 // message is a plain struct with an `inspect` overload; see docs/protocol.md.
-// Private to libflow: it pulls in CAF headers.
+// Private to libflow and not installed: no public header needs it, and it
+// pulls in CAF headers. It lives under libflow/src/private/ so that libflow's
+// own sources (flow::flow, flow::net) and the tests that check the protocol
+// include it by the same name as before, "flow/detail/messages.hpp".
 
 #include <cstdint>
 #include <cstring>
@@ -19,7 +22,7 @@
 #include <caf/sec.hpp>
 
 #include "flow/aggregate.hpp"
-#include "flow/detail/engine.hpp"
+#include "flow/detail/job_spec.hpp"
 #include "flow/error.hpp"
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
@@ -80,109 +83,123 @@ constexpr bool little_endian() noexcept {
   return __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
 }
 
+/// Writes a slice by value, for inspect() below.
+template <class Inspector>
+typename Inspector::result_type save_slice(Inspector& f, erased_slice& x) {
+  auto kind = static_cast<std::uint8_t>(x.kind);
+  using result_type = typename Inspector::result_type;
+  switch (x.kind) {
+    case element_kind::int64: {
+      constexpr bool text = std::is_same<result_type, void>::value;
+      if constexpr (!text && little_endian()) {
+        // One block of raw bytes: CAF copies a byte sequence at once,
+        // while a vector of int64 goes through a virtual call per element
+        // (about 10x slower). Tagged, so a big-endian peer would refuse.
+        std::vector<char> bytes(x.size * sizeof(std::int64_t));
+        if (x.deferred())
+          x.materialize(x.owner.get(), x.first, x.size, bytes.data());
+        else if (x.size > 0)
+          std::memcpy(bytes.data(), x.data, bytes.size());
+        auto raw = raw_int64_le;
+        return f(raw, bytes);
+      } else {
+        std::vector<std::int64_t> xs;
+        if (x.deferred()) {
+          // A recipe crosses the network as the elements it stands for.
+          xs.resize(x.size);
+          x.materialize(x.owner.get(), x.first, x.size, xs.data());
+        } else {
+          auto p = static_cast<const std::int64_t*>(x.data);
+          xs.assign(p, p + x.size);
+        }
+        return f(kind, xs);
+      }
+    }
+    case element_kind::keyed: {
+      auto p = static_cast<const keyed_value*>(x.data);
+      std::vector<keyed_value> xs(p, p + x.size);
+      return f(kind, xs);
+    }
+    default: {
+      if constexpr (std::is_same<result_type, void>::value) {
+        // Rendering as text (deep_to_string) cannot fail: show the size.
+        auto size = static_cast<std::uint64_t>(x.size);
+        return f(kind, size);
+      } else {
+        return make_error(errc::not_serializable,
+                          "a batch of elements of a user type cannot be "
+                          "serialised; use int64 or keyed_value elements "
+                          "to cross processes");
+      }
+    }
+  }
+}
+
+/// Reads a slice written by save_slice into storage of its own, for inspect()
+/// below.
+template <class Inspector>
+typename Inspector::result_type load_slice(Inspector& f, erased_slice& x) {
+  auto kind = static_cast<std::uint8_t>(x.kind);
+  using result_type = typename Inspector::result_type;
+  if (auto res = f(kind); res != result_type{})
+    return res;
+  if (kind == raw_int64_le) {
+    if constexpr (!little_endian()) {
+      return make_error(errc::not_serializable,
+                        "a batch of little-endian int64 cannot be read on "
+                        "this big-endian host");
+    } else {
+      std::vector<char> bytes;
+      if (auto res = f(bytes); res != result_type{})
+        return res;
+      if (bytes.size() % sizeof(std::int64_t) != 0)
+        return caf::make_error(caf::sec::invalid_argument);
+      auto xs = std::make_shared<std::vector<std::int64_t>>(
+        bytes.size() / sizeof(std::int64_t));
+      if (!bytes.empty())
+        std::memcpy(xs->data(), bytes.data(), bytes.size());
+      x.data = xs->data();
+      x.size = xs->size();
+      x.owner = std::move(xs);
+      x.kind = element_kind::int64;
+      x.materialize = nullptr;
+      x.first = 0;
+      x.elem_size = sizeof(std::int64_t);
+      return result_type{};
+    }
+  }
+  auto load = [&](auto proto) -> result_type {
+    using value_type = decltype(proto);
+    auto xs = std::make_shared<std::vector<value_type>>();
+    if (auto res = f(*xs); res != result_type{})
+      return res;
+    x.data = xs->data();
+    x.size = xs->size();
+    x.owner = std::move(xs);
+    x.kind = static_cast<element_kind>(kind);
+    x.materialize = nullptr;
+    x.first = 0;
+    x.elem_size = sizeof(value_type);
+    return result_type{};
+  };
+  switch (static_cast<element_kind>(kind)) {
+    case element_kind::int64:
+      return load(std::int64_t{});
+    case element_kind::keyed:
+      return load(keyed_value{});
+    default:
+      return caf::make_error(caf::sec::unknown_type);
+  }
+}
+
 /// Serialises a slice by value (a remote reducer cannot share our memory);
 /// locally CAF never serialises, so views stay zero-copy.
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, erased_slice& x) {
-  auto kind = static_cast<std::uint8_t>(x.kind);
-  using result_type = typename Inspector::result_type;
-  if constexpr (Inspector::reads_state) {
-    switch (x.kind) {
-      case element_kind::int64: {
-        constexpr bool text = std::is_same<result_type, void>::value;
-        if constexpr (!text && little_endian()) {
-          // One block of raw bytes: CAF copies a byte sequence at once,
-          // while a vector of int64 goes through a virtual call per element
-          // (about 10x slower). Tagged, so a big-endian peer would refuse.
-          std::vector<char> bytes(x.size * sizeof(std::int64_t));
-          if (x.deferred())
-            x.materialize(x.owner.get(), x.first, x.size, bytes.data());
-          else if (x.size > 0)
-            std::memcpy(bytes.data(), x.data, bytes.size());
-          auto raw = raw_int64_le;
-          return f(raw, bytes);
-        } else {
-          std::vector<std::int64_t> xs;
-          if (x.deferred()) {
-            // A recipe crosses the network as the elements it stands for.
-            xs.resize(x.size);
-            x.materialize(x.owner.get(), x.first, x.size, xs.data());
-          } else {
-            auto p = static_cast<const std::int64_t*>(x.data);
-            xs.assign(p, p + x.size);
-          }
-          return f(kind, xs);
-        }
-      }
-      case element_kind::keyed: {
-        auto p = static_cast<const keyed_value*>(x.data);
-        std::vector<keyed_value> xs(p, p + x.size);
-        return f(kind, xs);
-      }
-      default: {
-        if constexpr (std::is_same<result_type, void>::value) {
-          // Rendering as text (deep_to_string) cannot fail: show the size.
-          auto size = static_cast<std::uint64_t>(x.size);
-          return f(kind, size);
-        } else {
-          return make_error(errc::not_serializable,
-                            "a batch of elements of a user type cannot be "
-                            "serialised; use int64 or keyed_value elements "
-                            "to cross processes");
-        }
-      }
-    }
-  } else {
-    if (auto res = f(kind); res != result_type{})
-      return res;
-    if (kind == raw_int64_le) {
-      if constexpr (!little_endian()) {
-        return make_error(errc::not_serializable,
-                          "a batch of little-endian int64 cannot be read on "
-                          "this big-endian host");
-      } else {
-        std::vector<char> bytes;
-        if (auto res = f(bytes); res != result_type{})
-          return res;
-        if (bytes.size() % sizeof(std::int64_t) != 0)
-          return caf::make_error(caf::sec::invalid_argument);
-        auto xs = std::make_shared<std::vector<std::int64_t>>(
-          bytes.size() / sizeof(std::int64_t));
-        if (!bytes.empty())
-          std::memcpy(xs->data(), bytes.data(), bytes.size());
-        x.data = xs->data();
-        x.size = xs->size();
-        x.owner = std::move(xs);
-        x.kind = element_kind::int64;
-        x.materialize = nullptr;
-        x.first = 0;
-        x.elem_size = sizeof(std::int64_t);
-        return result_type{};
-      }
-    }
-    auto load = [&](auto proto) -> result_type {
-      using value_type = decltype(proto);
-      auto xs = std::make_shared<std::vector<value_type>>();
-      if (auto res = f(*xs); res != result_type{})
-        return res;
-      x.data = xs->data();
-      x.size = xs->size();
-      x.owner = std::move(xs);
-      x.kind = static_cast<element_kind>(kind);
-      x.materialize = nullptr;
-      x.first = 0;
-      x.elem_size = sizeof(value_type);
-      return result_type{};
-    };
-    switch (static_cast<element_kind>(kind)) {
-      case element_kind::int64:
-        return load(std::int64_t{});
-      case element_kind::keyed:
-        return load(keyed_value{});
-      default:
-        return caf::make_error(caf::sec::unknown_type);
-    }
-  }
+  if constexpr (Inspector::reads_state)
+    return save_slice(f, x);
+  else
+    return load_slice(f, x);
 }
 
 template <class Inspector>

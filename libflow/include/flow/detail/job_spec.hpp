@@ -1,8 +1,10 @@
 #pragma once
 
-// Type-erased job description handed from the typed pipeline builder to the
-// compiled engine, so the actors are compiled once inside libflow instead of
-// in every translation unit that builds a pipeline.
+// Type erasure for a job: sources, reducers, sinks and elements with their
+// types erased, and the job_spec that carries them from the typed pipeline
+// builder to the compiled engine (libflow/src/engine/), so the actors are
+// compiled once inside libflow instead of in every translation unit that
+// builds a pipeline. It holds no engine code.
 
 #include <cstddef>
 #include <cstdint>

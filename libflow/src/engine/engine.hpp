@@ -1,0 +1,89 @@
+#pragma once
+
+// The engine's private interface: what its files share with each other, with
+// the job handle (src/job.cpp) and with worker nodes (src/net/). One file per
+// actor role -- generator.cpp, reducer.cpp, sink.cpp, manager.cpp -- and the
+// entry points in entry.cpp; the protocol between them is docs/protocol.md.
+// The actor functions stay private to their files: the others spawn them
+// through the functions below.
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "flow/detail/job_spec.hpp"
+#include "flow/key.hpp"
+#include "flow/result.hpp"
+
+namespace flow::detail {
+
+// -- job state ----------------------------------------------------------------
+
+/// Shared state between a job handle and the manager actor that completes it.
+struct job_impl {
+  caf::actor_system* sys = nullptr;
+  caf::actor manager;
+  /// The name worker nodes know the job's reducer by (empty: local only).
+  std::string reducer_name;
+
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool done = false;
+  caf::expected<job_result> result{caf::error{}};
+
+  /// Called once by the manager when the job ends.
+  void complete(caf::expected<job_result> res) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (done)
+        return;
+      result = std::move(res);
+      done = true;
+    }
+    cv.notify_all();
+  }
+};
+
+// -- spawning the actors of a job ----------------------------------------------
+
+/// Decides whether a reducer dies on batch `seq` of `source` (fault injection,
+/// see options::crash_reducer); empty: never.
+using crash_hook = std::function<bool(std::uint32_t, std::uint64_t)>;
+
+/// Spawns the generator of source `index` as a child of `parent`: it reads
+/// batches of at most `batch_size` elements, labelled `label`, as `manager`
+/// grants credit. A blocking source gets a thread of its own.
+caf::actor spawn_generator(caf::local_actor* parent, caf::actor manager,
+                           std::uint32_t index, std::shared_ptr<any_source> src,
+                           flow::key label, std::size_t batch_size);
+
+/// Spawns a reducer of the job's pool as a child of `parent`: it folds batches
+/// with `fn` and reports to `manager`.
+caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
+                         std::shared_ptr<const erased_reducer> fn,
+                         erased_formatter format, crash_hook hook);
+
+/// Spawns a reducer (on a worker node) that folds batches with `fn` and
+/// reports to `manager`, wherever that manager runs.
+caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
+                         erased_reducer fn, erased_formatter format);
+
+/// Spawns the actor that owns the job's sink as a child of `parent`; a
+/// blocking sink gets a thread of its own. It links to `manager`.
+caf::actor spawn_sink(caf::local_actor* parent, caf::actor manager,
+                      std::shared_ptr<any_sink> snk);
+
+/// Spawns the manager of the job described by `spec`, which spawns the rest
+/// and completes `impl` when the job ends.
+caf::actor spawn_manager(caf::actor_system& sys, std::shared_ptr<job_spec> spec,
+                         std::shared_ptr<job_impl> impl);
+
+} // namespace flow::detail

@@ -1,0 +1,55 @@
+// The engine's entry points: what flow::pipeline calls (declared in
+// flow/pipeline.hpp) to check and start a job.
+
+#include <limits>
+#include <memory>
+#include <utility>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "engine.hpp"
+#include "flow/error.hpp"
+#include "flow/options.hpp"
+#include "flow/pipeline.hpp"
+#include "flow/types.hpp"
+
+namespace flow::detail {
+
+caf::error validate(const job_spec& spec) {
+  if (!spec.reduce)
+    return make_error(errc::invalid_config,
+                      "the pipeline has no reducer (call reduce())");
+  if (spec.opts.batch_size == 0)
+    return make_error(errc::invalid_config, "batch size must be at least 1");
+  if (spec.opts.credits == 0)
+    return make_error(errc::invalid_config, "credits must be at least 1");
+  if (spec.opts.credits > std::numeric_limits<std::uint32_t>::max())
+    return make_error(errc::invalid_config, "credits must fit in 32 bits");
+  if (spec.opts.reducer_queue == 0)
+    return make_error(errc::invalid_config,
+                      "the reducer queue must hold at least 1 batch");
+  if (spec.sources.size() > std::numeric_limits<std::uint32_t>::max())
+    return make_error(errc::invalid_config, "too many sources");
+  return caf::none;
+}
+
+job start_job(caf::actor_system& sys, job_spec spec) {
+  if (spec.opts.reducers == 0)
+    spec.opts.reducers = default_reducers();
+  auto impl = std::make_shared<job_impl>();
+  impl->sys = &sys;
+  impl->reducer_name = spec.reducer_name;
+  auto ptr = std::make_shared<job_spec>(std::move(spec));
+  impl->manager = spawn_manager(sys, std::move(ptr), impl);
+  return job{impl};
+}
+
+caf::expected<job_result> run_job(job_spec spec) {
+  caf::actor_system_config cfg;
+  configure_scheduler(cfg);
+  caf::actor_system sys{cfg};
+  return start_job(sys, std::move(spec)).wait();
+}
+
+} // namespace flow::detail

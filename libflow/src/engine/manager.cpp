@@ -1,0 +1,850 @@
+// The manager: one per job. It spawns and monitors the job's actors, hands
+// batches to the least-loaded reducers under each source's credit, applies
+// each batch id once, and ends the job when every element is accounted for
+// (docs/protocol.md, docs/guarantees.md).
+//
+// Each message handler is a named function (`on_...`); the behavior at the
+// end of this file maps messages to them. A batch goes on_batch -> dispatch
+// -> (reducer.cpp) -> on_partial or on_batch_failed -> (sink.cpp) ->
+// on_sink_written -> return_credit, and check_complete ends the job.
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/system_messages.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "engine.hpp"
+#include "manager_state.hpp"
+#include "flow/error.hpp"
+#include "flow/logging.hpp"
+
+namespace flow::detail {
+
+namespace {
+
+// -- results and the end of a job -----------------------------------------------
+
+job_result make_result(const manager_state& st, bool final) {
+  job_result res;
+  res.final = final;
+  res.sources = st.sources.size();
+  std::unordered_map<flow::key, std::uint64_t> labels;
+  for (auto& src : st.sources) {
+    res.emitted += src.emitted;
+    res.aggregated += src.aggregated;
+    res.rejected += src.rejected;
+    res.dead_lettered += src.dead;
+    res.batches += src.merged;
+    if (src.labeled)
+      ++labels[src.label];
+  }
+  res.keys.reserve(st.aggregates.size());
+  for (auto& [k, agg] : st.aggregates) {
+    auto i = labels.find(k);
+    res.keys.push_back({k, agg, i == labels.end() ? 0 : i->second});
+  }
+  std::sort(res.keys.begin(), res.keys.end(),
+            [](const key_result& x, const key_result& y) {
+              return x.key < y.key;
+            });
+  res.rejections.assign(st.reasons.begin(), st.reasons.end());
+  res.peak_in_flight = st.peak_in_flight;
+  res.written = st.written;
+  res.reducers_replaced = st.reducers_replaced;
+  res.dead_letters = st.dead_letters;
+  res.retried = st.retried;
+  res.remote_batches = st.remote_batches;
+  return res;
+}
+
+/// Hands the outcome to the job handle once every actor of the job is gone
+/// (or the linger time passed for generators that do not end), then quits.
+void deliver_if_quiet(manager_actor_t* self) {
+  auto& st = self->state;
+  if (!st.finished || st.awaiting_sink
+      || (st.awaiting > 0 && !st.linger_expired))
+    return;
+  if (st.impl) {
+    st.impl->complete(std::move(st.deferred));
+    st.impl.reset();
+  }
+  self->quit();
+}
+
+/// Ends the job: stops every actor of the job and delivers `res` once they
+/// are gone. Waiting matters: sources, reducers and sinks run user code that
+/// may refer to the caller's stack (a callback capturing locals), so none of
+/// it may still run when wait() returns. A sink that must abort is always
+/// awaited, so a caller that sees an error knows that nothing of this job's
+/// output remains; generators blocked in a read are awaited for at most a
+/// second.
+void finish(manager_actor_t* self, caf::expected<job_result> res) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.finished = true;
+  if (!res)
+    logger()->info("job failed: {}", describe(res.error()));
+  for (auto& src : st.sources) {
+    if (src.generator) {
+      self->send(src.generator, quit_atom::value);
+      ++st.awaiting;
+    }
+  }
+  for (auto& r : st.reducers) {
+    if (!r.handle)
+      continue;
+    self->send_exit(r.handle, caf::exit_reason::user_shutdown);
+    ++st.awaiting;
+  }
+  st.pending.clear();
+  st.queue.clear();
+  if (st.sink) {
+    self->unlink_from(st.sink);
+    st.awaiting_sink = true;
+    if (res && !res->partial) {
+      // Committed: the sink just stops.
+      self->send(st.sink, quit_atom::value);
+    } else {
+      // The sink discards what it wrote (a stopped job's output is never
+      // committed).
+      self->send(st.sink, abort_atom::value);
+    }
+  }
+  st.deferred = std::move(res);
+  if (st.awaiting > 0)
+    self->delayed_send(self, std::chrono::seconds(1), linger_atom::value);
+  deliver_if_quiet(self);
+}
+
+void fail(manager_actor_t* self, errc code, std::string what) {
+  finish(self, make_error(code, std::move(what)));
+}
+
+std::string describe_batch(const manager_state& st, std::uint32_t source,
+                           std::uint64_t seq, std::uint64_t first,
+                           std::uint64_t size) {
+  std::string result = "batch " + std::to_string(seq) + " of source "
+                       + std::to_string(source);
+  if (source < st.sources.size())
+    result += " (" + st.sources[source].name + ")";
+  result += ", elements " + std::to_string(first) + ".."
+            + std::to_string(first + size - 1);
+  return result;
+}
+
+// -- the flow of batches ------------------------------------------------------------
+
+/// Hands queued batches to the least-loaded reducers with free capacity.
+void dispatch(manager_actor_t* self) {
+  auto& st = self->state;
+  while (!st.queue.empty()) {
+    auto best = no_reducer;
+    for (std::size_t i = 0; i < st.reducers.size(); ++i)
+      if (st.reducers[i].handle && st.reducers[i].load < st.opts.reducer_queue
+          && (best == no_reducer
+              || st.reducers[i].load < st.reducers[best].load))
+        best = i;
+    if (best == no_reducer)
+      return;
+    auto id = st.queue.front();
+    auto& entry = st.pending.at(id);
+    if (entry.avoid == best && st.reducers.size() > 1) {
+      // A retry goes to another reducer than the one it failed on: wait for
+      // one of the others to have room.
+      auto other = no_reducer;
+      for (std::size_t i = 0; i < st.reducers.size(); ++i)
+        if (i != entry.avoid && st.reducers[i].handle
+            && st.reducers[i].load < st.opts.reducer_queue
+            && (other == no_reducer
+                || st.reducers[i].load < st.reducers[other].load))
+          other = i;
+      if (other == no_reducer)
+        return;
+      best = other;
+    }
+    st.queue.pop_front();
+    entry.reducer = best;
+    ++st.reducers[best].load;
+    // A local send shares the batch (and its storage) instead of copying it.
+    self->send(st.reducers[best].handle, entry.msg);
+  }
+}
+
+/// Checks that every element of every source is accounted for; fails the job
+/// and returns false when one is not.
+bool check_accounting(manager_actor_t* self) {
+  auto& st = self->state;
+  for (std::size_t i = 0; i < st.sources.size(); ++i) {
+    auto& src = st.sources[i];
+    if (src.emitted != src.aggregated + src.rejected + src.dead
+        || src.merged != src.received) {
+      fail(self, errc::accounting_mismatch,
+           "source " + std::to_string(i) + " (" + src.name + ") emitted "
+             + std::to_string(src.emitted) + " elements in "
+             + std::to_string(src.received) + " batches, but "
+             + std::to_string(src.aggregated) + " were aggregated, "
+             + std::to_string(src.rejected) + " rejected and "
+             + std::to_string(src.dead) + " dead-lettered in "
+             + std::to_string(src.merged) + " merged batches");
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Completes the job once every source has ended and every batch is merged,
+/// after checking that every element is accounted for.
+void check_complete(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.finished || !st.pending.empty() || !st.unwritten.empty()
+      || st.committing)
+    return;
+  if (!st.stopping)
+    for (auto& src : st.sources)
+      if (!src.done)
+        return;
+  if (!check_accounting(self))
+    return;
+  if (st.stopping) {
+    // A stopped job has drained: deliver what it has, marked partial.
+    auto res = make_result(st, false);
+    res.partial = true;
+    logger()->info("job stopped: {} elements accounted for", res.emitted);
+    finish(self, std::move(res));
+    return;
+  }
+  auto res = make_result(st, true);
+  if (st.sink && !st.committed) {
+    // Every row is written: make them visible at once (the sink gets the
+    // final aggregates to store alongside), then deliver.
+    st.committing = true;
+    self->send(st.sink, commit_atom::value, res);
+    return;
+  }
+  logger()->debug("job complete: {} elements in {} batches from {} sources",
+                  res.emitted, res.batches, res.sources);
+  finish(self, std::move(res));
+}
+
+/// Keeps (up to the limit) and hands on the dead letters of a merged batch.
+/// Returns false when the user's handler threw and the job failed.
+bool record_dead_letters(manager_actor_t* self,
+                         const std::vector<dead_letter>& letters) {
+  auto& st = self->state;
+  for (auto& letter : letters) {
+    if (st.dead_letters.size() < st.opts.max_dead_letters)
+      st.dead_letters.push_back(letter);
+    if (st.opts.dead_letter_handler) {
+      try {
+        st.opts.dead_letter_handler(letter);
+      } catch (const std::exception& e) {
+        fail(self, errc::sink_failed,
+             std::string{"the dead-letter handler threw: "} + e.what());
+        return false;
+      } catch (...) {
+        fail(self, errc::sink_failed,
+             "the dead-letter handler threw an unknown exception");
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+/// Puts the batches reducer `i` held back at the front of the queue, in
+/// order; returns how many.
+std::size_t requeue_batches_of(manager_actor_t* self, std::size_t i) {
+  auto& st = self->state;
+  std::vector<batch_id> lost;
+  for (auto& [id, entry] : st.pending) {
+    if (entry.reducer == i) {
+      entry.reducer = no_reducer;
+      lost.push_back(id);
+    }
+  }
+  std::sort(lost.begin(), lost.end(),
+            [](const batch_id& x, const batch_id& y) {
+              return x.source != y.source ? x.source < y.source
+                                          : x.seq < y.seq;
+            });
+  for (auto j = lost.rbegin(); j != lost.rend(); ++j)
+    st.queue.push_front(*j);
+  return lost.size();
+}
+
+/// Returns one credit to the generator of `source`.
+void return_credit(manager_actor_t* self, std::uint32_t source) {
+  auto& src = self->state.sources[source];
+  if (!src.done && src.generator)
+    self->send(src.generator, demand{1});
+}
+
+/// Counts a batch of `src` as merged: its elements were aggregated, rejected
+/// or dead-lettered, and it no longer takes a credit.
+void count_merged(source_info& src, std::uint64_t aggregated,
+                  std::uint64_t rejected, std::uint64_t dead) {
+  ++src.merged;
+  src.aggregated += aggregated;
+  src.rejected += rejected;
+  src.dead += dead;
+  --src.in_flight;
+}
+
+/// Sends a merged batch's rows and dead letters to the sink; the batch's
+/// credit returns when the sink confirms. Rows leave only now, after the
+/// batch id was applied once: a duplicate partial never writes its rows twice.
+void send_to_sink(manager_actor_t* self, batch_id id, sink_write&& w) {
+  auto& st = self->state;
+  st.unwritten.emplace(id, true);
+  self->send(st.sink, std::move(w));
+}
+
+// -- batches --------------------------------------------------------------------
+
+/// Accepts a batch from a generator and queues it for a reducer.
+void on_batch(manager_actor_t* self, batch& b) {
+  auto& st = self->state;
+  // After a stop, batches still on their way are not accepted: the
+  // partial result covers what was accepted before.
+  if (st.finished || st.stopping)
+    return;
+  if (b.source >= st.sources.size()) {
+    fail(self, errc::protocol_violation,
+         "batch from unknown source " + std::to_string(b.source));
+    return;
+  }
+  auto& src = st.sources[b.source];
+  if (src.done || b.seq != src.received || b.first != src.emitted
+      || src.in_flight >= st.opts.credits || b.items.size == 0) {
+    fail(self, errc::protocol_violation,
+         "unexpected "
+           + describe_batch(st, b.source, b.seq, b.first, b.items.size)
+           + " (" + std::to_string(src.in_flight)
+           + " batches in flight, credit " + std::to_string(st.opts.credits)
+           + ")");
+    return;
+  }
+  ++src.received;
+  src.emitted += b.items.size;
+  ++src.in_flight;
+  st.peak_in_flight = std::max(st.peak_in_flight, src.in_flight);
+  batch_id id{b.source, b.seq};
+  st.pending.emplace(id, in_flight_batch{std::move(b), no_reducer});
+  st.queue.push_back(id);
+  dispatch(self);
+}
+
+/// Checks that rows a reducer emitted for batch `b` can go to the job's
+/// sink; fails the job and returns false when they cannot.
+bool check_rows(manager_actor_t* self, const batch& b, const partial_msg& p) {
+  auto& st = self->state;
+  if (!st.sink) {
+    fail(self, errc::invalid_config,
+         describe_batch(st, b.source, b.seq, b.first, b.items.size)
+           + ": the reducer emitted rows but the pipeline has no sink");
+    return false;
+  }
+  if (!p.row_type || *p.row_type != *st.sink_type) {
+    fail(self, errc::invalid_config,
+         describe_batch(st, b.source, b.seq, b.first, b.items.size)
+           + ": the reducer emitted rows of another type than the sink "
+             "takes");
+    return false;
+  }
+  return true;
+}
+
+/// Checks a partial against its batch `b` and merges its aggregates and
+/// rejection reasons; fails the job and returns false when it does not add up.
+bool merge_partial(manager_actor_t* self, const batch& b, const partial_msg& p,
+                   std::uint64_t dead) {
+  auto& st = self->state;
+  // Described only on failure: the common path builds no string.
+  auto what = [&] {
+    return describe_batch(st, b.source, b.seq, b.first, b.items.size);
+  };
+  if (p.size != b.items.size || p.rejected > p.size
+      || dead > p.size - p.rejected) {
+    fail(self, errc::accounting_mismatch,
+         what() + ": the reducer reported " + std::to_string(p.size)
+           + " elements (" + std::to_string(p.rejected) + " rejected, "
+           + std::to_string(dead) + " dead-lettered)");
+    return false;
+  }
+  if (p.overflow) {
+    fail(self, errc::overflow, what() + ": a partial aggregate overflowed");
+    return false;
+  }
+  for (auto& [k, agg] : p.entries) {
+    if (!st.aggregates[k].merge(agg)) {
+      fail(self, errc::overflow,
+           "the aggregate of key '" + to_string(k)
+             + "' left the exact 128-bit range while merging " + what());
+      return false;
+    }
+  }
+  for (auto& [reason, n] : p.reasons)
+    st.reasons[reason] += n;
+  return p.row_count == 0 || check_rows(self, b, p);
+}
+
+/// Applies a reducer's partial aggregate of a batch in flight, once.
+void on_partial(manager_actor_t* self, partial_msg& p) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  auto i = st.pending.find(batch_id{p.source, p.seq});
+  if (i == st.pending.end() || i->second.reducer == no_reducer) {
+    // Each batch id is applied once: a late or repeated partial is a
+    // duplicate and must not count twice.
+    logger()->debug("dropping duplicate partial for batch {} of source {}",
+                    p.seq, p.source);
+    return;
+  }
+  std::uint64_t dead = 0;
+  for (auto& letter : p.dead)
+    dead += letter.count;
+  if (!merge_partial(self, i->second.msg, p, dead))
+    return;
+  auto first = i->second.msg.first;
+  count_merged(st.sources[p.source], p.size - p.rejected - dead, p.rejected,
+               dead);
+  auto& slot = st.reducers[i->second.reducer];
+  --slot.load;
+  if (slot.remote)
+    ++st.remote_batches;
+  st.pending.erase(i);
+  if (!p.dead.empty() && !record_dead_letters(self, p.dead))
+    return;
+  if (p.row_count > 0
+      || (st.sink && (!p.dead.empty() || st.sink_every_batch))) {
+    send_to_sink(self, batch_id{p.source, p.seq},
+                 sink_write{p.source, p.seq, first, p.size, std::move(p.dead),
+                            std::move(p.rows), p.row_count});
+  } else {
+    // Return the credit: the generator may emit one more batch.
+    return_credit(self, p.source);
+  }
+  dispatch(self);
+  check_complete(self);
+}
+
+/// Gives up on a batch that failed every retry (failure_policy::skip): the
+/// whole batch becomes one dead letter.
+void skip_batch(manager_actor_t* self, const batch_failed& f,
+                in_flight_table::iterator i) {
+  auto& st = self->state;
+  auto& entry = i->second;
+  std::vector<dead_letter> dead(1);
+  dead[0].source = f.source;
+  dead[0].index = entry.msg.first;
+  dead[0].count = entry.msg.items.size;
+  dead[0].error = f.what;
+  count_merged(st.sources[f.source], 0, 0, entry.msg.items.size);
+  auto id = i->first;
+  st.pending.erase(i);
+  if (!record_dead_letters(self, dead))
+    return;
+  if (st.sink) {
+    auto index = dead[0].index;
+    auto count = dead[0].count;
+    send_to_sink(self, id,
+                 sink_write{id.source, id.seq, index, count, std::move(dead),
+                            nullptr, 0});
+  } else {
+    return_credit(self, id.source);
+  }
+  dispatch(self);
+  check_complete(self);
+}
+
+/// The user function threw on a batch: retry it on another reducer, bisect
+/// it, skip it or fail the job, as options::on_failure says.
+void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  auto i = st.pending.find(batch_id{f.source, f.seq});
+  if (i == st.pending.end() || i->second.reducer == no_reducer) {
+    // The batch was merged or re-dispatched meanwhile (its reducer was
+    // replaced): this report is stale.
+    return;
+  }
+  auto& entry = i->second;
+  auto what = describe_batch(st, f.source, f.seq, f.first, f.size)
+              + ": user function threw: " + f.what;
+  if (st.opts.on_failure == failure_policy::fail_fast
+      || entry.msg.bisect != 0) {
+    // Bisecting never throws for the user function's sake; a throw
+    // here is a bug of the reducer's own (for example rows of two
+    // types), which retrying cannot fix.
+    fail(self, errc::reducer_failed, std::move(what));
+    return;
+  }
+  --st.reducers[entry.reducer].load;
+  entry.avoid = entry.reducer;
+  entry.reducer = no_reducer;
+  ++entry.failures;
+  if (entry.failures <= st.opts.retries) {
+    ++st.retried;
+    logger()->warn("{}; retry {} of {}", what, entry.failures,
+                   st.opts.retries);
+    st.queue.push_front(i->first);
+    dispatch(self);
+    return;
+  }
+  if (st.opts.on_failure == failure_policy::dead_letter) {
+    logger()->warn("{}; failed {} times, bisecting", what, entry.failures);
+    entry.msg.bisect = 1;
+    st.queue.push_front(i->first);
+    dispatch(self);
+    return;
+  }
+  logger()->warn("{}; failed {} times, skipping the batch", what,
+                 entry.failures);
+  skip_batch(self, f, i);
+}
+
+// -- sources ----------------------------------------------------------------------
+
+/// A generator reached the end of its source: check its counts.
+void on_source_done(manager_actor_t* self, const source_done& d) {
+  auto& st = self->state;
+  if (st.finished || st.stopping)
+    return;
+  if (d.source >= st.sources.size()) {
+    fail(self, errc::protocol_violation,
+         "end of unknown source " + std::to_string(d.source));
+    return;
+  }
+  auto& src = st.sources[d.source];
+  if (d.batches != src.received || d.elements != src.emitted) {
+    fail(self, errc::accounting_mismatch,
+         "source " + std::to_string(d.source) + " (" + src.name
+           + ") reported " + std::to_string(d.elements) + " elements in "
+           + std::to_string(d.batches) + " batches, the manager received "
+           + std::to_string(src.emitted) + " in "
+           + std::to_string(src.received));
+    return;
+  }
+  src.done = true;
+  check_complete(self);
+}
+
+/// A source threw: the job fails with its error.
+void on_source_failed(manager_actor_t* self, source_failed& f) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  if (code_of(f.reason) != errc::none)
+    finish(self, std::move(f.reason));
+  else
+    fail(self, errc::source_failed, describe(f.reason));
+}
+
+// -- the sink ---------------------------------------------------------------------
+
+/// The sink wrote a merged batch: its credit returns.
+void on_sink_written(manager_actor_t* self, const sink_written& w) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  if (st.unwritten.erase(batch_id{w.source, w.seq}) == 0) {
+    fail(self, errc::protocol_violation,
+         "the sink confirmed batch " + std::to_string(w.seq) + " of source "
+           + std::to_string(w.source) + ", which it was not sent");
+    return;
+  }
+  st.written += w.row_count;
+  return_credit(self, w.source);
+  check_complete(self);
+}
+
+/// The sink failed: the job fails with its error.
+void on_sink_failed(manager_actor_t* self, sink_failed& f) {
+  if (!self->state.finished)
+    finish(self, std::move(f.reason));
+}
+
+/// The sink committed: the job can complete.
+void on_committed(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.committing = false;
+  st.committed = true;
+  check_complete(self);
+}
+
+// -- actors that end --------------------------------------------------------------
+
+/// The generator of source `i` is gone; before its end, that fails the job.
+void on_generator_down(manager_actor_t* self, std::size_t i,
+                       const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto& src = st.sources[i];
+  src.generator = nullptr;
+  if (!src.done && !st.stopping)
+    fail(self, errc::actor_down,
+         "the generator of source " + std::to_string(i) + " (" + src.name
+           + ") terminated before its end: " + caf::to_string(dm.reason));
+}
+
+/// A worker node's reducer is gone (the node died, or its connection did):
+/// its batches go back to the front of the queue for the others; a late
+/// partial from it would be a dropped duplicate.
+void on_remote_reducer_down(manager_actor_t* self, std::size_t i,
+                            const caf::down_msg& dm) {
+  auto& st = self->state;
+  requeue_batches_of(self, i);
+  auto node = st.reducers[i].node;
+  st.reducers[i].handle = nullptr;
+  st.reducers[i].load = 0;
+  logger()->warn("lost a reducer of worker node {} ({})", node,
+                 caf::to_string(dm.reason));
+  dispatch(self);
+}
+
+/// A local reducer is gone: replace it, up to options::max_replacements.
+void on_local_reducer_down(manager_actor_t* self, std::size_t i,
+                           const caf::down_msg& dm) {
+  auto& st = self->state;
+  if (st.reducers_replaced >= st.opts.max_replacements) {
+    fail(self, errc::actor_down,
+         "reducer " + std::to_string(i) + " terminated ("
+           + caf::to_string(dm.reason) + ") after "
+           + std::to_string(st.reducers_replaced)
+           + " replacements in this job; giving up");
+    return;
+  }
+  // Reducers are stateless: a replacement can take over at once. The
+  // batches the dead one held go first in the queue; the manager still
+  // holds each of them, and a late partial from the dead reducer is a
+  // duplicate that the in-flight table drops.
+  ++st.reducers_replaced;
+  auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
+                         st.opts.crash_reducer);
+  self->monitor(r);
+  st.reducers[i] = {r, 0, false, {}};
+  auto lost = requeue_batches_of(self, i);
+  logger()->warn("reducer {} terminated ({}); replaced it, {} batches "
+                 "dispatched again",
+                 i, caf::to_string(dm.reason), lost);
+  dispatch(self);
+}
+
+/// An actor of the job is gone. Before the end, only a generator at the end
+/// of its source may go; after it, the manager counts them down.
+void on_down(manager_actor_t* self, caf::down_msg& dm) {
+  auto& st = self->state;
+  if (st.finished) {
+    if (st.sink && st.sink.address() == dm.source)
+      st.awaiting_sink = false;
+    else if (st.awaiting > 0)
+      --st.awaiting;
+    deliver_if_quiet(self);
+    return;
+  }
+  if (st.sink && st.sink.address() == dm.source) {
+    // The sink is gone: there is nothing left to abort.
+    st.sink = nullptr;
+    fail(self, errc::actor_down,
+         "the sink (" + st.sink_name
+           + ") terminated: " + caf::to_string(dm.reason));
+    return;
+  }
+  for (std::size_t i = 0; i < st.sources.size(); ++i) {
+    if (st.sources[i].generator.address() == dm.source) {
+      on_generator_down(self, i, dm);
+      return;
+    }
+  }
+  for (std::size_t i = 0; i < st.reducers.size(); ++i) {
+    auto& r = st.reducers[i];
+    if (!r.handle || r.handle.address() != dm.source)
+      continue;
+    if (r.remote)
+      on_remote_reducer_down(self, i, dm);
+    else
+      on_local_reducer_down(self, i, dm);
+    return;
+  }
+}
+
+// -- the job handle and worker nodes ------------------------------------------------
+
+/// Answers job::snapshot: what is merged so far.
+job_result on_snapshot(manager_actor_t* self) {
+  return make_result(self->state, false);
+}
+
+/// job::cancel: fail at once.
+void on_cancel(manager_actor_t* self) {
+  fail(self, errc::cancelled, "the job was cancelled");
+}
+
+/// job::stop: stop the generators (what they still send is not accepted),
+/// let the accepted batches drain for up to `drain_ms`, then deliver a
+/// partial result.
+void on_stop(manager_actor_t* self, std::uint64_t drain_ms) {
+  auto& st = self->state;
+  if (st.finished || st.stopping)
+    return;
+  st.stopping = true;
+  for (auto& src : st.sources)
+    if (src.generator)
+      self->send(src.generator, quit_atom::value);
+  logger()->info("stopping: draining {} batches in flight",
+                 st.pending.size());
+  self->delayed_send(self, std::chrono::milliseconds(drain_ms),
+                     drain_timeout_atom::value);
+  check_complete(self);
+}
+
+/// The drain after job::stop took too long: deliver what is merged, and say
+/// how much was abandoned.
+void on_drain_timeout(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  auto res = make_result(st, false);
+  res.partial = true;
+  for (auto& [id, entry] : st.pending)
+    res.abandoned += entry.msg.items.size;
+  logger()->warn("drain timed out: {} elements in {} batches abandoned",
+                 res.abandoned, st.pending.size());
+  finish(self, std::move(res));
+}
+
+/// A worker node lends the job a reducer.
+void on_join(manager_actor_t* self, caf::actor reducer, std::string node) {
+  auto& st = self->state;
+  if (!reducer)
+    return;
+  if (st.finished || st.stopping || st.reducer_name.empty()) {
+    // Too late, or a job that cannot use remote reducers: the node may
+    // take its reducer back.
+    self->send_exit(reducer, caf::exit_reason::user_shutdown);
+    return;
+  }
+  self->monitor(reducer);
+  st.reducers.push_back({reducer, 0, true, node});
+  logger()->info("worker node {} lent a reducer ({} reducers now)", node,
+                 st.reducers.size());
+  dispatch(self);
+}
+
+/// After the end, the linger time for generators passed.
+void on_linger(manager_actor_t* self) {
+  self->state.linger_expired = true;
+  deliver_if_quiet(self);
+}
+
+// -- starting a job -------------------------------------------------------------------
+
+// The manager monitors every actor it spawns, so that an actor that dies
+// without reporting its work fails the job instead of hanging it.
+
+/// Spawns the local reducer pool.
+void start_reducers(manager_actor_t* self) {
+  auto& st = self->state;
+  for (std::size_t i = 0; i < st.opts.reducers; ++i) {
+    auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
+                           st.opts.crash_reducer);
+    self->monitor(r);
+    st.reducers.push_back({r, 0, false, {}});
+  }
+}
+
+/// Spawns one generator per source.
+void start_generators(manager_actor_t* self, const job_spec& spec) {
+  auto& st = self->state;
+  for (std::size_t i = 0; i < spec.sources.size(); ++i) {
+    auto& entry = spec.sources[i];
+    source_info info;
+    info.name = entry.src->name();
+    info.label = entry.label;
+    info.labeled = entry.labeled;
+    info.generator = spawn_generator(self, caf::actor{self},
+                                     static_cast<std::uint32_t>(i), entry.src,
+                                     entry.label, st.opts.batch_size);
+    self->monitor(info.generator);
+    st.sources.push_back(std::move(info));
+  }
+}
+
+/// Spawns the sink actor, if the job has a sink.
+void start_sink(manager_actor_t* self, const job_spec& spec) {
+  auto& st = self->state;
+  if (!spec.sink)
+    return;
+  st.sink_name = spec.sink->name();
+  st.sink_type = &spec.sink->row_type();
+  st.sink_every_batch = spec.sink->wants_every_batch();
+  st.sink = spawn_sink(self, caf::actor{self}, spec.sink);
+  self->monitor(st.sink);
+}
+
+caf::behavior manager_actor(manager_actor_t* self,
+                            std::shared_ptr<job_spec> spec,
+                            std::shared_ptr<job_impl> impl) {
+  auto& st = self->state;
+  st.impl = std::move(impl);
+  st.opts = spec->opts;
+  self->set_default_handler(caf::drop);
+  st.fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
+  st.format = spec->format;
+  st.reducer_name = spec->reducer_name;
+  start_reducers(self);
+  start_generators(self, *spec);
+  start_sink(self, *spec);
+  spec.reset();
+  // The sink links to us; its exit must not take the manager down with it.
+  self->set_exit_handler([](caf::exit_msg&) {});
+  self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
+  // Grant the initial credit right away (one message hop less for small
+  // jobs); a job without sources completes on its first message.
+  auto credits = static_cast<std::uint32_t>(st.opts.credits);
+  for (auto& src : st.sources)
+    self->send(src.generator, demand{credits});
+  if (st.sources.empty())
+    self->send(self, start_atom::value);
+  return {
+    [=](start_atom) { check_complete(self); },
+    [=](batch& b) { on_batch(self, b); },
+    [=](partial_msg& p) { on_partial(self, p); },
+    [=](const sink_written& w) { on_sink_written(self, w); },
+    [=](sink_failed& f) { on_sink_failed(self, f); },
+    [=](committed_atom) { on_committed(self); },
+    [=](const source_done& d) { on_source_done(self, d); },
+    [=](source_failed& f) { on_source_failed(self, f); },
+    [=](const batch_failed& f) { on_batch_failed(self, f); },
+    [=](snapshot_atom) -> job_result { return on_snapshot(self); },
+    [=](cancel_atom) { on_cancel(self); },
+    [=](stop_atom, std::uint64_t drain_ms) { on_stop(self, drain_ms); },
+    [=](join_atom, caf::actor reducer, std::string node) {
+      on_join(self, std::move(reducer), std::move(node));
+    },
+    [=](linger_atom) { on_linger(self); },
+    [=](drain_timeout_atom) { on_drain_timeout(self); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_manager(caf::actor_system& sys, std::shared_ptr<job_spec> spec,
+                         std::shared_ptr<job_impl> impl) {
+  return sys.spawn(manager_actor, std::move(spec), std::move(impl));
+}
+
+} // namespace flow::detail

@@ -1,0 +1,155 @@
+#pragma once
+
+// The manager's state: the batches in flight, the reducer pool, the sources'
+// counters and the aggregates. Private to manager.cpp; a header of its own so
+// that the state can be read apart from the handlers that change it.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <typeinfo>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/expected.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "engine.hpp"
+#include "flow/aggregate.hpp"
+#include "flow/detail/messages.hpp"
+#include "flow/key.hpp"
+#include "flow/options.hpp"
+#include "flow/result.hpp"
+
+namespace flow::detail {
+
+// -- batch ids and the in-flight table -----------------------------------------
+
+/// Names a batch: the manager applies each id once.
+struct batch_id {
+  std::uint32_t source;
+  std::uint64_t seq;
+  bool operator==(const batch_id& other) const noexcept {
+    return source == other.source && seq == other.seq;
+  }
+};
+
+/// Hashes a batch id for the in-flight table.
+struct batch_id_hash {
+  std::size_t operator()(const batch_id& x) const noexcept {
+    return std::hash<std::uint64_t>{}(x.seq * 0x9e3779b97f4a7c15ULL
+                                      ^ x.source);
+  }
+};
+
+/// The slot of no reducer: a batch in the queue, not handed out.
+constexpr std::size_t no_reducer = static_cast<std::size_t>(-1);
+
+/// A batch the manager holds until its partial is merged.
+struct in_flight_batch {
+  batch msg;
+  /// The reducer slot it was handed to; no_reducer while queued.
+  std::size_t reducer = no_reducer;
+  /// How often the reducer function threw on this batch.
+  std::size_t failures = 0;
+  /// The reducer it failed on last: a retry goes elsewhere when it can.
+  std::size_t avoid = no_reducer;
+};
+
+/// The batches received and not yet merged, by id.
+using in_flight_table
+  = std::unordered_map<batch_id, in_flight_batch, batch_id_hash>;
+
+// -- sources and reducers -------------------------------------------------------
+
+/// A source, its generator and its counters (docs/guarantees.md: every
+/// element emitted is aggregated, rejected or dead-lettered).
+struct source_info {
+  caf::actor generator;
+  std::string name;
+  flow::key label;
+  bool labeled = false;
+  bool done = false;
+  std::uint64_t received = 0;   // batches received
+  std::uint64_t emitted = 0;    // elements received
+  std::uint64_t merged = 0;     // batches merged
+  std::uint64_t aggregated = 0; // elements aggregated
+  std::uint64_t rejected = 0;   // elements rejected
+  std::uint64_t dead = 0;       // elements dead-lettered
+  std::uint64_t in_flight = 0;  // batches received, not yet merged
+};
+
+/// One slot of the reducer pool.
+struct reducer_slot {
+  /// Null once a remote reducer is gone (its slot is never reused).
+  caf::actor handle;
+  std::size_t load = 0;
+  /// True for a reducer a worker node lent to this job.
+  bool remote = false;
+  /// The worker node's name (remote reducers).
+  std::string node;
+};
+
+// -- the manager's state ----------------------------------------------------------
+
+/// Everything the manager of one job knows.
+struct manager_state {
+  std::shared_ptr<job_impl> impl;
+  options opts;
+  std::vector<source_info> sources;
+  /// The reducer pool: local reducers first, then those lent by worker nodes.
+  std::vector<reducer_slot> reducers;
+  in_flight_table pending;
+  /// The ids of pending batches not handed to a reducer, in dispatch order.
+  std::deque<batch_id> queue;
+  std::unordered_map<flow::key, aggregate> aggregates;
+  std::map<std::string, std::uint64_t> reasons;
+  std::uint64_t peak_in_flight = 0;
+  bool finished = false;
+  /// The reducer function, shared by every reducer (replacements too).
+  std::shared_ptr<const erased_reducer> fn;
+  std::uint64_t reducers_replaced = 0;
+  /// Renders failing elements for dead letters.
+  erased_formatter format;
+  /// The dead letters kept for the result (at most opts.max_dead_letters).
+  std::vector<dead_letter> dead_letters;
+  std::uint64_t retried = 0;
+  /// Set by job::stop: generators are gone, in-flight batches drain.
+  bool stopping = false;
+  /// The name worker nodes know the reducer by; empty: no remote reducers.
+  std::string reducer_name;
+  /// Batches merged from remote reducers.
+  std::uint64_t remote_batches = 0;
+  /// After finish: generators and reducers not yet down.
+  std::size_t awaiting = 0;
+  /// After finish: the sink is not yet down.
+  bool awaiting_sink = false;
+  /// After finish: the linger time for generators passed.
+  bool linger_expired = false;
+  // -- sink --
+  caf::actor sink;
+  std::string sink_name;
+  const std::type_info* sink_type = nullptr;
+  /// The sink wants every merged batch, rows or not (it checkpoints).
+  bool sink_every_batch = false;
+  /// Merged batches whose rows the sink has not confirmed yet; their credit
+  /// returns only then, so unwritten rows stay bounded too.
+  std::unordered_map<batch_id, bool, batch_id_hash> unwritten;
+  std::uint64_t written = 0;
+  bool committing = false;
+  bool committed = false;
+  /// What to deliver once the aborting sink is down (an error, or the
+  /// partial result of a stopped job).
+  caf::expected<job_result> deferred{caf::error{}};
+  static inline const char* name = "flow.manager";
+};
+
+/// The manager actor.
+using manager_actor_t = caf::stateful_actor<manager_state>;
+
+} // namespace flow::detail
