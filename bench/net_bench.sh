@@ -20,14 +20,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 seconds() { grep -o '"libflow_s":[0-9.]*' | head -1 | cut -d: -f2; }
 
 run_local() {
-  $bin/flow-keyed $job --workers "$1" | seconds
+  $bin/flow-keyed $job --reducers "$1" | seconds
 }
 
 run_nodes() { # local reducers, worker processes
   local_workers=$1 nodes=$2
   err=$(mktemp)
   # shellcheck disable=SC2046
-  $bin/flow-keyed $job --workers "$local_workers" --listen 127.0.0.1:0 \
+  $bin/flow-keyed $job --reducers "$local_workers" --listen 127.0.0.1:0 \
     --min-workers "$nodes" $(tls manager) >"$err.out" 2>"$err" &
   mgr=$!
   port=""

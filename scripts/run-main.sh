@@ -53,7 +53,7 @@ with_worker() {
 
 echo "== flow-keyed with a worker node (flow::net: a second process over mutual TLS)"
 with_worker build/release/apps/flow-keyed --preset 2 --batch 16384 \
-  --workers 1 || status=$?
+  --reducers 1 || status=$?
 echo "== flow-etl clean with a worker node (it reads and cleans its partitions itself)"
 with_worker build/release/apps/flow-etl clean --partitions 4 || status=$?
 rm -rf "$certs"
