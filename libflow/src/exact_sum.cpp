@@ -206,8 +206,10 @@ long double to_long_double(const big& a, int scale) {
 /// Returns false (and the outputs are meaningless) when the block needs the
 /// per-element path: inf or NaN, an exponent outside [49, 2042] (where the
 /// splitting constants stay normal and finite), or bits below the second
-/// part. Compiled for AVX2 + FMA where the CPU has it, SSE2 otherwise.
-__attribute__((target_clones("arch=haswell", "default"))) bool
+/// part. Compiled for AVX2 where the CPU has it, SSE2 otherwise; clones are
+/// chosen by feature, since "arch=" clones dispatch on the CPU model and
+/// leave, for example, AMD processors on the SSE2 code.
+__attribute__((target_clones("avx2", "default"))) bool
 split_block(const double* p, std::size_t m, std::int64_t& a1,
             std::int64_t& a2, int& e) noexcept {
   // Pass 1: the largest exponent, as an integer max that vectorises.
@@ -253,8 +255,9 @@ split_block(const double* p, std::size_t m, std::int64_t& a1,
 }
 
 /// Squares split without error: p[i] + q[i] = xs[i]^2 (see exact_moments).
-/// Where the square overflows, q[i] is 0 so that +inf stays +inf.
-__attribute__((target_clones("arch=haswell", "default"))) void
+/// Where the square overflows, q[i] is 0 so that +inf stays +inf. Without
+/// the FMA clone std::fma is a library call.
+__attribute__((target_clones("fma", "default"))) void
 split_squares(const double* xs, std::size_t n, double* p, double* q) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     auto x = xs[i];

@@ -216,8 +216,8 @@ private:
 /// Mean, variance and standard deviation from exact sums of x and x*x.
 ///
 /// Every result depends only on the two exact sums and n, so it is
-/// bit-identical however the data was split. Bounds (tested against a
-/// 600-digit reference):
+/// bit-identical however the data was split. Bounds (tested against exact
+/// rational arithmetic with an 80-digit square root):
 /// - `mean()`: error below 0.501 ulp (within 1 ulp, nearly always the
 ///   correctly rounded value).
 /// - `variance_*()` and `stddev_*()`: n*S2 - S1^2 is computed exactly with
@@ -225,7 +225,7 @@ private:
 ///   and one rounding to double: error below 0.51 ulp of the exact value of
 ///   the sums, hence within 1 ulp.
 /// - The sum of squares is exact when every nonzero |x| lies in
-///   [2^-485, 2^511] (then x*x = p + e exactly with p = x*x and
+///   [2^-485, 2^512) (then x*x = p + e exactly with p = x*x and
 ///   e = fma(x, x, -p)). A smaller |x| loses at most 2^-1074 of its square; a
 ///   larger one makes the sum of squares +inf and the variance inf or NaN.
 /// - Empty: mean NaN; fewer than two values: sample variance NaN. Any inf or
