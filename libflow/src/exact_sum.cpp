@@ -1,6 +1,7 @@
 #include "flow/exact_sum.hpp"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,7 +10,12 @@
 // The batch path relies on every addition being rounded once, as written: no
 // reassociation and no contraction into fused multiply-adds.
 #if defined(__FAST_MATH__)
-#  error "exact_fsum.cpp must not be compiled with -ffast-math"
+#  error "exact_sum.cpp must not be compiled with -ffast-math"
+#endif
+// Nor with excess precision (x87): the split needs each operation rounded to
+// double.
+#if FLT_EVAL_METHOD != 0
+#  error "exact_sum.cpp needs FLT_EVAL_METHOD == 0 (SSE2 or better on x86)"
 #endif
 
 static_assert(std::numeric_limits<double>::is_iec559,
@@ -366,11 +372,11 @@ void exact_fsum::normalize() noexcept {
   budget_ = carry_budget;
 }
 
-bool exact_fsum::is_canonical() const noexcept {
+bool exact_fsum::is_canonical(const chunk_array& c) noexcept {
   for (std::size_t i = 0; i < top; ++i)
-    if (chunks_[i] < 0 || chunks_[i] > static_cast<std::int64_t>(low32))
+    if (c[i] < 0 || c[i] > static_cast<std::int64_t>(low32))
       return false;
-  return chunks_[top] > -top_limit && chunks_[top] < top_limit;
+  return c[top] > -top_limit && c[top] < top_limit;
 }
 
 exact_fsum::chunk_array exact_fsum::canonical_chunks() const noexcept {

@@ -163,21 +163,23 @@ public:
   // -- serialisation ----------------------------------------------------------
 
   /// Inspection: the canonical chunks and the four counters. Loading rejects
-  /// a state that is not canonical, because the carry arithmetic relies on it.
+  /// chunks that are not canonical, because the carry arithmetic relies on
+  /// them.
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, exact_fsum& x) {
-    // Saving normalises first, so equal sums serialise to equal bytes; for
-    // loading, normalising the state about to be overwritten is harmless.
-    x.normalize();
-    auto check = caf::meta::load_callback([&]() -> caf::error {
-      if (!x.is_canonical())
+    // Saving writes a normalised copy, so equal sums serialise to equal bytes
+    // and a state shared between readers is never written to.
+    auto canonical = x.canonical_chunks();
+    auto load = caf::meta::load_callback([&]() -> caf::error {
+      if (!is_canonical(canonical))
         return make_error(errc::protocol_violation,
                           "exact_fsum: chunks not in canonical form");
+      x.chunks_ = canonical;
       x.budget_ = carry_budget;
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow.exact_fsum"), x.chunks_, x.count_,
-             x.pos_inf_, x.neg_inf_, x.nan_, check);
+    return f(caf::meta::type_name("flow.exact_fsum"), canonical, x.count_,
+             x.pos_inf_, x.neg_inf_, x.nan_, load);
   }
 
 private:
@@ -189,7 +191,7 @@ private:
   void normalize() noexcept;
 
   /// True when chunks 0..65 are digits and the top chunk is in range.
-  bool is_canonical() const noexcept;
+  static bool is_canonical(const chunk_array& c) noexcept;
 
   /// Adds the signed integer `v` * 2^`bit` to the chunks (3 chunks touched).
   void add_shifted(std::int64_t v, int bit) noexcept;
