@@ -5,6 +5,7 @@
 
 #include "flow/aggregate.hpp"
 #include "flow/error.hpp"
+#include "flow/exact_sum.hpp"
 #include "flow/job.hpp"
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
