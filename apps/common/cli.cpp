@@ -1,6 +1,9 @@
 #include "cli.hpp"
 
 #include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -10,6 +13,51 @@
 #include "signals.hpp"
 
 namespace flow::apps {
+
+namespace {
+
+/// The programs' --config format, read by CLI11: `name = value` lines,
+/// blank lines and lines starting with `#` skipped. The value is the whole
+/// rest of the line, trimmed, as the programs always read it: CLI11's own
+/// TOML reader would cut it at a `#`, split it at commas or spaces and strip
+/// quotes (a path with a space, a passphrase with a `#`).
+class name_value_config : public CLI::Config {
+public:
+  std::string to_config(const CLI::App*, bool, bool,
+                        std::string) const override {
+    return {};
+  }
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
+    std::vector<CLI::ConfigItem> items;
+    std::string line;
+    std::size_t n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      line = trim(line);
+      if (line.empty() || line[0] == '#')
+        continue;
+      auto eq = line.find('=');
+      if (eq == std::string::npos)
+        throw CLI::ConfigError("line " + std::to_string(n)
+                               + ": expected 'name = value'");
+      CLI::ConfigItem item;
+      item.name = trim(line.substr(0, eq));
+      item.inputs = {trim(line.substr(eq + 1))};
+      items.push_back(std::move(item));
+    }
+    return items;
+  }
+
+private:
+  static std::string trim(const std::string& x) {
+    auto b = x.find_first_not_of(" \t\r");
+    auto e = x.find_last_not_of(" \t\r");
+    return b == std::string::npos ? std::string{} : x.substr(b, e - b + 1);
+  }
+};
+
+} // namespace
 
 // -- arg_parser ---------------------------------------------------------------
 
@@ -74,6 +122,7 @@ void arg_parser::alias(const std::string& name, const std::string& target) {
 void arg_parser::config(const std::string& name, const std::string& help,
                         const std::vector<std::string>& names) {
   app_->set_config("--" + name, "", help)->type_name("FILE");
+  app_->config_formatter(std::make_shared<name_value_config>());
   // A line for any other option is an error, not silently ignored.
   app_->allow_config_extras(CLI::config_extras_mode::error);
   for (auto& n : names)
@@ -95,6 +144,9 @@ std::string arg_parser::describe(const CLI::Error& e) const {
       return "option " + name + " given twice";
   }
   if (dynamic_cast<const CLI::ConfigError*>(&e) != nullptr) {
+    // A line that is not `name = value` (name_value_config says which).
+    if (what.rfind("line ", 0) == 0)
+      return "--config: " + what;
     // "NAME: This option is not allowed in a configuration file", or "INI
     // was not able to parse NAME" for a name no option has.
     auto item = what.find(": This option") != std::string::npos

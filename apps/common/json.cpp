@@ -1,6 +1,7 @@
 #include "common/json.hpp"
 
 #include <cmath>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -51,8 +52,13 @@ json_object& json_object::add(const std::string& name, int128 value) {
 }
 
 json_object& json_object::add(const std::string& name, double value) {
-  // nlohmann-json writes a non-finite double as null too; say it here.
-  return add_raw(name, std::isfinite(value) ? dump(value) : "null");
+  // Nine significant digits, as the programs always wrote their timings and
+  // rates (users' scripts read them); nlohmann-json would write up to 17.
+  if (!std::isfinite(value))
+    return add_raw(name, "null");
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.9g", value);
+  return add_raw(name, buf);
 }
 
 json_object& json_object::add(const std::string& name, bool value) {

@@ -21,7 +21,7 @@ void declare_net_options(arg_parser& args, bool manager) {
     args.value("min-workers-timeout", "SECONDS",
                "with --min-workers: fail (exit 2) when fewer than N nodes "
                "are connected after SECONDS",
-               "60");
+               "120");
   }
   args.value("cert", "FILE", "this node's TLS certificate (PEM)");
   args.value("key", "FILE", "this node's TLS private key (PEM)");

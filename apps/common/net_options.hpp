@@ -20,7 +20,7 @@ struct node_quorum {
   /// Nodes that must be connected at once; 0: start at once.
   std::size_t count = 0;
   /// Then the job fails instead of waiting on.
-  std::chrono::seconds timeout{60};
+  std::chrono::seconds timeout{120};
 };
 
 /// What the network options say.

@@ -352,8 +352,10 @@ TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
   // wave comes while the job runs; the result must equal the local run, no
   // legitimate node may lose its connection, every refusal is logged.
   auto& c = the_certs();
-  std::vector<std::string> sizes{"--sizes", "600000,300000,600000", "--json",
-                                 "--batch", "16384"};
+  // Long enough (about 5 s of spin work) that the second wave has been
+  // refused before the job ends, also under AddressSanitizer.
+  std::vector<std::string> sizes{"--sizes", "2000000,1000000,2000000",
+                                 "--json", "--batch", "16384"};
   auto local = run_program(keyed, sizes);
   REQUIRE(local.rc == 0);
   // OpenSSL's reasons, counted over all runs: which side of a handshake
@@ -422,7 +424,7 @@ TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
     CHECK(log.find(" left (") == std::string::npos);
     CHECK(log.find("lost a reducer") == std::string::npos);
     // The manager logged every refusal, with OpenSSL's reasons.
-    auto refused = count_of(log, "refused a peer at 127.0.0.1:");
+    auto refused = count_of(log, "refused a peer");
     CHECK(refused >= first.must_be_logged + second.logged_on_return);
     for (auto& [why, seen] : reasons)
       seen += count_of(log, why);
@@ -443,7 +445,7 @@ TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
   SECTION("one node of two") {
     child manager{with({keyed, "--sizes", "1000", "--json", "--listen",
                         "127.0.0.1:0", "--min-workers", "2",
-                        "--min-workers-timeout", "3"},
+                        "--min-workers-timeout", "10"},
                        c.tls("manager")),
                   "quorum-manager"};
     auto port = wait_for_port(manager);
@@ -457,15 +459,15 @@ TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
     INFO(err);
     CHECK(rc == 2);
     CHECK(slurp(manager.out).empty());
-    CHECK(err.find("only 1 of 2 worker nodes connected after 3 s (1 joined, "
+    CHECK(err.find("only 1 of 2 worker nodes connected after 10 s (1 joined, "
                    "0 of them left)")
           != std::string::npos);
-    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
   }
   SECTION("a node lost before the job starts is counted out again") {
     child manager{with({keyed, "--sizes", "1000", "--json", "--listen",
                         "127.0.0.1:0", "--min-workers", "2",
-                        "--min-workers-timeout", "4"},
+                        "--min-workers-timeout", "10"},
                        c.tls("manager")),
                   "quorum-manager2"};
     auto port = wait_for_port(manager);
@@ -482,7 +484,7 @@ TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
     CHECK(rc == 2);
     CHECK(err.find("worker node brief left") != std::string::npos);
     CHECK(err.find("0 nodes connected") != std::string::npos);
-    CHECK(err.find("only 0 of 2 worker nodes connected after 4 s (1 joined, "
+    CHECK(err.find("only 0 of 2 worker nodes connected after 10 s (1 joined, "
                    "1 of them left)")
           != std::string::npos);
   }
@@ -565,6 +567,26 @@ TEST_CASE("net: bad network options are usage errors", "[net]") {
                                  "127.0.0.1:0", "--insecure"});
     CHECK(r.rc == 0);
     CHECK(r.err.find("--insecure") != std::string::npos);
+  }
+  SECTION("a config value is the whole rest of its line") {
+    // '#', spaces and commas belong to the value, as they always did.
+    auto cfg = flow::test::temp_file("# flow-node\ncert = " + c.dir
+                                     + "/good/w1.pem\nkey = " + c.dir
+                                     + "/good/w1.key\nca = /no such/dir#1,2\n");
+    auto r = run_program(node, {"worker", "--connect", "127.0.0.1:1",
+                                "--config", cfg});
+    CHECK(r.rc == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.find("'/no such/dir#1,2'") != std::string::npos);
+  }
+  SECTION("a config line that is not name = value") {
+    auto cfg = flow::test::temp_file("# flow-node\ninsecure\n");
+    auto r = run_program(node, {"worker", "--connect", "127.0.0.1:1",
+                                "--config", cfg});
+    CHECK(r.rc == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.find("--config: line 2: expected 'name = value'")
+          != std::string::npos);
   }
   SECTION("the config file gives the same options") {
     auto cfg = flow::test::temp_file("# flow-node\ncert = " + c.dir

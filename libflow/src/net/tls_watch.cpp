@@ -176,9 +176,16 @@ using handshake_fn = int (*)(SSL*);
 namespace flow::net {
 
 bool tls_guard_active() {
-  // The program's lookup of SSL_read finds this file's definition.
-  return dlsym(RTLD_DEFAULT, "SSL_read")
-         == reinterpret_cast<void*>(static_cast<io_fn>(&SSL_read));
+  // Whether the program's lookup of SSL_read lands in the object that holds
+  // this file (the program, or a shared flow::net) rather than in libssl.
+  // Comparing addresses would not do: in a shared library, &SSL_read here
+  // also goes through that same lookup.
+  Dl_info found{};
+  Dl_info here{};
+  auto* f = dlsym(RTLD_DEFAULT, "SSL_read");
+  return f != nullptr && dladdr(f, &found) != 0
+         && dladdr(reinterpret_cast<void*>(&tls_guard_active), &here) != 0
+         && found.dli_fbase == here.dli_fbase;
 }
 
 } // namespace flow::net
