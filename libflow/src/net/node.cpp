@@ -4,6 +4,7 @@
 
 #include "flow/net/node.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -160,19 +161,22 @@ caf::expected<caf::actor> connect_to_entry(caf::actor_system& sys,
                                            const std::string& where) {
   // A manager busy with many connections at once (nodes joining together,
   // or a burst of refused peers: CAF 0.17 builds a TLS context per
-  // connection on its one middleman thread) may not finish a handshake
-  // within middleman.connection-timeout; then the node tries again.
-  constexpr int attempts = 4;
+  // connection on its one middleman thread, tens of milliseconds each on a
+  // loaded machine) may not finish a handshake before CAF's connect gives
+  // up with connection_timeout; then the node tries again, for up to 30 s.
+  // Other errors (refused, nobody listening) are final at once.
+  constexpr auto patience = std::chrono::seconds(30);
+  auto deadline = std::chrono::steady_clock::now() + patience;
   caf::expected<caf::actor> entry = caf::error{};
   for (int attempt = 1;; ++attempt) {
     entry = sec.insecure ? caf::io::remote_actor(sys, to.host, to.port)
                          : caf::openssl::remote_actor(sys, to.host, to.port);
-    if (entry || attempt == attempts
-        || entry.error() != caf::sec::connection_timeout)
+    if (entry || entry.error() != caf::sec::connection_timeout
+        || std::chrono::steady_clock::now() >= deadline)
       break;
     logger()->warn("the manager at {} did not finish the handshake in time "
-                   "(attempt {} of {}); trying again",
-                   where, attempt, attempts);
+                   "(attempt {}); trying again for up to {} s in all",
+                   where, attempt, patience.count());
   }
   return entry;
 }

@@ -17,8 +17,8 @@ namespace flow::net {
 /// The worker side: connects to the coordinator at `to`, lends `reducers`
 /// reducers to each of its jobs, runs up to `reducers` of its tasks at once
 /// and serves until the manager goes away. A handshake the manager does not
-/// finish within middleman.connection-timeout (a manager swamped by
-/// connections) is tried again, 4 attempts in all.
+/// finish in time (a manager swamped by connections) is tried again for up
+/// to 30 s.
 /// Returns the reason it stopped (an error: a lost or refused connection,
 /// or the manager ending). Blocks.
 caf::error serve(caf::actor_system& sys, const endpoint& to,
