@@ -24,11 +24,13 @@ std::string to_string(int128 x) {
   return digits;
 }
 
-bool aggregate::merge(const aggregate& other) noexcept {
+bool aggregate::merge(const aggregate& other) {
   int128 new_sum;
   std::uint64_t new_count;
   if (__builtin_add_overflow(sum, other.sum, &new_sum)
       || __builtin_add_overflow(count, other.count, &new_count))
+    return false;
+  if (!other.states.empty() && !states.merge(other.states))
     return false;
   sum = new_sum;
   count = new_count;

@@ -1,18 +1,115 @@
 #pragma once
 
 /// @file
-/// The exact running aggregate kept per key: sum (128-bit), count, min, max.
+/// The exact running aggregate kept per key: sum (128-bit), count, min, max,
+/// plus the states of the job's other aggregators (see flow/aggregator.hpp).
 
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include <caf/error.hpp>
+#include <caf/fwd.hpp>
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
 namespace flow {
+
+struct state_ops;
+
+/// The type-erased aggregator states of one key: column i holds the state of
+/// the job's i-th aggregator column (flow/aggregator.hpp), or nothing while
+/// no element reached it. Empty rows cost one null pointer, so keys that use
+/// only the built-in int64 aggregate pay nothing for it.
+class state_row {
+public:
+  /// An empty row.
+  state_row() noexcept = default;
+
+  /// Deep copy: every state is cloned.
+  state_row(const state_row& other);
+
+  /// Move (no state is copied).
+  state_row(state_row&& other) noexcept = default;
+
+  /// Deep copy.
+  state_row& operator=(const state_row& other);
+
+  /// Move.
+  state_row& operator=(state_row&& other) noexcept = default;
+
+  /// Destroys every state.
+  ~state_row();
+
+  /// True when no column holds a state.
+  bool empty() const noexcept;
+
+  /// Number of columns (some may be empty).
+  std::size_t size() const noexcept {
+    return boxes_ ? boxes_->size() : 0;
+  }
+
+  /// The state in column `i`, or nullptr when it has none. Throws
+  /// std::logic_error when the column holds a state of another type.
+  const void* get(std::size_t i, const state_ops& ops) const;
+
+  /// The state in column `i`, created as a copy of `prototype` when absent.
+  /// Throws std::logic_error when the column holds a state of another type.
+  void* get_or_create(std::size_t i, const state_ops& ops,
+                      const void* prototype);
+
+  /// Merges every state of `other` into the state of the same column
+  /// (cloning it where this row has none). Returns false when two states of
+  /// one column have different types, or a state's merge fails (overflow,
+  /// incompatible parameters); states of earlier columns may then have been
+  /// merged already (the engine fails the job on false).
+  [[nodiscard]] bool merge(const state_row& other);
+
+  /// False when some state reports that an addition could not be
+  /// represented (see `state_ops::ok`).
+  bool ok() const noexcept;
+
+  /// The registered names of the states per column ("" for none).
+  std::vector<std::string> names() const;
+
+  /// Equal when every column holds equal states (or none in both).
+  bool equals(const state_row& other) const;
+
+  /// Writes the row: per column, the state's registered name and its fields.
+  caf::error save(caf::serializer& sink) const;
+
+  /// Reads a row written by `save`, creating each state through the registry
+  /// by name; an unknown name is an `errc::not_serializable` error.
+  caf::error load(caf::deserializer& source);
+
+  /// Inspection: binary (de)serialisers go through `save`/`load`; other
+  /// inspectors (to_string) see the state names.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, state_row& x) {
+    if constexpr (std::is_same<Inspector, caf::serializer>::value) {
+      return x.save(f);
+    } else if constexpr (std::is_same<Inspector, caf::deserializer>::value) {
+      return x.load(f);
+    } else {
+      auto names = x.names();
+      return f(caf::meta::type_name("flow.states"), names);
+    }
+  }
+
+private:
+  struct box {
+    const state_ops* ops = nullptr;
+    void* ptr = nullptr;
+  };
+
+  std::vector<box>& boxes();
+
+  std::unique_ptr<std::vector<box>> boxes_;
+};
 
 /// Signed 128-bit integer: exact for the sum of up to 2^64 int64 values.
 using int128 = __int128;
@@ -32,6 +129,8 @@ struct aggregate {
   std::int64_t min = std::numeric_limits<std::int64_t>::max();
   /// Largest value; `int64 min` while empty.
   std::int64_t max = std::numeric_limits<std::int64_t>::min();
+  /// The states of the job's other aggregators (flow/aggregator.hpp).
+  state_row states;
 
   /// Adds one value. Cannot overflow before 2^64 values have been added.
   void add(std::int64_t x) noexcept {
@@ -43,13 +142,14 @@ struct aggregate {
       max = x;
   }
 
-  /// Merges `other` into this aggregate. Returns false (and leaves this
-  /// aggregate unchanged) when the sum or the count would overflow.
-  [[nodiscard]] bool merge(const aggregate& other) noexcept;
+  /// Merges `other` into this aggregate. Returns false (and leaves the int64
+  /// part unchanged) when the sum or the count would overflow, or when the
+  /// states cannot be merged (see `state_row::merge`).
+  [[nodiscard]] bool merge(const aggregate& other);
 
-  /// True when no value has been added.
+  /// True when no int64 value has been added and no other state exists.
   bool empty() const noexcept {
-    return count == 0;
+    return count == 0 && states.empty();
   }
 
   /// The mean, sum / count; 0 for an empty aggregate.
@@ -70,14 +170,14 @@ struct aggregate {
       return caf::error{};
     });
     return f(caf::meta::type_name("flow.aggregate"), hi, lo, x.count, x.min,
-             x.max, join);
+             x.max, x.states, join);
   }
 };
 
 /// @relates aggregate
 inline bool operator==(const aggregate& x, const aggregate& y) noexcept {
   return x.sum == y.sum && x.count == y.count && x.min == y.min
-         && x.max == y.max;
+         && x.max == y.max && x.states.equals(y.states);
 }
 
 /// @relates aggregate

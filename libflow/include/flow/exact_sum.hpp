@@ -59,6 +59,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include <caf/error.hpp>
 #include <caf/meta/load_callback.hpp>
@@ -102,6 +103,11 @@ public:
 
   /// An empty sum (value +0.0, count 0).
   exact_fsum() noexcept = default;
+
+  /// The name the state is registered under (flow/aggregator.hpp).
+  static std::string state_name() {
+    return "flow.exact_fsum";
+  }
 
   /// The exact sum of `n` values starting at `xs`.
   static exact_fsum of(const double* xs, std::size_t n) noexcept;
@@ -234,6 +240,11 @@ private:
 ///   NaN among the values: mean as `exact_fsum::value()`, variance NaN.
 class exact_moments {
 public:
+  /// The name the state is registered under (flow/aggregator.hpp).
+  static std::string state_name() {
+    return "flow.exact_moments";
+  }
+
   /// Adds one value.
   void add(double x) noexcept;
 

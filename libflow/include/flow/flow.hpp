@@ -4,6 +4,7 @@
 /// The one header a libflow user includes.
 
 #include "flow/aggregate.hpp"
+#include "flow/aggregator.hpp"
 #include "flow/error.hpp"
 #include "flow/exact_sum.hpp"
 #include "flow/job.hpp"

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "flow/aggregate.hpp"
+#include "flow/aggregator.hpp"
 #include "flow/key.hpp"
 
 namespace flow {
@@ -102,9 +103,30 @@ public:
     return reasons_;
   }
 
-  /// True when merging pre-folded aggregates overflowed.
+  /// True when merging pre-folded aggregates overflowed, or an aggregator
+  /// state could not represent an addition (see flow/aggregator.hpp).
   bool overflowed() const noexcept {
-    return overflow_;
+    if (overflow_)
+      return true;
+    for (auto& e : entries_)
+      if (!e.second.states.ok())
+        return true;
+    return false;
+  }
+
+  /// The state of key `k` in column `c`, created from the column's prototype
+  /// when absent: add to it directly, e.g. with a whole batch at once.
+  template <class S>
+  S& state(const flow::key& k, const column<S>& c) {
+    return *static_cast<S*>(slot(k).states.get_or_create(
+      c.index(), c.ops(), &c.prototype()));
+  }
+
+  /// Adds one element to key `k`'s state in column `c`: calls
+  /// `state(k, c).add(xs...)`.
+  template <class S, class... Ts>
+  void add(const flow::key& k, const column<S>& c, Ts&&... xs) {
+    state(k, c).add(std::forward<Ts>(xs)...);
   }
 
   /// Moves the entries out (used by the reducer actor).

@@ -115,10 +115,21 @@ public:
     return *this;
   }
 
+  /// Declares the aggregator columns the reducer fills (see
+  /// flow/aggregator.hpp): the job checks that their states can cross
+  /// processes when it is distributed, and programs name them in output.
+  pipeline& aggregate_with(const aggregators& aggs) {
+    spec_.columns = aggs.columns();
+    return *this;
+  }
+
   /// Lets worker nodes join the job (see flow::net): they run the reducer
   /// registered under `name` there, which must compute what this pipeline's
-  /// reducer computes. Only int64 and keyed_value elements can cross
-  /// processes; for other element types this throws std::invalid_argument.
+  /// reducer computes. Elements cross processes when CAF can serialise them
+  /// (numbers, strings, keyed values, types with an `inspect` function); for
+  /// other element types this throws std::invalid_argument. Aggregator states
+  /// without an `inspect` function make the job fail with
+  /// `errc::not_serializable` when it starts.
   pipeline& distribute_as(std::string name) {
     if (spec_.kind == detail::element_kind::opaque)
       throw std::invalid_argument("flow::pipeline::distribute_as: elements of "
@@ -197,6 +208,7 @@ private:
     spec_.format = result.format;
     spec_.kind = result.kind;
     spec_.reducer_name = result.reducer_name;
+    spec_.columns = result.columns;
     return result;
   }
 

@@ -31,6 +31,14 @@ caf::error validate(const job_spec& spec) {
                       "the reducer queue must hold at least 1 batch");
   if (spec.sources.size() > std::numeric_limits<std::uint32_t>::max())
     return make_error(errc::invalid_config, "too many sources");
+  if (!spec.reducer_name.empty())
+    for (auto& c : spec.columns)
+      if (!c.ops->serializable)
+        return make_error(errc::not_serializable,
+                          "aggregator column '" + c.name + "' holds '"
+                            + c.ops->name
+                            + "' states, which have no inspect function and "
+                              "cannot cross processes (distribute_as)");
   return caf::none;
 }
 

@@ -386,10 +386,20 @@ bool merge_partial(manager_actor_t* self, const batch& b, const partial_msg& p,
     return false;
   }
   for (auto& [k, agg] : p.entries) {
-    if (!st.aggregates[k].merge(agg)) {
+    auto& mine = st.aggregates[k];
+    if (!mine.merge(agg)) {
+      // Say which part failed: the int64 sum, or an aggregator state.
+      auto probe = mine;
+      probe.states = state_row{};
+      auto theirs = agg;
+      theirs.states = state_row{};
       fail(self, errc::overflow,
            "the aggregate of key '" + to_string(k)
-             + "' left the exact 128-bit range while merging " + what());
+             + (probe.merge(theirs)
+                  ? "' could not be merged exactly while merging " + what()
+                      + " (an aggregator state overflowed or has other "
+                        "parameters)"
+                  : "' left the exact 128-bit range while merging " + what()));
       return false;
     }
   }

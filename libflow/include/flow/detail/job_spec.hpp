@@ -15,6 +15,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include "flow/aggregator.hpp"
 #include "flow/key.hpp"
 #include "flow/keyed_value.hpp"
 #include "flow/options.hpp"
@@ -31,11 +32,39 @@ enum class element_kind : std::uint8_t {
   opaque = 0,
   int64 = 1,
   keyed = 2,
+  /// Any other type CAF can serialise (doubles, decimals, user structs with
+  /// an inspect function): sent with the name of its `element_ops`.
+  packed = 3,
 };
+
+struct erased_slice;
+
+/// How batches of one serialisable element type cross processes, compiled
+/// once per type and registered by name (the mangled type name: worker nodes
+/// run the same build).
+struct element_ops {
+  /// The registered name.
+  std::string name;
+  /// Writes `x`'s elements (materialising a recipe first).
+  caf::error (*save)(caf::serializer&, const erased_slice& x) = nullptr;
+  /// Reads elements written by `save` into storage `x` owns.
+  caf::error (*load)(caf::deserializer&, erased_slice& x) = nullptr;
+};
+
+/// Registers `ops` (idempotent for one type).
+void register_element_ops(const element_ops& ops);
+
+/// The registered element operations named `name`, or nullptr.
+const element_ops* find_element_ops(const std::string& name);
+
+template <class T>
+const element_ops& element_ops_of();
 
 template <class T>
 struct element_traits {
-  static constexpr element_kind kind = element_kind::opaque;
+  static constexpr element_kind kind
+    = caf::detail::is_serializable<T>::value ? element_kind::packed
+                                             : element_kind::opaque;
 };
 
 template <>
@@ -67,6 +96,8 @@ struct erased_slice {
   std::uint64_t first = 0;
   /// sizeof(T), for buffers that hold a materialised recipe.
   std::uint32_t elem_size = 0;
+  /// For element_kind::packed: how the elements cross processes.
+  const element_ops* packer = nullptr;
 
   /// True when this slice is a recipe rather than data.
   bool deferred() const noexcept {
@@ -78,6 +109,49 @@ template <class T>
 void materialize_with(const void* recipe, std::uint64_t first, std::size_t n,
                       void* out) {
   (*static_cast<const index_fn<T>*>(recipe))(first, n, static_cast<T*>(out));
+}
+
+template <class T>
+const element_ops& element_ops_of() {
+  static const element_ops ops = [] {
+    element_ops result;
+    result.name = typeid(T).name();
+    result.save = [](caf::serializer& f, const erased_slice& x) -> caf::error {
+      std::vector<T> xs;
+      if (x.deferred()) {
+        xs.resize(x.size);
+        x.materialize(x.owner.get(), x.first, x.size, xs.data());
+      } else if (x.size > 0) {
+        auto p = static_cast<const T*>(x.data);
+        xs.assign(p, p + x.size);
+      }
+      return f(xs);
+    };
+    result.load = [](caf::deserializer& f, erased_slice& x) -> caf::error {
+      auto xs = std::make_shared<std::vector<T>>();
+      if (auto err = f(*xs))
+        return err;
+      x.data = xs->data();
+      x.size = xs->size();
+      x.owner = std::move(xs);
+      x.materialize = nullptr;
+      x.first = 0;
+      x.elem_size = sizeof(T);
+      return caf::error{};
+    };
+    register_element_ops(result);
+    return result;
+  }();
+  return ops;
+}
+
+/// The element operations of T when it can cross processes, else nullptr.
+template <class T>
+const element_ops* packer_of() {
+  if constexpr (element_traits<T>::kind == element_kind::packed)
+    return &element_ops_of<T>();
+  else
+    return nullptr;
 }
 
 /// A source with its element type erased.
@@ -112,6 +186,7 @@ public:
         result.materialize = &materialize_with<T>;
         result.first = first;
         result.elem_size = sizeof(T);
+        result.packer = packer_of<T>();
         return result;
       }
     }
@@ -122,6 +197,7 @@ public:
     result.size = xs.size();
     result.kind = element_traits<T>::kind;
     result.elem_size = sizeof(T);
+    result.packer = packer_of<T>();
     return result;
   }
 
@@ -159,6 +235,8 @@ using erased_reducer
 /// registry) hand it untyped slices.
 template <class T>
 erased_reducer erase_reducer(reducer<T> fn) {
+  // A worker node reads batches of T through the registry: register T.
+  packer_of<T>();
   return [fn = std::move(fn)](const batch_header& hdr, const erased_slice& xs,
                               partial& out) {
     batch_ref<T> ref{slice<T>{xs.owner, static_cast<const T*>(xs.data),
@@ -278,6 +356,8 @@ struct job_spec {
   options opts;
   /// Where emitted rows go; null when the job has no sink.
   std::shared_ptr<any_sink> sink;
+  /// The aggregator columns of the per-key row (pipeline::aggregate_with).
+  std::vector<aggregators::info> columns;
 };
 
 } // namespace flow::detail

@@ -120,6 +120,17 @@ typename Inspector::result_type save_slice(Inspector& f, erased_slice& x) {
       std::vector<keyed_value> xs(p, p + x.size);
       return f(kind, xs);
     }
+    case element_kind::packed:
+      if constexpr (std::is_same<Inspector, caf::serializer>::value) {
+        if (x.packer == nullptr)
+          return make_error(errc::not_serializable,
+                            "a batch of packed elements without a packer");
+        auto name = x.packer->name;
+        if (auto err = f(kind, name))
+          return err;
+        return x.packer->save(f, x);
+      }
+      [[fallthrough]];
     default: {
       if constexpr (std::is_same<result_type, void>::value) {
         // Rendering as text (deep_to_string) cannot fail: show the size.
@@ -182,6 +193,24 @@ typename Inspector::result_type load_slice(Inspector& f, erased_slice& x) {
     x.elem_size = sizeof(value_type);
     return result_type{};
   };
+  if (static_cast<element_kind>(kind) == element_kind::packed) {
+    if constexpr (std::is_same<Inspector, caf::deserializer>::value) {
+      std::string name;
+      if (auto err = f(name))
+        return err;
+      auto ops = find_element_ops(name);
+      if (ops == nullptr)
+        return make_error(errc::not_serializable,
+                          "a batch of elements of type '" + name
+                            + "', which this process does not know (no "
+                              "reducer over them is registered)");
+      x.kind = element_kind::packed;
+      x.packer = ops;
+      return ops->load(f, x);
+    } else {
+      return caf::make_error(caf::sec::unknown_type);
+    }
+  }
   switch (static_cast<element_kind>(kind)) {
     case element_kind::int64:
       return load(std::int64_t{});

@@ -1,0 +1,300 @@
+#pragma once
+
+/// @file
+/// Aggregators of any kind: user-defined mergeable per-key states.
+///
+/// An *aggregator state* `S` is a plain copyable class that describes one
+/// aggregate by its parts (Beam's CombineFn collapsed into its accumulator):
+/// - **create**: a copy of a prototype state (its default constructor gives the
+///   empty state with default parameters; parameters such as a sketch's
+///   precision are part of the state, so they travel with it);
+/// - **add**: one or more `add(...)` members for one element, and optionally a
+///   batch overload such as `add(const double* xs, std::size_t n)` (the fast
+///   path a reducer may call with a whole batch);
+/// - **merge**: `bool merge(const S& other)` (or `void merge(...)` when it
+///   cannot fail); associative; false, and this state unchanged, when the two
+///   states cannot be merged (different parameters) or the result cannot be
+///   represented (overflow) -- the job then fails with `errc::overflow`
+///   instead of giving a wrong answer;
+/// - **extract**: whatever result accessors the type offers (`value()`,
+///   `estimate()`, `quantile(q)`, ...);
+/// - `static std::string state_name()`: the unique name it is registered
+///   under (worker nodes and the manager find the type by it);
+/// - optionally `bool ok() const`: false once an `add` could not be
+///   represented (sticky); the job then fails with `errc::overflow`;
+/// - a CAF `inspect` function, so the state travels to and from worker nodes
+///   and into sinks. A state type without one works in local jobs and refuses
+///   distribution (`pipeline::distribute_as`) with `errc::not_serializable`.
+///
+/// A job's per-key row is laid out by an `aggregators` object: each `add`
+/// returns a typed `column<S>` handle that reducers use to reach the key's
+/// state and that reads the state back from the result:
+///
+/// @code
+/// flow::aggregators aggs;
+/// auto price = aggs.add("price", flow::exact_moments{});
+/// auto res = flow::pipeline<sale>{}
+///              .add(flow::from_container(sales))
+///              .aggregate_with(aggs)
+///              .reduce(flow::per_element<sale>([=](const sale& s,
+///                                                   flow::partial& out) {
+///                out.add(s.city, price, s.dollars);
+///              }))
+///              .run();
+/// for (auto& k : res->keys)
+///   std::cout << flow::to_string(k.key) << ' ' << price.of(k).mean() << '\n';
+/// @endcode
+///
+/// The manager holds `key -> row` through type erasure compiled once per state
+/// type (`state_ops`); the engine itself stays compiled once, and the built-in
+/// int64 aggregate (`aggregate::sum`, `count`, `min`, `max`) keeps its own
+/// vectorised path beside the row. See docs/aggregates.md.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <caf/deserializer.hpp>
+#include <caf/detail/type_traits.hpp>
+#include <caf/error.hpp>
+#include <caf/serializer.hpp>
+
+#include "flow/aggregate.hpp"
+#include "flow/result.hpp"
+
+namespace flow {
+
+/// The operations on one aggregator state type, compiled once per type and
+/// registered by name (see `state_ops_of`).
+struct state_ops {
+  /// The registered name (`S::state_name()`).
+  std::string name;
+  /// The state type.
+  const std::type_info* type = nullptr;
+  /// True when the state has an `inspect` function (it may cross processes).
+  bool serializable = false;
+  /// A default-constructed state (to load into).
+  void* (*create)() = nullptr;
+  /// A copy of the state at the address.
+  void* (*clone)(const void*) = nullptr;
+  /// Deletes a state made by `create` or `clone`.
+  void (*destroy)(void*) noexcept = nullptr;
+  /// Merges the second state into the first; false on failure.
+  bool (*merge)(void*, const void*) = nullptr;
+  /// Compares two states.
+  bool (*equal)(const void*, const void*) = nullptr;
+  /// False when the state could not represent an addition (null: always ok).
+  bool (*ok)(const void*) = nullptr;
+  /// Writes the state (null when not serialisable).
+  caf::error (*save)(caf::serializer&, void*) = nullptr;
+  /// Reads the state (null when not serialisable).
+  caf::error (*load)(caf::deserializer&, void*) = nullptr;
+};
+
+namespace detail {
+
+/// Adds `ops` to the process-wide registry of state types. Throws
+/// std::logic_error when another type is registered under the same name.
+void register_state(const state_ops& ops);
+
+template <class S, class = void>
+struct has_ok : std::false_type {};
+
+template <class S>
+struct has_ok<S, std::void_t<decltype(std::declval<const S&>().ok())>>
+  : std::true_type {};
+
+template <class S, class = void>
+struct has_equal : std::false_type {};
+
+template <class S>
+struct has_equal<S, std::void_t<decltype(std::declval<const S&>()
+                                         == std::declval<const S&>())>>
+  : std::true_type {};
+
+template <class S>
+bool merge_state(S& x, const S& y) {
+  using result = decltype(x.merge(y));
+  if constexpr (std::is_same<result, bool>::value) {
+    return x.merge(y);
+  } else {
+    x.merge(y);
+    return true;
+  }
+}
+
+template <class S>
+state_ops make_state_ops() {
+  static_assert(std::is_default_constructible<S>::value,
+                "an aggregator state needs a default constructor");
+  static_assert(std::is_copy_constructible<S>::value,
+                "an aggregator state must be copyable");
+  state_ops ops;
+  ops.name = S::state_name();
+  ops.type = &typeid(S);
+  ops.create = []() -> void* { return new S(); };
+  ops.clone = [](const void* p) -> void* {
+    return new S(*static_cast<const S*>(p));
+  };
+  ops.destroy = [](void* p) noexcept { delete static_cast<S*>(p); };
+  ops.merge = [](void* x, const void* y) {
+    return merge_state(*static_cast<S*>(x), *static_cast<const S*>(y));
+  };
+  if constexpr (has_equal<S>::value)
+    ops.equal = [](const void* x, const void* y) {
+      return static_cast<bool>(*static_cast<const S*>(x)
+                               == *static_cast<const S*>(y));
+    };
+  else
+    ops.equal = [](const void* x, const void* y) { return x == y; };
+  if constexpr (has_ok<S>::value)
+    ops.ok = [](const void* x) {
+      return static_cast<bool>(static_cast<const S*>(x)->ok());
+    };
+  if constexpr (caf::detail::is_inspectable<caf::serializer, S>::value) {
+    ops.serializable = true;
+    ops.save = [](caf::serializer& f, void* p) -> caf::error {
+      return f(*static_cast<S*>(p));
+    };
+    ops.load = [](caf::deserializer& f, void* p) -> caf::error {
+      return f(*static_cast<S*>(p));
+    };
+  }
+  return ops;
+}
+
+} // namespace detail
+
+/// The operations of state type `S`, registered under `S::state_name()` on
+/// first use.
+template <class S>
+const state_ops& state_ops_of() {
+  static const state_ops ops = [] {
+    auto result = detail::make_state_ops<S>();
+    detail::register_state(result);
+    return result;
+  }();
+  return ops;
+}
+
+/// The registered operations named `name`, or nullptr.
+const state_ops* find_state_ops(const std::string& name);
+
+/// A typed handle on one column of a job's per-key row: reducers reach a
+/// key's state through it (`partial::state`, `partial::add`) and it reads
+/// the state back from results. Cheap to copy; capture it in reducers.
+template <class S>
+class column {
+public:
+  /// The state type.
+  using state_type = S;
+
+  /// A column at `index` whose states start as copies of `prototype`.
+  column(std::uint32_t index, std::string name, S prototype)
+    : index_(index),
+      name_(std::make_shared<const std::string>(std::move(name))),
+      prototype_(std::make_shared<const S>(std::move(prototype))),
+      ops_(&state_ops_of<S>()) {
+    // nop
+  }
+
+  /// Position in the row.
+  std::uint32_t index() const noexcept {
+    return index_;
+  }
+
+  /// The column's name (for output).
+  const std::string& name() const noexcept {
+    return *name_;
+  }
+
+  /// The state every key starts from.
+  const S& prototype() const noexcept {
+    return *prototype_;
+  }
+
+  /// The type's operations.
+  const state_ops& ops() const noexcept {
+    return *ops_;
+  }
+
+  /// The key's state in `agg`, or nullptr when no element reached it.
+  const S* find(const aggregate& agg) const {
+    return static_cast<const S*>(agg.states.get(index_, *ops_));
+  }
+
+  /// The key's state in `agg`; the (empty) prototype when no element
+  /// reached it.
+  const S& of(const aggregate& agg) const {
+    auto p = find(agg);
+    return p ? *p : *prototype_;
+  }
+
+  /// The state of a result's key (see `of(const aggregate&)`).
+  const S& of(const key_result& k) const {
+    return of(k.agg);
+  }
+
+private:
+  std::uint32_t index_;
+  std::shared_ptr<const std::string> name_;
+  std::shared_ptr<const S> prototype_;
+  const state_ops* ops_;
+};
+
+/// The layout of a job's per-key row: which aggregator states each key
+/// holds besides the built-in int64 aggregate. Pass it to
+/// `pipeline::aggregate_with` so the job knows its states (to check that
+/// they can be distributed, and to name them in output).
+class aggregators {
+public:
+  /// What the job knows of one column.
+  struct info {
+    /// The column's name.
+    std::string name;
+    /// The state type's operations.
+    const state_ops* ops;
+  };
+
+  /// Adds a column whose states start as copies of `prototype` and returns
+  /// its handle. Throws std::invalid_argument on a duplicate name.
+  template <class S>
+  column<S> add(std::string name, S prototype = S{}) {
+    check_name(name);
+    auto index = static_cast<std::uint32_t>(columns_.size());
+    column<S> result{index, name, std::move(prototype)};
+    columns_.push_back({std::move(name), &result.ops()});
+    return result;
+  }
+
+  /// The columns in order.
+  const std::vector<info>& columns() const noexcept {
+    return columns_;
+  }
+
+  /// Number of columns.
+  std::size_t size() const noexcept {
+    return columns_.size();
+  }
+
+  /// The first column whose state type cannot be serialised, or nullptr.
+  const info* first_not_serializable() const noexcept {
+    for (auto& c : columns_)
+      if (!c.ops->serializable)
+        return &c;
+    return nullptr;
+  }
+
+private:
+  void check_name(const std::string& name) const;
+
+  std::vector<info> columns_;
+};
+
+} // namespace flow

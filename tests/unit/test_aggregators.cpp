@@ -1,0 +1,348 @@
+// The aggregator concept (flow/aggregator.hpp): user-defined states in the
+// per-key row, next to the built-in int64 aggregate, compared with sequential
+// references for several reducer counts, batch sizes and merge orders.
+
+#include "support.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include "flow/detail/messages.hpp"
+
+namespace {
+
+// A user-defined state: the longest title seen (ties: the smallest title),
+// so the result does not depend on the order of the elements.
+struct longest_title {
+  std::string title;
+  std::uint64_t seen = 0;
+
+  static std::string state_name() {
+    return "test.longest_title";
+  }
+
+  void add(const std::string& t) {
+    ++seen;
+    if (t.size() > title.size() || (t.size() == title.size() && t < title))
+      title = t;
+  }
+
+  bool merge(const longest_title& other) {
+    if (other.seen == 0)
+      return true;
+    auto s = seen;
+    if (seen == 0) {
+      *this = other;
+    } else {
+      add(other.title);
+      seen = s + other.seen;
+    }
+    return true;
+  }
+
+  friend bool operator==(const longest_title& x, const longest_title& y) {
+    return x.title == y.title && x.seen == y.seen;
+  }
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 longest_title& x) {
+    return f(caf::meta::type_name("test.longest_title"), x.title, x.seen);
+  }
+};
+
+// A state without an inspect function: fine locally, refused for
+// distribution.
+struct local_only {
+  std::uint64_t n = 0;
+  static std::string state_name() {
+    return "test.local_only";
+  }
+  void add(std::int64_t) {
+    ++n;
+  }
+  void merge(const local_only& other) {
+    n += other.n;
+  }
+};
+
+// A state whose additions can overflow: a bounded counter.
+struct bounded_count {
+  std::uint8_t n = 0;
+  bool overflow = false;
+  static std::string state_name() {
+    return "test.bounded_count";
+  }
+  void add() {
+    if (n == 255)
+      overflow = true;
+    else
+      ++n;
+  }
+  bool ok() const {
+    return !overflow;
+  }
+  bool merge(const bounded_count& other) {
+    if (overflow || other.overflow || n + other.n > 255)
+      return false;
+    n = static_cast<std::uint8_t>(n + other.n);
+    return true;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 bounded_count& x) {
+    return f(caf::meta::type_name("test.bounded_count"), x.n, x.overflow);
+  }
+};
+
+struct sale {
+  std::string city;
+  std::string title;
+  double dollars = 0;
+  std::int64_t cents = 0;
+};
+
+std::vector<sale> make_sales(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 gen{seed};
+  const char* cities[] = {"Berlin", "Lyon", "Zürich", "Porto", "Oslo"};
+  std::vector<sale> xs;
+  for (std::size_t i = 0; i < n; ++i) {
+    sale s;
+    s.city = cities[gen() % 5];
+    s.title = std::string(1 + gen() % 40, static_cast<char>('a' + gen() % 26));
+    // Magnitudes from 1e-300 to 1e300 with both signs: a plain double sum
+    // of these depends on the order.
+    auto e = static_cast<int>(gen() % 601) - 300;
+    s.dollars = (gen() % 2 ? 1.0 : -1.0) * std::ldexp(1.0 + (gen() % 1000) / 1000.0, e);
+    s.cents = static_cast<std::int64_t>(gen() % 2000001) - 1000000;
+    xs.push_back(std::move(s));
+  }
+  return xs;
+}
+
+struct reference {
+  longest_title longest;
+  flow::exact_moments moments;
+  flow::aggregate ints;
+};
+
+std::map<std::string, reference> sequential(const std::vector<sale>& xs) {
+  std::map<std::string, reference> result;
+  for (auto& s : xs) {
+    auto& r = result[s.city];
+    r.longest.add(s.title);
+    r.moments.add(s.dollars);
+    r.ints.add(s.cents);
+  }
+  return result;
+}
+
+template <class T>
+std::vector<char> to_bytes(T& x) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  REQUIRE(!sink(x));
+  return buf;
+}
+
+template <class T>
+caf::error from_bytes(const std::vector<char>& buf, T& x) {
+  caf::binary_deserializer source{nullptr, buf};
+  return source(x);
+}
+
+} // namespace
+
+TEST_CASE("aggregators: several states per key equal a sequential reference "
+          "for any reducer count and batch size",
+          "[aggregators][pipeline]") {
+  auto sales = make_sales(20000, 7);
+  auto ref = sequential(sales);
+  auto data = std::make_shared<const std::vector<sale>>(sales);
+  for (std::size_t reducers : {1, 2, 7}) {
+    for (std::size_t batch : {1, 7, 65536}) {
+      INFO("reducers " << reducers << ", batch " << batch);
+      flow::aggregators aggs;
+      auto longest = aggs.add("longest", longest_title{});
+      auto dollars = aggs.add("dollars", flow::exact_moments{});
+      auto res = test::ok(
+        flow::pipeline<sale>{}
+          .add(flow::from_shared(data))
+          .aggregate_with(aggs)
+          .reducers(reducers)
+          .batch_size(batch)
+          .reduce(flow::per_element<sale>([=](const sale& s,
+                                              flow::partial& out) {
+            out.add(s.city, longest, s.title);
+            out.add(s.city, dollars, s.dollars);
+            out.add(s.city, s.cents);
+          }))
+          .run());
+      REQUIRE(res.balanced());
+      REQUIRE(res.keys.size() == ref.size());
+      for (auto& k : res.keys) {
+        auto& r = ref.at(k.key.as_string());
+        CHECK(longest.of(k) == r.longest);
+        CHECK(dollars.of(k) == r.moments);
+        auto mean = dollars.of(k).mean();
+        auto ref_mean = r.moments.mean();
+        CHECK(std::memcmp(&mean, &ref_mean, sizeof(double)) == 0);
+        CHECK(k.agg.sum == r.ints.sum);
+        CHECK(k.agg.count == r.ints.count);
+        CHECK(k.agg.min == r.ints.min);
+        CHECK(k.agg.max == r.ints.max);
+      }
+    }
+  }
+}
+
+TEST_CASE("aggregators: rows merged in random orders give the same states",
+          "[aggregators][merge]") {
+  auto sales = make_sales(5000, 11);
+  flow::aggregators aggs;
+  auto longest = aggs.add("longest", longest_title{});
+  auto dollars = aggs.add("dollars", flow::exact_moments{});
+  // One partial row per element, then merged along random trees.
+  std::vector<flow::aggregate> rows;
+  for (auto& s : sales) {
+    if (s.city != "Lyon")
+      continue;
+    flow::partial p;
+    p.add(s.city, longest, s.title);
+    p.add(s.city, dollars, s.dollars);
+    rows.push_back(p.entries().front().second);
+  }
+  flow::aggregate expected;
+  for (auto& r : rows)
+    REQUIRE(expected.merge(r));
+  std::mt19937_64 gen{3};
+  for (int round = 0; round < 20; ++round) {
+    auto xs = rows;
+    std::shuffle(xs.begin(), xs.end(), gen);
+    while (xs.size() > 1) {
+      auto i = gen() % (xs.size() - 1);
+      REQUIRE(xs[i].merge(xs[i + 1]));
+      xs.erase(xs.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+    CHECK(xs.front() == expected);
+    CHECK(longest.of(xs.front()) == longest.of(expected));
+  }
+}
+
+TEST_CASE("aggregators: a row survives serialisation; an unknown state type "
+          "is refused",
+          "[aggregators][serialization]") {
+  flow::aggregators aggs;
+  auto longest = aggs.add("longest", longest_title{});
+  auto dollars = aggs.add("dollars", flow::exact_moments{});
+  flow::partial p;
+  p.add("k", longest, std::string{"abc"});
+  p.add("k", dollars, 0.1);
+  p.add("k", std::int64_t{5});
+  auto row = p.entries().front().second;
+  auto buf = to_bytes(row);
+  flow::aggregate back;
+  REQUIRE(!from_bytes(buf, back));
+  CHECK(back == row);
+  CHECK(longest.of(back).title == "abc");
+  CHECK(dollars.of(back).sum().value() == 0.1);
+  // Rename the state in the bytes: no such type is registered.
+  auto pos = std::search(buf.begin(), buf.end(), std::begin("test.longest"),
+                         std::end("test.longest") - 1);
+  REQUIRE(pos != buf.end());
+  *pos = 'X';
+  flow::aggregate bad;
+  auto e = from_bytes(buf, bad);
+  REQUIRE(e);
+  CHECK(flow::code_of(e) == flow::errc::not_serializable);
+  CHECK_THAT(flow::describe(e), Catch::Contains("Xest.longest_title"));
+}
+
+TEST_CASE("aggregators: a state without inspect refuses distribution",
+          "[aggregators][errors]") {
+  flow::aggregators aggs;
+  auto n = aggs.add("n", local_only{});
+  CHECK(aggs.first_not_serializable() != nullptr);
+  // Locally it works.
+  auto res = test::ok(flow::pipeline<std::int64_t>{}
+                        .add(flow::from_range(0, 100))
+                        .aggregate_with(aggs)
+                        .reduce(flow::per_element<std::int64_t>(
+                          [=](std::int64_t x, flow::partial& out) {
+                            out.add(x % 2, n, x);
+                          }))
+                        .run());
+  REQUIRE(res.keys.size() == 2);
+  CHECK(n.of(res.keys[0]).n == 50);
+  // Distributed, it is refused before anything runs.
+  auto e = test::err(flow::pipeline<std::int64_t>{}
+                       .add(flow::from_range(0, 100))
+                       .aggregate_with(aggs)
+                       .distribute_as("test.local_only")
+                       .reduce(flow::per_element<std::int64_t>(
+                         [=](std::int64_t x, flow::partial& out) {
+                           out.add(x % 2, n, x);
+                         }))
+                       .run());
+  CHECK(flow::code_of(e) == flow::errc::not_serializable);
+  CHECK_THAT(flow::describe(e), Catch::Contains("'n'"));
+}
+
+TEST_CASE("aggregators: a state that cannot represent its input fails the job "
+          "with overflow",
+          "[aggregators][errors][overflow]") {
+  flow::aggregators aggs;
+  auto c = aggs.add("c", bounded_count{});
+  for (std::size_t batch : {1000, 100}) {
+    INFO("batch " << batch);
+    // 1000 elements under one key: within one batch of 1000 the state's add
+    // overflows; across batches of 100 the manager's merge does.
+    auto e = test::err(flow::pipeline<std::int64_t>{}
+                         .add(flow::from_range(0, 1000))
+                         .aggregate_with(aggs)
+                         .batch_size(batch)
+                         .reduce(flow::per_element<std::int64_t>(
+                           [=](std::int64_t, flow::partial& out) {
+                             out.state(0, c).add();
+                           }))
+                         .run());
+    CHECK(flow::code_of(e) == flow::errc::overflow);
+  }
+}
+
+TEST_CASE("aggregators: misuse is refused at setup",
+          "[aggregators][errors]") {
+  flow::aggregators aggs;
+  aggs.add("x", longest_title{});
+  CHECK_THROWS_AS(aggs.add("x", longest_title{}), std::invalid_argument);
+  // Two different types under one name.
+  struct impostor : longest_title {};
+  CHECK_THROWS_AS(aggs.add("y", impostor{}), std::logic_error);
+}
+
+TEST_CASE("aggregators: batches of doubles and of user structs cross processes "
+          "by value",
+          "[aggregators][serialization][messages]") {
+  using flow::detail::erased_slice;
+  auto xs = std::make_shared<const std::vector<double>>(
+    std::vector<double>{1e308, 1.0, -1e308, 0.1});
+  flow::source<double> src = flow::from_shared(xs);
+  flow::detail::source_adapter<double> adapter{std::move(src)};
+  auto s = adapter.next(10);
+  REQUIRE(s.kind == flow::detail::element_kind::packed);
+  auto buf = to_bytes(s);
+  erased_slice back;
+  REQUIRE(!from_bytes(buf, back));
+  REQUIRE(back.size == 4);
+  auto p = static_cast<const double*>(back.data);
+  CHECK(std::vector<double>(p, p + 4) == *xs);
+}
