@@ -1,25 +1,199 @@
 #include "flow/key.hpp"
 
+#include "flow/error.hpp"
+
 namespace flow {
 
+namespace {
+
+// The encoding of composite keys: per part a tag byte, then
+//   boolean: one byte 0 or 1;
+//   integer: 8 bytes big-endian with the sign bit flipped;
+//   string:  the bytes with 0x00 written as 0x00 0xFF, ended by 0x00 0x01.
+// Comparing two encodings bytewise (unsigned) compares the tuples part by
+// part, which is why the tags are ordered null < boolean < integer < string.
+constexpr unsigned char tag_null = 0;
+constexpr unsigned char tag_bool = 1;
+constexpr unsigned char tag_int = 2;
+constexpr unsigned char tag_string = 3;
+
+void encode(const key_part& p, std::string& out) {
+  switch (p.type()) {
+    case key_part::kind::null:
+      out.push_back(static_cast<char>(tag_null));
+      break;
+    case key_part::kind::boolean:
+      out.push_back(static_cast<char>(tag_bool));
+      out.push_back(static_cast<char>(p.as_bool() ? 1 : 0));
+      break;
+    case key_part::kind::integer: {
+      out.push_back(static_cast<char>(tag_int));
+      auto u = static_cast<std::uint64_t>(p.as_int()) ^ (1ULL << 63);
+      for (int shift = 56; shift >= 0; shift -= 8)
+        out.push_back(static_cast<char>((u >> shift) & 0xFF));
+      break;
+    }
+    case key_part::kind::string:
+      out.push_back(static_cast<char>(tag_string));
+      for (auto c : p.as_string()) {
+        out.push_back(c);
+        if (c == '\0')
+          out.push_back(static_cast<char>(0xFF));
+      }
+      out.push_back('\0');
+      out.push_back(static_cast<char>(1));
+      break;
+  }
+}
+
+// Decodes an encoding; false when it is not one encode() can produce.
+bool decode(const std::string& in, std::vector<key_part>* out) {
+  std::size_t i = 0;
+  auto n = in.size();
+  auto byte = [&](std::size_t j) { return static_cast<unsigned char>(in[j]); };
+  while (i < n) {
+    auto tag = byte(i++);
+    switch (tag) {
+      case tag_null:
+        if (out)
+          out->emplace_back();
+        break;
+      case tag_bool:
+        if (i >= n || byte(i) > 1)
+          return false;
+        if (out)
+          out->emplace_back(byte(i) == 1);
+        ++i;
+        break;
+      case tag_int: {
+        if (n - i < 8)
+          return false;
+        std::uint64_t u = 0;
+        for (int j = 0; j < 8; ++j)
+          u = (u << 8) | byte(i++);
+        if (out)
+          out->emplace_back(static_cast<std::int64_t>(u ^ (1ULL << 63)));
+        break;
+      }
+      case tag_string: {
+        std::string s;
+        for (;;) {
+          if (i >= n)
+            return false;
+          auto c = byte(i++);
+          if (c != 0) {
+            s.push_back(static_cast<char>(c));
+            continue;
+          }
+          if (i >= n)
+            return false;
+          auto next = byte(i++);
+          if (next == 0xFF)
+            s.push_back('\0');
+          else if (next == 1)
+            break;
+          else
+            return false;
+        }
+        if (out)
+          out->emplace_back(std::move(s));
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+} // namespace
+
+std::string to_string(const key_part& x) {
+  switch (x.type()) {
+    case key_part::kind::null:
+      return "NULL";
+    case key_part::kind::boolean:
+      return x.as_bool() ? "true" : "false";
+    case key_part::kind::integer:
+      return std::to_string(x.as_int());
+    default:
+      return x.as_string();
+  }
+}
+
+key key::composite(const std::vector<key_part>& parts) {
+  key result;
+  result.kind_ = composite_kind;
+  for (auto& p : parts)
+    encode(p, result.str_);
+  return result;
+}
+
+std::vector<key_part> key::parts() const {
+  std::vector<key_part> result;
+  switch (kind_) {
+    case int_kind:
+      result.emplace_back(int_);
+      break;
+    case string_kind:
+      result.emplace_back(str_);
+      break;
+    default:
+      decode(str_, &result);
+  }
+  return result;
+}
+
+caf::error key::validate() const {
+  if (kind_ > composite_kind)
+    return make_error(errc::protocol_violation,
+                      "a key of unknown kind " + std::to_string(kind_));
+  if (kind_ != int_kind && int_ != 0)
+    return make_error(errc::protocol_violation, "a key with two values");
+  if (kind_ == int_kind && !str_.empty())
+    return make_error(errc::protocol_violation, "a key with two values");
+  if (kind_ == composite_kind && !decode(str_, nullptr))
+    return make_error(errc::protocol_violation,
+                      "a composite key with an invalid encoding");
+  return caf::error{};
+}
+
 int key::compare(const key& other) const noexcept {
-  if (is_string_ != other.is_string_)
-    return is_string_ ? 1 : -1;
-  if (is_string_)
-    return str_.compare(other.str_);
+  if (kind_ != other.kind_)
+    return kind_ < other.kind_ ? -1 : 1;
+  if (kind_ != int_kind) {
+    // Bytewise: std::char_traits<char> compares as unsigned char.
+    auto c = str_.compare(other.str_);
+    return c < 0 ? -1 : (c > 0 ? 1 : 0);
+  }
   return int_ < other.int_ ? -1 : (int_ > other.int_ ? 1 : 0);
 }
 
 std::size_t key::hash() const noexcept {
-  if (is_string_)
+  if (kind_ == string_kind)
     return std::hash<std::string>{}(str_);
+  if (kind_ == composite_kind)
+    return std::hash<std::string>{}(str_) ^ 0x5bd1e995u;
   // Mix so that small consecutive integers spread over the buckets.
   auto z = static_cast<std::uint64_t>(int_) * 0x9e3779b97f4a7c15ULL;
   return static_cast<std::size_t>(z ^ (z >> 32));
 }
 
 std::string to_string(const key& x) {
-  return x.is_string() ? x.as_string() : std::to_string(x.as_int());
+  if (x.is_string())
+    return x.as_string();
+  if (x.is_int())
+    return std::to_string(x.as_int());
+  std::string result = "(";
+  bool first = true;
+  for (auto& p : x.parts()) {
+    if (!first)
+      result += ", ";
+    first = false;
+    result += to_string(p);
+  }
+  result += ')';
+  return result;
 }
 
 } // namespace flow

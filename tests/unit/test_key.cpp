@@ -1,10 +1,12 @@
-// flow::key: integer and string keys, their order, equality and hashing.
+// flow::key: integer, string and composite keys, their order, equality and
+// hashing.
 
 #include "support.hpp"
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -123,4 +125,136 @@ TEST_CASE("key: survives a binary round trip", "[key][serialization]") {
     CHECK(back == k);
     CHECK(back.is_string() == k.is_string());
   }
+}
+
+namespace {
+
+// The reference order of composite keys: part by part, NULL < bool < int <
+// string, values by their natural order, a prefix first.
+int ref_compare(const std::vector<flow::key_part>& x,
+                const std::vector<flow::key_part>& y) {
+  for (std::size_t i = 0; i < std::min(x.size(), y.size()); ++i) {
+    auto tx = static_cast<int>(x[i].type());
+    auto ty = static_cast<int>(y[i].type());
+    if (tx != ty)
+      return tx < ty ? -1 : 1;
+    switch (x[i].type()) {
+      case flow::key_part::kind::null:
+        break;
+      case flow::key_part::kind::boolean:
+        if (x[i].as_bool() != y[i].as_bool())
+          return x[i].as_bool() ? 1 : -1;
+        break;
+      case flow::key_part::kind::integer:
+        if (x[i].as_int() != y[i].as_int())
+          return x[i].as_int() < y[i].as_int() ? -1 : 1;
+        break;
+      case flow::key_part::kind::string: {
+        // Bytewise, as unsigned bytes.
+        auto& a = x[i].as_string();
+        auto& b = y[i].as_string();
+        auto n = std::min(a.size(), b.size());
+        for (std::size_t j = 0; j < n; ++j)
+          if (a[j] != b[j])
+            return static_cast<unsigned char>(a[j])
+                       < static_cast<unsigned char>(b[j])
+                     ? -1
+                     : 1;
+        if (a.size() != b.size())
+          return a.size() < b.size() ? -1 : 1;
+        break;
+      }
+    }
+  }
+  if (x.size() != y.size())
+    return x.size() < y.size() ? -1 : 1;
+  return 0;
+}
+
+flow::key_part random_part(std::mt19937_64& gen) {
+  switch (gen() % 4) {
+    case 0:
+      return flow::key_part{};
+    case 1:
+      return flow::key_part{gen() % 2 == 0};
+    case 2: {
+      std::int64_t vals[] = {i64_min, -1, 0, 1, 255, 256, i64_max};
+      return gen() % 2 ? flow::key_part{vals[gen() % 7]}
+                       : flow::key_part{static_cast<std::int64_t>(gen())};
+    }
+    default: {
+      // Short strings over an alphabet with NUL, 0x01, 0xFF and UTF-8.
+      const std::string alphabet[] = {std::string(1, '\0'), "\x01", "\xff",
+                                      "a", "b", "\xc3\xbc"};
+      std::string s;
+      auto n = gen() % 4;
+      for (std::uint64_t i = 0; i < n; ++i)
+        s += alphabet[gen() % 6];
+      return flow::key_part{s};
+    }
+  }
+}
+
+} // namespace
+
+TEST_CASE("key: composite keys order part by part and hash by value",
+          "[key][composite]") {
+  std::mt19937_64 gen{42};
+  std::vector<std::vector<flow::key_part>> tuples;
+  for (int i = 0; i < 400; ++i) {
+    std::vector<flow::key_part> t;
+    auto n = gen() % 4;
+    for (std::uint64_t j = 0; j < n; ++j)
+      t.push_back(random_part(gen));
+    tuples.push_back(std::move(t));
+  }
+  for (auto& x : tuples) {
+    auto kx = key::composite(x);
+    REQUIRE(kx.is_composite());
+    CHECK(kx.parts() == x);
+    for (auto& y : tuples) {
+      auto ky = key::composite(y);
+      auto want = ref_compare(x, y);
+      INFO(flow::to_string(kx) << " vs " << flow::to_string(ky));
+      CHECK(kx.compare(ky) == want);
+      CHECK((kx == ky) == (want == 0));
+      if (want == 0)
+        CHECK(kx.hash() == ky.hash());
+    }
+  }
+}
+
+TEST_CASE("key: composites order after ints and strings and render as tuples",
+          "[key][composite]") {
+  auto c = key::composite({"Berlin", 2024, true, flow::key_part{}});
+  CHECK(flow::to_string(c) == "(Berlin, 2024, true, NULL)");
+  CHECK(key{i64_max} < c);
+  CHECK(key{"zzz"} < c);
+  // A composite of one string is not the string key.
+  CHECK(key::composite({"x"}) != key{"x"});
+  CHECK(key::composite({}) < key::composite({flow::key_part{}}));
+  std::unordered_set<key> set{c, key::composite({"Berlin", 2024, true, {}})};
+  CHECK(set.size() == 1);
+}
+
+TEST_CASE("key: composite keys survive a binary round trip; invalid encodings "
+          "are refused",
+          "[key][composite][serialization]") {
+  auto k = key::composite({std::string("a\0b", 3), -7, false, {}});
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  REQUIRE(!sink(k));
+  key back;
+  caf::binary_deserializer source{nullptr, buf};
+  REQUIRE(!source(back));
+  CHECK(back == k);
+  CHECK(back.parts() == k.parts());
+  // Truncate the encoding (the last byte of the buffer is the composite's
+  // last byte): the string terminator goes missing.
+  buf.back() = '\x07';
+  key bad;
+  caf::binary_deserializer source2{nullptr, buf};
+  auto e = source2(bad);
+  REQUIRE(e);
+  CHECK(flow::code_of(e) == flow::errc::protocol_violation);
 }
