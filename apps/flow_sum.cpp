@@ -7,7 +7,9 @@
 // With --input it streams a file or stdin instead; the reference sums are
 // computed as the input is read, so memory stays bounded.
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <numeric>
 #include <thread>
@@ -225,6 +227,126 @@ int run_input(caf::actor_system& sys, const std::string& path,
   return r.ok ? exit_ok : exit_mismatch;
 }
 
+/// What --values reads.
+enum class value_type { int64, f64 };
+
+/// The outcome of summing doubles: libflow's exact sum next to the exact
+/// sequential reference and a plain loop (which depends on the order).
+struct double_row {
+  std::uint64_t size = 0;
+  exact_fsum reference;
+  double naive = 0;
+  double flow_sum = 0;
+  double loop_s = 0;
+  double flow_s = 0;
+  job_result res;
+  bool ok = false;
+};
+
+/// Same bits: -0.0 differs from +0.0, and a NaN equals a NaN.
+bool same_bits(double x, double y) {
+  return std::memcmp(&x, &y, sizeof(double)) == 0;
+}
+
+/// Sums the doubles of a file or stdin. The reference is an exact sequential
+/// sum rounded once, so libflow's result must have the same bits whatever
+/// the reducers and the batch size.
+int run_input_doubles(caf::actor_system& sys, const std::string& path,
+                      const options& opts, bool json, dead_letter_file& dead) {
+  double_row r;
+  auto src = tap(doubles_from_text_file(path), [&r](const slice<double>& xs) {
+    r.loop_s += time_seconds([&] {
+      // Neal's per-element path, one value at a time: the sequential
+      // reference, independent of the batch path the reducers take.
+      for (auto x : xs)
+        r.reference.add(x);
+    });
+    for (auto x : xs)
+      r.naive += x;
+    r.size += xs.size();
+  });
+  aggregators aggs;
+  auto sum = aggs.add("sum", exact_fsum{});
+  stopwatch sw;
+  auto started
+    = pipeline<double>{}
+        .add(std::move(src), "input")
+        .aggregate_with(aggs)
+        .reduce(with_test_hooks<double>(
+          [sum](const batch_ref<double>& b, partial& out) {
+            out.state(b.label, sum).add(b.items.data(), b.items.size());
+          },
+          [](double x) -> std::optional<std::int64_t> {
+            if (x == std::trunc(x) && std::fabs(x) < 9.2e18)
+              return static_cast<std::int64_t>(x);
+            return std::nullopt;
+          }))
+        .with(opts)
+        .start(sys);
+  auto res = runner.wait(started, 0, path == "-" ? "stdin" : path);
+  r.flow_s = sw.seconds();
+  if (!res)
+    return runner.job_error(res.error());
+  r.res = std::move(*res);
+  auto& out = r.res;
+  const exact_fsum* found = out.keys.empty() ? nullptr
+                                             : sum.find(out.keys.front().agg);
+  r.flow_sum = found ? found->value() : 0.0;
+  auto expected = r.reference.value();
+  r.ok = out.final && out.balanced() && out.rejected == 0
+         && out.dead_lettered == 0 && out.emitted == r.size
+         && out.aggregated == r.size
+         && (r.size == 0 ? out.keys.empty()
+                         : found != nullptr && found->count() == r.size
+                             && same_bits(r.flow_sum, expected));
+  if (json) {
+    json_object obj;
+    obj.add("size", r.size)
+      .add("elements", out.emitted)
+      .add("values", "double")
+      .add_exact("sum", r.flow_sum)
+      .add_exact("reference_sum", expected)
+      .add_exact("naive_sum", r.naive)
+      .add("ok", r.ok)
+      .add("loop_s", r.loop_s)
+      .add("libflow_s", r.flow_s);
+    add_counts(obj, out);
+    obj.add("partial", out.partial)
+      .add("abandoned", out.abandoned)
+      .add("batches", out.batches)
+      .add("workers", static_cast<std::uint64_t>(opts.reducers))
+      .add("batch_size", static_cast<std::uint64_t>(opts.batch_size));
+    std::cout << obj.str() << std::endl;
+  } else {
+    std::printf("%12s %24s %24s %12s %8s %4s\n", "size", "sum",
+                "naive loop sum", "libflow s", "batches", "ok");
+    std::printf("%12llu %24s %24s %12.6f %8llu %4s\n",
+                static_cast<unsigned long long>(r.size),
+                shortest(r.flow_sum).c_str(), shortest(r.naive).c_str(),
+                r.flow_s, static_cast<unsigned long long>(out.batches),
+                out.partial ? "PART" : r.ok ? "yes" : "NO");
+    std::fflush(stdout);
+  }
+  auto dead_rc = runner.dead_letters(out, dead.path());
+  if (job_runner::stopped(out))
+    runner.exit_stopped(out, dead);
+  dead.close();
+  if (dead_rc != exit_ok)
+    return dead_rc;
+  return r.ok ? exit_ok : exit_mismatch;
+}
+
+/// Reads --values.
+value_type read_values(const arg_parser& args) {
+  auto& v = args.get("values");
+  if (v == "int")
+    return value_type::int64;
+  if (v == "double")
+    return value_type::f64;
+  throw usage_error("--values: " + quote_token(v)
+                    + " is not int, double or decimal");
+}
+
 int run(int argc, char** argv) {
   arg_parser args{prog,
                   "The tutorial's Example 1, exact: sums seeded random "
@@ -241,6 +363,11 @@ int run(int argc, char** argv) {
   args.value("input", "PATH",
              "sum the whitespace-separated integers of PATH ('-' reads "
              "stdin) instead of random data");
+  args.value("values", "TYPE",
+             "with --input: read the values as int (int64), double (decimal "
+             "or exponent notation, inf, -inf, nan; summed exactly and "
+             "rounded once) or decimal (exact, up to 38 digits)",
+             "int");
   args.flag("json", "print one JSON object per line instead of a table");
   declare_pipeline_options(args);
   declare_dead_letter_option(args);
@@ -256,6 +383,9 @@ int run(int argc, char** argv) {
     throw usage_error("--input and --sizes exclude each other");
   if (args.given("input") && args.get("input").empty())
     throw usage_error("--input: empty path (use '-' for stdin)");
+  auto values = read_values(args);
+  if (values != value_type::int64 && !args.given("input"))
+    throw usage_error("--values " + args.get("values") + " needs --input");
   std::vector<std::uint64_t> sizes;
   if (!args.given("input"))
     sizes = parse_size_list("--sizes", args.get("sizes"));
@@ -263,6 +393,8 @@ int run(int argc, char** argv) {
   auto& sys = rt.system();
   if (opts.reducers == 0)
     opts.reducers = flow::default_reducers();
+  if (args.given("input") && values == value_type::f64)
+    return run_input_doubles(sys, args.get("input"), opts, json, dead);
   if (args.given("input"))
     return run_input(sys, args.get("input"), opts, json, dead);
   return run_sizes(sys, sizes, seed, opts, json, dead);

@@ -1,5 +1,6 @@
 #include "common/json.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -59,6 +60,23 @@ json_object& json_object::add(const std::string& name, double value) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.9g", value);
   return add_raw(name, buf);
+}
+
+std::string shortest(double x) {
+  if (std::isnan(x))
+    return "nan";
+  if (std::isinf(x))
+    return x > 0 ? "inf" : "-inf";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), x);
+  (void) ec; // 64 bytes hold any double's shortest form
+  return std::string(buf, end);
+}
+
+json_object& json_object::add_exact(const std::string& name, double value) {
+  if (!std::isfinite(value))
+    return add_raw(name, json_string(shortest(value)));
+  return add_raw(name, shortest(value));
 }
 
 json_object& json_object::add(const std::string& name, bool value) {

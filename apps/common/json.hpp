@@ -33,6 +33,10 @@ public:
   json_object& add(const std::string& name, int128 value);
   /// A double that is not finite becomes null.
   json_object& add(const std::string& name, double value);
+  /// Adds a double result in shortest round-trip form (the fewest digits
+  /// that read back to the same double); inf, -inf and NaN become the
+  /// strings "inf", "-inf" and "nan".
+  json_object& add_exact(const std::string& name, double value);
   /// Adds true or false.
   json_object& add(const std::string& name, bool value);
   /// Adds a field whose value is already JSON text.
@@ -43,6 +47,10 @@ public:
 private:
   std::vector<std::pair<std::string, std::string>> fields_;
 };
+
+/// A double in shortest round-trip form ("0.1", "1e+300", "-0"); "inf",
+/// "-inf" or "nan" when not finite.
+std::string shortest(double x);
 
 /// Escapes a string for JSON (quotes included); invalid UTF-8 bytes become
 /// U+FFFD so the output is always valid JSON.

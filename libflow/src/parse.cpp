@@ -33,6 +33,39 @@ std::optional<std::int64_t> parse_int64(std::string_view token,
   return value;
 }
 
+std::optional<double> parse_double(std::string_view token, std::string& why) {
+  auto first = token.data();
+  auto last = first + token.size();
+  if (first != last && *first == '+') {
+    ++first;
+    if (first == last || *first == '-') {
+      why = "is not a number";
+      return std::nullopt;
+    }
+  }
+  // Only the spellings the documentation promises: no NaN payloads.
+  std::string_view rest{first, static_cast<std::size_t>(last - first)};
+  if (!rest.empty() && rest.front() == '-')
+    rest.remove_prefix(1);
+  if (rest.size() > 3 && (rest[0] == 'n' || rest[0] == 'N')) {
+    why = "is not a number";
+    return std::nullopt;
+  }
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(first, last, value,
+                                   std::chars_format::general);
+  if (ec == std::errc::result_out_of_range && ptr == last) {
+    // Rounding 1e400 to inf or 1e-400 to 0 would change the data.
+    why = "is outside the double range";
+    return std::nullopt;
+  }
+  if (ec != std::errc{} || ptr != last || first == last) {
+    why = "is not a number";
+    return std::nullopt;
+  }
+  return value;
+}
+
 namespace {
 
 /// Length of the well-formed UTF-8 sequence at `i` (1 to 4), or 0 when the

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string_view>
 
 #include <unistd.h>
@@ -337,26 +338,34 @@ private:
   std::uint64_t line_ = 1;
 };
 
-class int_text_source final : public source_impl<std::int64_t> {
+/// How a text source turns a token into a value: the value, or nothing and
+/// `why` set.
+template <class V>
+using token_parser = std::optional<V> (*)(std::string_view, std::string&);
+
+/// Whitespace-separated values of type V.
+template <class V>
+class value_text_source final : public source_impl<V> {
 public:
-  explicit int_text_source(std::string path) : in_(std::move(path)) {
+  value_text_source(std::string path, token_parser<V> parse)
+    : in_(std::move(path)), parse_(parse) {
     // nop
   }
 
-  slice<std::int64_t> next(std::size_t max) override {
-    std::vector<std::int64_t> xs;
+  slice<V> next(std::size_t max) override {
+    std::vector<V> xs;
     xs.reserve(std::min<std::size_t>(max, 1 << 16));
     bool newline = false;
     std::string why;
     while (xs.size() < max && in_.next_token(tok_, newline)) {
-      if (auto x = parse_int64(tok_, why))
-        xs.push_back(*x);
+      if (auto x = parse_(tok_, why))
+        xs.push_back(std::move(*x));
       else
         in_.fail("token " + quote_token(tok_) + " " + why);
     }
     if (xs.size() < max)
       done_ = true;
-    return slice<std::int64_t>::owning(std::move(xs));
+    return slice<V>::owning(std::move(xs));
   }
 
   bool exhausted() const override {
@@ -373,18 +382,23 @@ public:
 
 private:
   text_reader in_;
+  token_parser<V> parse_;
   std::string tok_;
   bool done_ = false;
 };
 
-class keyed_text_source final : public source_impl<keyed_value> {
+/// Lines of `key value`, the value of type V, as elements E (keyed_value for
+/// int64, keyed<V> otherwise).
+template <class E, class V>
+class keyed_text_source final : public source_impl<E> {
 public:
-  explicit keyed_text_source(std::string path) : in_(std::move(path)) {
+  keyed_text_source(std::string path, token_parser<V> parse)
+    : in_(std::move(path)), parse_(parse) {
     // nop
   }
 
-  slice<keyed_value> next(std::size_t max) override {
-    std::vector<keyed_value> xs;
+  slice<E> next(std::size_t max) override {
+    std::vector<E> xs;
     xs.reserve(std::min<std::size_t>(max, 1 << 14));
     bool newline = false;
     std::string why;
@@ -402,7 +416,7 @@ public:
                           + ": expected 'key value', found only "
                           + quote_token(pending_));
       }
-      auto value = parse_int64(value_tok, why);
+      auto value = parse_(value_tok, why);
       if (!value)
         in_.fail("value " + quote_token(value_tok) + " " + why);
       // The line must end after the value; look no further than its end.
@@ -412,12 +426,12 @@ public:
         in_.fail("expected 'key value', found a third token "
                  + quote_token(extra));
       }
-      xs.push_back({flow::key{std::move(pending_)}, *value});
+      xs.push_back(E{flow::key{std::move(pending_)}, std::move(*value)});
       pending_.clear();
     }
     if (xs.size() < max)
       done_ = true;
-    return slice<keyed_value>::owning(std::move(xs));
+    return slice<E>::owning(std::move(xs));
   }
 
   bool exhausted() const override {
@@ -434,6 +448,7 @@ public:
 
 private:
   text_reader in_;
+  token_parser<V> parse_;
   // The key of the line being read.
   std::string pending_;
   bool done_ = false;
@@ -442,11 +457,23 @@ private:
 } // namespace
 
 source<std::int64_t> from_text_file(std::string path) {
-  return std::make_unique<int_text_source>(std::move(path));
+  return std::make_unique<value_text_source<std::int64_t>>(std::move(path),
+                                                           &parse_int64);
+}
+
+source<double> doubles_from_text_file(std::string path) {
+  return std::make_unique<value_text_source<double>>(std::move(path),
+                                                     &parse_double);
 }
 
 source<keyed_value> keyed_from_text_file(std::string path) {
-  return std::make_unique<keyed_text_source>(std::move(path));
+  return std::make_unique<keyed_text_source<keyed_value, std::int64_t>>(
+    std::move(path), &parse_int64);
+}
+
+source<keyed<double>> keyed_doubles_from_text_file(std::string path) {
+  return std::make_unique<keyed_text_source<keyed<double>, double>>(
+    std::move(path), &parse_double);
 }
 
 } // namespace flow

@@ -31,4 +31,26 @@ inline bool operator==(const keyed_value& x, const keyed_value& y) noexcept {
   return x.key == y.key && x.value == y.value;
 }
 
+/// A (key, value) element with a value of any type: `keyed<double>`,
+/// `keyed<decimal>`, or a user struct. Crosses processes when V can be
+/// serialised.
+template <class V>
+struct keyed {
+  /// The group the value belongs to.
+  flow::key key;
+  /// The value.
+  V value{};
+
+  /// Inspection for serialisation.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, keyed& x) {
+    return f(caf::meta::type_name("flow.keyed"), x.key, x.value);
+  }
+
+  /// Equal keys and values.
+  friend bool operator==(const keyed& x, const keyed& y) {
+    return x.key == y.key && x.value == y.value;
+  }
+};
+
 } // namespace flow

@@ -17,6 +17,14 @@ namespace flow {
 std::optional<std::int64_t> parse_int64(std::string_view token,
                                         std::string& why);
 
+/// Parses a whole token as a double: an optional sign, then decimal or
+/// exponent notation ("1.5", "-2e-3", ".5", "7."), or `inf`, `infinity` or
+/// `nan` in any case. The nearest double is taken (ties to even). On failure
+/// returns nothing and sets `why` to "is not a number" or "is outside the
+/// double range" (a finite token whose value rounds to an infinity or, below
+/// the smallest subnormal, to zero: refused rather than changed).
+std::optional<double> parse_double(std::string_view token, std::string& why);
+
 /// Quotes a token for an error message, shortening very long ones (at a
 /// character boundary). Bytes that are not valid UTF-8 and control characters
 /// (C0, DEL, C1) are shown as `\xNN`, so the message is one printable line

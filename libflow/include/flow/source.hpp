@@ -243,6 +243,15 @@ source<std::int64_t> from_text_file(std::string path);
 /// character is an error, like a bad value); blank lines are skipped.
 source<keyed_value> keyed_from_text_file(std::string path);
 
+/// Whitespace-separated doubles (see `parse_double`: decimal or exponent
+/// notation, inf, -inf, nan) from the file at `path` ("-" reads standard
+/// input), streamed. Errors name the file, the line and the token.
+source<double> doubles_from_text_file(std::string path);
+
+/// Lines of `key value` whose value is a double (see `parse_double`), as
+/// `keyed_from_text_file` reads them.
+source<keyed<double>> keyed_doubles_from_text_file(std::string path);
+
 /// Shows every slice that `inner` produces to `fn` before it is sent on
 /// (runs in the generator, in order): for reference computations as the input
 /// is read.
