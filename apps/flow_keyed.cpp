@@ -9,7 +9,10 @@
 // Compared with a sequential C++ loop over the same data. With --input it
 // computes a grouped sum of `key value` lines instead.
 
+#include <cmath>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -19,6 +22,7 @@
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/json.hpp"
+#include "common/keyed_aggs.hpp"
 #include "common/cluster.hpp"
 #include "common/job_runner.hpp"
 #include "common/test_hooks.hpp"
@@ -307,6 +311,257 @@ int run_input(caf::actor_system& sys, const std::string& path,
   return ok ? exit_ok : exit_mismatch;
 }
 
+// -- --agg and --values ----------------------------------------------------------
+
+/// A job of chosen aggregates: the result and the sequential reference rows.
+struct agg_outcome {
+  std::string name;
+  std::map<flow::key, aggregate> ref;
+  std::map<flow::key, std::uint64_t> lists;
+  job_result res;
+  double sequential_s = 0;
+  double flow_s = 0;
+};
+
+/// Verifies every key against the reference; sets `bad` to the keys that
+/// differ (with what differs).
+bool verify_aggs(const agg_outcome& out, const keyed_aggs& aggs,
+                 std::map<flow::key, std::string>& bad) {
+  auto& res = out.res;
+  std::uint64_t expected = 0;
+  std::size_t nonempty = 0;
+  for (auto& [k, row] : out.ref) {
+    auto n = aggs.count(row);
+    expected += n;
+    if (n > 0 || !row.empty())
+      ++nonempty;
+  }
+  bool ok = res.final && res.balanced() && res.dead_lettered == 0
+            && res.emitted == expected && res.aggregated == expected
+            && res.keys.size() == nonempty;
+  for (auto& [k, row] : out.ref) {
+    auto found = res.find(k);
+    std::string why;
+    if (!found) {
+      if (aggs.count(row) > 0 || !row.empty())
+        bad[k] = "missing";
+    } else if (!aggs.same(found->agg, row, why)) {
+      bad[k] = why;
+    }
+  }
+  for (auto& k : res.keys)
+    if (out.ref.count(k.key) == 0)
+      bad[k.key] = "not in the reference";
+  return ok && bad.empty();
+}
+
+/// Prints a job of chosen aggregates: a JSON object or a table row per key.
+void print_aggs(const agg_outcome& out, const keyed_aggs& aggs, bool json,
+                bool string_keys, bool lists_known) {
+  std::map<flow::key, std::string> bad;
+  bool all_ok = verify_aggs(out, aggs, bad);
+  bool legacy = aggs.values() == value_type::int64;
+  static const aggregate empty_row;
+  if (!json) {
+    std::printf("%s\n%14s %12s", out.name.c_str(), "key", "elements");
+    for (auto& n : aggs.list().names)
+      std::printf(" %24s", n.c_str());
+    std::printf(" %4s\n", "ok");
+  }
+  for (auto& [k, ref_row] : out.ref) {
+    auto found = out.res.find(k);
+    auto& row = found ? found->agg : empty_row;
+    bool ok = all_ok || bad.count(k) == 0;
+    if (json) {
+      json_object obj;
+      obj.add("set", out.name);
+      if (string_keys)
+        obj.add("key", to_string(k));
+      else
+        obj.add("key", k.as_int());
+      if (legacy) {
+        // The fields flow-keyed always printed keep their names and meaning.
+        auto i = out.lists.find(k);
+        obj.add("sum", row.sum)
+          .add("lists", i == out.lists.end() ? std::uint64_t{0} : i->second)
+          .add("elements", row.count)
+          .add("reference_sum", ref_row.sum)
+          .add("ok", ok);
+        if (row.count > 0)
+          obj.add("min", row.min).add("max", row.max);
+        aggs.add_json(obj, row, true);
+      } else {
+        obj.add("values", name_of(aggs.values()));
+        aggs.add_json(obj, row, false);
+        obj.add("elements", aggs.count(row));
+        if (aggs.list().has("sum"))
+          obj.add_raw("reference_sum", aggs.json_value("sum", ref_row));
+        obj.add("ok", ok);
+      }
+      if (!ok)
+        obj.add("mismatch", bad[k]);
+      obj.add("sequential_s", out.sequential_s)
+        .add("libflow_s", out.flow_s)
+        .add("batches", out.res.batches)
+        .add("remote_batches", out.res.remote_batches);
+      std::cout << obj.str() << '\n';
+    } else {
+      std::printf("%14s %12llu", to_string(k).c_str(),
+                  static_cast<unsigned long long>(aggs.count(row)));
+      for (auto& c : aggs.cells(row))
+        std::printf(" %24s", c.c_str());
+      std::printf(" %4s\n", ok ? "yes" : "NO");
+    }
+  }
+  if (json) {
+    std::cout.flush();
+    return;
+  }
+  (void) lists_known;
+  std::printf("sequential C++ %.6f s, libflow %.6f s, %llu elements in %llu "
+              "batches",
+              out.sequential_s, out.flow_s,
+              static_cast<unsigned long long>(out.res.aggregated),
+              static_cast<unsigned long long>(out.res.batches));
+  if (out.res.remote_batches > 0)
+    std::printf(", %llu batches reduced by worker nodes",
+                static_cast<unsigned long long>(out.res.remote_batches));
+  std::printf("\n\n");
+  std::fflush(stdout);
+}
+
+/// Runs a job of chosen aggregates over a pipeline whose sources tap the
+/// reference, then prints and verifies it.
+template <class T>
+int run_agg_job(caf::actor_system& sys, pipeline<T>& p, agg_outcome& out,
+                const keyed_aggs& aggs, bool labelled, std::uint64_t total,
+                bool json, bool string_keys, dead_letter_file& dead,
+                const cluster& nodes,
+                const std::function<void()>& reference) {
+  p.aggregate_with(aggs.columns());
+  auto name = aggs.reducer_name(labelled);
+  nodes.prepare(p, name.c_str());
+  nodes.wait_for_workers(prog);
+  stopwatch sw;
+  auto started = p.start(sys);
+  if (started)
+    nodes.attach(*started);
+  auto res = runner.wait(started, total, out.name);
+  out.flow_s = sw.seconds();
+  if (!res)
+    return runner.job_error(res.error());
+  out.res = std::move(*res);
+  report_dead_letters(prog, out.res, dead.path());
+  if (job_runner::stopped(out.res))
+    runner.exit_stopped(out.res, dead);
+  if (reference)
+    out.sequential_s += time_seconds(reference);
+  std::map<flow::key, std::string> bad;
+  bool ok = verify_aggs(out, aggs, bad);
+  print_aggs(out, aggs, json, string_keys, labelled);
+  if (out.res.dead_lettered > 0)
+    return exit_dead_letters;
+  return ok ? exit_ok : exit_mismatch;
+}
+
+/// One set of random lists with chosen aggregates (int values).
+int run_agg_set(caf::actor_system& sys, const std::string& name,
+                const std::vector<std::uint64_t>& sizes, std::uint64_t seed,
+                const options& opts, bool json, dead_letter_file& dead,
+                const run_context& ctx, const keyed_aggs& aggs) {
+  agg_outcome out;
+  out.name = name;
+  std::uint64_t total = 0;
+  pipeline<std::int64_t> p;
+  for (std::size_t j = 0; j < sizes.size(); ++j) {
+    p.add(from_random(sizes[j], derive_seed(seed, j)),
+          static_cast<std::int64_t>(sizes[j]));
+    total += sizes[j];
+  }
+  p.reduce(hooked(aggs.label_reducer())).with(opts);
+  auto reference = [&] {
+    for (std::size_t j = 0; j < sizes.size(); ++j) {
+      uniform_ints gen{derive_seed(seed, j), 0, 10000};
+      flow::key k{static_cast<std::int64_t>(sizes[j])};
+      auto& row = out.ref[k];
+      ++out.lists[k];
+      for (std::uint64_t i = 0; i < sizes[j]; ++i)
+        aggs.add(row, gen(i));
+    }
+  };
+  return run_agg_job(sys, p, out, aggs, true, total, json, false, dead,
+                     ctx.nodes, reference);
+}
+
+/// `key value` lines with chosen aggregates and value type; the reference is
+/// computed as the input is read.
+int run_agg_input(caf::actor_system& sys, const std::string& path,
+                  const options& opts, bool json, dead_letter_file& dead,
+                  const cluster& nodes, const keyed_aggs& aggs) {
+  agg_outcome out;
+  out.name = path == "-" ? "stdin" : path;
+  auto tap_ref = [&out, &aggs](auto& xs) {
+    out.sequential_s += time_seconds([&] {
+      for (auto& x : xs)
+        aggs.add(out.ref[x.key], x.value);
+    });
+  };
+  int rc = exit_ok;
+  switch (aggs.values()) {
+    case value_type::int64: {
+      pipeline<keyed_value> p;
+      p.add(tap(keyed_from_text_file(path),
+                [&](const slice<keyed_value>& xs) { tap_ref(xs); }))
+        .reduce(with_test_hooks<keyed_value>(
+          aggs.int_reducer(), [](const keyed_value& x) { return x.value; }))
+        .with(opts);
+      rc = run_agg_job(sys, p, out, aggs, false, 0, json, true, dead, nodes,
+                       nullptr);
+      break;
+    }
+    case value_type::f64: {
+      pipeline<keyed<double>> p;
+      p.add(tap(keyed_doubles_from_text_file(path),
+                [&](const slice<keyed<double>>& xs) { tap_ref(xs); }))
+        .reduce(with_test_hooks<keyed<double>>(
+          aggs.double_reducer(),
+          [](const keyed<double>& x) -> std::optional<std::int64_t> {
+            if (x.value == std::trunc(x.value) && std::fabs(x.value) < 9e18)
+              return static_cast<std::int64_t>(x.value);
+            return std::nullopt;
+          }))
+        .describe([](const keyed<double>& x) {
+          return to_string(x.key) + " " + shortest(x.value);
+        })
+        .with(opts);
+      rc = run_agg_job(sys, p, out, aggs, false, 0, json, true, dead, nodes,
+                       nullptr);
+      break;
+    }
+    case value_type::decimal: {
+      pipeline<keyed<decimal>> p;
+      p.add(tap(keyed_decimals_from_text_file(path),
+                [&](const slice<keyed<decimal>>& xs) { tap_ref(xs); }))
+        .reduce(with_test_hooks<keyed<decimal>>(
+          aggs.decimal_reducer(),
+          [](const keyed<decimal>& x) -> std::optional<std::int64_t> {
+            if (x.value.scale() == 0)
+              return static_cast<std::int64_t>(x.value.unscaled());
+            return std::nullopt;
+          }))
+        .describe([](const keyed<decimal>& x) {
+          return to_string(x.key) + " " + to_string(x.value);
+        })
+        .with(opts);
+      rc = run_agg_job(sys, p, out, aggs, false, 0, json, true, dead, nodes,
+                       nullptr);
+      break;
+    }
+  }
+  dead.close();
+  return rc;
+}
+
 /// The sets of lists to run: --sizes, or the --preset's.
 std::vector<std::pair<std::string, std::vector<std::uint64_t>>>
 read_sets(const arg_parser& args) {
@@ -341,6 +596,16 @@ void declare_options(arg_parser& args) {
   args.value("input", "PATH",
              "grouped sum of 'key value' lines from PATH ('-' reads stdin)");
   args.flag("json", "print one JSON object per key instead of a table");
+  args.value("values", "TYPE",
+             "with --input: read values as int (int64), double (decimal or "
+             "exponent notation, inf, -inf, nan; sums exact and correctly "
+             "rounded) or decimal (exact, up to 38 digits)",
+             "int");
+  args.value("agg", "LIST",
+             "the aggregates per key, comma-separated: sum, count, min, max, "
+             "mean, stddev, count_distinct, approx_distinct, p50, p90, p95, "
+             "p99",
+             default_aggs());
   declare_pipeline_options(args);
   declare_dead_letter_option(args);
   if (cluster::available())
@@ -389,6 +654,17 @@ int run(int argc, char** argv) {
     throw usage_error("--preset, --sizes and --input exclude each other");
   if (args.given("input") && args.get("input").empty())
     throw usage_error("--input: empty path (use '-' for stdin)");
+  auto values = read_value_type(args.get("values"));
+  auto agg_names = parse_agg_list(args.get("agg"));
+  if (values != value_type::int64 && !args.given("input"))
+    throw usage_error("--values " + args.get("values") + " needs --input");
+  // Without --agg and --values, flow-keyed runs exactly as it always did.
+  std::optional<keyed_aggs> aggs;
+  if (args.given("agg") || values != value_type::int64) {
+    if (ctx.spin)
+      throw usage_error("--reducer spin and --agg exclude each other");
+    aggs.emplace(values, agg_names);
+  }
   auto sets = read_sets(args);
   auto& nodes = ctx.nodes;
   runtime rt{[&](caf::actor_system_config& cfg) { nodes.configure(cfg); }};
@@ -397,11 +673,17 @@ int run(int argc, char** argv) {
   if (opts.reducers == 0)
     opts.reducers = flow::default_reducers();
   auto body = [&] {
+    if (args.given("input") && aggs)
+      return run_agg_input(sys, args.get("input"), opts, json, dead, nodes,
+                           *aggs);
     if (args.given("input"))
       return run_input(sys, args.get("input"), opts, json, dead, nodes);
     int rc = exit_ok;
     for (auto& [name, sizes] : sets) {
-      auto set_rc = run_set(sys, name, sizes, seed, opts, json, dead, ctx);
+      auto set_rc = aggs ? run_agg_set(sys, name, sizes, seed, opts, json,
+                                       dead, ctx, *aggs)
+                         : run_set(sys, name, sizes, seed, opts, json, dead,
+                                   ctx);
       if (set_rc == exit_usage)
         return set_rc;
       rc = std::max(rc, set_rc);

@@ -17,6 +17,7 @@
 
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
+#include "common/keyed_aggs.hpp"
 #include "common/net_options.hpp"
 #include "flow/error.hpp"
 #include "flow/net/net.hpp"
@@ -85,6 +86,7 @@ int run(int argc, char** argv) {
   }
 #ifdef FLOW_HAS_PG
   flow::apps::register_etl_tasks(args.get("db"));
+  flow::apps::register_keyed_agg_factory();
 #endif
   caf::actor_system_config cfg;
   configure_scheduler(cfg);

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "common/cluster.hpp"
+#include "common/keyed_aggs.hpp"
 
 namespace flow::apps {
 
@@ -58,6 +59,10 @@ const flow::net::coordinator* cluster::coordinator() const noexcept {
 
 int cluster::leave(int rc) const {
   return rc;
+}
+
+void register_keyed_agg_factory() {
+  // No worker nodes without networking.
 }
 
 } // namespace flow::apps

@@ -456,6 +456,59 @@ private:
 
 } // namespace
 
+namespace detail {
+
+struct text_tokens::impl {
+  explicit impl(std::string path) : in(std::move(path)) {
+    // nop
+  }
+  text_reader in;
+};
+
+text_tokens::text_tokens(std::string path)
+  : impl_(std::make_unique<impl>(std::move(path))) {
+  // nop
+}
+
+text_tokens::~text_tokens() = default;
+
+bool text_tokens::next(std::string& tok) {
+  bool newline = false;
+  return impl_->in.next_token(tok, newline);
+}
+
+bool text_tokens::next_pair(std::string& key, std::string& value) {
+  auto& in = impl_->in;
+  bool newline = false;
+  std::string why;
+  if (!in.next_token(key, newline))
+    return false;
+  auto key_line = in.line();
+  if (!check_printable(key, why))
+    in.fail("key " + quote_token(key) + " " + why);
+  if (!in.next_token(value, newline) || newline)
+    throw input_error(in.name() + ", line " + std::to_string(key_line)
+                      + ": expected 'key value', found only "
+                      + quote_token(key));
+  if (in.line_has_more()) {
+    std::string extra;
+    in.next_token(extra, newline);
+    in.fail("expected 'key value', found a third token "
+            + quote_token(extra));
+  }
+  return true;
+}
+
+void text_tokens::fail(const std::string& what) const {
+  impl_->in.fail(what);
+}
+
+std::string text_tokens::name() const {
+  return impl_->in.name();
+}
+
+} // namespace detail
+
 source<std::int64_t> from_text_file(std::string path) {
   return std::make_unique<value_text_source<std::int64_t>>(std::move(path),
                                                            &parse_int64);

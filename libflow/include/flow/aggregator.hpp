@@ -236,6 +236,13 @@ public:
     return p ? *p : *prototype_;
   }
 
+  /// The key's state in `row`, created from the prototype when absent (for
+  /// reducers working on `partial::row`, and for sequential references).
+  S& at(aggregate& row) const {
+    return *static_cast<S*>(row.states.get_or_create(index_, *ops_,
+                                                     prototype_.get()));
+  }
+
   /// The state of a result's key (see `of(const aggregate&)`).
   const S& of(const key_result& k) const {
     return of(k.agg);

@@ -114,6 +114,13 @@ public:
     return false;
   }
 
+  /// The whole row of key `k` (created empty when absent): the built-in
+  /// int64 aggregate and the states, for reducers that feed several columns
+  /// of one key (see `column::at`).
+  aggregate& row(const flow::key& k) {
+    return slot(k);
+  }
+
   /// The state of key `k` in column `c`, created from the column's prototype
   /// when absent: add to it directly, e.g. with a whole batch at once.
   template <class S>

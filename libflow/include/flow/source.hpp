@@ -10,11 +10,13 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "flow/error.hpp"
 #include "flow/keyed_value.hpp"
+#include "flow/parse.hpp"
 #include "flow/random.hpp"
 #include "flow/slice.hpp"
 
@@ -193,7 +195,145 @@ private:
   std::function<void(const slice<T>&)> fn_;
 };
 
+/// The tokens of a text file or standard input, read in large blocks with
+/// line numbers (what the text sources share); defined in the library.
+class text_tokens {
+public:
+  /// Reads `path` ("-": standard input) on first use.
+  explicit text_tokens(std::string path);
+  ~text_tokens();
+  text_tokens(const text_tokens&) = delete;
+  text_tokens& operator=(const text_tokens&) = delete;
+
+  /// The next whitespace-separated token; false at the end.
+  bool next(std::string& tok);
+
+  /// The next `key value` line (blank lines skipped; the key printable
+  /// UTF-8, exactly two tokens); false at the end. Throws input_error naming
+  /// the line otherwise.
+  bool next_pair(std::string& key, std::string& value);
+
+  /// Throws an input_error naming the input and the current line.
+  [[noreturn]] void fail(const std::string& what) const;
+
+  /// "file 'x'" or "standard input".
+  std::string name() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Parses a token into a V, or returns nothing and sets `why` ("is not a
+/// number").
+template <class V>
+using token_parser = std::function<std::optional<V>(std::string_view,
+                                                    std::string&)>;
+
+/// Whitespace-separated values parsed by a token_parser.
+template <class V>
+class parsed_text_source final : public source_impl<V> {
+public:
+  parsed_text_source(std::string path, token_parser<V> parse)
+    : in_(std::move(path)), parse_(std::move(parse)) {
+    // nop
+  }
+
+  slice<V> next(std::size_t max) override {
+    std::vector<V> xs;
+    std::string why;
+    while (xs.size() < max && in_.next(tok_)) {
+      auto x = parse_(tok_, why);
+      if (!x)
+        in_.fail("token " + quote_token(tok_) + " " + why);
+      xs.push_back(std::move(*x));
+    }
+    if (xs.size() < max)
+      done_ = true;
+    return slice<V>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return done_;
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  std::string name() const override {
+    return in_.name();
+  }
+
+private:
+  text_tokens in_;
+  token_parser<V> parse_;
+  std::string tok_;
+  bool done_ = false;
+};
+
+/// Lines of `key value` whose value a token_parser reads, as keyed<V>.
+template <class V>
+class parsed_keyed_text_source final : public source_impl<keyed<V>> {
+public:
+  parsed_keyed_text_source(std::string path, token_parser<V> parse)
+    : in_(std::move(path)), parse_(std::move(parse)) {
+    // nop
+  }
+
+  slice<keyed<V>> next(std::size_t max) override {
+    std::vector<keyed<V>> xs;
+    std::string why;
+    std::string k;
+    std::string v;
+    while (xs.size() < max && in_.next_pair(k, v)) {
+      auto x = parse_(v, why);
+      if (!x)
+        in_.fail("value " + quote_token(v) + " " + why);
+      xs.push_back(keyed<V>{flow::key{std::move(k)}, std::move(*x)});
+    }
+    if (xs.size() < max)
+      done_ = true;
+    return slice<keyed<V>>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return done_;
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  std::string name() const override {
+    return in_.name();
+  }
+
+private:
+  text_tokens in_;
+  token_parser<V> parse_;
+  bool done_ = false;
+};
+
 } // namespace detail
+
+/// Whitespace-separated values of any type from the file at `path` ("-"
+/// reads standard input), each token read by `parse`, which returns the
+/// value or nothing with `why` set; errors name the file, the line and the
+/// token, as for the built-in text sources.
+template <class V>
+source<V> from_text_file_as(std::string path, detail::token_parser<V> parse) {
+  return std::make_unique<detail::parsed_text_source<V>>(std::move(path),
+                                                         std::move(parse));
+}
+
+/// Lines of `key value` whose value `parse` reads (see from_text_file_as).
+template <class V>
+source<keyed<V>> keyed_from_text_file_as(std::string path,
+                                         detail::token_parser<V> parse) {
+  return std::make_unique<detail::parsed_keyed_text_source<V>>(
+    std::move(path), std::move(parse));
+}
 
 /// In-memory data, shared and never copied: every batch is a view into `xs`.
 template <class T>

@@ -14,17 +14,13 @@
 #include "../engine/engine.hpp"
 
 #include "flow/detail/job_spec.hpp"
+#include "flow/net/registry.hpp"
 #include "flow/net/tasks.hpp"
 
 namespace flow::net {
 
 /// A reducer a worker node can run, as registered under its name.
-struct registered {
-  /// Its elements' type.
-  detail::element_kind kind;
-  /// The reducer itself.
-  detail::erased_reducer fn;
-};
+using registered = registered_reducer;
 
 /// The reducer registered under `name` (the built-ins included). A copy, so
 /// that a later register_reducer replacing this name cannot change it while

@@ -107,11 +107,7 @@ void on_job(node_actor_ptr self, const caf::actor& manager,
   auto& rs = st.lent[manager.address()];
   for (std::size_t i = 0; i < reducers; ++i) {
     auto r = detail::spawn_reducer(self->system(), manager, fn->fn,
-                                   fn->kind == detail::element_kind::int64
-                                     ? detail::default_formatter<
-                                       std::int64_t>()
-                                     : detail::default_formatter<
-                                       keyed_value>());
+                                   fn->format);
     rs.push_back(r);
     self->send(manager, detail::join_atom::value, r, name);
   }

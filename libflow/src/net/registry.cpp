@@ -9,6 +9,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "flow/partial.hpp"
 #include "flow/types.hpp"
@@ -32,14 +34,10 @@ void register_builtins() {
   std::call_once(once, [] {
     std::lock_guard<std::mutex> guard{registry_mtx};
     auto& xs = registry();
-    using detail::erase_reducer;
-    xs["sum_by_label"] = {detail::element_kind::int64,
-                          erase_reducer<std::int64_t>(sum_by_label())};
-    xs["spin_sum_by_label"] = {detail::element_kind::int64,
-                               erase_reducer<std::int64_t>(
-                                 spin_sum_by_label())};
-    xs["sum_by_key"] = {detail::element_kind::keyed,
-                        erase_reducer<keyed_value>(sum_by_key())};
+    xs["sum_by_label"] = make_registered<std::int64_t>(sum_by_label());
+    xs["spin_sum_by_label"]
+      = make_registered<std::int64_t>(spin_sum_by_label());
+    xs["sum_by_key"] = make_registered<keyed_value>(sum_by_key());
   });
 }
 
@@ -54,13 +52,37 @@ std::map<std::string, task_fn>& task_registry() {
 
 } // namespace
 
+namespace {
+
+// The reducer factories by prefix, in registration order.
+std::vector<std::pair<std::string, reducer_factory>>& factories() {
+  static std::vector<std::pair<std::string, reducer_factory>> instance;
+  return instance;
+}
+
+} // namespace
+
 std::optional<registered> find_reducer(const std::string& name) {
   register_builtins();
-  std::lock_guard<std::mutex> guard{registry_mtx};
-  auto i = registry().find(name);
-  if (i == registry().end())
-    return std::nullopt;
-  return i->second;
+  std::vector<reducer_factory> candidates;
+  {
+    std::lock_guard<std::mutex> guard{registry_mtx};
+    auto i = registry().find(name);
+    if (i != registry().end())
+      return i->second;
+    for (auto& [prefix, fn] : factories())
+      if (name.compare(0, prefix.size(), prefix) == 0)
+        candidates.push_back(fn);
+  }
+  // Outside the lock: a factory may register types or log.
+  for (auto& fn : candidates) {
+    if (auto r = fn(name)) {
+      std::lock_guard<std::mutex> guard{registry_mtx};
+      registry()[name] = *r;
+      return r;
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<task_fn> find_task(const std::string& kind) {
@@ -93,9 +115,24 @@ reducer<std::int64_t> spin_sum_by_label() {
 
 void register_erased(const std::string& name, detail::element_kind kind,
                      detail::erased_reducer fn) {
+  detail::erased_formatter format;
+  if (kind == detail::element_kind::int64)
+    format = detail::default_formatter<std::int64_t>();
+  else if (kind == detail::element_kind::keyed)
+    format = detail::default_formatter<keyed_value>();
+  register_erased(name, registered_reducer{kind, std::move(fn),
+                                           std::move(format)});
+}
+
+void register_erased(const std::string& name, registered_reducer r) {
   register_builtins();
   std::lock_guard<std::mutex> guard{registry_mtx};
-  registry()[name] = {kind, std::move(fn)};
+  registry()[name] = std::move(r);
+}
+
+void register_reducer_factory(const std::string& prefix, reducer_factory fn) {
+  std::lock_guard<std::mutex> guard{registry_mtx};
+  factories().emplace_back(prefix, std::move(fn));
 }
 
 void register_task(const std::string& kind, task_fn fn) {

@@ -6,6 +6,8 @@
 /// register the same ones.
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -23,6 +25,35 @@ namespace flow::net {
 template <class T>
 void register_reducer(const std::string& name, reducer<T> fn);
 
+/// A reducer as a worker node runs it: its elements' type, the function,
+/// and how dead letters render its elements.
+struct registered_reducer {
+  /// The elements' type.
+  detail::element_kind kind = detail::element_kind::opaque;
+  /// The reducer itself.
+  detail::erased_reducer fn;
+  /// Renders an element for a dead letter (may be empty).
+  detail::erased_formatter format;
+};
+
+/// Erases a typed reducer for a registry.
+template <class T>
+registered_reducer make_registered(reducer<T> fn) {
+  return {detail::element_traits<T>::kind,
+          detail::erase_reducer<T>(std::move(fn)),
+          detail::default_formatter<T>()};
+}
+
+/// Makes the reducer for a name under a registered prefix, or nothing for a
+/// name it does not know: reducers parameterised by their name (for example
+/// "keyed_agg/double/sum,p95", whose columns the name spells out).
+using reducer_factory
+  = std::function<std::optional<registered_reducer>(const std::string& name)>;
+
+/// Registers a factory asked for every unknown reducer name that starts with
+/// `prefix` (the manager and every worker node register the same ones).
+void register_reducer_factory(const std::string& prefix, reducer_factory fn);
+
 /// Registers a type-erased reducer (used by register_reducer).
 void register_erased(const std::string& name, detail::element_kind kind,
                      detail::erased_reducer fn);
@@ -36,10 +67,12 @@ reducer<std::int64_t> spin_sum_by_label();
 /// same kinds: the manager runs a task itself when no node is connected.
 void register_task(const std::string& kind, task_fn fn);
 
+/// Registers an erased reducer with its dead-letter formatter.
+void register_erased(const std::string& name, registered_reducer r);
+
 template <class T>
 void register_reducer(const std::string& name, reducer<T> fn) {
-  register_erased(name, detail::element_traits<T>::kind,
-                  detail::erase_reducer<T>(std::move(fn)));
+  register_erased(name, make_registered<T>(std::move(fn)));
 }
 
 } // namespace flow::net
