@@ -8,11 +8,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
+#include <utility>
 #include <vector>
 
 #include "flow/aggregator.hpp"
@@ -111,9 +113,51 @@ void materialize_with(const void* recipe, std::uint64_t first, std::size_t n,
   (*static_cast<const index_fn<T>*>(recipe))(first, n, static_cast<T*>(out));
 }
 
+/// How elements of type T are written to the wire. CAF 0.17 writes a double
+/// through its IEEE 754 packing, which loops forever on an infinity and loses
+/// -0.0, NaN and subnormals: doubles (alone or as keyed values) travel as
+/// their bit patterns instead.
+template <class T>
+struct wire_element {
+  using type = T;
+  static type to(const T& x) {
+    return x;
+  }
+  static T from(type x) {
+    return x;
+  }
+};
+
+template <>
+struct wire_element<double> {
+  using type = std::uint64_t;
+  static type to(double x) {
+    std::uint64_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+  }
+  static double from(type u) {
+    double x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+  }
+};
+
+template <>
+struct wire_element<keyed<double>> {
+  using type = std::pair<flow::key, std::uint64_t>;
+  static type to(const keyed<double>& x) {
+    return {x.key, wire_element<double>::to(x.value)};
+  }
+  static keyed<double> from(type x) {
+    return {std::move(x.first), wire_element<double>::from(x.second)};
+  }
+};
+
 template <class T>
 const element_ops& element_ops_of() {
   static const element_ops ops = [] {
+    using wire = wire_element<T>;
     element_ops result;
     result.name = typeid(T).name();
     result.save = [](caf::serializer& f, const erased_slice& x) -> caf::error {
@@ -125,12 +169,29 @@ const element_ops& element_ops_of() {
         auto p = static_cast<const T*>(x.data);
         xs.assign(p, p + x.size);
       }
-      return f(xs);
+      if constexpr (std::is_same<typename wire::type, T>::value) {
+        return f(xs);
+      } else {
+        std::vector<typename wire::type> ys;
+        ys.reserve(xs.size());
+        for (auto& v : xs)
+          ys.push_back(wire::to(v));
+        return f(ys);
+      }
     };
     result.load = [](caf::deserializer& f, erased_slice& x) -> caf::error {
       auto xs = std::make_shared<std::vector<T>>();
-      if (auto err = f(*xs))
-        return err;
+      if constexpr (std::is_same<typename wire::type, T>::value) {
+        if (auto err = f(*xs))
+          return err;
+      } else {
+        std::vector<typename wire::type> ys;
+        if (auto err = f(ys))
+          return err;
+        xs->reserve(ys.size());
+        for (auto& y : ys)
+          xs->push_back(wire::from(std::move(y)));
+      }
       x.data = xs->data();
       x.size = xs->size();
       x.owner = std::move(xs);
