@@ -95,7 +95,8 @@ bool double_stats::consistent() const noexcept {
   const auto& s = moments_.sum();
   const auto& q = moments_.sum_of_squares();
   auto inf = std::numeric_limits<double>::infinity();
-  if (s.count() != q.count() || std::isnan(min_) || std::isnan(max_))
+  // exact_moments adds each square as two doubles (p and its error e).
+  if (q.count() != 2 * s.count() || std::isnan(min_) || std::isnan(max_))
     return false;
   if (ordered_count() == 0)
     return min_ == inf && max_ == -inf && !std::signbit(min_);

@@ -92,6 +92,12 @@ public:
   /// digits or would drop nonzero digits (never rounds).
   std::optional<decimal> rescaled(int new_scale) const noexcept;
 
+  /// The negated value, same scale (always representable: the range is
+  /// symmetric).
+  decimal operator-() const noexcept {
+    return decimal{-unscaled_, scale_};
+  }
+
   /// Three-way comparison by value: negative, zero or positive.
   int compare(const decimal& other) const noexcept;
 

@@ -22,6 +22,7 @@
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "flow/detail/double_bits.hpp"
 #include "flow/error.hpp"
 #include "flow/payload_name.hpp"
 
@@ -92,17 +93,20 @@ public:
 
   /// Inspects the three fields; an empty pick must have order 0 so that equal
   /// states serialise to equal bytes.
+  /// A double payload travels as its bits (see detail/double_bits.hpp).
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  order_pick& x) {
+    typename wire<P>::type payload = wire<P>::out(x.payload_);
     auto load = caf::meta::load_callback([&]() -> caf::error {
       if (!x.has_ && x.order_ != 0)
         return make_error(errc::protocol_violation,
                           "first_by/last_by: empty state with an order");
+      x.payload_ = wire<P>::in(std::move(payload));
       return caf::error{};
     });
     return f(caf::meta::type_name(Last ? "flow.last_by" : "flow.first_by"),
-             x.has_, x.order_, x.payload_, load);
+             x.has_, x.order_, payload, load);
   }
 
 private:
@@ -223,6 +227,11 @@ public:
     return k_;
   }
 
+  /// Number of candidate items held: below 2k between calls.
+  std::size_t held() const noexcept {
+    return items_.size();
+  }
+
   /// The best min(k, added) items, in order.
   std::vector<item> items() const {
     auto result = items_;
@@ -247,13 +256,13 @@ public:
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, top_k& x) {
     std::uint64_t k = x.k_;
-    std::vector<V> values;
-    std::vector<P> payloads;
+    std::vector<typename detail::wire<V>::type> values;
+    std::vector<typename detail::wire<P>::type> payloads;
     // Saving writes the canonical best k; loading starts from empty lists.
     if constexpr (Inspector::reads_state) {
       for (auto& [v, p] : x.items()) {
-        values.push_back(v);
-        payloads.push_back(p);
+        values.push_back(detail::wire<V>::out(v));
+        payloads.push_back(detail::wire<P>::out(p));
       }
     }
     auto load = caf::meta::load_callback([&]() -> caf::error {
@@ -265,12 +274,12 @@ public:
         return fail();
       std::vector<item> loaded;
       for (std::size_t i = 0; i < values.size(); ++i) {
+        auto v = detail::wire<V>::in(values[i]);
         if constexpr (std::is_floating_point_v<V>) {
-          if (std::isnan(values[i]) || (values[i] == 0
-                                        && std::signbit(values[i])))
+          if (std::isnan(v) || (v == 0 && std::signbit(v)))
             return fail();
         }
-        loaded.emplace_back(values[i], payloads[i]);
+        loaded.emplace_back(std::move(v), detail::wire<P>::in(payloads[i]));
         if (i > 0 && before(loaded[i], loaded[i - 1]))
           return fail();
       }
@@ -381,17 +390,24 @@ public:
     return !(x == y);
   }
 
-  /// Inspection: bounds, counts, NaN count and the ok flag; loading rejects
-  /// invalid bounds and a count list of the wrong size.
+  /// Inspection: bounds (as 64-bit patterns, see detail/double_bits.hpp),
+  /// counts, NaN count and the ok flag; loading rejects invalid bounds and a
+  /// count list of the wrong size.
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, histogram& x) {
+    std::vector<std::uint64_t> bounds;
+    for (auto b : x.bounds_)
+      bounds.push_back(detail::to_bits(b));
     auto load = caf::meta::load_callback([&]() -> caf::error {
+      x.bounds_.clear();
+      for (auto b : bounds)
+        x.bounds_.push_back(detail::from_bits(b));
       if (!valid_bounds(x.bounds_) || x.counts_.size() != x.bounds_.size() + 1)
         return make_error(errc::protocol_violation,
                           "histogram: invalid bounds or counts");
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow.histogram"), x.bounds_, x.counts_,
+    return f(caf::meta::type_name("flow.histogram"), bounds, x.counts_,
              x.nan_, x.ok_, load);
   }
 

@@ -13,6 +13,7 @@
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "flow/detail/double_bits.hpp"
 #include "flow/error.hpp"
 #include "flow/exact_sum.hpp"
 
@@ -120,19 +121,24 @@ public:
 
   // -- serialisation ----------------------------------------------------------
 
-  /// Inspection: the exact moments, min and max. Loading rejects min and max
-  /// that contradict the counts (see `consistent`).
+  /// Inspection: the exact moments, then min and max as 64-bit patterns
+  /// (see detail/double_bits.hpp). Loading rejects min and max that
+  /// contradict the counts (see `consistent`).
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  double_stats& x) {
+    auto lo = detail::to_bits(x.min_);
+    auto hi = detail::to_bits(x.max_);
     auto load = caf::meta::load_callback([&]() -> caf::error {
+      x.min_ = detail::from_bits(lo);
+      x.max_ = detail::from_bits(hi);
       if (!x.consistent())
         return make_error(errc::protocol_violation,
                           "double_stats: inconsistent state");
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow.double_stats"), x.moments_, x.min_,
-             x.max_, load);
+    return f(caf::meta::type_name("flow.double_stats"), x.moments_, lo, hi,
+             load);
   }
 
 private:

@@ -1,0 +1,299 @@
+// flow::double_stats: exact sums, min and max of doubles that do not depend
+// on the split. The references are Python's math.fsum and exact fractions,
+// computed offline on the same generated data (tests/unit/stats_reference.py
+// reproduces every constant below).
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include "flow/stats.hpp"
+#include "merge_orders.hpp"
+
+using namespace flow;
+
+namespace {
+
+std::uint64_t bits_of(double x) {
+  std::uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+double double_of(std::uint64_t u) {
+  double x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+/// splitmix64, the generator the reference script reimplements.
+struct splitmix {
+  std::uint64_t s;
+  std::uint64_t next() {
+    s += 0x9E3779B97F4A7C15u;
+    auto z = s;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+  }
+};
+
+/// `n` doubles of random sign and mantissa with a biased exponent uniform in
+/// [lo, hi] (0 gives subnormals).
+std::vector<double> generate(std::uint64_t seed, std::size_t n, unsigned lo,
+                             unsigned hi) {
+  splitmix g{seed};
+  std::vector<double> xs;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto r1 = g.next();
+    auto r2 = g.next();
+    std::uint64_t e = lo + r2 % (hi - lo + 1);
+    xs.push_back(double_of((r1 & (std::uint64_t{1} << 63)) | (e << 52)
+                           | (r1 & ((std::uint64_t{1} << 52) - 1))));
+  }
+  return xs;
+}
+
+/// 1e308, 1, -1e308 a thousand times, then 50,000 values of both signs from
+/// subnormals to about 1.3e300: naive summation loses the ones and rounds
+/// the rest many times.
+const std::vector<double>& breaking() {
+  static const auto xs = [] {
+    std::vector<double> r;
+    for (int i = 0; i < 1000; ++i) {
+      r.push_back(1e308);
+      r.push_back(1.0);
+      r.push_back(-1e308);
+    }
+    auto wide = generate(31, 50000, 0, 2020);
+    r.insert(r.end(), wide.begin(), wide.end());
+    return r;
+  }();
+  return xs;
+}
+
+double_stats sequential(const std::vector<double>& xs) {
+  double_stats s;
+  for (auto x : xs)
+    s.add(x);
+  return s;
+}
+
+double_stats merged(const std::vector<double>& xs, std::size_t parts,
+                    std::size_t batch, std::uint64_t seed) {
+  return test::split_and_merge(
+    xs, parts, batch, seed, double_stats{},
+    [](double_stats& s, double x) { s.add(x); },
+    [](double_stats& s, const double* p, std::size_t n) { s.add(p, n); });
+}
+
+/// Overwrites the double at `offset` of a CAF 0.17 binary buffer (network
+/// byte order).
+void put_double(std::vector<char>& buf, std::size_t offset, double x) {
+  auto u = bits_of(x);
+  for (int i = 0; i < 8; ++i)
+    buf[offset + static_cast<std::size_t>(i)] = static_cast<char>(
+      u >> (56 - 8 * i));
+}
+
+/// Reads the double at `offset` of a CAF 0.17 binary buffer.
+double get_double(const std::vector<char>& buf, std::size_t offset) {
+  std::uint64_t u = 0;
+  for (std::size_t i = 0; i < 8; ++i)
+    u = (u << 8) | static_cast<unsigned char>(buf[offset + i]);
+  return double_of(u);
+}
+
+/// Every result of `x` has the bits of the same result of `y`.
+void check_same_bits(const double_stats& x, const double_stats& y) {
+  CHECK(x == y);
+  CHECK(x.count() == y.count());
+  CHECK(bits_of(x.sum()) == bits_of(y.sum()));
+  CHECK(bits_of(x.min()) == bits_of(y.min()));
+  CHECK(bits_of(x.max()) == bits_of(y.max()));
+  CHECK(bits_of(x.mean()) == bits_of(y.mean()));
+  CHECK(bits_of(x.variance()) == bits_of(y.variance()));
+  CHECK(bits_of(x.stddev()) == bits_of(y.stddev()));
+}
+
+} // namespace
+
+TEST_CASE("double_stats: sums data that breaks naive summation exactly",
+          "[double_stats]") {
+  std::vector<double> ones;
+  for (int i = 0; i < 1000; ++i) {
+    ones.push_back(1e308);
+    ones.push_back(1.0);
+    ones.push_back(-1e308);
+  }
+  double_stats a;
+  a.add(ones.data(), ones.size());
+  CHECK(a.sum() == 1000.0);
+  CHECK(sequential(ones).sum() == 1000.0);
+  CHECK(a.min() == -1e308);
+  CHECK(a.max() == 1e308);
+  // A million 0.1: math.fsum gives 0x1.86a0000000000p+16, a naive loop
+  // 100000.00000133288.
+  std::vector<double> tenths(1000000, 0.1);
+  double_stats b;
+  b.add(tenths.data(), tenths.size());
+  CHECK(bits_of(b.sum()) == bits_of(0x1.86a0000000000p+16));
+  CHECK(b.mean() == 0.1);
+  CHECK(b.stddev() == 0.0);
+  const auto& xs = breaking();
+  double_stats c;
+  c.add(xs.data(), xs.size());
+  CHECK(bits_of(c.sum()) == bits_of(-0x1.d9590f3636fe5p+999));
+  CHECK(bits_of(sequential(xs).sum()) == bits_of(-0x1.d9590f3636fe5p+999));
+  CHECK(bits_of(c.min()) == bits_of(-0x1.1ccf385ebc8a0p+1023));
+  CHECK(bits_of(c.max()) == bits_of(0x1.1ccf385ebc8a0p+1023));
+  double naive = 0;
+  for (auto x : xs)
+    naive += x;
+  CHECK(naive != c.sum());
+}
+
+TEST_CASE("double_stats: mean and sample stddev match exact fractions",
+          "[double_stats]") {
+  auto xs = generate(32, 20000, 1023 - 400, 1023 + 400);
+  double_stats s;
+  s.add(xs.data(), xs.size());
+  CHECK(bits_of(s.sum()) == bits_of(-0x1.022a1c5aa4693p+404));
+  // Within 1 ulp of the exact values (exact_moments' bound), and the same
+  // bits however the data is split (next test).
+  CHECK(std::fabs(s.mean() - -0x1.a6fa0997601c2p+389)
+        <= std::fabs(std::nextafter(-0x1.a6fa0997601c2p+389, 0.0)
+                     - -0x1.a6fa0997601c2p+389));
+  CHECK(std::fabs(s.stddev() - 0x1.e56aa55f95745p+395)
+        <= std::fabs(std::nextafter(0x1.e56aa55f95745p+395, 0.0)
+                     - 0x1.e56aa55f95745p+395));
+  CHECK(std::fabs(s.variance() - 0x1.cc36a184c5236p+791)
+        <= std::fabs(std::nextafter(0x1.cc36a184c5236p+791, 0.0)
+                     - 0x1.cc36a184c5236p+791));
+}
+
+TEST_CASE("double_stats: every split, batch size and merge order gives the "
+          "same bits",
+          "[double_stats]") {
+  const auto spread = generate(32, 20000, 1023 - 400, 1023 + 400);
+  for (const auto* xs : {&breaking(), &spread}) {
+    auto reference = sequential(*xs);
+    for (auto parts : test::part_counts)
+      for (auto batch : test::batch_sizes)
+        for (std::uint64_t seed : {1u, 2u}) {
+          INFO("parts " << parts << " batch " << batch << " seed " << seed);
+          check_same_bits(merged(*xs, parts, batch, seed), reference);
+        }
+  }
+}
+
+TEST_CASE("double_stats: min and max ignore NaN and order signed zeros",
+          "[double_stats]") {
+  auto nan = std::numeric_limits<double>::quiet_NaN();
+  auto inf = std::numeric_limits<double>::infinity();
+  double_stats empty;
+  CHECK(std::isnan(empty.min()));
+  CHECK(std::isnan(empty.max()));
+  CHECK(std::isnan(empty.mean()));
+  double_stats only_nan;
+  only_nan.add(nan);
+  std::vector<double> nans{nan, nan};
+  only_nan.add(nans.data(), nans.size());
+  CHECK(only_nan.count() == 3);
+  CHECK(std::isnan(only_nan.min()));
+  CHECK(std::isnan(only_nan.max()));
+  std::vector<double> xs{nan, 2.0, -0.0, 0.0, nan, 1.0};
+  auto reference = sequential(xs);
+  CHECK(reference.min() == 0.0);
+  CHECK(std::signbit(reference.min()));
+  CHECK(reference.max() == 2.0);
+  CHECK(std::isnan(reference.sum()));
+  std::vector<double> zeros{0.0, -0.0, 0.0};
+  for (auto parts : test::part_counts)
+    for (auto batch : test::batch_sizes)
+      for (std::uint64_t seed : {1u, 2u, 3u}) {
+        check_same_bits(merged(xs, parts, batch, seed), reference);
+        auto z = merged(zeros, parts, batch, seed);
+        CHECK(bits_of(z.min()) == bits_of(-0.0));
+        CHECK(bits_of(z.max()) == bits_of(0.0));
+      }
+  double_stats with_inf;
+  std::vector<double> ys{1.0, inf, -inf};
+  with_inf.add(ys.data(), ys.size());
+  CHECK(with_inf.min() == -inf);
+  CHECK(with_inf.max() == inf);
+  CHECK(std::isnan(with_inf.sum()));
+}
+
+TEST_CASE("double_stats: a CAF binary round trip keeps the state and a "
+          "corrupted one is rejected",
+          "[double_stats][serialization]") {
+  const auto& xs = breaking();
+  double_stats s;
+  s.add(xs.data(), xs.size());
+  std::vector<char> buf;
+  {
+    caf::binary_serializer sink{nullptr, buf};
+    REQUIRE(!sink(s));
+  }
+  // Two exact sums of 71 integers, then min and max.
+  REQUIRE(buf.size() == 2 * 71 * 8 + 2 * 8);
+  double_stats loaded;
+  {
+    caf::binary_deserializer source{nullptr, buf};
+    REQUIRE(!source(loaded));
+  }
+  check_same_bits(loaded, s);
+  CHECK(get_double(buf, 2 * 71 * 8) == s.min());
+  loaded.add(1.5);
+  s.add(1.5);
+  CHECK(loaded == s);
+  // Infinities, -0.0 and subnormals survive bit for bit (CAF 0.17's own
+  // double encoding would hang on inf and lose the others).
+  for (std::vector<double> ys : {std::vector<double>{-0.0, 5e-324},
+                                 std::vector<double>{1.0, 0x1p-1070, 2.0},
+                                 std::vector<double>{
+                                   std::numeric_limits<double>::infinity(),
+                                   -std::numeric_limits<double>::infinity()}}) {
+    auto special = sequential(ys);
+    std::vector<char> sb;
+    caf::binary_serializer{nullptr, sb}(special);
+    double_stats back;
+    caf::binary_deserializer source{nullptr, sb};
+    REQUIRE(!source(back));
+    check_same_bits(back, special);
+  }
+  // A min above the max cannot come from any data.
+  auto bad = buf;
+  auto huge = std::numeric_limits<double>::max(); // above the max 1.1e308
+  put_double(bad, 2 * 71 * 8, huge);
+  {
+    double_stats rejected;
+    caf::binary_deserializer source{nullptr, bad};
+    CHECK(source(rejected));
+  }
+  // Nor can a NaN max.
+  bad = buf;
+  auto nan = std::numeric_limits<double>::quiet_NaN();
+  put_double(bad, 2 * 71 * 8 + 8, nan);
+  {
+    double_stats rejected;
+    caf::binary_deserializer source{nullptr, bad};
+    CHECK(source(rejected));
+  }
+  // An empty state with a finite min.
+  double_stats empty;
+  std::vector<char> eb;
+  caf::binary_serializer{nullptr, eb}(empty);
+  put_double(eb, 2 * 71 * 8, huge);
+  double_stats rejected;
+  caf::binary_deserializer source{nullptr, eb};
+  CHECK(source(rejected));
+}
