@@ -158,6 +158,10 @@ std::optional<decimal> decimal::rescaled(int new_scale) const noexcept {
 }
 
 int decimal::compare(const decimal& other) const noexcept {
+  // The common case in a sum's min and max: no division needed.
+  if (scale_ == other.scale_)
+    return unscaled_ < other.unscaled_ ? -1
+                                       : (unscaled_ > other.unscaled_ ? 1 : 0);
   auto sign = [](int128 x) { return x < 0 ? -1 : (x > 0 ? 1 : 0); };
   auto sa = sign(unscaled_);
   auto sb = sign(other.unscaled_);
@@ -272,9 +276,12 @@ void decimal_sum::add(const decimal& x) noexcept {
   if (overflow_)
     return;
   auto s = std::max<int>(scale_, x.scale());
-  // min and max bound every earlier input, so checking them checks all.
-  if (count_ == std::numeric_limits<std::uint64_t>::max() || !fits_at(x, s)
-      || (count_ > 0 && (!fits_at(min_, s) || !fits_at(max_, s)))) {
+  // min and max bound every earlier input, so checking them checks all; they
+  // fit at scale_ already, so only a larger scale needs the check.
+  if (count_ == std::numeric_limits<std::uint64_t>::max()
+      || magnitude(x.unscaled()) >= pow10(decimal::max_digits - (s - x.scale()))
+      || (count_ > 0 && s > scale_
+          && (!fits_at(min_, s) || !fits_at(max_, s)))) {
     overflow_ = true;
     return;
   }

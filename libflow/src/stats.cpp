@@ -4,6 +4,10 @@
 #include <cstring>
 #include <limits>
 
+#if defined(__SSE2__)
+#  include <emmintrin.h>
+#endif
+
 namespace flow {
 
 namespace {
@@ -44,10 +48,40 @@ void double_stats::add(double x) noexcept {
 void double_stats::add(const double* xs, std::size_t n) noexcept {
   moments_.add(xs, n);
   // `x < lo ? x : lo` is exactly what minpd computes (NaN and equal zeros
-  // keep lo), so this loop vectorises; NaN never enters lo or hi.
-  auto lo = std::numeric_limits<double>::infinity();
-  auto hi = -lo;
-  for (std::size_t i = 0; i < n; ++i) {
+  // keep lo), so NaN never enters lo or hi. GCC will not vectorise a
+  // floating-point min reduction without -ffinite-math-only and
+  // -fno-signed-zeros, so on x86-64 the lanes are written with SSE2 (the
+  // baseline): the set of values is the same, hence the minimum (up to the
+  // sign of zero, fixed below).
+  auto inf = std::numeric_limits<double>::infinity();
+  auto lo = inf;
+  auto hi = -inf;
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  __m128d lo4[4];
+  __m128d hi4[4];
+  for (int j = 0; j < 4; ++j) {
+    lo4[j] = _mm_set1_pd(inf);
+    hi4[j] = _mm_set1_pd(-inf);
+  }
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 4; ++j) {
+      auto x = _mm_loadu_pd(xs + i + 2 * j);
+      lo4[j] = _mm_min_pd(x, lo4[j]);
+      hi4[j] = _mm_max_pd(x, hi4[j]);
+    }
+  for (int j = 0; j < 4; ++j) {
+    double l[2];
+    double h[2];
+    _mm_storeu_pd(l, lo4[j]);
+    _mm_storeu_pd(h, hi4[j]);
+    for (int k = 0; k < 2; ++k) {
+      lo = l[k] < lo ? l[k] : lo;
+      hi = h[k] > hi ? h[k] : hi;
+    }
+  }
+#endif
+  for (; i < n; ++i) {
     lo = xs[i] < lo ? xs[i] : lo;
     hi = xs[i] > hi ? xs[i] : hi;
   }

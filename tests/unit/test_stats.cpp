@@ -224,6 +224,25 @@ TEST_CASE("double_stats: min and max ignore NaN and order signed zeros",
         CHECK(bits_of(z.min()) == bits_of(-0.0));
         CHECK(bits_of(z.max()) == bits_of(0.0));
       }
+  // Long enough for the packed min/max lanes: NaN inside a lane is skipped
+  // there too, and both zeros are ordered whatever lane they land in.
+  std::vector<double> lanes;
+  for (int i = 0; i < 1000; ++i)
+    lanes.push_back(i % 3 == 0 ? nan : (i % 3 == 1 ? 0.0 : -0.0));
+  lanes[500] = -2.5;
+  lanes[777] = 1e-310;
+  for (auto batch : test::batch_sizes) {
+    auto l = merged(lanes, 2, batch, 4);
+    CHECK(l.min() == -2.5);
+    CHECK(l.max() == 1e-310);
+    lanes[500] = 0.0;
+    lanes[777] = 0.0;
+    auto z = merged(lanes, 2, batch, 4);
+    CHECK(bits_of(z.min()) == bits_of(-0.0));
+    CHECK(bits_of(z.max()) == bits_of(0.0));
+    lanes[500] = -2.5;
+    lanes[777] = 1e-310;
+  }
   double_stats with_inf;
   std::vector<double> ys{1.0, inf, -inf};
   with_inf.add(ys.data(), ys.size());

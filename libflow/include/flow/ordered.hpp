@@ -161,8 +161,9 @@ public:
 /// and the sign would depend on arrival).
 ///
 /// Memory: at most 2k items (trimmed to the best k whenever 2k are held), so
-/// O(k) per key: 2k * (sizeof(V) + sizeof(P)) plus the vector; serialised as
-/// at most k items.
+/// O(k) per key: 2k * (sizeof(V) + sizeof(P)) plus the vector and one cached
+/// item; serialised as at most k items. After the first trim, items worse
+/// than the worst one kept are rejected with one comparison.
 template <class P, class V = std::int64_t>
 class top_k {
 public:
@@ -206,6 +207,10 @@ public:
       if (value == 0)
         value = 0;
     }
+    // After a trim, an item not better than the worst one kept has k items
+    // at least as good: it can never be in the result, so skip it.
+    if (trimmed_ && !before_worst(value, payload))
+      return;
     items_.emplace_back(std::move(value), std::move(payload));
     if (items_.size() >= 2 * k_)
       trim();
@@ -285,6 +290,7 @@ public:
       }
       x.k_ = static_cast<std::size_t>(k);
       x.items_ = std::move(loaded);
+      x.trimmed_ = false;
       return caf::error{};
     });
     return f(caf::meta::type_name("flow.top_k"), k, values, payloads, load);
@@ -308,12 +314,26 @@ private:
                      items_.begin() + static_cast<std::ptrdiff_t>(k_),
                      items_.end(), before);
     items_.resize(k_);
+    worst_ = *std::max_element(items_.begin(), items_.end(), before);
+    trimmed_ = true;
+  }
+
+  /// True when (value, payload) comes before `worst_`.
+  bool before_worst(const V& value, const P& payload) const {
+    if (value != worst_.first)
+      return value > worst_.first;
+    return payload < worst_.second;
   }
 
   /// How many items the result keeps.
   std::size_t k_ = default_k;
   /// Candidates, fewer than 2k, in no particular order.
   std::vector<item> items_;
+  /// Whether `worst_` holds the worst item kept by the last trim (a cache:
+  /// neither compared nor serialised).
+  bool trimmed_ = false;
+  /// The worst item kept by the last trim; later items must beat it.
+  item worst_{};
 };
 
 /// Aggregator state: counts over fixed buckets. With bounds b0 < b1 < ... <
