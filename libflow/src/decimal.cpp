@@ -194,8 +194,9 @@ caf::expected<decimal> parse_decimal(std::string_view text) {
   if (i < n && (text[i] == '+' || text[i] == '-'))
     negative = text[i++] == '-';
   int128 u = 0;
-  int significant = 0; // digits after the leading zeros
-  int fraction = 0;    // digits after the point
+  // 64-bit counters: no input is long enough to overflow them.
+  long significant = 0; // digits after the leading zeros
+  long fraction = 0;    // digits after the point
   bool any_digit = false;
   auto digits = [&](bool after_point) {
     for (; i < n && text[i] >= '0' && text[i] <= '9'; ++i) {
@@ -231,7 +232,7 @@ caf::expected<decimal> parse_decimal(std::string_view text) {
     if (negative_exponent)
       exponent = -exponent;
   }
-  if (i != n || fraction > 1000000)
+  if (i != n)
     return bad("not a decimal number");
   if (significant > decimal::max_digits)
     return bad("more than 38 significant digits");

@@ -205,8 +205,8 @@ inline bool operator>=(const decimal& x, const decimal& y) noexcept {
 /// larger scale is kept, so the result does not depend on the order.
 ///
 /// Memory: 24 bytes of sum, 8 of count, 2 * 32 of min and max, 2 of flags:
-/// sizeof is 112 bytes; serialised in 3 + 1 + 2 * 3 + 2 fields (about 75
-/// bytes).
+/// sizeof is 112 bytes; serialised in 68 bytes (3 limbs, count, 2 * 17
+/// bytes of min and max, scale, flag).
 class decimal_sum {
 public:
   /// An empty sum: count 0, sum 0 at scale 0.

@@ -343,8 +343,8 @@ private:
 /// int64 values are compared with the bounds exactly (not through a rounding
 /// conversion to double). No bounds: one bucket counting every non-NaN value.
 ///
-/// Memory: 8 bytes per bound and per bucket (16 n + 8 bytes of vectors, plus
-/// 56 bytes of object); serialised the same.
+/// Memory: 8 bytes per bound and per bucket (16 n + 8 bytes in two vectors,
+/// plus 64 bytes of object); serialised in about as many bytes.
 class histogram {
 public:
   /// No bounds: a single bucket.
