@@ -175,7 +175,7 @@ TEST_CASE("decimal_sum: sums exactly at the largest scale of the inputs",
   CHECK(to_string(*ab.min()) == "1.50");
 }
 
-TEST_CASE("decimal_sum: every split, batch size and merge order gives the "
+TEST_CASE("decimal_sum: every split and batch size and merge order gives the "
           "same state",
           "[decimal]") {
   auto xs = random_decimals(2, 100000);
@@ -202,7 +202,7 @@ TEST_CASE("decimal_sum: every split, batch size and merge order gives the "
       }
 }
 
-TEST_CASE("decimal_sum: overflow is reported, never wrapped or rounded",
+TEST_CASE("decimal_sum: overflow is reported and never wrapped or rounded",
           "[decimal]") {
   auto nines = dec(thirty_eight_nines.c_str());
   // A total beyond 38 digits is not ok, but the exact total survives: a later

@@ -75,7 +75,7 @@ bool load(std::vector<char> buf, S& out) {
 
 } // namespace
 
-TEST_CASE("first_by/last_by: the extreme order wins, ties by payload, for "
+TEST_CASE("first_by/last_by: the extreme order wins with ties by payload for "
           "every split",
           "[ordered]") {
   auto xs = tied_rows(1, 20000);
@@ -162,7 +162,7 @@ TEST_CASE("top_k: the k best items for every split and merge order",
   CHECK((top_k<key, double>::state_name() == "flow.top_k<key,f64>"));
 }
 
-TEST_CASE("top_k: parameters are checked, floats are made comparable",
+TEST_CASE("top_k: parameters are checked and floats are made comparable",
           "[ordered]") {
   CHECK_THROWS_AS(top_k<std::string>{0}, std::invalid_argument);
   top_k<std::string> three{3};

@@ -179,7 +179,7 @@ TEST_CASE("double_stats: mean and sample stddev match exact fractions",
                      - 0x1.cc36a184c5236p+791));
 }
 
-TEST_CASE("double_stats: every split, batch size and merge order gives the "
+TEST_CASE("double_stats: every split and batch size and merge order gives the "
           "same bits",
           "[double_stats]") {
   const auto spread = generate(32, 20000, 1023 - 400, 1023 + 400);
