@@ -146,3 +146,156 @@ bool double_stats::consistent() const noexcept {
 }
 
 } // namespace flow
+
+// -- int_moments ---------------------------------------------------------------
+
+namespace flow {
+
+namespace {
+
+using uint128 = unsigned __int128;
+using limbs4 = std::array<std::uint64_t, 4>;
+
+/// x += y (same number of limbs; the callers bound the result).
+template <std::size_t N, std::size_t M>
+void add_limbs(std::array<std::uint64_t, N>& x,
+               const std::array<std::uint64_t, M>& y) noexcept {
+  uint128 carry = 0;
+  for (std::size_t i = 0; i < N; ++i) {
+    auto t = static_cast<uint128>(x[i]) + (i < M ? y[i] : 0) + carry;
+    x[i] = static_cast<std::uint64_t>(t);
+    carry = t >> 64;
+  }
+}
+
+/// The 256-bit product of two 128-bit numbers.
+limbs4 square(uint128 a) noexcept {
+  auto lo = static_cast<std::uint64_t>(a);
+  auto hi = static_cast<std::uint64_t>(a >> 64);
+  auto ll = static_cast<uint128>(lo) * lo;
+  auto lh = static_cast<uint128>(lo) * hi;
+  auto hh = static_cast<uint128>(hi) * hi;
+  limbs4 r{static_cast<std::uint64_t>(ll), static_cast<std::uint64_t>(ll >> 64),
+           static_cast<std::uint64_t>(hh), static_cast<std::uint64_t>(hh >> 64)};
+  // + 2 lh 2^64
+  for (int k = 0; k < 2; ++k)
+    add_limbs(r, std::array<std::uint64_t, 4>{
+                   0, static_cast<std::uint64_t>(lh),
+                   static_cast<std::uint64_t>(lh >> 64), 0});
+  return r;
+}
+
+/// x * m for a 192-bit x: 256 bits.
+limbs4 times(const std::array<std::uint64_t, 3>& x, std::uint64_t m) noexcept {
+  limbs4 r{};
+  uint128 carry = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto t = static_cast<uint128>(x[i]) * m + carry;
+    r[i] = static_cast<std::uint64_t>(t);
+    carry = t >> 64;
+  }
+  r[3] = static_cast<std::uint64_t>(carry);
+  return r;
+}
+
+/// x - y; the sign of the result (false when x < y).
+bool subtract(limbs4& x, const limbs4& y) noexcept {
+  std::uint64_t borrow = 0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto t = static_cast<uint128>(x[i]) - y[i] - borrow;
+    x[i] = static_cast<std::uint64_t>(t);
+    borrow = static_cast<std::uint64_t>(t >> 64) & 1;
+  }
+  return borrow == 0;
+}
+
+/// The value rounded to a long double from its leading 128 bits (the limbs
+/// below weigh less than 2^-64 of it).
+long double to_long_double(const limbs4& x) noexcept {
+  int top = 3;
+  while (top > 0 && x[static_cast<std::size_t>(top)] == 0)
+    --top;
+  if (top == 0)
+    return static_cast<long double>(x[0]);
+  auto lead = (static_cast<uint128>(x[static_cast<std::size_t>(top)]) << 64)
+              | x[static_cast<std::size_t>(top - 1)];
+  return std::ldexp(static_cast<long double>(lead), 64 * (top - 1));
+}
+
+} // namespace
+
+void int_moments::add(std::int64_t x) noexcept {
+  sum_ += x;
+  auto sq = static_cast<uint128>(static_cast<int128>(x) * x);
+  add_limbs(sumsq_, std::array<std::uint64_t, 2>{
+                      static_cast<std::uint64_t>(sq),
+                      static_cast<std::uint64_t>(sq >> 64)});
+  ++count_;
+}
+
+void int_moments::add(const std::int64_t* xs, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    add(xs[i]);
+}
+
+bool int_moments::merge(const int_moments& other) noexcept {
+  if (count_ > std::numeric_limits<std::uint64_t>::max() - other.count_)
+    return false;
+  sum_ += other.sum_;
+  add_limbs(sumsq_, other.sumsq_);
+  count_ += other.count_;
+  return true;
+}
+
+long double int_moments::numerator() const noexcept {
+  auto s1 = sum_ < 0 ? uint128{0} - static_cast<uint128>(sum_)
+                     : static_cast<uint128>(sum_);
+  auto d = times(sumsq_, count_);
+  if (!subtract(d, square(s1)))
+    return -1;
+  return to_long_double(d);
+}
+
+bool int_moments::consistent() const noexcept {
+  if (count_ == 0)
+    return sum_ == 0 && sumsq_ == std::array<std::uint64_t, 3>{};
+  return numerator() >= 0;
+}
+
+double int_moments::mean() const noexcept {
+  if (count_ == 0)
+    return std::numeric_limits<double>::quiet_NaN();
+  // |sum| < 2^127: the long double keeps its leading 64 bits.
+  return static_cast<double>(static_cast<long double>(sum_)
+                             / static_cast<long double>(count_));
+}
+
+double int_moments::variance_population() const noexcept {
+  if (count_ == 0)
+    return std::numeric_limits<double>::quiet_NaN();
+  auto n = static_cast<long double>(count_);
+  return static_cast<double>(numerator() / (n * n));
+}
+
+double int_moments::variance() const noexcept {
+  if (count_ < 2)
+    return std::numeric_limits<double>::quiet_NaN();
+  auto n = static_cast<long double>(count_);
+  return static_cast<double>(numerator() / (n * (n - 1)));
+}
+
+double int_moments::stddev_population() const noexcept {
+  if (count_ == 0)
+    return std::numeric_limits<double>::quiet_NaN();
+  auto n = static_cast<long double>(count_);
+  return static_cast<double>(std::sqrt(numerator()) / n);
+}
+
+double int_moments::stddev() const noexcept {
+  if (count_ < 2)
+    return std::numeric_limits<double>::quiet_NaN();
+  auto n = static_cast<long double>(count_);
+  return static_cast<double>(std::sqrt(numerator() / (n * (n - 1))));
+}
+
+} // namespace flow

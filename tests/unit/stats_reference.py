@@ -39,3 +39,15 @@ vs = (n * S2 - S1 * S1) / (n * (n - 1))
 print("spread sum", math.fsum(spread).hex(), "mean", float(S1 / n).hex(),
       "variance", float(vs).hex(), "stddev", dsqrt(vs).hex())
 print("million 0.1", math.fsum([0.1] * 1000000).hex())
+# int_moments: int64 values, arithmetic shift of splitmix outputs, plus the
+# extremes; and 10^15 + k for k in [-1000, 1000] (a tiny variance).
+def s64(u): return u - (1 << 64) if u >> 63 else u
+g = SM(41)
+ints = [s64(g.next()) >> (i % 64) for i in range(20000)] + [-(1 << 63), (1 << 63) - 1]
+g = SM(42)
+near = [10**15 + (g.next() % 2001) - 1000 for _ in range(20000)]
+for name, xs in (("ints", ints), ("near", near)):
+    n = len(xs); S1 = sum(xs); S2 = sum(x * x for x in xs)
+    vs = Fraction(n * S2 - S1 * S1, n * (n - 1)); vp = Fraction(n * S2 - S1 * S1, n * n)
+    print(name, "mean", float(Fraction(S1, n)).hex(), "variance", float(vs).hex(),
+          "stddev", dsqrt(vs).hex(), "stddev_population", dsqrt(vp).hex())

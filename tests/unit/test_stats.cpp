@@ -316,3 +316,127 @@ TEST_CASE("double_stats: a CAF binary round trip keeps the state and a "
   caf::binary_deserializer source{nullptr, eb};
   CHECK(source(rejected));
 }
+
+namespace {
+
+/// Distance in ulps between two finite doubles of the same sign.
+std::int64_t ulps(double x, double y) {
+  auto a = static_cast<std::int64_t>(bits_of(std::fabs(x)));
+  auto b = static_cast<std::int64_t>(bits_of(std::fabs(y)));
+  return std::signbit(x) == std::signbit(y)
+           ? (a > b ? a - b : b - a)
+           : std::numeric_limits<std::int64_t>::max();
+}
+
+/// The reference script's int64 data: shifted splitmix outputs and the
+/// extremes.
+std::vector<std::int64_t> wide_ints() {
+  splitmix g{41};
+  std::vector<std::int64_t> xs;
+  for (int i = 0; i < 20000; ++i)
+    xs.push_back(static_cast<std::int64_t>(g.next()) >> (i % 64));
+  xs.push_back(std::numeric_limits<std::int64_t>::min());
+  xs.push_back(std::numeric_limits<std::int64_t>::max());
+  return xs;
+}
+
+/// 10^15 + k, k in [-1000, 1000]: the textbook formula in doubles cancels.
+std::vector<std::int64_t> near_ints() {
+  splitmix g{42};
+  std::vector<std::int64_t> xs;
+  for (int i = 0; i < 20000; ++i)
+    xs.push_back(1000000000000000
+                 + static_cast<std::int64_t>(g.next() % 2001) - 1000);
+  return xs;
+}
+
+} // namespace
+
+TEST_CASE("int_moments: within 1 ulp of exact fractions and the same bits for "
+          "every split",
+          "[int_moments]") {
+  struct expected {
+    std::vector<std::int64_t> xs;
+    double mean;
+    double variance;
+    double stddev;
+    double stddev_population;
+  };
+  std::vector<expected> sets{
+    {wide_ints(), -0x1.1bd768283d04ep+51, 0x1.cd10b49efe297p+118,
+     0x1.578f12e7b19a6p+59, 0x1.578ce011430c8p+59},
+    {near_ints(), 0x1.c6bf52633ffddp+49, 0x1.47eb77a828f5dp+18,
+     0x1.21bca50c1aeaap+9, 0x1.21baca561ffc7p+9}};
+  for (const auto& e : sets) {
+    int_moments m;
+    m.add(e.xs.data(), e.xs.size());
+    CHECK(m.count() == e.xs.size());
+    CHECK(ulps(m.mean(), e.mean) <= 1);
+    CHECK(ulps(m.variance(), e.variance) <= 1);
+    CHECK(ulps(m.stddev(), e.stddev) <= 1);
+    CHECK(ulps(m.stddev_population(), e.stddev_population) <= 1);
+    for (auto parts : test::part_counts)
+      for (auto batch : test::batch_sizes) {
+        auto s = test::split_and_merge(
+          e.xs, parts, batch, 3, int_moments{},
+          [](int_moments& st, std::int64_t x) { st.add(x); },
+          [](int_moments& st, const std::int64_t* p, std::size_t n) {
+            st.add(p, n);
+          });
+        CHECK(s == m);
+        CHECK(bits_of(s.mean()) == bits_of(m.mean()));
+        CHECK(bits_of(s.stddev()) == bits_of(m.stddev()));
+      }
+  }
+  int_moments empty;
+  CHECK(std::isnan(empty.mean()));
+  CHECK(std::isnan(empty.stddev_population()));
+  int_moments one;
+  one.add(-5);
+  CHECK(one.mean() == -5.0);
+  CHECK(one.stddev_population() == 0.0);
+  CHECK(std::isnan(one.stddev()));
+  CHECK(int_moments::state_name() == "flow.int_moments");
+}
+
+TEST_CASE("int_moments: serialises and refuses a count past 2^64 - 1",
+          "[int_moments][serialization]") {
+  int_moments m;
+  auto xs = near_ints();
+  m.add(xs.data(), xs.size());
+  std::vector<char> buf;
+  caf::binary_serializer{nullptr, buf}(m);
+  // Sum (16), sum of squares (24), count (8).
+  REQUIRE(buf.size() == 48);
+  int_moments loaded;
+  {
+    caf::binary_deserializer source{nullptr, buf};
+    REQUIRE(!source(loaded));
+  }
+  CHECK(loaded == m);
+  // The largest count: still consistent (n S2 >= S1^2), but one more value
+  // cannot be counted.
+  auto full = buf;
+  std::fill(full.begin() + 40, full.end(), static_cast<char>(0xff));
+  int_moments big;
+  {
+    caf::binary_deserializer source{nullptr, full};
+    REQUIRE(!source(big));
+  }
+  CHECK(big.count() == std::numeric_limits<std::uint64_t>::max());
+  auto before = big;
+  CHECK(!big.merge(m));
+  CHECK(big == before);
+  // No values but a sum, or a sum of squares too small for the sum.
+  auto bad = buf;
+  std::fill(bad.begin() + 40, bad.end(), char{0});
+  int_moments rejected;
+  {
+    caf::binary_deserializer source{nullptr, bad};
+    CHECK(source(rejected));
+  }
+  bad = buf;
+  std::fill(bad.begin() + 16, bad.begin() + 40, char{0});
+  caf::binary_deserializer source{nullptr, bad};
+  CHECK(source(rejected));
+}

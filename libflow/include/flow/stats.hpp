@@ -5,6 +5,7 @@
 /// deviation of doubles, mergeable with results that do not depend on the
 /// split.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -13,6 +14,7 @@
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "flow/aggregate.hpp"
 #include "flow/detail/double_bits.hpp"
 #include "flow/error.hpp"
 #include "flow/exact_sum.hpp"
@@ -156,6 +158,112 @@ private:
   double min_ = __builtin_inf();
   /// Largest non-NaN value; -inf while there is none.
   double max_ = -__builtin_inf();
+};
+
+/// Aggregator state of int64 values: count, exact sum and exact sum of
+/// squares, for the mean, variance and standard deviation of integers (the
+/// sum, min and max themselves are `flow::aggregate`'s). Exact for up to
+/// 2^64 - 1 values: the sum in 128 bits, the sum of squares in 192;
+/// n S2 - S1^2 is formed exactly in 256 bits, so every result depends on the
+/// multiset of values only and is bit-identical for every split.
+///
+/// Rounding: the 256-bit numerator's leading 128 bits go to a long double
+/// (64-bit mantissa), then at most three long double operations and one
+/// rounding to double: well within 1 ulp of the exact value. `variance()` and
+/// `stddev()` are SAMPLE statistics (n - 1; NaN below two values), the
+/// `_population` ones divide by n (NaN when empty); `mean()` is NaN when
+/// empty.
+///
+/// Memory: 16 + 24 + 8 = 48 bytes; serialised in 48 bytes.
+class int_moments {
+public:
+  /// An empty state.
+  int_moments() noexcept = default;
+
+  /// Registry name of the state type.
+  static std::string state_name() {
+    return "flow.int_moments";
+  }
+
+  /// Adds one value.
+  void add(std::int64_t x) noexcept;
+
+  /// Adds `n` values starting at `xs`.
+  void add(const std::int64_t* xs, std::size_t n) noexcept;
+
+  /// Merges another state. Returns false, leaving this state unchanged, when
+  /// the count would pass 2^64 - 1.
+  [[nodiscard]] bool merge(const int_moments& other) noexcept;
+
+  /// Number of values.
+  std::uint64_t count() const noexcept {
+    return count_;
+  }
+
+  /// The exact sum.
+  int128 sum() const noexcept {
+    return sum_;
+  }
+
+  /// sum / n; NaN when empty.
+  double mean() const noexcept;
+
+  /// Sample variance (divisor n - 1); NaN below two values.
+  double variance() const noexcept;
+
+  /// Sample standard deviation (divisor n - 1); NaN below two values.
+  double stddev() const noexcept;
+
+  /// Population variance (divisor n); NaN when empty.
+  double variance_population() const noexcept;
+
+  /// Population standard deviation (divisor n); NaN when empty.
+  double stddev_population() const noexcept;
+
+  /// Equal when count and both exact sums are equal.
+  friend bool operator==(const int_moments& x, const int_moments& y) noexcept {
+    return x.sum_ == y.sum_ && x.sumsq_ == y.sumsq_ && x.count_ == y.count_;
+  }
+
+  /// Negation of `==`.
+  friend bool operator!=(const int_moments& x, const int_moments& y) noexcept {
+    return !(x == y);
+  }
+
+  /// Inspection: the sum as two 64-bit halves, the three limbs of the sum of
+  /// squares, the count. Loading rejects sums no data has (a nonzero sum
+  /// without values, or n S2 < S1^2).
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 int_moments& x) {
+    auto hi = static_cast<std::int64_t>(x.sum_ >> 64);
+    auto lo = static_cast<std::uint64_t>(x.sum_);
+    auto load = caf::meta::load_callback([&]() -> caf::error {
+      x.sum_ = static_cast<int128>(
+        (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
+        | lo);
+      if (!x.consistent())
+        return make_error(errc::protocol_violation,
+                          "int_moments: inconsistent state");
+      return caf::error{};
+    });
+    return f(caf::meta::type_name("flow.int_moments"), hi, lo, x.sumsq_,
+             x.count_, load);
+  }
+
+private:
+  /// True when the sums could come from `count_` values.
+  bool consistent() const noexcept;
+
+  /// n S2 - S1^2 rounded to a long double; negative when inconsistent.
+  long double numerator() const noexcept;
+
+  /// Exact sum of the values.
+  int128 sum_ = 0;
+  /// Exact sum of the squares, 192 bits, least significant limb first.
+  std::array<std::uint64_t, 3> sumsq_{};
+  /// Number of values.
+  std::uint64_t count_ = 0;
 };
 
 } // namespace flow
