@@ -1,6 +1,7 @@
 #include "flow/quantiles.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -229,9 +230,41 @@ std::vector<std::vector<double>> kll::sorted_levels() const {
   return levels;
 }
 
+std::vector<std::vector<std::uint64_t>> kll::level_bits() const {
+  std::vector<std::vector<std::uint64_t>> out;
+  for (auto& lv : sorted_levels()) {
+    auto& bits = out.emplace_back();
+    bits.reserve(lv.size());
+    for (auto x : lv)
+      bits.push_back(bits_of(x));
+  }
+  return out;
+}
+
+std::uint64_t kll::bits_of(double x) noexcept {
+  std::uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
 caf::error kll::load(std::uint32_t k, std::uint64_t n, std::uint64_t nan,
-                     std::uint64_t rng, double lo, double hi,
-                     std::vector<std::vector<double>> levels) {
+                     std::uint64_t rng, std::uint64_t lo_bits,
+                     std::uint64_t hi_bits,
+                     const std::vector<std::vector<std::uint64_t>>& level_bits) {
+  auto to_double = [](std::uint64_t u) {
+    double x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+  };
+  auto lo = to_double(lo_bits);
+  auto hi = to_double(hi_bits);
+  std::vector<std::vector<double>> levels;
+  for (auto& bits : level_bits) {
+    auto& lv = levels.emplace_back();
+    lv.reserve(bits.size());
+    for (auto u : bits)
+      lv.push_back(to_double(u));
+  }
   auto fail = [](const char* what) {
     return make_error(errc::protocol_violation, std::string{"kll: "} + what);
   };

@@ -191,21 +191,23 @@ public:
   // -- serialisation ----------------------------------------------------------
 
   /// Inspection: k, the counts, the extremes, the generator state and each
-  /// level sorted (so equal sketches serialise to equal bytes). Loading
-  /// rejects a k out of range, NaN items, items outside [min, max], levels
-  /// whose weights do not add up to the count, and more items than the
-  /// sketch would hold.
+  /// level sorted (so equal sketches serialise to equal bytes). Doubles
+  /// travel as their IEEE bit patterns: CAF 0.17's portable double encoding
+  /// loops forever on an infinity, which a sketch may hold. Loading rejects a
+  /// k out of range, NaN items, items outside [min, max], levels whose
+  /// weights do not add up to the count, and more items than the sketch
+  /// would hold.
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, kll& x) {
     auto k = x.k_;
     auto n = x.n_;
     auto nan = x.nan_;
     auto rng = x.rng_;
-    auto lo = x.min_;
-    auto hi = x.max_;
-    auto levels = x.sorted_levels();
+    auto lo = bits_of(x.min_);
+    auto hi = bits_of(x.max_);
+    auto levels = x.level_bits();
     auto load = caf::meta::load_callback([&]() -> caf::error {
-      return x.load(k, n, nan, rng, lo, hi, std::move(levels));
+      return x.load(k, n, nan, rng, lo, hi, levels);
     });
     return f(caf::meta::type_name("flow.kll"), k, n, nan, rng, lo, hi, levels,
              load);
@@ -235,10 +237,17 @@ private:
   /// The (value, weight) pairs of every level, sorted by value.
   std::vector<std::pair<double, std::uint64_t>> weighted() const;
 
+  /// Each level's items, sorted, as bit patterns.
+  std::vector<std::vector<std::uint64_t>> level_bits() const;
+
+  /// The bit pattern of `x`.
+  static std::uint64_t bits_of(double x) noexcept;
+
   /// Validates loaded fields and replaces the state with them.
   caf::error load(std::uint32_t k, std::uint64_t n, std::uint64_t nan,
-                  std::uint64_t rng, double lo, double hi,
-                  std::vector<std::vector<double>> levels);
+                  std::uint64_t rng, std::uint64_t lo_bits,
+                  std::uint64_t hi_bits,
+                  const std::vector<std::vector<std::uint64_t>>& level_bits);
 
   // -- state ------------------------------------------------------------------
 
