@@ -77,7 +77,12 @@ std::uint64_t hash64(const key& x) noexcept {
 // -- distinct_count -----------------------------------------------------------
 
 void distinct_count::add(std::string_view x) {
-  strings_.emplace(x);
+  // Look up before inserting: emplace would build (and for a long string
+  // allocate) a node for every repeated value before finding it. The
+  // temporary string is free for short strings (small-string optimisation).
+  std::string s{x};
+  if (strings_.find(s) == strings_.end())
+    strings_.insert(std::move(s));
 }
 
 void distinct_count::add(const key& x) {

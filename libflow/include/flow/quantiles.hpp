@@ -31,9 +31,10 @@ namespace flow {
 /// - Rank error: for the default k = 400 the value returned by `quantile(q)`
 ///   has a true rank within 1 % of q * n (Apache DataSketches gives
 ///   2.446 / k^0.9433 = 0.86 % at 99 % confidence for the worst rank of a
-///   sketch; the tests measured at most 0.5 % over skewed and
-///   duplicate-heavy data up to 10^6 values, also after merges in random
-///   orders). "True rank within" counts duplicates generously: the value's
+///   sketch; the tests measured at most 0.34 % at the quantiles 0, .01,
+///   .05, .1, .25, .5, .75, .9, .95, .99 and 1 of exponential, lognormal,
+///   Zipf, ten-valued and sorted data up to 10^6 values, also after merges
+///   of 2 and 7 partial sketches in random orders). "True rank within" counts duplicates generously: the value's
 ///   ranks span [#{x < v}, #{x <= v}], and that interval comes within 1 % of
 ///   q * n.
 /// - Memory: at most about 3 k + 8 * levels items: about 1300 doubles (10 KiB)
