@@ -86,14 +86,22 @@ void* operator new(std::size_t size) {
   return p;
 }
 
-void operator delete(void* p) noexcept {
+namespace {
+
+void release(void* p) noexcept {
   if (p != nullptr)
     heap_bytes -= malloc_usable_size(p) + 8;
   std::free(p);
 }
 
+} // namespace
+
+void operator delete(void* p) noexcept {
+  release(p);
+}
+
 void operator delete(void* p, std::size_t) noexcept {
-  operator delete(p);
+  release(p);
 }
 
 namespace {

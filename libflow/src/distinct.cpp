@@ -77,19 +77,20 @@ std::uint64_t hash64(const key& x) noexcept {
 // -- distinct_count -----------------------------------------------------------
 
 void distinct_count::add(std::string_view x) {
-  // Look up before inserting: emplace would build (and for a long string
-  // allocate) a node for every repeated value before finding it. The
-  // temporary string is free for short strings (small-string optimisation).
-  std::string s{x};
-  if (strings_.find(s) == strings_.end())
-    strings_.insert(std::move(s));
+  add(std::string{x});
+}
+
+void distinct_count::add(const std::string& x) {
+  // insert(const value_type&) looks the value up before building a node, so
+  // a repeated string costs no allocation.
+  strings_.insert(x);
 }
 
 void distinct_count::add(const key& x) {
   if (x.is_int())
     add(x.as_int());
   else if (x.is_string())
-    add(std::string_view{x.as_string()});
+    add(x.as_string());
   else
     others_.insert(x);
 }

@@ -122,9 +122,7 @@ public:
   void add(std::string_view x);
 
   /// Adds a string.
-  void add(const std::string& x) {
-    add(std::string_view{x});
-  }
+  void add(const std::string& x);
 
   /// Adds a string (disambiguates string literals).
   void add(const char* x) {
