@@ -37,8 +37,10 @@ namespace flow {
 ///   of 2 and 7 partial sketches in random orders). "True rank within" counts duplicates generously: the value's
 ///   ranks span [#{x < v}, #{x <= v}], and that interval comes within 1 % of
 ///   q * n.
-/// - Memory: at most about 3 k + 8 * levels items: about 1300 doubles (10 KiB)
-///   at k = 400 for any n.
+/// - Memory: fewer than 3 k + 8 * levels items (about 1300 doubles, 10 KiB
+///   serialised, at k = 400 for any n); on the heap about twice that, since
+///   level 0 keeps room for the whole sketch and the other levels grow as
+///   vectors (bench/sketch_bench.cpp measures it).
 /// - Reproducible: compaction draws its random offsets from a splitmix64
 ///   generator held (and serialised) in the state, seeded with a constant, so
 ///   the same input order and merge order give the same state.
