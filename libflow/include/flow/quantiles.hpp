@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -107,6 +108,14 @@ public:
 
   /// Adds an integer, converted to the nearest double.
   void add(std::int64_t x) {
+    add(static_cast<double>(x));
+  }
+
+  /// Adds an integer of another integral type, converted to the nearest
+  /// double (without this, `add(5)` would be ambiguous).
+  template <class T, class = std::enable_if_t<std::is_integral_v<T>
+                                              && !std::is_same_v<T, bool>>>
+  void add(T x) {
     add(static_cast<double>(x));
   }
 
