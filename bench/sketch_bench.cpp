@@ -188,8 +188,8 @@ int main() {
     sink += s.quantile(0.5);
   });
 
-  std::printf("\nBytes of state per key (sizeof + heap), by distinct values "
-              "added\n\n");
+  std::printf("\nBytes of state per key (sizeof + heap), by values added (all "
+              "distinct)\n\n");
   std::printf("| %-26s | %10s | %10s | %10s | %10s | %10s |\n", "state", "0",
               "10", "1000", "100000", "1000000");
   std::printf("|----------------------------|------------|------------|"

@@ -139,6 +139,13 @@ void kll::compact(std::size_t h) {
   auto moved = (level.size() - keep) / 2;
   level.resize(keep);
   size_ -= moved;
+  // Memory: level 0 refills at once, so it keeps room for the whole sketch
+  // (it never holds more); a higher level is compacted rarely and would
+  // otherwise keep the largest capacity it ever had, about k items per level.
+  if (h == 0)
+    level.reserve(max_size_);
+  else
+    level.shrink_to_fit();
 }
 
 bool kll::next_bit() noexcept {

@@ -236,6 +236,10 @@ TEST_CASE("kll: edge cases", "[kll]") {
   CHECK(small.quantile(0.5) == 50.0);
   CHECK(small.quantile(0.99) == 99.0);
   CHECK(small.quantile(0.001) == 1.0);
+  small.add(7); // an int
+  small.add(7u);
+  CHECK(small.count() == 102);
+  CHECK(small.rank(7.0) == Approx(9.0 / 102));
   // Different k refuse to merge and leave the sketch unchanged.
   kll other{200};
   other.add(1.0);
@@ -243,7 +247,7 @@ TEST_CASE("kll: edge cases", "[kll]") {
   CHECK(!small.merge(other));
   CHECK(small == before);
   CHECK(small.merge(small));
-  CHECK(small.count() == 200);
+  CHECK(small.count() == 204);
   CHECK_THROWS_AS(kll{7}, std::invalid_argument);
   CHECK_THROWS_AS(kll{70000}, std::invalid_argument);
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -37,8 +38,10 @@ namespace flow {
 ///   of 2 and 7 partial sketches in random orders). "True rank within" counts duplicates generously: the value's
 ///   ranks span [#{x < v}, #{x <= v}], and that interval comes within 1 % of
 ///   q * n.
-/// - Memory: at most about 3 k + 8 * levels items: about 1300 doubles (10 KiB)
-///   at k = 400 for any n.
+/// - Memory: fewer than 3 k + 8 * levels items (about 1300 doubles, 10 KiB
+///   serialised, at k = 400 for any n); on the heap about twice that, since
+///   level 0 keeps room for the whole sketch and the other levels grow as
+///   vectors (bench/sketch_bench.cpp measures it).
 /// - Reproducible: compaction draws its random offsets from a splitmix64
 ///   generator held (and serialised) in the state, seeded with a constant, so
 ///   the same input order and merge order give the same state.
@@ -105,6 +108,14 @@ public:
 
   /// Adds an integer, converted to the nearest double.
   void add(std::int64_t x) {
+    add(static_cast<double>(x));
+  }
+
+  /// Adds an integer of another integral type, converted to the nearest
+  /// double (without this, `add(5)` would be ambiguous).
+  template <class T, class = std::enable_if_t<std::is_integral_v<T>
+                                              && !std::is_same_v<T, bool>>>
+  void add(T x) {
     add(static_cast<double>(x));
   }
 
