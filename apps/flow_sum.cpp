@@ -19,6 +19,7 @@
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/json.hpp"
+#include "common/keyed_aggs.hpp"
 #include "common/job_runner.hpp"
 #include "common/test_hooks.hpp"
 #include "flow/flow.hpp"
@@ -227,8 +228,6 @@ int run_input(caf::actor_system& sys, const std::string& path,
   return r.ok ? exit_ok : exit_mismatch;
 }
 
-/// What --values reads.
-enum class value_type { int64, f64 };
 
 /// The outcome of summing doubles: libflow's exact sum next to the exact
 /// sequential reference and a plain loop (which depends on the order).
@@ -336,15 +335,95 @@ int run_input_doubles(caf::actor_system& sys, const std::string& path,
   return r.ok ? exit_ok : exit_mismatch;
 }
 
-/// Reads --values.
-value_type read_values(const arg_parser& args) {
-  auto& v = args.get("values");
-  if (v == "int")
-    return value_type::int64;
-  if (v == "double")
-    return value_type::f64;
-  throw usage_error("--values: " + quote_token(v)
-                    + " is not int, double or decimal");
+/// Sums the exact decimals of a file or stdin: the sum is exact at the
+/// largest scale of the inputs, and must equal a sequential exact sum.
+int run_input_decimals(caf::actor_system& sys, const std::string& path,
+                       const options& opts, bool json,
+                       dead_letter_file& dead) {
+  decimal_sum reference;
+  std::uint64_t size = 0;
+  double loop_s = 0;
+  auto src = tap(decimals_from_text_file(path),
+                 [&](const slice<decimal>& xs) {
+                   loop_s += time_seconds([&] {
+                     for (auto& x : xs)
+                       reference.add(x);
+                   });
+                   size += xs.size();
+                 });
+  aggregators aggs;
+  auto sum = aggs.add("sum", decimal_sum{});
+  stopwatch sw;
+  pipeline<decimal> p;
+  p.add(std::move(src), "input")
+        .aggregate_with(aggs)
+        .reduce(with_test_hooks<decimal>(
+          [sum](const batch_ref<decimal>& b, partial& out) {
+            out.state(b.label, sum).add(b.items.data(), b.items.size());
+          },
+          [](const decimal& x) -> std::optional<std::int64_t> {
+            if (x.scale() == 0)
+              return static_cast<std::int64_t>(x.unscaled());
+            return std::nullopt;
+          }))
+        .describe([](const decimal& x) { return to_string(x); })
+        .with(opts);
+  auto started = p.start(sys);
+  auto res = runner.wait(started, 0, path == "-" ? "stdin" : path);
+  auto flow_s = sw.seconds();
+  if (!res)
+    return runner.job_error(res.error());
+  auto& out = *res;
+  const decimal_sum* found = out.keys.empty() ? nullptr
+                                              : sum.find(out.keys.front().agg);
+  if (!reference.ok()) {
+    std::cerr << prog << ": error: overflow: the exact sum needs more than 38 "
+                         "digits\n";
+    return exit_mismatch;
+  }
+  auto got = found ? found->sum() : std::optional<decimal>{};
+  auto want = reference.sum();
+  bool ok = out.final && out.balanced() && out.rejected == 0
+            && out.dead_lettered == 0 && out.emitted == size
+            && out.aggregated == size
+            && (size == 0 ? out.keys.empty()
+                          : found != nullptr && *found == reference);
+  auto text = [](const std::optional<decimal>& x) {
+    return x ? to_string(*x) : std::string{"0"};
+  };
+  if (json) {
+    json_object obj;
+    obj.add("size", size)
+      .add("elements", out.emitted)
+      .add("values", "decimal")
+      .add_raw("sum", text(got))
+      .add_raw("reference_sum", text(want))
+      .add("ok", ok)
+      .add("loop_s", loop_s)
+      .add("libflow_s", flow_s);
+    add_counts(obj, out);
+    obj.add("partial", out.partial)
+      .add("abandoned", out.abandoned)
+      .add("batches", out.batches)
+      .add("workers", static_cast<std::uint64_t>(opts.reducers))
+      .add("batch_size", static_cast<std::uint64_t>(opts.batch_size));
+    std::cout << obj.str() << std::endl;
+  } else {
+    std::printf("%12s %42s %12s %8s %4s\n", "size", "sum", "libflow s",
+                "batches", "ok");
+    std::printf("%12llu %42s %12.6f %8llu %4s\n",
+                static_cast<unsigned long long>(size), text(got).c_str(),
+                flow_s, static_cast<unsigned long long>(out.batches),
+                out.partial ? "PART" : ok ? "yes" : "NO");
+    std::fflush(stdout);
+  }
+  auto dead_rc = runner.dead_letters(out, dead.path());
+  if (job_runner::stopped(out))
+    runner.exit_stopped(out, dead);
+  dead.close();
+  if (dead_rc != exit_ok)
+    return dead_rc;
+  return ok ? exit_ok : exit_mismatch;
 }
 
 int run(int argc, char** argv) {
@@ -383,7 +462,7 @@ int run(int argc, char** argv) {
     throw usage_error("--input and --sizes exclude each other");
   if (args.given("input") && args.get("input").empty())
     throw usage_error("--input: empty path (use '-' for stdin)");
-  auto values = read_values(args);
+  auto values = read_value_type(args.get("values"));
   if (values != value_type::int64 && !args.given("input"))
     throw usage_error("--values " + args.get("values") + " needs --input");
   std::vector<std::uint64_t> sizes;
@@ -395,6 +474,8 @@ int run(int argc, char** argv) {
     opts.reducers = flow::default_reducers();
   if (args.given("input") && values == value_type::f64)
     return run_input_doubles(sys, args.get("input"), opts, json, dead);
+  if (args.given("input") && values == value_type::decimal)
+    return run_input_decimals(sys, args.get("input"), opts, json, dead);
   if (args.given("input"))
     return run_input(sys, args.get("input"), opts, json, dead);
   return run_sizes(sys, sizes, seed, opts, json, dead);

@@ -189,7 +189,7 @@ keyed_aggs::keyed_aggs(value_type values, agg_list list)
     case value_type::int64:
       // sum, count, min, max and mean come from the built-in aggregate.
       if (list_.has("stddev"))
-        moments_ = aggs_.add("stddev", exact_moments{});
+        int_moments_ = aggs_.add("stddev", int_moments{});
       break;
     case value_type::f64:
       if (moments)
@@ -242,8 +242,8 @@ std::optional<keyed_aggs> keyed_aggs::from_reducer_name(const std::string& name,
 
 void keyed_aggs::add(aggregate& row, std::int64_t x) const {
   row.add(x);
-  if (moments_)
-    moments_->at(row).add(static_cast<double>(x));
+  if (int_moments_)
+    int_moments_->at(row).add(x);
   if (distinct_)
     distinct_->at(row).add(x);
   if (approx_)
@@ -256,11 +256,8 @@ void keyed_aggs::add(aggregate& row, const std::int64_t* xs,
                      std::size_t n) const {
   if (!row.merge(aggregate::of(xs, n)))
     throw std::overflow_error("a 128-bit sum left its range");
-  if (moments_) {
-    auto& m = moments_->at(row);
-    for (std::size_t i = 0; i < n; ++i)
-      m.add(static_cast<double>(xs[i]));
-  }
+  if (int_moments_)
+    int_moments_->at(row).add(xs, n);
   if (distinct_)
     distinct_->at(row).add(xs, n);
   if (approx_)
@@ -357,6 +354,10 @@ bool keyed_aggs::same(const aggregate& got, const aggregate& ref,
     why = "sum, count, min or max";
     return false;
   }
+  if (int_moments_ && !(int_moments_->of(got) == int_moments_->of(ref))) {
+    why = "stddev";
+    return false;
+  }
   if (moments_ && !(moments_->of(got) == moments_->of(ref))) {
     why = "stddev";
     return false;
@@ -432,7 +433,7 @@ std::string keyed_aggs::json_value(const std::string& name,
       if (name == "mean")
         return exact(int_mean(row));
       if (name == "stddev")
-        return exact(moments_->of(row).stddev_sample());
+        return exact(int_moments_->of(row).stddev());
       break;
     case value_type::f64: {
       auto& s = dstats_->of(row);

@@ -19,6 +19,7 @@
 #include "flow/keyed_value.hpp"
 #include "flow/quantiles.hpp"
 #include "flow/reducer.hpp"
+#include "flow/source.hpp"
 #include "flow/stats.hpp"
 
 namespace flow::apps {
@@ -138,6 +139,7 @@ private:
   value_type values_;
   agg_list list_;
   aggregators aggs_;
+  std::optional<column<int_moments>> int_moments_;
   std::optional<column<exact_moments>> moments_;
   std::optional<column<double_stats>> dstats_;
   std::optional<column<decimal_sum>> dsum_;

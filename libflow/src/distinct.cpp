@@ -71,7 +71,10 @@ std::uint64_t hash64(const key& x) noexcept {
     return hash64(x.as_int());
   if (x.is_string())
     return hash64(std::string_view{x.as_string()});
-  return detail::mix64(static_cast<std::uint64_t>(x.hash()));
+  // A composite key: its encoding (as_string(), see key.hpp) is canonical
+  // and platform-independent; the constant keeps it apart from the string
+  // with the same bytes.
+  return hash64(std::string_view{x.as_string()}) ^ 0x6a09e667f3bcc909ULL;
 }
 
 // -- distinct_count -----------------------------------------------------------

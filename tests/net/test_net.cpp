@@ -35,6 +35,7 @@
 using flow::test::json_field;
 using flow::test::lines_of;
 using flow::test::run_program;
+using flow::test::temp_file;
 
 namespace {
 
@@ -199,6 +200,66 @@ TEST_CASE("net: a manager and two worker nodes over mutual TLS give the "
   CHECK(w1.wait() == 1);
   CHECK(w2.wait() == 1);
   CHECK(slurp(w1.err).find("lost the manager") != std::string::npos);
+}
+
+TEST_CASE("net: --values double and decimal with --agg through a worker "
+          "node give the in-process result bit for bit",
+          "[net][aggregates]") {
+  auto& c = the_certs();
+  // Data that breaks naive summation, and exact decimals of mixed scales.
+  std::string doubles;
+  std::string decimals;
+  for (int i = 0; i < 3000; ++i) {
+    auto k = "k" + std::to_string(i % 3);
+    doubles += k + " 1e308\n" + k + " 0.1\n" + k + " -1e308\n" + k + " "
+               + std::to_string(i) + "e-300\n";
+    decimals += k + " " + std::to_string(i) + ".25\n" + k + " -0.001\n";
+  }
+  const std::string aggs = "sum,count,mean,stddev,min,max,p95,count_distinct,"
+                           "approx_distinct";
+  for (auto [values, text] : {std::pair{"double", doubles},
+                              std::pair{"decimal", decimals}}) {
+    INFO("--values " << values);
+    auto path = temp_file(text);
+    std::vector<std::string> job{keyed,      "--input", path,   "--values",
+                                 values,     "--agg",   aggs,   "--json",
+                                 "--batch",  "64",      "--workers", "1"};
+    auto local = run_program(keyed, {"--input", path, "--values", values,
+                                     "--agg", aggs, "--json"});
+    REQUIRE(local.rc == 0);
+    // The manager's own reducer sleeps on every batch (the hook is read when
+    // the program starts; the worker node's reducers have none), so the
+    // node's reducers surely get batches.
+    ::setenv("FLOW_TEST_REDUCER_DELAY_MS", "20", 1);
+    child manager{with(with(job, {"--listen", "127.0.0.1:0", "--min-workers",
+                                  "1"}),
+                       c.tls("manager")),
+                  std::string{"agg-manager-"} + values};
+    ::unsetenv("FLOW_TEST_REDUCER_DELAY_MS");
+    auto port = wait_for_port(manager);
+    child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                   "--reducers", "2", "--name", "w1"},
+                  c.tls("w1")),
+             std::string{"agg-w1-"} + values};
+    auto rc = manager.wait();
+    auto out = slurp(manager.out);
+    INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err));
+    CHECK(rc == 0);
+    CHECK(all_ok(out));
+    CHECK(remote_batches(out) > 0);
+    for (auto field : {"sum", "mean", "stddev", "min", "max",
+                       "count_distinct", "approx_distinct", "count"}) {
+      std::vector<std::string> got;
+      std::vector<std::string> want;
+      for (auto& line : lines_of(out))
+        got.push_back(json_field(line, "key") + json_field(line, field));
+      for (auto& line : lines_of(local.out))
+        want.push_back(json_field(line, "key") + json_field(line, field));
+      INFO(field);
+      CHECK(got == want);
+    }
+    w1.wait();
+  }
 }
 
 TEST_CASE("net: a worker node killed mid-job, its batches are dispatched "

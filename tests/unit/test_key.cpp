@@ -237,7 +237,7 @@ TEST_CASE("key: composites order after ints and strings and render as tuples",
   CHECK(set.size() == 1);
 }
 
-TEST_CASE("key: composite keys survive a binary round trip; invalid encodings "
+TEST_CASE("key: composite keys survive a binary round trip and invalid encodings "
           "are refused",
           "[key][composite][serialization]") {
   auto k = key::composite({std::string("a\0b", 3), -7, false, {}});

@@ -20,8 +20,10 @@
 ///   `estimate()`, `quantile(q)`, ...);
 /// - `static std::string state_name()`: the unique name it is registered
 ///   under (worker nodes and the manager find the type by it);
-/// - optionally `bool ok() const`: false once an `add` could not be
-///   represented (sticky); the job then fails with `errc::overflow`;
+/// - optionally `bool ok() const`: false when the state cannot represent its
+///   result (a decimal sum beyond 38 digits); checked on the final states, so
+///   the job fails with `errc::overflow` exactly when the data's result does
+///   not fit, whatever the split;
 /// - a CAF `inspect` function, so the state travels to and from worker nodes
 ///   and into sinks. A state type without one works in local jobs and refuses
 ///   distribution (`pipeline::distribute_as`) with `errc::not_serializable`.

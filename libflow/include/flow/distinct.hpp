@@ -68,9 +68,9 @@ std::uint64_t hash64(double x) noexcept;
 /// platform-independent.
 std::uint64_t hash64(std::string_view x) noexcept;
 
-/// The 64-bit hash of a key: `hash64` of its integer or its string. Any other
-/// key (a composite key) hashes through `key::hash()`, which is stable within
-/// one build but not across builds or platforms.
+/// The 64-bit hash of a key: `hash64` of its integer or its string; a
+/// composite key hashes its canonical encoding (fixed and
+/// platform-independent too).
 std::uint64_t hash64(const key& x) noexcept;
 
 /// The bit pattern a double is counted by: +0.0 for -0.0, the default quiet

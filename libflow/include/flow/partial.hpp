@@ -103,15 +103,11 @@ public:
     return reasons_;
   }
 
-  /// True when merging pre-folded aggregates overflowed, or an aggregator
-  /// state could not represent an addition (see flow/aggregator.hpp).
+  /// True when merging pre-folded aggregates overflowed. (Aggregator states
+  /// report overflow through `ok()`, which the manager checks on the final
+  /// states.)
   bool overflowed() const noexcept {
-    if (overflow_)
-      return true;
-    for (auto& e : entries_)
-      if (!e.second.states.ok())
-        return true;
-    return false;
+    return overflow_;
   }
 
   /// The whole row of key `k` (created empty when absent): the built-in

@@ -215,6 +215,18 @@ void check_complete(manager_actor_t* self) {
         return;
   if (!check_accounting(self))
     return;
+  // Checked once, on the final states: a decimal sum past 38 digits that
+  // later values bring back is fine, so the outcome depends on the data
+  // only, not on how it was split.
+  for (auto& [k, agg] : st.aggregates) {
+    if (!agg.states.ok()) {
+      fail(self, errc::overflow,
+           "the aggregate of key '" + to_string(k)
+             + "' left the exact range of an aggregator state (for example "
+               "a decimal sum beyond 38 digits)");
+      return;
+    }
+  }
   if (st.stopping) {
     // A stopped job has drained: deliver what it has, marked partial.
     auto res = make_result(st, false);
@@ -382,7 +394,9 @@ bool merge_partial(manager_actor_t* self, const batch& b, const partial_msg& p,
     return false;
   }
   if (p.overflow) {
-    fail(self, errc::overflow, what() + ": a partial aggregate overflowed");
+    fail(self, errc::overflow,
+         what() + ": a partial aggregate overflowed (a 128-bit sum or an "
+                  "aggregator state left its exact range)");
     return false;
   }
   for (auto& [k, agg] : p.entries) {
