@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
@@ -88,6 +89,7 @@ public:
   virtual bool exhausted() const = 0;
   virtual bool blocking() const = 0;
   virtual std::string name() const = 0;
+  virtual std::optional<std::uint64_t> size_hint() const = 0;
 };
 
 template <class T>
@@ -135,6 +137,10 @@ public:
 
   std::string name() const override {
     return src_->name();
+  }
+
+  std::optional<std::uint64_t> size_hint() const override {
+    return src_->size_hint();
   }
 
 private:
