@@ -18,6 +18,7 @@
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/net_options.hpp"
+#include "common/watch.hpp"
 #include "flow/error.hpp"
 #include "flow/net/net.hpp"
 #include "flow/types.hpp"
@@ -65,9 +66,11 @@ int run(int argc, char** argv) {
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "info");
   declare_net_options(args, false);
+  declare_watch_options(args);
   if (!args.parse(argc - 1, argv + 1))
     return exit_ok;
   apply_log_level(args.get("log-level"));
+  read_watch_options(args);
   if (!args.given("connect"))
     throw usage_error("--connect HOST:PORT is required");
   auto to = flow::net::parse_endpoint(args.get("connect"));
@@ -83,6 +86,10 @@ int run(int argc, char** argv) {
     gethostname(host, sizeof(host) - 1);
     name = std::string{host} + ":" + std::to_string(getpid());
   }
+  set_status_info("role", "worker node");
+  set_status_info("node", name);
+  set_status_info("manager", args.get("connect"));
+  set_status_info("reducers", std::to_string(reducers));
 #ifdef FLOW_HAS_PG
   flow::apps::register_etl_tasks(args.get("db"));
 #endif

@@ -38,9 +38,9 @@ h2 { font-size: 1.05em; margin: 1.2em 0 0.4em; border-bottom: 1px solid var(--li
 .box.wait { border: 2px dashed var(--warn); }
 .box.gone { border-style: dotted; opacity: 0.7; }
 .arrow { align-self: center; font-size: 1.4em; color: var(--mute); flex: 0 0 auto; }
-.bar { position: relative; height: 1.3em; border: 1px solid var(--line); }
+.bar { height: 0.9em; border: 1px solid var(--line); margin: 0.2em 0; }
 .bar > div { height: 100%; background: var(--bar); }
-.bar > span { position: absolute; left: 0.4em; top: 0; font-size: 0.85em; mix-blend-mode: difference; color: #fff; }
+.barlabel { font-size: 0.9em; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 0.15em 0.5em; border-bottom: 1px solid var(--line); }
 td.r, th.r { text-align: right; }
@@ -104,7 +104,9 @@ function bar(fraction, label) {
     "aria-valuenow": fraction === null ? "" : Math.round(100 * fraction),
     "aria-valuemin": "0", "aria-valuemax": "100"});
   var f = el("div"); f.style.width = (fraction === null ? 0 : 100 * fraction) + "%";
-  b.appendChild(f); b.appendChild(el("span", {}, label)); return b;
+  b.appendChild(f);
+  var wrap = el("div"); wrap.appendChild(b); wrap.appendChild(el("div", {"class": "barlabel num"}, label));
+  return wrap;
 }
 function tabs(jobs) {
   var t = $("tabs"); t.textContent = "";

@@ -210,6 +210,12 @@ std::string status_server::start(const settings& cfg) {
   d.http.set_read_timeout(5, 0);
   d.http.set_write_timeout(5, 0);
   d.http.set_keep_alive_max_count(1000);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // second server would share a port in use instead of failing.
+  d.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   d.routes(this);
   auto host = cfg.host;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
@@ -230,6 +236,10 @@ std::string status_server::start(const settings& cfg) {
                    "reach the address can read them",
                    address());
   d.listener = std::thread{[&d] { d.http.listen_after_bind(); }};
+  // httplib's stop() does nothing before the listening loop runs: wait for
+  // it, so that a stop right after start cannot leave the loop running.
+  for (int i = 0; i < 5000 && !d.http.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   d.sampler = std::thread{[&d] { d.run_sampler(); }};
   return {};
 }
