@@ -210,12 +210,15 @@ void read_watch_options(const arg_parser& args) {
 #endif
 }
 
+void name_log_job(const std::string& name) {
+  auto& st = state();
+  std::lock_guard<std::mutex> guard{st.mtx};
+  st.job_name = name;
+}
+
 void watch_job_status(const job& j, const std::string& name) {
   auto& st = state();
-  {
-    std::lock_guard<std::mutex> guard{st.mtx};
-    st.job_name = name;
-  }
+  name_log_job(name);
 #ifdef FLOW_HAS_STATUS
   if (st.server)
     st.server->watch(j, name);

@@ -26,6 +26,10 @@ void read_watch_options(const arg_parser& args);
 /// names it in JSON log lines.
 void watch_job_status(const job& j, const std::string& name);
 
+/// Names the job JSON log lines are about from now on (watch_job_status
+/// does too; call this before starting a job to name its first lines).
+void name_log_job(const std::string& name);
+
 /// Adds a field to the "process" object of /status (when serving).
 void set_status_info(const std::string& key, const std::string& value);
 
