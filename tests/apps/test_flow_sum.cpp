@@ -285,8 +285,8 @@ TEST_CASE("flow-sum: --help prints usage and exits 0", "[apps][flow-sum]") {
   CHECK(res.out.find("--input") != std::string::npos);
 }
 
-TEST_CASE("flow-sum: bad --status, --status-linger, --progress and "
-          "--log-format are usage errors",
+TEST_CASE("flow-sum: bad --status or --status-linger or --progress or "
+          "--log-format values are usage errors",
           "[apps][flow-sum][status]") {
   require_usage_error(run_program(prog, {"--sizes", "5", "--status", "8080"}),
                       {"--status", "HOST:PORT"});
@@ -309,7 +309,7 @@ TEST_CASE("flow-sum: bad --status, --status-linger, --progress and "
                       {"--status-linger"});
 }
 
-TEST_CASE("flow-sum: --status prints the address, the output stays the same",
+TEST_CASE("flow-sum: --status prints the address and the output stays the same",
           "[apps][flow-sum][status]") {
   auto plain = run_program(prog, {"--sizes", "1000", "--json"});
   auto served = run_program(prog, {"--sizes", "1000", "--json", "--status",

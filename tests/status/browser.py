@@ -126,13 +126,18 @@ def main():
             fresh = json.loads(r.read())["jobs"][-1]
         for k in ["emitted", "aggregated", "rejected", "dead_lettered",
                   "in_flight"]:
-            if number(browser.find_element("id", k).text) != \
-                    fresh["accounting"][k]:
-                fail("page %s != /status %s" % (k, fresh["accounting"][k]))
-        cells = browser.find_elements("css selector", "#result_keys td")
-        if not cells or cells[1].text != fresh["result"]["keys"][0]["sum"]:
+            shown_k = browser.execute_script(
+                "return document.getElementById(arguments[0]).textContent;", k)
+            if number(shown_k) != fresh["accounting"][k]:
+                fail("page %s %s != /status %s" %
+                     (k, shown_k, fresh["accounting"][k]))
+        # Read at once: the page redraws the table every second.
+        cells = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#result_keys td'))"
+            ".map(function (e) { return e.textContent; });")
+        if not cells or cells[1] != fresh["result"]["keys"][0]["sum"]:
             fail("result table %r != /status sum %s" %
-                 ([c.text for c in cells], fresh["result"]["keys"][0]["sum"]))
+                 (cells, fresh["result"]["keys"][0]["sum"]))
 
         # No request left for another host.
         urls = browser.execute_script(

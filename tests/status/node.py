@@ -42,6 +42,14 @@ def wait_for(path, pattern, proc, what, timeout=60):
     fail("no %s within %d s" % (what, timeout))
 
 
+def node_boxes(browser):
+    """The texts of the node boxes, read at once: the page redraws them
+    every second, so element handles would go stale."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('[data-node]'))"
+        ".map(function (e) { return e.textContent; });")
+
+
 def status(base):
     with urllib.request.urlopen(base + "/status", timeout=10) as r:
         return json.loads(r.read())["jobs"]
@@ -136,14 +144,15 @@ def main():
         if args.browser:
             deadline = time.time() + 20
             while time.time() < deadline:
-                boxes = browser.find_elements("css selector", "[data-node]")
-                if boxes and "holds" in boxes[0].text:
+                boxes = node_boxes(browser)
+                if boxes and "holds" in boxes[0]:
                     break
                 time.sleep(0.2)
             else:
-                fail("the page never showed the node's box: %r" % browser.find_element("id", "flow").text)
-            if "node-a" not in boxes[0].text or "GONE" in boxes[0].text:
-                fail("node box: %r" % boxes[0].text)
+                fail("the page never showed the node's box: %r"
+                     % node_boxes(browser))
+            if "node-a" not in boxes[0] or "GONE" in boxes[0]:
+                fail("node box: %r" % boxes[0])
 
         # Kill the node: it shows gone, its batches re-dispatched.
         node.send_signal(signal.SIGKILL)
@@ -162,8 +171,8 @@ def main():
         if args.browser:
             deadline = time.time() + 10
             while time.time() < deadline:
-                boxes = browser.find_elements("css selector", "[data-node]")
-                if boxes and "GONE" in boxes[0].text:
+                boxes = node_boxes(browser)
+                if boxes and "GONE" in boxes[0]:
                     break
                 time.sleep(0.2)
             else:

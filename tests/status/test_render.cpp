@@ -65,7 +65,7 @@ std::vector<std::string> type_lines(const std::string& text) {
 
 } // namespace
 
-TEST_CASE("metrics: label values escape backslash, double quote and newline",
+TEST_CASE("metrics: label values escape backslash and double quote and newline",
           "[status][metrics]") {
   using w = flow::prometheus_writer;
   CHECK(w::escape_label("plain") == "plain");
@@ -96,7 +96,7 @@ TEST_CASE("metrics: a family cannot be emitted twice and samples need one",
                   std::logic_error);
 }
 
-TEST_CASE("metrics: values print exactly, special values as Prometheus "
+TEST_CASE("metrics: values print exactly and special values as Prometheus "
           "spells them",
           "[status][metrics]") {
   using w = flow::prometheus_writer;
@@ -109,7 +109,7 @@ TEST_CASE("metrics: values print exactly, special values as Prometheus "
   CHECK(w::format_value(0.0 / 0.0) == "NaN");
 }
 
-TEST_CASE("metrics: every family once, with HELP before TYPE, for two jobs",
+TEST_CASE("metrics: every family once with HELP before TYPE for two jobs",
           "[status][metrics]") {
   auto text = flow::render_metrics(
     {sample_entry("job \"one\"", "src\\1"), sample_entry("job two", "src")});
@@ -173,7 +173,7 @@ TEST_CASE("secrets: passwords in URIs and key=value strings are scrubbed",
   CHECK(flow::scrub_secrets("mypassword=x") == "mypassword=x");
 }
 
-TEST_CASE("status json: the accounting identity, progress, ETA and the "
+TEST_CASE("status json: the accounting identity and progress and ETA and the "
           "fields the docs list",
           "[status][json]") {
   auto text = flow::render_status_json({sample_entry("j", "s")},
@@ -208,7 +208,7 @@ TEST_CASE("status json: the accounting identity, progress, ETA and the "
     CHECK(j.contains(field));
 }
 
-TEST_CASE("status json: secrets in names, errors and dead letters are "
+TEST_CASE("status json: secrets in names and errors and dead letters are "
           "scrubbed",
           "[status][redact]") {
   auto e = sample_entry("load postgresql://u:topsecret1@db/app",
@@ -229,7 +229,7 @@ TEST_CASE("status json: secrets in names, errors and dead letters are "
         == "load postgresql://u:***@db/app");
 }
 
-TEST_CASE("status page: self-contained, nothing fetched from another host",
+TEST_CASE("status page: self-contained with nothing fetched from another host",
           "[status][page]") {
   auto& page = flow::status_page();
   CHECK(page.find("<!DOCTYPE html>") == 0);

@@ -172,7 +172,7 @@ TEST_CASE("status server: counters scraped while a job runs never go down "
 }
 
 TEST_CASE("status server: passwords of connection strings never appear in "
-          "/status, /metrics or the page",
+          "/status or /metrics or the page",
           "[status][redact]") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
@@ -234,8 +234,8 @@ TEST_CASE("status server: oversized requests are refused and one "
   CHECK(r->status == 200);
 }
 
-TEST_CASE("status server: a port in use is an error, not a crash; "
-          "loopback is recognised",
+TEST_CASE("status server: a port in use is an error and not a crash "
+          "and loopback is recognised",
           "[status][server]") {
   flow::status_server a;
   REQUIRE(a.start({}).empty());
