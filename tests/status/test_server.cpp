@@ -105,7 +105,7 @@ TEST_CASE("status server: counters scraped while a job runs never go down "
   REQUIRE(server.start({}).empty());
   REQUIRE(server.port() != 0);
   auto xs = std::make_shared<const std::vector<std::int64_t>>(
-    values(20000, true));
+    values(40000, true));
   flow::options opts;
   opts.stats_interval = 50ms;
   opts.batch_size = 500;
