@@ -9,7 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "flow/result.hpp"
-#include "flow/stats.hpp"
+#include "flow/job_stats.hpp"
 
 namespace flow {
 

@@ -52,7 +52,7 @@ public:
   virtual std::string name() const = 0;
 
   /// How many elements the source emits in all, when it knows (in-memory
-  /// data, ranges, seeded streams): progress and ETA (flow/stats.hpp).
+  /// data, ranges, seeded streams): progress and ETA (flow/job_stats.hpp).
   /// Default: unknown.
   virtual std::optional<std::uint64_t> size_hint() const {
     return std::nullopt;

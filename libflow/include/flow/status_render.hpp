@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "flow/stats.hpp"
+#include "flow/job_stats.hpp"
 
 namespace flow {
 

@@ -22,7 +22,7 @@
 #include "flow/detail/job_spec.hpp"
 #include "flow/key.hpp"
 #include "flow/result.hpp"
-#include "flow/stats.hpp"
+#include "flow/job_stats.hpp"
 
 namespace flow::detail {
 

@@ -87,7 +87,7 @@ struct source_info {
   std::uint64_t rejected = 0;   // elements rejected
   std::uint64_t dead = 0;       // elements dead-lettered
   std::uint64_t in_flight = 0;  // batches received, not yet merged
-  // -- statistics (flow/stats.hpp) --
+  // -- statistics (flow/job_stats.hpp) --
   std::optional<std::uint64_t> total; // elements in all, when known
   std::uint64_t held = 0;       // credits in use (received, not returned)
   bool waiting = false;         // held == credits since wait_since
@@ -156,7 +156,7 @@ struct manager_state {
   std::uint64_t written = 0;
   bool committing = false;
   bool committed = false;
-  // -- statistics (flow/stats.hpp), published by publish_stats --
+  // -- statistics (flow/job_stats.hpp), published by publish_stats --
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::chrono::steady_clock::time_point started_steady
     = std::chrono::steady_clock::now();

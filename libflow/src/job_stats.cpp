@@ -1,4 +1,4 @@
-#include "flow/stats.hpp"
+#include "flow/job_stats.hpp"
 
 namespace flow {
 
