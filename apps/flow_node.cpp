@@ -19,6 +19,7 @@
 #include "common/cli.hpp"
 #include "common/keyed_aggs.hpp"
 #include "common/net_options.hpp"
+#include "common/watch.hpp"
 #include "flow/error.hpp"
 #include "flow/net/net.hpp"
 #include "flow/types.hpp"
@@ -66,9 +67,11 @@ int run(int argc, char** argv) {
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "info");
   declare_net_options(args, false);
+  declare_watch_options(args);
   if (!args.parse(argc - 1, argv + 1))
     return exit_ok;
   apply_log_level(args.get("log-level"));
+  read_watch_options(args);
   if (!args.given("connect"))
     throw usage_error("--connect HOST:PORT is required");
   auto to = flow::net::parse_endpoint(args.get("connect"));
@@ -84,6 +87,10 @@ int run(int argc, char** argv) {
     gethostname(host, sizeof(host) - 1);
     name = std::string{host} + ":" + std::to_string(getpid());
   }
+  set_status_info("role", "worker node");
+  set_status_info("node", name);
+  set_status_info("manager", args.get("connect"));
+  set_status_info("reducers", std::to_string(reducers));
 #ifdef FLOW_HAS_PG
   flow::apps::register_etl_tasks(args.get("db"));
   flow::apps::register_keyed_agg_factory();

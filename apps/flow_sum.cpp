@@ -22,6 +22,7 @@
 #include "common/keyed_aggs.hpp"
 #include "common/job_runner.hpp"
 #include "common/test_hooks.hpp"
+#include "common/watch.hpp"
 #include "flow/flow.hpp"
 
 namespace {
@@ -160,13 +161,15 @@ int run_sizes(caf::actor_system& sys, const std::vector<std::uint64_t>& sizes,
     row r;
     r.size = n;
     auto shared = reference_sums(r, n, seed);
+    auto what = "size " + std::to_string(n);
+    name_log_job(what);
     stopwatch sw;
     auto started = pipeline<std::int64_t>{}
                      .add(from_shared(shared), static_cast<std::int64_t>(n))
                      .reduce(hooked(sum_by_label()))
                      .with(opts)
                      .start(sys);
-    auto res = runner.wait(started, n, "size " + std::to_string(n));
+    auto res = runner.wait(started, n, what);
     r.flow_s = sw.seconds();
     if (!res)
       return runner.job_error(res.error());
@@ -203,6 +206,7 @@ int run_input(caf::actor_system& sys, const std::string& path,
     });
     r.size += xs.size();
   });
+  name_log_job(path == "-" ? "stdin" : path);
   stopwatch sw;
   auto started = pipeline<std::int64_t>{}
                    .add(std::move(src), "input")

@@ -15,7 +15,9 @@ status=0
 echo "== flow-sum (the tutorial's Example 1)"
 build/release/apps/flow-sum || status=$?
 echo "== flow-keyed (the tutorial's Example 2)"
-build/release/apps/flow-keyed || status=$?
+# With the status page: the address is printed on stderr (open it while
+# the job runs; docs/observability.md).
+build/release/apps/flow-keyed --status 127.0.0.1:0 || status=$?
 echo "== flow-etl (the tutorial's lists as rows in PostgreSQL)"
 # No --db and no PG* environment: flow-etl starts a throwaway cluster, and
 # sum runs init in it first (the tutorial's lists scaled to 10^6 rows).

@@ -16,6 +16,9 @@ packages=(
   openssl                                    # test certificates
   python3-psycopg2                           # bench/etl_psycopg2.py
   libcli11-dev nlohmann-json3-dev            # apps: command line, JSON output
+  libcpp-httplib-dev                         # flow::status: the status server
+  prometheus                                 # promtool checks the /metrics text
+  chromium chromium-driver python3-selenium  # the status page's browser test
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(gnuplot-nox)                    # bench/plot.gp

@@ -13,6 +13,7 @@
 #include "flow/parse.hpp"
 #include "flow/types.hpp"
 #include "signals.hpp"
+#include "watch.hpp"
 
 namespace flow::apps {
 
@@ -37,10 +38,12 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
              "5");
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "warn");
+  declare_watch_options(args);
 }
 
 flow::options read_pipeline_options(const arg_parser& args) {
   apply_log_level(args.get("log-level"));
+  read_watch_options(args);
   flow::options opts;
   opts.reducers = args.get_uint("reducers", 0, 4096);
   opts.batch_size = args.get_uint("batch", 1, std::uint64_t{1} << 30);

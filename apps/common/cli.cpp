@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/watch.hpp"
 #include "flow/error.hpp"
 #include "flow/logging.hpp"
 #include "flow/parse.hpp"
@@ -280,7 +281,9 @@ int guarded_main(const std::string& prog,
                  const std::function<int()>& main_fn) {
   install_signal_handling(prog);
   try {
-    return main_fn();
+    auto rc = main_fn();
+    finish_watch();
+    return rc;
   } catch (const usage_error& e) {
     return report_usage_error(prog, e.what());
   } catch (const std::bad_alloc&) {

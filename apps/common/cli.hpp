@@ -95,6 +95,11 @@ public:
   /// Prints the help text to stdout.
   void print_help() const;
 
+  /// The program's name, as in messages.
+  const std::string& prog() const noexcept {
+    return prog_;
+  }
+
 private:
   struct option;
   const option& find(const std::string& name) const;

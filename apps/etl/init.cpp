@@ -14,6 +14,7 @@
 #include <pqxx/stream_to>
 #include <pqxx/transaction>
 
+#include "common/watch.hpp"
 #include "etl/command.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/random.hpp"
@@ -349,9 +350,14 @@ int cmd_init(int argc, char** argv) {
   declare_init_options(args);
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "warn");
+  // init fills tables with SQL and runs no job: --status serves the
+  // process alone, --progress prints nothing. Accepted like every command's.
+  declare_watch_options(args);
   if (!args.parse(argc, argv))
     return exit_ok;
   apply_log_level(args.get("log-level"));
+  read_watch_options(args);
+  set_status_info("command", "init");
   auto cfg = read_init_options(args);
   auto db = open_database(args);
   return with_database(db, args.is_set("keep"), [&] {

@@ -63,6 +63,15 @@ caf::expected<job_result> job::snapshot() const {
   return result;
 }
 
+job_stats job::stats() const {
+  if (!impl_)
+    return {};
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  if (impl_->stats)
+    return *impl_->stats;
+  return {};
+}
+
 void job::cancel() const {
   if (impl_ && !done())
     caf::anon_send(impl_->manager, detail::cancel_atom::value);

@@ -87,6 +87,10 @@ public:
     return remaining_ == 0;
   }
 
+  std::optional<std::uint64_t> size_hint() const override {
+    return index_ + remaining_;
+  }
+
   std::string name() const override {
     return "range";
   }
@@ -138,6 +142,10 @@ public:
 
   bool exhausted() const override {
     return pos_ == n_;
+  }
+
+  std::optional<std::uint64_t> size_hint() const override {
+    return n_;
   }
 
   std::string name() const override {

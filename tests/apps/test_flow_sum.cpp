@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -282,4 +283,78 @@ TEST_CASE("flow-sum: --help prints usage and exits 0", "[apps][flow-sum]") {
   CHECK(res.rc == 0);
   CHECK(res.out.find("--sizes") != std::string::npos);
   CHECK(res.out.find("--input") != std::string::npos);
+}
+
+TEST_CASE("flow-sum: bad --status or --status-linger or --progress or "
+          "--log-format values are usage errors",
+          "[apps][flow-sum][status]") {
+  require_usage_error(run_program(prog, {"--sizes", "5", "--status", "8080"}),
+                      {"--status", "HOST:PORT"});
+  require_usage_error(run_program(prog, {"--sizes", "5", "--status",
+                                         "127.0.0.1:70000"}),
+                      {"--status", "70000"});
+  require_usage_error(run_program(prog, {"--sizes", "5", "--status",
+                                         "127.0.0.1:x"}),
+                      {"--status"});
+  require_usage_error(run_program(prog, {"--sizes", "5", "--progress", "0"}),
+                      {"--progress", "'0'"});
+  require_usage_error(run_program(prog, {"--sizes", "5", "--progress",
+                                         "soon"}),
+                      {"--progress"});
+  require_usage_error(run_program(prog, {"--sizes", "5", "--log-format",
+                                         "xml"}),
+                      {"--log-format", "xml"});
+  require_usage_error(run_program(prog, {"--sizes", "5", "--status-linger",
+                                         "-1"}),
+                      {"--status-linger"});
+}
+
+TEST_CASE("flow-sum: --status prints the address and the output stays the same",
+          "[apps][flow-sum][status]") {
+  auto plain = run_program(prog, {"--sizes", "1000", "--json"});
+  auto served = run_program(prog, {"--sizes", "1000", "--json", "--status",
+                                   "127.0.0.1:0"});
+  INFO("stderr: " << served.err);
+  REQUIRE(served.rc == 0);
+  CHECK(json_field(served.out, "sum") == json_field(plain.out, "sum"));
+  auto lines = lines_of(served.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].rfind("flow-sum: status page at http://127.0.0.1:", 0) == 0);
+}
+
+TEST_CASE("flow-sum: --log-format json writes one JSON object per log line",
+          "[apps][flow-sum][status]") {
+  auto res = run_program(prog, {"--sizes", "1000", "--log-format", "json",
+                                "--log-level", "debug"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.err);
+  REQUIRE_FALSE(lines.empty());
+  for (auto& line : lines) {
+    INFO("line: " << line);
+    CHECK(line.front() == '{');
+    CHECK(line.back() == '}');
+    CHECK(json_field(line, "level") == "\"debug\"");
+    CHECK(json_field(line, "program") == "\"flow-sum\"");
+    CHECK(json_field(line, "job") == "\"size 1000\"");
+    CHECK(json_field(line, "time").size() == 26);
+    CHECK_FALSE(json_field(line, "message").empty());
+  }
+}
+
+TEST_CASE("flow-sum: --progress prints lines when stderr is not a terminal",
+          "[apps][flow-sum][status]") {
+  setenv("FLOW_TEST_REDUCER_DELAY_MS", "100", 1);
+  auto res = run_program(prog, {"--sizes", "200000", "--batch", "10000",
+                                "--reducers", "2", "--progress", "0.3"});
+  unsetenv("FLOW_TEST_REDUCER_DELAY_MS");
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.err);
+  REQUIRE(lines.size() >= 2);
+  for (auto& line : lines) {
+    CHECK(line.rfind("size 200000: ", 0) == 0);
+    CHECK(line.find(" of 200000 elements (") != std::string::npos);
+    CHECK(line.find('\r') == std::string::npos);
+  }
 }

@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "flow/result.hpp"
+#include "flow/job_stats.hpp"
 
 namespace flow {
 
@@ -38,6 +39,11 @@ public:
   /// Asks the manager for its current running aggregates (`final` is false
   /// while the job runs). After the end, returns the final result.
   caf::expected<job_result> snapshot() const;
+
+  /// The job's statistics as the manager last published them (a few times
+  /// a second, see options::stats_interval, and at the end): cheap, never
+  /// waits for the manager. An invalid handle gives empty statistics.
+  job_stats stats() const;
 
   /// Cancels the job: it ends with `errc::cancelled` unless it already ended.
   void cancel() const;

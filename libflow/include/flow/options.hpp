@@ -3,6 +3,7 @@
 /// @file
 /// Tuning knobs of a pipeline.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,9 @@ struct options {
   /// Called by the manager for every dead letter, in merge order (for
   /// example to append it to a file). Must not block for long.
   std::function<void(const dead_letter&)> dead_letter_handler;
+  /// How often the manager publishes the job's statistics (job::stats());
+  /// they are also published at the start and at the end. 0: only then.
+  std::chrono::milliseconds stats_interval{250};
 };
 
 /// The number of reducer actors a job gets when options::reducers is 0: one

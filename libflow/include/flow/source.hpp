@@ -53,6 +53,13 @@ public:
   /// Names the source for logs and error messages, e.g. "file 'x.txt'".
   virtual std::string name() const = 0;
 
+  /// How many elements the source emits in all, when it knows (in-memory
+  /// data, ranges, seeded streams): progress and ETA (flow/job_stats.hpp).
+  /// Default: unknown.
+  virtual std::optional<std::uint64_t> size_hint() const {
+    return std::nullopt;
+  }
+
   /// For sources whose element i is a pure function of i (ranges, seeded
   /// random streams): a thread-safe function that writes elements
   /// [first, first + n) to `out`. The generator then sends batches as such
@@ -118,6 +125,10 @@ public:
 
   std::string name() const override {
     return "container of " + std::to_string(all_.size()) + " elements";
+  }
+
+  std::optional<std::uint64_t> size_hint() const override {
+    return all_.size();
   }
 
 private:
@@ -188,6 +199,10 @@ public:
 
   std::string name() const override {
     return inner_->name();
+  }
+
+  std::optional<std::uint64_t> size_hint() const override {
+    return inner_->size_hint();
   }
 
 private:

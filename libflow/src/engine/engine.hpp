@@ -22,6 +22,7 @@
 #include "flow/detail/job_spec.hpp"
 #include "flow/key.hpp"
 #include "flow/result.hpp"
+#include "flow/job_stats.hpp"
 
 namespace flow::detail {
 
@@ -38,6 +39,14 @@ struct job_impl {
   std::condition_variable cv;
   bool done = false;
   caf::expected<job_result> result{caf::error{}};
+  /// The statistics the manager published last (null before the first).
+  std::shared_ptr<const job_stats> stats;
+
+  /// Called by the manager a few times a second: replaces the statistics.
+  void publish(std::shared_ptr<const job_stats> xs) {
+    std::lock_guard<std::mutex> guard{mtx};
+    stats = std::move(xs);
+  }
 
   /// Called once by the manager when the job ends.
   void complete(caf::expected<job_result> res) {

@@ -66,6 +66,133 @@ job_result make_result(const manager_state& st, bool final) {
   return res;
 }
 
+// -- statistics ----------------------------------------------------------------
+
+/// Keeps `what` among the last few warnings and errors (job_stats::errors).
+void note_error(manager_state& st, std::string what) {
+  constexpr std::size_t keep = 8;
+  constexpr std::size_t max_length = 300;
+  if (what.size() > max_length)
+    what = what.substr(0, max_length) + "...";
+  st.recent_errors.push_back(std::move(what));
+  if (st.recent_errors.size() > keep)
+    st.recent_errors.pop_front();
+}
+
+/// Seconds between two steady-clock points.
+double seconds_between(std::chrono::steady_clock::time_point from,
+                       std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+/// Counts one merged batch that took `seconds` from dispatch to merge.
+void observe_reduce_time(manager_state& st, double seconds) {
+  std::size_t i = 0;
+  while (i < job_stats::reduce_buckets && seconds > job_stats::reduce_bounds[i])
+    ++i;
+  ++st.reduce_counts[i];
+  st.reduce_seconds += seconds;
+}
+
+/// The per worker node statistics, from the reducer slots they lent.
+std::vector<node_stats> node_stats_of(const manager_state& st) {
+  std::vector<node_stats> result;
+  for (auto& r : st.reducers) {
+    if (!r.remote)
+      continue;
+    auto i = std::find_if(result.begin(), result.end(),
+                          [&](const node_stats& x) { return x.name == r.node; });
+    if (i == result.end()) {
+      result.emplace_back();
+      result.back().name = r.node;
+      i = std::prev(result.end());
+    }
+    if (r.handle)
+      ++i->reducers;
+    else
+      ++i->lost;
+    i->batches_held += r.load;
+    i->batches_merged += r.merged;
+  }
+  return result;
+}
+
+/// A copy of the job's statistics as they are now. Costs a pass over the
+/// sources and reducers, a few times a second: the hot path only counts.
+std::shared_ptr<job_stats> make_stats(const manager_state& st) {
+  constexpr std::size_t shown_letters = 5;
+  constexpr std::size_t max_text = 200;
+  auto now = std::chrono::steady_clock::now();
+  auto xs = std::make_shared<job_stats>();
+  xs->state = st.stopping ? job_state::draining : job_state::running;
+  xs->started = st.started;
+  xs->elapsed_seconds = seconds_between(st.started_steady, now);
+  xs->sources.reserve(st.sources.size());
+  for (auto& src : st.sources) {
+    source_stats y;
+    y.name = src.name;
+    y.total = src.total;
+    y.emitted = src.emitted;
+    y.aggregated = src.aggregated;
+    y.rejected = src.rejected;
+    y.dead_lettered = src.dead;
+    y.batches = src.received;
+    y.merged = src.merged;
+    y.in_flight = src.in_flight;
+    y.credit = st.opts.credits;
+    y.waiting = src.waiting;
+    y.credit_wait_seconds = src.wait_seconds
+                            + (src.waiting ? seconds_between(src.wait_since,
+                                                             now)
+                                           : 0.0);
+    y.done = src.done;
+    xs->sources.push_back(std::move(y));
+  }
+  xs->batches_dispatched = st.dispatched;
+  xs->batches_retried = st.retried;
+  xs->batches_redispatched = st.redispatched;
+  for (auto& r : st.reducers) {
+    if (!r.handle)
+      continue;
+    ++xs->reducers;
+    if (r.load > 0)
+      ++xs->reducers_busy;
+  }
+  xs->reducers_replaced = st.reducers_replaced;
+  xs->nodes = node_stats_of(st);
+  xs->keys = st.aggregates.size();
+  xs->written = st.written;
+  xs->rejections.assign(st.reasons.begin(), st.reasons.end());
+  xs->reduce_counts.assign(st.reduce_counts.begin(), st.reduce_counts.end());
+  xs->reduce_seconds = st.reduce_seconds;
+  for (std::size_t i = 0;
+       i < st.dead_letters.size() && i < shown_letters; ++i) {
+    auto letter = st.dead_letters[i];
+    if (letter.value.size() > max_text)
+      letter.value = letter.value.substr(0, max_text) + "...";
+    if (letter.error.size() > max_text)
+      letter.error = letter.error.substr(0, max_text) + "...";
+    xs->dead_letters.push_back(std::move(letter));
+  }
+  xs->errors.assign(st.recent_errors.begin(), st.recent_errors.end());
+  return xs;
+}
+
+/// Publishes the job's statistics to its handle (job::stats()).
+void publish_stats(manager_state& st) {
+  if (st.impl)
+    st.impl->publish(make_stats(st));
+}
+
+/// The periodic publication (options::stats_interval).
+void on_stats_tick(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  publish_stats(st);
+  self->delayed_send(self, st.opts.stats_interval, stats_atom::value);
+}
+
 /// Hands the outcome to the job handle once every actor of the job is gone
 /// (or the linger time passed for generators that do not end), then quits.
 void deliver_if_quiet(manager_actor_t* self) {
@@ -92,8 +219,18 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
   if (st.finished)
     return;
   st.finished = true;
-  if (!res)
+  if (!res) {
     logger()->info("job failed: {}", describe(res.error()));
+    note_error(st, describe(res.error()));
+  }
+  if (st.impl) {
+    // The last statistics: the end state, and the result.
+    auto xs = make_stats(st);
+    xs->state = res ? job_state::done : job_state::failed;
+    if (res)
+      xs->result = *res;
+    st.impl->publish(std::move(xs));
+  }
   for (auto& src : st.sources) {
     if (src.generator) {
       self->send(src.generator, quit_atom::value);
@@ -174,7 +311,9 @@ void dispatch(manager_actor_t* self) {
     }
     st.queue.pop_front();
     entry.reducer = best;
+    entry.sent = std::chrono::steady_clock::now();
     ++st.reducers[best].load;
+    ++st.dispatched;
     // A local send shares the batch (and its storage) instead of copying it.
     self->send(st.reducers[best].handle, entry.msg);
   }
@@ -291,12 +430,20 @@ std::size_t requeue_batches_of(manager_actor_t* self, std::size_t i) {
             });
   for (auto j = lost.rbegin(); j != lost.rend(); ++j)
     st.queue.push_front(*j);
+  st.redispatched += lost.size();
   return lost.size();
 }
 
 /// Returns one credit to the generator of `source`.
 void return_credit(manager_actor_t* self, std::uint32_t source) {
   auto& src = self->state.sources[source];
+  --src.held;
+  if (src.waiting) {
+    // The source waited for this credit since its last batch.
+    src.waiting = false;
+    src.wait_seconds += seconds_between(src.wait_since,
+                                        std::chrono::steady_clock::now());
+  }
   if (!src.done && src.generator)
     self->send(src.generator, demand{1});
 }
@@ -349,6 +496,12 @@ void on_batch(manager_actor_t* self, batch& b) {
   ++src.received;
   src.emitted += b.items.size;
   ++src.in_flight;
+  if (++src.held >= st.opts.credits && !src.waiting) {
+    // Every credit in use: the source waits (backpressure) until one
+    // returns. One clock read per such batch, not per element.
+    src.waiting = true;
+    src.wait_since = std::chrono::steady_clock::now();
+  }
   st.peak_in_flight = std::max(st.peak_in_flight, src.in_flight);
   batch_id id{b.source, b.seq};
   st.pending.emplace(id, in_flight_batch{std::move(b), no_reducer});
@@ -445,8 +598,11 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
                dead);
   auto& slot = st.reducers[i->second.reducer];
   --slot.load;
+  ++slot.merged;
   if (slot.remote)
     ++st.remote_batches;
+  observe_reduce_time(st, seconds_between(i->second.sent,
+                                          std::chrono::steady_clock::now()));
   st.pending.erase(i);
   if (!p.dead.empty() && !record_dead_letters(self, p.dead))
     return;
@@ -523,6 +679,7 @@ void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
     ++st.retried;
     logger()->warn("{}; retry {} of {}", what, entry.failures,
                    st.opts.retries);
+    note_error(st, what);
     st.queue.push_front(i->first);
     dispatch(self);
     return;
@@ -636,6 +793,7 @@ void on_remote_reducer_down(manager_actor_t* self, std::size_t i,
   st.reducers[i].load = 0;
   logger()->warn("lost a reducer of worker node {} ({})", node,
                  caf::to_string(dm.reason));
+  note_error(st, "lost a reducer of worker node " + node);
   dispatch(self);
 }
 
@@ -659,11 +817,13 @@ void on_local_reducer_down(manager_actor_t* self, std::size_t i,
   auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
                          st.opts.crash_reducer);
   self->monitor(r);
-  st.reducers[i] = {r, 0, false, {}};
+  st.reducers[i] = {r, 0, false, {}, 0};
   auto lost = requeue_batches_of(self, i);
   logger()->warn("reducer {} terminated ({}); replaced it, {} batches "
                  "dispatched again",
                  i, caf::to_string(dm.reason), lost);
+  note_error(st, "reducer " + std::to_string(i) + " terminated ("
+                   + caf::to_string(dm.reason) + "); replaced");
   dispatch(self);
 }
 
@@ -762,7 +922,7 @@ void on_join(manager_actor_t* self, caf::actor reducer, std::string node) {
     return;
   }
   self->monitor(reducer);
-  st.reducers.push_back({reducer, 0, true, node});
+  st.reducers.push_back({reducer, 0, true, node, 0});
   logger()->info("worker node {} lent a reducer ({} reducers now)", node,
                  st.reducers.size());
   dispatch(self);
@@ -786,7 +946,7 @@ void start_reducers(manager_actor_t* self) {
     auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
                            st.opts.crash_reducer);
     self->monitor(r);
-    st.reducers.push_back({r, 0, false, {}});
+    st.reducers.push_back({r, 0, false, {}, 0});
   }
 }
 
@@ -799,6 +959,7 @@ void start_generators(manager_actor_t* self, const job_spec& spec) {
     info.name = entry.src->name();
     info.label = entry.label;
     info.labeled = entry.labeled;
+    info.total = entry.src->size_hint();
     info.generator = spawn_generator(self, caf::actor{self},
                                      static_cast<std::uint32_t>(i), entry.src,
                                      entry.label, st.opts.batch_size);
@@ -843,6 +1004,9 @@ caf::behavior manager_actor(manager_actor_t* self,
     self->send(src.generator, demand{credits});
   if (st.sources.empty())
     self->send(self, start_atom::value);
+  publish_stats(st);
+  if (st.opts.stats_interval.count() > 0)
+    self->delayed_send(self, st.opts.stats_interval, stats_atom::value);
   return {
     [=](start_atom) { check_complete(self); },
     [=](batch& b) { on_batch(self, b); },
@@ -861,6 +1025,7 @@ caf::behavior manager_actor(manager_actor_t* self,
     },
     [=](linger_atom) { on_linger(self); },
     [=](drain_timeout_atom) { on_drain_timeout(self); },
+    [=](stats_atom) { on_stats_tick(self); },
   };
 }
 

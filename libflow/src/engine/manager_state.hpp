@@ -4,11 +4,14 @@
 // counters and the aggregates. Private to manager.cpp; a header of its own so
 // that the state can be read apart from the handlers that change it.
 
+#include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <typeinfo>
@@ -59,6 +62,8 @@ struct in_flight_batch {
   std::size_t failures = 0;
   /// The reducer it failed on last: a retry goes elsewhere when it can.
   std::size_t avoid = no_reducer;
+  /// When it was handed to its reducer (the reduce-time histogram).
+  std::chrono::steady_clock::time_point sent{};
 };
 
 /// The batches received and not yet merged, by id.
@@ -82,6 +87,12 @@ struct source_info {
   std::uint64_t rejected = 0;   // elements rejected
   std::uint64_t dead = 0;       // elements dead-lettered
   std::uint64_t in_flight = 0;  // batches received, not yet merged
+  // -- statistics (flow/job_stats.hpp) --
+  std::optional<std::uint64_t> total; // elements in all, when known
+  std::uint64_t held = 0;       // credits in use (received, not returned)
+  bool waiting = false;         // held == credits since wait_since
+  std::chrono::steady_clock::time_point wait_since{};
+  double wait_seconds = 0;      // closed waits
 };
 
 /// One slot of the reducer pool.
@@ -93,6 +104,8 @@ struct reducer_slot {
   bool remote = false;
   /// The worker node's name (remote reducers).
   std::string node;
+  /// Batches merged from this reducer (remote reducers: per node statistics).
+  std::uint64_t merged = 0;
 };
 
 // -- the manager's state ----------------------------------------------------------
@@ -143,6 +156,16 @@ struct manager_state {
   std::uint64_t written = 0;
   bool committing = false;
   bool committed = false;
+  // -- statistics (flow/job_stats.hpp), published by publish_stats --
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  std::chrono::steady_clock::time_point started_steady
+    = std::chrono::steady_clock::now();
+  std::uint64_t dispatched = 0;
+  std::uint64_t redispatched = 0;
+  std::array<std::uint64_t, job_stats::reduce_buckets + 1> reduce_counts{};
+  double reduce_seconds = 0;
+  /// The last few warnings and errors, oldest first.
+  std::deque<std::string> recent_errors;
   /// What to deliver once the aborting sink is down (an error, or the
   /// partial result of a stopped job).
   caf::expected<job_result> deferred{caf::error{}};

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
@@ -223,6 +224,7 @@ public:
   virtual bool exhausted() const = 0;
   virtual bool blocking() const = 0;
   virtual std::string name() const = 0;
+  virtual std::optional<std::uint64_t> size_hint() const = 0;
 };
 
 template <class T>
@@ -272,6 +274,10 @@ public:
 
   std::string name() const override {
     return src_->name();
+  }
+
+  std::optional<std::uint64_t> size_hint() const override {
+    return src_->size_hint();
   }
 
 private:

@@ -45,6 +45,8 @@ using linger_atom = caf::atom_constant<caf::atom("f_linger")>;
 /// worker node -> manager: (join_atom, reducer, node name) adds a reducer.
 using join_atom = caf::atom_constant<caf::atom("f_join")>;
 using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
+/// manager -> itself: publish the job's statistics (options::stats_interval).
+using stats_atom = caf::atom_constant<caf::atom("f_stats")>;
 
 // -- messages -----------------------------------------------------------------
 

@@ -1,0 +1,240 @@
+// What the status server serves, as text: the Prometheus exposition format
+// (escaping, every family once with HELP and TYPE, histograms), the /status
+// JSON and the scrubbing of secrets. No server, no actor system.
+
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "flow/status_render.hpp"
+
+namespace {
+
+/// A job's statistics with a bit of everything.
+flow::status_entry sample_entry(const std::string& name,
+                                const std::string& source_name) {
+  flow::status_entry e;
+  e.name = name;
+  auto& s = e.stats;
+  s.state = flow::job_state::running;
+  s.started = std::chrono::system_clock::now() - std::chrono::seconds(3);
+  s.elapsed_seconds = 3;
+  flow::source_stats src;
+  src.name = source_name;
+  src.total = 1000;
+  src.emitted = 600;
+  src.aggregated = 500;
+  src.rejected = 40;
+  src.dead_lettered = 10;
+  src.batches = 6;
+  src.merged = 5;
+  src.in_flight = 1;
+  src.credit = 4;
+  src.credit_wait_seconds = 0.25;
+  s.sources.push_back(src);
+  src.name = source_name + " (2)";
+  src.total.reset();
+  s.sources.push_back(src);
+  s.batches_dispatched = 12;
+  s.reducers = 2;
+  s.reducers_busy = 1;
+  s.keys = 3;
+  s.rejections = {{"bad \"price\"", 30}, {"back\\slash\nnewline", 50}};
+  s.reduce_counts = {1, 2, 0, 0, 0, 0, 0, 0, 0, 7};
+  s.reduce_seconds = 71.5;
+  s.nodes.push_back({"node-a", 2, 0, 1, 4});
+  e.history = {{0.5, 100}, {1.0, 300}, {3.0, 1200}};
+  return e;
+}
+
+/// The metric names of the `# TYPE` lines, in order.
+std::vector<std::string> type_lines(const std::string& text) {
+  std::vector<std::string> result;
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("# TYPE ", 0) == 0)
+      result.push_back(line.substr(7, line.find(' ', 7) - 7));
+  return result;
+}
+
+} // namespace
+
+TEST_CASE("metrics: label values escape backslash and double quote and newline",
+          "[status][metrics]") {
+  using w = flow::prometheus_writer;
+  CHECK(w::escape_label("plain") == "plain");
+  CHECK(w::escape_label("a\"b") == "a\\\"b");
+  CHECK(w::escape_label("a\\b") == "a\\\\b");
+  CHECK(w::escape_label("a\nb") == "a\\nb");
+  CHECK(w::escape_label("\\\"\n") == "\\\\\\\"\\n");
+  CHECK(w::escape_help("x\\y\nz \"q\"") == "x\\\\y\\nz \"q\"");
+  flow::prometheus_writer out;
+  out.family("flow_test_total", "counter", "A test.");
+  out.sample({{"reason", "say \"hi\"\nback\\slash"}}, 3);
+  CHECK(out.str()
+        == "# HELP flow_test_total A test.\n"
+           "# TYPE flow_test_total counter\n"
+           "flow_test_total{reason=\"say \\\"hi\\\"\\nback\\\\slash\"} 3\n");
+}
+
+TEST_CASE("metrics: a family cannot be emitted twice and samples need one",
+          "[status][metrics]") {
+  flow::prometheus_writer out;
+  CHECK_THROWS_AS(out.sample({}, 1), std::logic_error);
+  out.family("flow_x", "gauge", "x");
+  CHECK_THROWS_AS(out.family("flow_x", "gauge", "x again"),
+                  std::logic_error);
+  CHECK_THROWS_AS(out.family("9flow", "gauge", "bad name"),
+                  std::logic_error);
+  CHECK_THROWS_AS(out.family("flow-x", "gauge", "bad name"),
+                  std::logic_error);
+}
+
+TEST_CASE("metrics: values print exactly and special values as Prometheus "
+          "spells them",
+          "[status][metrics]") {
+  using w = flow::prometheus_writer;
+  CHECK(w::format_value(0) == "0");
+  CHECK(w::format_value(12345678901234.0) == "12345678901234");
+  CHECK(w::format_value(0.25) == "0.25");
+  CHECK(w::format_value(0.1) == "0.1");
+  CHECK(w::format_value(1.0 / 0.0) == "+Inf");
+  CHECK(w::format_value(-1.0 / 0.0) == "-Inf");
+  CHECK(w::format_value(0.0 / 0.0) == "NaN");
+}
+
+TEST_CASE("metrics: every family once with HELP before TYPE for two jobs",
+          "[status][metrics]") {
+  auto text = flow::render_metrics(
+    {sample_entry("job \"one\"", "src\\1"), sample_entry("job two", "src")});
+  auto names = type_lines(text);
+  std::set<std::string> unique(names.begin(), names.end());
+  CHECK(unique.size() == names.size());
+  CHECK(unique.count("flow_elements_emitted_total") == 1);
+  CHECK(unique.count("flow_batch_reduce_seconds") == 1);
+  CHECK(unique.count("flow_source_credit_wait_seconds_total") == 1);
+  // Escaped label values of the job and the rejection reasons.
+  CHECK(text.find("job=\"job \\\"one\\\"\"") != std::string::npos);
+  CHECK(text.find("source=\"src\\\\1\"") != std::string::npos);
+  CHECK(text.find("reason=\"back\\\\slash\\nnewline\"") != std::string::npos);
+  // No raw newline inside a sample line: every line is a comment or a
+  // sample that starts with flow_.
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line))
+    CHECK((line.rfind("# HELP flow_", 0) == 0
+           || line.rfind("# TYPE flow_", 0) == 0
+           || line.rfind("flow_", 0) == 0));
+}
+
+TEST_CASE("metrics: the reduce-time histogram is cumulative and ends with "
+          "+Inf equal to its count",
+          "[status][metrics]") {
+  auto text = flow::render_metrics({sample_entry("j", "s")});
+  CHECK(text.find("flow_batch_reduce_seconds_bucket{job=\"j\",le=\"0.001\"} 1\n")
+        != std::string::npos);
+  CHECK(text.find("flow_batch_reduce_seconds_bucket{job=\"j\",le=\"0.005\"} 3\n")
+        != std::string::npos);
+  CHECK(text.find("flow_batch_reduce_seconds_bucket{job=\"j\",le=\"+Inf\"} 10\n")
+        != std::string::npos);
+  CHECK(text.find("flow_batch_reduce_seconds_count{job=\"j\"} 10\n")
+        != std::string::npos);
+  CHECK(text.find("flow_batch_reduce_seconds_sum{job=\"j\"} 71.5\n")
+        != std::string::npos);
+}
+
+TEST_CASE("metrics: no job renders every family without samples",
+          "[status][metrics]") {
+  auto text = flow::render_metrics({});
+  CHECK_FALSE(type_lines(text).empty());
+  CHECK(text.find("\nflow_") == std::string::npos);
+}
+
+TEST_CASE("secrets: passwords in URIs and key=value strings are scrubbed",
+          "[status][redact]") {
+  CHECK(flow::scrub_secrets("host=db password=hunter2 dbname=x")
+        == "host=db password=*** dbname=x");
+  CHECK(flow::scrub_secrets("host=db PASSWORD = 'a b\\'c' user=u")
+        == "host=db PASSWORD = *** user=u");
+  CHECK(flow::scrub_secrets("sslpassword=keypass sslmode=verify-full")
+        == "sslpassword=*** sslmode=verify-full");
+  CHECK(flow::scrub_secrets("postgresql://u:hunter2@db:5432/app")
+        == "postgresql://u:***@db:5432/app");
+  CHECK(flow::scrub_secrets("postgres://db/app?user=u&password=hunter2&x=1")
+        == "postgres://db/app?user=u&password=***&x=1");
+  CHECK(flow::scrub_secrets("postgresql://u@db/app") == "postgresql://u@db/app");
+  CHECK(flow::scrub_secrets("no secret here") == "no secret here");
+  CHECK(flow::scrub_secrets("mypassword=x") == "mypassword=x");
+}
+
+TEST_CASE("status json: the accounting identity and progress and ETA and the "
+          "fields the docs list",
+          "[status][json]") {
+  auto text = flow::render_status_json({sample_entry("j", "s")},
+                                       {{"program", "test"}});
+  auto doc = nlohmann::json::parse(text);
+  CHECK(doc["version"] == 1);
+  CHECK(doc["process"]["program"] == "test");
+  auto& j = doc["jobs"][0];
+  CHECK(j["state"] == "running");
+  auto& a = j["accounting"];
+  CHECK(a["emitted"].get<std::uint64_t>()
+        == a["aggregated"].get<std::uint64_t>()
+             + a["rejected"].get<std::uint64_t>()
+             + a["dead_lettered"].get<std::uint64_t>()
+             + a["in_flight"].get<std::uint64_t>());
+  CHECK(a["emitted"] == 1200);
+  // One source does not know its total: neither does the job.
+  CHECK(j["total"].is_null());
+  CHECK(j["sources"][0]["total"] == 1000);
+  CHECK(j["sources"][0]["progress"] == 0.6);
+  CHECK(j["sources"][0]["eta_seconds"].is_number());
+  CHECK(j["sources"][1]["total"].is_null());
+  CHECK(j["throughput"]["now_per_second"].get<double>() > 0);
+  CHECK(j["rejections"][0]["reason"] == "bad \"price\"");
+  CHECK(j["nodes"][0]["name"] == "node-a");
+  CHECK(j["reduce_time"]["counts"].size() == 10);
+  CHECK(j["result"].is_null());
+  for (auto field : {"name", "started", "elapsed_seconds", "throughput",
+                     "progress", "eta_seconds", "batches", "credit",
+                     "reducers", "nodes", "keys", "written", "history",
+                     "dead_letters", "errors"})
+    CHECK(j.contains(field));
+}
+
+TEST_CASE("status json: secrets in names and errors and dead letters are "
+          "scrubbed",
+          "[status][redact]") {
+  auto e = sample_entry("load postgresql://u:topsecret1@db/app",
+                        "table t (host=db password=topsecret2)");
+  e.stats.errors.push_back("cannot connect: sslpassword=topsecret3");
+  flow::dead_letter d;
+  d.value = "password=topsecret4";
+  d.error = "x";
+  e.stats.dead_letters.push_back(d);
+  auto json = flow::render_status_json({e}, {{"db", "password=topsecret5"}});
+  auto metrics = flow::render_metrics({e});
+  for (auto secret : {"topsecret1", "topsecret2", "topsecret3", "topsecret4",
+                      "topsecret5"}) {
+    CHECK(json.find(secret) == std::string::npos);
+    CHECK(metrics.find(secret) == std::string::npos);
+  }
+  CHECK(nlohmann::json::parse(json)["jobs"][0]["name"]
+        == "load postgresql://u:***@db/app");
+}
+
+TEST_CASE("status page: self-contained with nothing fetched from another host",
+          "[status][page]") {
+  auto& page = flow::status_page();
+  CHECK(page.find("<!DOCTYPE html>") == 0);
+  CHECK(page.find("http://") == std::string::npos);
+  CHECK(page.find("https://") == std::string::npos);
+  CHECK(page.find("//cdn") == std::string::npos);
+  CHECK(page.find("fetch(\"/status\"") != std::string::npos);
+}
