@@ -238,3 +238,72 @@ TEST_CASE("status page: self-contained with nothing fetched from another host",
   CHECK(page.find("//cdn") == std::string::npos);
   CHECK(page.find("fetch(\"/status\"") != std::string::npos);
 }
+
+TEST_CASE("status json: an estimated total is flagged, its progress stays "
+          "below 1 until the source is done, and its ETA is unknown past it",
+          "[status][json][estimate]") {
+  auto e = sample_entry("j", "partition");
+  auto& srcs = e.stats.sources;
+  srcs[0].total_is_estimate = true;
+  srcs[0].emitted = 1100; // more than the estimate of 1000
+  srcs[1].total = 500;
+  auto doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  auto& j = doc["jobs"][0];
+  CHECK(j["sources"][0]["total_estimated"] == true);
+  CHECK(j["sources"][0]["progress"] == 0.99);
+  CHECK(j["sources"][0]["eta_seconds"].is_null());
+  CHECK(j["sources"][1]["total_estimated"] == false);
+  CHECK(j["sources"][1]["progress"] == 1.0);
+  CHECK(j["total"] == 1500);
+  CHECK(j["total_estimated"] == true);
+  CHECK(j["progress"].get<double>() <= 0.99);
+  // Once done, an estimated source is complete.
+  srcs[0].done = true;
+  doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  CHECK(doc["jobs"][0]["sources"][0]["progress"] == 1.0);
+  CHECK(doc["jobs"][0]["sources"][0]["eta_seconds"] == 0.0);
+}
+
+TEST_CASE("metrics: rows written are labelled by output table, the estimate "
+          "flag is exported, and every family is emitted once",
+          "[status][metrics][estimate]") {
+  auto one = sample_entry("job one", "partition 1/2");
+  one.stats.sources[0].total_is_estimate = true;
+  one.stats.sink = "table public.\"out\"";
+  one.stats.written = 42;
+  auto two = sample_entry("job two", "list");
+  auto text = flow::render_metrics({one, two});
+  auto names = type_lines(text);
+  std::set<std::string> unique(names.begin(), names.end());
+  CHECK(unique.size() == names.size());
+  CHECK(unique.count("flow_rows_written_total") == 1);
+  CHECK(unique.count("flow_source_elements_expected") == 1);
+  CHECK(unique.count("flow_source_elements_expected_estimated") == 1);
+  CHECK(text.find("flow_rows_written_total{job=\"job one\",table=\"table "
+                  "public.\\\"out\\\"\"} 42\n")
+        != std::string::npos);
+  CHECK(text.find("flow_rows_written_total{job=\"job two\"} 0\n")
+        != std::string::npos);
+  CHECK(text.find("flow_source_elements_expected_estimated{job=\"job one\","
+                  "source=\"partition 1/2\"} 1\n")
+        != std::string::npos);
+  CHECK(text.find("flow_source_elements_expected_estimated{job=\"job two\","
+                  "source=\"list\"} 0\n")
+        != std::string::npos);
+  // Sources without a total have neither sample.
+  CHECK(text.find("flow_source_elements_expected_estimated{job=\"job two\","
+                  "source=\"list (2)\"}")
+        == std::string::npos);
+  // Every sample belongs to the family declared last before it.
+  std::istringstream in{text};
+  std::string line;
+  std::string family;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      family = line.substr(7, line.find(' ', 7) - 7);
+    } else if (line.rfind("flow_", 0) == 0) {
+      INFO(line);
+      CHECK(line.rfind(family, 0) == 0);
+    }
+  }
+}

@@ -39,6 +39,9 @@ struct source_stats {
   /// Elements the source will emit, when it knows (list sizes); empty
   /// otherwise.
   std::optional<std::uint64_t> total;
+  /// True when `total` is an estimate (the PostgreSQL planner's row
+  /// estimate of a partition): the source may emit fewer or more.
+  bool total_is_estimate = false;
   /// Elements emitted (received by the manager).
   std::uint64_t emitted = 0;
   /// Elements merged into the aggregates.
@@ -111,6 +114,8 @@ struct job_stats {
   std::uint64_t keys = 0;
   /// Rows the sink confirmed.
   std::uint64_t written = 0;
+  /// The sink's name (its output table, as in logs); empty without a sink.
+  std::string sink;
   /// Rejected elements per reason, ordered by reason.
   std::vector<std::pair<std::string, std::uint64_t>> rejections;
   /// Batch reduce time (dispatch to merge): counts per bucket, not

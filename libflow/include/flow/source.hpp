@@ -60,6 +60,13 @@ public:
     return std::nullopt;
   }
 
+  /// True when `size_hint` is an estimate that the source may fall short of
+  /// or exceed (e.g. the PostgreSQL planner's row estimate of a partition).
+  /// Default: false (an exact total, or none).
+  virtual bool size_is_estimate() const {
+    return false;
+  }
+
   /// For sources whose element i is a pure function of i (ranges, seeded
   /// random streams): a thread-safe function that writes elements
   /// [first, first + n) to `out`. The generator then sends batches as such
@@ -203,6 +210,10 @@ public:
 
   std::optional<std::uint64_t> size_hint() const override {
     return inner_->size_hint();
+  }
+
+  bool size_is_estimate() const override {
+    return inner_->size_is_estimate();
   }
 
 private:

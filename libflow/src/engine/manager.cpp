@@ -132,6 +132,7 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
     source_stats y;
     y.name = src.name;
     y.total = src.total;
+    y.total_is_estimate = src.total_is_estimate;
     y.emitted = src.emitted;
     y.aggregated = src.aggregated;
     y.rejected = src.rejected;
@@ -162,6 +163,7 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   xs->nodes = node_stats_of(st);
   xs->keys = st.aggregates.size();
   xs->written = st.written;
+  xs->sink = st.sink_name;
   xs->rejections.assign(st.reasons.begin(), st.reasons.end());
   xs->reduce_counts.assign(st.reduce_counts.begin(), st.reduce_counts.end());
   xs->reduce_seconds = st.reduce_seconds;
@@ -960,6 +962,7 @@ void start_generators(manager_actor_t* self, const job_spec& spec) {
     info.label = entry.label;
     info.labeled = entry.labeled;
     info.total = entry.src->size_hint();
+    info.total_is_estimate = info.total && entry.src->size_is_estimate();
     info.generator = spawn_generator(self, caf::actor{self},
                                      static_cast<std::uint32_t>(i), entry.src,
                                      entry.label, st.opts.batch_size);

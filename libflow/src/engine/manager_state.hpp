@@ -89,6 +89,7 @@ struct source_info {
   std::uint64_t in_flight = 0;  // batches received, not yet merged
   // -- statistics (flow/job_stats.hpp) --
   std::optional<std::uint64_t> total; // elements in all, when known
+  bool total_is_estimate = false; // total is an estimate
   std::uint64_t held = 0;       // credits in use (received, not returned)
   bool waiting = false;         // held == credits since wait_since
   std::chrono::steady_clock::time_point wait_since{};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cmath>
 
 #include <pqxx/result>
 #include <pqxx/stream_from>
@@ -127,6 +128,7 @@ struct copy_reader::impl {
   row_view row;
   std::uint64_t rows = 0;
   bool finished = false;
+  std::optional<std::uint64_t> estimate; // the planner's rows, when known
 
   ~impl() {
     // A COPY abandoned half-way (a cancelled or failed job): ask the server
@@ -188,6 +190,10 @@ const row_view* copy_reader::next() {
 
 std::uint64_t copy_reader::rows() const noexcept {
   return impl_->rows;
+}
+
+std::optional<std::uint64_t> copy_reader::estimate() const noexcept {
+  return impl_->estimate;
 }
 
 const std::string& copy_reader::name() const noexcept {
@@ -452,6 +458,7 @@ struct partitioned_read::impl {
   std::unique_ptr<detail::snapshot_tx> tx;
   std::string snapshot;
   std::vector<range> ranges;
+  std::vector<std::optional<std::uint64_t>> estimates; // one per range
 
   ~impl() {
     release();
@@ -530,6 +537,35 @@ std::vector<range> block_ranges(std::int64_t pages, std::size_t partitions) {
   return result;
 }
 
+/// The planner's estimate of the rows in each of `ranges` of a table of
+/// `pages` pages whose pg_class says `reltuples` rows in `relpages` pages:
+/// the planner's own density (reltuples / relpages) times the current pages,
+/// shared by blocks for ctid ranges and equally for value ranges (cut at
+/// sampled quantiles). Unknown when the table was never analysed or
+/// vacuumed (reltuples < 0 or relpages 0).
+std::vector<std::optional<std::uint64_t>>
+range_estimates(const std::vector<range>& ranges, double reltuples,
+                std::int64_t relpages, std::int64_t pages) {
+  std::vector<std::optional<std::uint64_t>> result(ranges.size());
+  if (reltuples < 0 || relpages <= 0 || ranges.empty())
+    return result;
+  auto density = reltuples / static_cast<double>(relpages);
+  auto rows = density * static_cast<double>(pages);
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    auto& r = ranges[i];
+    double share;
+    if (r.blocks) {
+      auto lo = std::clamp<std::int64_t>(r.lo.value_or(0), 0, pages);
+      auto hi = std::clamp<std::int64_t>(r.hi.value_or(pages), lo, pages);
+      share = static_cast<double>(hi - lo) * density;
+    } else {
+      share = rows / static_cast<double>(ranges.size());
+    }
+    result[i] = static_cast<std::uint64_t>(std::llround(share));
+  }
+  return result;
+}
+
 /// Throws input_error unless the partition column of table `oid` exists and
 /// holds integers.
 void check_integer_column(detail::snapshot_tx& tx, std::int64_t oid,
@@ -604,12 +640,15 @@ caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
     // table is 42P01, whatever the name holds.
     auto info = tx.exec_params(
       "SELECT c.oid::bigint, c.relkind::text, "
-      "pg_relation_size(c.oid) / current_setting('block_size')::bigint "
+      "pg_relation_size(c.oid) / current_setting('block_size')::bigint, "
+      "c.reltuples::float8, c.relpages::bigint "
       "FROM pg_class c WHERE c.oid = $1::regclass",
       d->table);
     auto oid = info[0][0].as<std::int64_t>();
     auto kind = info[0][1].as<std::string>();
     auto pages = info[0][2].as<std::int64_t>();
+    auto reltuples = info[0][3].as<double>();
+    auto relpages = info[0][4].as<std::int64_t>();
     if (!s.plan.empty()) {
       d->ranges = s.plan;
     } else if (s.partition_column == "ctid") {
@@ -619,6 +658,7 @@ caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
       d->ranges = ranges_from_bounds(
         sample_bounds(tx, d->table, d->column, kind, pages, s));
     }
+    d->estimates = range_estimates(d->ranges, reltuples, relpages, pages);
     return partitioned_read{std::move(d)};
   } catch (...) {
     return current_error(conninfo);
@@ -674,7 +714,11 @@ caf::expected<std::vector<copy_reader>> partitioned_read::readers() {
       auto select = select_of(impl_->spec.columns, impl_->table, impl_->column,
                               impl_->ranges[i],
                               i < offsets.size() ? offsets[i] : 0);
-      result.emplace_back(impl_->session(i, select));
+      auto session = impl_->session(i, select);
+      session->estimate = impl_->estimates[i];
+      if (session->estimate && i < offsets.size())
+        *session->estimate -= std::min(*session->estimate, offsets[i]);
+      result.emplace_back(std::move(session));
     }
     return result;
   } catch (...) {

@@ -261,6 +261,19 @@ void per_job(prometheus_writer& w, const std::vector<status_entry>& jobs,
     w.sample({{"job", scrub_secrets(j.name)}}, value(j.stats));
 }
 
+/// Rows written, labelled by the output table (the sink's name) when the job
+/// has a sink.
+void rows_written(prometheus_writer& w, const std::vector<status_entry>& jobs) {
+  w.family("flow_rows_written_total", "counter",
+           "Rows the sink confirmed written, per output table.");
+  for (auto& j : jobs) {
+    labels ls{{"job", scrub_secrets(j.name)}};
+    if (!j.stats.sink.empty())
+      ls.push_back({"table", scrub_secrets(j.stats.sink)});
+    w.sample(ls, num(j.stats.written));
+  }
+}
+
 /// One family with one sample per worker node of every job.
 template <class F>
 void per_node(prometheus_writer& w, const std::vector<status_entry>& jobs,
@@ -299,6 +312,12 @@ void source_metrics(prometheus_writer& w,
              "Elements the source emits in all, when it knows.",
              [](const source_stats& s) {
                return s.total ? num(*s.total) : -1.0;
+             });
+  per_source(w, jobs, "flow_source_elements_expected_estimated", "gauge",
+             "1 when flow_source_elements_expected is an estimate (the "
+             "PostgreSQL planner's rows of a partition), 0 when exact.",
+             [](const source_stats& s) {
+               return s.total ? (s.total_is_estimate ? 1.0 : 0.0) : -1.0;
              });
   per_source(w, jobs, "flow_source_batches_in_flight", "gauge",
              "Batches of the source received and not yet merged.",
@@ -391,9 +410,7 @@ void job_metrics(prometheus_writer& w,
   per_job(w, jobs, "flow_keys_held", "gauge",
           "Keys the manager holds running aggregates for.",
           [](const job_stats& s) { return num(s.keys); });
-  per_job(w, jobs, "flow_rows_written_total", "counter",
-          "Rows the sink confirmed written.",
-          [](const job_stats& s) { return num(s.written); });
+  rows_written(w, jobs);
 }
 
 void histogram(prometheus_writer& w, const std::vector<status_entry>& jobs) {

@@ -155,7 +155,7 @@ function sourceBars(j) {
   j.sources.forEach(function (s) {
     var row = el("div", {"class": "box"});
     row.appendChild(el("div", {}, s.name + (s.waiting ? " - waiting for credit" : "") + (s.done ? " - done" : "")));
-    var label = fmt(s.emitted) + (s.total === null ? "" : " of " + fmt(s.total)) + " elements" +
+    var label = fmt(s.emitted) + (s.total === null ? "" : " of " + (s.total_estimated ? "~" : "") + fmt(s.total)) + " elements" +
       (s.progress === null ? "" : " (" + pct(s.progress) + ")") + ", ETA " + dur(s.eta_seconds) +
       ", waited " + fmt1(s.credit_wait_seconds) + " s for credit";
     row.appendChild(bar(s.progress, label));

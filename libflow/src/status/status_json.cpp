@@ -2,6 +2,7 @@
 // Written by hand: a small writer, so flow::status needs no JSON library.
 // Every string goes through scrub_secrets.
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -145,16 +146,26 @@ void optional_num(json_out& j, const std::optional<double>& x) {
 }
 
 /// Progress in [0, 1] and the ETA in seconds of `done` of `total` at `rate`.
+/// An estimated total can be exceeded: its progress stays at most 0.99 and
+/// its ETA unknown past it until the end.
 void progress_fields(json_out& j, std::optional<std::uint64_t> total,
-                     std::uint64_t done, double rate, bool finished) {
+                     std::uint64_t done, double rate, bool finished,
+                     bool estimated = false) {
   std::optional<double> progress;
   std::optional<double> eta;
-  if (total) {
+  if (total && estimated && finished) {
+    progress = 1.0;
+    eta = 0.0;
+  } else if (total) {
     progress = *total == 0 ? 1.0
                            : std::min(1.0, static_cast<double>(done)
                                              / static_cast<double>(*total));
-    if (finished || done >= *total)
+    if (estimated)
+      progress = std::min(*progress, 0.99);
+    if (finished || (done >= *total && !estimated))
       eta = 0.0;
+    else if (done >= *total)
+      eta = std::nullopt;
     else if (rate > 0)
       eta = static_cast<double>(*total - done) / rate;
   } else if (finished) {
@@ -176,6 +187,7 @@ void source_json(json_out& j, const source_stats& s, double job_rate,
     j.num(*s.total);
   else
     j.null();
+  j.key("total_estimated").boolean(s.total && s.total_is_estimate);
   j.key("emitted").num(s.emitted);
   j.key("aggregated").num(s.aggregated);
   j.key("rejected").num(s.rejected);
@@ -193,7 +205,8 @@ void source_json(json_out& j, const source_stats& s, double job_rate,
                   ? 0
                   : job_rate * static_cast<double>(s.emitted)
                       / static_cast<double>(job_emitted);
-  progress_fields(j, s.total, s.emitted, rate, finished || s.done);
+  progress_fields(j, s.total, s.emitted, rate, finished || s.done,
+                  s.total_is_estimate);
   j.raw("}");
 }
 
@@ -273,8 +286,12 @@ void job_json(json_out& j, const status_entry& e) {
     j.num(*t);
   else
     j.null();
+  bool estimated = std::any_of(
+    s.sources.begin(), s.sources.end(),
+    [](const source_stats& x) { return x.total && x.total_is_estimate; });
+  j.key("total_estimated").boolean(s.total() && estimated);
   progress_fields(j, s.total(), emitted, rate_now > 0 ? rate_now : rate_avg,
-                  finished);
+                  finished, estimated);
   j.key("sources").raw("[");
   for (auto& src : s.sources)
     source_json(j, src, rate_now > 0 ? rate_now : rate_avg, emitted,
@@ -315,6 +332,7 @@ void job_json(json_out& j, const status_entry& e) {
   j.raw("]");
   j.key("keys").num(s.keys);
   j.key("written").num(s.written);
+  j.key("sink").str(s.sink);
   j.key("rejections").raw("[");
   for (auto& [reason, n] : s.rejections) {
     j.item().raw("{");

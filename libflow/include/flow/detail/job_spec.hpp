@@ -225,6 +225,7 @@ public:
   virtual bool blocking() const = 0;
   virtual std::string name() const = 0;
   virtual std::optional<std::uint64_t> size_hint() const = 0;
+  virtual bool size_is_estimate() const = 0;
 };
 
 template <class T>
@@ -278,6 +279,10 @@ public:
 
   std::optional<std::uint64_t> size_hint() const override {
     return src_->size_hint();
+  }
+
+  bool size_is_estimate() const override {
+    return src_->size_is_estimate();
   }
 
 private:

@@ -97,6 +97,11 @@ public:
   /// Rows read so far.
   std::uint64_t rows() const noexcept;
 
+  /// The rows this reader is expected to read: the planner's estimate for
+  /// a partition of a partitioned read (see docs/observability.md); empty
+  /// when unknown (a query, a table never analysed).
+  std::optional<std::uint64_t> estimate() const noexcept;
+
   /// Names the reader for messages, e.g. "partition 2/4 of public.elements
   /// [100, 200)".
   const std::string& name() const noexcept;
@@ -153,6 +158,16 @@ public:
   /// The reader's name.
   std::string name() const override {
     return reader_.name();
+  }
+
+  /// The planner's estimate of the rows, when known.
+  std::optional<std::uint64_t> size_hint() const override {
+    return reader_.estimate();
+  }
+
+  /// True: a row estimate, never exact.
+  bool size_is_estimate() const override {
+    return true;
   }
 
 private:
