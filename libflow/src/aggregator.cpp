@@ -73,11 +73,24 @@ state_row& state_row::operator=(const state_row& other) {
   return *this;
 }
 
-state_row::~state_row() {
+state_row& state_row::operator=(state_row&& other) noexcept {
+  if (this != &other) {
+    clear();
+    boxes_ = std::move(other.boxes_);
+  }
+  return *this;
+}
+
+void state_row::clear() noexcept {
   if (boxes_)
     for (auto& b : *boxes_)
       if (b.ptr)
         b.ops->destroy(b.ptr);
+  boxes_.reset();
+}
+
+state_row::~state_row() {
+  clear();
 }
 
 bool state_row::empty() const noexcept {

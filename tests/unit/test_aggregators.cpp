@@ -420,3 +420,55 @@ TEST_CASE("aggregators: composite keys group like GROUP BY over several "
     }
   }
 }
+
+namespace {
+
+// Counts its live instances: rows must destroy every state they own, also
+// when a row is overwritten by a move (vector::erase, sorting results).
+struct counted {
+  static inline int live = 0;
+  std::int64_t n = 0;
+  counted() {
+    ++live;
+  }
+  counted(const counted& other) : n(other.n) {
+    ++live;
+  }
+  ~counted() {
+    --live;
+  }
+  static std::string state_name() {
+    return "test.counted";
+  }
+  void add(std::int64_t x) {
+    n += x;
+  }
+  void merge(const counted& other) {
+    n += other.n;
+  }
+};
+
+} // namespace
+
+TEST_CASE("aggregators: rows destroy their states when copied over, moved "
+          "over and erased",
+          "[aggregators][memory]") {
+  flow::aggregators aggs;
+  auto c = aggs.add("c", counted{});
+  auto before = counted::live;
+  {
+    std::vector<flow::aggregate> rows(10);
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      c.at(rows[i]).add(static_cast<std::int64_t>(i));
+    CHECK(counted::live == before + 10);
+    rows.erase(rows.begin() + 3); // move-assigns rows 4.. over 3..
+    CHECK(counted::live == before + 9);
+    rows[0] = rows[1]; // copy-assigns over a row with a state
+    CHECK(counted::live == before + 9);
+    rows[2] = flow::aggregate{}; // move-assigns an empty row
+    CHECK(counted::live == before + 8);
+    std::reverse(rows.begin(), rows.end()); // swaps: moves
+    CHECK(counted::live == before + 8);
+  }
+  CHECK(counted::live == before);
+}

@@ -39,8 +39,9 @@ public:
   /// Deep copy.
   state_row& operator=(const state_row& other);
 
-  /// Move.
-  state_row& operator=(state_row&& other) noexcept = default;
+  /// Move: destroys this row's states first (the boxes own them; a
+  /// defaulted move would drop them unfreed).
+  state_row& operator=(state_row&& other) noexcept;
 
   /// Destroys every state.
   ~state_row();
@@ -107,6 +108,9 @@ private:
   };
 
   std::vector<box>& boxes();
+
+  /// Destroys every state and drops the boxes.
+  void clear() noexcept;
 
   std::unique_ptr<std::vector<box>> boxes_;
 };
