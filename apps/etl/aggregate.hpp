@@ -1,0 +1,86 @@
+#pragma once
+
+// flow-etl's `aggregate`: GROUP BY any columns of the user's own table (or
+// query), any of the aggregates of agg_spec.hpp, read by parallel partitions
+// in one snapshot, verified against the server's own GROUP BY on request,
+// written to an output table that is replaced atomically.
+//
+//   partition 1 ─┐  COPY (SELECT group cols, value cols ... WHERE filter)
+//   partition 2 ─┼─batches─▶ reducers: key = composite of the group columns,
+//   partition P ─┘           one aggregator state per (column, kind) ─▶ manager
+//
+// `flow-etl run FILE` (run.cpp) runs the jobs of a TOML file through the
+// same functions.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "etl/agg_spec.hpp"
+#include "flow/options.hpp"
+#include "flow/pg/connection.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace flow::apps {
+
+/// One aggregate job: what it reads, groups, computes and writes.
+struct agg_job {
+  /// A name for messages (job files: the job's name; the command line:
+  /// "aggregate").
+  std::string name = "aggregate";
+  /// The table read (empty table name: `query` is read instead).
+  pg::table_name table;
+  /// A SELECT whose rows are read (one stream), instead of a table.
+  std::string query;
+  /// SQL filter, ANDed to the read (the user's own SQL).
+  std::string where;
+  /// Group columns (exact names); empty: one group over all rows.
+  std::vector<std::string> group_by;
+  /// The aggregates.
+  std::vector<agg_expr> aggs;
+  /// The output table (in the table's schema, or `output_schema`); empty:
+  /// no output table.
+  std::string output;
+  /// The output table's schema; empty: the source table's schema (or the
+  /// search path).
+  std::string output_schema;
+};
+
+/// How jobs are run.
+struct agg_run_options {
+  /// Partitions of a table read; 0: one per core (1 for a table larger
+  /// than a quarter of the server's shared buffers).
+  std::size_t partitions = 0;
+  /// The partition column, or "ctid".
+  std::string by = "ctid";
+  /// Print JSON lines instead of an aligned table.
+  bool json = false;
+  /// Compare every result with the server's GROUP BY in the same snapshot.
+  bool verify = false;
+  /// Pipeline options.
+  flow::options opts;
+};
+
+/// Runs `jobs` in order and prints their results. With `atomic`, every
+/// output table is written in one transaction after the last job (all or
+/// none); otherwise each job's output is committed when the job ends.
+/// Returns the exit code (0, 1 when a result did not verify); throws
+/// usage_error (exit 2) on bad input, with nothing written.
+int run_aggregate_jobs(const std::string& conninfo,
+                       const std::vector<agg_job>& jobs,
+                       const agg_run_options& run, bool atomic,
+                       caf::actor_system& sys);
+
+/// Checks `job` against the database without reading its rows: the table
+/// or query exists, every column exists and every aggregate applies to its
+/// column's type, the output table's name is valid. Throws usage_error
+/// naming the problem.
+void check_aggregate_job(const std::string& conninfo, const agg_job& job);
+
+/// `flow-etl aggregate`: argv[0] is "aggregate".
+int cmd_aggregate(int argc, char** argv);
+
+} // namespace flow::apps
