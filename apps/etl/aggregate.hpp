@@ -80,6 +80,11 @@ int run_aggregate_jobs(const std::string& conninfo,
 /// naming the problem.
 void check_aggregate_job(const std::string& conninfo, const agg_job& job);
 
+/// Makes this process's database sessions print timestamps with time zone
+/// in UTC and dates in ISO form (PGTZ, PGDATESTYLE), as the decoding of
+/// dates and timestamps expects. Call before any thread starts (setenv).
+void prepare_session_environment();
+
 /// `flow-etl aggregate`: argv[0] is "aggregate".
 int cmd_aggregate(int argc, char** argv);
 

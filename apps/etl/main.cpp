@@ -16,6 +16,7 @@
 #include <string>
 
 #include "common/cli.hpp"
+#include "etl/aggregate.hpp"
 #include "etl/clean.hpp"
 #include "etl/command.hpp"
 #include "etl/init.hpp"
@@ -41,6 +42,10 @@ const char* overview
     "          --pushdown), verified against the server's own GROUP BY\n"
     "  clean   the data-cleaning job: ads -> ads_clean, ads_rejects (with\n"
     "          reasons) and ads_summary (per city), replaced atomically\n"
+    "  aggregate  GROUP BY any columns of your own table or query: sum,\n"
+    "          count, count(distinct), approx_count_distinct, avg, min, max,\n"
+    "          stddev, quantile; verified against the server (--verify),\n"
+    "          written to a table replaced atomically (--output)\n"
     "\n"
     "The database: --db URI|CONNINFO, else libpq's environment (PGHOST,\n"
     "PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ~/.pgpass). With\n"
@@ -54,7 +59,7 @@ const char* overview
 int run(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << overview;
-    throw usage_error("missing command (init, sum or clean)");
+    throw usage_error("missing command (init, sum, clean or aggregate)");
   }
   std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
@@ -67,8 +72,10 @@ int run(int argc, char** argv) {
     return cmd_sum(argc - 1, argv + 1);
   if (cmd == "clean")
     return cmd_clean(argc - 1, argv + 1);
+  if (cmd == "aggregate")
+    return cmd_aggregate(argc - 1, argv + 1);
   throw usage_error("unknown command " + quote_token(cmd)
-                    + " (init, sum or clean; see --help)");
+                    + " (init, sum, clean or aggregate; see --help)");
 }
 
 } // namespace

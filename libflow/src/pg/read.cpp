@@ -252,6 +252,24 @@ caf::expected<copy_reader> open_query(const std::string& conninfo,
 
 // -- partitions in a snapshot ---------------------------------------------
 
+caf::expected<copy_reader> open_query(const std::string& conninfo,
+                                      const std::string& select,
+                                      const std::string& snapshot) {
+  try {
+    auto d = std::make_unique<copy_reader::impl>();
+    d->conninfo = conninfo;
+    d->name = "query";
+    d->target = "(" + select + ")";
+    d->conn = detail::connect(conninfo);
+    auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
+    ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
+    d->tx = std::move(ptx);
+    return copy_reader{std::move(d)};
+  } catch (...) {
+    return current_error(conninfo);
+  }
+}
+
 namespace {
 
 std::string partition_name(std::size_t i, std::size_t n,
@@ -290,9 +308,11 @@ snapshot_session(const std::string& conninfo, std::string name,
 std::string select_of(const std::vector<std::string>& columns,
                       const std::string& quoted_table,
                       const std::string& quoted_column, const range& r,
-                      std::uint64_t offset) {
+                      std::uint64_t offset, const std::string& filter = {}) {
   auto select = "SELECT " + join_quoted(columns) + " FROM " + quoted_table
                 + " WHERE " + r.predicate(quoted_column);
+  if (!filter.empty())
+    select += " AND (" + filter + ")";
   if (offset > 0)
     select += " OFFSET " + std::to_string(offset);
   return select;
@@ -713,7 +733,8 @@ caf::expected<std::vector<copy_reader>> partitioned_read::readers() {
     for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
       auto select = select_of(impl_->spec.columns, impl_->table, impl_->column,
                               impl_->ranges[i],
-                              i < offsets.size() ? offsets[i] : 0);
+                              i < offsets.size() ? offsets[i] : 0,
+                              impl_->spec.filter);
       auto session = impl_->session(i, select);
       session->estimate = impl_->estimates[i];
       if (session->estimate && i < offsets.size())
@@ -734,6 +755,10 @@ partitioned_read::tickets() const {
   if (!impl_->tx)
     return make_error(errc::invalid_config,
                       "partitioned read: the snapshot was released");
+  // A ticket carries no filter: a node would read rows the read excludes.
+  if (!impl_->spec.filter.empty())
+    return make_error(errc::invalid_config,
+                      "partitioned read: a filtered read has no tickets");
   std::vector<partition_ticket> result;
   auto& offsets = impl_->spec.offsets;
   for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {

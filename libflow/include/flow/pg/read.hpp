@@ -186,6 +186,14 @@ caf::expected<source<T>> from_query(const std::string& conninfo,
 caf::expected<copy_reader> open_query(const std::string& conninfo,
                                       const std::string& select);
 
+/// Opens a reader of `select` in a read-only REPEATABLE READ transaction
+/// that imports `snapshot` (exported by another transaction with
+/// `pg_export_snapshot()`, e.g. `partitioned_read::snapshot_id`), so the
+/// query sees exactly what the exporting transaction sees.
+caf::expected<copy_reader> open_query(const std::string& conninfo,
+                                      const std::string& select,
+                                      const std::string& snapshot);
+
 template <class T, class F>
 caf::expected<source<T>> from_query(const std::string& conninfo,
                                     const std::string& select, F decode) {
@@ -310,6 +318,10 @@ struct read_spec {
   /// in the heap's physical order (no synchronized or parallel scans), so
   /// the same rows are skipped as long as the table did not change.
   std::vector<std::uint64_t> offsets;
+  /// A filter in SQL (the user's own, trusted as a query is), ANDed to each
+  /// partition's range predicate; empty: every row. A filtered read has no
+  /// tickets (worker nodes would not apply it).
+  std::string filter;
 };
 
 /// Rows of text fields (NULL: no value), as a query returns them.

@@ -1,0 +1,185 @@
+#pragma once
+
+// Values of `flow-etl aggregate`: a row's fields decoded by their column
+// class (agg_spec.hpp), dates and timestamps as integers that order like the
+// values, and the small aggregator states the library does not have (a row
+// count, an int64 range, a text range).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "etl/agg_spec.hpp"
+#include "flow/decimal.hpp"
+#include "flow/key.hpp"
+
+namespace flow::apps {
+
+/// One decoded field.
+struct cell {
+  /// SQL NULL.
+  bool null = true;
+  /// integer, boolean (0/1), date (days since 1970-01-01), timestamp and
+  /// timestamptz (microseconds since 1970-01-01 00:00:00 UTC).
+  std::int64_t i = 0;
+  /// floating, and numeric as the nearest double (for stddev, quantile).
+  double d = 0;
+  /// numeric.
+  decimal n;
+  /// text and other types; numeric and floating keys in canonical text.
+  std::string s;
+};
+
+/// Decodes `text` (a COPY text field, escapes resolved) of class `cls` into
+/// `out`; returns an empty string, or why it does not decode ("numeric
+/// value 1e40 has more than 38 significant digits").
+std::string decode_cell(col_class cls, std::string_view text, cell& out);
+
+/// The group-key part of a decoded, non-NULL cell.
+key_part key_part_of(col_class cls, const cell& c);
+
+/// Days since 1970-01-01 of an ISO date ("2024-02-29", "0044-03-15 BC").
+std::optional<std::int64_t> parse_iso_date(std::string_view text);
+
+/// Microseconds since 1970-01-01 00:00:00 (UTC when the text has an offset
+/// such as "+05:30") of an ISO timestamp.
+std::optional<std::int64_t> parse_iso_timestamp(std::string_view text);
+
+/// The ISO text of a date (`parse_iso_date`'s inverse).
+std::string format_date(std::int64_t days);
+
+/// The ISO text of a timestamp; `utc_offset` appends "+00".
+std::string format_timestamp(std::int64_t micros, bool utc_offset);
+
+/// The text PostgreSQL accepts back for a double, exactly: the shortest
+/// round-trip digits, "Infinity", "-Infinity" or "NaN".
+std::string sql_double(double x);
+
+// -- states the library does not have ---------------------------------------
+
+/// count(*) and count(col): how many rows (or non-NULL values) a group has.
+struct row_count {
+  /// The count.
+  std::uint64_t n = 0;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.count";
+  }
+
+  /// Counts one.
+  void add() noexcept {
+    ++n;
+  }
+
+  /// Adds another group's count.
+  void merge(const row_count& other) noexcept {
+    n += other.n;
+  }
+
+  /// Equality (tests).
+  friend bool operator==(const row_count& x, const row_count& y) noexcept {
+    return x.n == y.n;
+  }
+
+  /// Inspection.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, row_count& x) {
+    return f(caf::meta::type_name("flow-etl.count"), x.n);
+  }
+};
+
+/// min and max of int64-coded values (dates, timestamps).
+struct int_range {
+  /// Values seen.
+  std::uint64_t n = 0;
+  /// Smallest value (valid when n > 0).
+  std::int64_t lo = 0;
+  /// Largest value (valid when n > 0).
+  std::int64_t hi = 0;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.int_range";
+  }
+
+  /// Adds one value.
+  void add(std::int64_t x) noexcept {
+    if (n == 0 || x < lo)
+      lo = x;
+    if (n == 0 || x > hi)
+      hi = x;
+    ++n;
+  }
+
+  /// Adds another group's range.
+  void merge(const int_range& other) noexcept {
+    if (other.n == 0)
+      return;
+    if (n == 0 || other.lo < lo)
+      lo = other.lo;
+    if (n == 0 || other.hi > hi)
+      hi = other.hi;
+    n += other.n;
+  }
+
+  /// Equality (tests).
+  friend bool operator==(const int_range& x, const int_range& y) noexcept {
+    return x.n == y.n && (x.n == 0 || (x.lo == y.lo && x.hi == y.hi));
+  }
+
+  /// Inspection.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, int_range& x) {
+    return f(caf::meta::type_name("flow-etl.int_range"), x.n, x.lo, x.hi);
+  }
+};
+
+/// min and max of strings, by bytes (PostgreSQL's "C" collation).
+struct text_range {
+  /// Values seen.
+  std::uint64_t n = 0;
+  /// Smallest value (valid when n > 0).
+  std::string lo;
+  /// Largest value (valid when n > 0).
+  std::string hi;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.text_range";
+  }
+
+  /// Adds one value.
+  void add(const std::string& x) {
+    if (n == 0 || x < lo)
+      lo = x;
+    if (n == 0 || x > hi)
+      hi = x;
+    ++n;
+  }
+
+  /// Adds another group's range.
+  void merge(const text_range& other) {
+    if (other.n == 0)
+      return;
+    if (n == 0 || other.lo < lo)
+      lo = other.lo;
+    if (n == 0 || other.hi > hi)
+      hi = other.hi;
+    n += other.n;
+  }
+
+  /// Equality (tests).
+  friend bool operator==(const text_range& x, const text_range& y) {
+    return x.n == y.n && (x.n == 0 || (x.lo == y.lo && x.hi == y.hi));
+  }
+
+  /// Inspection.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, text_range& x) {
+    return f(caf::meta::type_name("flow-etl.text_range"), x.n, x.lo, x.hi);
+  }
+};
+
+} // namespace flow::apps

@@ -1,0 +1,1524 @@
+#include "etl/aggregate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <pqxx/pqxx>
+
+#include "common/app_options.hpp"
+#include "common/cli.hpp"
+#include "common/job_runner.hpp"
+#include "common/json.hpp"
+#include "etl/agg_values.hpp"
+#include "etl/command.hpp"
+#include "flow/distinct.hpp"
+#include "flow/exact_sum.hpp"
+#include "flow/flow.hpp"
+#include "flow/pg/copy_sink.hpp"
+#include "flow/pg/error.hpp"
+#include "flow/pg/pg.hpp"
+#include "flow/quantiles.hpp"
+#include "flow/stats.hpp"
+
+namespace flow::apps {
+
+namespace {
+
+/// The programs' job runner, for flow-etl aggregate.
+const job_runner runner{etl_prog};
+
+// -- the catalog --------------------------------------------------------------
+
+/// The source's columns by name, in the catalog's order.
+struct source_columns {
+  std::vector<column_info> columns;
+
+  const column_info* find(const std::string& name) const {
+    for (auto& c : columns)
+      if (c.name == name)
+        return &c;
+    return nullptr;
+  }
+};
+
+/// "FROM" text of a job: the quoted table or the parenthesised query.
+std::string from_of(const agg_job& job) {
+  if (job.query.empty())
+    return job.table.quoted();
+  return "(" + job.query + ") AS flow_query";
+}
+
+/// What the source is, for messages.
+std::string source_name(const agg_job& job) {
+  return job.query.empty() ? job.table.display() : std::string{"--query"};
+}
+
+/// Throws usage_error when `sql` (a --where filter) could reach out of its
+/// parentheses: unbalanced parentheses or quotes, a semicolon or a comment
+/// outside quotes. The filter is the user's own SQL, as trusted as --query;
+/// this only keeps a slip from silently changing which rows a partition
+/// reads (each partition ANDs its own range to it).
+void check_filter(const std::string& sql, const std::string& what) {
+  int depth = 0;
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+      auto end = i + 1;
+      for (;;) {
+        end = sql.find(c, end);
+        if (end == std::string::npos)
+          throw usage_error(what + ": unterminated " + std::string(1, c)
+                            + " quote");
+        if (end + 1 < sql.size() && sql[end + 1] == c) {
+          end += 2;
+          continue;
+        }
+        break;
+      }
+      i = end;
+    } else if (c == '(') {
+      ++depth;
+    } else if (c == ')') {
+      if (--depth < 0)
+        throw usage_error(what + ": unbalanced ')'");
+    } else if (c == ';') {
+      throw usage_error(what + ": one condition, without ';'");
+    } else if ((c == '-' && i + 1 < sql.size() && sql[i + 1] == '-')
+               || (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*')) {
+      throw usage_error(what + ": no comments, please");
+    } else if (c == '$') {
+      throw usage_error(what + ": dollar quoting is not supported here");
+    }
+  }
+  if (depth != 0)
+    throw usage_error(what + ": unbalanced '('");
+}
+
+/// Runs `body` on a connection, turning database errors into usage_error.
+template <class F>
+auto with_connection(const std::string& conninfo, F body) {
+  try {
+    pqxx::connection conn{conninfo};
+    return body(conn);
+  } catch (const usage_error&) {
+    throw;
+  } catch (...) {
+    fail(pg::current_error(conninfo));
+  }
+}
+
+source_columns read_columns(pqxx::connection& conn, const agg_job& job) {
+  source_columns result;
+  pqxx::read_transaction tx{conn};
+  if (job.query.empty()) {
+    auto rel = tx.exec_params("SELECT to_regclass($1)::oid",
+                              job.table.quoted());
+    if (rel[0][0].is_null())
+      throw usage_error("table " + job.table.display() + " does not exist");
+    auto rows = tx.exec_params(
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+      "COALESCE(b.typname, t.typname)::text "
+      "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+      "LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype "
+      "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
+      "ORDER BY a.attnum",
+      rel[0][0].c_str());
+    for (auto r : rows)
+      result.columns.push_back({r[0].c_str(), r[1].c_str(),
+                                class_of_type(r[2].c_str())});
+    return result;
+  }
+  // A query: its result's columns, from a plan that reads no row.
+  auto rows = tx.exec("SELECT * FROM (" + job.query
+                      + ") AS flow_query LIMIT 0");
+  for (pqxx::row::size_type i = 0; i < rows.columns(); ++i) {
+    auto oid = rows.column_type(i);
+    auto t = tx.exec_params("SELECT format_type($1::oid, NULL), "
+                            "COALESCE(b.typname, t.typname)::text "
+                            "FROM pg_type t LEFT JOIN pg_type b ON "
+                            "t.typtype = 'd' AND b.oid = t.typbasetype "
+                            "WHERE t.oid = $1::oid",
+                            std::to_string(oid));
+    result.columns.push_back({rows.column_name(i), t[0][0].c_str(),
+                              class_of_type(t[0][1].c_str())});
+  }
+  return result;
+}
+
+// -- the plan -----------------------------------------------------------------
+
+/// The state kinds a value column may feed (one state per column and kind,
+/// shared by the aggregates that read it).
+enum class state_kind {
+  dsum,      // decimal_sum: sum, avg, min, max of integers and decimals
+  imoments,  // int_moments: stddev of integers
+  fmoments,  // exact_moments: sum, avg, stddev of floats; stddev of decimals
+  frange,    // double_stats: min, max of floats
+  irange,    // int_range: min, max of dates and timestamps
+  srange,    // text_range: min, max of text
+  count,     // row_count: count(col), count(*)
+  distinct,  // distinct_count
+  hll,       // hll
+  kll,       // kll
+};
+
+/// One state of the per-group row.
+struct slot {
+  state_kind kind;
+  /// Index into the read columns; -1: every row (count(*)).
+  int col = -1;
+  /// Adds a row's cell to the group's row.
+  std::function<void(aggregate&, const cell&)> add;
+  /// Reads the state back: a type-erased pointer to it, or null.
+  std::function<const void*(const aggregate&)> get;
+};
+
+/// One aggregate as planned.
+struct planned_agg {
+  agg_expr expr;
+  /// Index into the read columns; -1 for count(*).
+  int col = -1;
+  col_class cls = col_class::other;
+  std::string source_type;
+  std::string out_type;
+  /// The slot it reads.
+  std::size_t slot = 0;
+};
+
+/// A job, planned against the catalog.
+struct job_plan {
+  agg_job job;
+  /// The columns read, in order: the group columns, then the value columns
+  /// that are not group columns.
+  std::vector<column_info> read;
+  /// Per group column, its index in `read`.
+  std::vector<std::size_t> group_cols;
+  std::vector<planned_agg> aggs;
+  std::vector<slot> slots;
+  aggregators layout;
+};
+
+template <class S, class Add>
+void add_slot(job_plan& plan, state_kind kind, int col, Add add_fn,
+              S prototype = S{}) {
+  auto name = "s" + std::to_string(plan.slots.size());
+  auto c = plan.layout.add(name, std::move(prototype));
+  slot s;
+  s.kind = kind;
+  s.col = col;
+  s.add = [c, add_fn](aggregate& row, const cell& x) { add_fn(c.at(row), x); };
+  s.get = [c](const aggregate& agg) -> const void* { return c.find(agg); };
+  plan.slots.push_back(std::move(s));
+}
+
+std::size_t slot_for(job_plan& plan, state_kind kind, int col,
+                     col_class cls) {
+  for (std::size_t i = 0; i < plan.slots.size(); ++i)
+    if (plan.slots[i].kind == kind && plan.slots[i].col == col)
+      return i;
+  switch (kind) {
+    case state_kind::dsum:
+      if (cls == col_class::integer)
+        add_slot<decimal_sum>(plan, kind, col, [](decimal_sum& s,
+                                                   const cell& x) {
+          s.add(decimal::of(x.i));
+        });
+      else
+        add_slot<decimal_sum>(plan, kind, col,
+                              [](decimal_sum& s, const cell& x) {
+                                s.add(x.n);
+                              });
+      break;
+    case state_kind::imoments:
+      add_slot<int_moments>(plan, kind, col,
+                            [](int_moments& s, const cell& x) { s.add(x.i); });
+      break;
+    case state_kind::fmoments:
+      add_slot<exact_moments>(plan, kind, col,
+                              [](exact_moments& s, const cell& x) {
+                                s.add(x.d);
+                              });
+      break;
+    case state_kind::frange:
+      add_slot<double_stats>(plan, kind, col,
+                             [](double_stats& s, const cell& x) {
+                               s.add(x.d);
+                             });
+      break;
+    case state_kind::irange:
+      add_slot<int_range>(plan, kind, col,
+                          [](int_range& s, const cell& x) { s.add(x.i); });
+      break;
+    case state_kind::srange:
+      add_slot<text_range>(plan, kind, col,
+                           [](text_range& s, const cell& x) { s.add(x.s); });
+      break;
+    case state_kind::count:
+      add_slot<row_count>(plan, kind, col,
+                          [](row_count& s, const cell&) { s.add(); });
+      break;
+    case state_kind::distinct:
+    case state_kind::hll: {
+      auto feed = [cls](auto& s, const cell& x) {
+        switch (cls) {
+          case col_class::integer:
+          case col_class::boolean:
+          case col_class::date:
+          case col_class::timestamp:
+          case col_class::timestamptz:
+            s.add(x.i);
+            break;
+          case col_class::floating:
+            s.add(x.d);
+            break;
+          case col_class::numeric:
+            // Equal values count once whatever their scale.
+            s.add(key_part_of(cls, x).as_string());
+            break;
+          default:
+            s.add(x.s);
+        }
+      };
+      if (kind == state_kind::distinct)
+        add_slot<distinct_count>(plan, kind, col, feed);
+      else
+        add_slot<hll>(plan, kind, col, feed);
+      break;
+    }
+    case state_kind::kll:
+      add_slot<kll>(plan, kind, col, [cls](kll& s, const cell& x) {
+        s.add(cls == col_class::integer ? static_cast<double>(x.i) : x.d);
+      });
+      break;
+  }
+  return plan.slots.size() - 1;
+}
+
+state_kind kind_for(agg_func f, col_class cls) {
+  bool exact = cls == col_class::integer || cls == col_class::numeric;
+  switch (f) {
+    case agg_func::sum:
+    case agg_func::avg:
+      return exact ? state_kind::dsum : state_kind::fmoments;
+    case agg_func::stddev:
+      return cls == col_class::integer ? state_kind::imoments
+                                       : state_kind::fmoments;
+    case agg_func::min:
+    case agg_func::max:
+      if (exact)
+        return state_kind::dsum;
+      if (cls == col_class::floating)
+        return state_kind::frange;
+      if (cls == col_class::text)
+        return state_kind::srange;
+      return state_kind::irange;
+    case agg_func::count_rows:
+    case agg_func::count:
+      return state_kind::count;
+    case agg_func::count_distinct:
+      return state_kind::distinct;
+    case agg_func::approx_count_distinct:
+      return state_kind::hll;
+    case agg_func::quantile:
+      return state_kind::kll;
+  }
+  return state_kind::count;
+}
+
+/// Plans `job` against the source's columns; throws usage_error naming the
+/// first problem.
+job_plan plan_job(const agg_job& job, const source_columns& src) {
+  job_plan plan;
+  plan.job = job;
+  auto prefix = "job '" + job.name + "': ";
+  if (job.name == "aggregate")
+    prefix.clear();
+  auto missing = [&](const std::string& col) {
+    std::string names;
+    for (auto& c : src.columns)
+      names += (names.empty() ? "" : ", ") + c.name;
+    return usage_error(prefix + "no column \"" + col + "\" in "
+                       + source_name(job) + " (its columns: " + names + ")");
+  };
+  auto index_of = [&](const std::string& name) -> int {
+    for (std::size_t i = 0; i < plan.read.size(); ++i)
+      if (plan.read[i].name == name)
+        return static_cast<int>(i);
+    auto c = src.find(name);
+    if (c == nullptr)
+      throw missing(name);
+    plan.read.push_back(*c);
+    return static_cast<int>(plan.read.size() - 1);
+  };
+  std::set<std::string> out_names;
+  for (auto& g : job.group_by) {
+    plan.group_cols.push_back(static_cast<std::size_t>(index_of(g)));
+    out_names.insert(g);
+  }
+  if (job.aggs.empty())
+    throw usage_error(prefix + "no aggregate (--agg)");
+  for (auto& e : job.aggs) {
+    planned_agg p;
+    p.expr = e;
+    if (!out_names.insert(e.name).second)
+      throw usage_error(prefix + "the output name '" + e.name
+                        + "' of " + e.text
+                        + " is also a group column (rename it with AS)");
+    if (e.func != agg_func::count_rows) {
+      p.col = index_of(e.column);
+      auto& c = plan.read[static_cast<std::size_t>(p.col)];
+      p.cls = c.cls;
+      p.source_type = c.type;
+      auto why = check_applicable(e, c.cls, c.type);
+      if (!why.empty())
+        throw usage_error(prefix + e.text + ": " + why);
+    }
+    p.out_type = output_type(e, p.cls, p.source_type);
+    p.slot = slot_for(plan, kind_for(e.func, p.cls), p.col, p.cls);
+    plan.aggs.push_back(std::move(p));
+  }
+  if (plan.read.empty()) {
+    // count(*) alone reads no column; COPY still needs one.
+    if (src.columns.empty())
+      throw usage_error(prefix + source_name(job) + " has no columns");
+    plan.read.push_back(src.columns.front());
+  }
+  return plan;
+}
+
+job_plan plan_with_catalog(const std::string& conninfo, const agg_job& job) {
+  if (!job.where.empty())
+    check_filter(job.where, job.name == "aggregate" ? "--where" : "where");
+  auto cols = with_connection(conninfo, [&](pqxx::connection& conn) {
+    auto result = read_columns(conn, job);
+    // The filter and the query must plan on the server before any row is
+    // read: an error then names them, not a partition.
+    pqxx::read_transaction tx{conn};
+    auto sql = "EXPLAIN SELECT 1 FROM " + from_of(job);
+    if (!job.where.empty())
+      sql += " WHERE (" + job.where + ")";
+    tx.exec(sql);
+    return result;
+  });
+  return plan_job(job, cols);
+}
+
+// -- the job ------------------------------------------------------------------
+
+/// A row as the reducers see it: the group's key and the value cells.
+struct agg_row {
+  flow::key key;
+  std::vector<cell> cells;
+};
+
+/// Decodes rows of the plan's read columns.
+struct row_decoder {
+  std::shared_ptr<const job_plan> plan;
+
+  agg_row operator()(const pg::row_view& r) const {
+    agg_row out;
+    auto& read = plan->read;
+    out.cells.resize(read.size());
+    for (std::size_t i = 0; i < read.size(); ++i) {
+      auto t = r.opt_text(i);
+      if (!t)
+        continue;
+      auto why = decode_cell(read[i].cls, *t, out.cells[i]);
+      if (!why.empty())
+        throw pg::decode_error(i, why);
+    }
+    std::vector<key_part> parts;
+    parts.reserve(plan->group_cols.size());
+    for (auto g : plan->group_cols)
+      parts.push_back(key_part_of(read[g].cls, out.cells[g]));
+    out.key = key::composite(parts);
+    return out;
+  }
+};
+
+reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
+  return [plan](const batch_ref<agg_row>& b, partial& out) {
+    for (auto& x : b.items) {
+      auto& row = out.row(x.key);
+      for (auto& s : plan->slots) {
+        if (s.col < 0) {
+          static const cell none;
+          s.add(row, none);
+          continue;
+        }
+        auto& c = x.cells[static_cast<std::size_t>(s.col)];
+        if (!c.null)
+          s.add(row, c);
+      }
+    }
+  };
+}
+
+/// What one job computed.
+struct job_outcome {
+  std::shared_ptr<const job_plan> plan;
+  job_result res;
+  /// key -> row, sorted by key.
+  std::vector<const key_result*> groups;
+  std::size_t partitions = 1;
+  const char* mode = "rows";
+  double seconds = 0;
+  /// Verification: done, passed, seconds.
+  bool verified = false;
+  bool verify_ok = true;
+  double verify_seconds = 0;
+  std::vector<std::string> mismatches;
+};
+
+// -- output values ------------------------------------------------------------
+
+/// One output value.
+struct out_value {
+  enum kind_t { null, integer, exact, dbl, text, boolean, date, ts, tstz };
+  kind_t kind = null;
+  std::int64_t i = 0;
+  double d = 0;
+  /// exact: the decimal text; text: the string.
+  std::string s;
+
+  /// The value as text (COPY and the table), nothing for NULL.
+  std::optional<std::string> sql() const {
+    switch (kind) {
+      case null:
+        return std::nullopt;
+      case integer:
+        return std::to_string(i);
+      case exact:
+      case text:
+        return s;
+      case dbl:
+        return sql_double(d);
+      case boolean:
+        return std::string{i != 0 ? "t" : "f"};
+      case date:
+        return format_date(i);
+      case ts:
+        return format_timestamp(i, false);
+      case tstz:
+        return format_timestamp(i, true);
+    }
+    return std::nullopt;
+  }
+
+  /// Adds the value to a JSON object.
+  void json(json_object& obj, const std::string& name) const {
+    switch (kind) {
+      case null:
+        obj.add_raw(name, "null");
+        return;
+      case integer:
+        obj.add(name, i);
+        return;
+      case exact:
+        obj.add_raw(name, s);
+        return;
+      case dbl:
+        obj.add_exact(name, d);
+        return;
+      case boolean:
+        obj.add(name, i != 0);
+        return;
+      default:
+        obj.add(name, *sql());
+    }
+  }
+};
+
+out_value value_of_cell(col_class cls, const cell& c) {
+  out_value v;
+  if (c.null)
+    return v;
+  switch (cls) {
+    case col_class::integer:
+      v.kind = out_value::integer;
+      v.i = c.i;
+      break;
+    case col_class::numeric:
+      v.kind = out_value::exact;
+      v.s = to_string(c.n);
+      break;
+    case col_class::floating:
+      v.kind = out_value::dbl;
+      v.d = c.d;
+      break;
+    case col_class::boolean:
+      v.kind = out_value::boolean;
+      v.i = c.i;
+      break;
+    case col_class::date:
+      v.kind = out_value::date;
+      v.i = c.i;
+      break;
+    case col_class::timestamp:
+      v.kind = out_value::ts;
+      v.i = c.i;
+      break;
+    case col_class::timestamptz:
+      v.kind = out_value::tstz;
+      v.i = c.i;
+      break;
+    default:
+      v.kind = out_value::text;
+      v.s = c.s;
+  }
+  return v;
+}
+
+/// A group column's value from a key part.
+out_value value_of_part(col_class cls, const key_part& p) {
+  out_value v;
+  if (p.is_null())
+    return v;
+  switch (cls) {
+    case col_class::integer:
+      v.kind = out_value::integer;
+      v.i = p.as_int();
+      break;
+    case col_class::numeric:
+      v.kind = out_value::exact;
+      v.s = p.as_string();
+      break;
+    case col_class::floating: {
+      v.kind = out_value::dbl;
+      std::string why;
+      auto& s = p.as_string();
+      v.d = s == "NaN"        ? std::nan("")
+            : s == "Infinity"  ? HUGE_VAL
+            : s == "-Infinity" ? -HUGE_VAL
+                               : std::strtod(s.c_str(), nullptr);
+      break;
+    }
+    case col_class::boolean:
+      v.kind = out_value::boolean;
+      v.i = p.as_bool() ? 1 : 0;
+      break;
+    case col_class::date:
+      v.kind = out_value::date;
+      v.i = p.as_int();
+      break;
+    case col_class::timestamp:
+      v.kind = out_value::ts;
+      v.i = p.as_int();
+      break;
+    case col_class::timestamptz:
+      v.kind = out_value::tstz;
+      v.i = p.as_int();
+      break;
+    default:
+      v.kind = out_value::text;
+      v.s = p.as_string();
+  }
+  return v;
+}
+
+out_value exact_value(const std::optional<decimal>& x) {
+  out_value v;
+  if (x) {
+    v.kind = out_value::exact;
+    v.s = to_string(*x);
+  }
+  return v;
+}
+
+/// sum / count of a decimal sum with max(scale, 16) digits after the point
+/// (as PostgreSQL's avg of integers and numerics prints it), rounded half
+/// away from zero, as text: exact long division, so it does not depend on
+/// how the rows were split.
+out_value mean_value(const decimal_sum& s) {
+  auto sum = s.sum();
+  if (!sum || s.count() == 0)
+    return {};
+  auto u = sum->unscaled();
+  bool neg = u < 0;
+  auto mag = static_cast<unsigned __int128>(neg ? -u : u);
+  auto n = static_cast<unsigned __int128>(s.count());
+  auto q = mag / n;
+  auto rem = mag % n;
+  // Integer digits of q (in units of 10^-scale), then fraction digits.
+  std::string digits;
+  for (auto x = q; x > 0; x /= 10)
+    digits.insert(digits.begin(), static_cast<char>('0' + (x % 10)));
+  auto scale = sum->scale();
+  auto frac_digits = std::max(scale, 16);
+  for (int i = scale; i < frac_digits; ++i) {
+    rem *= 10;
+    digits += static_cast<char>('0' + rem / n);
+    rem %= n;
+  }
+  // Round half away from zero on the next digit.
+  if (rem * 2 >= n) {
+    auto i = digits.size();
+    for (;;) {
+      if (i == 0) {
+        digits.insert(digits.begin(), '1');
+        break;
+      }
+      --i;
+      if (digits[i] == '9') {
+        digits[i] = '0';
+      } else {
+        ++digits[i];
+        break;
+      }
+    }
+  }
+  auto point = static_cast<std::size_t>(frac_digits);
+  while (digits.size() <= point)
+    digits.insert(digits.begin(), '0');
+  digits.insert(digits.size() - point, ".");
+  bool zero = digits.find_first_not_of("0.") == std::string::npos;
+  out_value v;
+  v.kind = out_value::exact;
+  v.s = (neg && !zero ? "-" : "") + digits;
+  return v;
+}
+
+out_value dbl_value(double d) {
+  out_value v;
+  v.kind = out_value::dbl;
+  v.d = d;
+  return v;
+}
+
+out_value int_value(std::uint64_t n) {
+  out_value v;
+  v.kind = out_value::integer;
+  v.i = static_cast<std::int64_t>(n);
+  return v;
+}
+
+/// Aggregate `p`'s value in a group's row.
+out_value value_of(const job_plan& plan, const planned_agg& p,
+                   const aggregate& agg) {
+  auto state = plan.slots[p.slot].get(agg);
+  auto f = p.expr.func;
+  switch (plan.slots[p.slot].kind) {
+    case state_kind::count:
+      return int_value(state ? static_cast<const row_count*>(state)->n : 0);
+    case state_kind::distinct:
+      return int_value(
+        state ? static_cast<const distinct_count*>(state)->count() : 0);
+    case state_kind::hll:
+      return int_value(
+        state ? static_cast<std::uint64_t>(std::llround(
+                  static_cast<const hll*>(state)->estimate()))
+              : 0);
+    default:
+      break;
+  }
+  if (state == nullptr)
+    return {};
+  switch (plan.slots[p.slot].kind) {
+    case state_kind::dsum: {
+      auto& s = *static_cast<const decimal_sum*>(state);
+      if (s.count() == 0)
+        return {};
+      if (f == agg_func::sum)
+        return exact_value(s.sum());
+      if (f == agg_func::avg)
+        return mean_value(s);
+      auto v = exact_value(f == agg_func::min ? s.min() : s.max());
+      if (p.cls == col_class::integer && v.kind == out_value::exact) {
+        v.kind = out_value::integer;
+        v.i = std::strtoll(v.s.c_str(), nullptr, 10);
+      }
+      return v;
+    }
+    case state_kind::imoments: {
+      auto& s = *static_cast<const int_moments*>(state);
+      if (s.count() < 2)
+        return {};
+      return dbl_value(s.stddev());
+    }
+    case state_kind::fmoments: {
+      auto& s = *static_cast<const exact_moments*>(state);
+      if (s.count() == 0)
+        return {};
+      if (f == agg_func::sum)
+        return dbl_value(s.sum().value());
+      if (f == agg_func::avg)
+        return dbl_value(s.mean());
+      if (s.count() < 2)
+        return {};
+      return dbl_value(s.stddev_sample());
+    }
+    case state_kind::frange: {
+      auto& s = *static_cast<const double_stats*>(state);
+      if (s.count() == 0)
+        return {};
+      return dbl_value(f == agg_func::min ? s.min() : s.max());
+    }
+    case state_kind::irange: {
+      auto& s = *static_cast<const int_range*>(state);
+      if (s.n == 0)
+        return {};
+      cell c;
+      c.null = false;
+      c.i = f == agg_func::min ? s.lo : s.hi;
+      return value_of_cell(p.cls, c);
+    }
+    case state_kind::srange: {
+      auto& s = *static_cast<const text_range*>(state);
+      if (s.n == 0)
+        return {};
+      out_value v;
+      v.kind = out_value::text;
+      v.s = f == agg_func::min ? s.lo : s.hi;
+      return v;
+    }
+    case state_kind::kll: {
+      auto& s = *static_cast<const kll*>(state);
+      if (s.empty())
+        return {};
+      return dbl_value(s.quantile(p.expr.q));
+    }
+    default:
+      return {};
+  }
+}
+
+/// A group's output row: group values, then aggregate values.
+std::vector<out_value> output_row(const job_plan& plan, const key_result& k) {
+  std::vector<out_value> row;
+  auto parts = k.key.parts();
+  for (std::size_t g = 0; g < plan.group_cols.size(); ++g)
+    row.push_back(value_of_part(plan.read[plan.group_cols[g]].cls,
+                                g < parts.size() ? parts[g] : key_part{}));
+  for (auto& p : plan.aggs)
+    row.push_back(value_of(plan, p, k.agg));
+  return row;
+}
+
+std::vector<std::string> output_names(const job_plan& plan) {
+  std::vector<std::string> names;
+  for (auto g : plan.group_cols)
+    names.push_back(plan.read[g].name);
+  for (auto& p : plan.aggs)
+    names.push_back(p.expr.name);
+  return names;
+}
+
+// -- verification -------------------------------------------------------------
+
+/// The server's expression(s) for aggregate `p` (two for quantile: the
+/// bounds its documented rank error allows).
+std::vector<std::string> server_exprs(const job_plan& plan,
+                                      const planned_agg& p) {
+  auto c = p.col >= 0
+             ? pg::quote_ident(plan.read[static_cast<std::size_t>(p.col)].name)
+             : std::string{};
+  bool fl = p.cls == col_class::floating;
+  switch (p.expr.func) {
+    case agg_func::count_rows:
+      return {"count(*)"};
+    case agg_func::count:
+      return {"count(" + c + ")"};
+    case agg_func::count_distinct:
+    case agg_func::approx_count_distinct:
+      return {"count(DISTINCT " + c + ")"};
+    case agg_func::sum:
+      // The exact sum, rounded once: what exact_fsum promises.
+      return {fl ? "sum(" + c + "::numeric)::float8" : "sum(" + c + ")"};
+    case agg_func::avg:
+      return {fl ? "(sum(" + c + "::numeric) / count(" + c + "))::float8"
+                 : "avg(" + c + ")"};
+    case agg_func::min:
+    case agg_func::max: {
+      auto f = std::string{func_name(p.expr.func)};
+      return {p.cls == col_class::text ? f + "(" + c + " COLLATE \"C\")"
+                                       : f + "(" + c + ")"};
+    }
+    case agg_func::stddev:
+      return {fl ? "stddev(" + c + "::numeric)::float8" : "stddev(" + c + ")"};
+    case agg_func::quantile: {
+      // kll's rank error is below 1 % of the group's count.
+      auto lo = std::max(0.0, p.expr.q - 0.01);
+      auto hi = std::min(1.0, p.expr.q + 0.01);
+      auto pd = [&](double q) {
+        return "percentile_disc(" + sql_double(q)
+               + ") WITHIN GROUP (ORDER BY " + c + ")::float8";
+      };
+      return {pd(lo), pd(hi)};
+    }
+  }
+  return {};
+}
+
+bool close_rel(double x, double y, double rel) {
+  if (std::isnan(x) || std::isnan(y))
+    return std::isnan(x) && std::isnan(y);
+  if (x == y)
+    return true;
+  return std::fabs(x - y) <= rel * std::max(std::fabs(x), std::fabs(y));
+}
+
+double to_double(const out_value& v) {
+  switch (v.kind) {
+    case out_value::integer:
+      return static_cast<double>(v.i);
+    case out_value::dbl:
+      return v.d;
+    case out_value::exact:
+      return std::strtod(v.s.c_str(), nullptr);
+    default:
+      return 0;
+  }
+}
+
+/// Compares aggregate `p`'s value `mine` with the server's text field(s);
+/// returns why they differ, or an empty string.
+std::string compare_agg(const planned_agg& p, const out_value& mine,
+                        const std::vector<std::optional<std::string>>& srv) {
+  auto show = [](const std::optional<std::string>& x) {
+    return x ? *x : std::string{"NULL"};
+  };
+  auto mine_text = mine.sql();
+  if (p.expr.func == agg_func::quantile) {
+    if (!srv[0] || !mine_text)
+      return (!srv[0] && !mine_text)
+               ? std::string{}
+               : "is " + show(mine_text) + ", the server has "
+                   + show(srv[0]);
+    auto v = mine.d;
+    auto lo = std::strtod(srv[0]->c_str(), nullptr);
+    auto hi = std::strtod(srv[1]->c_str(), nullptr);
+    if (v >= lo && v <= hi)
+      return {};
+    return "is " + *mine_text + ", outside the server's [" + *srv[0] + ", "
+           + *srv[1] + "] (q +- 1 %)";
+  }
+  auto& s = srv[0];
+  if (!s || !mine_text)
+    return (!s && !mine_text) ? std::string{}
+                              : "is " + show(mine_text)
+                                  + ", the server's GROUP BY says "
+                                  + show(s);
+  auto differ = "is " + *mine_text + ", the server's GROUP BY says " + *s;
+  switch (p.expr.func) {
+    case agg_func::approx_count_distinct: {
+      // hll (p = 14): standard error 0.81 %; 4 standard errors, and small
+      // counts are exact in its sparse mode.
+      auto exact = std::strtod(s->c_str(), nullptr);
+      auto est = static_cast<double>(mine.i);
+      return std::fabs(est - exact) <= std::max(1.0, 0.0325 * exact)
+               ? std::string{}
+               : differ + " (beyond 4 standard errors)";
+    }
+    case agg_func::avg:
+    case agg_func::stddev: {
+      // 1e-12 relative, or half a unit of the last digit the server prints
+      // (its numeric avg and stddev stop at a display scale).
+      auto x = to_double(mine);
+      auto y = std::strtod(s->c_str(), nullptr);
+      auto point = s->find('.');
+      auto shown = point == std::string::npos
+                     ? 0
+                     : static_cast<int>(s->find_first_not_of("0123456789",
+                                                             point + 1)
+                                          == std::string::npos
+                                          ? s->size() - point - 1
+                                          : 0);
+      auto ulp = point == std::string::npos ? 0.5 : 0.5 * std::pow(10, -shown);
+      if (close_rel(x, y, 1e-12) || std::fabs(x - y) <= ulp * (1 + 1e-9))
+        return {};
+      return differ + " (beyond 1e-12 relative)";
+    }
+    default:
+      break;
+  }
+  // Exact comparisons: by value for numbers, by the decoded value for the
+  // rest (the server's text of a date or a timestamp decodes like a COPY
+  // field).
+  if (mine.kind == out_value::exact || mine.kind == out_value::integer) {
+    auto x = parse_decimal(*mine_text);
+    auto y = parse_decimal(*s);
+    return x && y && x->compare(*y) == 0 ? std::string{} : differ;
+  }
+  if (mine.kind == out_value::dbl) {
+    cell c;
+    decode_cell(col_class::floating, *s, c);
+    return (mine.d == c.d || (std::isnan(mine.d) && std::isnan(c.d)))
+             ? std::string{}
+             : differ;
+  }
+  if (mine.kind == out_value::date || mine.kind == out_value::ts
+      || mine.kind == out_value::tstz) {
+    cell c;
+    decode_cell(p.cls, *s, c);
+    return c.i == mine.i ? std::string{} : differ;
+  }
+  return *mine_text == *s ? std::string{} : differ;
+}
+
+/// Runs the server's GROUP BY in the snapshot (through `query`) and
+/// compares every group and aggregate.
+void verify_job(job_outcome& out,
+                const std::function<caf::expected<pg::text_rows>(
+                  const std::string&)>& query) {
+  stopwatch sw;
+  auto& plan = *out.plan;
+  std::string groups;
+  for (auto g : plan.group_cols)
+    groups += (groups.empty() ? "" : ", ") + pg::quote_ident(plan.read[g].name);
+  std::string sql = "SELECT " + groups;
+  std::vector<std::size_t> first_field;
+  std::size_t field = plan.group_cols.size();
+  for (auto& p : plan.aggs) {
+    first_field.push_back(field);
+    for (auto& e : server_exprs(plan, p)) {
+      sql += (sql.size() > 7 ? ", " : "") + e;
+      ++field;
+    }
+  }
+  sql += " FROM " + from_of(plan.job);
+  if (!plan.job.where.empty())
+    sql += " WHERE (" + plan.job.where + ")";
+  if (!groups.empty())
+    sql += " GROUP BY " + groups;
+  auto rows = query(sql);
+  if (!rows)
+    fail(rows.error());
+  out.verified = true;
+  // The server's groups by our key.
+  std::map<flow::key, const std::vector<std::optional<std::string>>*> srv;
+  for (auto& r : *rows) {
+    std::vector<key_part> parts;
+    for (std::size_t g = 0; g < plan.group_cols.size(); ++g) {
+      cell c;
+      c.null = !r[g];
+      if (r[g]) {
+        auto why = decode_cell(plan.read[plan.group_cols[g]].cls, *r[g], c);
+        if (!why.empty())
+          throw usage_error("--verify: the server's group value " + *r[g]
+                            + " " + why);
+      }
+      parts.push_back(key_part_of(plan.read[plan.group_cols[g]].cls, c));
+    }
+    srv[key::composite(parts)] = &r;
+  }
+  // With no group column the server returns one row even for no rows.
+  bool no_rows_one_group = plan.group_cols.empty() && out.groups.empty();
+  auto names = output_names(plan);
+  auto describe_key = [&](const key_result& k) {
+    auto row = output_row(plan, k);
+    std::string text = "(";
+    for (std::size_t g = 0; g < plan.group_cols.size(); ++g) {
+      auto v = row[g].sql();
+      text += (g ? ", " : "") + (v ? *v : std::string{"NULL"});
+    }
+    return text + ")";
+  };
+  std::set<flow::key> seen;
+  for (auto* k : out.groups) {
+    auto it = srv.find(k->key);
+    if (it == srv.end()) {
+      out.mismatches.push_back("group " + describe_key(*k)
+                               + " is not in the server's GROUP BY");
+      continue;
+    }
+    seen.insert(k->key);
+    auto row = output_row(plan, *k);
+    for (std::size_t a = 0; a < plan.aggs.size(); ++a) {
+      auto& p = plan.aggs[a];
+      auto n = server_exprs(plan, p).size();
+      std::vector<std::optional<std::string>> fields(
+        it->second->begin() + static_cast<std::ptrdiff_t>(first_field[a]),
+        it->second->begin()
+          + static_cast<std::ptrdiff_t>(first_field[a] + n));
+      auto why = compare_agg(p, row[plan.group_cols.size() + a], fields);
+      if (!why.empty())
+        out.mismatches.push_back("group " + describe_key(*k) + ": "
+                                 + p.expr.name + " " + why);
+    }
+  }
+  if (!no_rows_one_group)
+    for (auto& [k, r] : srv)
+      if (seen.count(k) == 0) {
+        key_result kr;
+        kr.key = k;
+        out.mismatches.push_back("group " + describe_key(kr)
+                                 + " of the server's GROUP BY is missing");
+      }
+  out.verify_ok = out.mismatches.empty();
+  out.verify_seconds = sw.seconds();
+}
+
+// -- running a job ------------------------------------------------------------
+
+/// The partitions of a table read.
+std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
+                           const agg_run_options& run) {
+  if (run.partitions != 0)
+    return run.partitions;
+  auto hw = flow::default_reducers();
+  if (run.by != "ctid")
+    return hw;
+  auto n = pg::ctid_partitions(conninfo, plan.job.table, hw);
+  if (!n)
+    fail(n.error());
+  return *n;
+}
+
+job_outcome run_job(const std::string& conninfo,
+                    std::shared_ptr<const job_plan> plan,
+                    const agg_run_options& run, caf::actor_system& sys) {
+  job_outcome out;
+  out.plan = plan;
+  stopwatch sw;
+  std::vector<std::string> cols;
+  for (auto& c : plan->read)
+    cols.push_back(c.name);
+  row_decoder decode{plan};
+  pipeline<agg_row> p;
+  // The coordinator of the snapshot: a partitioned read for a table, a
+  // REPEATABLE READ transaction exporting its snapshot for a query.
+  std::optional<pg::partitioned_read> read;
+  std::unique_ptr<pqxx::connection> qconn;
+  std::unique_ptr<pqxx::transaction<pqxx::repeatable_read,
+                                    pqxx::read_only>> qtx;
+  if (plan->job.query.empty()) {
+    pg::read_spec spec;
+    spec.conninfo = conninfo;
+    spec.table = plan->job.table;
+    spec.columns = cols;
+    spec.partition_column = run.by;
+    spec.partitions = partitions_for(conninfo, *plan, run);
+    spec.filter = plan->job.where;
+    auto r = pg::partitioned_read::open(spec);
+    if (!r)
+      fail(r.error());
+    read.emplace(std::move(*r));
+    auto srcs = read->row_sources<agg_row>(decode);
+    if (!srcs)
+      fail(srcs.error());
+    for (auto& s : *srcs)
+      p.add(std::move(s));
+    out.partitions = read->ranges().size();
+    out.mode = "table";
+  } else {
+    std::string snapshot;
+    try {
+      qconn = std::make_unique<pqxx::connection>(conninfo);
+      qtx = std::make_unique<
+        pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>>(*qconn);
+      snapshot = qtx->exec("SELECT pg_export_snapshot()")[0][0].c_str();
+    } catch (...) {
+      fail(pg::current_error(conninfo));
+    }
+    std::string select = "SELECT ";
+    for (std::size_t i = 0; i < cols.size(); ++i)
+      select += (i ? ", " : "") + pg::quote_ident(cols[i]);
+    select += " FROM (" + plan->job.query + ") AS flow_query";
+    if (!plan->job.where.empty())
+      select += " WHERE (" + plan->job.where + ")";
+    auto reader = pg::open_query(conninfo, select, snapshot);
+    if (!reader)
+      fail(reader.error());
+    p.add(source<agg_row>{
+      std::make_unique<pg::row_source<agg_row, row_decoder>>(
+        std::move(*reader), decode)});
+    out.partitions = 1;
+    out.mode = "query (one stream)";
+  }
+  auto opts = run.opts;
+  auto started = p.aggregate_with(plan->layout)
+                   .reduce(agg_reducer(plan))
+                   .with(opts)
+                   .start(sys);
+  auto res = runner.wait(started, 0, plan->job.name);
+  if (!res)
+    fail(res.error());
+  out.res = std::move(*res);
+  out.seconds = sw.seconds();
+  if (job_runner::stopped(out.res))
+    return out;
+  for (auto& k : out.res.keys)
+    out.groups.push_back(&k);
+  std::sort(out.groups.begin(), out.groups.end(),
+            [](auto* x, auto* y) { return x->key < y->key; });
+  if (run.verify) {
+    if (read)
+      verify_job(out, [&](const std::string& sql) { return read->query(sql); });
+    else
+      verify_job(out, [&](const std::string& sql)
+                        -> caf::expected<pg::text_rows> {
+        try {
+          pg::text_rows rows;
+          for (auto r : qtx->exec(sql)) {
+            std::vector<std::optional<std::string>> row;
+            for (auto f : r)
+              row.push_back(f.is_null() ? std::nullopt
+                                        : std::optional<std::string>{
+                                          f.c_str()});
+            rows.push_back(std::move(row));
+          }
+          return rows;
+        } catch (...) {
+          return pg::current_error(conninfo);
+        }
+      });
+  }
+  return out;
+}
+
+// -- printing -----------------------------------------------------------------
+
+void print_table(const job_outcome& out) {
+  auto& plan = *out.plan;
+  auto names = output_names(plan);
+  std::vector<std::vector<std::string>> cells;
+  std::vector<std::size_t> width(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i)
+    width[i] = names[i].size();
+  for (auto* k : out.groups) {
+    std::vector<std::string> row;
+    auto vals = output_row(plan, *k);
+    for (std::size_t i = 0; i < vals.size(); ++i) {
+      auto t = vals[i].sql();
+      row.push_back(t ? *t : "NULL");
+      width[i] = std::max(width[i], row.back().size());
+    }
+    cells.push_back(std::move(row));
+  }
+  auto line = [&](const std::vector<std::string>& row) {
+    std::string text;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      if (i)
+        text += "  ";
+      // Group columns to the left, aggregates (numbers) to the right.
+      auto pad = std::string(width[i] - std::min(width[i], row[i].size()),
+                             ' ');
+      text += i < plan.group_cols.size() ? row[i] + pad : pad + row[i];
+    }
+    while (!text.empty() && text.back() == ' ')
+      text.pop_back();
+    std::printf("%s\n", text.c_str());
+  };
+  line(names);
+  for (auto& row : cells)
+    line(row);
+}
+
+void print_json(const job_outcome& out) {
+  auto& plan = *out.plan;
+  auto names = output_names(plan);
+  for (auto* k : out.groups) {
+    json_object obj;
+    auto vals = output_row(plan, *k);
+    for (std::size_t i = 0; i < vals.size(); ++i)
+      vals[i].json(obj, names[i]);
+    std::printf("%s\n", obj.str().c_str());
+  }
+}
+
+void print_summary(const job_outcome& out, const agg_run_options& run,
+                   const std::string& output_table) {
+  auto& plan = *out.plan;
+  auto& res = out.res;
+  if (run.json) {
+    json_object obj;
+    obj.add("summary", true).add("job", plan.job.name);
+    obj.add("source", source_name(plan.job)).add("mode", out.mode);
+    obj.add("partitions", static_cast<std::uint64_t>(out.partitions));
+    obj.add("rows_read", res.emitted)
+      .add("rows_aggregated", res.aggregated)
+      .add("rows_skipped", res.rejected)
+      .add("groups", static_cast<std::uint64_t>(out.groups.size()));
+    obj.add("balanced", res.balanced());
+    if (out.verified)
+      obj.add("verified", out.verify_ok);
+    else
+      obj.add_raw("verified", "null");
+    if (!output_table.empty())
+      obj.add("output", output_table);
+    obj.add("libflow_s", out.seconds);
+    if (out.verified)
+      obj.add("server_s", out.verify_seconds);
+    std::printf("%s\n", obj.str().c_str());
+    return;
+  }
+  std::printf("%s: %llu rows of %s read in %zu partition%s (%s), %llu "
+              "aggregated, %llu skipped, %zu groups, libflow %.3f s",
+              plan.job.name.c_str(),
+              static_cast<unsigned long long>(res.emitted),
+              source_name(plan.job).c_str(), out.partitions,
+              out.partitions == 1 ? "" : "s", out.mode,
+              static_cast<unsigned long long>(res.aggregated),
+              static_cast<unsigned long long>(res.rejected),
+              out.groups.size(), out.seconds);
+  if (out.verified)
+    std::printf(", server GROUP BY %.3f s, %s", out.verify_seconds,
+                out.verify_ok ? "verified" : "MISMATCH");
+  if (!output_table.empty())
+    std::printf(", written to %s", output_table.c_str());
+  std::printf("\n");
+}
+
+// -- output tables ------------------------------------------------------------
+
+pg::table_name output_name(const agg_job& job) {
+  auto schema = !job.output_schema.empty() ? job.output_schema
+                                           : job.table.schema;
+  return {schema, job.output};
+}
+
+pg::output_table output_table_of(const job_plan& plan) {
+  std::string defs;
+  for (auto g : plan.group_cols)
+    defs += (defs.empty() ? "" : ", ") + pg::quote_ident(plan.read[g].name)
+            + " " + plan.read[g].type;
+  for (auto& p : plan.aggs)
+    defs += (defs.empty() ? "" : ", ") + pg::quote_ident(p.expr.name) + " "
+            + p.out_type;
+  pg::output_table t;
+  t.target = output_name(plan.job);
+  t.columns = defs;
+  return t;
+}
+
+std::vector<pg::copy_row> output_rows(const job_outcome& out,
+                                      std::size_t table) {
+  std::vector<pg::copy_row> rows;
+  for (auto* k : out.groups) {
+    pg::copy_row r;
+    r.table = table;
+    auto vals = output_row(*out.plan, *k);
+    for (std::size_t i = 0; i < vals.size(); ++i) {
+      if (i)
+        r.line += '\t';
+      auto t = vals[i].sql();
+      pg::append_copy_field(r.line, t ? std::optional<std::string_view>{*t}
+                                      : std::nullopt);
+    }
+    r.line += '\n';
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+/// Writes the outputs of `outs` (those with an output table) in one
+/// transaction: every table replaced, or none.
+void write_outputs(const std::string& conninfo,
+                   const std::vector<const job_outcome*>& outs) {
+  std::vector<pg::output_table> tables;
+  std::vector<const job_outcome*> writers;
+  for (auto* o : outs)
+    if (!o->plan->job.output.empty()) {
+      tables.push_back(output_table_of(*o->plan));
+      writers.push_back(o);
+    }
+  if (tables.empty())
+    return;
+  try {
+    auto rows = [&](const job_result&) {
+      std::vector<pg::copy_row> all;
+      for (std::size_t t = 0; t < writers.size(); ++t) {
+        auto r = output_rows(*writers[t], t);
+        std::move(r.begin(), r.end(), std::back_inserter(all));
+      }
+      return all;
+    };
+    pg::copy_sink snk{conninfo, tables, rows};
+    snk.open();
+    job_result none;
+    none.final = true;
+    snk.commit(none);
+  } catch (const usage_error&) {
+    throw;
+  } catch (const input_error& e) {
+    throw usage_error(std::string{"writing the output: "} + e.what());
+  } catch (const std::exception& e) {
+    throw usage_error(std::string{"writing the output: "}
+                      + pg::scrub(e.what(), conninfo));
+  }
+}
+
+} // namespace
+
+// -- the entry points ---------------------------------------------------------
+
+void prepare_session_environment() {
+  // libpq sends these at connection start; the server then prints every
+  // timestamptz with "+00" and every date as YYYY-MM-DD, which is what
+  // decode_cell reads and what the output tables receive back.
+  ::setenv("PGTZ", "UTC", 1);
+  ::setenv("PGDATESTYLE", "ISO", 1);
+}
+
+void check_aggregate_job(const std::string& conninfo, const agg_job& job) {
+  plan_with_catalog(conninfo, job);
+  if (!job.output.empty())
+    try {
+      pg::check_identifier(job.output, "output");
+    } catch (const input_error& e) {
+      throw usage_error(e.what());
+    }
+}
+
+int run_aggregate_jobs(const std::string& conninfo,
+                       const std::vector<agg_job>& jobs,
+                       const agg_run_options& run, bool atomic,
+                       caf::actor_system& sys) {
+  // Every job is planned first: a bad name or type in the last job fails
+  // before the first one runs.
+  std::vector<std::shared_ptr<const job_plan>> plans;
+  std::set<std::string> outputs;
+  for (auto& j : jobs) {
+    plans.push_back(std::make_shared<job_plan>(plan_with_catalog(conninfo, j)));
+    if (!j.output.empty() && !outputs.insert(output_name(j).quoted()).second)
+      throw usage_error("two jobs write the output table "
+                        + output_name(j).display());
+  }
+  std::vector<std::unique_ptr<job_outcome>> done;
+  int rc = exit_ok;
+  for (auto& plan : plans) {
+    auto out = std::make_unique<job_outcome>(
+      run_job(conninfo, plan, run, sys));
+    if (job_runner::stopped(out->res)) {
+      // Stopped by a signal: what was merged, marked partial; no output.
+      if (run.json)
+        print_json(*out);
+      else
+        print_table(*out);
+      std::fflush(stdout);
+      return runner.stopped_exit_code(out->res);
+    }
+    if (run.json)
+      print_json(*out);
+    else
+      print_table(*out);
+    bool ok = out->res.final && out->res.balanced() && out->verify_ok;
+    std::string written;
+    if (ok && !atomic && !plan->job.output.empty()) {
+      write_outputs(conninfo, {out.get()});
+      written = output_name(plan->job).display();
+    }
+    print_summary(*out, run, written);
+    std::fflush(stdout);
+    for (std::size_t i = 0; i < out->mismatches.size() && i < 20; ++i)
+      std::cerr << etl_prog << ": " << plan->job.name << ": "
+                << out->mismatches[i] << std::endl;
+    if (!ok) {
+      std::cerr << etl_prog << ": " << plan->job.name
+                << ": the result does not match the server's GROUP BY"
+                << (plan->job.output.empty() ? "" : "; nothing written")
+                << std::endl;
+      rc = exit_mismatch;
+      if (atomic)
+        return rc;
+    }
+    done.push_back(std::move(out));
+  }
+  if (atomic && rc == exit_ok) {
+    std::vector<const job_outcome*> outs;
+    for (auto& o : done)
+      outs.push_back(o.get());
+    write_outputs(conninfo, outs);
+    std::size_t n = 0;
+    for (auto* o : outs)
+      n += o->plan->job.output.empty() ? 0 : 1;
+    if (n > 0 && !run.json)
+      std::printf("%zu output table%s committed in one transaction\n", n,
+                  n == 1 ? "" : "s");
+  }
+  return rc;
+}
+
+int cmd_aggregate(int argc, char** argv) {
+  arg_parser args{
+    "flow-etl aggregate",
+    "GROUP BY any columns of a table (or of a query's rows) with any of "
+    "sum, count, count(distinct), approx_count_distinct, avg, min, max,\n"
+    "stddev and quantile, read by parallel partitions in one snapshot; "
+    "optionally verified against the server's own GROUP BY (--verify)\n"
+    "and written to a table replaced atomically (--output). See "
+    "docs/etl.md."};
+  declare_common(args, "the table to read (or --query)", "");
+  args.value("query", "SQL",
+             "read the rows of this SELECT instead of a table (one stream, "
+             "in one snapshot)");
+  args.value("group-by", "COLS",
+             "comma-separated group columns, exact names (double-quote a "
+             "name with a comma or a quote); none: one group");
+  args.value("agg", "EXPRS",
+             "comma-separated aggregates: sum(c), count(*), count(c), "
+             "count(distinct c), approx_count_distinct(c), avg(c), min(c), "
+             "max(c), stddev(c), quantile(c, q), each optionally AS name");
+  args.value("where", "SQL", "filter the rows (the user's own SQL)");
+  args.value("output", "NAME",
+             "write one row per group to table NAME (in --schema), replaced "
+             "atomically");
+  args.flag("json", "print one JSON object per group, then a summary object");
+  args.flag("verify",
+            "compare every group and aggregate with the server's GROUP BY "
+            "in the same snapshot (exit 1 when anything differs)");
+  args.value("partitions", "P",
+             "partition generators of a table read; 0 = one per hardware "
+             "thread (1 for a table larger than a quarter of the server's "
+             "shared buffers)",
+             "0");
+  args.value("by", "COLUMN",
+             "integer column whose ranges make the partitions, or ctid",
+             "ctid");
+  declare_pipeline_options(args, "16384");
+  if (!args.parse(argc, argv))
+    return exit_ok;
+  agg_job job;
+  if (args.given("table") == args.given("query"))
+    throw usage_error("give exactly one of --table and --query");
+  if (args.given("table")) {
+    job.table = table_of(args, args.get("table"));
+  } else {
+    job.query = args.get("query");
+    if (job.query.find_first_not_of(" \t\n") == std::string::npos)
+      throw usage_error("--query: empty");
+    job.table.schema = args.get("schema");
+  }
+  if (!args.given("agg"))
+    throw usage_error("--agg is required (e.g. --agg 'sum(cents), count(*)')");
+  job.aggs = parse_agg_list(args.get("agg"), "--agg");
+  job.group_by = parse_name_list(args.get("group-by"), "--group-by");
+  job.where = args.get("where");
+  if (args.given("where"))
+    check_filter(job.where, "--where");
+  if (args.given("output")) {
+    job.output = args.get("output");
+    table_of(args, job.output);
+    job.output_schema = args.get("schema");
+  }
+  agg_run_options run;
+  run.opts = read_pipeline_options(args);
+  if (run.opts.reducers == 0)
+    run.opts.reducers = flow::default_reducers();
+  run.json = args.is_set("json");
+  run.verify = args.is_set("verify");
+  run.partitions = args.get_uint("partitions", 0, 1024);
+  run.by = args.get("by");
+  try {
+    pg::check_identifier(run.by, "--by");
+  } catch (const input_error& e) {
+    throw usage_error(e.what());
+  }
+  prepare_session_environment();
+  auto db = open_database(args);
+  auto keep = args.is_set("keep");
+  return with_database(db, keep, [&] {
+    runtime rt;
+    return run_aggregate_jobs(db.conninfo, {job}, run, false, rt.system());
+  });
+}
+
+} // namespace flow::apps
