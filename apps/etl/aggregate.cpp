@@ -433,7 +433,7 @@ struct row_decoder {
         continue;
       auto why = decode_cell(read[i].cls, *t, out.cells[i]);
       if (!why.empty())
-        throw pg::decode_error(i, why);
+        throw pg::decode_error(i, "column \"" + read[i].name + "\": " + why);
     }
     std::vector<key_part> parts;
     parts.reserve(plan->group_cols.size());
@@ -468,6 +468,8 @@ struct job_outcome {
   job_result res;
   /// key -> row, sorted by key.
   std::vector<const key_result*> groups;
+  /// The one group of a job without group columns over no rows.
+  key_result no_rows;
   std::size_t partitions = 1;
   const char* mode = "rows";
   double seconds = 0;
@@ -1009,8 +1011,6 @@ void verify_job(job_outcome& out,
     }
     srv[key::composite(parts)] = &r;
   }
-  // With no group column the server returns one row even for no rows.
-  bool no_rows_one_group = plan.group_cols.empty() && out.groups.empty();
   auto names = output_names(plan);
   auto describe_key = [&](const key_result& k) {
     auto row = output_row(plan, k);
@@ -1044,14 +1044,13 @@ void verify_job(job_outcome& out,
                                  + p.expr.name + " " + why);
     }
   }
-  if (!no_rows_one_group)
-    for (auto& [k, r] : srv)
-      if (seen.count(k) == 0) {
-        key_result kr;
-        kr.key = k;
-        out.mismatches.push_back("group " + describe_key(kr)
-                                 + " of the server's GROUP BY is missing");
-      }
+  for (auto& [k, r] : srv)
+    if (seen.count(k) == 0) {
+      key_result kr;
+      kr.key = k;
+      out.mismatches.push_back("group " + describe_key(kr)
+                               + " of the server's GROUP BY is missing");
+    }
   out.verify_ok = out.mismatches.empty();
   out.verify_seconds = sw.seconds();
 }
@@ -1072,10 +1071,10 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
   return *n;
 }
 
-job_outcome run_job(const std::string& conninfo,
-                    std::shared_ptr<const job_plan> plan,
-                    const agg_run_options& run, caf::actor_system& sys) {
-  job_outcome out;
+/// Runs one job into `out` (in place: `out.groups` points into it).
+void run_job(const std::string& conninfo,
+             std::shared_ptr<const job_plan> plan, const agg_run_options& run,
+             caf::actor_system& sys, job_outcome& out) {
   out.plan = plan;
   stopwatch sw;
   std::vector<std::string> cols;
@@ -1144,11 +1143,17 @@ job_outcome run_job(const std::string& conninfo,
   out.res = std::move(*res);
   out.seconds = sw.seconds();
   if (job_runner::stopped(out.res))
-    return out;
+    return;
   for (auto& k : out.res.keys)
     out.groups.push_back(&k);
   std::sort(out.groups.begin(), out.groups.end(),
             [](auto* x, auto* y) { return x->key < y->key; });
+  if (plan->group_cols.empty() && out.groups.empty()) {
+    // No GROUP BY: one group even over no rows, as in SQL (count 0, the
+    // other aggregates NULL).
+    out.no_rows.key = key::composite({});
+    out.groups.push_back(&out.no_rows);
+  }
   if (run.verify) {
     if (read)
       verify_job(out, [&](const std::string& sql) { return read->query(sql); });
@@ -1171,7 +1176,6 @@ job_outcome run_job(const std::string& conninfo,
         }
       });
   }
-  return out;
 }
 
 // -- printing -----------------------------------------------------------------
@@ -1385,8 +1389,8 @@ int run_aggregate_jobs(const std::string& conninfo,
   std::vector<std::unique_ptr<job_outcome>> done;
   int rc = exit_ok;
   for (auto& plan : plans) {
-    auto out = std::make_unique<job_outcome>(
-      run_job(conninfo, plan, run, sys));
+    auto out = std::make_unique<job_outcome>();
+    run_job(conninfo, plan, run, sys, *out);
     if (job_runner::stopped(out->res)) {
       // Stopped by a signal: what was merged, marked partial; no output.
       if (run.json)

@@ -1,0 +1,453 @@
+// flow-etl aggregate as a user runs it on their own table: quoted,
+// mixed-case and non-ASCII names, NULLs in keys and values, money in
+// numeric(12,2), doubles built to break naive summation, booleans, dates and
+// timestamps; every aggregate compared with the server's GROUP BY, the
+// output table with the server's result (EXCEPT both ways), partitions and
+// queries giving identical output, injection attempts harmless, bad input
+// one line and exit 2 with the previous output untouched. Also the --agg
+// grammar itself (no database).
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "common/cli.hpp"
+#include "etl/agg_spec.hpp"
+#include "etl/agg_values.hpp"
+#include "flow/pg/connection.hpp"
+#include "json_fields.hpp"
+#include "pg_fixture.hpp"
+#include "run_program.hpp"
+
+using namespace flow;
+using namespace flow::test;
+using flow::apps::agg_func;
+
+namespace {
+
+const std::string prog = FLOW_ETL_PATH;
+
+/// A one-line error, exit code 2, nothing on stdout.
+void check_one_line_error(const run_result& res) {
+  INFO("stdout: " << res.out << "\nstderr: " << res.err);
+  CHECK(res.rc == 2);
+  CHECK(lines_of(res.err).size() == 1);
+  CHECK(res.err.rfind("flow-etl: error: ", 0) == 0);
+  CHECK(res.out.empty());
+}
+
+/// A schema with the table "Sales Data": every awkward case at once.
+std::string make_sales(const std::string& hint, int rows = 3000) {
+  auto schema = fresh_schema(hint);
+  auto t = pg::table_name{schema, "Sales Data"}.quoted();
+  exec("CREATE TABLE " + t
+       + " (\"Region\" text, day date, \"is ok\" boolean, \"we\"\"ird\" int, "
+         "cents bigint, price numeric(12,2), ratio double precision, "
+         "at timestamptz, big numeric)");
+  // ratio: 1e16, 1, -1e16, ... plus small values: a naive float sum loses
+  // the 1s; region: NULLs and non-ASCII; values NULL now and then.
+  exec("INSERT INTO " + t
+       + " SELECT CASE i % 6 WHEN 0 THEN NULL WHEN 1 THEN 'Zürich' "
+         "WHEN 2 THEN 'köln' WHEN 3 THEN 'Ålesund' WHEN 4 THEN '東京' "
+         "ELSE 'Oslo' END, date '2024-02-27' + (i % 4), "
+         "CASE WHEN i % 7 = 0 THEN NULL ELSE i % 2 = 0 END, i % 13, "
+         "CASE WHEN i % 11 = 0 THEN NULL ELSE (i * 7919) % 100003 - 50000 END, "
+         "CASE WHEN i % 9 = 0 THEN NULL ELSE ((i * 31) % 100000) / 100.0 END, "
+         "CASE i % 4 WHEN 0 THEN 1e16 WHEN 1 THEN 1.0 WHEN 2 THEN -1e16 "
+         "ELSE 0.1 * (i % 10) END, "
+         "timestamptz '2024-01-01 00:00:00+02' + i * interval '1 minute "
+         "0.25 second', "
+         "(i % 97)::numeric * 1000000000000.123 "
+         "FROM generate_series(1, "
+       + std::to_string(rows) + ") i");
+  exec("ANALYZE " + t);
+  return schema;
+}
+
+/// Every line of stdout but the JSON summary (the last).
+std::vector<std::string> group_lines(const run_result& res) {
+  auto lines = lines_of(res.out);
+  if (!lines.empty())
+    lines.pop_back();
+  return lines;
+}
+
+const std::string all_aggs
+  = "count(*), count(cents), sum(cents), avg(cents), min(cents), "
+    "max(cents), stddev(cents), sum(price), avg(price), min(price), "
+    "max(price) AS \"Max Price\", sum(ratio), avg(ratio), min(ratio), "
+    "max(ratio), stddev(ratio), count(distinct \"we\"\"ird\"), "
+    "approx_count_distinct(cents), quantile(cents, 0.5), "
+    "quantile(price, 0.9), min(at), max(at), min(\"Region\"), "
+    "max(day), sum(big), count(\"is ok\")";
+
+} // namespace
+
+// -- the grammar ----------------------------------------------------------------
+
+TEST_CASE("aggregate grammar: functions, quoted names, aliases and default "
+          "names",
+          "[pg][aggregate]") {
+  auto aggs = apps::parse_agg_list(
+    "SUM(cents), count(*), Count( DISTINCT \"User Id\" ) as users, "
+    "quantile(latency, 0.95), approx_count_distinct(x), avg(\"a\"\"b\")");
+  REQUIRE(aggs.size() == 6);
+  CHECK(aggs[0].func == agg_func::sum);
+  CHECK(aggs[0].name == "sum_cents");
+  CHECK(aggs[1].func == agg_func::count_rows);
+  CHECK(aggs[1].name == "count");
+  CHECK(aggs[2].func == agg_func::count_distinct);
+  CHECK(aggs[2].column == "User Id");
+  CHECK(aggs[2].name == "users");
+  CHECK(aggs[3].func == agg_func::quantile);
+  CHECK(aggs[3].q == 0.95);
+  CHECK(aggs[3].name == "quantile_latency_0.95");
+  CHECK(aggs[4].name == "approx_count_distinct_x");
+  CHECK(aggs[5].column == "a\"b");
+  CHECK(aggs[5].name == "avg_a\"b");
+  CHECK(apps::parse_agg_list("count(distinct x)")[0].name
+        == "count_distinct_x");
+  // "distinct" alone is a column called distinct.
+  CHECK(apps::parse_agg_list("count(distinct)")[0].column == "distinct");
+}
+
+TEST_CASE("aggregate grammar: bad lists are refused with the expression named",
+          "[pg][aggregate]") {
+  auto refused = [](const std::string& text, const std::string& part) {
+    INFO(text);
+    try {
+      apps::parse_agg_list(text);
+      FAIL("accepted");
+    } catch (const apps::usage_error& e) {
+      INFO(e.what());
+      CHECK(std::string{e.what()}.find(part) != std::string::npos);
+    }
+  };
+  refused("", "no aggregate");
+  refused("sum(cents", "expected ')'");
+  refused("median(x)", "unknown function 'median'");
+  refused("sum(*)", "only count takes *");
+  refused("quantile(x, 1.5)", "q must be a number from 0 to 1");
+  refused("quantile(x)", "two arguments");
+  refused("count(*), sum(x) AS count", "two aggregates are named 'count'");
+  refused("sum(x) sum(y)", "expected ',' or the end");
+  refused("sum(\"x)", "unterminated");
+  refused("sum(x); DROP TABLE t", "unexpected character ';'");
+  auto names = apps::parse_name_list(" region , \"Day, of week\", \"a\"\"b\"");
+  REQUIRE(names.size() == 3);
+  CHECK(names[0] == "region");
+  CHECK(names[1] == "Day, of week");
+  CHECK(names[2] == "a\"b");
+  CHECK(apps::parse_name_list("").empty());
+  CHECK_THROWS_AS(apps::parse_name_list("a,,b"), apps::usage_error);
+  CHECK_THROWS_AS(apps::parse_name_list("a,a"), apps::usage_error);
+  CHECK_THROWS_AS(apps::parse_name_list("a\"b"), apps::usage_error);
+}
+
+TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
+          "[pg][aggregate]") {
+  CHECK(apps::parse_iso_date("1970-01-01") == 0);
+  CHECK(apps::parse_iso_date("2024-02-29") == 19782);
+  CHECK(!apps::parse_iso_date("2023-02-29"));
+  CHECK(!apps::parse_iso_date("infinity"));
+  for (std::int64_t d : {-800000, -1, 0, 1, 19782, 2932896})
+    CHECK(apps::parse_iso_date(apps::format_date(d)) == d);
+  CHECK(apps::format_date(apps::parse_iso_date("0044-03-15 BC").value())
+        == "0044-03-15 BC");
+  CHECK(apps::parse_iso_timestamp("1970-01-01 00:00:01.5+00") == 1500000);
+  CHECK(apps::parse_iso_timestamp("1970-01-01 02:00:00+02") == 0);
+  CHECK(apps::parse_iso_timestamp("1970-01-01 05:30:00+05:30") == 0);
+  for (std::int64_t t : {std::int64_t{-1}, std::int64_t{0},
+                         std::int64_t{1700000000123456},
+                         std::int64_t{-62135596800000000}})
+    CHECK(apps::parse_iso_timestamp(apps::format_timestamp(t, true)) == t);
+  CHECK(apps::sql_double(0.1) == "0.1");
+  CHECK(apps::sql_double(-1.0 / 0.0) == "-Infinity");
+}
+
+// -- against the server ---------------------------------------------------------
+
+TEST_CASE("aggregate: every aggregate over awkward columns verifies against "
+          "the server's GROUP BY",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_all");
+  for (auto parts : {"1", "3"}) {
+    INFO("partitions " << parts);
+    auto res = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                  schema, "--table", "Sales Data",
+                                  "--group-by", "Region, \"is ok\"", "--agg",
+                                  all_aggs, "--verify", "--json",
+                                  "--partitions", parts});
+    INFO("stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    auto t = pg::table_name{schema, "Sales Data"}.quoted();
+    auto groups = scalar("SELECT count(*) FROM (SELECT 1 FROM " + t
+                         + " GROUP BY \"Region\", \"is ok\") g");
+    auto lines = lines_of(res.out);
+    REQUIRE(std::to_string(lines.size() - 1) == groups);
+    auto& summary = lines.back();
+    CHECK(json_field(summary, "verified") == "true");
+    CHECK(json_field(summary, "balanced") == "true");
+    CHECK(json_field(summary, "rows_read") == scalar("SELECT count(*) FROM " + t));
+    CHECK(json_field(summary, "partitions") == parts);
+    // Independently of --verify: the exact sums of two groups, one with a
+    // NULL key part.
+    for (auto& line : lines) {
+      if (json_field(line, "Region") == "\"Zürich\""
+          && json_field(line, "is ok") == "true") {
+        CHECK(json_field(line, "sum_cents")
+              == scalar("SELECT sum(cents) FROM " + t
+                        + " WHERE \"Region\" = 'Zürich' AND \"is ok\""));
+        CHECK(json_field(line, "sum_big")
+              == scalar("SELECT sum(big) FROM " + t
+                        + " WHERE \"Region\" = 'Zürich' AND \"is ok\""));
+      }
+      if (json_field(line, "Region") == "null"
+          && json_field(line, "is ok") == "null")
+        CHECK(json_field(line, "count")
+              == scalar("SELECT count(*) FROM " + t
+                        + " WHERE \"Region\" IS NULL AND \"is ok\" IS NULL"));
+    }
+  }
+}
+
+TEST_CASE("aggregate: floating-point sums are exact where naive summation "
+          "is not",
+          "[pg][aggregate]") {
+  auto schema = fresh_schema("agg_fsum");
+  auto t = pg::table_name{schema, "f"}.quoted();
+  exec("CREATE TABLE " + t + " (g int, x double precision)");
+  exec("INSERT INTO " + t
+       + " SELECT i % 3, CASE i % 3 WHEN 0 THEN 1e16 WHEN 1 THEN 1 ELSE "
+         "-1e16 END FROM generate_series(0, 29999) i");
+  exec("INSERT INTO " + t + " SELECT 9, x FROM (VALUES (1e16), (1.0), "
+       "(-1e16), (1.0)) v(x)");
+  auto res = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                schema, "--table", "f", "--group-by", "g",
+                                "--agg", "sum(x), avg(x)", "--json",
+                                "--verify", "--partitions", "3"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  bool seen = false;
+  for (auto& line : group_lines(res))
+    if (json_field(line, "g") == "9") {
+      seen = true;
+      CHECK(json_field(line, "sum_x") == "2");
+      CHECK(json_field(line, "avg_x") == "0.5");
+    }
+  CHECK(seen);
+}
+
+TEST_CASE("aggregate: --output equals the server's GROUP BY, replaced "
+          "atomically",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_out");
+  auto t = pg::table_name{schema, "Sales Data"}.quoted();
+  auto out = pg::table_name{schema, "By Region"}.quoted();
+  auto res = run_program(
+    prog, {"aggregate", "--db", conninfo(), "--schema", schema, "--table",
+           "Sales Data", "--group-by", "Region,day", "--agg",
+           "sum(cents), count(*), min(price), max(price), sum(price), "
+           "count(distinct \"we\"\"ird\"), sum(ratio), min(at), "
+           "max(\"Region\") AS last_region",
+           "--output", "By Region"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto server = "SELECT \"Region\", day, sum(cents), count(*), min(price), "
+                "max(price), sum(price), count(DISTINCT \"we\"\"ird\"), "
+                "sum(ratio::numeric)::float8, min(at), max(\"Region\" "
+                "COLLATE \"C\") FROM "
+                + t + " GROUP BY \"Region\", day";
+  CHECK(scalar("SELECT count(*) FROM (SELECT * FROM " + out + " EXCEPT "
+               + server + ") d")
+        == "0");
+  CHECK(scalar("SELECT count(*) FROM (" + server + " EXCEPT SELECT * FROM "
+               + out + ") d")
+        == "0");
+  CHECK(scalar("SELECT count(*) FROM " + out)
+        == scalar("SELECT count(*) FROM (" + server + ") s"));
+  // The group columns keep their types; aggregates have documented ones.
+  CHECK(scalar("SELECT string_agg(format_type(atttypid, atttypmod), ',' "
+               "ORDER BY attnum) FROM pg_attribute WHERE attrelid = '"
+               + out + "'::regclass AND attnum > 0")
+        == "text,date,numeric,bigint,numeric(12,2),numeric(12,2),numeric,"
+           "bigint,double precision,timestamp with time zone,text");
+
+  SECTION("a failing run leaves the previous output untouched") {
+    auto before = scalar("SELECT md5(string_agg(t::text, '|' ORDER BY "
+                         "t::text)) FROM "
+                         + out + " t");
+    // 40 significant digits: beyond the 38 of the exact sums.
+    exec("INSERT INTO " + t + " (\"Region\", big) VALUES ('x', "
+         "1234567890123456789012345678901234567890)");
+    auto bad = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                  schema, "--table", "Sales Data",
+                                  "--group-by", "Region", "--agg",
+                                  "sum(big)", "--output", "By Region"});
+    check_one_line_error(bad);
+    CHECK(bad.err.find("big") != std::string::npos);
+    CHECK(bad.err.find("38") != std::string::npos);
+    CHECK(scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM "
+                 + out + " t")
+          == before);
+  }
+}
+
+TEST_CASE("aggregate: partitions, a query and --by give identical groups",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_same");
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"aggregate", "--db", conninfo(),
+                                  "--schema", schema,  "--group-by",
+                                  "day,Region", "--agg",
+                                  "sum(cents), sum(ratio), count(*), "
+                                  "min(price), stddev(ratio), "
+                                  "count(distinct \"Region\")",
+                                  "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto res = run_program(prog, args);
+    INFO("stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    return group_lines(res);
+  };
+  auto one = run({"--table", "Sales Data", "--partitions", "1"});
+  CHECK(one.size() >= 10);
+  CHECK(run({"--table", "Sales Data", "--partitions", "3"}) == one);
+  CHECK(run({"--table", "Sales Data", "--partitions", "3", "--by",
+             "we\"ird"})
+        == one);
+  CHECK(run({"--table", "Sales Data", "--partitions", "2", "--batch", "7",
+             "--reducers", "3"})
+        == one);
+  CHECK(run({"--query", "SELECT * FROM \"" + schema + "\".\"Sales Data\""})
+        == one);
+}
+
+TEST_CASE("aggregate: --where and --query filter and verify; no group gives "
+          "one row even over no rows",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_where", 500);
+  auto t = pg::table_name{schema, "Sales Data"}.quoted();
+  auto res = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                schema, "--table", "Sales Data", "--where",
+                                "cents > 0 AND \"Region\" <> 'Oslo'", "--agg",
+                                "count(*), sum(cents)", "--json", "--verify"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto g = group_lines(res);
+  REQUIRE(g.size() == 1);
+  CHECK(json_field(g[0], "count")
+        == scalar("SELECT count(*) FROM " + t
+                  + " WHERE cents > 0 AND \"Region\" <> 'Oslo'"));
+  auto none = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                 schema, "--table", "Sales Data", "--where",
+                                 "false", "--agg", "count(*), sum(cents)",
+                                 "--json", "--verify"});
+  REQUIRE(none.rc == 0);
+  auto ng = group_lines(none);
+  REQUIRE(ng.size() == 1);
+  CHECK(json_field(ng[0], "count") == "0");
+  CHECK(json_field(ng[0], "sum_cents") == "null");
+  auto q = run_program(prog, {"aggregate", "--db", conninfo(), "--query",
+                              "SELECT \"Region\" AS r, cents * 2 AS c2 FROM "
+                                + t,
+                              "--group-by", "r", "--agg", "sum(c2), min(c2)",
+                              "--verify"});
+  INFO("stderr: " << q.err);
+  CHECK(q.rc == 0);
+  CHECK(q.out.find("verified") != std::string::npos);
+  CHECK(q.out.find("query (one stream)") != std::string::npos);
+}
+
+TEST_CASE("aggregate: injection attempts in names are refused or harmless",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_inject", 200);
+  auto keep = pg::table_name{schema, "keep_me"}.quoted();
+  exec("CREATE TABLE " + keep + " (x int)");
+  auto base = std::vector<std::string>{"aggregate", "--db", conninfo(),
+                                       "--schema", schema};
+  auto with = [&](std::vector<std::string> extra) {
+    auto args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  check_one_line_error(with({"--table", "Sales Data\"; DROP TABLE keep_me; --",
+                             "--agg", "count(*)"}));
+  check_one_line_error(with({"--table", "Sales Data", "--group-by",
+                             "\"Region\"; DROP TABLE keep_me", "--agg",
+                             "count(*)"}));
+  check_one_line_error(with({"--table", "Sales Data", "--group-by",
+                             "Region) FROM x; DROP TABLE keep_me; --",
+                             "--agg", "count(*)"}));
+  check_one_line_error(with({"--table", "Sales Data", "--agg",
+                             "sum(cents); DROP TABLE keep_me"}));
+  check_one_line_error(with({"--table", "Sales Data", "--agg", "count(*)",
+                             "--where", "true); DROP TABLE keep_me; --"}));
+  // An alias is a name like any other: quoted, never executed.
+  auto alias = std::string{"c\"); DROP TABLE keep_me; --"};
+  auto res = with({"--table", "Sales Data", "--agg",
+                   "count(*) AS \"c\"\"); DROP TABLE keep_me; --\"",
+                   "--output", "out", "--verify"});
+  INFO("stderr: " << res.err);
+  CHECK(res.rc == 0);
+  CHECK(scalar("SELECT to_regclass('" + keep + "') IS NOT NULL") == "t");
+  CHECK(scalar("SELECT attname FROM pg_attribute WHERE attrelid = '"
+               + pg::table_name{schema, "out"}.quoted()
+               + "'::regclass AND attnum = 1")
+        == alias);
+}
+
+TEST_CASE("aggregate: bad input gives one line naming the problem and exit 2",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_bad", 100);
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"aggregate", "--db", conninfo(), "--schema",
+                                  schema};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  auto named = [](const run_result& res, const std::string& what) {
+    check_one_line_error(res);
+    INFO(res.err);
+    CHECK(res.err.find(what) != std::string::npos);
+  };
+  named(with({"--table", "Sales Data", "--group-by", "region", "--agg",
+              "count(*)"}),
+        "no column \"region\"");
+  named(with({"--table", "Sales Data", "--agg", "sum(\"Region\")"}),
+        "sum() needs a numeric column");
+  named(with({"--table", "Sales Data", "--agg", "min(\"is ok\")"}),
+        "min() needs a number, text, date or timestamp");
+  named(with({"--table", "Sales Data", "--agg", "avg(nope)"}),
+        "no column \"nope\"");
+  named(with({"--table", "Sales Data", "--agg", "sum(cents"}), "--agg");
+  named(with({"--table", "Sales Data", "--agg", "quantile(cents, 2)"}),
+        "q must be");
+  named(with({"--table", "Sales Data", "--agg", "sum(cents), sum(cents)"}),
+        "two aggregates are named 'sum_cents'");
+  named(with({"--table", "Sales Data", "--group-by", "day", "--agg",
+              "count(*) AS day"}),
+        "also a group column");
+  named(with({"--table", "No Such Table", "--agg", "count(*)"}),
+        "does not exist");
+  named(with({"--table", "Sales Data"}), "--agg is required");
+  named(with({"--agg", "count(*)"}), "exactly one of --table and --query");
+  named(with({"--table", "Sales Data", "--agg", "count(*)", "--where",
+              "nocol > 1"}),
+        "nocol");
+  named(with({"--query", "SELEKT 1", "--agg", "count(*)"}), "syntax");
+  named(run_program(prog, {"aggregate", "--db",
+                           "host=/nonexistent-flow-dir port=1 dbname=x",
+                           "--table", "t", "--agg", "count(*)"}),
+        "nonexistent-flow-dir");
+  make_role("flow_agg_nobody", "agg-nobody-pw-7");
+  named(run_program(prog, {"aggregate", "--db",
+                           "host=" + server().dir() + " port="
+                             + std::to_string(server().port())
+                             + " dbname=postgres user=flow_agg_nobody "
+                               "password=agg-nobody-pw-7",
+                           "--schema", schema, "--table", "Sales Data",
+                           "--agg", "count(*)"}),
+        "permission denied");
+}
