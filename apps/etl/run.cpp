@@ -166,7 +166,7 @@ int cmd_run(int argc, char** argv) {
     "usage: "
       + std::string{usage_text}
       + "\nFILE comes first (after --check). Options given here override the "
-        "file's [defaults]. The format: docs/etl.md, \"Job files\"."};
+        "file's [defaults]. The format: docs/etl.md, \"flow-etl run: job files\"."};
   declare_run_options(args);
   auto cl = split_file(argc, argv);
   bool help = false;
