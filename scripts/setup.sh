@@ -16,6 +16,7 @@ packages=(
   openssl                                    # test certificates
   python3-psycopg2                           # bench/etl_psycopg2.py
   libcli11-dev nlohmann-json3-dev            # apps: command line, JSON output
+  libtoml11-dev                              # flow-etl run: job files
   libcpp-httplib-dev                         # flow::status: the status server
   prometheus                                 # promtool checks the /metrics text
   chromium chromium-driver python3-selenium  # the status page's browser test

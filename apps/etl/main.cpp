@@ -2,12 +2,14 @@
 // tutorial's lists as rows (and a table of messy classified ads for the
 // cleaning job); `sum` computes the keyed sums per list size from the rows,
 // read by N partition generators in one snapshot, and verifies them against
-// the server's own GROUP BY; `clean` is the data-cleaning job.
+// the server's own GROUP BY; `clean` is the data-cleaning job; `run` runs the
+// aggregate jobs of a TOML job file.
 //
 // The commands, one file each: init.cpp (the demo data), sum.cpp, clean.cpp
 // (with the job in clean_job.cpp and its distributed form in
-// clean_nodes.cpp); command.cpp holds what they share (the database and the
-// manager of --listen), tasks.cpp what worker nodes run.
+// clean_nodes.cpp), run.cpp (with the job file in job_file.cpp); command.cpp
+// holds what they share (the database and the manager of --listen),
+// tasks.cpp what worker nodes run.
 //
 // Without --db and without a PG* environment, a throwaway PostgreSQL cluster
 // is started for the run (and `sum` and `clean` fill it with `init` first).
@@ -20,6 +22,7 @@
 #include "etl/clean.hpp"
 #include "etl/command.hpp"
 #include "etl/init.hpp"
+#include "etl/run.hpp"
 #include "etl/sum.hpp"
 #include "flow/error.hpp"
 #include "flow/parse.hpp"
@@ -46,12 +49,16 @@ const char* overview
     "          count, count(distinct), approx_count_distinct, avg, min, max,\n"
     "          stddev, quantile; verified against the server (--verify),\n"
     "          written to a table replaced atomically (--output)\n"
+    "  run     the aggregate jobs of a TOML job file (GROUP BY any columns of\n"
+    "          your own tables), in order, optionally committed all at once;\n"
+    "          run --check FILE checks the file against the database\n"
     "\n"
     "The database: --db URI|CONNINFO, else libpq's environment (PGHOST,\n"
     "PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ~/.pgpass). With\n"
     "neither, a throwaway PostgreSQL 15 cluster is started in a temporary\n"
     "directory and removed at exit (--keep keeps it and prints how to\n"
-    "connect); `sum` and `clean` then run `init` in it first.\n"
+    "connect); `sum` and `clean` then run `init` in it first (`run` finds\n"
+    "it empty: give it --db).\n"
     "\n"
     "Run 'flow-etl COMMAND --help' for the options of a command. Exit codes:\n"
     "0 verified, 1 a result did not verify, 2 bad usage, input or database.\n";
@@ -59,7 +66,7 @@ const char* overview
 int run(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << overview;
-    throw usage_error("missing command (init, sum, clean or aggregate)");
+    throw usage_error("missing command (init, sum, clean, aggregate or run)");
   }
   std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
@@ -74,8 +81,10 @@ int run(int argc, char** argv) {
     return cmd_clean(argc - 1, argv + 1);
   if (cmd == "aggregate")
     return cmd_aggregate(argc - 1, argv + 1);
+  if (cmd == "run")
+    return cmd_run(argc - 1, argv + 1);
   throw usage_error("unknown command " + quote_token(cmd)
-                    + " (init, sum, clean or aggregate; see --help)");
+                    + " (init, sum, clean, aggregate or run; see --help)");
 }
 
 } // namespace
