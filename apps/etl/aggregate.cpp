@@ -17,6 +17,8 @@
 #include "common/cli.hpp"
 #include "common/job_runner.hpp"
 #include "common/json.hpp"
+#include "etl/agg_nodes.hpp"
+#include "etl/agg_plan.hpp"
 #include "etl/agg_values.hpp"
 #include "etl/command.hpp"
 #include "flow/distinct.hpp"
@@ -35,19 +37,6 @@ namespace {
 /// The programs' job runner, for flow-etl aggregate.
 const job_runner runner{etl_prog};
 
-// -- the catalog --------------------------------------------------------------
-
-/// The source's columns by name, in the catalog's order.
-struct source_columns {
-  std::vector<column_info> columns;
-
-  const column_info* find(const std::string& name) const {
-    for (auto& c : columns)
-      if (c.name == name)
-        return &c;
-    return nullptr;
-  }
-};
 
 /// "FROM" text of a job: the quoted table or the parenthesised query.
 std::string from_of(const agg_job& job) {
@@ -56,10 +45,6 @@ std::string from_of(const agg_job& job) {
   return "(" + job.query + ") AS flow_query";
 }
 
-/// What the source is, for messages.
-std::string source_name(const agg_job& job) {
-  return job.query.empty() ? job.table.display() : std::string{"--query"};
-}
 
 /// Throws usage_error when `sql` (a --where filter) could reach out of its
 /// parentheses: unbalanced parentheses or quotes, a semicolon or a comment
@@ -153,247 +138,6 @@ source_columns read_columns(pqxx::connection& conn, const agg_job& job) {
   return result;
 }
 
-// -- the plan -----------------------------------------------------------------
-
-/// The state kinds a value column may feed (one state per column and kind,
-/// shared by the aggregates that read it).
-enum class state_kind {
-  dsum,      // decimal_sum: sum, avg, min, max of integers and decimals
-  imoments,  // int_moments: stddev of integers
-  fmoments,  // exact_moments: sum, avg, stddev of floats; stddev of decimals
-  frange,    // double_stats: min, max of floats
-  irange,    // int_range: min, max of dates and timestamps
-  srange,    // text_range: min, max of text
-  count,     // row_count: count(col), count(*)
-  distinct,  // distinct_count
-  hll,       // hll
-  kll,       // kll
-};
-
-/// One state of the per-group row.
-struct slot {
-  state_kind kind;
-  /// Index into the read columns; -1: every row (count(*)).
-  int col = -1;
-  /// Adds a row's cell to the group's row.
-  std::function<void(aggregate&, const cell&)> add;
-  /// Reads the state back: a type-erased pointer to it, or null.
-  std::function<const void*(const aggregate&)> get;
-};
-
-/// One aggregate as planned.
-struct planned_agg {
-  agg_expr expr;
-  /// Index into the read columns; -1 for count(*).
-  int col = -1;
-  col_class cls = col_class::other;
-  std::string source_type;
-  std::string out_type;
-  /// The slot it reads.
-  std::size_t slot = 0;
-};
-
-/// A job, planned against the catalog.
-struct job_plan {
-  agg_job job;
-  /// The columns read, in order: the group columns, then the value columns
-  /// that are not group columns.
-  std::vector<column_info> read;
-  /// Per group column, its index in `read`.
-  std::vector<std::size_t> group_cols;
-  std::vector<planned_agg> aggs;
-  std::vector<slot> slots;
-  aggregators layout;
-};
-
-template <class S, class Add>
-void add_slot(job_plan& plan, state_kind kind, int col, Add add_fn,
-              S prototype = S{}) {
-  auto name = "s" + std::to_string(plan.slots.size());
-  auto c = plan.layout.add(name, std::move(prototype));
-  slot s;
-  s.kind = kind;
-  s.col = col;
-  s.add = [c, add_fn](aggregate& row, const cell& x) { add_fn(c.at(row), x); };
-  s.get = [c](const aggregate& agg) -> const void* { return c.find(agg); };
-  plan.slots.push_back(std::move(s));
-}
-
-std::size_t slot_for(job_plan& plan, state_kind kind, int col,
-                     col_class cls) {
-  for (std::size_t i = 0; i < plan.slots.size(); ++i)
-    if (plan.slots[i].kind == kind && plan.slots[i].col == col)
-      return i;
-  switch (kind) {
-    case state_kind::dsum:
-      if (cls == col_class::integer)
-        add_slot<decimal_sum>(plan, kind, col, [](decimal_sum& s,
-                                                   const cell& x) {
-          s.add(decimal::of(x.i));
-        });
-      else
-        add_slot<decimal_sum>(plan, kind, col,
-                              [](decimal_sum& s, const cell& x) {
-                                s.add(x.n);
-                              });
-      break;
-    case state_kind::imoments:
-      add_slot<int_moments>(plan, kind, col,
-                            [](int_moments& s, const cell& x) { s.add(x.i); });
-      break;
-    case state_kind::fmoments:
-      add_slot<exact_moments>(plan, kind, col,
-                              [](exact_moments& s, const cell& x) {
-                                s.add(x.d);
-                              });
-      break;
-    case state_kind::frange:
-      add_slot<double_stats>(plan, kind, col,
-                             [](double_stats& s, const cell& x) {
-                               s.add(x.d);
-                             });
-      break;
-    case state_kind::irange:
-      add_slot<int_range>(plan, kind, col,
-                          [](int_range& s, const cell& x) { s.add(x.i); });
-      break;
-    case state_kind::srange:
-      add_slot<text_range>(plan, kind, col,
-                           [](text_range& s, const cell& x) { s.add(x.s); });
-      break;
-    case state_kind::count:
-      add_slot<row_count>(plan, kind, col,
-                          [](row_count& s, const cell&) { s.add(); });
-      break;
-    case state_kind::distinct:
-    case state_kind::hll: {
-      auto feed = [cls](auto& s, const cell& x) {
-        switch (cls) {
-          case col_class::integer:
-          case col_class::boolean:
-          case col_class::date:
-          case col_class::timestamp:
-          case col_class::timestamptz:
-            s.add(x.i);
-            break;
-          case col_class::floating:
-            s.add(x.d);
-            break;
-          case col_class::numeric:
-            // Equal values count once whatever their scale.
-            s.add(key_part_of(cls, x).as_string());
-            break;
-          default:
-            s.add(x.s);
-        }
-      };
-      if (kind == state_kind::distinct)
-        add_slot<distinct_count>(plan, kind, col, feed);
-      else
-        add_slot<hll>(plan, kind, col, feed);
-      break;
-    }
-    case state_kind::kll:
-      add_slot<kll>(plan, kind, col, [cls](kll& s, const cell& x) {
-        s.add(cls == col_class::integer ? static_cast<double>(x.i) : x.d);
-      });
-      break;
-  }
-  return plan.slots.size() - 1;
-}
-
-state_kind kind_for(agg_func f, col_class cls) {
-  bool exact = cls == col_class::integer || cls == col_class::numeric;
-  switch (f) {
-    case agg_func::sum:
-    case agg_func::avg:
-      return exact ? state_kind::dsum : state_kind::fmoments;
-    case agg_func::stddev:
-      return cls == col_class::integer ? state_kind::imoments
-                                       : state_kind::fmoments;
-    case agg_func::min:
-    case agg_func::max:
-      if (exact)
-        return state_kind::dsum;
-      if (cls == col_class::floating)
-        return state_kind::frange;
-      if (cls == col_class::text)
-        return state_kind::srange;
-      return state_kind::irange;
-    case agg_func::count_rows:
-    case agg_func::count:
-      return state_kind::count;
-    case agg_func::count_distinct:
-      return state_kind::distinct;
-    case agg_func::approx_count_distinct:
-      return state_kind::hll;
-    case agg_func::quantile:
-      return state_kind::kll;
-  }
-  return state_kind::count;
-}
-
-/// Plans `job` against the source's columns; throws usage_error naming the
-/// first problem.
-job_plan plan_job(const agg_job& job, const source_columns& src) {
-  job_plan plan;
-  plan.job = job;
-  auto prefix = "job '" + job.name + "': ";
-  if (job.name == "aggregate")
-    prefix.clear();
-  auto missing = [&](const std::string& col) {
-    std::string names;
-    for (auto& c : src.columns)
-      names += (names.empty() ? "" : ", ") + c.name;
-    return usage_error(prefix + "no column \"" + col + "\" in "
-                       + source_name(job) + " (its columns: " + names + ")");
-  };
-  auto index_of = [&](const std::string& name) -> int {
-    for (std::size_t i = 0; i < plan.read.size(); ++i)
-      if (plan.read[i].name == name)
-        return static_cast<int>(i);
-    auto c = src.find(name);
-    if (c == nullptr)
-      throw missing(name);
-    plan.read.push_back(*c);
-    return static_cast<int>(plan.read.size() - 1);
-  };
-  std::set<std::string> out_names;
-  for (auto& g : job.group_by) {
-    plan.group_cols.push_back(static_cast<std::size_t>(index_of(g)));
-    out_names.insert(g);
-  }
-  if (job.aggs.empty())
-    throw usage_error(prefix + "no aggregate (--agg)");
-  for (auto& e : job.aggs) {
-    planned_agg p;
-    p.expr = e;
-    if (!out_names.insert(e.name).second)
-      throw usage_error(prefix + "the output name '" + e.name
-                        + "' of " + e.text
-                        + " is also a group column (rename it with AS)");
-    if (e.func != agg_func::count_rows) {
-      p.col = index_of(e.column);
-      auto& c = plan.read[static_cast<std::size_t>(p.col)];
-      p.cls = c.cls;
-      p.source_type = c.type;
-      auto why = check_applicable(e, c.cls, c.type);
-      if (!why.empty())
-        throw usage_error(prefix + e.text + ": " + why);
-    }
-    p.out_type = output_type(e, p.cls, p.source_type);
-    p.slot = slot_for(plan, kind_for(e.func, p.cls), p.col, p.cls);
-    plan.aggs.push_back(std::move(p));
-  }
-  if (plan.read.empty()) {
-    // count(*) alone reads no column; COPY still needs one.
-    if (src.columns.empty())
-      throw usage_error(prefix + source_name(job) + " has no columns");
-    plan.read.push_back(src.columns.front());
-  }
-  return plan;
-}
-
 job_plan plan_with_catalog(const std::string& conninfo, const agg_job& job) {
   if (!job.where.empty())
     check_filter(job.where, job.name == "aggregate" ? "--where" : "where");
@@ -411,56 +155,6 @@ job_plan plan_with_catalog(const std::string& conninfo, const agg_job& job) {
   return plan_job(job, cols);
 }
 
-// -- the job ------------------------------------------------------------------
-
-/// A row as the reducers see it: the group's key and the value cells.
-struct agg_row {
-  flow::key key;
-  std::vector<cell> cells;
-};
-
-/// Decodes rows of the plan's read columns.
-struct row_decoder {
-  std::shared_ptr<const job_plan> plan;
-
-  agg_row operator()(const pg::row_view& r) const {
-    agg_row out;
-    auto& read = plan->read;
-    out.cells.resize(read.size());
-    for (std::size_t i = 0; i < read.size(); ++i) {
-      auto t = r.opt_text(i);
-      if (!t)
-        continue;
-      auto why = decode_cell(read[i].cls, *t, out.cells[i]);
-      if (!why.empty())
-        throw pg::decode_error(i, "column \"" + read[i].name + "\": " + why);
-    }
-    std::vector<key_part> parts;
-    parts.reserve(plan->group_cols.size());
-    for (auto g : plan->group_cols)
-      parts.push_back(key_part_of(read[g].cls, out.cells[g]));
-    out.key = key::composite(parts);
-    return out;
-  }
-};
-
-reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
-  return [plan](const batch_ref<agg_row>& b, partial& out) {
-    for (auto& x : b.items) {
-      auto& row = out.row(x.key);
-      for (auto& s : plan->slots) {
-        if (s.col < 0) {
-          static const cell none;
-          s.add(row, none);
-          continue;
-        }
-        auto& c = x.cells[static_cast<std::size_t>(s.col)];
-        if (!c.null)
-          s.add(row, c);
-      }
-    }
-  };
-}
 
 /// What one job computed.
 struct job_outcome {
@@ -470,6 +164,12 @@ struct job_outcome {
   std::vector<const key_result*> groups;
   /// The one group of a job without group columns over no rows.
   key_result no_rows;
+  /// The rows' accounting: the job's, or over worker nodes the tasks'.
+  job_result rows;
+  /// Over worker nodes: tasks run there and here.
+  bool distributed = false;
+  std::uint64_t node_tasks = 0;
+  std::uint64_t local_tasks = 0;
   std::size_t partitions = 1;
   const char* mode = "rows";
   double seconds = 0;
@@ -1100,13 +800,18 @@ void run_job(const std::string& conninfo,
     if (!r)
       fail(r.error());
     read.emplace(std::move(*r));
-    auto srcs = read->row_sources<agg_row>(decode);
-    if (!srcs)
-      fail(srcs.error());
-    for (auto& s : *srcs)
-      p.add(std::move(s));
     out.partitions = read->ranges().size();
     out.mode = "table";
+    if (run.nodes != nullptr && run.nodes->listening()) {
+      out.distributed = true;
+      out.mode = "distributed";
+    } else {
+      auto srcs = read->row_sources<agg_row>(decode);
+      if (!srcs)
+        fail(srcs.error());
+      for (auto& s : *srcs)
+        p.add(std::move(s));
+    }
   } else {
     std::string snapshot;
     try {
@@ -1132,15 +837,24 @@ void run_job(const std::string& conninfo,
     out.partitions = 1;
     out.mode = "query (one stream)";
   }
-  auto opts = run.opts;
-  auto started = p.aggregate_with(plan->layout)
-                   .reduce(agg_reducer(plan))
-                   .with(opts)
-                   .start(sys);
+  aggregate_over_nodes over_nodes;
+  auto started = out.distributed
+                   ? over_nodes.start(*read, *plan, run.opts, *run.nodes, sys)
+                   : p.aggregate_with(plan->layout)
+                       .reduce(agg_reducer(plan))
+                       .with(run.opts)
+                       .start(sys);
   auto res = runner.wait(started, 0, plan->job.name);
   if (!res)
     fail(res.error());
   out.res = std::move(*res);
+  out.rows = out.res;
+  if (over_nodes.started()) {
+    auto tasks = over_nodes.totals();
+    out.rows = tasks.rows;
+    out.node_tasks = tasks.node_tasks;
+    out.local_tasks = tasks.local_tasks;
+  }
   out.seconds = sw.seconds();
   if (job_runner::stopped(out.res))
     return;
@@ -1231,7 +945,7 @@ void print_json(const job_outcome& out) {
 void print_summary(const job_outcome& out, const agg_run_options& run,
                    const std::string& output_table) {
   auto& plan = *out.plan;
-  auto& res = out.res;
+  auto& res = out.rows;
   if (run.json) {
     json_object obj;
     obj.add("summary", true).add("job", plan.job.name);
@@ -1241,7 +955,10 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
       .add("rows_aggregated", res.aggregated)
       .add("rows_skipped", res.rejected)
       .add("groups", static_cast<std::uint64_t>(out.groups.size()));
-    obj.add("balanced", res.balanced());
+    obj.add("balanced", res.balanced() && out.res.balanced());
+    if (out.distributed)
+      obj.add("node_tasks", out.node_tasks)
+        .add("local_tasks", out.local_tasks);
     if (out.verified)
       obj.add("verified", out.verify_ok);
     else
@@ -1269,6 +986,11 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
   if (!output_table.empty())
     std::printf(", written to %s", output_table.c_str());
   std::printf("\n");
+  if (out.distributed)
+    std::printf("distributed: %llu partitions read by worker nodes, %llu "
+                "here\n",
+                static_cast<unsigned long long>(out.node_tasks),
+                static_cast<unsigned long long>(out.local_tasks));
 }
 
 // -- output tables ------------------------------------------------------------
@@ -1404,7 +1126,8 @@ int run_aggregate_jobs(const std::string& conninfo,
       print_json(*out);
     else
       print_table(*out);
-    bool ok = out->res.final && out->res.balanced() && out->verify_ok;
+    bool ok = out->res.final && out->res.balanced() && out->rows.balanced()
+              && out->verify_ok;
     std::string written;
     if (ok && !atomic && !plan->job.output.empty()) {
       write_outputs(conninfo, {out.get()});
@@ -1478,8 +1201,11 @@ int cmd_aggregate(int argc, char** argv) {
              "integer column whose ranges make the partitions, or ctid",
              "ctid");
   declare_pipeline_options(args, "16384");
+  cluster::declare_options(args);
   if (!args.parse(argc, argv))
     return exit_ok;
+  cluster nodes;
+  nodes.read_options(args, etl_prog);
   agg_job job;
   if (args.given("table") == args.given("query"))
     throw usage_error("give exactly one of --table and --query");
@@ -1516,9 +1242,18 @@ int cmd_aggregate(int argc, char** argv) {
   } catch (const input_error& e) {
     throw usage_error(e.what());
   }
+  if (nodes.listening() && !job.query.empty())
+    throw usage_error("--query and --listen exclude each other (a query is "
+                      "read as one stream; worker nodes read partitions of "
+                      "a table)");
   prepare_session_environment();
   auto db = open_database(args);
   auto keep = args.is_set("keep");
+  if (nodes.listening())
+    run_listening(db, keep, nodes, [&](caf::actor_system& sys) {
+      run.nodes = &nodes;
+      return run_aggregate_jobs(db.conninfo, {job}, run, false, sys);
+    });
   return with_database(db, keep, [&] {
     runtime rt;
     return run_aggregate_jobs(db.conninfo, {job}, run, false, rt.system());

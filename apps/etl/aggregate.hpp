@@ -26,6 +26,8 @@ class actor_system;
 
 namespace flow::apps {
 
+class cluster;
+
 /// One aggregate job: what it reads, groups, computes and writes.
 struct agg_job {
   /// A name for messages (job files: the job's name; the command line:
@@ -62,6 +64,9 @@ struct agg_run_options {
   bool verify = false;
   /// Pipeline options.
   flow::options opts;
+  /// With --listen: the worker nodes that read and reduce the partitions of
+  /// table reads (null or not listening: this process reads them).
+  const cluster* nodes = nullptr;
 };
 
 /// Runs `jobs` in order and prints their results. With `atomic`, every

@@ -3,6 +3,7 @@
 // common/net_stub.cpp), so none of these is reached; they exist so that
 // sum.cpp, clean.cpp and command.cpp need no #ifdef.
 
+#include "etl/agg_nodes.hpp"
 #include "etl/clean_nodes.hpp"
 #include "etl/sum_nodes.hpp"
 #include "etl/tasks.hpp"
@@ -30,6 +31,17 @@ caf::expected<job> sum_over_nodes::start(pg::partitioned_read&,
 }
 
 task_totals sum_over_nodes::totals() const {
+  return {};
+}
+
+caf::expected<job> aggregate_over_nodes::start(pg::partitioned_read&,
+                                               const job_plan&,
+                                               const options&, const cluster&,
+                                               caf::actor_system&) {
+  return no_networking();
+}
+
+task_totals aggregate_over_nodes::totals() const {
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/test_hooks.hpp"
+#include "etl/agg_plan.hpp"
 #include "etl/clean_nodes.hpp"
 #include "etl/elements.hpp"
 #include "etl/node_error.hpp"
@@ -44,6 +45,10 @@ void register_etl_tasks(const std::string& conninfo) {
   net::register_task(sum_task, [conninfo](caf::actor_system& sys,
                                           const std::string& payload) {
     return run_sum_partition(sys, conninfo, payload);
+  });
+  net::register_task(aggregate_task, [conninfo](caf::actor_system& sys,
+                                                const std::string& payload) {
+    return run_aggregate_partition(sys, conninfo, payload);
   });
   net::register_task(clean_partition_task,
                      [conninfo](caf::actor_system& sys,

@@ -349,7 +349,7 @@ std::string opt_text(const std::optional<std::int64_t>& x) {
 } // namespace
 
 std::string partition_ticket::encode() const {
-  std::string out = "flow.partition.1;";
+  std::string out = "flow.partition.2;";
   put_field(out, conninfo);
   put_field(out, table.schema);
   put_field(out, table.table);
@@ -365,6 +365,7 @@ std::string partition_ticket::encode() const {
   put_field(out, std::to_string(count));
   put_field(out, snapshot);
   put_field(out, std::to_string(offset));
+  put_field(out, filter);
   put_field(out, std::to_string(extra.size()));
   for (auto& x : extra)
     put_field(out, x);
@@ -376,7 +377,7 @@ partition_ticket::decode(const std::string& text) {
   auto bad = [](const std::string& why) {
     return make_error(errc::bad_input, "partition ticket: " + why);
   };
-  static const std::string magic = "flow.partition.1;";
+  static const std::string magic = "flow.partition.2;";
   if (text.compare(0, magic.size(), magic) != 0)
     return bad("not a partition ticket (or another version)");
   std::size_t pos = magic.size();
@@ -436,6 +437,8 @@ partition_ticket::decode(const std::string& text) {
   if (!next_int(off, false, empty) || off < 0)
     return bad("malformed offset");
   t.offset = static_cast<std::uint64_t>(off);
+  if (!next(t.filter))
+    return bad("malformed filter");
   std::int64_t m = 0;
   if (!next_int(m, false, empty) || m < 0 || m > 64)
     return bad("malformed extra fields");
@@ -459,7 +462,7 @@ caf::expected<copy_reader> open_partition(const partition_ticket& ticket,
       throw input_error("partition ticket: no columns");
     auto select = select_of(ticket.columns, ticket.table.quoted(),
                             quote_ident(ticket.partition_column), ticket.part,
-                            ticket.offset);
+                            ticket.offset, ticket.filter);
     return copy_reader{snapshot_session(
       ci, partition_name(ticket.index, ticket.count, ticket.table, ticket.part),
       select, ticket.snapshot)};
@@ -755,10 +758,6 @@ partitioned_read::tickets() const {
   if (!impl_->tx)
     return make_error(errc::invalid_config,
                       "partitioned read: the snapshot was released");
-  // A ticket carries no filter: a node would read rows the read excludes.
-  if (!impl_->spec.filter.empty())
-    return make_error(errc::invalid_config,
-                      "partitioned read: a filtered read has no tickets");
   std::vector<partition_ticket> result;
   auto& offsets = impl_->spec.offsets;
   for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
@@ -772,6 +771,7 @@ partitioned_read::tickets() const {
     t.count = impl_->ranges.size();
     t.snapshot = impl_->snapshot;
     t.offset = i < offsets.size() ? offsets[i] : 0;
+    t.filter = impl_->spec.filter;
     result.push_back(std::move(t));
   }
   return result;

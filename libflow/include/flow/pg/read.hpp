@@ -271,6 +271,8 @@ struct partition_ticket {
   std::string snapshot;
   /// Rows to skip at the start (see `read_spec::offsets`).
   std::uint64_t offset = 0;
+  /// The read's SQL filter (see `read_spec::filter`); empty: none.
+  std::string filter;
   /// Fields the task that reads the partition needs besides (opaque here),
   /// e.g. where to stage its output; they travel with the ticket.
   std::vector<std::string> extra;
@@ -319,8 +321,8 @@ struct read_spec {
   /// the same rows are skipped as long as the table did not change.
   std::vector<std::uint64_t> offsets;
   /// A filter in SQL (the user's own, trusted as a query is), ANDed to each
-  /// partition's range predicate; empty: every row. A filtered read has no
-  /// tickets (worker nodes would not apply it).
+  /// partition's range predicate; empty: every row. Tickets carry it, so a
+  /// worker node reads the same rows.
   std::string filter;
 };
 

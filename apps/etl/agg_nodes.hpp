@@ -1,0 +1,51 @@
+#pragma once
+
+// flow-etl aggregate over worker nodes (`aggregate --listen`): every
+// partition is a task a node reads in the manager's snapshot and reduces
+// into partial states; the manager's job merges the groups the tasks
+// return. Built with networking only (nodes_stub.cpp stands in without it).
+
+#include <memory>
+
+#include <caf/expected.hpp>
+
+#include "common/cluster.hpp"
+#include "etl/sum_nodes.hpp"
+#include "flow/job.hpp"
+#include "flow/options.hpp"
+#include "flow/pg/read.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace flow::net {
+class task_ledger;
+} // namespace flow::net
+
+namespace flow::apps {
+
+struct job_plan;
+
+/// An aggregate whose partitions are tasks for worker nodes.
+class aggregate_over_nodes {
+public:
+  /// Waits for --min-workers nodes, then starts the manager's job over the
+  /// tasks of `read`'s partitions, each carrying `plan`.
+  caf::expected<job> start(pg::partitioned_read& read, const job_plan& plan,
+                           const options& opts, const cluster& nodes,
+                           caf::actor_system& sys);
+
+  /// True once started.
+  bool started() const noexcept {
+    return ledger_ != nullptr;
+  }
+
+  /// The tasks' accounting.
+  task_totals totals() const;
+
+private:
+  std::shared_ptr<flow::net::task_ledger> ledger_;
+};
+
+} // namespace flow::apps

@@ -1,0 +1,395 @@
+#include "etl/agg_plan.hpp"
+
+#include <caf/actor_system.hpp>
+
+#include "common/cli.hpp"
+#include "etl/node_error.hpp"
+#include "flow/distinct.hpp"
+#include "flow/exact_sum.hpp"
+#include "flow/flow.hpp"
+#include "flow/pg/read.hpp"
+#include "flow/quantiles.hpp"
+#include "flow/stats.hpp"
+
+namespace flow::apps {
+
+namespace {
+
+template <class S, class Add>
+void add_slot(job_plan& plan, state_kind kind, int col, Add add_fn,
+              S prototype = S{}) {
+  auto name = "s" + std::to_string(plan.slots.size());
+  auto c = plan.layout.add(name, std::move(prototype));
+  slot s;
+  s.kind = kind;
+  s.col = col;
+  s.add = [c, add_fn](aggregate& row, const cell& x) { add_fn(c.at(row), x); };
+  s.get = [c](const aggregate& agg) -> const void* { return c.find(agg); };
+  plan.slots.push_back(std::move(s));
+}
+
+std::size_t slot_for(job_plan& plan, state_kind kind, int col,
+                     col_class cls) {
+  for (std::size_t i = 0; i < plan.slots.size(); ++i)
+    if (plan.slots[i].kind == kind && plan.slots[i].col == col)
+      return i;
+  switch (kind) {
+    case state_kind::dsum:
+      if (cls == col_class::integer)
+        add_slot<decimal_sum>(plan, kind, col, [](decimal_sum& s,
+                                                   const cell& x) {
+          s.add(decimal::of(x.i));
+        });
+      else
+        add_slot<decimal_sum>(plan, kind, col,
+                              [](decimal_sum& s, const cell& x) {
+                                s.add(x.n);
+                              });
+      break;
+    case state_kind::imoments:
+      add_slot<int_moments>(plan, kind, col,
+                            [](int_moments& s, const cell& x) { s.add(x.i); });
+      break;
+    case state_kind::fmoments:
+      add_slot<exact_moments>(plan, kind, col,
+                              [](exact_moments& s, const cell& x) {
+                                s.add(x.d);
+                              });
+      break;
+    case state_kind::frange:
+      add_slot<double_stats>(plan, kind, col,
+                             [](double_stats& s, const cell& x) {
+                               s.add(x.d);
+                             });
+      break;
+    case state_kind::irange:
+      add_slot<int_range>(plan, kind, col,
+                          [](int_range& s, const cell& x) { s.add(x.i); });
+      break;
+    case state_kind::srange:
+      add_slot<text_range>(plan, kind, col,
+                           [](text_range& s, const cell& x) { s.add(x.s); });
+      break;
+    case state_kind::count:
+      add_slot<row_count>(plan, kind, col,
+                          [](row_count& s, const cell&) { s.add(); });
+      break;
+    case state_kind::distinct:
+    case state_kind::hll: {
+      auto feed = [cls](auto& s, const cell& x) {
+        switch (cls) {
+          case col_class::integer:
+          case col_class::boolean:
+          case col_class::date:
+          case col_class::timestamp:
+          case col_class::timestamptz:
+            s.add(x.i);
+            break;
+          case col_class::floating:
+            s.add(x.d);
+            break;
+          case col_class::numeric:
+            // Equal values count once whatever their scale.
+            s.add(key_part_of(cls, x).as_string());
+            break;
+          default:
+            s.add(x.s);
+        }
+      };
+      if (kind == state_kind::distinct)
+        add_slot<distinct_count>(plan, kind, col, feed);
+      else
+        add_slot<hll>(plan, kind, col, feed);
+      break;
+    }
+    case state_kind::kll:
+      add_slot<kll>(plan, kind, col, [cls](kll& s, const cell& x) {
+        s.add(cls == col_class::integer ? static_cast<double>(x.i) : x.d);
+      });
+      break;
+  }
+  return plan.slots.size() - 1;
+}
+
+state_kind kind_for(agg_func f, col_class cls) {
+  bool exact = cls == col_class::integer || cls == col_class::numeric;
+  switch (f) {
+    case agg_func::sum:
+    case agg_func::avg:
+      return exact ? state_kind::dsum : state_kind::fmoments;
+    case agg_func::stddev:
+      return cls == col_class::integer ? state_kind::imoments
+                                       : state_kind::fmoments;
+    case agg_func::min:
+    case agg_func::max:
+      if (exact)
+        return state_kind::dsum;
+      if (cls == col_class::floating)
+        return state_kind::frange;
+      if (cls == col_class::text)
+        return state_kind::srange;
+      return state_kind::irange;
+    case agg_func::count_rows:
+    case agg_func::count:
+      return state_kind::count;
+    case agg_func::count_distinct:
+      return state_kind::distinct;
+    case agg_func::approx_count_distinct:
+      return state_kind::hll;
+    case agg_func::quantile:
+      return state_kind::kll;
+  }
+  return state_kind::count;
+}
+
+} // namespace
+
+std::string source_name(const agg_job& job) {
+  return job.query.empty() ? job.table.display() : std::string{"--query"};
+}
+
+/// Plans `job` against the source's columns; throws usage_error naming the
+/// first problem.
+job_plan plan_job(const agg_job& job, const source_columns& src) {
+  job_plan plan;
+  plan.job = job;
+  auto prefix = "job '" + job.name + "': ";
+  if (job.name == "aggregate")
+    prefix.clear();
+  auto missing = [&](const std::string& col) {
+    std::string names;
+    for (auto& c : src.columns)
+      names += (names.empty() ? "" : ", ") + c.name;
+    return usage_error(prefix + "no column \"" + col + "\" in "
+                       + source_name(job) + " (its columns: " + names + ")");
+  };
+  auto index_of = [&](const std::string& name) -> int {
+    for (std::size_t i = 0; i < plan.read.size(); ++i)
+      if (plan.read[i].name == name)
+        return static_cast<int>(i);
+    auto c = src.find(name);
+    if (c == nullptr)
+      throw missing(name);
+    plan.read.push_back(*c);
+    return static_cast<int>(plan.read.size() - 1);
+  };
+  std::set<std::string> out_names;
+  for (auto& g : job.group_by) {
+    plan.group_cols.push_back(static_cast<std::size_t>(index_of(g)));
+    out_names.insert(g);
+  }
+  if (job.aggs.empty())
+    throw usage_error(prefix + "no aggregate (--agg)");
+  for (auto& e : job.aggs) {
+    planned_agg p;
+    p.expr = e;
+    if (!out_names.insert(e.name).second)
+      throw usage_error(prefix + "the output name '" + e.name
+                        + "' of " + e.text
+                        + " is also a group column (rename it with AS)");
+    if (e.func != agg_func::count_rows) {
+      p.col = index_of(e.column);
+      auto& c = plan.read[static_cast<std::size_t>(p.col)];
+      p.cls = c.cls;
+      p.source_type = c.type;
+      auto why = check_applicable(e, c.cls, c.type);
+      if (!why.empty())
+        throw usage_error(prefix + e.text + ": " + why);
+    }
+    p.out_type = output_type(e, p.cls, p.source_type);
+    p.slot = slot_for(plan, kind_for(e.func, p.cls), p.col, p.cls);
+    plan.aggs.push_back(std::move(p));
+  }
+  if (plan.read.empty()) {
+    // count(*) alone reads no column; COPY still needs one.
+    if (src.columns.empty())
+      throw usage_error(prefix + source_name(job) + " has no columns");
+    plan.read.push_back(src.columns.front());
+  }
+  return plan;
+}
+
+
+agg_row row_decoder::operator()(const pg::row_view& r) const {
+  agg_row out;
+  auto& read = plan->read;
+  out.cells.resize(read.size());
+  for (std::size_t i = 0; i < read.size(); ++i) {
+    auto t = r.opt_text(i);
+    if (!t)
+      continue;
+    auto why = decode_cell(read[i].cls, *t, out.cells[i]);
+    if (!why.empty())
+      throw pg::decode_error(i, "column \"" + read[i].name + "\": " + why);
+  }
+  std::vector<key_part> parts;
+  parts.reserve(plan->group_cols.size());
+  for (auto g : plan->group_cols)
+    parts.push_back(key_part_of(read[g].cls, out.cells[g]));
+  out.key = key::composite(parts);
+  return out;
+}
+
+reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
+  return [plan](const batch_ref<agg_row>& b, partial& out) {
+    for (auto& x : b.items) {
+      auto& row = out.row(x.key);
+      for (auto& s : plan->slots) {
+        if (s.col < 0) {
+          static const cell none;
+          s.add(row, none);
+          continue;
+        }
+        auto& c = x.cells[static_cast<std::size_t>(s.col)];
+        if (!c.null)
+          s.add(row, c);
+      }
+    }
+  };
+}
+
+// -- the plan on worker nodes -------------------------------------------------
+
+namespace {
+
+void put(std::string& out, const std::string& x) {
+  out += std::to_string(x.size());
+  out += ':';
+  out += x;
+}
+
+bool get(const std::string& in, std::size_t& pos, std::string& x) {
+  auto colon = in.find(':', pos);
+  if (colon == std::string::npos || colon == pos || colon - pos > 10)
+    return false;
+  std::size_t n = 0;
+  for (auto i = pos; i < colon; ++i) {
+    if (in[i] < '0' || in[i] > '9')
+      return false;
+    n = n * 10 + static_cast<std::size_t>(in[i] - '0');
+  }
+  if (n > in.size() - colon - 1)
+    return false;
+  x = in.substr(colon + 1, n);
+  pos = colon + 1 + n;
+  return true;
+}
+
+bool get_count(const std::string& in, std::size_t& pos, std::size_t& n) {
+  std::string x;
+  if (!get(in, pos, x) || x.empty() || x.size() > 4)
+    return false;
+  n = 0;
+  for (auto c : x) {
+    if (c < '0' || c > '9')
+      return false;
+    n = n * 10 + static_cast<std::size_t>(c - '0');
+  }
+  return true;
+}
+
+} // namespace
+
+std::string encode_plan(const job_plan& plan) {
+  std::string out;
+  put(out, "flow-etl.aggregate.1");
+  put(out, plan.job.name);
+  put(out, std::to_string(plan.job.group_by.size()));
+  for (auto& g : plan.job.group_by)
+    put(out, g);
+  put(out, std::to_string(plan.job.aggs.size()));
+  for (auto& a : plan.job.aggs)
+    put(out, a.text);
+  put(out, std::to_string(plan.read.size()));
+  for (auto& c : plan.read) {
+    put(out, c.name);
+    put(out, c.type);
+    put(out, std::to_string(static_cast<int>(c.cls)));
+  }
+  return out;
+}
+
+caf::expected<job_plan> decode_plan(const std::string& text) {
+  auto bad = [](const std::string& why) {
+    return make_error(errc::bad_input, "aggregate task: " + why);
+  };
+  std::size_t pos = 0;
+  std::string x;
+  if (!get(text, pos, x) || x != "flow-etl.aggregate.1")
+    return bad("not an aggregate plan (or another version)");
+  agg_job job;
+  std::size_t n = 0;
+  if (!get(text, pos, job.name) || !get_count(text, pos, n))
+    return bad("malformed header");
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!get(text, pos, x))
+      return bad("malformed group columns");
+    job.group_by.push_back(x);
+  }
+  if (!get_count(text, pos, n))
+    return bad("malformed aggregates");
+  try {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!get(text, pos, x))
+        return bad("malformed aggregates");
+      auto one = parse_agg_list(x, "aggregate task");
+      if (one.size() != 1)
+        return bad("malformed aggregate " + x);
+      job.aggs.push_back(std::move(one.front()));
+    }
+    source_columns src;
+    if (!get_count(text, pos, n))
+      return bad("malformed columns");
+    for (std::size_t i = 0; i < n; ++i) {
+      column_info c;
+      std::size_t cls = 0;
+      if (!get(text, pos, c.name) || !get(text, pos, c.type)
+          || !get_count(text, pos, cls)
+          || cls > static_cast<std::size_t>(col_class::other))
+        return bad("malformed columns");
+      c.cls = static_cast<col_class>(cls);
+      src.columns.push_back(std::move(c));
+    }
+    if (pos != text.size())
+      return bad("trailing bytes");
+    auto plan = plan_job(job, src);
+    // The same job over the same columns reads them in the same order.
+    if (plan.read.size() != src.columns.size())
+      return bad("the plan does not read the columns sent");
+    for (std::size_t i = 0; i < plan.read.size(); ++i)
+      if (plan.read[i].name != src.columns[i].name)
+        return bad("the plan does not read the columns sent");
+    return plan;
+  } catch (const usage_error& e) {
+    return bad(e.what());
+  }
+}
+
+caf::expected<job_result> run_aggregate_partition(caf::actor_system& sys,
+                                                  const std::string& conninfo,
+                                                  const std::string& payload) {
+  auto ticket = pg::partition_ticket::decode(payload);
+  if (!ticket)
+    return std::move(ticket.error());
+  if (ticket->extra.empty())
+    return make_error(errc::bad_input, "aggregate task: no plan");
+  auto decoded = decode_plan(ticket->extra.front());
+  if (!decoded)
+    return std::move(decoded.error());
+  auto plan = std::make_shared<const job_plan>(std::move(*decoded));
+  auto reader = pg::open_partition(*ticket, conninfo);
+  if (!reader)
+    return node_error(std::move(reader.error()));
+  pipeline<agg_row> p;
+  p.add(source<agg_row>{std::make_unique<pg::row_source<agg_row, row_decoder>>(
+    std::move(*reader), row_decoder{plan})});
+  options opts;
+  opts.batch_size = 16384;
+  opts.reducers = flow::default_reducers();
+  return p.aggregate_with(plan->layout)
+    .reduce(agg_reducer(plan))
+    .with(opts)
+    .run(sys);
+}
+
+} // namespace flow::apps

@@ -1,0 +1,155 @@
+#pragma once
+
+// flow-etl aggregate's plan: which columns a job reads, which aggregator
+// state each aggregate feeds, how a row is decoded and reduced. Shared by the
+// program (aggregate.cpp) and by worker nodes, which rebuild the same plan
+// from a task's payload and return the partition's partial states.
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "etl/agg_spec.hpp"
+#include "etl/agg_values.hpp"
+#include "etl/aggregate.hpp"
+#include "flow/aggregate.hpp"
+#include "flow/aggregator.hpp"
+#include "flow/pg/row.hpp"
+#include "flow/reducer.hpp"
+#include "flow/result.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace flow::apps {
+
+/// The source's columns by name, in the catalog's order.
+struct source_columns {
+  /// The columns.
+  std::vector<column_info> columns;
+
+  /// The column named `name`, or nullptr.
+  const column_info* find(const std::string& name) const {
+    for (auto& c : columns)
+      if (c.name == name)
+        return &c;
+    return nullptr;
+  }
+};
+
+/// The state kinds a value column may feed (one state per column and kind,
+/// shared by the aggregates that read it).
+enum class state_kind {
+  dsum,      // decimal_sum: sum, avg, min, max of integers and decimals
+  imoments,  // int_moments: stddev of integers
+  fmoments,  // exact_moments: sum, avg, stddev of floats; stddev of decimals
+  frange,    // double_stats: min, max of floats
+  irange,    // int_range: min, max of dates and timestamps
+  srange,    // text_range: min, max of text
+  count,     // row_count: count(col), count(*)
+  distinct,  // distinct_count
+  hll,       // hll
+  kll,       // kll
+};
+
+/// One state of the per-group row.
+struct slot {
+  /// What the state is.
+  state_kind kind;
+  /// Index into the read columns; -1: every row (count(*)).
+  int col = -1;
+  /// Adds a row's cell to the group's row.
+  std::function<void(aggregate&, const cell&)> add;
+  /// Reads the state back: a type-erased pointer to it, or null.
+  std::function<const void*(const aggregate&)> get;
+};
+
+/// One aggregate as planned.
+struct planned_agg {
+  /// The expression.
+  agg_expr expr;
+  /// Index into the read columns; -1 for count(*).
+  int col = -1;
+  /// The column's class, SQL type and the output's SQL type.
+  col_class cls = col_class::other;
+  /// The column's SQL type.
+  std::string source_type;
+  /// The output column's SQL type.
+  std::string out_type;
+  /// The slot it reads.
+  std::size_t slot = 0;
+};
+
+/// A job, planned against the catalog.
+struct job_plan {
+  /// The job.
+  agg_job job;
+  /// The columns read, in order: the group columns, then the value columns
+  /// that are not group columns.
+  std::vector<column_info> read;
+  /// Per group column, its index in `read`.
+  std::vector<std::size_t> group_cols;
+  /// The aggregates in output order.
+  std::vector<planned_agg> aggs;
+  /// The states of a group's row.
+  std::vector<slot> slots;
+  /// The row's layout for the job.
+  aggregators layout;
+};
+
+/// What the source is, for messages: the table, or "--query".
+std::string source_name(const agg_job& job);
+
+/// Plans `job` against the source's columns; throws usage_error naming the
+/// first problem (a missing column, an aggregate that does not fit its
+/// column's type, an output name given twice).
+job_plan plan_job(const agg_job& job, const source_columns& src);
+
+/// A row as the reducers see it: the group's key and the value cells.
+struct agg_row {
+  /// The group: a composite of the group columns' values.
+  flow::key key;
+  /// The read columns' values.
+  std::vector<cell> cells;
+};
+
+/// Decodes rows of the plan's read columns (throws pg::decode_error naming
+/// the column of a value that does not decode).
+struct row_decoder {
+  /// The plan.
+  std::shared_ptr<const job_plan> plan;
+
+  /// Decodes one row.
+  agg_row operator()(const pg::row_view& r) const;
+};
+
+/// The reducer: each row's cells added to its group's states.
+reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan);
+
+/// The task kind of one `aggregate --listen` partition.
+inline constexpr const char* aggregate_task = "etl.aggregate";
+
+/// The plan as one string for a task's payload: the job's group columns and
+/// aggregates and the read columns with their types, from which a worker
+/// node rebuilds the identical plan (same columns, same states in the same
+/// order) without the catalog.
+std::string encode_plan(const job_plan& plan);
+
+/// Rebuilds a plan from `encode_plan`'s output; errc::bad_input when it is
+/// malformed.
+caf::expected<job_plan> decode_plan(const std::string& text);
+
+/// A worker node's task: reads the partition of `payload` (a
+/// pg::partition_ticket whose first extra field is `encode_plan`'s output)
+/// in the manager's snapshot through `conninfo` (empty: the ticket's) and
+/// returns the partial states per group.
+caf::expected<job_result> run_aggregate_partition(caf::actor_system& sys,
+                                                  const std::string& conninfo,
+                                                  const std::string& payload);
+
+} // namespace flow::apps
