@@ -1,5 +1,7 @@
 #include "etl/agg_plan.hpp"
 
+#include <map>
+
 #include <caf/actor_system.hpp>
 
 #include "common/cli.hpp"
@@ -143,6 +145,120 @@ state_kind kind_for(agg_func f, col_class cls) {
 }
 
 } // namespace
+
+std::optional<job_plan> plan_pushdown(const job_plan& rows,
+                                      std::string& why_not) {
+  job_plan pp;
+  pp.job = rows.job;
+  pp.pushdown = true;
+  for (auto g : rows.group_cols) {
+    pp.read.push_back(rows.read[g]);
+    pp.group_cols.push_back(pp.read.size() - 1);
+  }
+  std::map<std::string, std::size_t> fields;
+  std::map<std::size_t, std::size_t> slots;
+  auto field = [&](const std::string& expr, col_class cls,
+                   const std::string& type) {
+    auto i = fields.find(expr);
+    if (i != fields.end())
+      return i->second;
+    pp.read.push_back({expr, type, cls});
+    pp.push_exprs.push_back(expr);
+    return fields[expr] = pp.read.size() - 1;
+  };
+  // One slot per field: a partial count, sum, min or max merges into the
+  // same kind of state the rows would have fed.
+  auto slot = [&](std::size_t f, state_kind kind) {
+    auto i = slots.find(f);
+    if (i != slots.end())
+      return i->second;
+    auto col = static_cast<int>(f);
+    auto cls = pp.read[f].cls;
+    switch (kind) {
+      case state_kind::count:
+        add_slot<row_count>(pp, kind, col, [](row_count& s, const cell& x) {
+          s.n += static_cast<std::uint64_t>(x.i);
+        });
+        break;
+      case state_kind::dsum:
+        if (cls == col_class::integer)
+          add_slot<decimal_sum>(pp, kind, col,
+                                [](decimal_sum& s, const cell& x) {
+                                  s.add(decimal::of(x.i));
+                                });
+        else
+          add_slot<decimal_sum>(pp, kind, col,
+                                [](decimal_sum& s, const cell& x) {
+                                  s.add(x.n);
+                                });
+        break;
+      case state_kind::frange:
+        add_slot<double_stats>(pp, kind, col,
+                               [](double_stats& s, const cell& x) {
+                                 s.add(x.d);
+                               });
+        break;
+      case state_kind::irange:
+        add_slot<int_range>(pp, kind, col,
+                            [](int_range& s, const cell& x) { s.add(x.i); });
+        break;
+      case state_kind::srange:
+        add_slot<text_range>(pp, kind, col,
+                             [](text_range& s, const cell& x) {
+                               s.add(x.s);
+                             });
+        break;
+      default:
+        break;
+    }
+    return slots[f] = pp.slots.size() - 1;
+  };
+  pp.rows_slot = slot(field("count(*)", col_class::integer, "bigint"),
+                      state_kind::count);
+  for (auto& p : rows.aggs) {
+    auto q = p;
+    auto c = p.expr.column.empty() ? std::string{}
+                                   : pg::quote_ident(p.expr.column);
+    bool exact = p.cls == col_class::integer || p.cls == col_class::numeric;
+    switch (p.expr.func) {
+      case agg_func::count_rows:
+        q.slot = pp.rows_slot;
+        break;
+      case agg_func::count:
+        q.slot = slot(field("count(" + c + ")", col_class::integer, "bigint"),
+                      state_kind::count);
+        break;
+      case agg_func::sum:
+      case agg_func::avg:
+        if (!exact) {
+          why_not = p.expr.text;
+          return std::nullopt;
+        }
+        // sum of integers is numeric on the server too: exact.
+        q.slot = slot(field("sum(" + c + ")", col_class::numeric, "numeric"),
+                      state_kind::dsum);
+        q.slot2 = slot(field("count(" + c + ")", col_class::integer, "bigint"),
+                       state_kind::count);
+        break;
+      case agg_func::min:
+      case agg_func::max: {
+        auto f = std::string{func_name(p.expr.func)} + "(" + c
+                 + (p.cls == col_class::text ? " COLLATE \"C\")" : ")");
+        auto kind = exact                            ? state_kind::dsum
+                    : p.cls == col_class::floating ? state_kind::frange
+                    : p.cls == col_class::text     ? state_kind::srange
+                                                   : state_kind::irange;
+        q.slot = slot(field(f, p.cls, p.source_type), kind);
+        break;
+      }
+      default:
+        why_not = p.expr.text;
+        return std::nullopt;
+    }
+    pp.aggs.push_back(std::move(q));
+  }
+  return pp;
+}
 
 std::string source_name(const agg_job& job) {
   return job.query.empty() ? job.table.display() : std::string{"--query"};

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,8 @@ struct planned_agg {
   std::string out_type;
   /// The slot it reads.
   std::size_t slot = 0;
+  /// Pushed down, avg's second slot: the count of its column.
+  std::size_t slot2 = 0;
 };
 
 /// A job, planned against the catalog.
@@ -100,6 +103,16 @@ struct job_plan {
   std::vector<slot> slots;
   /// The row's layout for the job.
   aggregators layout;
+  /// True when the server computes partial aggregates per partition
+  /// (`plan_pushdown`): `read` then holds the group columns followed by the
+  /// server's expressions (`push_exprs`), each a field of the partitions'
+  /// GROUP BY.
+  bool pushdown = false;
+  /// Pushed down: the server's expressions, in field order after the group
+  /// columns.
+  std::vector<std::string> push_exprs;
+  /// Pushed down: the slot counting the rows behind each group (count(*)).
+  std::size_t rows_slot = 0;
 };
 
 /// What the source is, for messages: the table, or "--query".
@@ -109,6 +122,15 @@ std::string source_name(const agg_job& job);
 /// first problem (a missing column, an aggregate that does not fit its
 /// column's type, an output name given twice).
 job_plan plan_job(const agg_job& job, const source_columns& src);
+
+/// The push-down form of `rows` (a plan over rows): the server computes
+/// count, sum of integers and decimals, min and max per partition and group
+/// (all exact), the reducers merge those partials into the same kinds of
+/// states. Nothing when an aggregate cannot be computed exactly that way
+/// (float sums and averages, stddev, distinct counts, sketches): `why_not`
+/// then names it.
+std::optional<job_plan> plan_pushdown(const job_plan& rows,
+                                      std::string& why_not);
 
 /// A row as the reducers see it: the group's key and the value cells.
 struct agg_row {

@@ -166,6 +166,8 @@ struct job_outcome {
   key_result no_rows;
   /// The rows' accounting: the job's, or over worker nodes the tasks'.
   job_result rows;
+  /// Pushed down: the partial groups the partitions returned.
+  std::uint64_t partial_groups = 0;
   /// Over worker nodes: tasks run there and here.
   bool distributed = false;
   std::uint64_t node_tasks = 0;
@@ -339,14 +341,13 @@ out_value exact_value(const std::optional<decimal>& x) {
 /// (as PostgreSQL's avg of integers and numerics prints it), rounded half
 /// away from zero, as text: exact long division, so it does not depend on
 /// how the rows were split.
-out_value mean_value(const decimal_sum& s) {
-  auto sum = s.sum();
-  if (!sum || s.count() == 0)
+out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
+  if (!sum || count == 0)
     return {};
   auto u = sum->unscaled();
   bool neg = u < 0;
   auto mag = static_cast<unsigned __int128>(neg ? -u : u);
-  auto n = static_cast<unsigned __int128>(s.count());
+  auto n = static_cast<unsigned __int128>(count);
   auto q = mag / n;
   auto rem = mag % n;
   // Integer digits of q (in units of 10^-scale), then fraction digits.
@@ -430,8 +431,14 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
         return {};
       if (f == agg_func::sum)
         return exact_value(s.sum());
+      if (f == agg_func::avg && plan.pushdown) {
+        // The partial sums' total over the partial counts' total.
+        auto n = plan.slots[p.slot2].get(agg);
+        return mean_value(s.sum(),
+                          n ? static_cast<const row_count*>(n)->n : 0);
+      }
       if (f == agg_func::avg)
-        return mean_value(s);
+        return mean_value(s.sum(), s.count());
       auto v = exact_value(f == agg_func::min ? s.min() : s.max());
       if (p.cls == col_class::integer && v.kind == out_value::exact) {
         v.kind = out_value::integer;
@@ -519,9 +526,9 @@ std::vector<std::string> output_names(const job_plan& plan) {
 /// bounds its documented rank error allows).
 std::vector<std::string> server_exprs(const job_plan& plan,
                                       const planned_agg& p) {
-  auto c = p.col >= 0
-             ? pg::quote_ident(plan.read[static_cast<std::size_t>(p.col)].name)
-             : std::string{};
+  (void) plan;
+  auto c = p.expr.column.empty() ? std::string{}
+                                 : pg::quote_ident(p.expr.column);
   bool fl = p.cls == col_class::floating;
   switch (p.expr.func) {
     case agg_func::count_rows:
@@ -762,6 +769,10 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
                            const agg_run_options& run) {
   if (run.partitions != 0)
     return run.partitions;
+  // Pushed down, a partition is one query the server runs with its own
+  // parallel workers (as for `sum --pushdown`).
+  if (plan.pushdown)
+    return 1;
   auto hw = flow::default_reducers();
   if (run.by != "ctid")
     return hw;
@@ -780,6 +791,8 @@ void run_job(const std::string& conninfo,
   std::vector<std::string> cols;
   for (auto& c : plan->read)
     cols.push_back(c.name);
+  if (plan->pushdown)
+    cols = {"ctid"}; // not read: the partitions run grouped_readers
   row_decoder decode{plan};
   pipeline<agg_row> p;
   // The coordinator of the snapshot: a partitioned read for a table, a
@@ -805,6 +818,22 @@ void run_job(const std::string& conninfo,
     if (run.nodes != nullptr && run.nodes->listening()) {
       out.distributed = true;
       out.mode = "distributed";
+    } else if (plan->pushdown) {
+      out.mode = "push-down";
+      std::string groups;
+      for (auto g : plan->group_cols)
+        groups += (groups.empty() ? "" : ", ")
+                  + pg::quote_ident(plan->read[g].name);
+      auto list = groups;
+      for (auto& e : plan->push_exprs)
+        list += (list.empty() ? "" : ", ") + e;
+      auto readers = read->grouped_readers(list, groups);
+      if (!readers)
+        fail(readers.error());
+      for (auto& r : *readers)
+        p.add(source<agg_row>{
+          std::make_unique<pg::row_source<agg_row, row_decoder>>(std::move(r),
+                                                                 decode)});
     } else {
       auto srcs = read->row_sources<agg_row>(decode);
       if (!srcs)
@@ -858,6 +887,18 @@ void run_job(const std::string& conninfo,
   out.seconds = sw.seconds();
   if (job_runner::stopped(out.res))
     return;
+  if (plan->pushdown) {
+    // The elements were partial groups; the rows behind them are the
+    // server's counts.
+    out.partial_groups = out.res.emitted;
+    std::uint64_t rows = 0;
+    for (auto& k : out.res.keys)
+      if (auto n = plan->slots[plan->rows_slot].get(k.agg))
+        rows += static_cast<const row_count*>(n)->n;
+    out.rows.emitted = rows;
+    out.rows.aggregated = rows;
+    out.rows.rejected = 0;
+  }
   for (auto& k : out.res.keys)
     out.groups.push_back(&k);
   std::sort(out.groups.begin(), out.groups.end(),
@@ -959,6 +1000,8 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
     if (out.distributed)
       obj.add("node_tasks", out.node_tasks)
         .add("local_tasks", out.local_tasks);
+    if (plan.pushdown)
+      obj.add("partial_groups", out.partial_groups);
     if (out.verified)
       obj.add("verified", out.verify_ok);
     else
@@ -986,6 +1029,10 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
   if (!output_table.empty())
     std::printf(", written to %s", output_table.c_str());
   std::printf("\n");
+  if (plan.pushdown)
+    std::printf("push-down: the server aggregated each partition; %llu "
+                "partial groups merged\n",
+                static_cast<unsigned long long>(out.partial_groups));
   if (out.distributed)
     std::printf("distributed: %llu partitions read by worker nodes, %llu "
                 "here\n",
@@ -1103,7 +1150,18 @@ int run_aggregate_jobs(const std::string& conninfo,
   std::vector<std::shared_ptr<const job_plan>> plans;
   std::set<std::string> outputs;
   for (auto& j : jobs) {
-    plans.push_back(std::make_shared<job_plan>(plan_with_catalog(conninfo, j)));
+    auto plan = plan_with_catalog(conninfo, j);
+    if (run.pushdown && j.query.empty()) {
+      std::string why_not;
+      if (auto pp = plan_pushdown(plan, why_not))
+        plan = std::move(*pp);
+      else
+        std::cerr << etl_prog << ": " << j.name << ": --pushdown: " << why_not
+                  << " cannot be computed exactly by the server per "
+                     "partition; reading rows"
+                  << std::endl;
+    }
+    plans.push_back(std::make_shared<job_plan>(std::move(plan)));
     if (!j.output.empty() && !outputs.insert(output_name(j).quoted()).second)
       throw usage_error("two jobs write the output table "
                         + output_name(j).display());
@@ -1200,6 +1258,10 @@ int cmd_aggregate(int argc, char** argv) {
   args.value("by", "COLUMN",
              "integer column whose ranges make the partitions, or ctid",
              "ctid");
+  args.flag("pushdown",
+            "let the server compute count, sum of integers and numerics, "
+            "min and max per partition and group (exact), and merge those; "
+            "other aggregates make the job read rows (said on stderr)");
   declare_pipeline_options(args, "16384");
   cluster::declare_options(args);
   if (!args.parse(argc, argv))
@@ -1242,6 +1304,13 @@ int cmd_aggregate(int argc, char** argv) {
   } catch (const input_error& e) {
     throw usage_error(e.what());
   }
+  run.pushdown = args.is_set("pushdown");
+  if (run.pushdown && nodes.listening())
+    throw usage_error("--pushdown and --listen exclude each other (with "
+                      "--pushdown the server aggregates every partition)");
+  if (run.pushdown && !job.query.empty())
+    throw usage_error("--pushdown needs --table (a query is read as one "
+                      "stream)");
   if (nodes.listening() && !job.query.empty())
     throw usage_error("--query and --listen exclude each other (a query is "
                       "read as one stream; worker nodes read partitions of "

@@ -62,6 +62,9 @@ struct agg_run_options {
   bool json = false;
   /// Compare every result with the server's GROUP BY in the same snapshot.
   bool verify = false;
+  /// Let the server compute the partial aggregates it can compute exactly,
+  /// per partition (tables only).
+  bool pushdown = false;
   /// Pipeline options.
   flow::options opts;
   /// With --listen: the worker nodes that read and reduce the partitions of

@@ -451,3 +451,50 @@ TEST_CASE("aggregate: bad input gives one line naming the problem and exit 2",
                            "--agg", "count(*)"}),
         "permission denied");
 }
+
+TEST_CASE("aggregate: --pushdown gives the rows' results; what the server "
+          "cannot compute exactly reads rows",
+          "[pg][aggregate]") {
+  auto schema = make_sales("agg_push", 2000);
+  auto run = [&](std::vector<std::string> extra, const std::string& aggs) {
+    std::vector<std::string> args{"aggregate", "--db",       conninfo(),
+                                  "--schema",  schema,       "--table",
+                                  "Sales Data", "--group-by", "Region,day",
+                                  "--agg",     aggs,         "--json",
+                                  "--verify"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  auto exact = "count(*), count(price), sum(cents), avg(cents), sum(price), "
+               "avg(price), min(price), max(cents), min(ratio), max(at), "
+               "min(\"Region\"), sum(big), max(day)";
+  auto rows = run({}, exact);
+  INFO("stderr: " << rows.err);
+  REQUIRE(rows.rc == 0);
+  for (auto parts : {"1", "3"}) {
+    auto pushed = run({"--pushdown", "--partitions", parts}, exact);
+    INFO("partitions " << parts << " stderr: " << pushed.err);
+    REQUIRE(pushed.rc == 0);
+    CHECK(group_lines(pushed) == group_lines(rows));
+    auto summary = lines_of(pushed.out).back();
+    CHECK(json_field(summary, "mode") == "\"push-down\"");
+    CHECK(json_field(summary, "verified") == "true");
+    CHECK(json_field(summary, "rows_read") == "2000");
+    CHECK(json_field(summary, "partitions") == parts);
+    // Each partition returned at most one row per group.
+    CHECK(std::stoull(json_field(summary, "partial_groups"))
+          <= std::stoull(json_field(summary, "groups")) * std::stoull(parts));
+  }
+  auto mixed = run({"--pushdown"}, "sum(cents), stddev(ratio)");
+  INFO("stderr: " << mixed.err);
+  CHECK(mixed.rc == 0);
+  CHECK(mixed.err.find("stddev(ratio) cannot be computed exactly by the "
+                       "server")
+        != std::string::npos);
+  CHECK(json_field(lines_of(mixed.out).back(), "mode") == "\"table\"");
+  auto query = run_program(prog, {"aggregate", "--db", conninfo(), "--query",
+                                  "SELECT 1 AS x", "--agg", "count(*)",
+                                  "--pushdown"});
+  check_one_line_error(query);
+  CHECK(query.err.find("--pushdown needs --table") != std::string::npos);
+}

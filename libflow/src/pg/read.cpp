@@ -778,6 +778,26 @@ partitioned_read::tickets() const {
 }
 
 caf::expected<std::vector<copy_reader>>
+partitioned_read::grouped_readers(const std::string& select_list,
+                                  const std::string& group_by) {
+  try {
+    std::vector<copy_reader> result;
+    for (std::size_t i = 0; i < impl_->ranges.size(); ++i) {
+      auto select = "SELECT " + select_list + " FROM " + impl_->table
+                    + " WHERE " + impl_->ranges[i].predicate(impl_->column);
+      if (!impl_->spec.filter.empty())
+        select += " AND (" + impl_->spec.filter + ")";
+      if (!group_by.empty())
+        select += " GROUP BY " + group_by;
+      result.emplace_back(impl_->session(i, select, false));
+    }
+    return result;
+  } catch (...) {
+    return current_error(impl_->spec.conninfo);
+  }
+}
+
+caf::expected<std::vector<copy_reader>>
 partitioned_read::aggregate_readers(const pushdown_spec& spec) {
   try {
     if (spec.group_columns.empty())

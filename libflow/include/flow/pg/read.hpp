@@ -377,6 +377,14 @@ public:
   /// in this read's snapshot (valid until `release`).
   caf::expected<std::vector<partition_ticket>> tickets() const;
 
+  /// One reader per range of `SELECT select_list FROM table WHERE <range>
+  /// [AND <filter>] [GROUP BY group_by]`: any partial aggregates the server
+  /// computes per partition (`select_list` and `group_by` are SQL the caller
+  /// built from quoted names). The server may use parallel workers.
+  caf::expected<std::vector<copy_reader>>
+  grouped_readers(const std::string& select_list,
+                  const std::string& group_by);
+
   /// One reader per range computing the range's grouped partial aggregate on
   /// the server: rows of (group columns..., sum, count, min, max).
   caf::expected<std::vector<copy_reader>>
