@@ -36,6 +36,10 @@ std::size_t slot_for(job_plan& plan, state_kind kind, int col,
     if (plan.slots[i].kind == kind && plan.slots[i].col == col)
       return i;
   switch (kind) {
+    case state_kind::istats:
+      add_slot<int_stats>(plan, kind, col,
+                          [](int_stats& s, const cell& x) { s.add(x.i); });
+      break;
     case state_kind::dsum:
       if (cls == col_class::integer)
         add_slot<decimal_sum>(plan, kind, col, [](decimal_sum& s,
@@ -118,12 +122,16 @@ state_kind kind_for(agg_func f, col_class cls) {
   switch (f) {
     case agg_func::sum:
     case agg_func::avg:
+      if (cls == col_class::integer)
+        return state_kind::istats;
       return exact ? state_kind::dsum : state_kind::fmoments;
     case agg_func::stddev:
       return cls == col_class::integer ? state_kind::imoments
                                        : state_kind::fmoments;
     case agg_func::min:
     case agg_func::max:
+      if (cls == col_class::integer)
+        return state_kind::istats;
       if (exact)
         return state_kind::dsum;
       if (cls == col_class::floating)
@@ -257,6 +265,7 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
     }
     pp.aggs.push_back(std::move(q));
   }
+  pp.numeric_double.assign(pp.read.size(), false);
   return pp;
 }
 
@@ -322,6 +331,12 @@ job_plan plan_job(const agg_job& job, const source_columns& src) {
       throw usage_error(prefix + source_name(job) + " has no columns");
     plan.read.push_back(src.columns.front());
   }
+  plan.numeric_double.assign(plan.read.size(), false);
+  for (auto& p : plan.aggs)
+    if (p.col >= 0 && p.cls == col_class::numeric
+        && (p.expr.func == agg_func::stddev
+            || p.expr.func == agg_func::quantile))
+      plan.numeric_double[static_cast<std::size_t>(p.col)] = true;
   return plan;
 }
 
@@ -334,15 +349,17 @@ agg_row row_decoder::operator()(const pg::row_view& r) const {
     auto t = r.opt_text(i);
     if (!t)
       continue;
-    auto why = decode_cell(read[i].cls, *t, out.cells[i]);
+    auto why = decode_cell(read[i].cls, *t, out.cells[i],
+                           plan->numeric_double[i]);
     if (!why.empty())
       throw pg::decode_error(i, "column \"" + read[i].name + "\": " + why);
   }
-  std::vector<key_part> parts;
-  parts.reserve(plan->group_cols.size());
+  // One builder per decoding thread: its buffer is reused row after row.
+  thread_local key::builder b;
+  b.clear();
   for (auto g : plan->group_cols)
-    parts.push_back(key_part_of(read[g].cls, out.cells[g]));
-  out.key = key::composite(parts);
+    add_key_part(b, read[g].cls, out.cells[g]);
+  out.key = b.build();
   return out;
 }
 

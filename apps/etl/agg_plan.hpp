@@ -46,7 +46,8 @@ struct source_columns {
 /// The state kinds a value column may feed (one state per column and kind,
 /// shared by the aggregates that read it).
 enum class state_kind {
-  dsum,      // decimal_sum: sum, avg, min, max of integers and decimals
+  istats,    // int_stats: sum, avg, min, max of integers
+  dsum,      // decimal_sum: sum, avg, min, max of decimals
   imoments,  // int_moments: stddev of integers
   fmoments,  // exact_moments: sum, avg, stddev of floats; stddev of decimals
   frange,    // double_stats: min, max of floats
@@ -103,6 +104,9 @@ struct job_plan {
   std::vector<slot> slots;
   /// The row's layout for the job.
   aggregators layout;
+  /// Per read column: a numeric whose value is also needed as a double
+  /// (stddev, quantile).
+  std::vector<bool> numeric_double;
   /// True when the server computes partial aggregates per partition
   /// (`plan_pushdown`): `read` then holds the group columns followed by the
   /// server's expressions (`push_exprs`), each a field of the partitions'

@@ -243,7 +243,8 @@ std::string sql_double(double x) {
   return std::string(buf, end);
 }
 
-std::string decode_cell(col_class cls, std::string_view text, cell& out) {
+std::string decode_cell(col_class cls, std::string_view text, cell& out,
+                        bool numeric_double) {
   out.null = false;
   switch (cls) {
     case col_class::integer: {
@@ -260,9 +261,11 @@ std::string decode_cell(col_class cls, std::string_view text, cell& out) {
                + " does not fit (more than 38 significant digits, or "
                  "NaN/Infinity)";
       out.n = *x;
-      std::string why;
-      auto d = parse_double(text, why);
-      out.d = d ? *d : std::strtod(std::string{text}.c_str(), nullptr);
+      if (numeric_double) {
+        std::string why;
+        auto d = parse_double(text, why);
+        out.d = d ? *d : std::strtod(std::string{text}.c_str(), nullptr);
+      }
       return {};
     }
     case col_class::floating: {
@@ -313,6 +316,30 @@ std::string decode_cell(col_class cls, std::string_view text, cell& out) {
       return {};
   }
   return {};
+}
+
+void add_key_part(key::builder& b, col_class cls, const cell& c) {
+  if (c.null) {
+    b.add_null();
+    return;
+  }
+  switch (cls) {
+    case col_class::integer:
+    case col_class::date:
+    case col_class::timestamp:
+    case col_class::timestamptz:
+      b.add_int(c.i);
+      return;
+    case col_class::boolean:
+      b.add_bool(c.i != 0);
+      return;
+    case col_class::text:
+    case col_class::other:
+      b.add_string(c.s);
+      return;
+    default:
+      b.add_string(key_part_of(cls, c).as_string());
+  }
 }
 
 key_part key_part_of(col_class cls, const cell& c) {

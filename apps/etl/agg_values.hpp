@@ -32,12 +32,17 @@ struct cell {
 };
 
 /// Decodes `text` (a COPY text field, escapes resolved) of class `cls` into
-/// `out`; returns an empty string, or why it does not decode ("numeric
+/// `out` (a numeric also as the nearest double when `numeric_double`);
+/// returns an empty string, or why it does not decode ("numeric
 /// value 1e40 has more than 38 significant digits").
-std::string decode_cell(col_class cls, std::string_view text, cell& out);
+std::string decode_cell(col_class cls, std::string_view text, cell& out,
+                        bool numeric_double = true);
 
-/// The group-key part of a decoded, non-NULL cell.
+/// The group-key part of a decoded cell (NULL for a NULL cell).
 key_part key_part_of(col_class cls, const cell& c);
+
+/// Appends the group-key part of a decoded cell to `b` (as `key_part_of`).
+void add_key_part(key::builder& b, col_class cls, const cell& c);
 
 /// Days since 1970-01-01 of an ISO date ("2024-02-29", "0044-03-15 BC").
 std::optional<std::int64_t> parse_iso_date(std::string_view text);
@@ -57,6 +62,67 @@ std::string format_timestamp(std::int64_t micros, bool utc_offset);
 std::string sql_double(double x);
 
 // -- states the library does not have ---------------------------------------
+
+/// sum, avg, min and max of an integer column, exactly: a 128-bit sum never
+/// overflows (at most 2^64 values of at most 2^63 each).
+struct int_stats {
+  /// Values seen.
+  std::uint64_t n = 0;
+  /// Their exact sum.
+  int128 sum = 0;
+  /// Smallest value (valid when n > 0).
+  std::int64_t lo = 0;
+  /// Largest value (valid when n > 0).
+  std::int64_t hi = 0;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.int_stats";
+  }
+
+  /// Adds one value.
+  void add(std::int64_t x) noexcept {
+    if (n == 0 || x < lo)
+      lo = x;
+    if (n == 0 || x > hi)
+      hi = x;
+    sum += x;
+    ++n;
+  }
+
+  /// Adds another group's values.
+  void merge(const int_stats& other) noexcept {
+    if (other.n == 0)
+      return;
+    if (n == 0 || other.lo < lo)
+      lo = other.lo;
+    if (n == 0 || other.hi > hi)
+      hi = other.hi;
+    sum += other.sum;
+    n += other.n;
+  }
+
+  /// Equality (tests).
+  friend bool operator==(const int_stats& x, const int_stats& y) noexcept {
+    return x.n == y.n && x.sum == y.sum
+           && (x.n == 0 || (x.lo == y.lo && x.hi == y.hi));
+  }
+
+  /// Inspection: the sum as two 64-bit halves.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, int_stats& x) {
+    auto hi = static_cast<std::int64_t>(x.sum >> 64);
+    auto lo = static_cast<std::uint64_t>(x.sum);
+    auto load = caf::meta::load_callback([&]() -> caf::error {
+      x.sum = static_cast<int128>(
+        (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
+        | lo);
+      return caf::error{};
+    });
+    return f(caf::meta::type_name("flow-etl.int_stats"), x.n, hi, lo, x.lo,
+             x.hi, load);
+  }
+};
 
 /// count(*) and count(col): how many rows (or non-NULL values) a group has.
 struct row_count {

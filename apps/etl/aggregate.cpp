@@ -341,10 +341,7 @@ out_value exact_value(const std::optional<decimal>& x) {
 /// (as PostgreSQL's avg of integers and numerics prints it), rounded half
 /// away from zero, as text: exact long division, so it does not depend on
 /// how the rows were split.
-out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
-  if (!sum || count == 0)
-    return {};
-  auto u = sum->unscaled();
+out_value mean_of(int128 u, int scale, std::uint64_t count) {
   bool neg = u < 0;
   auto mag = static_cast<unsigned __int128>(neg ? -u : u);
   auto n = static_cast<unsigned __int128>(count);
@@ -354,7 +351,6 @@ out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
   std::string digits;
   for (auto x = q; x > 0; x /= 10)
     digits.insert(digits.begin(), static_cast<char>('0' + (x % 10)));
-  auto scale = sum->scale();
   auto frac_digits = std::max(scale, 16);
   for (int i = scale; i < frac_digits; ++i) {
     rem *= 10;
@@ -387,6 +383,24 @@ out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
   v.kind = out_value::exact;
   v.s = (neg && !zero ? "-" : "") + digits;
   return v;
+}
+
+out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
+  if (!sum || count == 0)
+    return {};
+  return mean_of(sum->unscaled(), sum->scale(), count);
+}
+
+/// The digits of an int128.
+std::string int128_text(int128 x) {
+  bool neg = x < 0;
+  auto mag = static_cast<unsigned __int128>(neg ? -x : x);
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + mag % 10));
+    mag /= 10;
+  } while (mag > 0);
+  return neg ? "-" + digits : digits;
 }
 
 out_value dbl_value(double d) {
@@ -425,6 +439,22 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
   if (state == nullptr)
     return {};
   switch (plan.slots[p.slot].kind) {
+    case state_kind::istats: {
+      auto& s = *static_cast<const int_stats*>(state);
+      if (s.n == 0)
+        return {};
+      out_value v;
+      if (f == agg_func::sum) {
+        v.kind = out_value::exact;
+        v.s = int128_text(s.sum);
+        return v;
+      }
+      if (f == agg_func::avg)
+        return mean_of(s.sum, 0, s.n);
+      v.kind = out_value::integer;
+      v.i = f == agg_func::min ? s.lo : s.hi;
+      return v;
+    }
     case state_kind::dsum: {
       auto& s = *static_cast<const decimal_sum*>(state);
       if (s.count() == 0)

@@ -121,6 +121,33 @@ std::string to_string(const key_part& x) {
   }
 }
 
+void key::builder::add_null() {
+  buf_.push_back(static_cast<char>(tag_null));
+}
+
+void key::builder::add_bool(bool x) {
+  buf_.push_back(static_cast<char>(tag_bool));
+  buf_.push_back(static_cast<char>(x ? 1 : 0));
+}
+
+void key::builder::add_int(std::int64_t x) {
+  buf_.push_back(static_cast<char>(tag_int));
+  auto u = static_cast<std::uint64_t>(x) ^ (1ULL << 63);
+  for (int shift = 56; shift >= 0; shift -= 8)
+    buf_.push_back(static_cast<char>((u >> shift) & 0xFF));
+}
+
+void key::builder::add_string(std::string_view x) {
+  buf_.push_back(static_cast<char>(tag_string));
+  for (auto c : x) {
+    buf_.push_back(c);
+    if (c == '\0')
+      buf_.push_back(static_cast<char>(0xFF));
+  }
+  buf_.push_back('\0');
+  buf_.push_back(static_cast<char>(1));
+}
+
 key key::composite(const std::vector<key_part>& parts) {
   key result;
   result.kind_ = composite_kind;

@@ -224,6 +224,38 @@ TEST_CASE("key: composite keys order part by part and hash by value",
   }
 }
 
+TEST_CASE("key: a builder makes the same composite as the parts",
+          "[key][composite]") {
+  std::mt19937_64 gen{7};
+  key::builder b;
+  for (int i = 0; i < 400; ++i) {
+    std::vector<flow::key_part> t;
+    b.clear();
+    auto n = gen() % 5;
+    for (std::uint64_t j = 0; j < n; ++j) {
+      t.push_back(random_part(gen));
+      auto& p = t.back();
+      switch (p.type()) {
+        case flow::key_part::kind::null:
+          b.add_null();
+          break;
+        case flow::key_part::kind::boolean:
+          b.add_bool(p.as_bool());
+          break;
+        case flow::key_part::kind::integer:
+          b.add_int(p.as_int());
+          break;
+        case flow::key_part::kind::string:
+          b.add_string(p.as_string());
+          break;
+      }
+    }
+    auto k = b.build();
+    CHECK(k == key::composite(t));
+    CHECK(k.parts() == t);
+  }
+}
+
 TEST_CASE("key: composites order after ints and strings and render as tuples",
           "[key][composite]") {
   auto c = key::composite({"Berlin", 2024, true, flow::key_part{}});

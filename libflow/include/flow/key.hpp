@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -149,6 +150,40 @@ public:
   static key composite(std::initializer_list<key_part> parts) {
     return composite(std::vector<key_part>(parts));
   }
+
+  /// A composite key of parts appended one by one: for decoders that make
+  /// a key per row (no vector of parts, no string per part). Equal to
+  /// `composite` of the same parts.
+  class builder {
+  public:
+    /// Starts an empty tuple (keeps the buffer's capacity).
+    void clear() noexcept {
+      buf_.clear();
+    }
+
+    /// Appends a NULL part.
+    void add_null();
+
+    /// Appends a boolean part.
+    void add_bool(bool x);
+
+    /// Appends an integer part.
+    void add_int(std::int64_t x);
+
+    /// Appends a string part.
+    void add_string(std::string_view x);
+
+    /// The composite key of the parts appended so far.
+    key build() const {
+      key result;
+      result.kind_ = composite_kind;
+      result.str_ = buf_;
+      return result;
+    }
+
+  private:
+    std::string buf_;
+  };
 
   /// True when this key holds a string.
   bool is_string() const noexcept {
