@@ -62,9 +62,13 @@ std::size_t slot_for(job_plan& plan, state_kind kind, int col,
                                 s.add(x.d);
                               });
       break;
+    case state_kind::fsum:
+      add_slot<exact_fsum>(plan, kind, col,
+                           [](exact_fsum& s, const cell& x) { s.add(x.d); });
+      break;
     case state_kind::frange:
-      add_slot<double_stats>(plan, kind, col,
-                             [](double_stats& s, const cell& x) {
+      add_slot<double_range>(plan, kind, col,
+                             [](double_range& s, const cell& x) {
                                s.add(x.d);
                              });
       break;
@@ -124,7 +128,7 @@ state_kind kind_for(agg_func f, col_class cls) {
     case agg_func::avg:
       if (cls == col_class::integer)
         return state_kind::istats;
-      return exact ? state_kind::dsum : state_kind::fmoments;
+      return exact ? state_kind::dsum : state_kind::fsum;
     case agg_func::stddev:
       return cls == col_class::integer ? state_kind::imoments
                                        : state_kind::fmoments;
@@ -201,8 +205,8 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
                                 });
         break;
       case state_kind::frange:
-        add_slot<double_stats>(pp, kind, col,
-                               [](double_stats& s, const cell& x) {
+        add_slot<double_range>(pp, kind, col,
+                               [](double_range& s, const cell& x) {
                                  s.add(x.d);
                                });
         break;

@@ -49,8 +49,9 @@ enum class state_kind {
   istats,    // int_stats: sum, avg, min, max of integers
   dsum,      // decimal_sum: sum, avg, min, max of decimals
   imoments,  // int_moments: stddev of integers
-  fmoments,  // exact_moments: sum, avg, stddev of floats; stddev of decimals
-  frange,    // double_stats: min, max of floats
+  fsum,      // exact_fsum: sum, avg of floats
+  fmoments,  // exact_moments: stddev of floats and decimals
+  frange,    // double_range: min, max of floats
   irange,    // int_range: min, max of dates and timestamps
   srange,    // text_range: min, max of text
   count,     // row_count: count(col), count(*)

@@ -5,7 +5,9 @@
 // values, and the small aggregator states the library does not have (a row
 // count, an int64 range, a text range).
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -121,6 +123,77 @@ struct int_stats {
     });
     return f(caf::meta::type_name("flow-etl.int_stats"), x.n, hi, lo, x.lo,
              x.hi, load);
+  }
+};
+
+/// min and max of doubles, ordered as PostgreSQL orders float8: NaN above
+/// every number, -0 equal to 0 (the first one seen is kept).
+struct double_range {
+  /// Values seen.
+  std::uint64_t n = 0;
+  /// Smallest value (valid when n > 0).
+  double lo = 0;
+  /// Largest value (valid when n > 0).
+  double hi = 0;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.double_range";
+  }
+
+  /// x < y in PostgreSQL's order.
+  static bool less(double x, double y) noexcept {
+    if (x != x)
+      return false;
+    if (y != y)
+      return true;
+    return x < y;
+  }
+
+  /// Adds one value.
+  void add(double x) noexcept {
+    if (n == 0 || less(x, lo))
+      lo = x;
+    if (n == 0 || less(hi, x))
+      hi = x;
+    ++n;
+  }
+
+  /// Adds another group's range.
+  void merge(const double_range& other) noexcept {
+    if (other.n == 0)
+      return;
+    if (n == 0 || less(other.lo, lo))
+      lo = other.lo;
+    if (n == 0 || less(hi, other.hi))
+      hi = other.hi;
+    n += other.n;
+  }
+
+  /// Equality (tests): bitwise on the bounds.
+  friend bool operator==(const double_range& x, const double_range& y) noexcept {
+    auto same = [](double a, double b) {
+      return (a != a && b != b) || (a == b && std::signbit(a) == std::signbit(b));
+    };
+    return x.n == y.n && (x.n == 0 || (same(x.lo, y.lo) && same(x.hi, y.hi)));
+  }
+
+  /// Inspection: the bounds as their bits (CAF 0.17's float encoding loses
+  /// -0, NaN payloads and subnormals).
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 double_range& x) {
+    std::uint64_t lo_bits = 0;
+    std::uint64_t hi_bits = 0;
+    std::memcpy(&lo_bits, &x.lo, sizeof(double));
+    std::memcpy(&hi_bits, &x.hi, sizeof(double));
+    auto load = caf::meta::load_callback([&]() -> caf::error {
+      std::memcpy(&x.lo, &lo_bits, sizeof(double));
+      std::memcpy(&x.hi, &hi_bits, sizeof(double));
+      return caf::error{};
+    });
+    return f(caf::meta::type_name("flow-etl.double_range"), x.n, lo_bits,
+             hi_bits, load);
   }
 };
 

@@ -482,23 +482,26 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
         return {};
       return dbl_value(s.stddev());
     }
-    case state_kind::fmoments: {
-      auto& s = *static_cast<const exact_moments*>(state);
+    case state_kind::fsum: {
+      auto& s = *static_cast<const exact_fsum*>(state);
       if (s.count() == 0)
         return {};
       if (f == agg_func::sum)
-        return dbl_value(s.sum().value());
-      if (f == agg_func::avg)
-        return dbl_value(s.mean());
+        return dbl_value(s.value());
+      // The correctly rounded sum over the count: within 1 ulp of the mean.
+      return dbl_value(s.value() / static_cast<double>(s.count()));
+    }
+    case state_kind::fmoments: {
+      auto& s = *static_cast<const exact_moments*>(state);
       if (s.count() < 2)
         return {};
       return dbl_value(s.stddev_sample());
     }
     case state_kind::frange: {
-      auto& s = *static_cast<const double_stats*>(state);
-      if (s.count() == 0)
+      auto& s = *static_cast<const double_range*>(state);
+      if (s.n == 0)
         return {};
-      return dbl_value(f == agg_func::min ? s.min() : s.max());
+      return dbl_value(f == agg_func::min ? s.lo : s.hi);
     }
     case state_kind::irange: {
       auto& s = *static_cast<const int_range*>(state);
