@@ -19,9 +19,12 @@
 #include "common/cli.hpp"
 #include "common/keyed_aggs.hpp"
 #include "common/net_options.hpp"
+#include "common/test_hooks.hpp"
 #include "common/watch.hpp"
 #include "flow/error.hpp"
 #include "flow/net/net.hpp"
+#include "flow/net/registry.hpp"
+#include "flow/reducer.hpp"
 #include "flow/types.hpp"
 #ifdef FLOW_HAS_PG
 #include "etl/tasks.hpp"
@@ -33,6 +36,20 @@ using namespace flow;
 using namespace flow::apps;
 
 constexpr const char* prog = "flow-node";
+
+/// FLOW_TEST_REDUCER_DELAY_MS slows the built-in reducers the node lends, as
+/// it slows every program's own (and the node's partition tasks): tests kill
+/// a node while it still holds batches.
+void lend_with_test_delay() {
+  if (test_reducer_delay().count() == 0)
+    return;
+  flow::net::register_reducer<std::int64_t>(
+    "sum_by_label", with_test_delay(flow::sum_by_label()));
+  flow::net::register_reducer<std::int64_t>(
+    "spin_sum_by_label", with_test_delay(flow::net::spin_sum_by_label()));
+  flow::net::register_reducer<keyed_value>(
+    "sum_by_key", with_test_delay(flow::sum_by_key()));
+}
 
 int run(int argc, char** argv) {
   if (argc < 2 || std::string{argv[1]} != "worker") {
@@ -95,12 +112,15 @@ int run(int argc, char** argv) {
   flow::apps::register_etl_tasks(args.get("db"));
   flow::apps::register_keyed_agg_factory();
 #endif
+  lend_with_test_delay();
   caf::actor_system_config cfg;
   configure_scheduler(cfg);
   flow::net::configure(cfg, net.sec);
   caf::actor_system sys{cfg};
   auto err = flow::net::serve(sys, *to, net.sec, reducers, name);
   std::cerr << prog << ": " << describe(err) << std::endl;
+  // --status-linger: _Exit skips guarded_main's finish_watch().
+  finish_watch();
   // Whatever ended the service, the manager is not there any more.
   std::cout.flush();
   std::_Exit(code_of(err) == errc::invalid_config ? exit_usage : 1);

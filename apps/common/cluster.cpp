@@ -11,6 +11,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "common/net_options.hpp"
+#include "common/watch.hpp"
 #include "flow/error.hpp"
 #include "flow/net/net.hpp"
 
@@ -89,6 +90,9 @@ const flow::net::coordinator* cluster::coordinator() const noexcept {
 int cluster::leave(int rc) const {
   if (!state_->coord)
     return rc;
+  // _Exit skips guarded_main's finish_watch(): without this, a manager
+  // ignored --status-linger and its status page vanished with the job.
+  finish_watch();
   std::cout.flush();
   std::fflush(stdout);
   std::fflush(stderr);

@@ -88,9 +88,10 @@ public:
   /// The coordinator while listening, else nullptr.
   const flow::net::coordinator* coordinator() const noexcept;
 
-  /// Returns `rc`, or when listening ends the process with it at once: CAF
-  /// 0.17's middleman does not always shut down while peers are connected,
-  /// and the worker nodes see the connection go and stop.
+  /// Returns `rc`, or when listening ends the process with it (after
+  /// --status-linger, finish_watch()) at once: CAF 0.17's middleman does not
+  /// always shut down while peers are connected, and the worker nodes see
+  /// the connection go and stop.
   int leave(int rc) const;
 
 private:

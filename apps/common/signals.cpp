@@ -1,6 +1,7 @@
 #include "signals.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +24,12 @@ std::string program = "flow";
 std::mutex current_mtx;
 const job* current = nullptr;
 
+// linger()'s wait, which a signal ends instead of the process.
+std::mutex linger_mtx;
+std::condition_variable linger_cv;
+bool lingering = false;
+bool linger_ended = false;
+
 void say(const char* what, int sig) {
   std::fprintf(stderr, "%s: %s (%s)\n", program.c_str(), what,
                sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -43,6 +50,13 @@ void signal_loop(sigset_t set) {
     }
     std::lock_guard<std::mutex> guard{current_mtx};
     if (current == nullptr) {
+      std::lock_guard<std::mutex> linger_guard{linger_mtx};
+      if (lingering) {
+        say("interrupted: no longer serving the final status", sig);
+        linger_ended = true;
+        linger_cv.notify_all();
+        continue;
+      }
       say("interrupted", sig);
       std::fflush(stdout);
       _exit(128 + sig);
@@ -83,6 +97,13 @@ void exit_interrupted() {
   std::fflush(stdout);
   std::fflush(stderr);
   _exit(interrupted_exit_code());
+}
+
+void linger(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock{linger_mtx};
+  lingering = true;
+  linger_cv.wait_for(lock, d, [] { return linger_ended; });
+  lingering = false;
 }
 
 watch_job::watch_job(const job& j) {

@@ -3,7 +3,9 @@
 // SIGINT and SIGTERM in every program: the first stops the running job, which
 // drains what it accepted and ends with a result marked partial; the second
 // ends the process at once. Without a running job the first signal ends the
-// process at once too (nothing has been accepted that could be drained).
+// process at once too (nothing has been accepted that could be drained),
+// except while the status page lingers after the last job (linger()): then
+// it ends the wait and the program keeps its exit code.
 
 #include <chrono>
 #include <string>
@@ -30,6 +32,11 @@ int interrupted_exit_code() noexcept;
 /// interrupted_exit_code() without waiting for sources that may be blocked
 /// reading a terminal or a pipe.
 [[noreturn]] void exit_interrupted();
+
+/// Waits `d` (--status-linger) or until a first SIGINT or SIGTERM, which
+/// then ends the wait instead of the process: the jobs are over and their
+/// results printed, so the program still exits with their code.
+void linger(std::chrono::milliseconds d);
 
 /// While alive, a signal stops `j` (with the drain timeout) instead of
 /// ending the process.

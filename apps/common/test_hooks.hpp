@@ -52,8 +52,9 @@ reducer<T> with_test_hooks(reducer<T> fn, ValueOf value_of,
   };
 }
 
-/// Only the delay hook around `fn` (worker nodes' partition tasks: tests
-/// kill a node while its partition is still being read).
+/// Only the delay hook around `fn` (worker nodes' partition tasks and the
+/// reducers they lend: tests kill a node while it still reads a partition or
+/// holds batches).
 template <class T>
 reducer<T> with_test_delay(reducer<T> fn) {
   auto delay = test_reducer_delay();

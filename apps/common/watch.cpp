@@ -7,13 +7,13 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
-#include <thread>
 
 #include <unistd.h>
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
+#include "common/signals.hpp"
 #include "flow/logging.hpp"
 #include "flow/parse.hpp"
 #ifdef FLOW_HAS_STATUS
@@ -31,6 +31,8 @@ struct watch_state {
   std::unique_ptr<status_server> server;
 #endif
   std::chrono::milliseconds linger{0};
+  /// The program's name, for the line saying the status page lingers.
+  std::string prog;
   std::optional<std::chrono::milliseconds> progress;
   std::mutex mtx;
   /// The job JSON log lines name.
@@ -152,7 +154,7 @@ void declare_watch_options(arg_parser& args) {
              "loopback (127.0.0.1) unless the network is trusted");
   args.value("status-linger", "SECONDS",
              "with --status: keep serving the final status this long after "
-             "the last job ends",
+             "the last job ends (SIGINT or SIGTERM ends the wait)",
              "0");
   args.value("progress", "SECONDS",
              "print a progress line on stderr every SECONDS, even when "
@@ -165,6 +167,7 @@ void declare_watch_options(arg_parser& args) {
 
 void read_watch_options(const arg_parser& args) {
   auto& st = state();
+  st.prog = args.prog();
   auto& format = args.get("log-format");
   if (format == "json")
     use_json_log_lines(args.prog());
@@ -246,8 +249,18 @@ void finish_watch() {
   auto& st = state();
   if (!st.server)
     return;
-  if (st.linger.count() > 0)
-    std::this_thread::sleep_for(st.linger);
+  if (st.linger.count() > 0) {
+    // The results are out before the wait: whoever reads them from a pipe
+    // has them while the page still shows the final status, and knows from
+    // this line that a signal now only ends the wait.
+    std::cout.flush();
+    std::fflush(stdout);
+    std::cerr << st.prog << ": serving the final status for "
+              << st.linger.count() / 1000
+              << " s (--status-linger; SIGINT or SIGTERM ends this)"
+              << std::endl;
+    linger(st.linger);
+  }
   st.server->stop();
 #endif
 }

@@ -38,7 +38,9 @@ void set_status_info(const std::string& key, const std::string& value);
 std::optional<std::chrono::milliseconds> progress_interval();
 
 /// Before the program ends: keeps serving the final status for
-/// --status-linger seconds, then stops the server.
+/// --status-linger seconds (saying so on stderr, after flushing stdout; a
+/// SIGINT or SIGTERM ends the wait, see linger()), then stops the server.
+/// Programs that leave through std::_Exit call it first.
 void finish_watch();
 
 /// Splits "HOST:PORT" ("[::1]:PORT" for IPv6; an empty host means

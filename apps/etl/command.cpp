@@ -7,6 +7,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include "common/watch.hpp"
 #include "etl/tasks.hpp"
 #include "flow/error.hpp"
 #include "flow/pg/pg.hpp"
@@ -109,6 +110,8 @@ void run_listening(database& db, bool keep, cluster& nodes,
     rc = report_usage_error(etl_prog, e.what());
   }
   finish_database(db, keep);
+  // --status-linger: _Exit skips guarded_main's finish_watch().
+  finish_watch();
   // Also when listening failed: the actor system may hold the middleman.
   std::cout.flush();
   std::fflush(stdout);

@@ -4,6 +4,10 @@ one flow-node worker (mutual TLS, a throwaway CA). /status and /metrics show
 the node and the batches it holds; after the node is killed they show it gone
 and its batches re-dispatched; the job still ends with the right result.
 
+Nothing here races the job: the node finishes none of its batches (it is
+killed holding them), so the job cannot end before the kill, and the manager
+serves its final status until the test has read it and ends the wait.
+
 With --browser, headless Chromium checks the same on the page (the node's
 box, then GONE); exits 77 (ctest: SKIPPED) when Chromium, its driver or
 Selenium is missing.
@@ -19,14 +23,44 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 
 SKIP = 77
 
+# The test's own bound (ctest's TIMEOUT in CMakeLists.txt): no wait below is
+# meant to last this long.
+TEST_TIMEOUT_S = 400
+
+
+class Failure(Exception):
+    pass
+
 
 def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+    # Raised, not exited: main() then says what the programs said.
+    raise Failure(msg)
+
+
+def report(what, proc, err_path):
+    """A program's exit code (or that it still runs) and its stderr, on
+    stderr: the temporary directory holding the stderr files is deleted."""
+    if proc is None:
+        print("--- %s: not started" % what, file=sys.stderr)
+        return
+    rc = proc.poll()
+    print("--- %s: %s; its stderr:" % (
+        what, "still running" if rc is None else "exit %d" % rc),
+        file=sys.stderr)
+    try:
+        with open(err_path) as f:
+            sys.stderr.write(f.read())
+    except OSError as e:
+        print("(unreadable: %s)" % e, file=sys.stderr)
+    if rc is not None and proc.stdout is not None \
+            and not proc.stdout.closed:
+        print("--- %s: its stdout:" % what, file=sys.stderr)
+        sys.stderr.write(proc.stdout.read())
 
 
 def wait_for(path, pattern, proc, what, timeout=60):
@@ -82,12 +116,14 @@ def main():
     mgr_err = os.path.join(certs, "manager.stderr")
     node_err = os.path.join(certs, "node.stderr")
     env = dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="5")
+    # The manager serves the final status until the test ends the wait with
+    # SIGTERM (the bound only matters if the test itself is killed).
     mgr = subprocess.Popen(
         [args.flow_keyed, "--sizes", "150000000,150000000", "--batch",
          "200000", "--reducers", "1", "--listen", "127.0.0.1:0",
          "--min-workers", "1", "--cert", certs + "/manager.pem", "--key",
          certs + "/manager.key", "--ca", certs + "/ca.pem", "--status",
-         "127.0.0.1:0", "--status-linger", "5"],
+         "127.0.0.1:0", "--status-linger", str(TEST_TIMEOUT_S)],
         stdout=subprocess.PIPE, stderr=open(mgr_err, "w"), text=True, env=env)
     node = None
     try:
@@ -105,13 +141,21 @@ def main():
                 opts.add_argument(a)
             browser = webdriver.Chrome(service=Service(driver), options=opts)
             browser.get(base + "/")
+        # The node takes batches but finishes none before the test kills it:
+        # its reducer would sleep longer than the test may run. So the job
+        # cannot end while the browser, however slow, is still looking at the
+        # node, and every batch the node holds must be re-dispatched.
+        node_env = dict(os.environ,
+                        FLOW_TEST_REDUCER_DELAY_MS=str(2 * TEST_TIMEOUT_S
+                                                       * 1000))
         node = subprocess.Popen(
             [args.flow_node, "worker", "--connect", "127.0.0.1:" + port,
              "--reducers", "1", "--name", "node-a", "--cert",
              certs + "/worker.pem", "--key", certs + "/worker.key", "--ca",
              certs + "/ca.pem", "--status", "127.0.0.1:0", "--log-level",
              "warn"],
-            stdout=subprocess.DEVNULL, stderr=open(node_err, "w"))
+            stdout=subprocess.DEVNULL, stderr=open(node_err, "w"),
+            env=node_env)
         node_base = "http://" + wait_for(
             node_err, r"status page at http://(127\.0\.0\.1:\d+)/", node,
             "the node's status address")
@@ -127,7 +171,7 @@ def main():
             jobs = status(base)
             if jobs and jobs[-1]["nodes"]:
                 n = jobs[-1]["nodes"][0]
-                if n["connected"] and n["batches_merged"] > 0:
+                if n["connected"] and n["batches_held"] > 0:
                     seen = jobs[-1]
                     break
             time.sleep(0.1)
@@ -138,7 +182,9 @@ def main():
         with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
             metrics = r.read().decode()
         if 'flow_worker_node_reducers{job="sizes",node="node-a"} 1' \
-                not in metrics:
+                not in metrics or not re.search(
+                    r'^flow_worker_node_batches_held\{job="sizes",'
+                    r'node="node-a"\} [1-9]', metrics, re.M):
             fail("the node's metrics are missing")
 
         if args.browser:
@@ -189,8 +235,17 @@ def main():
             time.sleep(0.2)
         if final is None or final["state"] != "done":
             fail("the job did not end done: %r" % final)
-        if final["batches"]["redispatched"] < 1:
-            fail("no batch re-dispatched: %r" % final["batches"])
+        # It held at least what /status showed before the kill (it finished
+        # none), and all of that went to the manager's reducer.
+        if final["batches"]["redispatched"] < seen["nodes"][0]["batches_held"]:
+            fail("held %d batches, %d re-dispatched" % (
+                seen["nodes"][0]["batches_held"],
+                final["batches"]["redispatched"]))
+        # The result is printed before the manager says it lingers; a signal
+        # then only ends the wait, and the exit code is still the job's.
+        wait_for(mgr_err, r"(serving the final status)", mgr,
+                 "the manager's linger")
+        mgr.send_signal(signal.SIGTERM)
         out, _ = mgr.communicate(timeout=60)
         if mgr.returncode != 0:
             fail("flow-keyed exit %d: %s" % (mgr.returncode, out))
@@ -199,11 +254,21 @@ def main():
         r = final["result"]
         if r["emitted"] != 300000000 or not r["balanced"]:
             fail("final result: %r" % r)
-        print("ok: node shown (%d batches merged), gone after the kill, "
+        print("ok: node shown (holding %d batches), gone after the kill, "
               "%d batches re-dispatched, the job ended verified" %
-              (gone["nodes"][0]["batches_merged"],
+              (seen["nodes"][0]["batches_held"],
                final["batches"]["redispatched"]))
         return 0
+    except Exception as e:
+        # A check that failed, or an unexpected error (the status server
+        # refusing connections because the manager ended, say): either way
+        # the programs' exit codes and stderr tell why.
+        if not isinstance(e, Failure):
+            traceback.print_exc(chain=False)
+        print("FAIL: %s" % e, file=sys.stderr)
+        report("manager (flow-keyed)", mgr, mgr_err)
+        report("node (flow-node)", node, node_err)
+        return 1
     finally:
         if browser is not None:
             browser.quit()
