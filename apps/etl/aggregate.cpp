@@ -572,8 +572,14 @@ std::vector<std::string> server_exprs(const job_plan& plan,
     case agg_func::approx_count_distinct:
       return {"count(DISTINCT " + c + ")"};
     case agg_func::sum:
-      // The exact sum, rounded once: what exact_fsum promises.
-      return {fl ? "sum(" + c + "::numeric)::float8" : "sum(" + c + ")"};
+      // PostgreSQL 15 casts float8 to numeric through 15 significant digits
+      // (0.1 + 0.2 gives 0.3), so its numeric sum is the exact sum of those
+      // roundings: off by at most 5e-16 of each |value|. The second field
+      // bounds that (see compare_agg).
+      if (fl)
+        return {"sum(" + c + "::numeric)::float8",
+                "sum(abs(" + c + ")::numeric)::float8"};
+      return {"sum(" + c + ")"};
     case agg_func::avg:
       return {fl ? "(sum(" + c + "::numeric) / count(" + c + "))::float8"
                  : "avg(" + c + ")"};
@@ -659,6 +665,27 @@ std::string compare_agg(const planned_agg& p, const out_value& mine,
                ? std::string{}
                : differ + " (beyond 4 standard errors)";
     }
+    case agg_func::sum:
+      if (p.cls == col_class::floating && srv.size() == 2 && srv[1]) {
+        // Ours is the exact sum rounded once; the server's is exact over
+        // 15-digit roundings of the values: they differ by at most half an
+        // ulp plus 5e-16 of the sum of |values| (1e-15 allowed).
+        cell ref;
+        cell mag;
+        decode_cell(col_class::floating, *s, ref);
+        decode_cell(col_class::floating, *srv[1], mag);
+        auto x = mine.d;
+        if (std::isnan(x) || std::isnan(ref.d))
+          return std::isnan(x) && std::isnan(ref.d) ? std::string{} : differ;
+        if (std::isinf(x) || std::isinf(ref.d))
+          return x == ref.d ? std::string{} : differ;
+        auto bound = 1e-15 * mag.d + std::ldexp(std::fabs(ref.d), -52);
+        return std::fabs(x - ref.d) <= bound
+                 ? std::string{}
+                 : differ + " (beyond the bound of the server's 15-digit "
+                            "float8 to numeric cast)";
+      }
+      break;
     case agg_func::avg:
     case agg_func::stddev: {
       // 1e-12 relative, or half a unit of the last digit the server prints
