@@ -336,8 +336,8 @@ TEST_CASE("aggregate: partitions, a query and --by give identical groups",
         == one);
 }
 
-TEST_CASE("aggregate: --where and --query filter and verify; no group gives "
-          "one row even over no rows",
+TEST_CASE("aggregate: --where and --query filter and verify and no group "
+          "gives one row even over no rows",
           "[pg][aggregate]") {
   auto schema = make_sales("agg_where", 500);
   auto t = pg::table_name{schema, "Sales Data"}.quoted();
@@ -464,8 +464,8 @@ TEST_CASE("aggregate: bad input gives one line naming the problem and exit 2",
         "permission denied");
 }
 
-TEST_CASE("aggregate: --pushdown gives the rows' results; what the server "
-          "cannot compute exactly reads rows",
+TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
+          "server cannot compute exactly reads rows",
           "[pg][aggregate]") {
   auto schema = make_sales("agg_push", 2000);
   auto run = [&](std::vector<std::string> extra, const std::string& aggs) {

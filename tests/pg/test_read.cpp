@@ -526,6 +526,7 @@ TEST_CASE("partition tickets: malformed text is refused with a clear error",
   t.snapshot = "00000003-0000001B-1";
   t.offset = 17;
   t.extra = {"flow_dist", "", "a:b"};
+  t.filter = "value > 1 AND city = 'a;b'";
   auto text = t.encode();
   auto back = pg::partition_ticket::decode(text);
   REQUIRE(back);
@@ -541,8 +542,9 @@ TEST_CASE("partition tickets: malformed text is refused with a clear error",
   CHECK(back->count == 3);
   CHECK(back->offset == 17);
   CHECK(back->extra == t.extra);
+  CHECK(back->filter == t.filter);
   for (auto bad : {std::string{}, std::string{"hello"}, text.substr(0, 30),
-                   text + "x", "flow.partition.2;" + text.substr(17)}) {
+                   text + "x", "flow.partition.1;" + text.substr(17)}) {
     auto r = pg::partition_ticket::decode(bad);
     REQUIRE(!r);
     CHECK(code_of(r.error()) == errc::bad_input);
