@@ -869,6 +869,7 @@ void run_job(const std::string& conninfo,
     spec.partition_column = run.by;
     spec.partitions = partitions_for(conninfo, *plan, run);
     spec.filter = plan->job.where;
+    spec.snapshot = run.snapshot;
     auto r = pg::partitioned_read::open(spec);
     if (!r)
       fail(r.error());
@@ -907,7 +908,12 @@ void run_job(const std::string& conninfo,
       qconn = std::make_unique<pqxx::connection>(conninfo);
       qtx = std::make_unique<
         pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>>(*qconn);
-      snapshot = qtx->exec("SELECT pg_export_snapshot()")[0][0].c_str();
+      if (run.snapshot.empty()) {
+        snapshot = qtx->exec("SELECT pg_export_snapshot()")[0][0].c_str();
+      } else {
+        qtx->exec("SET TRANSACTION SNAPSHOT " + qtx->quote(run.snapshot));
+        snapshot = run.snapshot;
+      }
     } catch (...) {
       fail(pg::current_error(conninfo));
     }
@@ -1226,11 +1232,28 @@ int run_aggregate_jobs(const std::string& conninfo,
       throw usage_error("two jobs write the output table "
                         + output_name(j).display());
   }
+  // Several jobs read one snapshot: this transaction exports it and stays
+  // open (read-only, holding no lock) until the last job has read.
+  std::unique_ptr<pqxx::connection> sconn;
+  std::unique_ptr<pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>>
+    stx;
+  auto shared = run;
+  if (plans.size() > 1 && run.snapshot.empty()) {
+    try {
+      sconn = std::make_unique<pqxx::connection>(conninfo);
+      stx = std::make_unique<
+        pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>>(*sconn);
+      shared.snapshot
+        = stx->exec("SELECT pg_export_snapshot()")[0][0].c_str();
+    } catch (...) {
+      fail(pg::current_error(conninfo));
+    }
+  }
   std::vector<std::unique_ptr<job_outcome>> done;
   int rc = exit_ok;
   for (auto& plan : plans) {
     auto out = std::make_unique<job_outcome>();
-    run_job(conninfo, plan, run, sys, *out);
+    run_job(conninfo, plan, shared, sys, *out);
     if (job_runner::stopped(out->res)) {
       // Stopped by a signal: what was merged, marked partial; no output.
       if (run.json)

@@ -70,9 +70,13 @@ struct agg_run_options {
   /// With --listen: the worker nodes that read and reduce the partitions of
   /// table reads (null or not listening: this process reads them).
   const cluster* nodes = nullptr;
+  /// A snapshot every job of a run reads (exported by run_aggregate_jobs
+  /// when it runs several jobs); empty: each job takes its own.
+  std::string snapshot;
 };
 
-/// Runs `jobs` in order and prints their results. With `atomic`, every
+/// Runs `jobs` in order and prints their results; several jobs all read one
+/// snapshot, taken before the first. With `atomic`, every
 /// output table is written in one transaction after the last job (all or
 /// none); otherwise each job's output is committed when the job ends.
 /// Returns the exit code (0, 1 when a result did not verify); throws

@@ -476,14 +476,14 @@ std::vector<agg_job> resolve_jobs(const job_file& file,
         where.fail(fj.lines.at("output"), "output",
                    "job \"" + earlier.name + "\" writes "
                      + output_of(job).display() + " too");
-      if (file.atomic && job.query.empty() && !earlier.output.empty()
+      if (job.query.empty() && !earlier.output.empty()
           && same_table(job.table, output_of(earlier)))
         where.fail(fj.lines.at("table"), "table",
                    "job \"" + earlier.name + "\" writes "
                      + job.table.display()
-                     + ", and with atomic = true its output is committed "
-                       "after the last job: this job would read the table "
-                       "as it was before the run");
+                     + ", and every job reads one snapshot taken before "
+                       "the first: this job would read the table as it was "
+                       "before the run");
     }
     result.push_back(std::move(job));
   }

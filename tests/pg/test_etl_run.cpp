@@ -6,12 +6,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "child_process.hpp"
 #include "flow/pg/connection.hpp"
 #include "pg_fixture.hpp"
 #include "run_program.hpp"
@@ -436,4 +440,43 @@ TEST_CASE("flow-etl run: the documented example checks and runs against "
             + pg::quote_ident(schema)
             + ".sales WHERE cents > 0 GROUP BY region, day")
         == "0");
+}
+
+TEST_CASE("flow-etl run: every job reads one snapshot taken before the first",
+          "[pg][flow-etl][run]") {
+  auto schema = fresh_schema("run_snap");
+  auto a = pg::table_name{schema, "slow"}.quoted();
+  auto b = pg::table_name{schema, "later"}.quoted();
+  exec("CREATE TABLE " + a + " AS SELECT g FROM generate_series(1, 40) g");
+  exec("CREATE TABLE " + b + " AS SELECT g FROM generate_series(1, 5) g");
+  // The first job takes about 2 s (a sleep per row); rows committed into
+  // the second job's table meanwhile must not be seen by it.
+  auto path = temp_file("[[job]]\n"
+                        "name = \"first\"\n"
+                        "table = \"slow\"\n"
+                        "where = \"pg_sleep(0.05) IS NOT NULL\"\n"
+                        "aggregates = [\"count(*)\"]\n"
+                        "[[job]]\n"
+                        "name = \"second\"\n"
+                        "table = \"later\"\n"
+                        "aggregates = [\"count(*)\", \"sum(g)\"]\n");
+  child run{{prog, "run", path, "--db", db_in(schema), "--json", "--verify",
+             "--partitions", "1"},
+            "run-snapshot"};
+  // Commit new rows while the first job still reads.
+  for (int i = 0; i < 100 && slurp(run.out).empty() && run.running(); ++i) {
+    if (i == 10)
+      exec("INSERT INTO " + b + " SELECT g FROM generate_series(6, 9) g");
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  INFO("stdout: " << out << "\nstderr: " << slurp(run.err));
+  REQUIRE(rc == 0);
+  CHECK(scalar("SELECT count(*) FROM " + b) == "9");
+  auto lines = lines_of(out);
+  REQUIRE(lines.size() == 4);
+  // The second job's group: the 5 rows of the snapshot, verified in it.
+  CHECK(lines[2] == "{\"count\":5,\"sum_g\":15}");
+  CHECK(lines[3].find("\"verified\":true") != std::string::npos);
 }

@@ -658,7 +658,15 @@ caf::expected<partitioned_read> partitioned_read::open(read_spec spec) {
     d->conn = detail::connect(s.conninfo);
     d->tx = std::make_unique<detail::snapshot_tx>(*d->conn);
     auto& tx = *d->tx;
-    d->snapshot = tx.exec("SELECT pg_export_snapshot()")[0][0].as<std::string>();
+    if (s.snapshot.empty()) {
+      d->snapshot
+        = tx.exec("SELECT pg_export_snapshot()")[0][0].as<std::string>();
+    } else {
+      // Another transaction's snapshot: the partitions import the same id,
+      // valid while that transaction stays open.
+      tx.exec("SET TRANSACTION SNAPSHOT " + tx.quote(s.snapshot));
+      d->snapshot = s.snapshot;
+    }
     // The name goes in as a value and is resolved by the server: a missing
     // table is 42P01, whatever the name holds.
     auto info = tx.exec_params(

@@ -324,6 +324,10 @@ struct read_spec {
   /// partition's range predicate; empty: every row. Tickets carry it, so a
   /// worker node reads the same rows.
   std::string filter;
+  /// A snapshot exported by another, still open transaction
+  /// (`pg_export_snapshot()`) for the read to import instead of exporting
+  /// its own: several reads then see the same rows. Empty: export one.
+  std::string snapshot;
 };
 
 /// Rows of text fields (NULL: no value), as a query returns them.
