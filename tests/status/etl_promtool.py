@@ -119,7 +119,7 @@ def main():
              "--status", "127.0.0.1:0",
              "--status-linger", "15", "--json"],
             stdout=subprocess.PIPE, stderr=open(err, "w"), text=True,
-            env=dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="50"))
+            env=dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="100"))
         base = None
         deadline = time.time() + 60
         while time.time() < deadline and base is None:
