@@ -180,8 +180,10 @@ def main():
             page = ""  # the linger is over; the page is a constant anyway
         if PASSWORD in page:
             fail("the password in /")
-        if running < 2:
-            fail("only %d scrapes while the job ran" % running)
+        # Its reducers are slowed to at least 5 s: one scrape lands while it
+        # runs even on a starved machine (yes x2 left room for just one).
+        if running < 1:
+            fail("no scrape while the job ran")
         out, _ = proc.communicate(timeout=60)
         if proc.returncode != 0:
             fail("flow-etl clean exit %d: %s %s"
