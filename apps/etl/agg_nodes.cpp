@@ -29,7 +29,7 @@ caf::expected<job> aggregate_over_nodes::start(pg::partitioned_read& read,
       sys, nodes.coordinator(), aggregate_task, t.encode(),
       "partition " + std::to_string(t.index + 1) + "/"
         + std::to_string(t.count) + " of " + source_name(plan.job),
-      ledger_));
+      ledger_, t.estimate));
   }
   return p.aggregate_with(plan.layout)
     .reduce(flow::net::merge_key_results())

@@ -216,7 +216,7 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
       sys, nodes.coordinator(), clean_partition_task, encode(task),
       "partition " + std::to_string(t.index + 1) + "/"
         + std::to_string(t.count) + " of " + cfg.ads.display(),
-      ledger));
+      ledger, t.estimate));
   }
   nodes.wait_for_workers("flow-etl");
   auto started = p.reduce(flow::net::merge_key_results())

@@ -27,7 +27,7 @@ caf::expected<job> sum_over_nodes::start(pg::partitioned_read& read,
       sys, nodes.coordinator(), sum_task, t.encode(),
       "partition " + std::to_string(t.index + 1) + "/"
         + std::to_string(t.count) + " of " + table.display(),
-      ledger_));
+      ledger_, t.estimate));
   return p.reduce(flow::net::merge_key_results()).with(opts).start(sys);
 }
 

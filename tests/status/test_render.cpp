@@ -307,3 +307,112 @@ TEST_CASE("metrics: rows written are labelled by output table, the estimate "
     }
   }
 }
+
+TEST_CASE("status json: task sources report their rows and node and the job "
+          "sums them in rows apart from its elements",
+          "[status][json][task]") {
+  auto e = sample_entry("j", "partition 1/2");
+  auto& srcs = e.stats.sources;
+  flow::task_stats done;
+  done.state = flow::task_state::done;
+  done.node = "node-a";
+  done.rows_total = 1000;
+  done.rows_total_is_estimate = true;
+  done.rows_read = 1100;
+  done.rows_aggregated = 1090;
+  done.rows_rejected = 10;
+  srcs[0].task = done;
+  flow::task_stats running;
+  running.state = flow::task_state::running;
+  running.node = "node-b";
+  running.rows_total = 3000;
+  running.rows_total_is_estimate = true;
+  srcs[1].task = running;
+  auto doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  auto& j = doc["jobs"][0];
+  auto& t0 = j["sources"][0]["task"];
+  CHECK(t0["state"] == "done");
+  CHECK(t0["node"] == "node-a");
+  CHECK(t0["local"] == false);
+  CHECK(t0["rows_total"] == 1000);
+  CHECK(t0["rows_total_estimated"] == true);
+  CHECK(t0["rows_read"] == 1100);
+  CHECK(t0["rows_rejected"] == 10);
+  CHECK(j["sources"][1]["task"]["state"] == "running");
+  CHECK(j["sources"][1]["task"]["rows_read"] == 0);
+  auto& k = j["tasks"];
+  CHECK(k["count"] == 2);
+  CHECK(k["done"] == 1);
+  CHECK(k["running"] == 1);
+  CHECK(k["queued"] == 0);
+  CHECK(k["rows_total"] == 4000);
+  CHECK(k["rows_total_estimated"] == true);
+  CHECK(k["rows_read"] == 1100);
+  CHECK(k["progress"] == 1100.0 / 4000.0);
+  CHECK(k["eta_seconds"].get<double>() > 0);
+  // The elements' fields are untouched by the tasks.
+  CHECK(j["total"].is_null());
+  CHECK(j["sources"][0]["total"] == 1000);
+  CHECK(j["accounting"]["emitted"] == 1200);
+  // Every task done: complete, whatever the estimate said.
+  srcs[1].task->state = flow::task_state::done;
+  srcs[1].task->rows_read = 2000;
+  doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  CHECK(doc["jobs"][0]["tasks"]["progress"] == 1.0);
+  CHECK(doc["jobs"][0]["tasks"]["eta_seconds"] == 0.0);
+  // No estimate: tasks done over tasks.
+  srcs[1].task->state = flow::task_state::queued;
+  srcs[1].task->node.clear();
+  srcs[1].task->rows_total.reset();
+  doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  CHECK(doc["jobs"][0]["tasks"]["rows_total"].is_null());
+  CHECK(doc["jobs"][0]["tasks"]["progress"] == 0.5);
+  CHECK(doc["jobs"][0]["sources"][1]["task"]["node"].is_null());
+  // A job without task sources has none.
+  auto plain = sample_entry("p", "list");
+  doc = nlohmann::json::parse(flow::render_status_json({plain}, {}));
+  CHECK(doc["jobs"][0]["tasks"].is_null());
+  CHECK(doc["jobs"][0]["sources"][0]["task"].is_null());
+}
+
+TEST_CASE("metrics: task sources export expected and read rows and their "
+          "state and node and other sources nothing",
+          "[status][metrics][task]") {
+  auto e = sample_entry("j", "partition 1/2");
+  flow::task_stats t;
+  t.state = flow::task_state::done;
+  t.node = "node-a";
+  t.rows_total = 1000;
+  t.rows_total_is_estimate = true;
+  t.rows_read = 990;
+  t.rows_aggregated = 980;
+  t.rows_rejected = 10;
+  e.stats.sources[0].task = t;
+  auto text = flow::render_metrics({e});
+  auto names = type_lines(text);
+  std::set<std::string> unique(names.begin(), names.end());
+  CHECK(unique.size() == names.size());
+  const std::string lbl = "{job=\"j\",source=\"partition 1/2\"}";
+  CHECK(text.find("flow_task_rows_expected" + lbl + " 1000\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_rows_expected_estimated" + lbl + " 1\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_rows_read_total" + lbl + " 990\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_rows_aggregated_total" + lbl + " 980\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_rows_rejected_total" + lbl + " 10\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_state{job=\"j\",source=\"partition 1/2\","
+                  "state=\"done\"} 1\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_state{job=\"j\",source=\"partition 1/2\","
+                  "state=\"running\"} 0\n")
+        != std::string::npos);
+  CHECK(text.find("flow_task_node{job=\"j\",source=\"partition 1/2\","
+                  "node=\"node-a\"} 1\n")
+        != std::string::npos);
+  // The second source is no task: no task sample names it.
+  CHECK(text.find("source=\"partition 1/2 (2)\"}", text.find("flow_task_"))
+          > text.find("# TYPE flow_job_state"));
+}

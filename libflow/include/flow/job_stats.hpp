@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "flow/result.hpp"
+#include "flow/task_stats.hpp"
 
 namespace flow {
 
@@ -64,6 +65,9 @@ struct source_stats {
   bool waiting = false;
   /// True once the source reached its end.
   bool done = false;
+  /// For a source whose work is a task (a partition a worker node reads):
+  /// the task's rows and node; empty for other sources.
+  std::optional<task_stats> task;
 };
 
 /// A worker node that lent the job reducers.

@@ -19,6 +19,7 @@
 #include "flow/parse.hpp"
 #include "flow/random.hpp"
 #include "flow/slice.hpp"
+#include "flow/task_stats.hpp"
 
 namespace flow {
 
@@ -65,6 +66,15 @@ public:
   /// Default: false (an exact total, or none).
   virtual bool size_is_estimate() const {
     return false;
+  }
+
+  /// For a source whose work is a task that reads rows elsewhere (a
+  /// database partition a worker node reads, see flow::net::task_source):
+  /// the task's rows and whereabouts, which the job's statistics copy (its
+  /// elements are the task's keyed results, not the rows). Asked once, when
+  /// the job starts. Default: none.
+  virtual std::shared_ptr<const task_monitor> task() const {
+    return nullptr;
   }
 
   /// For sources whose element i is a pure function of i (ranges, seeded
@@ -214,6 +224,10 @@ public:
 
   bool size_is_estimate() const override {
     return inner_->size_is_estimate();
+  }
+
+  std::shared_ptr<const task_monitor> task() const override {
+    return inner_->task();
   }
 
 private:

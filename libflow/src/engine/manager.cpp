@@ -147,6 +147,8 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
                                                              now)
                                            : 0.0);
     y.done = src.done;
+    if (src.task)
+      y.task = src.task->snapshot();
     xs->sources.push_back(std::move(y));
   }
   xs->batches_dispatched = st.dispatched;
@@ -963,6 +965,7 @@ void start_generators(manager_actor_t* self, const job_spec& spec) {
     info.labeled = entry.labeled;
     info.total = entry.src->size_hint();
     info.total_is_estimate = info.total && entry.src->size_is_estimate();
+    info.task = entry.src->task();
     info.generator = spawn_generator(self, caf::actor{self},
                                      static_cast<std::uint32_t>(i), entry.src,
                                      entry.label, st.opts.batch_size);

@@ -90,6 +90,7 @@ struct source_info {
   // -- statistics (flow/job_stats.hpp) --
   std::optional<std::uint64_t> total; // elements in all, when known
   bool total_is_estimate = false; // total is an estimate
+  std::shared_ptr<const task_monitor> task; // a task source's rows, or null
   std::uint64_t held = 0;       // credits in use (received, not returned)
   bool waiting = false;         // held == credits since wait_since
   std::chrono::steady_clock::time_point wait_since{};

@@ -145,6 +145,8 @@ void pump(entry_actor_ptr self) {
     t.node_name = best->name;
     logger()->debug("task {} ({}) to node {}", id, t.kind, best->name);
     self->send(best->node, task_atom::value, id, t.kind, t.payload);
+    // Who runs it, for the requester's statistics (docs/observability.md).
+    self->send(t.requester, started_atom::value, best->name);
   }
 }
 
@@ -435,7 +437,9 @@ std::size_t coordinator::joined() const {
 
 caf::expected<job_result>
 coordinator::run_task(const std::string& kind, const std::string& payload,
-                      const std::function<bool()>& wanted) const {
+                      const std::function<bool()>& wanted,
+                      const std::function<void(const std::string&)>& started)
+  const {
   caf::scoped_actor self{*impl_->sys};
   self->monitor(impl_->entry);
   self->send(impl_->entry, run_atom::value, kind, payload,
@@ -452,6 +456,10 @@ coordinator::run_task(const std::string& kind, const std::string& payload,
       [&](answer_atom, caf::error& err) {
         result = std::move(err);
         done = true;
+      },
+      [&](started_atom, const std::string& node) {
+        if (started)
+          started(node);
       },
       [&](caf::down_msg&) {
         result = make_error(errc::actor_down,

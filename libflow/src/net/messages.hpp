@@ -50,6 +50,11 @@ using run_atom = caf::atom_constant<caf::atom("f_run")>;
 /// the outcome of its run_atom.
 using answer_atom = caf::atom_constant<caf::atom("f_answer")>;
 
+/// entry -> requester: (started_atom, node name): its task went to that
+/// node (again, after a lost node); for the job's statistics. Stays in the
+/// manager's process.
+using started_atom = caf::atom_constant<caf::atom("f_started")>;
+
 /// requester -> entry: (withdraw_atom, requester): its task is not wanted
 /// any more (the job ended); dropped if still queued.
 using withdraw_atom = caf::atom_constant<caf::atom("f_withdra")>;

@@ -98,13 +98,15 @@ class task_source_impl : public source_impl<key_result> {
 public:
   task_source_impl(caf::actor_system& sys, const coordinator* coord,
                    std::string kind, std::string payload, std::string name,
-                   std::shared_ptr<task_ledger> ledger)
+                   std::shared_ptr<task_ledger> ledger,
+                   std::optional<std::uint64_t> rows_estimate)
     : sys_(sys),
       coord_(coord),
       kind_(std::move(kind)),
       payload_(std::move(payload)),
       name_(std::move(name)),
-      ledger_(std::move(ledger)) {
+      ledger_(std::move(ledger)),
+      monitor_(std::make_shared<task_monitor>(rows_estimate, true)) {
     // nop
   }
 
@@ -129,23 +131,36 @@ public:
     return name_;
   }
 
+  std::shared_ptr<const task_monitor> task() const override {
+    return monitor_;
+  }
+
 private:
   void run() {
     ran_ = true;
     caf::expected<job_result> res = caf::error{};
     bool remote = false;
     if (coord_ != nullptr) {
-      res = coord_->run_task(kind_, payload_,
-                             [l = ledger_] { return !l->cancelled(); });
+      res = coord_->run_task(
+        kind_, payload_, [l = ledger_] { return !l->cancelled(); },
+        [m = monitor_](const std::string& node) { m->started_on(node); });
       remote = static_cast<bool>(res);
       if (!res && no_worker_node(res.error())) {
         logger()->info("{}: no worker node connected, running it here",
                        name_);
+        monitor_->started_here();
         res = run_task_here(sys_, kind_, payload_);
       }
     } else {
+      monitor_->started_here();
       res = run_task_here(sys_, kind_, payload_);
     }
+    // The rows are known only now: a node reports them with its result.
+    if (res && res->final && !res->partial && res->balanced())
+      monitor_->finished(res->emitted, res->aggregated, res->rejected,
+                         res->dead_lettered);
+    else
+      monitor_->failed();
     if (!res)
       throw input_error(name_ + ": " + describe(res.error()),
                         code_of(res.error()) == errc::none
@@ -168,6 +183,7 @@ private:
   std::string payload_;
   std::string name_;
   std::shared_ptr<task_ledger> ledger_;
+  std::shared_ptr<task_monitor> monitor_;
   bool ran_ = false;
   std::vector<key_result> keys_;
   std::size_t pos_ = 0;
@@ -178,11 +194,12 @@ private:
 source<key_result> task_source(caf::actor_system& sys,
                                const coordinator* coord, std::string kind,
                                std::string payload, std::string name,
-                               std::shared_ptr<task_ledger> ledger) {
+                               std::shared_ptr<task_ledger> ledger,
+                               std::optional<std::uint64_t> rows_estimate) {
   return std::make_unique<task_source_impl>(sys, coord, std::move(kind),
                                             std::move(payload),
                                             std::move(name),
-                                            std::move(ledger));
+                                            std::move(ledger), rows_estimate);
 }
 
 reducer<key_result> merge_key_results() {

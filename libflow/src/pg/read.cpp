@@ -780,6 +780,10 @@ partitioned_read::tickets() const {
     t.snapshot = impl_->snapshot;
     t.offset = i < offsets.size() ? offsets[i] : 0;
     t.filter = impl_->spec.filter;
+    // As readers() does: the skipped rows are not read.
+    t.estimate = impl_->estimates[i];
+    if (t.estimate)
+      *t.estimate -= std::min(*t.estimate, t.offset);
     result.push_back(std::move(t));
   }
   return result;

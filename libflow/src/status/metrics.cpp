@@ -337,6 +337,70 @@ void source_metrics(prometheus_writer& w,
              [](const source_stats& s) { return s.done ? 1.0 : 0.0; });
 }
 
+/// One family with one sample per task source of every job (sources whose
+/// work is a task a worker node runs); a negative value leaves it out.
+template <class F>
+void per_task(prometheus_writer& w, const std::vector<status_entry>& jobs,
+              const std::string& name, const std::string& type,
+              const std::string& help, F value) {
+  per_source(w, jobs, name, type, help, [&](const source_stats& s) {
+    return s.task ? value(*s.task) : -1.0;
+  });
+}
+
+/// The rows behind task sources: their elements are keyed results, so the
+/// element families cannot show how far a distributed database job is.
+void task_metrics(prometheus_writer& w,
+                  const std::vector<status_entry>& jobs) {
+  per_task(w, jobs, "flow_task_rows_expected", "gauge",
+           "Rows the task reads in all, when known before it runs (the "
+           "PostgreSQL planner's estimate of its partition).",
+           [](const task_stats& t) {
+             return t.rows_total ? num(*t.rows_total) : -1.0;
+           });
+  per_task(w, jobs, "flow_task_rows_expected_estimated", "gauge",
+           "1 when flow_task_rows_expected is an estimate, 0 when exact.",
+           [](const task_stats& t) {
+             return t.rows_total ? (t.rows_total_is_estimate ? 1.0 : 0.0)
+                                 : -1.0;
+           });
+  per_task(w, jobs, "flow_task_rows_read_total", "counter",
+           "Rows the task read (0 until it is done: its node reports them "
+           "with its result).",
+           [](const task_stats& t) { return num(t.rows_read); });
+  per_task(w, jobs, "flow_task_rows_aggregated_total", "counter",
+           "Rows the task aggregated (0 until it is done).",
+           [](const task_stats& t) { return num(t.rows_aggregated); });
+  per_task(w, jobs, "flow_task_rows_rejected_total", "counter",
+           "Rows the task rejected (0 until it is done).",
+           [](const task_stats& t) { return num(t.rows_rejected); });
+  per_task(w, jobs, "flow_task_rows_dead_lettered_total", "counter",
+           "Rows the task dead-lettered (0 until it is done).",
+           [](const task_stats& t) { return num(t.rows_dead_lettered); });
+  w.family("flow_task_state", "gauge",
+           "1 for the state the task is in (queued, running, done, "
+           "failed), 0 for the others.");
+  for (auto& j : jobs)
+    for (auto& src : j.stats.sources)
+      if (src.task)
+        for (auto x : {task_state::queued, task_state::running,
+                       task_state::done, task_state::failed})
+          w.sample({{"job", scrub_secrets(j.name)},
+                    {"source", scrub_secrets(src.name)},
+                    {"state", to_string(x)}},
+                   src.task->state == x ? 1.0 : 0.0);
+  w.family("flow_task_node", "gauge",
+           "1 for the worker node the task went to (absent while queued and "
+           "when it runs in the manager's process).");
+  for (auto& j : jobs)
+    for (auto& src : j.stats.sources)
+      if (src.task && !src.task->node.empty())
+        w.sample({{"job", scrub_secrets(j.name)},
+                  {"source", scrub_secrets(src.name)},
+                  {"node", scrub_secrets(src.task->node)}},
+                 1.0);
+}
+
 void job_metrics(prometheus_writer& w,
                  const std::vector<status_entry>& jobs) {
   w.family("flow_job_state", "gauge",
@@ -441,6 +505,7 @@ void histogram(prometheus_writer& w, const std::vector<status_entry>& jobs) {
 std::string render_metrics(const std::vector<status_entry>& jobs) {
   prometheus_writer w;
   source_metrics(w, jobs);
+  task_metrics(w, jobs);
   job_metrics(w, jobs);
   histogram(w, jobs);
   return w.str();

@@ -159,8 +159,26 @@ function sourceBars(j) {
       (s.progress === null ? "" : " (" + pct(s.progress) + ")") + ", ETA " + dur(s.eta_seconds) +
       ", waited " + fmt1(s.credit_wait_seconds) + " s for credit";
     row.appendChild(bar(s.progress, label));
+    // A task source (a partition a worker node reads): its rows, which its
+    // elements (the task's keyed result) do not show.
+    if (s.task) {
+      var t = s.task;
+      row.appendChild(el("div", {"data-task": ""}, "task " + t.state +
+        (t.node !== null ? " on " + t.node : (t.local ? " in the manager" : "")) + ": " +
+        (t.state === "done" ? fmt(t.rows_read) + " rows read, " + fmt(t.rows_rejected) + " rejected" : "rows not known until done") +
+        (t.rows_total === null ? "" : " of " + (t.rows_total_estimated ? "~" : "") + fmt(t.rows_total) + " expected")));
+    }
     d.appendChild(row);
   });
+  if (j.tasks) {
+    var k = j.tasks, tl = fmt(k.rows_read) + (k.rows_total === null ? "" : " of " + (k.rows_total_estimated ? "~" : "") + fmt(k.rows_total)) +
+      " rows read by " + k.done + " of " + k.count + " tasks done (" + k.running + " running)" +
+      (k.progress === null ? "" : " (" + pct(k.progress) + ")") + ", ETA " + dur(k.eta_seconds);
+    var tr = el("div", {"class": "box", "data-tasks": ""});
+    tr.appendChild(el("div", {}, "tasks"));
+    tr.appendChild(bar(k.progress, tl));
+    d.appendChild(tr);
+  }
 }
 function chart(j) {
   var c = $("chart"), g = c.getContext("2d"), h = j.history, w = c.width, ht = c.height;

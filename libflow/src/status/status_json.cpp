@@ -178,6 +178,34 @@ void progress_fields(json_out& j, std::optional<std::uint64_t> total,
   optional_num(j, eta);
 }
 
+/// A task source's task (null for other sources): its state, node and rows.
+void task_json(json_out& j, const std::optional<task_stats>& t) {
+  if (!t) {
+    j.null();
+    return;
+  }
+  j.raw("{");
+  j.key("state").str(to_string(t->state));
+  j.key("node");
+  if (t->node.empty())
+    j.null();
+  else
+    j.str(t->node);
+  j.key("local").boolean(t->local);
+  j.key("rows_total");
+  if (t->rows_total)
+    j.num(*t->rows_total);
+  else
+    j.null();
+  j.key("rows_total_estimated").boolean(t->rows_total
+                                        && t->rows_total_is_estimate);
+  j.key("rows_read").num(t->rows_read);
+  j.key("rows_aggregated").num(t->rows_aggregated);
+  j.key("rows_rejected").num(t->rows_rejected);
+  j.key("rows_dead_lettered").num(t->rows_dead_lettered);
+  j.raw("}");
+}
+
 void source_json(json_out& j, const source_stats& s, double job_rate,
                  std::uint64_t job_emitted, bool finished) {
   j.item().raw("{");
@@ -207,6 +235,69 @@ void source_json(json_out& j, const source_stats& s, double job_rate,
                       / static_cast<double>(job_emitted);
   progress_fields(j, s.total, s.emitted, rate, finished || s.done,
                   s.total_is_estimate);
+  j.key("task");
+  task_json(j, s.task);
+  j.raw("}");
+}
+
+/// The job's tasks summed (null without task sources): how far a job whose
+/// sources are tasks (a distributed database job) is, in rows, since its
+/// elements (keyed results) say nothing of that.
+void tasks_json(json_out& j, const job_stats& s, bool finished) {
+  std::uint64_t count = 0;
+  std::uint64_t by_state[4] = {0, 0, 0, 0};
+  std::optional<std::uint64_t> rows_total = 0;
+  bool estimated = false;
+  task_stats sum;
+  for (auto& src : s.sources) {
+    if (!src.task)
+      continue;
+    auto& t = *src.task;
+    ++count;
+    ++by_state[static_cast<int>(t.state)];
+    if (rows_total && t.rows_total)
+      *rows_total += *t.rows_total;
+    else
+      rows_total = std::nullopt;
+    estimated = estimated || (t.rows_total && t.rows_total_is_estimate);
+    sum.rows_read += t.rows_read;
+    sum.rows_aggregated += t.rows_aggregated;
+    sum.rows_rejected += t.rows_rejected;
+    sum.rows_dead_lettered += t.rows_dead_lettered;
+  }
+  if (count == 0) {
+    j.null();
+    return;
+  }
+  auto done = by_state[static_cast<int>(task_state::done)];
+  j.raw("{");
+  j.key("count").num(count);
+  j.key("queued").num(by_state[static_cast<int>(task_state::queued)]);
+  j.key("running").num(by_state[static_cast<int>(task_state::running)]);
+  j.key("done").num(done);
+  j.key("failed").num(by_state[static_cast<int>(task_state::failed)]);
+  j.key("rows_total");
+  if (rows_total)
+    j.num(*rows_total);
+  else
+    j.null();
+  j.key("rows_total_estimated").boolean(rows_total && estimated);
+  j.key("rows_read").num(sum.rows_read);
+  j.key("rows_aggregated").num(sum.rows_aggregated);
+  j.key("rows_rejected").num(sum.rows_rejected);
+  j.key("rows_dead_lettered").num(sum.rows_dead_lettered);
+  // Rows arrive a task at a time: progress in rows of the tasks done over
+  // the (estimated) rows in all, else in tasks done over tasks.
+  finished = finished || done == count;
+  auto secs = s.elapsed_seconds;
+  if (rows_total)
+    progress_fields(j, rows_total, sum.rows_read,
+                    secs > 0 ? static_cast<double>(sum.rows_read) / secs : 0,
+                    finished, estimated);
+  else
+    progress_fields(j, count, done,
+                    secs > 0 ? static_cast<double>(done) / secs : 0,
+                    finished);
   j.raw("}");
 }
 
@@ -292,6 +383,8 @@ void job_json(json_out& j, const status_entry& e) {
   j.key("total_estimated").boolean(s.total() && estimated);
   progress_fields(j, s.total(), emitted, rate_now > 0 ? rate_now : rate_avg,
                   finished, estimated);
+  j.key("tasks");
+  tasks_json(j, s, finished);
   j.key("sources").raw("[");
   for (auto& src : s.sources)
     source_json(j, src, rate_now > 0 ? rate_now : rate_avg, emitted,

@@ -226,6 +226,7 @@ public:
   virtual std::string name() const = 0;
   virtual std::optional<std::uint64_t> size_hint() const = 0;
   virtual bool size_is_estimate() const = 0;
+  virtual std::shared_ptr<const task_monitor> task() const = 0;
 };
 
 template <class T>
@@ -283,6 +284,10 @@ public:
 
   bool size_is_estimate() const override {
     return src_->size_is_estimate();
+  }
+
+  std::shared_ptr<const task_monitor> task() const override {
+    return src_->task();
   }
 
 private:

@@ -74,9 +74,12 @@ public:
   /// destroyed meanwhile, the error is errc::actor_down. A node that fails a
   /// task with errc::invalid_config (it does not know the kind, cannot reach
   /// the database) gets no more tasks and the task goes to another node.
+  /// `started` (if given) hears the name of the node the task went to,
+  /// each time it goes to one (on this thread, before the answer).
   caf::expected<job_result>
   run_task(const std::string& kind, const std::string& payload,
-           const std::function<bool()>& wanted = {}) const;
+           const std::function<bool()>& wanted = {},
+           const std::function<void(const std::string&)>& started = {}) const;
 
 private:
   explicit coordinator(std::unique_ptr<impl> ptr);

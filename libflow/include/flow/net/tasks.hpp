@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <caf/error.hpp>
@@ -84,10 +85,17 @@ private:
 /// dead-lettered), records that in `ledger` and emits the task's keys as
 /// elements for `merge_key_results()`. The task's error fails the source.
 /// `coord` and `sys` must outlive the job.
+/// The source reports the task (`source_impl::task`: the job's statistics,
+/// /status and /metrics): `rows_estimate`, the rows it is expected to read
+/// when known (a partition's planner estimate, `partition_ticket::
+/// estimate`), the node it went to, and once done the rows it read,
+/// aggregated, rejected and dead-lettered.
 source<key_result> task_source(caf::actor_system& sys,
                                const coordinator* coord, std::string kind,
                                std::string payload, std::string name,
-                               std::shared_ptr<task_ledger> ledger);
+                               std::shared_ptr<task_ledger> ledger,
+                               std::optional<std::uint64_t> rows_estimate
+                               = std::nullopt);
 
 /// The manager's reducer over task sources: merges each key's aggregate.
 reducer<key_result> merge_key_results();

@@ -276,6 +276,10 @@ struct partition_ticket {
   /// Fields the task that reads the partition needs besides (opaque here),
   /// e.g. where to stage its output; they travel with the ticket.
   std::vector<std::string> extra;
+  /// The planner's estimate of the partition's rows (as its reader's
+  /// `copy_reader::estimate`), when known. The manager's, for progress
+  /// (flow::net::task_source): not encoded, it does not travel.
+  std::optional<std::uint64_t> estimate;
 
   /// The ticket as one string (length-prefixed fields), to cross a network.
   std::string encode() const;

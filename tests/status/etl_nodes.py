@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""A distributed database job watched from outside: flow-etl sum --listen
+--status (a throwaway PostgreSQL cluster) with one flow-node worker.
+
+Each partition is a task source whose one element is the task's keyed
+result, so /status and /metrics report the rows behind it separately
+(docs/observability.md, "Partitions read by worker nodes"): while the job
+runs, every partition shows the planner's row estimate as an estimated
+total, and the job's `tasks` summary sums them; once it ends every task is
+done on the worker node, and the rows the tasks read (in /status and in
+flow_task_rows_read_total) add up to the rows the program printed. Counters
+never go down; with promtool installed each scrape passes `promtool check
+metrics`.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PARTITIONS = 4
+ROWS = 200000
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def wait_for(path, pattern, proc, what, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path) as f:
+            m = re.search(pattern, f.read(), re.M)
+        if m:
+            return m.group(1)
+        if proc.poll() is not None:
+            with open(path) as f:
+                fail("%s ended early (rc %s): %s"
+                     % (what, proc.returncode, f.read()[-2000:]))
+        time.sleep(0.05)
+    fail("no %s within %d s" % (what, timeout))
+
+
+def get(base, path):
+    with urllib.request.urlopen(base + path, timeout=10) as r:
+        return r.read().decode("utf-8")
+
+
+def samples(text):
+    """{'name{labels}': value} of a metrics text."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def family(xs, name):
+    """The samples of one family: {labels: value}."""
+    return {k[len(name):]: v for k, v in xs.items()
+            if k.startswith(name + "{")}
+
+
+def monotone(before, after):
+    for k, v in after.items():
+        if "_total{" in k and k in before and v < before[k]:
+            fail("counter went down: %s %s -> %s" % (k, before[k], v))
+
+
+def promtool_check(promtool, text, where):
+    if not promtool:
+        return
+    r = subprocess.run([promtool, "check", "metrics"], input=text,
+                       capture_output=True, text=True)
+    if r.returncode != 0 or r.stdout.strip() or r.stderr.strip():
+        fail("promtool check metrics (%s): rc %d %s %s"
+             % (where, r.returncode, r.stdout, r.stderr))
+
+
+def check_running(job):
+    """Every partition announces its planner estimate, flagged estimated."""
+    tasks = job["tasks"]
+    if tasks is None or tasks["count"] != PARTITIONS:
+        fail("tasks summary: %r" % tasks)
+    for src in job["sources"]:
+        t = src["task"]
+        if t is None:
+            fail("source without its task: %r" % src)
+        if t["rows_total"] is None or not t["rows_total_estimated"]:
+            fail("partition without an estimated total: %r" % src)
+        if t["state"] not in ("queued", "running", "done"):
+            fail("task state: %r" % t)
+        if t["state"] == "running" and t["node"] != "node-a":
+            fail("a running task on no node: %r" % t)
+    if tasks["rows_total"] != sum(s["task"]["rows_total"]
+                                  for s in job["sources"]) \
+            or not tasks["rows_total_estimated"]:
+        fail("tasks summary total: %r" % tasks)
+    acc = job["accounting"]
+    if acc["emitted"] != acc["aggregated"] + acc["rejected"] \
+            + acc["dead_lettered"] + acc["in_flight"]:
+        fail("accounting identity: %r" % acc)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flow-etl", required=True)
+    ap.add_argument("--flow-node", required=True)
+    args = ap.parse_args()
+    promtool = shutil.which("promtool")
+
+    tmp = tempfile.mkdtemp()
+    mgr_err = os.path.join(tmp, "manager.stderr")
+    node_err = os.path.join(tmp, "node.stderr")
+    # The node's reducers are slowed so that the tasks are seen queued and
+    # running, not only done.
+    node_env = dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="100")
+    mgr = subprocess.Popen(
+        [args.flow_etl, "sum", "--rows", str(ROWS), "--partitions",
+         str(PARTITIONS), "--json", "--listen", "127.0.0.1:0", "--insecure",
+         "--min-workers", "1", "--status", "127.0.0.1:0", "--status-linger",
+         "10"],
+        stdout=subprocess.PIPE, stderr=open(mgr_err, "w"), text=True)
+    node = None
+    try:
+        port = wait_for(mgr_err,
+                        r"^flow-etl: listening on 127\.0\.0\.1:(\d+)$", mgr,
+                        "manager address")
+        base = "http://" + wait_for(
+            mgr_err, r"status page at http://(127\.0\.0\.1:\d+)/", mgr,
+            "status address")
+        node = subprocess.Popen(
+            [args.flow_node, "worker", "--connect", "127.0.0.1:" + port,
+             "--insecure", "--reducers", "1", "--name", "node-a",
+             "--log-level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=open(node_err, "w"),
+            env=node_env)
+
+        prev = {}
+        scrapes = 0
+        running_seen = False
+        final = None
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            # /status first: when it says the job ended, the metrics read
+            # after it are final.
+            jobs = json.loads(get(base, "/status"))["jobs"]
+            text = get(base, "/metrics")
+            promtool_check(promtool, text, "scrape %d" % scrapes)
+            xs = samples(text)
+            monotone(prev, xs)
+            prev = xs
+            scrapes += 1
+            if jobs:
+                job = jobs[-1]
+                check_running(job)
+                exp = family(xs, "flow_task_rows_expected")
+                if len(exp) != PARTITIONS:
+                    fail("flow_task_rows_expected: %r" % exp)
+                if any(s["task"]["state"] == "running"
+                       for s in job["sources"]):
+                    running_seen = True
+                if job["state"] in ("done", "failed"):
+                    final = job
+                    break
+            if mgr.poll() is not None:
+                break
+            time.sleep(0.1)
+        if final is None:
+            fail("the job never ended in /status")
+        if final["state"] != "done":
+            fail("the job ended %s: %r" % (final["state"], final["errors"]))
+        if not running_seen:
+            fail("no task was ever seen running")
+
+        # The ended job's final status and metrics: the scrape that saw it
+        # ended came after it (statistics do not change once a job ended),
+        # so a loaded machine need not catch the 10 s linger again.
+        job = final
+        xs = prev
+
+        out, _ = mgr.communicate(timeout=60)
+        if mgr.returncode != 0:
+            fail("flow-etl exit %d: %s" % (mgr.returncode, out))
+        lines = [json.loads(x) for x in out.splitlines() if x.strip()]
+        if not lines or not all(x["ok"] for x in lines):
+            fail("flow-etl output: %s" % out)
+        first = lines[0]
+        if first["mode"] != "distributed" \
+                or first["node_tasks"] != PARTITIONS:
+            fail("not run by the node: %r" % first)
+        rows_read = first["rows_read"]
+        rows_rejected = first["rows_rejected"]
+        check_running(job)
+        read = 0
+        rejected = 0
+        for src in job["sources"]:
+            t = src["task"]
+            if t["state"] != "done" or t["node"] != "node-a" or t["local"]:
+                fail("a task not done by node-a: %r" % src)
+            if t["rows_read"] != t["rows_aggregated"] + t["rows_rejected"] \
+                    + t["rows_dead_lettered"]:
+                fail("a task's rows do not add up: %r" % t)
+            if t["rows_read"] == 0:
+                fail("a task read no rows: %r" % t)
+            read += t["rows_read"]
+            rejected += t["rows_rejected"]
+        if read != rows_read or rejected != rows_rejected:
+            fail("tasks read %d rows (%d rejected), the program printed %d "
+                 "(%d)" % (read, rejected, rows_read, rows_rejected))
+        tasks = job["tasks"]
+        if tasks["done"] != PARTITIONS or tasks["rows_read"] != rows_read \
+                or tasks["progress"] != 1 or tasks["eta_seconds"] != 0:
+            fail("tasks summary at the end: %r" % tasks)
+        # The planner's estimate of freshly analysed rows is close.
+        if not 0.5 * rows_read <= tasks["rows_total"] <= 2 * rows_read:
+            fail("estimated %d rows, read %d" % (tasks["rows_total"],
+                                                 rows_read))
+        metric_read = family(xs, "flow_task_rows_read_total")
+        if len(metric_read) != PARTITIONS \
+                or sum(metric_read.values()) != rows_read:
+            fail("flow_task_rows_read_total: %r, printed %d"
+                 % (metric_read, rows_read))
+        nodes = family(xs, "flow_task_node")
+        if len(nodes) != PARTITIONS \
+                or not all('node="node-a"' in k for k in nodes):
+            fail("flow_task_node: %r" % nodes)
+        done = {k: v for k, v in family(xs, "flow_task_state").items()
+                if 'state="done"' in k}
+        if len(done) != PARTITIONS or not all(v == 1 for v in done.values()):
+            fail("flow_task_state: %r" % done)
+        # The elements are still the tasks' keyed results, as before.
+        r = job["result"]
+        if r is None or not r["balanced"] or r["sources"] != PARTITIONS:
+            fail("result: %r" % r)
+        print("ok: %d scrapes, %d rows read by %d tasks on node-a "
+              "(estimated %d)%s" % (scrapes + 1, rows_read, PARTITIONS,
+                                    tasks["rows_total"],
+                                    "" if promtool else ", no promtool"))
+        return 0
+    finally:
+        for p in (mgr, node):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
