@@ -122,7 +122,7 @@ def main():
     node_err = os.path.join(tmp, "node.stderr")
     # The node's reducers are slowed so that the tasks are seen queued and
     # running, not only done.
-    node_env = dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="100")
+    node_env = dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="800")
     mgr = subprocess.Popen(
         [args.flow_etl, "sum", "--rows", str(ROWS), "--partitions",
          str(PARTITIONS), "--json", "--listen", "127.0.0.1:0", "--insecure",
