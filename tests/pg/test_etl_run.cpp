@@ -463,12 +463,21 @@ TEST_CASE("flow-etl run: every job reads one snapshot taken before the first",
   child run{{prog, "run", path, "--db", db_in(schema), "--json", "--verify",
              "--partitions", "1"},
             "run-snapshot"};
-  // Commit new rows while the first job still reads.
-  for (int i = 0; i < 100 && slurp(run.out).empty() && run.running(); ++i) {
-    if (i == 10)
+  // Commit new rows once the first job is reading (its COPY is active on
+  // the server: the snapshot was taken before it), while it still reads.
+  bool inserted = false;
+  for (int i = 0; i < 1200 && !inserted && run.running(); ++i) {
+    auto active = scalar("SELECT count(*) FROM pg_stat_activity WHERE state "
+                         "= 'active' AND query LIKE 'COPY%pg_sleep(0.05)%' "
+                         "AND pid <> pg_backend_pid()");
+    if (active != "0") {
       exec("INSERT INTO " + b + " SELECT g FROM generate_series(6, 9) g");
-    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+      inserted = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds{25});
+    }
   }
+  REQUIRE(inserted);
   auto rc = run.wait();
   auto out = slurp(run.out);
   INFO("stdout: " << out << "\nstderr: " << slurp(run.err));
