@@ -27,6 +27,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<source_failed>("flow.source_failed");
   cfg.add_message_type<sink_write>("flow.sink_write");
   cfg.add_message_type<sink_written>("flow.sink_written");
+  cfg.add_message_type<sink_outputs>("flow.sink_outputs");
   cfg.add_message_type<sink_failed>("flow.sink_failed");
   // Containers inside the messages must be known remotely, too.
   cfg.add_message_type<std::vector<std::int64_t>>("flow.int64_vector");

@@ -3,8 +3,9 @@
 scraped while it runs and after it ended.
 
 Every scrape must pass `promtool check metrics` without a word; counters
-never go down; at the end flow_rows_written_total{table=...} equals the rows
-the program's JSON says it wrote, and the elements' counters its accounting.
+never go down; at the end flow_rows_written_total{table=...} equals, table by
+table, the rows the program's JSON says it wrote (clean, rejected, cities),
+as do /status's `outputs`, and the elements' counters its accounting.
 The database is a throwaway cluster kept by `flow-etl init --keep`, reached
 as a role with a password (given in --db): no scrape, /status or page may
 hold that password. Exits 77 (ctest: SKIPPED) when promtool is missing.
@@ -196,24 +197,33 @@ def main():
         tables = {re.search(r'table="([^"]*)"', k).group(1): v
                   for k, v in written.items() if 'table="' in k}
         # The copy_sink writes ads_clean, ads_rejects and ads_summary in one
-        # transaction and reports one count for them together: one series
-        # whose label names the three tables.
-        if len(tables) != 1:
+        # transaction and reports each table's rows: one series per table,
+        # the summary's rows (written at the commit) included.
+        want = {"ads_clean": res["clean"], "ads_rejects": res["rejected"],
+                "ads_summary": res["cities"]}
+        if len(tables) != 3:
             fail("flow_rows_written_total: %r" % written)
-        (label, rows), = tables.items()
-        for t in ("ads_clean", "ads_rejects", "ads_summary"):
-            if t not in label:
-                fail("table label %r does not name %s" % (label, t))
-        if rows != res["written"] or rows != job["written"]:
-            fail("flow_rows_written_total{table=%r} = %d, the program wrote "
-                 "%d, /status %d" % (label, rows, res["written"],
-                                    job["written"]))
+        outputs = {o["table"]: o["written"] for o in job["outputs"]}
+        for t, n in want.items():
+            label = [x for x in tables if x.split(".")[-1] == t]
+            if len(label) != 1:
+                fail("no single series for %s in %r" % (t, written))
+            if tables[label[0]] != n:
+                fail("flow_rows_written_total{table=%r} = %d, the program "
+                     "wrote %d" % (label[0], tables[label[0]], n))
+            if outputs.get(label[0]) != n:
+                fail("/status outputs %r, the program wrote %d to %s"
+                     % (outputs, n, t))
+        rows = res["written"]
+        label = ", ".join(sorted(tables))
         # Every ad is a row of ads_clean or of ads_rejects; the per-city
-        # summary rows are written at the commit, not counted as rows
-        # the sink confirmed.
-        if res["written"] != res["clean"] + res["rejected"]:
-            fail("written %d != clean %d + rejected %d"
-                 % (res["written"], res["clean"], res["rejected"]))
+        # summary rows are written at the commit, not counted in the job's
+        # `written` (rows of merged batches).
+        if res["written"] != res["clean"] + res["rejected"] \
+                or res["written"] != job["written"]:
+            fail("written %d (/status %d) != clean %d + rejected %d"
+                 % (res["written"], job["written"], res["clean"],
+                    res["rejected"]))
         emitted = sum(family(xs, "flow_elements_emitted_total").values())
         if emitted != res["emitted"] or emitted != ADS:
             fail("flow_elements_emitted_total %d, printed %d"

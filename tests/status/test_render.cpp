@@ -2,6 +2,7 @@
 // (escaping, every family once with HELP and TYPE, histograms), the /status
 // JSON and the scrubbing of secrets. No server, no actor system.
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -262,6 +263,35 @@ TEST_CASE("status json: an estimated total is flagged, its progress stays "
   doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
   CHECK(doc["jobs"][0]["sources"][0]["progress"] == 1.0);
   CHECK(doc["jobs"][0]["sources"][0]["eta_seconds"] == 0.0);
+}
+
+TEST_CASE("metrics and status: a sink with several outputs has one rows "
+          "written series and one status entry per output table",
+          "[status][metrics][outputs]") {
+  auto e = sample_entry("clean", "partition 1/1");
+  e.stats.sink = "tables public.c, public.r";
+  e.stats.written = 7;
+  e.stats.outputs = {{"public.c", 5}, {"public.\"r\"\nx", 2}};
+  auto text = flow::render_metrics({e});
+  CHECK(text.find("flow_rows_written_total{job=\"clean\",table=\"public.c\"} "
+                  "5\n")
+        != std::string::npos);
+  // Label values escape quotes and newlines.
+  CHECK(text.find("flow_rows_written_total{job=\"clean\",table=\"public."
+                  "\\\"r\\\"\\nx\"} 2\n")
+        != std::string::npos);
+  // Not also the sink's combined series.
+  CHECK(text.find("table=\"tables public.c, public.r\"") == std::string::npos);
+  auto names = type_lines(text);
+  CHECK(std::count(names.begin(), names.end(), "flow_rows_written_total")
+        == 1);
+  auto doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  auto& outs = doc["jobs"][0]["outputs"];
+  REQUIRE(outs.size() == 2);
+  CHECK(outs[0]["table"] == "public.c");
+  CHECK(outs[0]["written"] == 5);
+  CHECK(outs[1]["written"] == 2);
+  CHECK(doc["jobs"][0]["written"] == 7);
 }
 
 TEST_CASE("metrics: rows written are labelled by output table, the estimate "

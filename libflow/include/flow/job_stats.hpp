@@ -120,6 +120,10 @@ struct job_stats {
   std::uint64_t written = 0;
   /// The sink's name (its output table, as in logs); empty without a sink.
   std::string sink;
+  /// Per output of a sink with several (for example `pg::copy_sink`'s
+  /// tables): its name and the rows written to it so far, rows written at
+  /// the commit included. Empty for a sink with one output (`written`).
+  std::vector<std::pair<std::string, std::uint64_t>> outputs;
   /// Rejected elements per reason, ordered by reason.
   std::vector<std::pair<std::string, std::uint64_t>> rejections;
   /// Batch reduce time (dispatch to merge): counts per bucket, not

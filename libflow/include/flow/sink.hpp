@@ -26,6 +26,14 @@ struct batch_info {
   std::uint64_t size = 0;
 };
 
+/// Rows written to one output of a sink.
+struct output_rows {
+  /// The output's name (a table, as in logs).
+  std::string name;
+  /// Rows written to it so far.
+  std::uint64_t rows = 0;
+};
+
 /// The interface of a sink of rows of type O. The job's sink actor owns it
 /// and calls it from one thread: `write` once per merged batch that emitted
 /// rows, then `commit` once after every batch is written, or `abort` when the
@@ -90,6 +98,17 @@ public:
 
   /// Names the sink for logs and error messages.
   virtual std::string name() const = 0;
+
+  /// For a sink with several outputs (tables, files): each output's name and
+  /// the rows written to it so far by this sink, batches' rows, dead
+  /// letters and rows written at `commit` alike. Called on the sink's
+  /// thread after every write and after the commit; the job's statistics
+  /// (and the `flow_rows_written_total` metric) then count per output.
+  /// Default: empty (one output, named by `name()`, counted by the rows
+  /// the reducers emitted).
+  virtual std::vector<output_rows> outputs_written() const {
+    return {};
+  }
 };
 
 /// An owned sink of rows of type O.

@@ -166,6 +166,7 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   xs->keys = st.aggregates.size();
   xs->written = st.written;
   xs->sink = st.sink_name;
+  xs->outputs = st.outputs;
   xs->rejections.assign(st.reasons.begin(), st.reasons.end());
   xs->reduce_counts.assign(st.reduce_counts.begin(), st.reduce_counts.end());
   xs->reduce_seconds = st.reduce_seconds;
@@ -755,6 +756,16 @@ void on_sink_written(manager_actor_t* self, const sink_written& w) {
   check_complete(self);
 }
 
+/// The sink's rows per output (cumulative): replaces the last report.
+void on_sink_outputs(manager_actor_t* self, sink_outputs& o) {
+  auto& st = self->state;
+  if (o.names.size() != o.rows.size())
+    return;
+  st.outputs.clear();
+  for (std::size_t i = 0; i < o.names.size(); ++i)
+    st.outputs.emplace_back(std::move(o.names[i]), o.rows[i]);
+}
+
 /// The sink failed: the job fails with its error.
 void on_sink_failed(manager_actor_t* self, sink_failed& f) {
   if (!self->state.finished)
@@ -1018,6 +1029,7 @@ caf::behavior manager_actor(manager_actor_t* self,
     [=](batch& b) { on_batch(self, b); },
     [=](partial_msg& p) { on_partial(self, p); },
     [=](const sink_written& w) { on_sink_written(self, w); },
+    [=](sink_outputs& o) { on_sink_outputs(self, o); },
     [=](sink_failed& f) { on_sink_failed(self, f); },
     [=](committed_atom) { on_committed(self); },
     [=](const source_done& d) { on_source_done(self, d); },

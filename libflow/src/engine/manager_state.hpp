@@ -156,6 +156,8 @@ struct manager_state {
   /// returns only then, so unwritten rows stay bounded too.
   std::unordered_map<batch_id, bool, batch_id_hash> unwritten;
   std::uint64_t written = 0;
+  /// Rows per output of a sink with several (its last report).
+  std::vector<std::pair<std::string, std::uint64_t>> outputs;
   bool committing = false;
   bool committed = false;
   // -- statistics (flow/job_stats.hpp), published by publish_stats --

@@ -56,6 +56,21 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
   } catch (...) {
     fail("unknown exception");
   }
+  // A sink with several outputs reports each one's rows after every write
+  // and after the commit (before committed_atom, so the job's final
+  // statistics include the rows written at the commit).
+  auto report_outputs = [=] {
+    auto outs = snk->outputs_written();
+    if (outs.empty())
+      return;
+    sink_outputs msg;
+    for (auto& o : outs) {
+      msg.names.push_back(std::move(o.name));
+      msg.rows.push_back(o.rows);
+    }
+    self->send(manager, std::move(msg));
+  };
+  report_outputs();
   return {
     [=](sink_write& w) {
       // Batches already on their way when the sink failed: the manager
@@ -75,6 +90,7 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
         fail("unknown exception");
         return;
       }
+      report_outputs();
       self->send(manager, sink_written{w.source, w.seq, w.row_count});
     },
     [=](commit_atom, const job_result& res) {
@@ -90,6 +106,7 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
         return;
       }
       self->state.committed = true;
+      report_outputs();
       self->send(manager, committed_atom::value);
     },
     [=](quit_atom) { self->quit(); },

@@ -297,6 +297,8 @@ struct copy_sink::impl {
   /// Per table: the COPY data of the batch being written, and its rows.
   std::vector<std::string> buffers;
   std::vector<std::size_t> counts;
+  /// Per table: rows this sink has written so far (outputs_written).
+  std::vector<std::uint64_t> table_rows;
   double write_seconds = 0;
   // -- checkpoint mode --
   bool resumable = false;
@@ -425,6 +427,7 @@ struct copy_sink::impl {
       if (tables[i].format == copy_format::binary)
         put_big_endian(buffers[i], std::int16_t{-1}); // the trailer
       db->copy_in(staging[i].quoted(), buffers[i], tables[i].format);
+      table_rows[i] += counts[i];
     }
   }
 };
@@ -440,6 +443,7 @@ copy_sink::copy_sink(std::string conninfo, std::vector<output_table> tables,
   }
   impl_->conninfo = std::move(conninfo);
   impl_->tables = std::move(tables);
+  impl_->table_rows.assign(impl_->tables.size(), 0);
   impl_->final_rows = std::move(final_rows);
   impl_->before_commit = std::move(before_commit);
 }
@@ -579,8 +583,13 @@ void copy_sink::commit(const job_result& result) {
   if (st.final_rows)
     st.flush(st.final_rows(result));
   for (auto& [i, staged] : st.adopted) {
-    st.db->exec("INSERT INTO " + st.staging[i].quoted() + " SELECT * FROM "
-                + staged.quoted());
+    // Counted as this sink's rows of table i: the job wrote them through
+    // another process, and they become visible at this commit.
+    auto moved = st.db->scalar("WITH moved AS (INSERT INTO "
+                               + st.staging[i].quoted() + " SELECT * FROM "
+                               + staged.quoted()
+                               + " RETURNING 1) SELECT count(*) FROM moved");
+    st.table_rows[i] += std::stoull(moved);
     st.db->exec("DROP TABLE " + staged.quoted());
   }
   for (std::size_t i = 0; i < st.tables.size(); ++i)
@@ -638,6 +647,14 @@ std::string copy_sink::name() const {
       result += ", ";
     result += impl_->tables[i].target.display();
   }
+  return result;
+}
+
+std::vector<output_rows> copy_sink::outputs_written() const {
+  std::vector<output_rows> result;
+  for (std::size_t i = 0; i < impl_->tables.size(); ++i)
+    result.push_back({impl_->tables[i].target.display(),
+                      impl_->table_rows[i]});
   return result;
 }
 

@@ -261,12 +261,20 @@ void per_job(prometheus_writer& w, const std::vector<status_entry>& jobs,
     w.sample({{"job", scrub_secrets(j.name)}}, value(j.stats));
 }
 
-/// Rows written, labelled by the output table (the sink's name) when the job
-/// has a sink.
+/// Rows written, labelled by the output table: one series per output of a
+/// sink with several, else one labelled by the sink's name when the job has
+/// a sink.
 void rows_written(prometheus_writer& w, const std::vector<status_entry>& jobs) {
   w.family("flow_rows_written_total", "counter",
            "Rows the sink confirmed written, per output table.");
   for (auto& j : jobs) {
+    if (!j.stats.outputs.empty()) {
+      for (auto& [name, rows] : j.stats.outputs)
+        w.sample({{"job", scrub_secrets(j.name)},
+                  {"table", scrub_secrets(name)}},
+                 num(rows));
+      continue;
+    }
     labels ls{{"job", scrub_secrets(j.name)}};
     if (!j.stats.sink.empty())
       ls.push_back({"table", scrub_secrets(j.stats.sink)});

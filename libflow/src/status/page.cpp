@@ -146,7 +146,11 @@ function flowDrawing(j) {
     fmt(j.batches.retried) + " retried, " + fmt(j.batches.redispatched) + " re-dispatched"));
   mgr.appendChild(m);
   var snk = el("div", {"class": "col"});
-  snk.appendChild(el("div", {"class": "box"}, "sink: " + fmt(j.written) + " rows written"));
+  var sb = el("div", {"class": "box"}, "sink: " + fmt(j.written) + " rows written");
+  (j.outputs || []).forEach(function (o) {
+    sb.appendChild(el("div", {"class": "mute num"}, o.table + ": " + fmt(o.written) + " rows"));
+  });
+  snk.appendChild(sb);
   [srcs, el("div", {"class": "arrow"}, "\u2192"), reds, el("div", {"class": "arrow"}, "\u2192"), mgr,
    el("div", {"class": "arrow"}, "\u2192"), snk].forEach(function (x) { f.appendChild(x); });
 }

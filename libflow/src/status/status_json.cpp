@@ -426,6 +426,14 @@ void job_json(json_out& j, const status_entry& e) {
   j.key("keys").num(s.keys);
   j.key("written").num(s.written);
   j.key("sink").str(s.sink);
+  j.key("outputs").raw("[");
+  for (auto& [name, rows] : s.outputs) {
+    j.item().raw("{");
+    j.key("table").str(name);
+    j.key("written").num(rows);
+    j.raw("}");
+  }
+  j.raw("]");
   j.key("rejections").raw("[");
   for (auto& [reason, n] : s.rejections) {
     j.item().raw("{");

@@ -336,6 +336,7 @@ public:
   virtual void abort() noexcept = 0;
   virtual bool blocking() const = 0;
   virtual std::string name() const = 0;
+  virtual std::vector<output_rows> outputs_written() const = 0;
   /// typeid(O).
   virtual const std::type_info& row_type() const noexcept = 0;
 };
@@ -380,6 +381,10 @@ public:
 
   std::string name() const override {
     return snk_->name();
+  }
+
+  std::vector<output_rows> outputs_written() const override {
+    return snk_->outputs_written();
   }
 
   const std::type_info& row_type() const noexcept override {

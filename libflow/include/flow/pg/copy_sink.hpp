@@ -203,6 +203,12 @@ public:
   /// Names the targets.
   std::string name() const override;
 
+  /// Each target (by its display name) and the rows this sink has COPYed
+  /// into its staging table so far: the batches' rows, dead letters, the
+  /// final rows at commit and adopted tables' rows (not the rows an
+  /// interrupted run committed before a resume).
+  std::vector<output_rows> outputs_written() const override;
+
   /// Seconds spent in write() so far.
   double write_seconds() const noexcept;
 

@@ -334,6 +334,18 @@ typename Inspector::result_type inspect(Inspector& f, sink_written& x) {
            x.row_count);
 }
 
+/// sink -> manager: the rows written so far to each output of a sink with
+/// several (cumulative, so a later message replaces an earlier one).
+struct sink_outputs {
+  std::vector<std::string> names;
+  std::vector<std::uint64_t> rows;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sink_outputs& x) {
+  return f(caf::meta::type_name("flow.sink_outputs"), x.names, x.rows);
+}
+
 /// sink -> manager: writing or committing failed.
 struct sink_failed {
   caf::error reason;
