@@ -25,6 +25,7 @@
 #include "flow/logging.hpp"
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
+#include "flow/pg/ownership.hpp"
 #include "flow/pg/read.hpp"
 #include "flow/net/net.hpp"
 
@@ -196,6 +197,19 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   auto tag = staging_tag(read->snapshot_id());
   if (auto err = create_staging_schema(cfg.conninfo))
     return err;
+  // This run owns its staged tables while it holds their lock (until it
+  // returns); what killed managers left behind is dropped first.
+  auto owner = pg::owner_lock::try_acquire(cfg.conninfo, tag.substr(1),
+                                           "the staging tables "
+                                             + std::string{staging_schema}
+                                             + "." + tag + "_p*");
+  if (!owner)
+    return std::move(owner.error());
+  if (auto gone = pg::drop_orphans(cfg.conninfo, false, {staging_schema});
+      gone && !gone->empty())
+    logger()->warn("clean: dropped {} staging tables in {} that killed runs "
+                   "left behind",
+                   gone->size(), staging_schema);
   auto tables = output_tables(cfg);
   auto summary_keys = std::make_shared<std::size_t>(0);
   auto summary = [summary_keys](const job_result& res) {

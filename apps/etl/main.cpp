@@ -21,6 +21,7 @@
 #include "etl/aggregate.hpp"
 #include "etl/clean.hpp"
 #include "etl/command.hpp"
+#include "etl/gc.hpp"
 #include "etl/init.hpp"
 #include "etl/run.hpp"
 #include "etl/sum.hpp"
@@ -52,6 +53,8 @@ const char* overview
     "  run     the aggregate jobs of a TOML job file (GROUP BY any columns of\n"
     "          your own tables), in order, optionally committed all at once;\n"
     "          run --check FILE checks the file against the database\n"
+    "  gc      list and drop the staging tables and checkpoints killed runs\n"
+    "          left in flow_resume and flow_dist (never a live run's)\n"
     "\n"
     "The database: --db URI|CONNINFO, else libpq's environment (PGHOST,\n"
     "PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ~/.pgpass). With\n"
@@ -66,7 +69,8 @@ const char* overview
 int run(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << overview;
-    throw usage_error("missing command (init, sum, clean, aggregate or run)");
+    throw usage_error(
+      "missing command (init, sum, clean, aggregate, run or gc)");
   }
   std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
@@ -83,8 +87,10 @@ int run(int argc, char** argv) {
     return cmd_aggregate(argc - 1, argv + 1);
   if (cmd == "run")
     return cmd_run(argc - 1, argv + 1);
+  if (cmd == "gc")
+    return cmd_gc(argc - 1, argv + 1);
   throw usage_error("unknown command " + quote_token(cmd)
-                    + " (init, sum, clean, aggregate or run; see --help)");
+                    + " (init, sum, clean, aggregate, run or gc; see --help)");
 }
 
 } // namespace

@@ -331,12 +331,21 @@ TEST_CASE("net: flow-etl --listen with no worker node reads the partitions "
           "itself",
           "[net][pg]") {
   auto schema = init_schema("netalone", "5000", "3000");
+  // What a killed manager's nodes left: dropped when the next distributed
+  // clean starts (no live run holds its lock).
+  exec("CREATE SCHEMA IF NOT EXISTS flow_dist");
+  exec("CREATE TABLE flow_dist.d00000000000000f7_p0_c (x int)");
   auto r = run_program(etl, with({"clean", "--db", conninfo(), "--schema",
                                   schema, "--partitions", "2", "--json",
                                   "--listen", "127.0.0.1:0"},
                                  the_certs().tls("manager")));
   INFO(r.err);
   CHECK(r.rc == 0);
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+               "'flow_dist' AND tablename = 'd00000000000000f7_p0_c'")
+        == "0");
+  CHECK(r.err.find("staging tables in flow_dist that killed runs left")
+        != std::string::npos);
   CHECK(json_field(r.out, "ok") == "true");
   CHECK(json_field(r.out, "node_tasks") == "0");
   CHECK(json_field(r.out, "local_tasks") == "2");

@@ -1,4 +1,5 @@
 #include "flow/pg/copy_sink.hpp"
+#include "flow/pg/ownership.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -348,6 +349,16 @@ struct copy_sink::impl {
     db = std::make_unique<session>(conninfo);
     auto current = db->scalar("SELECT current_schema()");
     auto prefix = resume_prefix(tables.front().target, current);
+    // Ownership: this session holds the job's advisory lock until it ends,
+    // so another run of the same job (or `flow-etl gc`) leaves these tables
+    // alone while this one is live, and finds them orphaned once it is not.
+    if (db->scalar("SELECT pg_try_advisory_lock("
+                   + std::to_string(owner_lock_key(prefix.substr(4))) + ")")
+        != "t")
+      throw std::runtime_error("another run of this job is in progress (it "
+                               "holds its resume state in "
+                               + std::string{resume_schema} + "." + prefix
+                               + "_*); wait for it to end");
     staging.clear();
     for (std::size_t i = 0; i < tables.size(); ++i)
       staging.push_back({resume_schema, prefix + "_" + std::to_string(i)});

@@ -8,6 +8,7 @@
 #include "flow/pg/connection.hpp"
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
+#include "flow/pg/ownership.hpp"
 #include "flow/pg/read.hpp"
 #include "flow/pg/row.hpp"
 #include "flow/pg/sink.hpp"
