@@ -7,15 +7,20 @@
 //   from_random(list k) ─┘           (key = list size)        {size: sum}
 //
 // Compared with a sequential C++ loop over the same data. With --input it
-// computes a grouped sum of `key value` lines instead.
+// computes a grouped sum of `key value` lines instead; with --keys and
+// --elements, a grouped sum of keyed data one generator makes from the
+// element's index (flow::from_keyed_random), for benchmarks and checks at any
+// size (--summary: one line with a checksum instead of a line per key).
 
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <optional>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <thread>
+#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 
@@ -562,6 +567,267 @@ int run_agg_input(caf::actor_system& sys, const std::string& path,
   return rc;
 }
 
+// -- --keys: generated keyed data ----------------------------------------------
+
+/// What --keys, --elements, --seed, --summary and --no-verify ask for.
+struct keys_spec {
+  std::uint64_t keys = 1;
+  std::uint64_t elements = 0;
+  std::uint64_t seed = 42;
+  bool summary = false;
+  bool verify = true;
+};
+
+/// The value range of the generated data: randint(0, 10000), as the sets.
+constexpr std::uint64_t keys_values = 10001;
+
+/// The sequential reference for --keys: the formula written out in a
+/// plain loop into a hash map. It does not call the library's source, so a
+/// fault in either shows as a mismatch.
+std::unordered_map<std::int64_t, aggregate>
+keys_reference(const keys_spec& spec, const keyed_aggs* aggs) {
+  std::unordered_map<std::int64_t, aggregate> ref;
+  ref.reserve(static_cast<std::size_t>(std::min(spec.keys, spec.elements)));
+  for (std::uint64_t i = 0; i < spec.elements; ++i) {
+    std::uint64_t z = spec.seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    auto& row = ref[static_cast<std::int64_t>(z % spec.keys)];
+    auto value = static_cast<std::int64_t>((z >> 32) % keys_values);
+    if (aggs)
+      aggs->add(row, value);
+    else
+      row.add(value);
+  }
+  return ref;
+}
+
+/// libflow's own accounting, all that --no-verify checks: the job completed,
+/// every one of the N elements emitted was aggregated or rejected, none was
+/// dead-lettered, and the keys' counts add up to the elements aggregated.
+bool keys_accounted(const job_result& res, std::uint64_t elements) {
+  std::uint64_t counted = 0;
+  for (auto& k : res.keys)
+    counted += k.agg.count;
+  return res.final && res.balanced() && res.dead_lettered == 0
+         && res.emitted == elements && counted == res.aggregated;
+}
+
+/// The summary's checksum: over keys, (key * 1000003 + (sum mod 2^64)) mod
+/// 2^64, added mod 2^64 (unsigned arithmetic wraps exactly so).
+std::uint64_t keys_checksum(const job_result& res) {
+  std::uint64_t checksum = 0;
+  for (auto& k : res.keys)
+    checksum += static_cast<std::uint64_t>(k.key.as_int()) * 1000003u
+                + static_cast<std::uint64_t>(k.agg.sum);
+  return checksum;
+}
+
+/// The pipeline of a --keys job: one generator of keyed integers, reduced by
+/// the plain keyed sum or by the --agg columns.
+pipeline<keyed_value> keys_pipeline(const keys_spec& spec, const options& opts,
+                                    const cluster& nodes,
+                                    const keyed_aggs* aggs) {
+  pipeline<keyed_value> p;
+  p.add(from_keyed_random(spec.elements, spec.keys, spec.seed, keys_values));
+  auto value_of = [](const keyed_value& x) { return x.value; };
+  if (aggs) {
+    p.reduce(with_test_hooks<keyed_value>(aggs->int_reducer(), value_of))
+      .with(opts);
+    p.aggregate_with(aggs->columns());
+    nodes.prepare(p, aggs->reducer_name(false).c_str());
+  } else {
+    p.reduce(with_test_hooks<keyed_value>(sum_by_key(), value_of)).with(opts);
+    nodes.prepare(p, "sum_by_key");
+  }
+  return p;
+}
+
+/// Prints the --summary line: a JSON object, or `name value` pairs.
+void print_keys_summary(const job_result& res, std::uint64_t checksum,
+                        double flow_s, double sequential_s, bool verified,
+                        bool ok, bool json) {
+  if (json) {
+    json_object obj;
+    obj.add("keys", static_cast<std::uint64_t>(res.keys.size()))
+      .add("elements", res.aggregated)
+      .add("checksum", checksum)
+      .add("libflow_s", flow_s)
+      .add("sequential_s", sequential_s)
+      .add("batches", res.batches)
+      .add("remote_batches", res.remote_batches)
+      .add("verified", verified);
+    if (res.partial)
+      obj.add("partial", true);
+    obj.add("ok", ok);
+    std::cout << obj.str() << '\n';
+    std::cout.flush();
+    return;
+  }
+  std::printf("keys %llu elements %llu checksum %llu libflow_s %.6f "
+              "sequential_s %.6f batches %llu verified %s ok %s%s\n",
+              static_cast<unsigned long long>(res.keys.size()),
+              static_cast<unsigned long long>(res.aggregated),
+              static_cast<unsigned long long>(checksum), flow_s,
+              sequential_s, static_cast<unsigned long long>(res.batches),
+              verified ? "yes" : "no", ok ? "yes" : "NO",
+              res.partial ? " (PARTIAL: stopped by a signal)" : "");
+  std::fflush(stdout);
+}
+
+/// --keys with --summary: the job, the reference in a hash map (unless
+/// --no-verify), then one line.
+int run_keys_summary(caf::actor_system& sys, const keys_spec& spec,
+                     const options& opts, bool json, dead_letter_file& dead,
+                     const cluster& nodes, const keyed_aggs* aggs) {
+  auto p = keys_pipeline(spec, opts, nodes, aggs);
+  nodes.wait_for_workers(prog);
+  stopwatch sw;
+  auto started = p.start(sys);
+  if (started)
+    nodes.attach(*started);
+  auto res = runner.wait(started, spec.elements, "keys");
+  auto flow_s = sw.seconds();
+  if (!res)
+    return runner.job_error(res.error());
+  report_dead_letters(prog, *res, dead.path());
+  if (job_runner::stopped(*res)) {
+    if (res->partial)
+      print_keys_summary(*res, keys_checksum(*res), flow_s, 0, false, false,
+                         json);
+    runner.exit_stopped(*res, dead);
+  }
+  bool ok = keys_accounted(*res, spec.elements);
+  double sequential_s = 0;
+  if (spec.verify) {
+    std::unordered_map<std::int64_t, aggregate> ref;
+    sequential_s = time_seconds([&] { ref = keys_reference(spec, aggs); });
+    ok = ok && res->aggregated == spec.elements
+         && res->keys.size() == ref.size();
+    std::string why;
+    for (std::size_t i = 0; ok && i < res->keys.size(); ++i) {
+      auto& k = res->keys[i];
+      auto found = ref.find(k.key.as_int());
+      ok = k.key.is_int() && found != ref.end()
+           && (aggs ? aggs->same(k.agg, found->second, why)
+                    : k.agg.sum == found->second.sum
+                        && k.agg.count == found->second.count
+                        && k.agg.min == found->second.min
+                        && k.agg.max == found->second.max);
+    }
+  }
+  print_keys_summary(*res, keys_checksum(*res), flow_s, sequential_s,
+                     spec.verify, ok, json);
+  dead.close();
+  if (res->dead_lettered > 0)
+    return exit_dead_letters;
+  return ok ? exit_ok : exit_mismatch;
+}
+
+/// --keys with chosen aggregates, a line per key as --agg prints them.
+int run_keys_aggs(caf::actor_system& sys, const keys_spec& spec,
+                  const options& opts, bool json, dead_letter_file& dead,
+                  const cluster& nodes, const keyed_aggs& aggs) {
+  agg_outcome out;
+  out.name = "keys";
+  auto p = keys_pipeline(spec, opts, nodes, &aggs);
+  auto reference = [&] {
+    if (spec.verify) {
+      for (auto& [k, row] : keys_reference(spec, &aggs))
+        out.ref.emplace(flow::key{k}, std::move(row));
+      return;
+    }
+    // Without the reference each row is compared with itself: what remains
+    // is the accounting (emitted, aggregated, keys' counts).
+    for (auto& k : out.res.keys)
+      out.ref.emplace(k.key, k.agg);
+  };
+  auto rc = run_agg_job(sys, p, out, aggs, false, spec.elements, json, false,
+                        dead, nodes, reference);
+  dead.close();
+  if (rc == exit_ok && !keys_accounted(out.res, spec.elements))
+    rc = exit_mismatch;
+  return rc;
+}
+
+/// --keys: a line per key as the sets print them, verified against the
+/// sequential reference (or, with --no-verify, the accounting only).
+int run_keys(caf::actor_system& sys, const keys_spec& spec,
+             const options& opts, bool json, dead_letter_file& dead,
+             const cluster& nodes, const keyed_aggs* aggs) {
+  if (spec.summary)
+    return run_keys_summary(sys, spec, opts, json, dead, nodes, aggs);
+  if (aggs)
+    return run_keys_aggs(sys, spec, opts, json, dead, nodes, *aggs);
+  set_outcome out;
+  out.name = "keys";
+  auto p = keys_pipeline(spec, opts, nodes, nullptr);
+  nodes.wait_for_workers(prog);
+  stopwatch sw;
+  auto started = p.start(sys);
+  if (started)
+    nodes.attach(*started);
+  auto res = runner.wait(started, spec.elements, out.name);
+  out.flow_s = sw.seconds();
+  if (!res)
+    return runner.job_error(res.error());
+  out.res = std::move(*res);
+  if (out.res.partial)
+    after_job(out, json, false, dead);
+  if (spec.verify) {
+    out.sequential_s = time_seconds([&] {
+      for (auto& [k, row] : keys_reference(spec, nullptr))
+        out.ref[flow::key{k}].agg = std::move(row);
+    });
+  } else {
+    // As in run_keys_aggs: each key against itself, the accounting remains.
+    for (auto& k : out.res.keys)
+      out.ref[k.key].agg = k.agg;
+  }
+  bool ok = verify(out, false) && keys_accounted(out.res, spec.elements);
+  if (json)
+    print_json(out, false, false);
+  else
+    print_set(out, false);
+  after_job(out, json, false, dead);
+  dead.close();
+  if (out.res.dead_lettered > 0)
+    return exit_dead_letters;
+  return ok ? exit_ok : exit_mismatch;
+}
+
+/// Reads --keys, --elements, --seed, --summary and --no-verify; throws
+/// usage_error when they are combined wrongly.
+std::optional<keys_spec> read_keys(const arg_parser& args) {
+  bool keys = args.given("keys");
+  bool elements = args.given("elements");
+  if (!keys && !elements) {
+    if (args.is_set("summary") || args.is_set("no-verify"))
+      throw usage_error(std::string{"--"}
+                        + (args.is_set("summary") ? "summary" : "no-verify")
+                        + " needs --keys and --elements");
+    return std::nullopt;
+  }
+  if (keys != elements)
+    throw usage_error(keys ? "--keys needs --elements"
+                           : "--elements needs --keys");
+  if (args.given("preset") || args.given("sizes") || args.given("input"))
+    throw usage_error("--keys and --elements exclude --preset, --sizes and "
+                      "--input");
+  keys_spec spec;
+  spec.keys = args.get_uint(
+    "keys", 1,
+    static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+  spec.elements = args.get_uint(
+    "elements", 0,
+    static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+  spec.seed = args.get_uint("seed");
+  spec.summary = args.is_set("summary");
+  spec.verify = !args.is_set("no-verify");
+  return spec;
+}
+
 /// The sets of lists to run: --sizes, or the --preset's.
 std::vector<std::pair<std::string, std::vector<std::uint64_t>>>
 read_sets(const arg_parser& args) {
@@ -592,9 +858,27 @@ void declare_options(arg_parser& args) {
              "5,50,...,10^8; 2: 7 x 10^7; 3: 8 x 10^4)",
              "all");
   args.value("sizes", "LIST", "comma-separated list sizes (one set)");
-  args.value("seed", "N", "seed of the random data", "42");
+  args.value("seed", "N", "seed of the random data (sets and --keys)", "42");
   args.value("input", "PATH",
              "grouped sum of 'key value' lines from PATH ('-' reads stdin)");
+  args.value("keys", "K",
+             "generate keyed data in process instead of lists: K keys "
+             "(1 or more), with --elements; element i is z = SplitMix64's "
+             "i-th output for --seed, key z mod K, value (z >> 32) mod 10001");
+  args.value("elements", "N",
+             "with --keys: the number of elements (0 or more), made batch by "
+             "batch from their index (the same data for any --batch and "
+             "--reducers; never held in memory at once)");
+  args.flag("summary",
+            "with --keys: one line (one JSON object with --json) instead of "
+            "a line per key: keys (distinct keys seen), elements, checksum "
+            "(the sum over keys of key*1000003 + sum, mod 2^64, unsigned), "
+            "libflow_s and ok");
+  args.flag("no-verify",
+            "with --keys: skip the sequential reference (a hash map of every "
+            "key), so that memory measures libflow alone; ok then checks "
+            "only libflow's accounting (all N elements emitted, each "
+            "aggregated or rejected, none dead-lettered)");
   args.flag("json", "print one JSON object per key instead of a table");
   args.value("values", "TYPE",
              "with --input: read values as int (int64), double (decimal or "
@@ -665,7 +949,10 @@ int run(int argc, char** argv) {
       throw usage_error("--reducer spin and --agg exclude each other");
     aggs.emplace(values, agg_names);
   }
-  auto sets = read_sets(args);
+  auto keys = read_keys(args);
+  if (keys && ctx.spin)
+    throw usage_error("--reducer spin and --keys exclude each other");
+  auto sets = keys ? decltype(read_sets(args)){} : read_sets(args);
   auto& nodes = ctx.nodes;
   runtime rt{[&](caf::actor_system_config& cfg) { nodes.configure(cfg); }};
   auto& sys = rt.system();
@@ -673,6 +960,9 @@ int run(int argc, char** argv) {
   if (opts.reducers == 0)
     opts.reducers = flow::default_reducers();
   auto body = [&] {
+    if (keys)
+      return run_keys(sys, *keys, opts, json, dead, nodes,
+                      aggs ? &*aggs : nullptr);
     if (args.given("input") && aggs)
       return run_agg_input(sys, args.get("input"), opts, json, dead, nodes,
                            *aggs);

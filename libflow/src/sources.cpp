@@ -174,6 +174,49 @@ private:
   std::uint64_t pos_ = 0;
 };
 
+/// Keyed integers made from their index (see from_keyed_random). Keyed
+/// values hold a flow::key, which is not trivially copyable, so they cannot
+/// travel as recipes: the generator makes each batch as it sends it.
+class keyed_random_source final : public source_impl<keyed_value> {
+public:
+  keyed_random_source(std::uint64_t n, std::uint64_t keys, std::uint64_t seed,
+                      std::uint64_t values)
+    : n_(n), keys_(keys), seed_(seed), values_(values) {
+    // nop
+  }
+
+  slice<keyed_value> next(std::size_t max) override {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max, n_ - pos_));
+    std::vector<keyed_value> xs(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      auto z = mix64(seed_ + (pos_ + k + 1) * 0x9e3779b97f4a7c15ULL);
+      xs[k].key = flow::key{static_cast<std::int64_t>(z % keys_)};
+      xs[k].value = static_cast<std::int64_t>((z >> 32) % values_);
+    }
+    pos_ += n;
+    return slice<keyed_value>::owning(std::move(xs));
+  }
+
+  bool exhausted() const override {
+    return pos_ == n_;
+  }
+
+  std::optional<std::uint64_t> size_hint() const override {
+    return n_;
+  }
+
+  std::string name() const override {
+    return "keyed random";
+  }
+
+private:
+  std::uint64_t n_;
+  std::uint64_t keys_;
+  std::uint64_t seed_;
+  std::uint64_t values_;
+  std::uint64_t pos_ = 0;
+};
+
 } // namespace
 
 source<std::int64_t> from_range(std::int64_t first, std::int64_t last,
@@ -188,6 +231,21 @@ source<std::int64_t> from_random(std::uint64_t n, std::uint64_t seed,
   if (lo > hi)
     throw std::invalid_argument("flow::from_random: lo > hi");
   return std::make_unique<random_source>(n, seed, lo, hi);
+}
+
+source<keyed_value> from_keyed_random(std::uint64_t n, std::uint64_t keys,
+                                      std::uint64_t seed,
+                                      std::uint64_t values) {
+  // Keys must be int64 keys; values at most 2^32 because z >> 32 has 32 bits.
+  if (keys == 0
+      || keys > static_cast<std::uint64_t>(
+           std::numeric_limits<std::int64_t>::max()))
+    throw std::invalid_argument(
+      "flow::from_keyed_random: keys must be in 1..INT64_MAX");
+  if (values == 0 || values > (std::uint64_t{1} << 32))
+    throw std::invalid_argument(
+      "flow::from_keyed_random: values must be in 1..2^32");
+  return std::make_unique<keyed_random_source>(n, keys, seed, values);
 }
 
 // -- text input ---------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -235,4 +237,241 @@ TEST_CASE("flow-keyed: a 10 MB key keeps memory bounded", "[apps][flow-keyed]") 
   INFO("peak RSS " << res.max_rss_kib << " KiB");
   CHECK(res.rc == 2);
   CHECK(res.max_rss_kib < 64 * 1024);
+}
+
+// -- --keys: generated keyed data -------------------------------------------------
+
+namespace {
+
+/// Sum, count, min and max of one key, computed here.
+struct key_ref {
+  flow::int128 sum = 0;
+  std::uint64_t count = 0;
+  std::int64_t min = INT64_MAX;
+  std::int64_t max = INT64_MIN;
+};
+
+/// Issue 17's formula, written out independently of the program: element i
+/// is z = seed + (i + 1) * 0x9E3779B97F4A7C15 mixed as SplitMix64 does; key
+/// z mod K, value (z >> 32) mod 10001.
+std::map<std::int64_t, key_ref> keys_reference(std::uint64_t keys,
+                                               std::uint64_t elements,
+                                               std::uint64_t seed) {
+  std::map<std::int64_t, key_ref> ref;
+  for (std::uint64_t i = 0; i < elements; ++i) {
+    std::uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    auto& r = ref[static_cast<std::int64_t>(z % keys)];
+    auto v = static_cast<std::int64_t>((z >> 32) % 10001);
+    r.sum += v;
+    ++r.count;
+    r.min = std::min(r.min, v);
+    r.max = std::max(r.max, v);
+  }
+  return ref;
+}
+
+/// The summary's checksum of a reference: over keys, (key * 1000003 + (sum
+/// mod 2^64)) mod 2^64, added mod 2^64.
+std::string checksum_of(const std::map<std::int64_t, key_ref>& ref) {
+  std::uint64_t c = 0;
+  for (auto& [k, r] : ref)
+    c += static_cast<std::uint64_t>(k) * 1000003u
+         + static_cast<std::uint64_t>(r.sum);
+  return std::to_string(c);
+}
+
+/// Runs flow-keyed with `args` and returns its one summary line (checked to
+/// be the only line, exit code 0).
+std::string summary_line(const std::vector<std::string>& args) {
+  auto res = run_program(prog, args);
+  INFO("args: " << [&] {
+    std::string s;
+    for (auto& a : args)
+      s += a + " ";
+    return s;
+  }() << "stderr: " << res.err);
+  CHECK(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 1);
+  return lines[0];
+}
+
+} // namespace
+
+TEST_CASE("flow-keyed: --keys --summary gives the checksum of issue 17's "
+          "formula computed independently",
+          "[apps][flow-keyed][keys]") {
+  for (std::uint64_t seed : {42u, 5u}) {
+    INFO("seed " << seed);
+    auto ref = keys_reference(7, 1000, seed);
+    std::vector<std::string> args{"--keys", "7", "--elements", "1000",
+                                  "--summary", "--json"};
+    if (seed != 42) // 42 is the default seed
+      args.insert(args.end(), {"--seed", std::to_string(seed)});
+    auto line = summary_line(args);
+    INFO("line: " << line);
+    CHECK(json_field(line, "checksum") == checksum_of(ref));
+    CHECK(json_field(line, "keys") == std::to_string(ref.size()));
+    CHECK(json_field(line, "elements") == "1000");
+    CHECK(json_field(line, "verified") == "true");
+    CHECK(json_field(line, "ok") == "true");
+    CHECK(!json_field(line, "libflow_s").empty());
+  }
+  // The two seeds give different data, so the check above can tell them apart.
+  CHECK(checksum_of(keys_reference(7, 1000, 42))
+        != checksum_of(keys_reference(7, 1000, 5)));
+}
+
+TEST_CASE("flow-keyed: --keys gives the same summary for any --reducers and "
+          "--batch",
+          "[apps][flow-keyed][keys]") {
+  auto expected = checksum_of(keys_reference(13, 3000, 9));
+  for (auto reducers : {"1", "2", "5"}) {
+    for (auto batch : {"1", "7", "4096"}) {
+      INFO("--reducers " << reducers << " --batch " << batch);
+      auto line = summary_line({"--keys", "13", "--elements", "3000", "--seed",
+                                "9", "--reducers", reducers, "--batch", batch,
+                                "--summary", "--json"});
+      INFO("line: " << line);
+      CHECK(json_field(line, "checksum") == expected);
+      CHECK(json_field(line, "keys") == "13");
+      CHECK(json_field(line, "elements") == "3000");
+      CHECK(json_field(line, "ok") == "true");
+    }
+  }
+}
+
+TEST_CASE("flow-keyed: --keys 3 --elements 20 prints the formula's sums per "
+          "key, as JSON and as a table",
+          "[apps][flow-keyed][keys]") {
+  auto ref = keys_reference(3, 20, 42);
+  REQUIRE(ref.size() == 3); // all three keys occur in these 20 elements
+  SECTION("JSON") {
+    auto res = run_program(prog, {"--keys", "3", "--elements", "20", "--json"});
+    INFO("stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    auto lines = lines_of(res.out);
+    REQUIRE(lines.size() == 3);
+    auto it = ref.begin();
+    for (auto& line : lines) {
+      INFO("line: " << line);
+      auto& [k, r] = *it++;
+      CHECK(json_field(line, "set") == "\"keys\"");
+      CHECK(json_field(line, "key") == std::to_string(k));
+      CHECK(json_field(line, "sum") == flow::to_string(r.sum));
+      CHECK(json_field(line, "reference_sum") == flow::to_string(r.sum));
+      CHECK(json_field(line, "elements") == std::to_string(r.count));
+      CHECK(json_field(line, "min") == std::to_string(r.min));
+      CHECK(json_field(line, "max") == std::to_string(r.max));
+      CHECK(json_field(line, "ok") == "true");
+    }
+  }
+  SECTION("table") {
+    auto res = run_program(prog, {"--keys", "3", "--elements", "20"});
+    INFO("stdout: " << res.out << "stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    auto lines = lines_of(res.out);
+    REQUIRE(lines.size() >= 5);
+    CHECK(lines[0] == "keys");
+    auto it = ref.begin();
+    for (std::size_t i = 2; i < 5; ++i) {
+      auto& [k, r] = *it++;
+      char expected[128];
+      std::snprintf(expected, sizeof expected, "%14lld %6d %12llu %16s %4s",
+                    static_cast<long long>(k), 0,
+                    static_cast<unsigned long long>(r.count),
+                    flow::to_string(r.sum).c_str(), "yes");
+      CHECK(lines[i] == expected);
+    }
+    CHECK(lines[5].find("sequential C++") == 0);
+  }
+}
+
+TEST_CASE("flow-keyed: --no-verify prints ok and the same checksum",
+          "[apps][flow-keyed][keys]") {
+  auto expected = checksum_of(keys_reference(7, 1000, 42));
+  auto line = summary_line({"--keys", "7", "--elements", "1000", "--summary",
+                            "--json", "--no-verify"});
+  INFO("line: " << line);
+  CHECK(json_field(line, "checksum") == expected);
+  CHECK(json_field(line, "verified") == "false");
+  CHECK(json_field(line, "ok") == "true");
+  SECTION("per key") {
+    auto res = run_program(prog, {"--keys", "3", "--elements", "20", "--json",
+                                  "--no-verify"});
+    REQUIRE(res.rc == 0);
+    auto ref = keys_reference(3, 20, 42);
+    auto lines = lines_of(res.out);
+    REQUIRE(lines.size() == ref.size());
+    for (auto& line : lines)
+      CHECK(json_field(line, "sum")
+            == flow::to_string(
+              ref[std::stoll(json_field(line, "key"))].sum));
+  }
+}
+
+TEST_CASE("flow-keyed: --keys works with --agg, per key and in the summary",
+          "[apps][flow-keyed][keys]") {
+  auto ref = keys_reference(7, 1000, 42);
+  auto line = summary_line({"--keys", "7", "--elements", "1000", "--agg",
+                            "sum,count,p50,count_distinct", "--summary",
+                            "--json"});
+  INFO("line: " << line);
+  CHECK(json_field(line, "checksum") == checksum_of(ref));
+  CHECK(json_field(line, "ok") == "true");
+  auto res = run_program(prog, {"--keys", "7", "--elements", "1000", "--agg",
+                                "count,max", "--json"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == ref.size());
+  for (auto& l : lines) {
+    INFO("line: " << l);
+    auto& r = ref[std::stoll(json_field(l, "key"))];
+    CHECK(json_field(l, "count") == std::to_string(r.count));
+    CHECK(json_field(l, "max") == std::to_string(r.max));
+    CHECK(json_field(l, "ok") == "true");
+  }
+}
+
+TEST_CASE("flow-keyed: --keys with 0 elements prints no keys and is ok",
+          "[apps][flow-keyed][keys]") {
+  auto line = summary_line({"--keys", "5", "--elements", "0", "--summary",
+                            "--json"});
+  INFO("line: " << line);
+  CHECK(json_field(line, "keys") == "0");
+  CHECK(json_field(line, "checksum") == "0");
+  CHECK(json_field(line, "ok") == "true");
+}
+
+TEST_CASE("flow-keyed: bad --keys usage is a one-line error with exit code 2",
+          "[apps][flow-keyed][keys]") {
+  struct bad_case {
+    std::vector<std::string> args;
+    std::string fragment;
+  };
+  auto c = GENERATE(values<bad_case>({
+    {{"--keys", "0", "--elements", "10"}, "--keys: '0' is outside the range"},
+    {{"--keys", "5"}, "--keys needs --elements"},
+    {{"--elements", "5"}, "--elements needs --keys"},
+    {{"--keys", "5", "--elements", "10", "--preset", "1"}, "exclude"},
+    {{"--keys", "5", "--elements", "10", "--input", "-"}, "exclude"},
+    {{"--keys", "five", "--elements", "10"}, "--keys: 'five'"},
+    {{"--keys", "5", "--elements", "1e6"}, "--elements: '1e6'"},
+    {{"--keys", "5", "--elements", "-3"}, "--elements"},
+    {{"--keys", "-5", "--elements", "3"}, "--keys"},
+    {{"--keys", "5", "--elements", "3", "--seed", "x"}, "--seed: 'x'"},
+    {{"--summary"}, "--summary needs --keys and --elements"},
+    {{"--sizes", "5", "--no-verify"}, "--no-verify needs --keys"},
+  }));
+  auto res = run_program(prog, c.args);
+  INFO("stderr: " << res.err);
+  CHECK(res.rc == 2);
+  CHECK(res.out.empty());
+  auto lines = lines_of(res.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find(c.fragment) != std::string::npos);
 }

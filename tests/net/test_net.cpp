@@ -262,6 +262,40 @@ TEST_CASE("net: --values double and decimal with --agg through a worker "
   }
 }
 
+TEST_CASE("net: flow-keyed --keys through a worker node gives the "
+          "in-process summary",
+          "[net][keys]") {
+  auto& c = the_certs();
+  const std::vector<std::string> args{"--keys",  "50",        "--elements",
+                                      "20000",   "--batch",   "500",
+                                      "--summary", "--json"};
+  auto local = run_program(keyed, args);
+  REQUIRE(local.rc == 0);
+  // As above: the manager's own reducer sleeps on every batch, so the
+  // node's reducer surely gets some of the 40.
+  ::setenv("FLOW_TEST_REDUCER_DELAY_MS", "20", 1);
+  child manager{with(with(with({keyed}, args),
+                          {"--listen", "127.0.0.1:0", "--min-workers", "1",
+                           "--workers", "1"}),
+                     c.tls("manager")),
+                "keys-manager"};
+  ::unsetenv("FLOW_TEST_REDUCER_DELAY_MS");
+  auto port = wait_for_port(manager);
+  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--reducers", "1", "--name", "w1"},
+                c.tls("w1")),
+           "keys-w1"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err));
+  CHECK(rc == 0);
+  CHECK(all_ok(out));
+  CHECK(remote_batches(out) > 0);
+  CHECK(json_field(out, "checksum") == json_field(local.out, "checksum"));
+  CHECK(json_field(out, "keys") == "50");
+  w1.wait();
+}
+
 TEST_CASE("net: a worker node killed mid-job, its batches are dispatched "
           "again and the result is exact",
           "[net][faults]") {

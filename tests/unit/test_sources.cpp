@@ -101,6 +101,44 @@ TEST_CASE("from_range: step 0 is rejected at setup", "[sources][range]") {
 
 // -- containers --------------------------------------------------------------------
 
+// -- keyed random ----------------------------------------------------------------
+
+TEST_CASE("from_keyed_random: element i follows the SplitMix64 formula for any "
+          "batch size",
+          "[sources][keyed_random]") {
+  // The formula written out here, apart from the library's mix64.
+  std::vector<flow::keyed_value> ref;
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    std::uint64_t z = 5 + (i + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    ref.push_back({flow::key{static_cast<std::int64_t>(z % 7)},
+                   static_cast<std::int64_t>((z >> 32) % 10001)});
+  }
+  for (std::size_t max : {std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
+    INFO("max " << max);
+    auto src = flow::from_keyed_random(1000, 7, 5);
+    CHECK(src->size_hint() == std::optional<std::uint64_t>{1000});
+    CHECK(test::drain(*src, max) == ref);
+    CHECK(src->exhausted());
+  }
+}
+
+TEST_CASE("from_keyed_random: no elements, and bad key or value counts at "
+          "setup",
+          "[sources][keyed_random]") {
+  auto src = flow::from_keyed_random(0, 3, 42);
+  CHECK(src->exhausted());
+  CHECK(src->next(5).empty());
+  CHECK_THROWS_AS(flow::from_keyed_random(10, 0, 42), std::invalid_argument);
+  CHECK_THROWS_AS(flow::from_keyed_random(10, std::uint64_t{1} << 63, 42),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(flow::from_keyed_random(10, 3, 42, 0),
+                  std::invalid_argument);
+  CHECK_NOTHROW(flow::from_keyed_random(10, i64_max, 42));
+}
+
 TEST_CASE("from_container: batches are views into the original vector's storage",
           "[sources][zero-copy]") {
   std::vector<std::int64_t> xs(1000);

@@ -403,6 +403,17 @@ source<std::int64_t> from_range(std::int64_t first, std::int64_t last,
 source<std::int64_t> from_random(std::uint64_t n, std::uint64_t seed,
                                  std::int64_t lo = 0, std::int64_t hi = 10000);
 
+/// `n` keyed integers, element i a pure function of (seed, i): with z =
+/// mix64(seed + (i + 1) · 0x9E3779B97F4A7C15) (SplitMix64's i-th output, the
+/// same stream as `from_random`'s), the key is the integer z mod `keys` and
+/// the value (z >> 32) mod `values`. The same data whatever the batch size or
+/// the number of reducers; each batch is made when the generator sends it,
+/// so memory does not grow with n. Throws std::invalid_argument when `keys`
+/// is 0 or above INT64_MAX, or `values` is 0 or above 2^32.
+source<keyed_value> from_keyed_random(std::uint64_t n, std::uint64_t keys,
+                                      std::uint64_t seed,
+                                      std::uint64_t values = 10001);
+
 /// Elements produced lazily by `f`, a callable returning `std::optional<T>`;
 /// an empty optional ends the source. Pass `blocking = true` when `f` may
 /// block (it then runs on a thread of its own).
