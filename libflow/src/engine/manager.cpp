@@ -33,7 +33,10 @@ namespace {
 
 // -- results and the end of a job -----------------------------------------------
 
-job_result make_result(const manager_state& st, bool final) {
+/// The job's result. `consume` (the last call, nothing reads the keys
+/// after it) moves the keyed aggregates out of the manager's map instead of
+/// copying them, node by node, so the keys are not held twice at the end.
+job_result make_result(manager_state& st, bool final, bool consume = false) {
   job_result res;
   res.final = final;
   res.sources = st.sources.size();
@@ -48,9 +51,20 @@ job_result make_result(const manager_state& st, bool final) {
       ++labels[src.label];
   }
   res.keys.reserve(st.aggregates.size());
-  for (auto& [k, agg] : st.aggregates) {
-    auto i = labels.find(k);
-    res.keys.push_back({k, agg, i == labels.end() ? 0 : i->second});
+  if (consume) {
+    st.keys_at_end = st.aggregates.size();
+    st.consumed = true;
+    while (!st.aggregates.empty()) {
+      auto node = st.aggregates.extract(st.aggregates.begin());
+      auto i = labels.find(node.key());
+      res.keys.push_back({std::move(node.key()), std::move(node.mapped()),
+                          i == labels.end() ? 0 : i->second});
+    }
+  } else {
+    for (auto& [k, agg] : st.aggregates) {
+      auto i = labels.find(k);
+      res.keys.push_back({k, agg, i == labels.end() ? 0 : i->second});
+    }
   }
   std::sort(res.keys.begin(), res.keys.end(),
             [](const key_result& x, const key_result& y) {
@@ -163,7 +177,7 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   }
   xs->reducers_replaced = st.reducers_replaced;
   xs->nodes = node_stats_of(st);
-  xs->keys = st.aggregates.size();
+  xs->keys = st.consumed ? st.keys_at_end : st.aggregates.size();
   xs->written = st.written;
   xs->sink = st.sink_name;
   xs->outputs = st.outputs;
@@ -379,7 +393,9 @@ void check_complete(manager_actor_t* self) {
     finish(self, std::move(res));
     return;
   }
-  auto res = make_result(st, true);
+  // Without a commit to come (or once it is done), this is the last
+  // result: the keys move out of the map.
+  auto res = make_result(st, true, !st.sink || st.committed);
   if (st.sink && !st.committed) {
     // Every row is written: make them visible at once (the sink gets the
     // final aggregates to store alongside), then deliver.
@@ -536,7 +552,7 @@ bool check_rows(manager_actor_t* self, const batch& b, const partial_msg& p) {
 
 /// Checks a partial against its batch `b` and merges its aggregates and
 /// rejection reasons; fails the job and returns false when it does not add up.
-bool merge_partial(manager_actor_t* self, const batch& b, const partial_msg& p,
+bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
                    std::uint64_t dead) {
   auto& st = self->state;
   // Described only on failure: the common path builds no string.
@@ -558,7 +574,15 @@ bool merge_partial(manager_actor_t* self, const batch& b, const partial_msg& p,
     return false;
   }
   for (auto& [k, agg] : p.entries) {
-    auto& mine = st.aggregates[k];
+    auto [pos, fresh] = st.aggregates.try_emplace(k);
+    auto& mine = pos->second;
+    if (fresh) {
+      // A key this job has not seen: the reducer's aggregate is the
+      // running one (merging it into an empty one would copy every
+      // state); the message is this handler's own.
+      mine = std::move(agg);
+      continue;
+    }
     if (!mine.merge(agg)) {
       // Say which part failed: the int64 sum, or an aggregator state.
       auto probe = mine;
@@ -883,8 +907,17 @@ void on_down(manager_actor_t* self, caf::down_msg& dm) {
 // -- the job handle and worker nodes ------------------------------------------------
 
 /// Answers job::snapshot: what is merged so far.
-job_result on_snapshot(manager_actor_t* self) {
-  return make_result(self->state, false);
+caf::result<job_result> on_snapshot(manager_actor_t* self) {
+  // After the last result moved the keys out of the map, the job has ended
+  // (its result waits for the actors to be gone): answer with that result,
+  // as job::snapshot does once the job is done.
+  auto& st = self->state;
+  if (st.consumed) {
+    if (st.deferred)
+      return *st.deferred;
+    return st.deferred.error();
+  }
+  return make_result(st, false);
 }
 
 /// job::cancel: fail at once.
@@ -1035,7 +1068,9 @@ caf::behavior manager_actor(manager_actor_t* self,
     [=](const source_done& d) { on_source_done(self, d); },
     [=](source_failed& f) { on_source_failed(self, f); },
     [=](const batch_failed& f) { on_batch_failed(self, f); },
-    [=](snapshot_atom) -> job_result { return on_snapshot(self); },
+    [=](snapshot_atom) -> caf::result<job_result> {
+      return on_snapshot(self);
+    },
     [=](cancel_atom) { on_cancel(self); },
     [=](stop_atom, std::uint64_t drain_ms) { on_stop(self, drain_ms); },
     [=](join_atom, caf::actor reducer, std::string node) {

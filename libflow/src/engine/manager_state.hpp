@@ -123,6 +123,10 @@ struct manager_state {
   /// The ids of pending batches not handed to a reducer, in dispatch order.
   std::deque<batch_id> queue;
   std::unordered_map<flow::key, aggregate> aggregates;
+  /// The last result moved the aggregates out (make_result's `consume`);
+  /// `keys_at_end` is how many there were.
+  bool consumed = false;
+  std::size_t keys_at_end = 0;
   std::map<std::string, std::uint64_t> reasons;
   std::uint64_t peak_in_flight = 0;
   bool finished = false;
