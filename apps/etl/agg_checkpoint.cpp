@@ -122,7 +122,8 @@ void checkpoint_store::save(const agg_checkpoint& ckpt) {
   impl_->created = true;
 }
 
-std::optional<agg_checkpoint> checkpoint_store::load() {
+std::optional<agg_checkpoint>
+checkpoint_store::load(const std::string& fingerprint) {
   auto& t = table();
   return impl_->in_transaction(
     "reading the checkpoint",
@@ -139,6 +140,12 @@ std::optional<agg_checkpoint> checkpoint_store::load() {
       auto r = rows[0];
       agg_checkpoint ckpt;
       ckpt.fingerprint = r[0].as<std::string>();
+      if (ckpt.fingerprint != fingerprint)
+        throw usage_error(
+          "the checkpoint of " + impl_->output.display()
+          + " was left by another job (other table, columns, aggregates, "
+            "--where, --by or --pushdown); run without --resume to start "
+            "over");
       auto ranges = decode_ranges(r[1].as<std::string>());
       auto state = decode_result(pqxx::binarystring{r[5]}.str());
       ckpt.partitions = r[2].as<std::size_t>();

@@ -72,8 +72,10 @@ public:
   const pg::table_name& table();
 
   /// The checkpoint, or nothing when there is none. Throws usage_error when
-  /// it cannot be read or decoded.
-  std::optional<agg_checkpoint> load();
+  /// it was left by another job (its fingerprint is not `fingerprint`:
+  /// checked before the states are decoded, since another job's states may
+  /// be of types this one never registered), or cannot be read or decoded.
+  std::optional<agg_checkpoint> load(const std::string& fingerprint);
 
   /// Commits `ckpt` as the only row of the table (created with its schema
   /// on first use) in one transaction.

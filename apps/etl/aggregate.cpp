@@ -1113,17 +1113,11 @@ void run_job(const std::string& conninfo,
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
     if (out.checkpointable && run.resume) {
-      stepped = store->load();
+      stepped = store->load(fingerprint_of(*plan, run));
       if (!stepped)
         throw usage_error("no interrupted run of "
                           + output_name(plan->job).display()
                           + " to resume (run without --resume)");
-      if (stepped->fingerprint != fingerprint_of(*plan, run))
-        throw usage_error(
-          "the checkpoint of " + output_name(plan->job).display()
-          + " was left by another job (other table, columns, aggregates, "
-            "--where, --by or --pushdown); run without --resume to start "
-            "over");
       // The coordinator only holds the snapshot: the ranges are the
       // interrupted run's.
       spec.plan = stepped->ranges;
