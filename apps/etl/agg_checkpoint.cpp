@@ -202,12 +202,6 @@ std::string encode_ranges(const std::vector<pg::range>& ranges) {
 }
 
 std::optional<std::vector<pg::range>> decode_ranges(const std::string& text) {
-  std::vector<pg::range> result;
-  std::istringstream in{text};
-  std::string lo;
-  std::string hi;
-  int blocks = 0;
-  int nulls = 0;
   auto end = [](const std::string& s, std::optional<std::int64_t>& x) {
     if (s == "-")
       return true;
@@ -219,16 +213,25 @@ std::optional<std::vector<pg::range>> decode_ranges(const std::string& text) {
       return false;
     }
   };
-  while (in >> lo >> hi >> blocks >> nulls) {
+  auto flag = [](const std::string& s, bool& x) {
+    x = s == "1";
+    return s == "0" || s == "1";
+  };
+  std::vector<pg::range> result;
+  std::istringstream lines{text};
+  std::string line;
+  // Line by line, exactly four fields each: a cut record is damage, not
+  // the end of the list.
+  while (std::getline(lines, line)) {
+    std::istringstream in{line};
+    std::string f[5];
+    in >> f[0] >> f[1] >> f[2] >> f[3] >> f[4];
     pg::range r;
-    if (!end(lo, r.lo) || !end(hi, r.hi))
+    if (f[3].empty() || !f[4].empty() || !end(f[0], r.lo) || !end(f[1], r.hi)
+        || !flag(f[2], r.blocks) || !flag(f[3], r.nulls))
       return std::nullopt;
-    r.blocks = blocks != 0;
-    r.nulls = nulls != 0;
     result.push_back(r);
   }
-  if (!in.eof())
-    return std::nullopt;
   return result;
 }
 

@@ -1,8 +1,9 @@
 #include "etl/aggregate.hpp"
 
 #include <algorithm>
-#include <csignal>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -11,6 +12,9 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
+
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <pqxx/pqxx>
@@ -19,6 +23,7 @@
 #include "common/cli.hpp"
 #include "common/job_runner.hpp"
 #include "common/json.hpp"
+#include "common/signals.hpp"
 #include "etl/agg_checkpoint.hpp"
 #include "etl/agg_nodes.hpp"
 #include "etl/agg_plan.hpp"
@@ -939,13 +944,24 @@ std::uint64_t estimated_rows(pg::partitioned_read& read) {
   return v ? std::stoull(*v) / unknown_row_bytes : 0;
 }
 
-/// Test hook (tests/pg/test_aggregate_resume.cpp): FLOW_ETL_TEST_KILL_AFTER_STEP=k
-/// kills the process (SIGKILL, no clean-up) right after this run committed
-/// its k-th checkpoint, as a crash would.
+/// Test hook (tests/pg/test_aggregate_resume.cpp):
+/// FLOW_ETL_TEST_KILL_AFTER_STEP=k kills the process (SIGKILL, no clean-up)
+/// right after this run committed its k-th checkpoint, as a crash would;
+/// `k,INT` sends it SIGINT there instead, as a user would.
 void kill_after_checkpoint(std::size_t committed) {
   auto hook = std::getenv("FLOW_ETL_TEST_KILL_AFTER_STEP");
-  if (hook != nullptr && std::to_string(committed) == hook)
+  if (hook == nullptr)
+    return;
+  auto k = std::to_string(committed);
+  if (k == hook)
     std::raise(SIGKILL);
+  if (k + ",INT" == hook) {
+    // To the process, as a user's ^C: the signal thread (sigwait) takes
+    // it; wait until it has, so the next step sees it.
+    ::kill(::getpid(), SIGINT);
+    for (int i = 0; i < 1000 && interrupted() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 /// Runs steps `ckpt.steps_done` .. `ckpt.steps - 1` of a checkpointed job,
@@ -965,6 +981,12 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
     fail(tickets ? make_error(errc::invalid_config, "no partition to read")
                  : tickets.error());
   for (auto k = ckpt.steps_done; k < ckpt.steps; ++k) {
+    if (interrupted() != 0) {
+      // Between steps: what is merged is the partial result; the last
+      // checkpoint stays for --resume.
+      total.partial = true;
+      return total;
+    }
     auto first = std::min(k * ckpt.partitions, ckpt.ranges.size());
     auto last = std::min(first + ckpt.partitions, ckpt.ranges.size());
     auto spec = coord.spec();

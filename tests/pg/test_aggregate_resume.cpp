@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "child_process.hpp"
+#include "etl/agg_checkpoint.hpp"
 #include "flow/pg/connection.hpp"
 #include "json_fields.hpp"
 #include "pg_fixture.hpp"
@@ -119,18 +120,21 @@ void check_one_line_error(const run_result& res, const std::string& part) {
   CHECK(res.out.empty());
 }
 
-/// Runs `args` with the kill hook after the first checkpoint; checks it
-/// died by SIGKILL leaving a checkpoint and `out` as it was.
+/// Runs `args` with the kill hook after the first checkpoint (`hook`:
+/// SIGKILL, or "1,INT": SIGINT); checks that it ended with `rc` leaving a
+/// checkpoint of one step and `out` as it was.
 void kill_after_first_step(const std::vector<std::string>& args,
-                           const std::string& schema, const std::string& tag) {
+                           const std::string& schema, const std::string& tag,
+                           const std::string& hook = "1",
+                           int rc = 128 + SIGKILL) {
   auto out = pg::table_name{schema, "out"}.quoted();
   auto before = scalar("SELECT md5(string_agg(t::text, '|' ORDER BY "
                        "t::text)) FROM "
                        + out + " t");
   std::vector<std::string> argv{prog};
   argv.insert(argv.end(), args.begin(), args.end());
-  child run{argv, tag, "FLOW_ETL_TEST_KILL_AFTER_STEP=1"};
-  CHECK(run.wait() == 128 + SIGKILL);
+  child run{argv, tag, "FLOW_ETL_TEST_KILL_AFTER_STEP=" + hook};
+  CHECK(run.wait() == rc);
   CHECK(checkpoint_tables() == "1");
   CHECK(scalar("SELECT steps_done FROM flow_resume."
                + scalar("SELECT quote_ident(tablename) FROM pg_tables "
@@ -175,6 +179,28 @@ TEST_CASE("aggregate --resume after SIGKILL midway writes the table of an "
   CHECK(json_field(summary, "verified") == "true");
   CHECK(difference(schema, "out", "ref") == "0");
   // The checkpoint went with the output's commit.
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate --output stopped by SIGINT keeps the checkpoint and "
+          "the previous output, and --resume finishes the job",
+          "[pg][aggregate][resume]") {
+  auto schema = make_sales("agg_resume_int");
+  write_reference(schema);
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
+       + " WHERE false");
+  kill_after_first_step(agg_args(schema, "out", small_steps), schema,
+                        "agg-resume-int", "1,INT", 128 + SIGINT);
+  CHECK(scalar("SELECT count(*) FROM "
+               + pg::table_name{schema, "out"}.quoted())
+        == "0");
+  auto resumed = run_program(
+    prog, agg_args(schema, "out", with(small_steps, {"--resume"})));
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  CHECK(std::stoull(json_field(summary_of(resumed.out), "resumed_rows")) > 0);
+  CHECK(difference(schema, "out", "ref") == "0");
   CHECK(checkpoint_tables() == "0");
 }
 
@@ -300,4 +326,56 @@ TEST_CASE("aggregate --output in steps leaves no checkpoint behind, and 1 "
   REQUIRE(printed.rc == 0);
   CHECK(json_field(printed.out, "steps").empty());
   CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate checkpoints: ranges and merged states round-trip, "
+          "damage is detected and steps merge per group",
+          "[pg][aggregate][resume]") {
+  std::vector<pg::range> ranges{{std::nullopt, 10, false, true},
+                                {10, 20, false, true},
+                                {20, std::nullopt, false, true},
+                                {std::nullopt, -5, true, false}};
+  auto back = apps::decode_ranges(apps::encode_ranges(ranges));
+  REQUIRE(back);
+  REQUIRE(back->size() == ranges.size());
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    CHECK((*back)[i].lo == ranges[i].lo);
+    CHECK((*back)[i].hi == ranges[i].hi);
+    CHECK((*back)[i].blocks == ranges[i].blocks);
+    CHECK((*back)[i].nulls == ranges[i].nulls);
+  }
+  CHECK_FALSE(apps::decode_ranges("1 x 0 0\n"));
+  CHECK_FALSE(apps::decode_ranges("1 2 0\n"));
+  // Two steps with one group in common: that group's aggregates add up,
+  // the others are kept, keys stay ordered, and the counts add.
+  job_result a;
+  a.keys.push_back({flow::key{"b"}, aggregate::of(std::vector<std::int64_t>{
+                                                    1, 2}.data(), 2), 0});
+  a.emitted = a.aggregated = 2;
+  job_result b;
+  b.keys.push_back({flow::key{"a"}, aggregate::of(std::vector<std::int64_t>{
+                                                    7}.data(), 1), 0});
+  b.keys.push_back({flow::key{"b"}, aggregate::of(std::vector<std::int64_t>{
+                                                    -10}.data(), 1), 0});
+  b.emitted = 3;
+  b.aggregated = 2;
+  b.rejected = 1;
+  b.final = true;
+  auto total = a;
+  REQUIRE(apps::merge_step(total, b));
+  REQUIRE(total.keys.size() == 2);
+  CHECK(total.keys[0].key == flow::key{"a"});
+  CHECK(total.keys[1].agg.sum == -7);
+  CHECK(total.keys[1].agg.count == 3);
+  CHECK(total.keys[1].agg.min == -10);
+  CHECK(total.emitted == 5);
+  CHECK(total.balanced());
+  // The merged result survives its serialisation; cut bytes do not decode.
+  auto bytes = apps::encode_result(total);
+  auto loaded = apps::decode_result(bytes);
+  REQUIRE(loaded);
+  CHECK(loaded->keys.size() == 2);
+  CHECK(loaded->keys[1].agg == total.keys[1].agg);
+  CHECK(loaded->emitted == 5);
+  CHECK_FALSE(apps::decode_result(bytes.substr(0, bytes.size() / 2)));
 }
