@@ -1096,6 +1096,48 @@ agg_checkpoint plan_steps(const job_plan& plan,
   return ckpt;
 }
 
+/// Resuming: the checkpoint the interrupted run of this job left (a usage
+/// error when there is none, or when another job left it).
+agg_checkpoint resume_point(checkpoint_store& store, const job_plan& plan,
+                            const agg_run_options& run, job_outcome& out) {
+  auto ckpt = store.load(fingerprint_of(plan, run));
+  if (!ckpt)
+    throw usage_error("no interrupted run of " + output_name(plan.job).display()
+                      + " to resume (run without --resume)");
+  out.resumed_rows = rows_behind(plan, ckpt->state);
+  out.checkpoint = store.table();
+  return std::move(*ckpt);
+}
+
+/// A fresh checkpointable job: its steps when there is more than one
+/// (an earlier run's checkpoint then discarded), else nothing (read in one
+/// go, as without checkpoints). Names the checkpoint in `out` either way,
+/// for the output's commit to drop.
+std::optional<agg_checkpoint> fresh_steps(checkpoint_store& store,
+                                          const job_plan& plan,
+                                          const agg_run_options& run,
+                                          pg::partitioned_read& read,
+                                          job_outcome& out) {
+  // The name needs the current schema: asked in the coordinator's
+  // transaction, which costs no connection (a job of one step opens none
+  // for its checkpoints).
+  std::string current;
+  if (output_name(plan.job).schema.empty()) {
+    auto cs = read.query("SELECT current_schema()");
+    if (!cs)
+      fail(cs.error());
+    current = (*cs)[0][0].value_or("");
+  }
+  out.checkpoint = checkpoint_table(output_name(plan.job), current);
+  auto steps = plan_steps(plan, run, read);
+  if (steps.steps <= 1)
+    return std::nullopt;
+  // An earlier run's checkpoint is obsolete (the first step's would
+  // replace it; until then --resume would find it).
+  store.discard();
+  return steps;
+}
+
 /// Runs one job into `out` (in place: `out.groups` points into it).
 void run_job(const std::string& conninfo,
              std::shared_ptr<const job_plan> plan, const agg_run_options& run,
@@ -1135,16 +1177,10 @@ void run_job(const std::string& conninfo,
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
     if (out.checkpointable && run.resume) {
-      stepped = store->load(fingerprint_of(*plan, run));
-      if (!stepped)
-        throw usage_error("no interrupted run of "
-                          + output_name(plan->job).display()
-                          + " to resume (run without --resume)");
+      stepped = resume_point(*store, *plan, run, out);
       // The coordinator only holds the snapshot: the ranges are the
       // interrupted run's.
       spec.plan = stepped->ranges;
-      out.resumed_rows = rows_behind(*plan, stepped->state);
-      out.checkpoint = store->table();
     }
     auto r = pg::partitioned_read::open(spec);
     if (!r)
@@ -1152,26 +1188,8 @@ void run_job(const std::string& conninfo,
     read.emplace(std::move(*r));
     out.partitions = read->ranges().size();
     out.mode = "table";
-    if (out.checkpointable && !stepped) {
-      // The checkpoint's name needs the current schema: asked in the
-      // coordinator's transaction, which costs no connection (a job of
-      // one step needs none for its checkpoints).
-      std::string current;
-      if (plan->job.output_schema.empty() && plan->job.table.schema.empty()) {
-        auto cs = read->query("SELECT current_schema()");
-        if (!cs)
-          fail(cs.error());
-        current = (*cs)[0][0].value_or("");
-      }
-      out.checkpoint = checkpoint_table(output_name(plan->job), current);
-      auto steps = plan_steps(*plan, run, *read);
-      if (steps.steps > 1) {
-        // A fresh run: an earlier run's checkpoint is obsolete (the first
-        // step's would replace it; until then --resume would find it).
-        store->discard();
-        stepped = std::move(steps);
-      }
-    }
+    if (out.checkpointable && !stepped)
+      stepped = fresh_steps(*store, *plan, run, *read, out);
     if (stepped) {
       out.partitions = stepped->partitions;
       out.steps = stepped->steps;
