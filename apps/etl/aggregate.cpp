@@ -1,14 +1,20 @@
 #include "etl/aggregate.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
+
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <pqxx/pqxx>
@@ -17,6 +23,8 @@
 #include "common/cli.hpp"
 #include "common/job_runner.hpp"
 #include "common/json.hpp"
+#include "common/signals.hpp"
+#include "etl/agg_checkpoint.hpp"
 #include "etl/agg_nodes.hpp"
 #include "etl/agg_plan.hpp"
 #include "etl/agg_values.hpp"
@@ -173,6 +181,14 @@ struct job_outcome {
   std::uint64_t node_tasks = 0;
   std::uint64_t local_tasks = 0;
   std::size_t partitions = 1;
+  /// A --table job with an output: the summary says `steps` and
+  /// `resumed_rows`, and committing the output drops `checkpoint`.
+  bool checkpointable = false;
+  std::optional<pg::table_name> checkpoint;
+  /// Steps the job was read in (1: in one go), and the rows an interrupted
+  /// run had read (resumed).
+  std::size_t steps = 1;
+  std::uint64_t resumed_rows = 0;
   const char* mode = "rows";
   double seconds = 0;
   /// Verification: done, passed, seconds.
@@ -822,6 +838,8 @@ void verify_job(job_outcome& out,
   out.verify_seconds = sw.seconds();
 }
 
+pg::table_name output_name(const agg_job& job);
+
 // -- running a job ------------------------------------------------------------
 
 /// The partitions of a table read.
@@ -840,6 +858,284 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
   if (!n)
     fail(n.error());
   return *n;
+}
+
+/// The row sources of a table read: one per range of `read`, reading rows,
+/// or pushed down, the server's partial groups.
+void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
+                       const job_plan& plan, const row_decoder& decode) {
+  if (plan.pushdown) {
+    std::string groups;
+    for (auto g : plan.group_cols)
+      groups += (groups.empty() ? "" : ", ")
+                + pg::quote_ident(plan.read[g].name);
+    auto list = groups;
+    for (auto& e : plan.push_exprs)
+      list += (list.empty() ? "" : ", ") + e;
+    auto readers = read.grouped_readers(list, groups);
+    if (!readers)
+      fail(readers.error());
+    for (auto& r : *readers)
+      p.add(source<agg_row>{
+        std::make_unique<pg::row_source<agg_row, row_decoder>>(std::move(r),
+                                                               decode)});
+    return;
+  }
+  auto srcs = read.row_sources<agg_row>(decode);
+  if (!srcs)
+    fail(srcs.error());
+  for (auto& s : *srcs)
+    p.add(std::move(s));
+}
+
+/// Rows behind a result: its elements, or pushed down, the server's counts
+/// of the rows behind each partial group.
+std::uint64_t rows_behind(const job_plan& plan, const job_result& res) {
+  if (!plan.pushdown)
+    return res.emitted;
+  std::uint64_t rows = 0;
+  for (auto& k : res.keys)
+    if (auto n = plan.slots[plan.rows_slot].get(k.agg))
+      rows += static_cast<const row_count*>(n)->n;
+  return rows;
+}
+
+// -- checkpointed steps ---------------------------------------------------------
+
+/// Steps are capped: each costs a pipeline, P connections and a checkpoint
+/// holding every group so far, so more steps would cost more than the work
+/// a kill can lose.
+constexpr std::size_t max_steps = 64;
+
+/// Bytes a row is assumed to take when the planner knows nothing of the
+/// table (never analysed or vacuumed): the steps are then sized by its
+/// size on disk.
+constexpr std::uint64_t unknown_row_bytes = 100;
+
+/// What identifies a checkpointed job: a checkpoint of another one is
+/// refused. The output table is not in it: it names the checkpoint.
+std::string fingerprint_of(const job_plan& plan, const agg_run_options& run) {
+  return encode_plan(plan) + "\n" + plan.job.table.quoted() + "\nwhere "
+         + plan.job.where + "\nby " + run.by
+         + (plan.pushdown ? "\npushdown" : "\nrows");
+}
+
+/// The planner's estimate of the rows `read` will read (its tickets'
+/// estimates), or the table's size over unknown_row_bytes.
+std::uint64_t estimated_rows(pg::partitioned_read& read) {
+  auto tickets = read.tickets();
+  if (!tickets)
+    fail(tickets.error());
+  std::uint64_t rows = 0;
+  bool known = true;
+  for (auto& t : *tickets) {
+    known = known && t.estimate.has_value();
+    rows += t.estimate.value_or(0);
+  }
+  if (known)
+    return rows;
+  std::string name = "'";
+  for (auto c : read.spec().table.quoted())
+    name += c == '\'' ? std::string{"''"} : std::string(1, c);
+  auto size = read.query("SELECT pg_relation_size(" + name + "'::regclass)");
+  if (!size)
+    fail(size.error());
+  auto& v = (*size)[0][0];
+  return v ? std::stoull(*v) / unknown_row_bytes : 0;
+}
+
+/// Test hook (tests/pg/test_aggregate_resume.cpp):
+/// FLOW_ETL_TEST_KILL_AFTER_STEP=k kills the process (SIGKILL, no clean-up)
+/// right after this run committed its k-th checkpoint, as a crash would;
+/// `k,INT` sends it SIGINT there instead, as a user would.
+void kill_after_checkpoint(std::size_t committed) {
+  auto hook = std::getenv("FLOW_ETL_TEST_KILL_AFTER_STEP");
+  if (hook == nullptr)
+    return;
+  auto k = std::to_string(committed);
+  if (k == hook)
+    std::raise(SIGKILL);
+  if (k + ",INT" == hook) {
+    // To the process, as a user's ^C: the signal thread (sigwait) takes
+    // it; wait until it has, so the next step sees it.
+    ::kill(::getpid(), SIGINT);
+    for (int i = 0; i < 1000 && interrupted() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+/// Runs steps `ckpt.steps_done` .. `ckpt.steps - 1` of a checkpointed job,
+/// each a job over its `ckpt.partitions` ranges in `coord`'s snapshot, and
+/// merges them into `ckpt.state`; commits a checkpoint after every step but
+/// the last. Returns the merged result (stopped by a signal: what was merged,
+/// partial; a step that did not balance: merged, and stepping ends).
+job_result run_steps(std::shared_ptr<const job_plan> plan,
+                     const agg_run_options& run, caf::actor_system& sys,
+                     pg::partitioned_read& coord, agg_checkpoint& ckpt,
+                     checkpoint_store& store) {
+  row_decoder decode{plan};
+  auto total = ckpt.state;
+  std::size_t committed = 0;
+  auto tickets = coord.tickets();
+  if (!tickets || tickets->empty())
+    fail(tickets ? make_error(errc::invalid_config, "no partition to read")
+                 : tickets.error());
+  for (auto k = ckpt.steps_done; k < ckpt.steps; ++k) {
+    if (interrupted() != 0) {
+      // Between steps: what is merged is the partial result; the last
+      // checkpoint stays for --resume.
+      total.partial = true;
+      return total;
+    }
+    auto first = std::min(k * ckpt.partitions, ckpt.ranges.size());
+    auto last = std::min(first + ckpt.partitions, ckpt.ranges.size());
+    auto spec = coord.spec();
+    spec.plan.assign(ckpt.ranges.begin() + static_cast<std::ptrdiff_t>(first),
+                     ckpt.ranges.begin() + static_cast<std::ptrdiff_t>(last));
+    spec.partitions = spec.plan.size();
+    spec.snapshot = coord.snapshot_id();
+    spec.offsets.clear();
+    job_result res;
+    if (!spec.plan.empty()) {
+      pipeline<agg_row> p;
+      std::optional<pg::partitioned_read> read;
+      if (plan->pushdown) {
+        // Grouped readers come from a read of the step's ranges (its
+        // coordinator imports the snapshot too).
+        auto r = pg::partitioned_read::open(spec);
+        if (!r)
+          fail(r.error());
+        read.emplace(std::move(*r));
+        add_table_sources(p, *read, *plan, decode);
+      } else {
+        // Rows: each range a ticket of the coordinator's snapshot, read on
+        // one connection of its own (no second coordinator per step).
+        // Connecting is most of a step's overhead: the P connections are
+        // opened at once.
+        std::vector<std::future<caf::expected<pg::copy_reader>>> opening;
+        for (std::size_t i = 0; i < spec.plan.size(); ++i) {
+          auto t = tickets->front();
+          t.part = spec.plan[i];
+          t.index = first + i;
+          t.count = ckpt.ranges.size();
+          t.estimate.reset();
+          opening.push_back(std::async(
+            std::launch::async, [t, ci = coord.spec().conninfo] {
+              return pg::open_partition(t, ci);
+            }));
+        }
+        std::vector<caf::expected<pg::copy_reader>> readers;
+        for (auto& f : opening)
+          readers.push_back(f.get());
+        for (auto& reader : readers) {
+          if (!reader)
+            fail(reader.error());
+          p.add(source<agg_row>{
+            std::make_unique<pg::row_source<agg_row, row_decoder>>(
+              std::move(*reader), decode)});
+        }
+      }
+      auto started = p.aggregate_with(plan->layout)
+                       .reduce(agg_reducer(plan))
+                       .with(run.opts)
+                       .start(sys);
+      auto r = runner.wait(started, 0, plan->job.name);
+      if (!r)
+        fail(r.error());
+      res = std::move(*r);
+    } else {
+      res.final = true;
+    }
+    bool stopped = job_runner::stopped(res);
+    bool good = res.final && res.balanced();
+    if (!merge_step(total, res))
+      throw usage_error(plan->job.name + ": step " + std::to_string(k + 1)
+                        + " of " + std::to_string(ckpt.steps)
+                        + ": the groups' states cannot be merged (an exact "
+                          "sum beyond its range)");
+    if (stopped || !good)
+      return total;
+    if (k + 1 < ckpt.steps) {
+      ckpt.steps_done = k + 1;
+      ckpt.state = total;
+      store.save(ckpt);
+      kill_after_checkpoint(++committed);
+    }
+  }
+  total.final = true;
+  total.partial = false;
+  return total;
+}
+
+/// A fresh checkpointed job's plan of steps: `coord`'s P partitions, and
+/// enough steps of about `run.checkpoint_rows` rows each (the planner's
+/// estimate, at most max_steps), the ranges planned P x steps finely in
+/// `coord`'s snapshot. One step: nothing to checkpoint (run as usual).
+agg_checkpoint plan_steps(const job_plan& plan,
+                          const agg_run_options& run,
+                          pg::partitioned_read& coord) {
+  agg_checkpoint ckpt;
+  ckpt.fingerprint = fingerprint_of(plan, run);
+  ckpt.partitions = coord.ranges().size();
+  ckpt.ranges = coord.ranges();
+  auto rows = estimated_rows(coord);
+  auto want = (rows + run.checkpoint_rows - 1) / run.checkpoint_rows;
+  auto steps = static_cast<std::size_t>(
+    std::clamp<std::uint64_t>(want, 1, max_steps));
+  if (steps <= 1)
+    return ckpt;
+  auto spec = coord.spec();
+  spec.partitions = ckpt.partitions * steps;
+  spec.snapshot = coord.snapshot_id();
+  auto fine = pg::partitioned_read::open(spec);
+  if (!fine)
+    fail(fine.error());
+  ckpt.ranges = fine->ranges();
+  // A small table or a column of few values gives fewer ranges.
+  ckpt.steps = (ckpt.ranges.size() + ckpt.partitions - 1) / ckpt.partitions;
+  return ckpt;
+}
+
+/// Resuming: the checkpoint the interrupted run of this job left (a usage
+/// error when there is none, or when another job left it).
+agg_checkpoint resume_point(checkpoint_store& store, const job_plan& plan,
+                            const agg_run_options& run, job_outcome& out) {
+  auto ckpt = store.load(fingerprint_of(plan, run));
+  if (!ckpt)
+    throw usage_error("no interrupted run of " + output_name(plan.job).display()
+                      + " to resume (run without --resume)");
+  out.resumed_rows = rows_behind(plan, ckpt->state);
+  out.checkpoint = store.table();
+  return std::move(*ckpt);
+}
+
+/// A fresh checkpointable job: its steps when there is more than one
+/// (an earlier run's checkpoint then discarded), else nothing (read in one
+/// go, as without checkpoints). Names the checkpoint in `out` either way,
+/// for the output's commit to drop.
+std::optional<agg_checkpoint> fresh_steps(checkpoint_store& store,
+                                          const job_plan& plan,
+                                          const agg_run_options& run,
+                                          pg::partitioned_read& read,
+                                          job_outcome& out) {
+  // The name needs the current schema: asked in the coordinator's
+  // transaction, which costs no connection (a job of one step opens none
+  // for its checkpoints).
+  std::string current;
+  if (output_name(plan.job).schema.empty()) {
+    auto cs = read.query("SELECT current_schema()");
+    if (!cs)
+      fail(cs.error());
+    current = (*cs)[0][0].value_or("");
+  }
+  out.checkpoint = checkpoint_table(output_name(plan.job), current);
+  auto steps = plan_steps(plan, run, read);
+  if (steps.steps <= 1)
+    return std::nullopt;
+  // An earlier run's checkpoint is obsolete (the first step's would
+  // replace it; until then --resume would find it).
+  store.discard();
+  return steps;
 }
 
 /// Runs one job into `out` (in place: `out.groups` points into it).
@@ -861,6 +1157,16 @@ void run_job(const std::string& conninfo,
   std::unique_ptr<pqxx::connection> qconn;
   std::unique_ptr<pqxx::transaction<pqxx::repeatable_read,
                                     pqxx::read_only>> qtx;
+  bool listening = run.nodes != nullptr && run.nodes->listening();
+  // Checkpoints: an output of a table read, by this process's partitions
+  // (a query is one stream; worker nodes re-read a lost partition anyway).
+  std::optional<agg_checkpoint> stepped;
+  std::optional<checkpoint_store> store;
+  if (plan->job.query.empty() && !plan->job.output.empty() && !listening
+      && run.checkpoint_rows > 0) {
+    out.checkpointable = true;
+    store.emplace(conninfo, output_name(plan->job));
+  }
   if (plan->job.query.empty()) {
     pg::read_spec spec;
     spec.conninfo = conninfo;
@@ -870,37 +1176,32 @@ void run_job(const std::string& conninfo,
     spec.partitions = partitions_for(conninfo, *plan, run);
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
+    if (out.checkpointable && run.resume) {
+      stepped = resume_point(*store, *plan, run, out);
+      // The coordinator only holds the snapshot: the ranges are the
+      // interrupted run's.
+      spec.plan = stepped->ranges;
+    }
     auto r = pg::partitioned_read::open(spec);
     if (!r)
       fail(r.error());
     read.emplace(std::move(*r));
     out.partitions = read->ranges().size();
     out.mode = "table";
-    if (run.nodes != nullptr && run.nodes->listening()) {
+    if (out.checkpointable && !stepped)
+      stepped = fresh_steps(*store, *plan, run, *read, out);
+    if (stepped) {
+      out.partitions = stepped->partitions;
+      out.steps = stepped->steps;
+      if (plan->pushdown)
+        out.mode = "push-down";
+    } else if (listening) {
       out.distributed = true;
       out.mode = "distributed";
-    } else if (plan->pushdown) {
-      out.mode = "push-down";
-      std::string groups;
-      for (auto g : plan->group_cols)
-        groups += (groups.empty() ? "" : ", ")
-                  + pg::quote_ident(plan->read[g].name);
-      auto list = groups;
-      for (auto& e : plan->push_exprs)
-        list += (list.empty() ? "" : ", ") + e;
-      auto readers = read->grouped_readers(list, groups);
-      if (!readers)
-        fail(readers.error());
-      for (auto& r : *readers)
-        p.add(source<agg_row>{
-          std::make_unique<pg::row_source<agg_row, row_decoder>>(std::move(r),
-                                                                 decode)});
     } else {
-      auto srcs = read->row_sources<agg_row>(decode);
-      if (!srcs)
-        fail(srcs.error());
-      for (auto& s : *srcs)
-        p.add(std::move(s));
+      if (plan->pushdown)
+        out.mode = "push-down";
+      add_table_sources(p, *read, *plan, decode);
     }
   } else {
     std::string snapshot;
@@ -933,16 +1234,21 @@ void run_job(const std::string& conninfo,
     out.mode = "query (one stream)";
   }
   aggregate_over_nodes over_nodes;
-  auto started = out.distributed
-                   ? over_nodes.start(*read, *plan, run.opts, *run.nodes, sys)
-                   : p.aggregate_with(plan->layout)
-                       .reduce(agg_reducer(plan))
-                       .with(run.opts)
-                       .start(sys);
-  auto res = runner.wait(started, 0, plan->job.name);
-  if (!res)
-    fail(res.error());
-  out.res = std::move(*res);
+  if (stepped) {
+    out.res = run_steps(plan, run, sys, *read, *stepped, *store);
+  } else {
+    auto started = out.distributed
+                     ? over_nodes.start(*read, *plan, run.opts, *run.nodes,
+                                        sys)
+                     : p.aggregate_with(plan->layout)
+                         .reduce(agg_reducer(plan))
+                         .with(run.opts)
+                         .start(sys);
+    auto res = runner.wait(started, 0, plan->job.name);
+    if (!res)
+      fail(res.error());
+    out.res = std::move(*res);
+  }
   out.rows = out.res;
   if (over_nodes.started()) {
     auto tasks = over_nodes.totals();
@@ -957,10 +1263,7 @@ void run_job(const std::string& conninfo,
     // The elements were partial groups; the rows behind them are the
     // server's counts.
     out.partial_groups = out.res.emitted;
-    std::uint64_t rows = 0;
-    for (auto& k : out.res.keys)
-      if (auto n = plan->slots[plan->rows_slot].get(k.agg))
-        rows += static_cast<const row_count*>(n)->n;
+    auto rows = rows_behind(*plan, out.res);
     out.rows.emitted = rows;
     out.rows.aggregated = rows;
     out.rows.rejected = 0;
@@ -1068,6 +1371,9 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
         .add("local_tasks", out.local_tasks);
     if (plan.pushdown)
       obj.add("partial_groups", out.partial_groups);
+    if (out.checkpointable)
+      obj.add("steps", static_cast<std::uint64_t>(out.steps))
+        .add("resumed_rows", out.resumed_rows);
     if (out.verified)
       obj.add("verified", out.verify_ok);
     else
@@ -1099,6 +1405,11 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
     std::printf("push-down: the server aggregated each partition; %llu "
                 "partial groups merged\n",
                 static_cast<unsigned long long>(out.partial_groups));
+  if (out.steps > 1 || out.resumed_rows > 0)
+    std::printf("checkpointed: read in %zu steps of %zu partition%s; %llu "
+                "rows resumed from an interrupted run\n",
+                out.steps, out.partitions, out.partitions == 1 ? "" : "s",
+                static_cast<unsigned long long>(out.resumed_rows));
   if (out.distributed)
     std::printf("distributed: %llu partitions read by worker nodes, %llu "
                 "here\n",
@@ -1171,6 +1482,11 @@ void write_outputs(const std::string& conninfo,
       return all;
     };
     pg::copy_sink snk{conninfo, tables, rows};
+    // The checkpoints are obsolete once the output is there: dropped in the
+    // same transaction, so a kill leaves either both or the output alone.
+    for (auto* w : writers)
+      if (w->checkpoint)
+        snk.at_commit(drop_checkpoint_sql(*w->checkpoint));
     snk.open();
     job_result none;
     none.final = true;
@@ -1345,6 +1661,15 @@ int cmd_aggregate(int argc, char** argv) {
             "let the server compute count, sum of integers and numerics, "
             "min and max per partition and group (exact), and merge those; "
             "other aggregates make the job read rows (said on stderr)");
+  args.value("checkpoint-rows", "N",
+             "with --output of a --table: read in steps of about N rows "
+             "(the planner's estimate, at most 64 steps) and commit a "
+             "checkpoint after each, for --resume; 0 = in one go",
+             "1000000");
+  args.flag("resume",
+            "continue the interrupted run of this job (same --table, "
+            "--agg, --group-by, --where, --by, --pushdown and --output) from "
+            "its last checkpoint instead of starting over");
   declare_pipeline_options(args, "16384");
   cluster::declare_options(args);
   if (!args.parse(argc, argv))
@@ -1398,6 +1723,17 @@ int cmd_aggregate(int argc, char** argv) {
     throw usage_error("--query and --listen exclude each other (a query is "
                       "read as one stream; worker nodes read partitions of "
                       "a table)");
+  run.checkpoint_rows = args.get_uint("checkpoint-rows", 0,
+                                      std::uint64_t{1} << 62);
+  run.resume = args.is_set("resume");
+  if (run.resume && (job.output.empty() || !job.query.empty()))
+    throw usage_error("--resume needs --output and --table (only those "
+                      "runs take checkpoints)");
+  if (run.resume && nodes.listening())
+    throw usage_error("--resume and --listen exclude each other (worker "
+                      "nodes take no checkpoints)");
+  if (run.resume && run.checkpoint_rows == 0)
+    throw usage_error("--resume and --checkpoint-rows 0 exclude each other");
   prepare_session_environment();
   auto db = open_database(args);
   auto keep = args.is_set("keep");

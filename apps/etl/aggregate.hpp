@@ -13,6 +13,7 @@
 // same functions.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,12 @@ struct agg_run_options {
   /// A snapshot every job of a run reads (exported by run_aggregate_jobs
   /// when it runs several jobs); empty: each job takes its own.
   std::string snapshot;
+  /// A --table job with an output reads in steps of about this many rows
+  /// (the planner's estimate) and commits a checkpoint after each but the
+  /// last (docs/etl.md); 0: in one go, no checkpoints (job files).
+  std::uint64_t checkpoint_rows = 0;
+  /// Continue the interrupted run of the job from its checkpoint.
+  bool resume = false;
 };
 
 /// Runs `jobs` in order and prints their results; several jobs all read one

@@ -170,8 +170,17 @@ int cmd_run(int argc, char** argv) {
   declare_run_options(args);
   auto cl = split_file(argc, argv);
   bool help = false;
-  for (auto* arg : cl.rest)
+  for (auto* arg : cl.rest) {
     help = help || std::string_view{arg} == "--help";
+    // Said plainly rather than as an unknown option: users know --resume
+    // from `aggregate`. A job file's jobs take no checkpoints (they share
+    // one snapshot, and with atomic = true one output transaction).
+    if (std::string_view{arg} == "--resume")
+      throw usage_error("run: --resume is not supported for job files (their "
+                        "jobs take no checkpoints); run a long job with "
+                        "flow-etl aggregate --output NAME to make it "
+                        "resumable");
+  }
   if (!cl.has_path && !help)
     throw usage_error(std::string{"run: no job file (usage: "} + usage_text
                       + "; the file comes first)");

@@ -334,3 +334,38 @@ TEST_CASE("copy_sink: a binary row of more fields than a table can have is "
   CHECK_THROWS_AS(pg::begin_binary_row(line, 65535), std::invalid_argument);
   CHECK(line.size() == 2);
 }
+
+TEST_CASE("copy_sink: at_commit statements run in the commit's transaction "
+          "and not at all when the commit fails",
+          "[pg][sink][copy_sink]") {
+  auto schema = fresh_schema("copy_at_commit");
+  std::vector<pg::output_table> tables{
+    {{schema, "out"}, "x bigint NOT NULL", "x"}};
+  exec("CREATE TABLE " + q(schema, "doomed") + " (x int)");
+  auto one_row = [](const job_result&) {
+    return std::vector<pg::copy_row>{{0, "1\n"}};
+  };
+  {
+    // A failing commit: neither the output nor the statement's effect.
+    pg::copy_sink snk{conninfo(), tables, one_row,
+                      [] { throw std::runtime_error("test: no commit"); }};
+    snk.at_commit("DROP TABLE " + q(schema, "doomed"));
+    snk.open();
+    job_result none;
+    none.final = true;
+    CHECK_THROWS(snk.commit(none));
+  }
+  CHECK(scalar("SELECT to_regclass('" + q(schema, "doomed") + "') IS NULL")
+        == "f");
+  CHECK(scalar("SELECT to_regclass('" + q(schema, "out") + "') IS NULL")
+        == "t");
+  pg::copy_sink snk{conninfo(), tables, one_row};
+  snk.at_commit("DROP TABLE " + q(schema, "doomed"));
+  snk.open();
+  job_result none;
+  none.final = true;
+  snk.commit(none);
+  CHECK(scalar("SELECT to_regclass('" + q(schema, "doomed") + "') IS NULL")
+        == "t");
+  CHECK(scalar("SELECT count(*) FROM " + q(schema, "out")) == "1");
+}

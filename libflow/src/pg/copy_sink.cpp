@@ -291,6 +291,8 @@ struct copy_sink::impl {
   final_rows_fn final_rows;
   dead_letter_rows_fn dead_letter_rows;
   std::function<void()> before_commit;
+  /// Statements run just before COMMIT (`at_commit`).
+  std::vector<std::string> at_commit;
   /// Tables other processes staged: (table index, name), merged at commit.
   std::vector<std::pair<std::size_t, table_name>> adopted;
   std::unique_ptr<session> db;
@@ -633,10 +635,16 @@ void copy_sink::commit(const job_result& result) {
   }
   if (st.resumable)
     st.db->exec("DROP TABLE " + st.checkpoints.quoted());
+  for (auto& sql : st.at_commit)
+    st.db->exec(sql);
   st.db->exec("COMMIT");
   st.db.reset();
   logger()->debug("copy sink ({}): {:.3f} s writing, committed", name(),
                   st.write_seconds);
+}
+
+void copy_sink::at_commit(std::string sql) {
+  impl_->at_commit.push_back(std::move(sql));
 }
 
 void copy_sink::adopt(std::size_t table, table_name staged) {

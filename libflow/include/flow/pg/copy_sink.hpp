@@ -194,6 +194,11 @@ public:
   /// transaction, and drops `staged` there. Call before the job starts.
   void adopt(std::size_t table, table_name staged);
 
+  /// Runs `sql` in the commit's transaction, after the swap and just
+  /// before COMMIT (e.g. dropping a job's resume state together with the
+  /// output that makes it obsolete). Call before `commit`.
+  void at_commit(std::string sql);
+
   /// Final rows, adopted tables, primary keys, the swap, COMMIT.
   void commit(const job_result& result) override;
 

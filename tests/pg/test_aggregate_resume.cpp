@@ -1,0 +1,381 @@
+// flow-etl aggregate --output of a --table is checkpointed: it reads in
+// steps and commits the merged states after each in flow_resume, so a run
+// killed with SIGKILL (the test hook FLOW_ETL_TEST_KILL_AFTER_STEP kills it
+// right after a checkpoint, deterministically) continues with --resume and
+// writes the table an uninterrupted run writes. A checkpoint of another job
+// is refused, --resume without a checkpoint or with a source that takes none
+// is a one-line error, and a committed output leaves no checkpoint behind.
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "child_process.hpp"
+#include "etl/agg_checkpoint.hpp"
+#include "flow/pg/connection.hpp"
+#include "json_fields.hpp"
+#include "pg_fixture.hpp"
+#include "run_program.hpp"
+
+using namespace flow;
+using namespace flow::test;
+
+namespace {
+
+const std::string prog = FLOW_ETL_PATH;
+
+/// Every aggregate here is exact (or, as stddev, computed from exact
+/// sums), so any split into steps and partitions gives identical tables.
+const std::string aggs
+  = "count(*), count(cents), sum(cents), avg(cents), min(cents), "
+    "max(cents), stddev(cents), sum(price), avg(price), max(price), "
+    "sum(ratio), avg(ratio), count(distinct cents), min(\"Region\")";
+
+/// A schema with "Sales": group keys with NULLs, numeric(12,2) money and
+/// doubles built to break naive summation; analysed, so the planner's
+/// estimate sizes the steps.
+std::string make_sales(const std::string& hint) {
+  // Each test case runs in a process (and cluster) of its own, but start
+  // from no resume state anyway.
+  exec("DROP SCHEMA IF EXISTS flow_resume CASCADE");
+  auto schema = fresh_schema(hint);
+  auto t = pg::table_name{schema, "Sales"}.quoted();
+  exec("CREATE TABLE " + t
+       + " (\"Region\" text, day date, cents bigint, price numeric(12,2), "
+         "ratio double precision)");
+  exec("INSERT INTO " + t
+       + " SELECT CASE i % 5 WHEN 0 THEN NULL WHEN 1 THEN 'Zürich' "
+         "WHEN 2 THEN 'Oslo' WHEN 3 THEN '東京' ELSE 'köln' END, "
+         "CASE WHEN i % 17 = 0 THEN NULL ELSE date '2024-02-27' + (i % 3) END, "
+         "CASE WHEN i % 11 = 0 THEN NULL ELSE (i * 7919) % 100003 - 50000 END, "
+         "CASE WHEN i % 9 = 0 THEN NULL ELSE ((i * 31) % 100000) / 100.0 END, "
+         "CASE i % 4 WHEN 0 THEN 1e16 WHEN 1 THEN 1.0 WHEN 2 THEN -1e16 "
+         "ELSE 0.1 * (i % 10) END "
+         "FROM generate_series(1, 60000) i");
+  exec("ANALYZE " + t);
+  return schema;
+}
+
+/// `flow-etl aggregate` of "Sales" into `output` with `extra` options.
+std::vector<std::string> agg_args(const std::string& schema,
+                                  const std::string& output,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"aggregate", "--db",       conninfo(),
+                                "--schema",  schema,       "--table",
+                                "Sales",     "--group-by", "Region, day",
+                                "--agg",     aggs,         "--json",
+                                "--output",  output};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+/// Steps of about 8000 rows: 60000 rows take several.
+const std::vector<std::string> small_steps{"--checkpoint-rows", "8000",
+                                           "--partitions", "2"};
+
+/// Rows of `a` not in `b` plus rows of `b` not in `a`.
+std::string difference(const std::string& schema, const std::string& a,
+                       const std::string& b) {
+  auto qa = pg::table_name{schema, a}.quoted();
+  auto qb = pg::table_name{schema, b}.quoted();
+  return scalar("SELECT (SELECT count(*) FROM (SELECT * FROM " + qa
+                + " EXCEPT ALL SELECT * FROM " + qb
+                + ") x) + (SELECT count(*) FROM (SELECT * FROM " + qb
+                + " EXCEPT ALL SELECT * FROM " + qa + ") y)");
+}
+
+/// The reference: one uninterrupted run without checkpoints into `ref`.
+void write_reference(const std::string& schema) {
+  auto ref = run_program(prog, agg_args(schema, "ref",
+                                        {"--checkpoint-rows", "0"}));
+  INFO(ref.err);
+  REQUIRE(ref.rc == 0);
+  REQUIRE(scalar("SELECT count(*) FROM "
+                 + pg::table_name{schema, "ref"}.quoted())
+          == scalar("SELECT count(*) FROM (SELECT DISTINCT \"Region\", day "
+                    "FROM "
+                    + pg::table_name{schema, "Sales"}.quoted() + ") g"));
+}
+
+std::string checkpoint_tables() {
+  return scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                "'flow_resume'");
+}
+
+/// The summary: the last line of a --json run's stdout.
+std::string summary_of(const std::string& out) {
+  auto lines = lines_of(out);
+  return lines.empty() ? std::string{} : lines.back();
+}
+
+/// A one-line error, exit code 2, nothing on stdout.
+void check_one_line_error(const run_result& res, const std::string& part) {
+  INFO("stdout: " << res.out << "\nstderr: " << res.err);
+  CHECK(res.rc == 2);
+  CHECK(lines_of(res.err).size() == 1);
+  CHECK(res.err.rfind("flow-etl: error: ", 0) == 0);
+  CHECK(res.err.find(part) != std::string::npos);
+  CHECK(res.out.empty());
+}
+
+/// Runs `args` with the kill hook after the first checkpoint (`hook`:
+/// SIGKILL, or "1,INT": SIGINT); checks that it ended with `rc` leaving a
+/// checkpoint of one step and `out` as it was.
+void kill_after_first_step(const std::vector<std::string>& args,
+                           const std::string& schema, const std::string& tag,
+                           const std::string& hook = "1",
+                           int rc = 128 + SIGKILL) {
+  auto out = pg::table_name{schema, "out"}.quoted();
+  auto before = scalar("SELECT md5(string_agg(t::text, '|' ORDER BY "
+                       "t::text)) FROM "
+                       + out + " t");
+  std::vector<std::string> argv{prog};
+  argv.insert(argv.end(), args.begin(), args.end());
+  child run{argv, tag, "FLOW_ETL_TEST_KILL_AFTER_STEP=" + hook};
+  CHECK(run.wait() == rc);
+  CHECK(checkpoint_tables() == "1");
+  CHECK(scalar("SELECT steps_done FROM flow_resume."
+               + scalar("SELECT quote_ident(tablename) FROM pg_tables "
+                        "WHERE schemaname = 'flow_resume'"))
+        == "1");
+  // The previous output is untouched.
+  CHECK(scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM "
+               + out + " t")
+        == before);
+}
+
+} // namespace
+
+TEST_CASE("aggregate --resume after SIGKILL midway writes the table of an "
+          "uninterrupted run and counts every row once",
+          "[pg][aggregate][resume]") {
+  auto schema = make_sales("agg_resume");
+  write_reference(schema);
+  // A previous output with a row no run produces: untouched by the killed
+  // run, gone once the resumed run commits.
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted());
+  exec("INSERT INTO " + pg::table_name{schema, "out"}.quoted()
+       + " (count) VALUES (-1)");
+  kill_after_first_step(agg_args(schema, "out", small_steps), schema,
+                        "agg-resume-kill");
+  auto resumed = run_program(prog, agg_args(schema, "out",
+                                            with(small_steps,
+                                                 {"--resume", "--verify"})));
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  auto summary = summary_of(resumed.out);
+  INFO(summary);
+  auto steps = std::stoull(json_field(summary, "steps"));
+  auto resumed_rows = std::stoull(json_field(summary, "resumed_rows"));
+  CHECK(steps > 2);
+  CHECK(resumed_rows > 0);
+  CHECK(resumed_rows < 60000);
+  CHECK(json_field(summary, "rows_read") == "60000");
+  CHECK(json_field(summary, "rows_aggregated") == "60000");
+  CHECK(json_field(summary, "balanced") == "true");
+  CHECK(json_field(summary, "verified") == "true");
+  CHECK(difference(schema, "out", "ref") == "0");
+  // The checkpoint went with the output's commit.
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate --output stopped by SIGINT keeps the checkpoint and "
+          "the previous output, and --resume finishes the job",
+          "[pg][aggregate][resume]") {
+  auto schema = make_sales("agg_resume_int");
+  write_reference(schema);
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
+       + " WHERE false");
+  kill_after_first_step(agg_args(schema, "out", small_steps), schema,
+                        "agg-resume-int", "1,INT", 128 + SIGINT);
+  CHECK(scalar("SELECT count(*) FROM "
+               + pg::table_name{schema, "out"}.quoted())
+        == "0");
+  auto resumed = run_program(
+    prog, agg_args(schema, "out", with(small_steps, {"--resume"})));
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  CHECK(std::stoull(json_field(summary_of(resumed.out), "resumed_rows")) > 0);
+  CHECK(difference(schema, "out", "ref") == "0");
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate --resume with --pushdown after SIGKILL equals an "
+          "uninterrupted run",
+          "[pg][aggregate][resume]") {
+  auto schema = make_sales("agg_resume_push");
+  auto pushable = "count(*), sum(cents), min(price), max(price), "
+                  "sum(price), avg(cents)";
+  auto args = [&](const std::string& output,
+                  std::vector<std::string> extra) {
+    std::vector<std::string> a{"aggregate", "--db",       conninfo(),
+                               "--schema",  schema,       "--table",
+                               "Sales",     "--group-by", "Region, day",
+                               "--agg",     pushable,     "--json",
+                               "--output",  output,       "--pushdown"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  auto ref = run_program(prog, args("ref", {"--checkpoint-rows", "0"}));
+  REQUIRE(ref.rc == 0);
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
+       + " WHERE false");
+  kill_after_first_step(args("out", small_steps), schema, "agg-resume-push");
+  auto resumed = run_program(prog,
+                             args("out", with(small_steps, {"--resume"})));
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  auto summary = summary_of(resumed.out);
+  INFO(summary);
+  CHECK(json_field(summary, "mode") == "\"push-down\"");
+  CHECK(std::stoull(json_field(summary, "resumed_rows")) > 0);
+  CHECK(json_field(summary, "rows_read") == "60000");
+  CHECK(difference(schema, "out", "ref") == "0");
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate --resume with nothing to resume, of another job, or "
+          "without a checkpointed source is a one-line error",
+          "[pg][aggregate][resume]") {
+  auto schema = make_sales("agg_resume_bad");
+  SECTION("nothing to resume") {
+    auto r = run_program(prog,
+                         agg_args(schema, "out", with(small_steps,
+                                                      {"--resume"})));
+    check_one_line_error(r, "no interrupted run");
+  }
+  SECTION("a checkpoint of another job is refused and kept") {
+    exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+         + " (x int)");
+    kill_after_first_step(agg_args(schema, "out", small_steps), schema,
+                          "agg-resume-other");
+    // Other aggregates, then another filter, for the same output table.
+    auto other = agg_args(schema, "out", with(small_steps, {"--resume"}));
+    other[10] = "count(*)";
+    check_one_line_error(run_program(prog, other), "another job");
+    auto filtered = run_program(
+      prog, agg_args(schema, "out",
+                     with(small_steps, {"--resume", "--where", "cents > 0"})));
+    check_one_line_error(filtered, "another job");
+    CHECK(checkpoint_tables() == "1");
+    // The job that left it still resumes it.
+    auto resumed = run_program(
+      prog, agg_args(schema, "out", with(small_steps, {"--resume"})));
+    INFO(resumed.err);
+    CHECK(resumed.rc == 0);
+    CHECK(checkpoint_tables() == "0");
+  }
+  SECTION("without --output, with --query or with --checkpoint-rows 0") {
+    auto no_output = run_program(
+      prog, {"aggregate", "--db", conninfo(), "--schema", schema, "--table",
+             "Sales", "--agg", "count(*)", "--resume"});
+    check_one_line_error(no_output, "--output");
+    auto query = run_program(
+      prog, {"aggregate", "--db", conninfo(), "--schema", schema, "--query",
+             "SELECT * FROM \"Sales\"", "--agg", "count(*)", "--output",
+             "out", "--resume"});
+    check_one_line_error(query, "--table");
+    auto off = run_program(
+      prog, agg_args(schema, "out", {"--resume", "--checkpoint-rows", "0"}));
+    check_one_line_error(off, "--checkpoint-rows");
+  }
+  SECTION("flow-etl run refuses --resume") {
+    auto file = temp_file("[[job]]\nname = \"j\"\ntable = \"Sales\"\n"
+                          "aggregates = \"count(*)\"\n");
+    auto r = run_program(prog, {"run", file, "--db", conninfo(), "--schema",
+                                schema, "--resume"});
+    check_one_line_error(r, "not supported for job files");
+  }
+}
+
+TEST_CASE("aggregate --output in steps leaves no checkpoint behind, and 1 "
+          "or 3 partitions give the table of an uninterrupted run",
+          "[pg][aggregate][resume]") {
+  auto schema = make_sales("agg_steps");
+  write_reference(schema);
+  for (auto partitions : {"1", "3"}) {
+    INFO("partitions " << partitions);
+    auto name = std::string{"out_"} + partitions;
+    auto r = run_program(prog, agg_args(schema, name,
+                                        {"--checkpoint-rows", "8000",
+                                         "--partitions", partitions}));
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    auto summary = summary_of(r.out);
+    CHECK(std::stoull(json_field(summary, "steps")) > 2);
+    CHECK(json_field(summary, "resumed_rows") == "0");
+    CHECK(json_field(summary, "rows_read") == "60000");
+    CHECK(json_field(summary, "partitions") == partitions);
+    CHECK(difference(schema, name, "ref") == "0");
+    CHECK(checkpoint_tables() == "0");
+  }
+  // The default step size (10^6 rows) makes 60000 rows one step.
+  auto one = run_program(prog, agg_args(schema, "out_default"));
+  REQUIRE(one.rc == 0);
+  CHECK(json_field(summary_of(one.out), "steps") == "1");
+  CHECK(difference(schema, "out_default", "ref") == "0");
+  // Without --output nothing changes: no checkpoint fields at all.
+  auto printed = run_program(prog, {"aggregate", "--db", conninfo(),
+                                    "--schema", schema, "--table", "Sales",
+                                    "--agg", "count(*)", "--json"});
+  REQUIRE(printed.rc == 0);
+  CHECK(json_field(printed.out, "steps").empty());
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate checkpoints: ranges and merged states round-trip, "
+          "damage is detected and steps merge per group",
+          "[pg][aggregate][resume]") {
+  std::vector<pg::range> ranges{{std::nullopt, 10, false, true},
+                                {10, 20, false, true},
+                                {20, std::nullopt, false, true},
+                                {std::nullopt, -5, true, false}};
+  auto back = apps::decode_ranges(apps::encode_ranges(ranges));
+  REQUIRE(back);
+  REQUIRE(back->size() == ranges.size());
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    CHECK((*back)[i].lo == ranges[i].lo);
+    CHECK((*back)[i].hi == ranges[i].hi);
+    CHECK((*back)[i].blocks == ranges[i].blocks);
+    CHECK((*back)[i].nulls == ranges[i].nulls);
+  }
+  CHECK_FALSE(apps::decode_ranges("1 x 0 0\n"));
+  CHECK_FALSE(apps::decode_ranges("1 2 0\n"));
+  // Two steps with one group in common: that group's aggregates add up,
+  // the others are kept, keys stay ordered, and the counts add.
+  job_result a;
+  a.keys.push_back({flow::key{"b"}, aggregate::of(std::vector<std::int64_t>{
+                                                    1, 2}.data(), 2), 0});
+  a.emitted = a.aggregated = 2;
+  job_result b;
+  b.keys.push_back({flow::key{"a"}, aggregate::of(std::vector<std::int64_t>{
+                                                    7}.data(), 1), 0});
+  b.keys.push_back({flow::key{"b"}, aggregate::of(std::vector<std::int64_t>{
+                                                    -10}.data(), 1), 0});
+  b.emitted = 3;
+  b.aggregated = 2;
+  b.rejected = 1;
+  b.final = true;
+  auto total = a;
+  REQUIRE(apps::merge_step(total, b));
+  REQUIRE(total.keys.size() == 2);
+  CHECK(total.keys[0].key == flow::key{"a"});
+  CHECK(total.keys[1].agg.sum == -7);
+  CHECK(total.keys[1].agg.count == 3);
+  CHECK(total.keys[1].agg.min == -10);
+  CHECK(total.emitted == 5);
+  CHECK(total.balanced());
+  // The merged result survives its serialisation; cut bytes do not decode.
+  auto bytes = apps::encode_result(total);
+  auto loaded = apps::decode_result(bytes);
+  REQUIRE(loaded);
+  CHECK(loaded->keys.size() == 2);
+  CHECK(loaded->keys[1].agg == total.keys[1].agg);
+  CHECK(loaded->emitted == 5);
+  CHECK_FALSE(apps::decode_result(bytes.substr(0, bytes.size() / 2)));
+}
