@@ -35,6 +35,7 @@
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/pg.hpp"
+#include "flow/pg/ownership.hpp"
 #include "flow/quantiles.hpp"
 #include "flow/stats.hpp"
 
@@ -185,6 +186,10 @@ struct job_outcome {
   /// `resumed_rows`, and committing the output drops `checkpoint`.
   bool checkpointable = false;
   std::optional<pg::table_name> checkpoint;
+  /// While the job's checkpoints may change (until its output is
+  /// committed): the advisory lock that makes them this run's (see
+  /// flow/pg/ownership.hpp).
+  std::optional<pg::owner_lock> owner;
   /// Steps the job was read in (1: in one go), and the rows an interrupted
   /// run had read (resumed).
   std::size_t steps = 1;
@@ -1166,6 +1171,15 @@ void run_job(const std::string& conninfo,
       && run.checkpoint_rows > 0) {
     out.checkpointable = true;
     store.emplace(conninfo, output_name(plan->job));
+    // Before reading or discarding a checkpoint: a live run of the same job
+    // owns it (flow-etl gc and a second run leave it alone).
+    auto& t = store->table();
+    auto lock = pg::owner_lock::try_acquire(conninfo, t.table.substr(4),
+                                            "its checkpoint in "
+                                              + t.display());
+    if (!lock)
+      fail(lock.error());
+    out.owner.emplace(std::move(*lock));
   }
   if (plan->job.query.empty()) {
     pg::read_spec spec;

@@ -15,6 +15,7 @@
 #include "child_process.hpp"
 #include "etl/agg_checkpoint.hpp"
 #include "flow/pg/connection.hpp"
+#include "flow/pg/ownership.hpp"
 #include "json_fields.hpp"
 #include "pg_fixture.hpp"
 #include "run_program.hpp"
@@ -378,4 +379,48 @@ TEST_CASE("aggregate checkpoints: ranges and merged states round-trip, "
   CHECK(loaded->keys[1].agg == total.keys[1].agg);
   CHECK(loaded->emitted == 5);
   CHECK_FALSE(apps::decode_result(bytes.substr(0, bytes.size() / 2)));
+}
+
+TEST_CASE("aggregate --output: while a run of the job is live its checkpoint "
+          "is its own, and once the run is gone gc drops it",
+          "[pg][aggregate][resume][gc]") {
+  auto schema = make_sales("agg_owned");
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted() + " (x int)");
+  kill_after_first_step(agg_args(schema, "out", small_steps), schema,
+                        "agg-owned-kill");
+  auto table = scalar("SELECT tablename FROM pg_tables WHERE schemaname = "
+                      "'flow_resume'");
+  REQUIRE(table.size() == 20);
+  REQUIRE(table.rfind("agg_", 0) == 0);
+  {
+    // A live run of the job holds the checkpoint's lock (as this test does
+    // here): a resume, a fresh run and gc all leave it alone.
+    auto live = pg::owner_lock::try_acquire(conninfo(), table.substr(4),
+                                            "the test's checkpoint");
+    REQUIRE(live);
+    check_one_line_error(
+      run_program(prog, agg_args(schema, "out", with(small_steps,
+                                                     {"--resume"}))),
+      "another run of this job is in progress");
+    check_one_line_error(run_program(prog, agg_args(schema, "out",
+                                                    small_steps)),
+                         "another run of this job is in progress");
+    auto gc = run_program(prog, {"gc", "--db", conninfo(), "--json"});
+    REQUIRE(gc.rc == 0);
+    CHECK(json_field(summary_of(gc.out), "live") == "1");
+    CHECK(json_field(summary_of(gc.out), "dropped") == "0");
+    CHECK(checkpoint_tables() == "1");
+    CHECK(scalar("SELECT count(*) FROM "
+                 + pg::table_name{schema, "out"}.quoted())
+          == "0");
+  }
+  // The run is gone: its checkpoint is an orphan.
+  auto gc = run_program(prog, {"gc", "--db", conninfo(), "--json"});
+  REQUIRE(gc.rc == 0);
+  CHECK(json_field(summary_of(gc.out), "dropped") == "1");
+  CHECK(checkpoint_tables() == "0");
+  check_one_line_error(
+    run_program(prog, agg_args(schema, "out", with(small_steps,
+                                                   {"--resume"}))),
+    "no interrupted run");
 }

@@ -84,7 +84,7 @@ TEST_CASE("flow-etl gc drops orphaned staging tables, never a live run's or "
   // lock, as a running job's connection would).
   for (auto t : {"job_00000000000000a1_0", "job_00000000000000a1_checkpoints",
                  "job_00000000000000b2_0", "unrelated",
-                 "job_0000000000000zz9_0"})
+                 "job_0000000000000zz9_0", "agg_00000000000000d4"})
     exec("CREATE TABLE flow_resume.\"" + std::string{t} + "\" (x int)");
   for (auto t : {"d00000000000000c3_p0_c", "d00000000000000c3_p0_r",
                  "d00000000000000b2_p1_r"})
@@ -104,17 +104,18 @@ TEST_CASE("flow-etl gc drops orphaned staging tables, never a live run's or "
   INFO(dry.err);
   REQUIRE(dry.rc == 0);
   auto summary = last_line(dry.out);
-  CHECK(json_field(summary, "tables") == "6");
-  CHECK(json_field(summary, "orphans") == "4");
+  CHECK(json_field(summary, "tables") == "7");
+  CHECK(json_field(summary, "orphans") == "5");
   CHECK(json_field(summary, "dropped") == "0");
   CHECK(json_field(summary, "live") == "2");
-  CHECK(count_in("flow_resume") == "5");
+  CHECK(count_in("flow_resume") == "6");
   CHECK(count_in("flow_dist") == "3");
 
   auto gc = run_program(prog, {"gc", "--db", conninfo()});
   INFO(gc.err);
   REQUIRE(gc.rc == 0);
-  CHECK(gc.out.find("4 orphaned (dropped), 2 live") != std::string::npos);
+  CHECK(gc.out.find("5 orphaned (dropped), 2 live") != std::string::npos);
+  CHECK_FALSE(exists("flow_resume", "agg_00000000000000d4"));
   CHECK_FALSE(exists("flow_resume", "job_00000000000000a1_0"));
   CHECK_FALSE(exists("flow_resume", "job_00000000000000a1_checkpoints"));
   CHECK_FALSE(exists("flow_dist", "d00000000000000c3_p0_c"));

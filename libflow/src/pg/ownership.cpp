@@ -30,6 +30,12 @@ std::string owner_of(const std::string& schema, const std::string& table) {
     auto hex = table.substr(4, 16);
     return is_hex16(hex) ? hex : std::string{};
   }
+  // flow-etl aggregate's checkpoint: agg_<hex>.
+  if (schema == resume_schema_name && table.size() == 20
+      && table.compare(0, 4, "agg_") == 0) {
+    auto hex = table.substr(4, 16);
+    return is_hex16(hex) ? hex : std::string{};
+  }
   if (schema == dist_schema_name && table.size() > 19 && table[0] == 'd'
       && table.compare(17, 2, "_p") == 0) {
     auto hex = table.substr(1, 16);

@@ -6,7 +6,8 @@
 /// stage partitions in `flow_dist`; both are named after 16 hex digits
 /// (`job_<hex>_...`, `d<hex>_p...`). A live run holds a session-level
 /// advisory lock on those digits (as a signed 64-bit key) on a connection
-/// of its own for as long as it may touch its tables. So another run of the
+/// of its own for as long as it may touch its tables (`flow-etl aggregate`'s
+/// checkpoint is `agg_<hex>` in `flow_resume`). So another run of the
 /// same job can tell it is live (and refuses to start rather than drop its
 /// tables), and a clean-up (`find_job_tables`, `drop_orphans`, `flow-etl gc`)
 /// drops only tables no live run owns. The lock dies with the run's
