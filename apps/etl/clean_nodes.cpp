@@ -206,7 +206,10 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   if (!owner)
     return std::move(owner.error());
   if (auto gone = pg::drop_orphans(cfg.conninfo, false, {staging_schema});
-      gone && !gone->empty())
+      !gone)
+    logger()->warn("clean: could not drop what killed runs left in {}: {}",
+                   staging_schema, describe(gone.error()));
+  else if (!gone->empty())
     logger()->warn("clean: dropped {} staging tables in {} that killed runs "
                    "left behind",
                    gone->size(), staging_schema);

@@ -78,6 +78,7 @@ int cmd_gc(int argc, char** argv) {
       .add("orphans", static_cast<std::uint64_t>(gone->size()))
       .add("dropped", static_cast<std::uint64_t>(dry ? 0 : gone->size()))
       .add("live", live)
+      .add("kept", kept)
       .add("dry_run", dry);
     std::cout << obj.str() << '\n';
   } else {
@@ -85,7 +86,7 @@ int cmd_gc(int argc, char** argv) {
                 "%llu live\n",
                 all->size(), gone->size(), dry ? "dry run: none dropped"
                                                : "dropped",
-                static_cast<unsigned long long>(live + kept));
+                static_cast<unsigned long long>(live));
   }
   return exit_ok;
 }

@@ -181,6 +181,8 @@ TEST_CASE("flow-etl clean: a second run of the same job while one is live "
     auto resume = run_program(prog, {"clean", "--db", conninfo(), "--schema",
                                      schema, "--json", "--resume"});
     CHECK(resume.rc == 2);
+    CHECK(resume.err.find("another run of this job is in progress")
+          != std::string::npos);
     auto gc = run_program(prog, {"gc", "--db", conninfo(), "--json"});
     REQUIRE(gc.rc == 0);
     CHECK(json_field(last_line(gc.out), "dropped") == "0");

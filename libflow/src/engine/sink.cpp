@@ -60,7 +60,13 @@ caf::behavior sink_actor(caf::stateful_actor<sink_state>* self,
   // and after the commit (before committed_atom, so the job's final
   // statistics include the rows written at the commit).
   auto report_outputs = [=] {
-    auto outs = snk->outputs_written();
+    // Statistics only: a sink that fails to report them fails nothing.
+    std::vector<output_rows> outs;
+    try {
+      outs = snk->outputs_written();
+    } catch (...) {
+      return;
+    }
     if (outs.empty())
       return;
     sink_outputs msg;

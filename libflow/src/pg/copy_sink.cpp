@@ -354,13 +354,22 @@ struct copy_sink::impl {
     // Ownership: this session holds the job's advisory lock until it ends,
     // so another run of the same job (or `flow-etl gc`) leaves these tables
     // alone while this one is live, and finds them orphaned once it is not.
-    if (db->scalar("SELECT pg_try_advisory_lock("
-                   + std::to_string(owner_lock_key(prefix.substr(4))) + ")")
-        != "t")
+    // It waits a moment for a holder that is going away (a run killed just
+    // now, gc's momentary lock).
+    db->exec("SET lock_timeout = '" + std::to_string(owner_lock_wait.count())
+             + "ms'");
+    try {
+      db->scalar("SELECT pg_advisory_lock("
+                 + std::to_string(owner_lock_key(prefix.substr(4))) + ")");
+    } catch (const std::runtime_error& e) {
+      if (std::string{e.what()}.rfind("55P03", 0) != 0)
+        throw;
       throw std::runtime_error("another run of this job is in progress (it "
                                "holds its resume state in "
                                + std::string{resume_schema} + "." + prefix
                                + "_*); wait for it to end");
+    }
+    db->exec("SET lock_timeout = 0");
     staging.clear();
     for (std::size_t i = 0; i < tables.size(); ++i)
       staging.push_back({resume_schema, prefix + "_" + std::to_string(i)});
@@ -396,6 +405,15 @@ struct copy_sink::impl {
       if (n > 0)
         db->exec("INSERT INTO " + checkpoints.quoted() + " VALUES " + values);
       db->exec("COMMIT");
+    } else if (db->scalar("SELECT to_regclass("
+                          + quote_literal(checkpoints.quoted())
+                          + ") IS NOT NULL")
+               != "t") {
+      // Read before this session held the lock, dropped since (by gc).
+      throw std::runtime_error("the interrupted run's state in "
+                               + std::string{resume_schema}
+                               + " was dropped meanwhile: nothing to resume "
+                                 "(run without --resume)");
     }
     db->exec("BEGIN");
     buffers.assign(tables.size(), {});
@@ -638,6 +656,15 @@ void copy_sink::commit(const job_result& result) {
   for (auto& sql : st.at_commit)
     st.db->exec(sql);
   st.db->exec("COMMIT");
+  if (st.resumable) {
+    // The job's lock goes now, not when the server notices the closed
+    // connection: the next run of the job may start at once.
+    try {
+      st.db->scalar("SELECT pg_advisory_unlock_all()");
+    } catch (...) {
+      // Committed; the lock goes with the connection anyway.
+    }
+  }
   st.db.reset();
   logger()->debug("copy sink ({}): {:.3f} s writing, committed", name(),
                   st.write_seconds);

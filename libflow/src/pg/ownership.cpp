@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include <pqxx/nontransaction>
+#include <pqxx/except>
 #include <pqxx/result>
 #include <pqxx/transaction>
 
@@ -49,6 +50,30 @@ bool try_lock(pqxx::connection& conn, std::int64_t key) {
   return tx.exec("SELECT pg_try_advisory_lock(" + std::to_string(key) + ")")[0]
            [0]
              .as<bool>();
+}
+
+/// Takes `key`'s lock on `conn`, waiting up to owner_lock_wait for a holder
+/// that is going away (a killed run's backend notices its closed connection
+/// a moment later; gc holds a lock for a moment); false when it is still
+/// held then.
+bool wait_lock(pqxx::connection& conn, std::int64_t key) {
+  {
+    pqxx::nontransaction tx{conn};
+    tx.exec("SET lock_timeout = '"
+            + std::to_string(owner_lock_wait.count()) + "ms'");
+  }
+  bool taken = true;
+  try {
+    pqxx::nontransaction tx{conn};
+    tx.exec("SELECT pg_advisory_lock(" + std::to_string(key) + ")");
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() != "55P03") // lock_not_available
+      throw;
+    taken = false;
+  }
+  pqxx::nontransaction tx{conn};
+  tx.exec("SET lock_timeout = 0");
+  return taken;
 }
 
 void unlock(pqxx::connection& conn, std::int64_t key) {
@@ -105,6 +130,19 @@ std::int64_t owner_lock_key(const std::string& hex) {
 
 struct owner_lock::impl {
   std::unique_ptr<pqxx::connection> conn;
+
+  ~impl() {
+    // Released now, not when the server notices the closed connection: a
+    // run that follows at once must find it free.
+    if (!conn)
+      return;
+    try {
+      pqxx::nontransaction tx{*conn};
+      tx.exec("SELECT pg_advisory_unlock_all()");
+    } catch (...) {
+      // The connection is gone: so is the lock.
+    }
+  }
 };
 
 owner_lock::owner_lock(std::unique_ptr<impl> p) : impl_(std::move(p)) {
@@ -123,7 +161,7 @@ caf::expected<owner_lock> owner_lock::try_acquire(const std::string& conninfo,
   try {
     auto p = std::make_unique<impl>();
     p->conn = detail::connect(conninfo);
-    if (!try_lock(*p->conn, owner_lock_key(hex)))
+    if (!wait_lock(*p->conn, owner_lock_key(hex)))
       return make_error(errc::invalid_config,
                         "another run of this job is in progress (it holds "
                           + what + "); wait for it to end");

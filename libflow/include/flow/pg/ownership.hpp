@@ -13,6 +13,7 @@
 /// drops only tables no live run owns. The lock dies with the run's
 /// connection: a killed run's tables are orphans at once.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,6 +31,12 @@ inline constexpr const char* resume_schema_name = "flow_resume";
 /// The schema of distributed runs' per-partition staging tables.
 inline constexpr const char* dist_schema_name = "flow_dist";
 
+/// How long a run waits for its job's lock before it concludes that another
+/// live run holds it: long enough for the backend of a run that was just
+/// killed to notice and for `gc`'s momentary lock, short enough to report a
+/// live run promptly.
+inline constexpr std::chrono::milliseconds owner_lock_wait{5000};
+
 /// The advisory-lock key of the owner `hex` (16 hex digits, the part of the
 /// tables' names that identifies their run). Throws std::invalid_argument
 /// for anything else.
@@ -40,9 +47,10 @@ std::int64_t owner_lock_key(const std::string& hex);
 /// the ownership as a killed run would).
 class owner_lock {
 public:
-  /// Takes the lock of `hex` without waiting. Fails with errc::invalid_config
-  /// naming `what` when another session holds it (a live run of the same
-  /// job), or with the connection's error.
+  /// Takes the lock of `hex`, waiting at most `owner_lock_wait` for a holder
+  /// that is going away. Fails with errc::invalid_config naming `what` when
+  /// another session still holds it then (a live run of the same job), or
+  /// with the connection's error.
   static caf::expected<owner_lock> try_acquire(const std::string& conninfo,
                                                const std::string& hex,
                                                const std::string& what);
@@ -53,7 +61,7 @@ public:
   /// Moves a lock.
   owner_lock& operator=(owner_lock&&) noexcept;
 
-  /// Releases the lock (closes its connection).
+  /// Releases the lock (explicitly, then closes its connection).
   ~owner_lock();
 
   /// The connection, defined in the library.
