@@ -211,6 +211,20 @@ void after_job(const set_outcome& out, bool json, bool string_keys,
   }
 }
 
+/// Prints a verified set (`ok`: it verified) and then its dead letters;
+/// returns the exit code.
+int report_set(const set_outcome& out, bool ok, bool lists_known,
+               bool string_keys, bool json, dead_letter_file& dead) {
+  if (json)
+    print_json(out, lists_known, string_keys);
+  else
+    print_set(out, lists_known);
+  after_job(out, json, string_keys, dead);
+  if (out.res.dead_lettered > 0)
+    return exit_dead_letters;
+  return ok ? exit_ok : exit_mismatch;
+}
+
 /// The test hooks around a reducer of integers.
 reducer<std::int64_t> hooked(reducer<std::int64_t> fn) {
   return with_test_hooks<std::int64_t>(std::move(fn),
@@ -261,15 +275,7 @@ int run_set(caf::actor_system& sys, const std::string& name,
     after_job(out, json, false, dead);
   out.sequential_s = time_seconds(
     [&] { out.ref = sequential_sums(sizes, seed); });
-  bool ok = verify(out, true);
-  if (json)
-    print_json(out, true, false);
-  else
-    print_set(out, true);
-  after_job(out, json, false, dead);
-  if (out.res.dead_lettered > 0)
-    return exit_dead_letters;
-  return ok ? exit_ok : exit_mismatch;
+  return report_set(out, verify(out, true), true, false, json, dead);
 }
 
 /// Grouped sum of `key value` lines; the reference is computed as the input
@@ -304,16 +310,9 @@ int run_input(caf::actor_system& sys, const std::string& path,
   out.res = std::move(*res);
   if (out.res.partial)
     after_job(out, json, true, dead);
-  bool ok = verify(out, false);
-  if (json)
-    print_json(out, false, true);
-  else
-    print_set(out, false);
-  after_job(out, json, true, dead);
+  auto rc = report_set(out, verify(out, false), false, true, json, dead);
   dead.close();
-  if (out.res.dead_lettered > 0)
-    return exit_dead_letters;
-  return ok ? exit_ok : exit_mismatch;
+  return rc;
 }
 
 // -- --agg and --values ----------------------------------------------------------
@@ -786,15 +785,9 @@ int run_keys(caf::actor_system& sys, const keys_spec& spec,
       out.ref[k.key].agg = k.agg;
   }
   bool ok = verify(out, false) && keys_accounted(out.res, spec.elements);
-  if (json)
-    print_json(out, false, false);
-  else
-    print_set(out, false);
-  after_job(out, json, false, dead);
+  auto rc = report_set(out, ok, false, false, json, dead);
   dead.close();
-  if (out.res.dead_lettered > 0)
-    return exit_dead_letters;
-  return ok ? exit_ok : exit_mismatch;
+  return rc;
 }
 
 /// Reads --keys, --elements, --seed, --summary and --no-verify; throws

@@ -1,7 +1,6 @@
 #include "etl/agg_checkpoint.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <sstream>
 
@@ -12,6 +11,7 @@
 #include "common/cli.hpp"
 #include "flow/error.hpp"
 #include "flow/pg/error.hpp"
+#include "flow/pg/ownership.hpp"
 
 namespace flow::apps {
 
@@ -19,7 +19,7 @@ namespace {
 
 /// The schema clean's resume state lives in too: one place to look for
 /// (and clean up) what interrupted runs left.
-constexpr const char* resume_schema = "flow_resume";
+constexpr const char* resume_schema = pg::resume_schema_name;
 
 /// The checkpoint table's definition: one row, the latest step's.
 constexpr const char* table_columns
@@ -32,18 +32,8 @@ constexpr const char* table_columns
 
 pg::table_name checkpoint_table(const pg::table_name& output,
                                 const std::string& current_schema) {
-  // FNV-1a of "schema.table": stable across processes and versions.
-  auto full = (output.schema.empty() ? current_schema : output.schema) + "."
-              + output.table;
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : full) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[20];
-  std::snprintf(buf, sizeof(buf), "%016llx",
-                static_cast<unsigned long long>(h));
-  return {resume_schema, std::string{"agg_"} + buf};
+  // The same digits as clean's job_<hex> for that output (one lock each).
+  return {resume_schema, "agg_" + pg::owner_hex(output, current_schema)};
 }
 
 std::string drop_checkpoint_sql(const pg::table_name& table) {

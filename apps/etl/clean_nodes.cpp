@@ -46,7 +46,7 @@ struct clean_task {
 };
 
 /// The schema of the nodes' staging tables.
-constexpr const char* staging_schema = "flow_dist";
+constexpr const char* staging_schema = pg::dist_schema_name;
 
 /// True for "d<16 hex digits>_p<digits>_<suffix>", the staging names a
 /// distributed clean makes.

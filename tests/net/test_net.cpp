@@ -49,6 +49,17 @@ using flow::test::wait_for_port;
 using flow::test::wait_for_text;
 using flow::test::with;
 
+/// A worker node's command line: named `name`, with `cert`'s certificate
+/// and `reducers` reducers, connecting to the manager at `port`.
+std::vector<std::string> worker_args(const std::string& port,
+                                     const std::string& name,
+                                     const std::string& cert,
+                                     const std::string& reducers) {
+  return with({node, "worker", "--connect", "127.0.0.1:" + port,
+               "--reducers", reducers, "--name", name},
+              the_certs().tls(cert));
+}
+
 /// Sums per key from flow-keyed's JSON lines.
 std::vector<std::string> sums_of(const std::string& out) {
   std::vector<std::string> result;
@@ -181,13 +192,9 @@ TEST_CASE("net: a manager and two worker nodes over mutual TLS give the "
                      c.tls("manager")),
                 "manager"};
   auto port = wait_for_port(manager);
-  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "1", "--name", "w1"},
-                c.tls("w1")),
+  child w1{worker_args(port, "w1", "w1", "1"),
            "w1"};
-  child w2{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "1", "--name", "w2"},
-                c.tls("w2")),
+  child w2{worker_args(port, "w2", "w2", "1"),
            "w2"};
   auto rc = manager.wait();
   auto out = slurp(manager.out);
@@ -237,9 +244,7 @@ TEST_CASE("net: --values double and decimal with --agg through a worker "
                   std::string{"agg-manager-"} + values};
     ::unsetenv("FLOW_TEST_REDUCER_DELAY_MS");
     auto port = wait_for_port(manager);
-    child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                   "--reducers", "2", "--name", "w1"},
-                  c.tls("w1")),
+    child w1{worker_args(port, "w1", "w1", "2"),
              std::string{"agg-w1-"} + values};
     auto rc = manager.wait();
     auto out = slurp(manager.out);
@@ -281,9 +286,7 @@ TEST_CASE("net: flow-keyed --keys through a worker node gives the "
                 "keys-manager"};
   ::unsetenv("FLOW_TEST_REDUCER_DELAY_MS");
   auto port = wait_for_port(manager);
-  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "1", "--name", "w1"},
-                c.tls("w1")),
+  child w1{worker_args(port, "w1", "w1", "1"),
            "keys-w1"};
   auto rc = manager.wait();
   auto out = slurp(manager.out);
@@ -308,9 +311,7 @@ TEST_CASE("net: a worker node killed mid-job, its batches are dispatched "
                      c.tls("manager")),
                 "kill-manager"};
   auto port = wait_for_port(manager);
-  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "2", "--name", "doomed"},
-                c.tls("w1")),
+  child w1{worker_args(port, "doomed", "w1", "2"),
            "doomed"};
   // Once it has reducers in the job (which needs about 3 s on two cores),
   // let it take batches, then kill it without warning.
@@ -337,9 +338,7 @@ TEST_CASE("net: a worker node that joins while the job runs gets work at "
                 "late-manager"};
   auto port = wait_for_port(manager);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "1", "--name", "late"},
-                c.tls("w1")),
+  child w1{worker_args(port, "late", "w1", "1"),
            "late"};
   auto rc = manager.wait();
   auto out = slurp(manager.out);
@@ -359,9 +358,7 @@ TEST_CASE("net: when the manager is killed, worker nodes stop with a clear "
                      c.tls("manager")),
                 "dying-manager"};
   auto port = wait_for_port(manager);
-  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "1", "--name", "orphan"},
-                c.tls("w1")),
+  child w1{worker_args(port, "orphan", "w1", "1"),
            "orphan"};
   REQUIRE(wait_for_text(w1.err, "lent 1 reducers"));
   manager.kill_now();
@@ -544,9 +541,7 @@ TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
                        c.tls("manager")),
                   "quorum-manager"};
     auto port = wait_for_port(manager);
-    child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                   "--reducers", "1", "--name", "lonely"},
-                  c.tls("w1")),
+    child w1{worker_args(port, "lonely", "w1", "1"),
              "quorum-w1"};
     auto start = std::chrono::steady_clock::now();
     auto rc = manager.wait();
@@ -566,9 +561,7 @@ TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
                        c.tls("manager")),
                   "quorum-manager2"};
     auto port = wait_for_port(manager);
-    child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                   "--reducers", "1", "--name", "brief"},
-                  c.tls("w1")),
+    child w1{worker_args(port, "brief", "w1", "1"),
              "quorum-brief"};
     REQUIRE(wait_for_text(w1.err, "joined the manager"));
     w1.kill_now();
@@ -607,13 +600,9 @@ TEST_CASE("net: a job whose worker nodes are all killed as they join it goes "
                     "127.0.0.1:0", "--min-workers", "2"});
   child manager{with(argv, c.tls("manager")), "abandoned-manager"};
   auto port = wait_for_port(manager);
-  child w1{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "2", "--name", "k1"},
-                c.tls("w1")),
+  child w1{worker_args(port, "k1", "w1", "2"),
            "k1"};
-  child w2{with({node, "worker", "--connect", "127.0.0.1:" + port,
-                 "--reducers", "2", "--name", "k2"},
-                c.tls("w2")),
+  child w2{worker_args(port, "k2", "w2", "2"),
            "k2"};
   // The moment each lends its reducers to the job: gone.
   REQUIRE(wait_for_text(w1.err, "lent 2 reducers"));

@@ -16,73 +16,17 @@ metrics`.
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from scrape import (fail, family, get, monotone, promtool_check, samples,
+                    wait_for)
 
 PARTITIONS = 4
 ROWS = 200000
-
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def wait_for(path, pattern, proc, what, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with open(path) as f:
-            m = re.search(pattern, f.read(), re.M)
-        if m:
-            return m.group(1)
-        if proc.poll() is not None:
-            with open(path) as f:
-                fail("%s ended early (rc %s): %s"
-                     % (what, proc.returncode, f.read()[-2000:]))
-        time.sleep(0.05)
-    fail("no %s within %d s" % (what, timeout))
-
-
-def get(base, path):
-    with urllib.request.urlopen(base + path, timeout=10) as r:
-        return r.read().decode("utf-8")
-
-
-def samples(text):
-    """{'name{labels}': value} of a metrics text."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
-
-
-def family(xs, name):
-    """The samples of one family: {labels: value}."""
-    return {k[len(name):]: v for k, v in xs.items()
-            if k.startswith(name + "{")}
-
-
-def monotone(before, after):
-    for k, v in after.items():
-        if "_total{" in k and k in before and v < before[k]:
-            fail("counter went down: %s %s -> %s" % (k, before[k], v))
-
-
-def promtool_check(promtool, text, where):
-    if not promtool:
-        return
-    r = subprocess.run([promtool, "check", "metrics"], input=text,
-                       capture_output=True, text=True)
-    if r.returncode != 0 or r.stdout.strip() or r.stderr.strip():
-        fail("promtool check metrics (%s): rc %d %s %s"
-             % (where, r.returncode, r.stdout, r.stderr))
 
 
 def check_running(job):
@@ -154,7 +98,8 @@ def main():
             # after it are final.
             jobs = json.loads(get(base, "/status"))["jobs"]
             text = get(base, "/metrics")
-            promtool_check(promtool, text, "scrape %d" % scrapes)
+            if promtool:
+                promtool_check(promtool, text, "scrape %d" % scrapes)
             xs = samples(text)
             monotone(prev, xs)
             prev = xs

@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from scrape import fail, family, get, monotone, promtool_check, samples
 
 SKIP = 77
 ADS = 50000
@@ -29,44 +30,8 @@ PASSWORD = "Obs-pw-7Qx9Zk"
 ROLE = "flow_obs"
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def get(base, path):
-    with urllib.request.urlopen(base + path, timeout=10) as r:
-        return r.read().decode("utf-8")
-
-
-def samples(text):
-    """{'name{labels}': value} of a metrics text."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
-
-
-def family(xs, name):
-    return {k[len(name):]: v for k, v in xs.items()
-            if k.startswith(name + "{")}
-
-
-def monotone(before, after):
-    for k, v in after.items():
-        if ("_total{" in k or "_bucket{" in k or "_count{" in k) \
-                and k in before and v < before[k]:
-            fail("counter went down: %s %s -> %s" % (k, before[k], v))
-
-
 def check_scrape(promtool, text, where):
-    r = subprocess.run([promtool, "check", "metrics"], input=text,
-                       capture_output=True, text=True)
-    if r.returncode != 0 or r.stdout.strip() or r.stderr.strip():
-        fail("promtool check metrics (%s): rc %d\n%s%s"
-             % (where, r.returncode, r.stdout, r.stderr))
+    promtool_check(promtool, text, where)
     if PASSWORD in text:
         fail("the password in a scrape (%s)" % where)
 

@@ -251,22 +251,12 @@ private:
 };
 
 /// The schema holding resumable runs' staging tables and checkpoints.
-constexpr const char* resume_schema = "flow_resume";
+constexpr const char* resume_schema = resume_schema_name;
 
 /// A stable name for a job's resume state, derived from its first target
 /// (FNV-1a of "schema.table": the same in every process).
 std::string resume_prefix(const table_name& first, const std::string& current) {
-  auto full = (first.schema.empty() ? current : first.schema) + "."
-              + first.table;
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : full) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[20];
-  std::snprintf(buf, sizeof(buf), "%016llx",
-                static_cast<unsigned long long>(h));
-  return std::string{"job_"} + buf;
+  return "job_" + owner_hex(first, current);
 }
 
 std::string quote_literal(const std::string& x) {

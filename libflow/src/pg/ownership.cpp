@@ -1,6 +1,7 @@
 #include "flow/pg/ownership.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <stdexcept>
 
@@ -121,6 +122,21 @@ std::vector<job_table> list(pqxx::connection& conn,
 }
 
 } // namespace
+
+std::string owner_hex(const table_name& output,
+                      const std::string& current_schema) {
+  auto full = (output.schema.empty() ? current_schema : output.schema) + "."
+              + output.table;
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : full) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(h));
+  return buf;
+}
 
 std::int64_t owner_lock_key(const std::string& hex) {
   if (!is_hex16(hex))

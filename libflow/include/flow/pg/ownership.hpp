@@ -37,6 +37,12 @@ inline constexpr const char* dist_schema_name = "flow_dist";
 /// live run promptly.
 inline constexpr std::chrono::milliseconds owner_lock_wait{5000};
 
+/// The 16 hex digits that name a job's state after its (first) output
+/// table: FNV-1a of "schema.table" (`current_schema` when `output` has
+/// none), the same in every process and version.
+std::string owner_hex(const table_name& output,
+                      const std::string& current_schema);
+
 /// The advisory-lock key of the owner `hex` (16 hex digits, the part of the
 /// tables' names that identifies their run). Throws std::invalid_argument
 /// for anything else.
