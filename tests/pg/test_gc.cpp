@@ -146,6 +146,12 @@ TEST_CASE("flow-etl gc without a database or with a bad option is a "
   CHECK(lines_of(unreachable.err).size() == 1);
   auto empty = run_program(prog, {"gc", "--db", ""});
   CHECK(empty.rc == 2);
+  // No --db and no PG* environment: gc does not start a throwaway cluster
+  // (it would find nothing to collect).
+  auto none = run_program("/usr/bin/env", {"-i", prog, "gc"});
+  CHECK(none.rc == 2);
+  CHECK(none.err.find("gc needs a database") != std::string::npos);
+  CHECK(lines_of(none.err).size() == 1);
 }
 
 TEST_CASE("flow-etl clean: a second run of the same job while one is live "
