@@ -602,25 +602,46 @@ keys_reference(const keys_spec& spec, const keyed_aggs* aggs) {
   return ref;
 }
 
+/// What the summary needs of the keys, gathered from a result's keys or key
+/// by key as the manager hands them out (options::on_result_key), so that
+/// 10^7 keys are never held twice.
+struct keys_tally {
+  std::uint64_t keys = 0;
+  /// The keys' counts added up.
+  std::uint64_t counted = 0;
+  /// Over keys, (key * 1000003 + (sum mod 2^64)) mod 2^64, added mod 2^64
+  /// (unsigned arithmetic wraps exactly so).
+  std::uint64_t checksum = 0;
+
+  void add(const key_result& k) {
+    ++keys;
+    counted += k.agg.count;
+    checksum += static_cast<std::uint64_t>(k.key.as_int()) * 1000003u
+                + static_cast<std::uint64_t>(k.agg.sum);
+  }
+};
+
+/// The tally of the keys a result holds.
+keys_tally tally_of(const job_result& res) {
+  keys_tally t;
+  for (auto& k : res.keys)
+    t.add(k);
+  return t;
+}
+
 /// libflow's own accounting, all that --no-verify checks: the job completed,
 /// every one of the N elements emitted was aggregated or rejected, none was
 /// dead-lettered, and the keys' counts add up to the elements aggregated.
-bool keys_accounted(const job_result& res, std::uint64_t elements) {
-  std::uint64_t counted = 0;
-  for (auto& k : res.keys)
-    counted += k.agg.count;
+bool keys_accounted(const job_result& res, const keys_tally& t,
+                    std::uint64_t elements) {
   return res.final && res.balanced() && res.dead_lettered == 0
-         && res.emitted == elements && counted == res.aggregated;
+         && res.emitted == elements && t.counted == res.aggregated
+         && t.keys == res.key_count;
 }
 
-/// The summary's checksum: over keys, (key * 1000003 + (sum mod 2^64)) mod
-/// 2^64, added mod 2^64 (unsigned arithmetic wraps exactly so).
-std::uint64_t keys_checksum(const job_result& res) {
-  std::uint64_t checksum = 0;
-  for (auto& k : res.keys)
-    checksum += static_cast<std::uint64_t>(k.key.as_int()) * 1000003u
-                + static_cast<std::uint64_t>(k.agg.sum);
-  return checksum;
+/// keys_accounted for a result that holds its keys.
+bool keys_accounted(const job_result& res, std::uint64_t elements) {
+  return keys_accounted(res, tally_of(res), elements);
 }
 
 /// The pipeline of a --keys job: one generator of keyed integers, reduced by
@@ -644,14 +665,14 @@ pipeline<keyed_value> keys_pipeline(const keys_spec& spec, const options& opts,
 }
 
 /// Prints the --summary line: a JSON object, or `name value` pairs.
-void print_keys_summary(const job_result& res, std::uint64_t checksum,
+void print_keys_summary(const job_result& res, const keys_tally& t,
                         double flow_s, double sequential_s, bool verified,
                         bool ok, bool json) {
   if (json) {
     json_object obj;
-    obj.add("keys", static_cast<std::uint64_t>(res.keys.size()))
+    obj.add("keys", t.keys)
       .add("elements", res.aggregated)
-      .add("checksum", checksum)
+      .add("checksum", t.checksum)
       .add("libflow_s", flow_s)
       .add("sequential_s", sequential_s)
       .add("batches", res.batches)
@@ -666,21 +687,43 @@ void print_keys_summary(const job_result& res, std::uint64_t checksum,
   }
   std::printf("keys %llu elements %llu checksum %llu libflow_s %.6f "
               "sequential_s %.6f batches %llu verified %s ok %s%s\n",
-              static_cast<unsigned long long>(res.keys.size()),
+              static_cast<unsigned long long>(t.keys),
               static_cast<unsigned long long>(res.aggregated),
-              static_cast<unsigned long long>(checksum), flow_s,
+              static_cast<unsigned long long>(t.checksum), flow_s,
               sequential_s, static_cast<unsigned long long>(res.batches),
               verified ? "yes" : "no", ok ? "yes" : "NO",
               res.partial ? " (PARTIAL: stopped by a signal)" : "");
   std::fflush(stdout);
 }
 
-/// --keys with --summary: the job, the reference in a hash map (unless
-/// --no-verify), then one line.
+/// --keys with --summary: the reference in a hash map (unless --no-verify),
+/// the job, whose keys go one by one to the tally and the comparison (never
+/// into a second table), then one line.
 int run_keys_summary(caf::actor_system& sys, const keys_spec& spec,
                      const options& opts, bool json, dead_letter_file& dead,
                      const cluster& nodes, const keyed_aggs* aggs) {
-  auto p = keys_pipeline(spec, opts, nodes, aggs);
+  std::unordered_map<std::int64_t, aggregate> ref;
+  double sequential_s = 0;
+  if (spec.verify)
+    sequential_s = time_seconds([&] { ref = keys_reference(spec, aggs); });
+  keys_tally tally;
+  std::uint64_t matched = 0;
+  auto job_opts = opts;
+  job_opts.on_result_key = [&](const key_result& k) {
+    tally.add(k);
+    if (!spec.verify)
+      return;
+    auto found = ref.find(k.key.as_int());
+    std::string why;
+    if (k.key.is_int() && found != ref.end()
+        && (aggs ? aggs->same(k.agg, found->second, why)
+                 : k.agg.sum == found->second.sum
+                     && k.agg.count == found->second.count
+                     && k.agg.min == found->second.min
+                     && k.agg.max == found->second.max))
+      ++matched;
+  };
+  auto p = keys_pipeline(spec, job_opts, nodes, aggs);
   nodes.wait_for_workers(prog);
   stopwatch sw;
   auto started = p.start(sys);
@@ -692,32 +735,18 @@ int run_keys_summary(caf::actor_system& sys, const keys_spec& spec,
     return runner.job_error(res.error());
   report_dead_letters(prog, *res, dead.path());
   if (job_runner::stopped(*res)) {
+    // A stopped job's partial result holds its keys.
     if (res->partial)
-      print_keys_summary(*res, keys_checksum(*res), flow_s, 0, false, false,
+      print_keys_summary(*res, tally_of(*res), flow_s, 0, false, false,
                          json);
     runner.exit_stopped(*res, dead);
   }
-  bool ok = keys_accounted(*res, spec.elements);
-  double sequential_s = 0;
-  if (spec.verify) {
-    std::unordered_map<std::int64_t, aggregate> ref;
-    sequential_s = time_seconds([&] { ref = keys_reference(spec, aggs); });
-    ok = ok && res->aggregated == spec.elements
-         && res->keys.size() == ref.size();
-    std::string why;
-    for (std::size_t i = 0; ok && i < res->keys.size(); ++i) {
-      auto& k = res->keys[i];
-      auto found = ref.find(k.key.as_int());
-      ok = k.key.is_int() && found != ref.end()
-           && (aggs ? aggs->same(k.agg, found->second, why)
-                    : k.agg.sum == found->second.sum
-                        && k.agg.count == found->second.count
-                        && k.agg.min == found->second.min
-                        && k.agg.max == found->second.max);
-    }
-  }
-  print_keys_summary(*res, keys_checksum(*res), flow_s, sequential_s,
-                     spec.verify, ok, json);
+  bool ok = keys_accounted(*res, tally, spec.elements);
+  if (spec.verify)
+    ok = ok && res->aggregated == spec.elements && tally.keys == ref.size()
+         && matched == ref.size();
+  print_keys_summary(*res, tally, flow_s, sequential_s, spec.verify, ok,
+                     json);
   dead.close();
   if (res->dead_lettered > 0)
     return exit_dead_letters;

@@ -13,7 +13,26 @@ void partial::reject(const std::string& reason, std::uint64_t n) {
   reasons_.emplace_back(reason, n);
 }
 
+void partial::to_general() const {
+  if (general_)
+    return;
+  general_ = true;
+  if (ints_.empty())
+    return;
+  entries_.reserve(entries_.size() + ints_.size());
+  for (auto& e : ints_)
+    entries_.emplace_back(flow::key{e.key}, e.to_aggregate());
+  ints_.clear();
+  // The index, if any, misses the moved keys: slot() rebuilds it.
+  index_.clear();
+  last_ = npos;
+}
+
 void partial::merge(partial&& other) {
+  for (auto& e : other.ints_)
+    if (!general_ ? !ints_[e.key].merge(e.sum, e.count, e.min, e.max)
+                  : !slot(flow::key{e.key}).merge(e.to_aggregate()))
+      overflow_ = true;
   for (auto& [k, agg] : other.entries_)
     add(k, agg);
   for (auto& [reason, n] : other.reasons_)
@@ -35,6 +54,7 @@ void partial::merge(partial&& other) {
 }
 
 aggregate& partial::slot(const flow::key& k) {
+  to_general();
   // Reducers mostly add runs of the same key: check the last one first.
   if (last_ != npos && entries_[last_].first == k)
     return entries_[last_].second;

@@ -15,6 +15,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   using namespace detail;
   cfg.add_message_type<flow::key>("flow.key");
   cfg.add_message_type<aggregate>("flow.aggregate");
+  cfg.add_message_type<int_entry>("flow.int_entry");
   cfg.add_message_type<keyed_value>("flow.keyed_value");
   cfg.add_message_type<key_result>("flow.key_result");
   cfg.add_message_type<job_result>("flow.job_result");
@@ -34,6 +35,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<keyed_value>>("flow.keyed_vector");
   cfg.add_message_type<std::vector<key_result>>("flow.key_results");
   cfg.add_message_type<std::vector<partial::entry>>("flow.entries");
+  cfg.add_message_type<std::vector<int_entry>>("flow.int_entries");
   cfg.add_message_type<std::vector<dead_letter>>("flow.dead_letters");
 }
 

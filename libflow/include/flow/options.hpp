@@ -58,6 +58,14 @@ struct options {
   /// Called by the manager for every dead letter, in merge order (for
   /// example to append it to a file). Must not block for long.
   std::function<void(const dead_letter&)> dead_letter_handler;
+  /// When set, the final result's keys are handed to this function one by
+  /// one, in key order, by the manager, instead of being collected in
+  /// `job_result::keys`, which stays empty (`job_result::key_count` says how
+  /// many there were): for results too large to hold twice, such as 10^7
+  /// keys (see docs/guarantees.md, "Memory"). Snapshots, stopped jobs and
+  /// the sink's commit still see every key. If it throws, the job fails with
+  /// errc::sink_failed.
+  std::function<void(const key_result&)> on_result_key;
   /// How often the manager publishes the job's statistics (job::stats());
   /// they are also published at the start and at the end. 0: only then.
   std::chrono::milliseconds stats_interval{250};

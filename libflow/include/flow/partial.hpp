@@ -16,6 +16,7 @@
 
 #include "flow/aggregate.hpp"
 #include "flow/aggregator.hpp"
+#include "flow/detail/int_table.hpp"
 #include "flow/key.hpp"
 
 namespace flow {
@@ -23,6 +24,11 @@ namespace flow {
 /// The partial keyed aggregate a reducer builds from one batch. Every element
 /// of the batch counts as aggregated unless the reducer rejects it, with a
 /// reason, through `reject`.
+///
+/// While every key is an integer and only the built-in aggregate is used, the
+/// keys live in a compact table (48 bytes a key); the first string or
+/// composite key, or the first aggregator state, moves them to the general
+/// entries, in their order. Either way `entries()` shows every key.
 class partial {
 public:
   /// One key and its aggregate.
@@ -30,13 +36,19 @@ public:
 
   /// Adds one value under key `k`.
   void add(const flow::key& k, std::int64_t value) {
-    slot(k).add(value);
+    if (!general_ && k.is_int())
+      ints_.add(k.as_int(), value);
+    else
+      slot(k).add(value);
   }
 
   /// Merges a pre-folded aggregate under key `k` (the fast path for reducers
   /// that fold a whole batch at once).
   void add(const flow::key& k, const aggregate& a) {
-    if (!slot(k).merge(a))
+    bool ok = !general_ && k.is_int() && a.states.empty()
+                ? ints_[k.as_int()].merge(a.sum, a.count, a.min, a.max)
+                : slot(k).merge(a);
+    if (!ok)
       overflow_ = true;
   }
 
@@ -87,8 +99,10 @@ public:
     return output_type_;
   }
 
-  /// The aggregates built so far, in order of first appearance.
-  const std::vector<entry>& entries() const noexcept {
+  /// The aggregates built so far, in order of first appearance. (Moves the
+  /// compact table's keys to the general entries first.)
+  const std::vector<entry>& entries() const {
+    to_general();
     return entries_;
   }
 
@@ -114,6 +128,7 @@ public:
   /// int64 aggregate and the states, for reducers that feed several columns
   /// of one key (see `column::at`).
   aggregate& row(const flow::key& k) {
+    to_general();
     return slot(k);
   }
 
@@ -121,6 +136,7 @@ public:
   /// when absent: add to it directly, e.g. with a whole batch at once.
   template <class S>
   S& state(const flow::key& k, const column<S>& c) {
+    to_general();
     return *static_cast<S*>(slot(k).states.get_or_create(
       c.index(), c.ops(), &c.prototype()));
   }
@@ -133,10 +149,20 @@ public:
   }
 
   /// Moves the entries out (used by the reducer actor).
-  std::vector<entry> take_entries() noexcept {
+  std::vector<entry> take_entries() {
+    to_general();
     index_.clear();
     last_ = npos;
     return std::move(entries_);
+  }
+
+  /// Moves the compact table's entries out, in order of first appearance
+  /// (used by the reducer actor before `take_entries`, which then holds the
+  /// other keys).
+  std::vector<detail::int_entry> take_int_entries() {
+    std::vector<detail::int_entry> result(ints_.begin(), ints_.end());
+    ints_.clear();
+    return result;
   }
 
   /// Moves everything `other` holds into this partial: aggregates, rejections
@@ -156,9 +182,17 @@ private:
 
   aggregate& slot(const flow::key& k);
 
-  std::vector<entry> entries_;
-  std::unordered_map<flow::key, std::size_t> index_;
-  std::size_t last_ = npos;
+  /// Moves the compact table's keys to the general entries (once: adds
+  /// then take the general path).
+  void to_general() const;
+
+  // Mutable: entries() shows the compact keys by moving them, which changes
+  // no observable content.
+  mutable detail::int_table ints_;
+  mutable bool general_ = false;
+  mutable std::vector<entry> entries_;
+  mutable std::unordered_map<flow::key, std::size_t> index_;
+  mutable std::size_t last_ = npos;
   std::uint64_t rejected_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> reasons_;
   bool overflow_ = false;

@@ -115,6 +115,14 @@ public:
     return *this;
   }
 
+  /// Hands the final result's keys to `fn` one by one, in key order, instead
+  /// of collecting them in `job_result::keys` (see
+  /// `options::on_result_key`).
+  pipeline& on_result_key(std::function<void(const key_result&)> fn) {
+    spec_.opts.on_result_key = std::move(fn);
+    return *this;
+  }
+
   /// Declares the aggregator columns the reducer fills (see
   /// flow/aggregator.hpp): the job checks that their states can cross
   /// processes when it is distributed, and programs name them in output.

@@ -103,6 +103,9 @@ struct job_result {
   /// Elements accepted but neither merged nor rejected when a stopped job's
   /// drain timed out (0 otherwise).
   std::uint64_t abandoned = 0;
+  /// Number of keys: `keys.size()`, or how many went to
+  /// `options::on_result_key` instead.
+  std::uint64_t key_count = 0;
 
   /// The entry for `k`, or nullptr.
   const key_result* find(const flow::key& k) const noexcept;
@@ -121,7 +124,7 @@ struct job_result {
              x.aggregated, x.rejected, x.batches, x.written, x.sources,
              x.rejections, x.dead_lettered, x.dead_letters, x.retried,
              x.peak_in_flight, x.remote_batches, x.reducers_replaced, x.final,
-             x.partial, x.abandoned);
+             x.partial, x.abandoned, x.key_count);
   }
 };
 

@@ -50,26 +50,77 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
     if (src.labeled)
       ++labels[src.label];
   }
-  res.keys.reserve(st.aggregates.size());
+  auto sources_of = [&](const flow::key& k) -> std::uint64_t {
+    if (labels.empty())
+      return 0;
+    auto i = labels.find(k);
+    return i == labels.end() ? 0 : i->second;
+  };
+  res.key_count = st.ints.size() + st.aggregates.size();
+  // The last result may go key by key to on_result_key: then no vector of
+  // every key is built beside the keyed state.
+  auto& stream = st.opts.on_result_key;
+  bool streaming = consume && stream;
   if (consume) {
-    st.keys_at_end = st.aggregates.size();
+    st.keys_at_end = res.key_count;
     st.consumed = true;
-    while (!st.aggregates.empty()) {
-      auto node = st.aggregates.extract(st.aggregates.begin());
-      auto i = labels.find(node.key());
-      res.keys.push_back({std::move(node.key()), std::move(node.mapped()),
-                          i == labels.end() ? 0 : i->second});
-    }
-  } else {
-    for (auto& [k, agg] : st.aggregates) {
-      auto i = labels.find(k);
-      res.keys.push_back({k, agg, i == labels.end() ? 0 : i->second});
-    }
   }
-  std::sort(res.keys.begin(), res.keys.end(),
-            [](const key_result& x, const key_result& y) {
-              return x.key < y.key;
-            });
+  try {
+    if (!st.general) {
+      if (consume) {
+        // Sorted in place: the table is read once more, then freed.
+        st.ints.sort();
+        if (!streaming)
+          res.keys.reserve(st.ints.size());
+        for (auto& e : st.ints) {
+          flow::key k{e.key};
+          auto n = sources_of(k);
+          if (streaming)
+            stream(key_result{std::move(k), e.to_aggregate(), n});
+          else
+            res.keys.push_back({std::move(k), e.to_aggregate(), n});
+        }
+        st.ints.clear();
+      } else {
+        res.keys.reserve(st.ints.size());
+        for (auto& e : st.ints) {
+          flow::key k{e.key};
+          auto n = sources_of(k);
+          res.keys.push_back({std::move(k), e.to_aggregate(), n});
+        }
+        std::sort(res.keys.begin(), res.keys.end(),
+                  [](const key_result& x, const key_result& y) {
+                    return x.key.as_int() < y.key.as_int();
+                  });
+      }
+    } else {
+      res.keys.reserve(st.aggregates.size());
+      if (consume) {
+        while (!st.aggregates.empty()) {
+          auto node = st.aggregates.extract(st.aggregates.begin());
+          auto n = sources_of(node.key());
+          res.keys.push_back(
+            {std::move(node.key()), std::move(node.mapped()), n});
+        }
+      } else {
+        for (auto& [k, agg] : st.aggregates)
+          res.keys.push_back({k, agg, sources_of(k)});
+      }
+      std::sort(res.keys.begin(), res.keys.end(),
+                [](const key_result& x, const key_result& y) {
+                  return x.key < y.key;
+                });
+      if (streaming) {
+        for (auto& k : res.keys)
+          stream(k);
+        res.keys = std::vector<key_result>{};
+      }
+    }
+  } catch (const std::exception& e) {
+    st.result_key_error = e.what();
+  } catch (...) {
+    st.result_key_error = "unknown exception";
+  }
   res.rejections.assign(st.reasons.begin(), st.reasons.end());
   res.peak_in_flight = st.peak_in_flight;
   res.written = st.written;
@@ -177,7 +228,8 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   }
   xs->reducers_replaced = st.reducers_replaced;
   xs->nodes = node_stats_of(st);
-  xs->keys = st.consumed ? st.keys_at_end : st.aggregates.size();
+  xs->keys = st.consumed ? st.keys_at_end
+                         : st.ints.size() + st.aggregates.size();
   xs->written = st.written;
   xs->sink = st.sink_name;
   xs->outputs = st.outputs;
@@ -396,6 +448,11 @@ void check_complete(manager_actor_t* self) {
   // Without a commit to come (or once it is done), this is the last
   // result: the keys move out of the map.
   auto res = make_result(st, true, !st.sink || st.committed);
+  if (!st.result_key_error.empty()) {
+    fail(self, errc::sink_failed,
+         "options::on_result_key threw: " + st.result_key_error);
+    return;
+  }
   if (st.sink && !st.committed) {
     // Every row is written: make them visible at once (the sink gets the
     // final aggregates to store alongside), then deliver.
@@ -550,6 +607,19 @@ bool check_rows(manager_actor_t* self, const batch& b, const partial_msg& p) {
   return true;
 }
 
+/// Moves the compact table's keys to the general map, once: the first key
+/// that is not an integer, or carries an aggregator state, makes every key
+/// general.
+void to_general(manager_state& st) {
+  if (st.general)
+    return;
+  st.general = true;
+  st.aggregates.reserve(st.aggregates.size() + st.ints.size());
+  for (auto& e : st.ints)
+    st.aggregates.emplace(flow::key{e.key}, e.to_aggregate());
+  st.ints.clear();
+}
+
 /// Checks a partial against its batch `b` and merges its aggregates and
 /// rejection reasons; fails the job and returns false when it does not add up.
 bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
@@ -573,7 +643,35 @@ bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
                   "aggregator state left its exact range)");
     return false;
   }
+  auto bad = p.ints.size();
+  if (!st.general) {
+    bad = st.ints.merge_all(p.ints.data(), p.ints.size());
+  } else {
+    for (std::size_t i = 0; i < p.ints.size() && bad == p.ints.size(); ++i)
+      if (!st.aggregates[flow::key{p.ints[i].key}].merge(
+            p.ints[i].to_aggregate()))
+        bad = i;
+  }
+  if (bad != p.ints.size()) {
+    fail(self, errc::overflow,
+         "the aggregate of key '" + std::to_string(p.ints[bad].key)
+           + "' left the exact 128-bit range while merging " + what());
+    return false;
+  }
   for (auto& [k, agg] : p.entries) {
+    if (!st.general) {
+      if (k.is_int() && agg.states.empty()) {
+        if (!st.ints[k.as_int()].merge(agg.sum, agg.count, agg.min,
+                                       agg.max)) {
+          fail(self, errc::overflow,
+               "the aggregate of key '" + to_string(k)
+                 + "' left the exact 128-bit range while merging " + what());
+          return false;
+        }
+        continue;
+      }
+      to_general(st);
+    }
     auto [pos, fresh] = st.aggregates.try_emplace(k);
     auto& mine = pos->second;
     if (fresh) {

@@ -24,6 +24,7 @@
 
 #include "engine.hpp"
 #include "flow/aggregate.hpp"
+#include "flow/detail/int_table.hpp"
 #include "flow/detail/messages.hpp"
 #include "flow/key.hpp"
 #include "flow/options.hpp"
@@ -122,7 +123,14 @@ struct manager_state {
   in_flight_table pending;
   /// The ids of pending batches not handed to a reducer, in dispatch order.
   std::deque<batch_id> queue;
+  /// The running aggregates of integer keys while every key is one and
+  /// carries only the built-in aggregate (48 bytes a key)...
+  int_table ints;
+  /// ... and of every key once one is not (`general`; `ints` is then empty).
   std::unordered_map<flow::key, aggregate> aggregates;
+  bool general = false;
+  /// What `options::on_result_key` threw, if it did.
+  std::string result_key_error;
   /// The last result moved the aggregates out (make_result's `consume`);
   /// `keys_at_end` is how many there were.
   bool consumed = false;

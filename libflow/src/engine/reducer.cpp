@@ -155,6 +155,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
       msg.size = b.items.size;
       msg.rejected = out.rejected();
       msg.overflow = out.overflowed();
+      msg.ints = out.take_int_entries();
       msg.entries = out.take_entries();
       msg.reasons = out.take_reasons();
       msg.dead = std::move(dead);

@@ -247,6 +247,9 @@ struct partial_msg {
   std::uint64_t size = 0;
   /// Elements rejected; the rest of `size` was aggregated.
   std::uint64_t rejected = 0;
+  /// Integer keys with the built-in aggregate only (compact).
+  std::vector<int_entry> ints;
+  /// The other keys.
   std::vector<partial::entry> entries;
   std::vector<std::pair<std::string, std::uint64_t>> reasons;
   /// Set when folding pre-aggregated values overflowed inside the reducer.
@@ -281,11 +284,11 @@ typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
   using result_type = typename Inspector::result_type;
   if constexpr (std::is_same<result_type, void>::value) {
     f(caf::meta::type_name("flow.partial"), x.source, x.seq, x.size,
-      x.rejected, x.entries, x.reasons, x.overflow, x.dead);
+      x.rejected, x.ints, x.entries, x.reasons, x.overflow, x.dead);
     return refuse_rows(f, x.row_count);
   } else {
     if (auto err = f(caf::meta::type_name("flow.partial"), x.source, x.seq,
-                     x.size, x.rejected, x.entries, x.reasons, x.overflow,
+                     x.size, x.rejected, x.ints, x.entries, x.reasons, x.overflow,
                      x.dead))
       return err;
     return refuse_rows(f, x.row_count);

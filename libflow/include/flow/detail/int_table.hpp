@@ -1,0 +1,270 @@
+#pragma once
+
+/// @file
+/// The compact keyed table of the built-in aggregate under integer keys: the
+/// storage of the common case (GROUP BY an id, summing int64) in reducers'
+/// partials and in the manager, 48 bytes per key plus a 4-byte index slot.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+#include <utility>
+
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "flow/aggregate.hpp"
+#include "flow/detail/u64_set.hpp"
+
+namespace flow::detail {
+
+/// One integer key and its built-in aggregate, packed: 48 bytes, trivially
+/// copyable (no state row: keys with aggregator states live in the general
+/// map).
+struct int_entry {
+  /// The key.
+  std::int64_t key = 0;
+  /// Smallest value; `int64 max` while empty.
+  std::int64_t min = std::numeric_limits<std::int64_t>::max();
+  /// Largest value; `int64 min` while empty.
+  std::int64_t max = std::numeric_limits<std::int64_t>::min();
+  /// Number of values.
+  std::uint64_t count = 0;
+  /// Exact sum of the values.
+  int128 sum = 0;
+
+  /// Adds one value (cannot overflow before 2^64 values).
+  void add(std::int64_t x) noexcept {
+    sum += x;
+    ++count;
+    if (x < min)
+      min = x;
+    if (x > max)
+      max = x;
+  }
+
+  /// Merges the aggregate `sum`, `count`, `min`, `max`; false (and nothing
+  /// changed) when the sum or the count would overflow.
+  [[nodiscard]] bool merge(int128 s, std::uint64_t n, std::int64_t lo,
+                           std::int64_t hi) noexcept {
+    int128 total;
+    std::uint64_t c;
+    if (__builtin_add_overflow(sum, s, &total)
+        || __builtin_add_overflow(count, n, &c))
+      return false;
+    sum = total;
+    count = c;
+    if (lo < min)
+      min = lo;
+    if (hi > max)
+      max = hi;
+    return true;
+  }
+
+  /// The entry as a general aggregate.
+  aggregate to_aggregate() const {
+    aggregate a;
+    a.sum = sum;
+    a.count = count;
+    a.min = min;
+    a.max = max;
+    return a;
+  }
+
+  /// Inspection (the 128-bit sum travels as two 64-bit halves).
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, int_entry& x) {
+    auto hi = static_cast<std::int64_t>(x.sum >> 64);
+    auto lo = static_cast<std::uint64_t>(x.sum);
+    auto join = caf::meta::load_callback([&]() -> caf::error {
+      x.sum = (static_cast<int128>(hi) * (int128{1} << 64))
+              + static_cast<int128>(lo);
+      return caf::error{};
+    });
+    return f(caf::meta::type_name("flow.int_entry"), x.key, hi, lo, x.count,
+             x.min, x.max, join);
+  }
+};
+
+static_assert(sizeof(int_entry) == 48, "int_entry is meant to pack");
+
+/// An open-addressing table of `int_entry`: the entries dense in order of
+/// first appearance (grown with `realloc`, which moves large blocks by
+/// remapping pages instead of copying them, so growing never holds two
+/// copies), found through an index of 32-bit positions and 8-bit hash tags
+/// with linear probing, at most 75 % full. Costs 48 bytes per key plus
+/// 5 / load bytes of index (6.7 to 13.3), against about 150 for a node-based
+/// map of `key` to `aggregate`. (Transparent huge pages were tried: 7 %
+/// faster at 10^6 keys, but slower and 1.6 times the memory at 10^7.)
+class int_table {
+public:
+  /// An empty table (allocates nothing).
+  int_table() noexcept = default;
+
+  int_table(const int_table&) = delete;
+  int_table& operator=(const int_table&) = delete;
+
+  /// Takes `other`'s storage; `other` is left empty.
+  int_table(int_table&& other) noexcept {
+    swap(other);
+  }
+
+  /// Takes `other`'s storage; `other` is left empty.
+  int_table& operator=(int_table&& other) noexcept {
+    if (this != &other) {
+      int_table tmp{std::move(other)};
+      swap(tmp);
+    }
+    return *this;
+  }
+
+  ~int_table() {
+    std::free(data_);
+    std::free(index_);
+  }
+
+  /// The entry of key `k`, created empty when absent.
+  int_entry& operator[](std::int64_t k) {
+    if (last_ < size_ && data_[last_].key == k)
+      return data_[last_];
+    if ((size_ + 1) * 4 > slots_ * 3)
+      grow_index();
+    auto h = mix64(static_cast<std::uint64_t>(k));
+    auto tag = tag_of(h);
+    auto mask = slots_ - 1;
+    for (auto i = h & mask;; i = (i + 1) & mask) {
+      auto t = tags_[i];
+      if (t == 0) {
+        if (size_ == capacity_)
+          grow_data();
+        tags_[i] = tag;
+        index_[i] = static_cast<std::uint32_t>(size_ + 1);
+        last_ = size_;
+        auto* e = new (data_ + size_++) int_entry;
+        e->key = k;
+        return *e;
+      }
+      // The tag spares reading the entry (a cache miss) on most mismatches.
+      if (t == tag && data_[index_[i] - 1].key == k) {
+        last_ = index_[i] - 1;
+        return data_[last_];
+      }
+    }
+  }
+
+  /// The entry of key `k`, or null.
+  const int_entry* find(std::int64_t k) const noexcept {
+    if (size_ == 0)
+      return nullptr;
+    if (index_ == nullptr)
+      return find_sorted(k);
+    auto h = mix64(static_cast<std::uint64_t>(k));
+    auto tag = tag_of(h);
+    auto mask = slots_ - 1;
+    for (auto i = h & mask;; i = (i + 1) & mask) {
+      auto t = tags_[i];
+      if (t == 0)
+        return nullptr;
+      if (t == tag && data_[index_[i] - 1].key == k)
+        return data_ + index_[i] - 1;
+    }
+  }
+
+  /// Adds one value under key `k`.
+  void add(std::int64_t k, std::int64_t x) {
+    (*this)[k].add(x);
+  }
+
+  /// Merges `e` into the entry of its key; false on overflow.
+  [[nodiscard]] bool merge(const int_entry& e) {
+    return (*this)[e.key].merge(e.sum, e.count, e.min, e.max);
+  }
+
+  /// Merges the `n` entries at `xs`, prefetching the index slots of those
+  /// a few places ahead (a large table is a cache miss per key otherwise).
+  /// Returns the position of the first entry whose merge overflowed (then
+  /// the entries before it are merged), or `n`.
+  std::size_t merge_all(const int_entry* xs, std::size_t n);
+
+  /// Number of keys.
+  std::size_t size() const noexcept {
+    return size_;
+  }
+
+  /// True when no key is held.
+  bool empty() const noexcept {
+    return size_ == 0;
+  }
+
+  /// The entries, in order of first appearance (until `sort`).
+  int_entry* begin() noexcept {
+    return data_;
+  }
+
+  /// End of the entries.
+  int_entry* end() noexcept {
+    return data_ + size_;
+  }
+
+  /// The entries, in order of first appearance (until `sort`).
+  const int_entry* begin() const noexcept {
+    return data_;
+  }
+
+  /// End of the entries.
+  const int_entry* end() const noexcept {
+    return data_ + size_;
+  }
+
+  /// Sorts the entries by key in place and frees the index (for the last
+  /// result, without a second copy). A later insertion rebuilds the index.
+  void sort();
+
+  /// Drops every key and frees the storage.
+  void clear() noexcept {
+    int_table tmp;
+    swap(tmp);
+  }
+
+  /// Bytes held (entries and index, allocated capacity).
+  std::size_t bytes() const noexcept {
+    return capacity_ * sizeof(int_entry) + slots_ * (sizeof(std::uint32_t) + 1);
+  }
+
+private:
+  void swap(int_table& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(index_, other.index_);
+    std::swap(tags_, other.tags_);
+    std::swap(slots_, other.slots_);
+    std::swap(last_, other.last_);
+  }
+
+  const int_entry* find_sorted(std::int64_t k) const noexcept;
+
+  /// A slot's tag: 7 bits of the hash other than those that pick the slot,
+  /// and the top bit set (0 marks an empty slot).
+  static std::uint8_t tag_of(std::uint64_t h) noexcept {
+    return static_cast<std::uint8_t>((h >> 57) | 0x80);
+  }
+
+  void grow_data();
+
+  void grow_index();
+
+  int_entry* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+  // One block: `slots_` positions (1-based; 0 empty), then `slots_` tags.
+  std::uint32_t* index_ = nullptr;
+  std::uint8_t* tags_ = nullptr;
+  std::size_t slots_ = 0;
+  // The last key found: reducers mostly see runs of one key.
+  std::size_t last_ = std::numeric_limits<std::size_t>::max();
+};
+
+} // namespace flow::detail

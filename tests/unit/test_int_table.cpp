@@ -1,0 +1,350 @@
+// The compact keyed table of integer keys (flow::detail::int_table), the
+// partial's and the manager's switch from it to general keys, and results
+// handed out key by key (options::on_result_key).
+
+#include "support.hpp"
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include "flow/detail/int_table.hpp"
+
+using flow::aggregate;
+using flow::key;
+using flow::partial;
+using flow::detail::int_entry;
+using flow::detail::int_table;
+
+namespace {
+
+constexpr auto i64_min = std::numeric_limits<std::int64_t>::min();
+constexpr auto i64_max = std::numeric_limits<std::int64_t>::max();
+
+/// A plain reference aggregate per key.
+struct ref_row {
+  flow::int128 sum = 0;
+  std::uint64_t count = 0;
+  std::int64_t min = i64_max;
+  std::int64_t max = i64_min;
+
+  void add(std::int64_t x) {
+    sum += x;
+    ++count;
+    min = std::min(min, x);
+    max = std::max(max, x);
+  }
+};
+
+bool same(const int_entry& e, const ref_row& r) {
+  return e.sum == r.sum && e.count == r.count && e.min == r.min
+         && e.max == r.max;
+}
+
+bool same(const aggregate& a, const ref_row& r) {
+  return a.sum == r.sum && a.count == r.count && a.min == r.min
+         && a.max == r.max;
+}
+
+/// Keys that collide in the low bits and cover the extremes.
+std::vector<std::int64_t> awkward_keys() {
+  std::vector<std::int64_t> ks{0, -1, 1, i64_min, i64_max, i64_min + 1};
+  for (std::int64_t i = 1; i < 64; ++i)
+    ks.push_back(i << 20);
+  return ks;
+}
+
+} // namespace
+
+TEST_CASE("int_table: agrees with a std::map over 200,000 values and every "
+          "growth step",
+          "[int_table]") {
+  int_table t;
+  std::map<std::int64_t, ref_row> ref;
+  std::vector<std::int64_t> first_seen;
+  std::mt19937_64 rng{7};
+  auto add = [&](std::int64_t k, std::int64_t x) {
+    if (ref.find(k) == ref.end())
+      first_seen.push_back(k);
+    t.add(k, x);
+    ref[k].add(x);
+  };
+  for (auto k : awkward_keys())
+    add(k, static_cast<std::int64_t>(rng()));
+  for (int i = 0; i < 200'000; ++i) {
+    // Runs of one key (the `last` shortcut) and fresh keys alike.
+    auto k = static_cast<std::int64_t>(rng() % 50'000) - 25'000;
+    auto x = static_cast<std::int64_t>(rng());
+    add(k, x);
+    if (i % 3 == 0)
+      add(k, x / 2);
+  }
+  REQUIRE(t.size() == ref.size());
+  // Dense, in order of first appearance.
+  std::size_t i = 0;
+  for (auto& e : t) {
+    REQUIRE(e.key == first_seen[i++]);
+    CHECK(same(e, ref[e.key]));
+  }
+  for (auto& [k, r] : ref) {
+    auto* e = t.find(k);
+    REQUIRE(e != nullptr);
+    CHECK(same(*e, r));
+  }
+  CHECK(t.find(25'001) == nullptr);
+  CHECK(t.find(i64_min + 2) == nullptr);
+  CHECK(t.bytes() >= t.size() * sizeof(int_entry));
+}
+
+TEST_CASE("int_table: sort orders the keys, find still works, and a later "
+          "insertion rebuilds the index",
+          "[int_table]") {
+  int_table t;
+  auto ks = awkward_keys();
+  for (std::size_t i = 0; i < ks.size(); ++i)
+    t.add(ks[i], static_cast<std::int64_t>(i));
+  t.sort();
+  REQUIRE(t.size() == ks.size());
+  for (auto* p = t.begin() + 1; p < t.end(); ++p)
+    CHECK(p[-1].key < p->key);
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    auto* e = t.find(ks[i]);
+    REQUIRE(e != nullptr);
+    CHECK(e->sum == static_cast<std::int64_t>(i));
+  }
+  CHECK(t.find(12345) == nullptr);
+  t.add(12345, 1);
+  t.add(0, 10);
+  CHECK(t.size() == ks.size() + 1);
+  REQUIRE(t.find(12345) != nullptr);
+  CHECK(t.find(0)->count == 2);
+  CHECK(t.find(0)->sum == 10);
+  t.clear();
+  CHECK(t.empty());
+  CHECK(t.find(0) == nullptr);
+}
+
+TEST_CASE("int_table: a merge that would overflow is refused and changes "
+          "nothing, and merge_all says where",
+          "[int_table]") {
+  int_table t;
+  constexpr flow::int128 top = ~(flow::int128{1} << 127);
+  int_entry big;
+  big.key = 5;
+  big.sum = top - 10;
+  big.count = 3;
+  big.min = 1;
+  big.max = 2;
+  REQUIRE(t.merge(big));
+  int_entry more = big;
+  more.sum = 11;
+  CHECK_FALSE(t.merge(more));
+  CHECK(t.find(5)->sum == top - 10);
+  CHECK(t.find(5)->count == 3);
+  int_entry many;
+  many.key = 6;
+  many.count = std::numeric_limits<std::uint64_t>::max();
+  REQUIRE(t.merge(many));
+  many.count = 1;
+  CHECK_FALSE(t.merge(many));
+  std::vector<int_entry> xs(40);
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    xs[i].key = static_cast<std::int64_t>(100 + i);
+    xs[i].sum = 1;
+    xs[i].count = 1;
+  }
+  xs[30] = more;
+  CHECK(t.merge_all(xs.data(), xs.size()) == 30);
+  CHECK(t.find(129) != nullptr);
+  CHECK(t.find(131) == nullptr);
+  xs[30].sum = -1;
+  CHECK(t.merge_all(xs.data() + 30, 10) == 10);
+  CHECK(t.find(5)->sum == top - 11);
+}
+
+TEST_CASE("int_table: an entry round-trips through CAF's binary format",
+          "[int_table][serialization]") {
+  std::vector<int_entry> xs(3);
+  xs[0].key = i64_min;
+  xs[0].sum = -(flow::int128{1} << 100);
+  xs[0].count = 7;
+  xs[0].min = i64_min;
+  xs[0].max = -3;
+  xs[1].key = 0;
+  xs[2].key = i64_max;
+  xs[2].sum = (flow::int128{1} << 90) + 5;
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  REQUIRE(!sink(xs));
+  std::vector<int_entry> ys;
+  caf::binary_deserializer source{nullptr, buf};
+  REQUIRE(!source(ys));
+  REQUIRE(ys.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(ys[i].key == xs[i].key);
+    CHECK(ys[i].sum == xs[i].sum);
+    CHECK(ys[i].count == xs[i].count);
+    CHECK(ys[i].min == xs[i].min);
+    CHECK(ys[i].max == xs[i].max);
+  }
+}
+
+TEST_CASE("partial: integer keys stay compact until a string key arrives, "
+          "then every key shows in order",
+          "[partial][int_table]") {
+  partial p;
+  p.add(key{3}, 1);
+  p.add(key{-8}, 5);
+  p.add(key{3}, 2);
+  aggregate pre;
+  pre.add(10);
+  pre.add(20);
+  p.add(key{9}, pre);
+  // Still compact: the reducer actor takes them as compact entries.
+  partial q;
+  q.add(key{3}, 1);
+  auto ints = q.take_int_entries();
+  REQUIRE(ints.size() == 1);
+  CHECK(q.take_entries().empty());
+  // entries() shows compact keys too.
+  REQUIRE(p.entries().size() == 3);
+  p.add(key{"s"}, 4);
+  p.add(key{3}, 3);
+  auto& es = p.entries();
+  REQUIRE(es.size() == 4);
+  CHECK(es[0].first == key{3});
+  CHECK(es[0].second.sum == 6);
+  CHECK(es[0].second.count == 3);
+  CHECK(es[1].first == key{-8});
+  CHECK(es[2].first == key{9});
+  CHECK(es[2].second == pre);
+  CHECK(es[3].first == key{"s"});
+  CHECK(p.take_int_entries().empty());
+  CHECK(p.take_entries().size() == 4);
+}
+
+TEST_CASE("partial: merging compact into general and general into compact "
+          "keeps every key",
+          "[partial][int_table]") {
+  partial compact;
+  compact.add(key{1}, 10);
+  compact.add(key{2}, 20);
+  partial general;
+  general.add(key{"a"}, 1);
+  general.add(key{1}, 5);
+  partial a;
+  a.add(key{1}, 1);
+  a.merge(std::move(general));
+  a.merge(std::move(compact));
+  std::map<key, std::pair<flow::int128, std::uint64_t>> got;
+  for (auto& [k, agg] : a.entries())
+    got[k] = {agg.sum, agg.count};
+  REQUIRE(got.size() == 3);
+  CHECK(got[key{1}] == std::make_pair(flow::int128{16}, std::uint64_t{3}));
+  CHECK(got[key{2}] == std::make_pair(flow::int128{20}, std::uint64_t{1}));
+  CHECK(got[key{"a"}] == std::make_pair(flow::int128{1}, std::uint64_t{1}));
+  // An overflowing merge of compact entries is reported.
+  partial x;
+  partial y;
+  aggregate huge;
+  huge.sum = ~(flow::int128{1} << 127);
+  huge.count = 1;
+  x.add(key{1}, huge);
+  y.add(key{1}, huge);
+  x.merge(std::move(y));
+  CHECK(x.overflowed());
+  partial z;
+  z.add(key{1}, huge);
+  z.add(key{1}, huge);
+  CHECK(z.overflowed());
+}
+
+TEST_CASE("on_result_key: the keys arrive in order, none is kept, and the "
+          "result is the collected one",
+          "[pipeline][int_table]") {
+  auto make = [] {
+    return flow::pipeline<flow::keyed_value>{}
+      .add(flow::from_keyed_random(50'000, 7'000, 3, 100))
+      .batch_size(512)
+      .reducers(2)
+      .reduce(flow::sum_by_key());
+  };
+  auto collected = test::ok(make().run());
+  std::vector<flow::key_result> streamed;
+  auto res = test::ok(make()
+                        .on_result_key([&](const flow::key_result& k) {
+                          streamed.push_back(k);
+                        })
+                        .run());
+  CHECK(res.keys.empty());
+  REQUIRE(res.key_count == collected.keys.size());
+  CHECK(collected.key_count == collected.keys.size());
+  REQUIRE(streamed.size() == collected.keys.size());
+  for (std::size_t i = 0; i < streamed.size(); ++i) {
+    REQUIRE(streamed[i].key == collected.keys[i].key);
+    CHECK(streamed[i].agg == collected.keys[i].agg);
+  }
+  CHECK(res.balanced());
+  CHECK(res.aggregated == 50'000);
+}
+
+TEST_CASE("manager: integer keys then a string key in a later batch switch "
+          "to general keys without losing any",
+          "[pipeline][int_table]") {
+  std::vector<flow::keyed_value> xs;
+  std::map<key, ref_row> ref;
+  for (std::int64_t i = 0; i < 30'000; ++i) {
+    // Integers only for the first 20,000 elements (many batches), then
+    // strings among them.
+    key k = i >= 20'000 && i % 3 == 0 ? key{"k" + std::to_string(i % 97)}
+                                      : key{i % 1'000 - 500};
+    xs.push_back({k, i});
+    ref[k].add(i);
+  }
+  for (bool stream : {false, true}) {
+    INFO("streamed: " << stream);
+    std::vector<flow::key_result> got;
+    auto p = flow::pipeline<flow::keyed_value>{}
+               .add(flow::from_container(xs))
+               .batch_size(700)
+               .reducers(2)
+               .reduce(flow::sum_by_key());
+    if (stream)
+      p.on_result_key([&](const flow::key_result& k) { got.push_back(k); });
+    auto res = test::ok(p.run());
+    if (!stream)
+      got = res.keys;
+    REQUIRE(res.key_count == ref.size());
+    REQUIRE(got.size() == ref.size());
+    std::size_t i = 0;
+    for (auto& [k, r] : ref) {
+      REQUIRE(got[i].key == k);
+      CHECK(same(got[i].agg, r));
+      ++i;
+    }
+  }
+}
+
+TEST_CASE("on_result_key: a throwing function fails the job with sink_failed",
+          "[pipeline][int_table]") {
+  std::size_t calls = 0;
+  auto res = flow::pipeline<flow::keyed_value>{}
+               .add(flow::from_keyed_random(1'000, 50, 1, 10))
+               .reduce(flow::sum_by_key())
+               .on_result_key([&](const flow::key_result&) {
+                 if (++calls == 3)
+                   throw std::runtime_error("disk full");
+               })
+               .run();
+  auto e = test::err(res);
+  CHECK(flow::code_of(e) == flow::errc::sink_failed);
+  CHECK_THAT(flow::describe(e), Catch::Contains("disk full"));
+  CHECK(calls == 3);
+}
