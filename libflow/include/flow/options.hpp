@@ -33,6 +33,15 @@ struct options {
   std::size_t reducers = 0;
   /// Maximum number of elements per batch (one message).
   std::size_t batch_size = 262144;
+  /// Jobs of at most this many elements in all, whose every source is
+  /// non-blocking, knows its exact size and fits in one batch, and that have
+  /// no sink and no worker nodes, are folded on the calling thread by
+  /// `start`/`run`: no actors, no messages (see docs/architecture.md,
+  /// "Small jobs"). The result, the statistics and the handle are those of
+  /// the engine; a reducer that throws, rows, or an overflow send the job to
+  /// the engine. 0 turns this off (for a costly reducer worth running in
+  /// parallel even on a few elements).
+  std::size_t inline_elements = 131072;
   /// Credit: the most batches one generator may have in flight (emitted but
   /// not yet merged). Bounds memory to about sources x credits x batch_size.
   std::size_t credits = 4;

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -22,6 +23,7 @@
 #include "flow/detail/job_spec.hpp"
 #include "flow/key.hpp"
 #include "flow/result.hpp"
+#include "flow/job.hpp"
 #include "flow/job_stats.hpp"
 
 namespace flow::detail {
@@ -92,6 +94,16 @@ caf::actor spawn_sink(caf::local_actor* parent, caf::actor manager,
 
 /// Spawns the manager of the job described by `spec`, which spawns the rest
 /// and completes `impl` when the job ends.
+/// Folds a small job on the calling thread (see options::inline_elements)
+/// and returns its finished handle, or, when the job is not small, nullopt
+/// with `spec` untouched. A job it cannot finish the way the engine would
+/// goes to the engine (in `get_sys()`), its first batches handed out again.
+std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys,
+                              job_spec& spec);
+
+/// A finished job handle holding `err`.
+job error_job(caf::error err);
+
 caf::actor spawn_manager(caf::actor_system& sys, std::shared_ptr<job_spec> spec,
                          std::shared_ptr<job_impl> impl);
 

@@ -43,6 +43,8 @@ caf::error validate(const job_spec& spec) {
 }
 
 job start_job(caf::actor_system& sys, job_spec spec) {
+  if (auto j = try_inline([&]() -> caf::actor_system& { return sys; }, spec))
+    return std::move(*j);
   if (spec.opts.reducers == 0)
     spec.opts.reducers = default_reducers();
   auto impl = std::make_shared<job_impl>();
@@ -54,10 +56,21 @@ job start_job(caf::actor_system& sys, job_spec spec) {
 }
 
 caf::expected<job_result> run_job(job_spec spec) {
-  caf::actor_system_config cfg;
-  configure_scheduler(cfg);
-  caf::actor_system sys{cfg};
-  return start_job(sys, std::move(spec)).wait();
+  // A small job folded inline needs no actor system: make one only when
+  // the engine runs (starting one costs more than such a job).
+  std::unique_ptr<caf::actor_system_config> cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  auto get_sys = [&]() -> caf::actor_system& {
+    if (!sys) {
+      cfg = std::make_unique<caf::actor_system_config>();
+      configure_scheduler(*cfg);
+      sys = std::make_unique<caf::actor_system>(*cfg);
+    }
+    return *sys;
+  };
+  if (auto j = try_inline(get_sys, spec))
+    return j->wait();
+  return start_job(get_sys(), std::move(spec)).wait();
 }
 
 } // namespace flow::detail

@@ -549,6 +549,9 @@ void send_to_sink(manager_actor_t* self, batch_id id, sink_write&& w) {
 // -- batches --------------------------------------------------------------------
 
 /// Accepts a batch from a generator and queues it for a reducer.
+void handle_failure(manager_actor_t* self, in_flight_table::iterator i,
+                    const batch_failed& f);
+
 void on_batch(manager_actor_t* self, batch& b) {
   auto& st = self->state;
   // After a stop, batches still on their way are not accepted: the
@@ -582,7 +585,22 @@ void on_batch(manager_actor_t* self, batch& b) {
   }
   st.peak_in_flight = std::max(st.peak_in_flight, src.in_flight);
   batch_id id{b.source, b.seq};
-  st.pending.emplace(id, in_flight_batch{std::move(b), no_reducer});
+  auto [pos, added] = st.pending.emplace(id,
+                                         in_flight_batch{std::move(b),
+                                                         no_reducer});
+  if (id.seq == 0 && !st.inline_failures.empty()) {
+    // The calling thread folded this batch first (a small job, see
+    // inline.cpp) and the user function threw: that was its first try.
+    auto f = st.inline_failures.find(id.source);
+    if (f != st.inline_failures.end()) {
+      auto& msg = pos->second.msg;
+      batch_failed failed{msg.source, msg.seq, msg.first, msg.items.size,
+                          std::move(f->second)};
+      st.inline_failures.erase(f);
+      handle_failure(self, pos, failed);
+      return;
+    }
+  }
   st.queue.push_back(id);
   dispatch(self);
 }
@@ -775,18 +793,12 @@ void skip_batch(manager_actor_t* self, const batch_failed& f,
   check_complete(self);
 }
 
-/// The user function threw on a batch: retry it on another reducer, bisect
-/// it, skip it or fail the job, as options::on_failure says.
-void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
+/// The user function threw on the batch at `i` (which no reducer holds
+/// now): retry it, bisect it, skip it or fail the job, as
+/// options::on_failure says.
+void handle_failure(manager_actor_t* self, in_flight_table::iterator i,
+                    const batch_failed& f) {
   auto& st = self->state;
-  if (st.finished)
-    return;
-  auto i = st.pending.find(batch_id{f.source, f.seq});
-  if (i == st.pending.end() || i->second.reducer == no_reducer) {
-    // The batch was merged or re-dispatched meanwhile (its reducer was
-    // replaced): this report is stale.
-    return;
-  }
   auto& entry = i->second;
   auto what = describe_batch(st, f.source, f.seq, f.first, f.size)
               + ": user function threw: " + f.what;
@@ -798,9 +810,6 @@ void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
     fail(self, errc::reducer_failed, std::move(what));
     return;
   }
-  --st.reducers[entry.reducer].load;
-  entry.avoid = entry.reducer;
-  entry.reducer = no_reducer;
   ++entry.failures;
   if (entry.failures <= st.opts.retries) {
     ++st.retried;
@@ -821,6 +830,25 @@ void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
   logger()->warn("{}; failed {} times, skipping the batch", what,
                  entry.failures);
   skip_batch(self, f, i);
+}
+
+/// The user function threw on a batch: retry it on another reducer, bisect
+/// it, skip it or fail the job, as options::on_failure says.
+void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  auto i = st.pending.find(batch_id{f.source, f.seq});
+  if (i == st.pending.end() || i->second.reducer == no_reducer) {
+    // The batch was merged or re-dispatched meanwhile (its reducer was
+    // replaced): this report is stale.
+    return;
+  }
+  auto& entry = i->second;
+  --st.reducers[entry.reducer].load;
+  entry.avoid = entry.reducer;
+  entry.reducer = no_reducer;
+  handle_failure(self, i, f);
 }
 
 // -- sources ----------------------------------------------------------------------
@@ -1138,6 +1166,8 @@ caf::behavior manager_actor(manager_actor_t* self,
   st.fn = std::make_shared<const erased_reducer>(std::move(spec->reduce));
   st.format = spec->format;
   st.reducer_name = spec->reducer_name;
+  st.inline_failures.insert(spec->inline_failures.begin(),
+                            spec->inline_failures.end());
   start_reducers(self);
   start_generators(self, *spec);
   start_sink(self, *spec);

@@ -129,6 +129,9 @@ struct manager_state {
   /// ... and of every key once one is not (`general`; `ints` is then empty).
   std::unordered_map<flow::key, aggregate> aggregates;
   bool general = false;
+  /// Sources whose first batch the calling thread tried and the user
+  /// function threw on (job_spec::inline_failures), with what it said.
+  std::map<std::uint32_t, std::string> inline_failures;
   /// What `options::on_result_key` threw, if it did.
   std::string result_key_error;
   /// The last result moved the aggregates out (make_result's `consume`);

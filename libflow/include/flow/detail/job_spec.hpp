@@ -440,6 +440,10 @@ struct job_spec {
   std::shared_ptr<any_sink> sink;
   /// The aggregator columns of the per-key row (pipeline::aggregate_with).
   std::vector<aggregators::info> columns;
+  /// Set when a small job folded on the calling thread went to the engine
+  /// because the user function threw: the source whose first batch it threw
+  /// on, and what it said (that try counts as the batch's first).
+  std::vector<std::pair<std::uint32_t, std::string>> inline_failures;
 };
 
 } // namespace flow::detail
