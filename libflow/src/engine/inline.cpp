@@ -19,10 +19,13 @@
 #include <utility>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "engine.hpp"
 #include "flow/job.hpp"
 #include "flow/error.hpp"
 #include "flow/job_stats.hpp"
+#include "flow/logging.hpp"
 #include "flow/pipeline.hpp"
 
 namespace flow::detail {
@@ -112,6 +115,8 @@ bool small_enough(const job_spec& spec) {
 job fall_back(caf::actor_system& sys, job_spec spec,
               std::vector<erased_slice>& taken,
               std::vector<std::exception_ptr>& errors) {
+  logger()->debug("small job handed to the engine (a source or the reducer "
+                  "threw, a size hint was wrong, rows or an overflow)");
   for (std::size_t i = 0; i < spec.sources.size(); ++i) {
     if (i < taken.size())
       spec.sources[i].src = std::make_shared<replay_source>(
@@ -272,6 +277,9 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
                                      "options::on_result_key threw: unknown "
                                      "exception"));
   }
+  logger()->debug("job complete: {} elements in {} batches from {} sources "
+                  "(folded on the calling thread)",
+                  res.emitted, res.batches, res.sources);
   // The statistics, as the manager publishes them at the end.
   auto xs = std::make_shared<job_stats>();
   xs->state = job_state::done;
