@@ -7,14 +7,16 @@
 # build/duckdb on first use, bench only). Every method's checksum must
 # agree. Prints the CSV lines and the ratios to DuckDB.
 #   bash bench/keyed_bench.sh [--keys K] [--elements N] [--runs R]
+#                             [--batch B]   (libflow also with batches of B)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-keys=1000000 elements=10000000 runs=5
+keys=1000000 elements=10000000 runs=5 batch=0
 while (($#)); do
   case "$1" in
     --keys) keys="$2"; shift 2 ;;
     --elements) elements="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
+    --batch) batch="$2"; shift 2 ;;
     *) echo "keyed_bench: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +33,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 build/bench/bench/flow-keyed-bench --keys "$keys" --elements "$elements" \
   --runs "$runs" --csv "$tmp/data.csv" >"$tmp/out.csv" 2>"$tmp/flow.err"
+if [ "$batch" != 0 ]; then
+  build/bench/bench/flow-keyed-bench --keys "$keys" --elements "$elements" \
+    --runs "$runs" --batch "$batch" 2>/dev/null | grep libflow >>"$tmp/out.csv"
+fi
 node "$duck/duckdb_groupby.mjs" "$tmp/data.csv" "${elements}x${keys}" \
   "$runs" 2 >>"$tmp/out.csv" 2>"$tmp/duck.err"
 cat "$tmp/out.csv"
