@@ -242,6 +242,7 @@ bool merge_step(job_result& total, const job_result& step) {
   total.keys.reserve(by_key.size());
   for (auto& [k, v] : by_key)
     total.keys.push_back(std::move(v));
+  total.key_count = total.keys.size();
   total.emitted += step.emitted;
   total.aggregated += step.aggregated;
   total.rejected += step.rejected;

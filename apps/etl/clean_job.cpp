@@ -129,6 +129,7 @@ summary_with(std::map<std::string, aggregate> seed,
       else if (!i->agg.merge(agg))
         throw std::overflow_error("summary of city " + city);
     }
+    merged.key_count = merged.keys.size();
     *summary_keys = merged.keys.size();
     return summary_rows(merged);
   };

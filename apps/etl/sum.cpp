@@ -301,6 +301,7 @@ void write_output(const std::string& conninfo, const sum_config& cfg,
   out.final = true;
   for (auto& [k, t] : mine)
     out.keys.push_back({flow::key{k}, t.agg, t.lists});
+  out.key_count = out.keys.size();
   if (auto err = pg::write_aggregates(conninfo,
                                       {cfg.table.schema, cfg.output}, out))
     fail(err);

@@ -17,6 +17,13 @@ void int_table::sort() {
   });
 }
 
+void int_table::reset() noexcept {
+  size_ = 0;
+  last_ = std::numeric_limits<std::size_t>::max();
+  if (tags_ != nullptr)
+    std::memset(tags_, 0, slots_);
+}
+
 const int_entry* int_table::find_sorted(std::int64_t k) const noexcept {
   // Without an index the entries are sorted (see sort).
   auto i = std::lower_bound(begin(), end(), k,

@@ -16,16 +16,17 @@ void partial::reject(const std::string& reason, std::uint64_t n) {
 void partial::to_general() const {
   if (general_)
     return;
+  if (!ints_.empty()) {
+    // Reserved first, so that the copies below cannot throw halfway.
+    entries_.reserve(entries_.size() + ints_.size());
+    for (auto& e : ints_)
+      entries_.emplace_back(flow::key{e.key}, e.to_aggregate());
+    ints_.clear();
+    // The index, if any, misses the moved keys: slot() rebuilds it.
+    index_.clear();
+    last_ = npos;
+  }
   general_ = true;
-  if (ints_.empty())
-    return;
-  entries_.reserve(entries_.size() + ints_.size());
-  for (auto& e : ints_)
-    entries_.emplace_back(flow::key{e.key}, e.to_aggregate());
-  ints_.clear();
-  // The index, if any, misses the moved keys: slot() rebuilds it.
-  index_.clear();
-  last_ = npos;
 }
 
 void partial::merge(partial&& other) {

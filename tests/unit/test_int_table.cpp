@@ -335,7 +335,12 @@ TEST_CASE("manager: integer keys then a string key in a later batch switch "
 TEST_CASE("on_result_key: a throwing function fails the job with sink_failed",
           "[pipeline][int_table]") {
   std::size_t calls = 0;
+  // The manager's path (tests/unit/test_inline.cpp has the calling
+  // thread's).
+  flow::options opts;
+  opts.inline_elements = 0;
   auto res = flow::pipeline<flow::keyed_value>{}
+               .with(opts)
                .add(flow::from_keyed_random(1'000, 50, 1, 10))
                .reduce(flow::sum_by_key())
                .on_result_key([&](const flow::key_result&) {

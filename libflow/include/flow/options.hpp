@@ -68,12 +68,16 @@ struct options {
   /// example to append it to a file). Must not block for long.
   std::function<void(const dead_letter&)> dead_letter_handler;
   /// When set, the final result's keys are handed to this function one by
-  /// one, in key order, by the manager, instead of being collected in
-  /// `job_result::keys`, which stays empty (`job_result::key_count` says how
-  /// many there were): for results too large to hold twice, such as 10^7
-  /// keys (see docs/guarantees.md, "Memory"). Snapshots, stopped jobs and
-  /// the sink's commit still see every key. If it throws, the job fails with
-  /// errc::sink_failed.
+  /// one, in key order, instead of being collected in `job_result::keys`,
+  /// which stays empty (`job_result::key_count` says how many there were):
+  /// for results too large to hold twice, such as 10^7 keys (see
+  /// docs/guarantees.md, "Memory"). It runs on the manager's thread, or on
+  /// the calling thread for a small job folded there (`inline_elements`).
+  /// Snapshots and the partial result of a stopped job hold their keys;
+  /// the final result, and `job::snapshot()` after the end, do not. With a
+  /// sink the keys go out after the sink's commit (the sink gets them all).
+  /// If it throws, no more keys go to it and the job fails with
+  /// errc::sink_failed (with a sink, its output is committed by then).
   std::function<void(const key_result&)> on_result_key;
   /// How often the manager publishes the job's statistics (job::stats());
   /// they are also published at the start and at the end. 0: only then.

@@ -100,7 +100,9 @@ public:
   }
 
   /// The aggregates built so far, in order of first appearance. (Moves the
-  /// compact table's keys to the general entries first.)
+  /// compact table's keys to the general entries first, so that even this
+  /// const call changes the partial's storage: a partial is one reducer's,
+  /// never read from two threads at once.)
   const std::vector<entry>& entries() const {
     to_general();
     return entries_;
@@ -161,8 +163,23 @@ public:
   /// other keys).
   std::vector<detail::int_entry> take_int_entries() {
     std::vector<detail::int_entry> result(ints_.begin(), ints_.end());
-    ints_.clear();
+    ints_.reset();
     return result;
+  }
+
+  /// Gives this (empty) partial the storage of a previous partial's compact
+  /// table, so that a reducer's batches reuse memory instead of faulting in
+  /// fresh pages (used by the reducer actor).
+  void reuse_int_storage(detail::int_table&& storage) noexcept {
+    storage.reset();
+    ints_ = std::move(storage);
+  }
+
+  /// Takes the compact table's storage (empty after `take_int_entries`) for
+  /// `reuse_int_storage`.
+  detail::int_table release_int_storage() noexcept {
+    ints_.reset();
+    return std::move(ints_);
   }
 
   /// Moves everything `other` holds into this partial: aggregates, rejections

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include "flow/aggregate.hpp"
@@ -116,15 +117,22 @@ struct job_result {
     return emitted == aggregated + rejected + dead_lettered + abandoned;
   }
 
-  /// Inspection for serialisation.
+  /// Inspection for serialisation. `key_count` is not written: a result
+  /// that travels or is checkpointed holds its keys (only the last local
+  /// result streams them), so loading sets it to `keys.size()`, and results
+  /// stored before the field existed still load.
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  job_result& x) {
+    auto count = caf::meta::load_callback([&]() -> caf::error {
+      x.key_count = x.keys.size();
+      return caf::error{};
+    });
     return f(caf::meta::type_name("flow.job_result"), x.keys, x.emitted,
              x.aggregated, x.rejected, x.batches, x.written, x.sources,
              x.rejections, x.dead_lettered, x.dead_letters, x.retried,
              x.peak_in_flight, x.remote_batches, x.reducers_replaced, x.final,
-             x.partial, x.abandoned, x.key_count);
+             x.partial, x.abandoned, count);
   }
 };
 

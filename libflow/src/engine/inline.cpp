@@ -111,18 +111,18 @@ bool small_enough(const job_spec& spec) {
   return true;
 }
 
-/// Hands every source's taken batch back to the engine and starts it.
-job fall_back(caf::actor_system& sys, job_spec spec,
+/// Hands the batches taken from the first `read` sources (or what their
+/// `next` threw) back to the engine and starts it; the other sources were
+/// not touched.
+job fall_back(caf::actor_system& sys, job_spec spec, std::size_t read,
               std::vector<erased_slice>& taken,
               std::vector<std::exception_ptr>& errors) {
   logger()->debug("small job handed to the engine (a source or the reducer "
                   "threw, a size hint was wrong, rows or an overflow)");
-  for (std::size_t i = 0; i < spec.sources.size(); ++i) {
-    if (i < taken.size())
-      spec.sources[i].src = std::make_shared<replay_source>(
-        std::move(spec.sources[i].src), std::move(taken[i]),
-        std::move(errors[i]));
-  }
+  for (std::size_t i = 0; i < read; ++i)
+    spec.sources[i].src = std::make_shared<replay_source>(
+      std::move(spec.sources[i].src), std::move(taken[i]),
+      std::move(errors[i]));
   spec.opts.inline_elements = 0;
   return start_job(sys, std::move(spec));
 }
@@ -139,8 +139,10 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
   std::vector<erased_slice> taken(n);
   std::vector<std::exception_ptr> errors(n);
   bool surprise = false;
+  std::size_t read = 0;
   for (std::size_t i = 0; i < n && !surprise; ++i) {
     auto& src = *spec.sources[i].src;
+    ++read;
     try {
       taken[i] = src.next(spec.opts.batch_size);
     } catch (...) {
@@ -155,7 +157,7 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
       surprise = true;
   }
   if (surprise)
-    return fall_back(get_sys(), std::move(spec), taken, errors);
+    return fall_back(get_sys(), std::move(spec), read, taken, errors);
   // One partial per source, as one batch each would make, so that the
   // statistics say which source rejected what.
   std::vector<partial> outs(n);
@@ -206,14 +208,14 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
     // batch again (the reducer is stateless), counting this try as the
     // first.
     spec.inline_failures.emplace_back(current, e.what());
-    return fall_back(get_sys(), std::move(spec), taken, errors);
+    return fall_back(get_sys(), std::move(spec), read, taken, errors);
   } catch (...) {
     spec.inline_failures.emplace_back(current, "unknown exception");
-    return fall_back(get_sys(), std::move(spec), taken, errors);
+    return fall_back(get_sys(), std::move(spec), read, taken, errors);
   }
   for (std::uint32_t i = 0; i < n; ++i)
     if (outs[i].rejected() > taken[i].size)
-      return fall_back(get_sys(), std::move(spec), taken, errors);
+      return fall_back(get_sys(), std::move(spec), read, taken, errors);
   std::vector<std::uint64_t> rejected(n);
   for (std::uint32_t i = 0; i < n; ++i)
     rejected[i] = outs[i].rejected();
@@ -223,13 +225,19 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
       out.merge(std::move(outs[i]));
   } catch (...) {
     // Rows of two types: the engine says so.
-    return fall_back(get_sys(), std::move(spec), taken, errors);
+    return fall_back(get_sys(), std::move(spec), read, taken, errors);
   }
   if (out.emitted_rows() > 0 || out.overflowed())
-    return fall_back(get_sys(), std::move(spec), taken, errors);
-  for (auto& [k, agg] : out.entries())
-    if (!agg.states.ok())
-      return fall_back(get_sys(), std::move(spec), taken, errors);
+    return fall_back(get_sys(), std::move(spec), read, taken, errors);
+  bool states_ok = true;
+  try {
+    for (auto& [k, agg] : out.entries())
+      states_ok = states_ok && agg.states.ok();
+  } catch (...) {
+    states_ok = false;
+  }
+  if (!states_ok)
+    return fall_back(get_sys(), std::move(spec), read, taken, errors);
   // The result, as the manager would make it.
   job_result res;
   res.final = true;
@@ -244,7 +252,8 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
   }
   res.rejected = out.rejected();
   res.aggregated = res.emitted - res.rejected;
-  res.peak_in_flight = res.batches;
+  // At most one batch per source was ever in flight.
+  res.peak_in_flight = res.batches > 0 ? 1 : 0;
   auto reasons = out.take_reasons();
   std::sort(reasons.begin(), reasons.end());
   res.rejections = std::move(reasons);
@@ -294,6 +303,7 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
     y.emitted = taken[i].size;
     y.batches = taken[i].size > 0 ? 1 : 0;
     y.merged = y.batches;
+    y.credit = spec.opts.credits;
     y.done = true;
     xs->sources.push_back(std::move(y));
   }
@@ -314,6 +324,12 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
 
 job error_job(caf::error err) {
   auto impl = std::make_shared<job_impl>();
+  // As the manager's last statistics of a failed job say.
+  auto xs = std::make_shared<job_stats>();
+  xs->state = job_state::failed;
+  xs->started = std::chrono::system_clock::now();
+  xs->errors.push_back(describe(err));
+  impl->publish(std::move(xs));
   impl->complete(std::move(err));
   return job{impl};
 }

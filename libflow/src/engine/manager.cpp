@@ -65,61 +65,68 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
     st.keys_at_end = res.key_count;
     st.consumed = true;
   }
-  try {
-    if (!st.general) {
-      if (consume) {
-        // Sorted in place: the table is read once more, then freed.
-        st.ints.sort();
-        if (!streaming)
-          res.keys.reserve(st.ints.size());
-        for (auto& e : st.ints) {
-          flow::key k{e.key};
-          auto n = sources_of(k);
-          if (streaming)
-            stream(key_result{std::move(k), e.to_aggregate(), n});
-          else
-            res.keys.push_back({std::move(k), e.to_aggregate(), n});
-        }
-        st.ints.clear();
-      } else {
+  // Only the user's function is guarded: what it throws fails the job
+  // (check_complete), and no key goes to it after a throw.
+  auto emit = [&](const key_result& k) {
+    if (!st.result_key_error.empty())
+      return;
+    try {
+      stream(k);
+    } catch (const std::exception& e) {
+      st.result_key_error = e.what();
+    } catch (...) {
+      st.result_key_error = "unknown exception";
+    }
+  };
+  if (!st.general) {
+    if (consume) {
+      // Sorted in place: the table is read once more, then freed.
+      st.ints.sort();
+      if (!streaming)
         res.keys.reserve(st.ints.size());
-        for (auto& e : st.ints) {
-          flow::key k{e.key};
-          auto n = sources_of(k);
+      for (auto& e : st.ints) {
+        flow::key k{e.key};
+        auto n = sources_of(k);
+        if (streaming)
+          emit(key_result{std::move(k), e.to_aggregate(), n});
+        else
           res.keys.push_back({std::move(k), e.to_aggregate(), n});
-        }
-        std::sort(res.keys.begin(), res.keys.end(),
-                  [](const key_result& x, const key_result& y) {
-                    return x.key.as_int() < y.key.as_int();
-                  });
       }
+      st.ints.clear();
     } else {
-      res.keys.reserve(st.aggregates.size());
-      if (consume) {
-        while (!st.aggregates.empty()) {
-          auto node = st.aggregates.extract(st.aggregates.begin());
-          auto n = sources_of(node.key());
-          res.keys.push_back(
-            {std::move(node.key()), std::move(node.mapped()), n});
-        }
-      } else {
-        for (auto& [k, agg] : st.aggregates)
-          res.keys.push_back({k, agg, sources_of(k)});
+      res.keys.reserve(st.ints.size());
+      for (auto& e : st.ints) {
+        flow::key k{e.key};
+        auto n = sources_of(k);
+        res.keys.push_back({std::move(k), e.to_aggregate(), n});
       }
       std::sort(res.keys.begin(), res.keys.end(),
                 [](const key_result& x, const key_result& y) {
-                  return x.key < y.key;
+                  return x.key.as_int() < y.key.as_int();
                 });
-      if (streaming) {
-        for (auto& k : res.keys)
-          stream(k);
-        res.keys = std::vector<key_result>{};
-      }
     }
-  } catch (const std::exception& e) {
-    st.result_key_error = e.what();
-  } catch (...) {
-    st.result_key_error = "unknown exception";
+  } else {
+    res.keys.reserve(st.aggregates.size());
+    if (consume) {
+      while (!st.aggregates.empty()) {
+        auto node = st.aggregates.extract(st.aggregates.begin());
+        auto n = sources_of(node.key());
+        res.keys.push_back(
+          {std::move(node.key()), std::move(node.mapped()), n});
+      }
+    } else {
+      for (auto& [k, agg] : st.aggregates)
+        res.keys.push_back({k, agg, sources_of(k)});
+    }
+    std::sort(res.keys.begin(), res.keys.end(),
+              [](const key_result& x, const key_result& y) {
+                return x.key < y.key;
+              });
+    if (streaming) {
+      for (auto& k : res.keys)
+        emit(k);
+      res.keys = std::vector<key_result>{};
+    }
   }
   res.rejections.assign(st.reasons.begin(), st.reasons.end());
   res.peak_in_flight = st.peak_in_flight;
@@ -631,36 +638,20 @@ bool check_rows(manager_actor_t* self, const batch& b, const partial_msg& p) {
 void to_general(manager_state& st) {
   if (st.general)
     return;
-  st.general = true;
+  // (Should an insertion throw, merge_partial fails the job: the keys half
+  // moved are never read.)
   st.aggregates.reserve(st.aggregates.size() + st.ints.size());
   for (auto& e : st.ints)
     st.aggregates.emplace(flow::key{e.key}, e.to_aggregate());
   st.ints.clear();
+  st.general = true;
 }
 
-/// Checks a partial against its batch `b` and merges its aggregates and
-/// rejection reasons; fails the job and returns false when it does not add up.
-bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
-                   std::uint64_t dead) {
+/// merge_partial's keyed part: the partial's keys into the running
+/// aggregates; fails the job and returns false on overflow.
+template <class What>
+bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   auto& st = self->state;
-  // Described only on failure: the common path builds no string.
-  auto what = [&] {
-    return describe_batch(st, b.source, b.seq, b.first, b.items.size);
-  };
-  if (p.size != b.items.size || p.rejected > p.size
-      || dead > p.size - p.rejected) {
-    fail(self, errc::accounting_mismatch,
-         what() + ": the reducer reported " + std::to_string(p.size)
-           + " elements (" + std::to_string(p.rejected) + " rejected, "
-           + std::to_string(dead) + " dead-lettered)");
-    return false;
-  }
-  if (p.overflow) {
-    fail(self, errc::overflow,
-         what() + ": a partial aggregate overflowed (a 128-bit sum or an "
-                  "aggregator state left its exact range)");
-    return false;
-  }
   auto bad = p.ints.size();
   if (!st.general) {
     bad = st.ints.merge_all(p.ints.data(), p.ints.size());
@@ -714,6 +705,44 @@ bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
                   : "' left the exact 128-bit range while merging " + what()));
       return false;
     }
+  }
+  return true;
+}
+
+/// Checks a partial against its batch `b` and merges its aggregates and
+/// rejection reasons; fails the job and returns false when it does not add up.
+bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
+                   std::uint64_t dead) {
+  auto& st = self->state;
+  // Described only on failure: the common path builds no string.
+  auto what = [&] {
+    return describe_batch(st, b.source, b.seq, b.first, b.items.size);
+  };
+  if (p.size != b.items.size || p.rejected > p.size
+      || dead > p.size - p.rejected) {
+    fail(self, errc::accounting_mismatch,
+         what() + ": the reducer reported " + std::to_string(p.size)
+           + " elements (" + std::to_string(p.rejected) + " rejected, "
+           + std::to_string(dead) + " dead-lettered)");
+    return false;
+  }
+  if (p.overflow) {
+    fail(self, errc::overflow,
+         what() + ": a partial aggregate overflowed (a 128-bit sum or an "
+                  "aggregator state left its exact range)");
+    return false;
+  }
+  // Growing the keyed state may fail (memory, or more than 2^32 - 2
+  // integer keys in one table): the job fails, nothing throws out of the
+  // handler.
+  try {
+    if (!merge_keys(self, p, what))
+      return false;
+  } catch (const std::exception& e) {
+    fail(self, errc::overflow,
+         "the keyed state could not grow while merging " + what() + ": "
+           + e.what());
+    return false;
   }
   for (auto& [reason, n] : p.reasons)
     st.reasons[reason] += n;

@@ -27,6 +27,8 @@ namespace {
 struct reducer_state {
   /// Reused buffer for materialising recipe batches.
   std::shared_ptr<std::vector<std::max_align_t>> scratch;
+  /// The compact table of the previous batch's partial, kept for the next.
+  int_table spare;
   static inline const char* name = "flow.reducer";
 };
 
@@ -126,6 +128,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
         return;
       }
       partial out;
+      out.reuse_int_storage(std::move(self->state.spare));
       std::vector<dead_letter> dead;
       batch_header hdr{&b.label, b.source, b.seq, b.first};
       try {
@@ -156,6 +159,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
       msg.rejected = out.rejected();
       msg.overflow = out.overflowed();
       msg.ints = out.take_int_entries();
+      self->state.spare = out.release_int_storage();
       msg.entries = out.take_entries();
       msg.reasons = out.take_reasons();
       msg.dead = std::move(dead);

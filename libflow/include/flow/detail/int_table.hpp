@@ -222,6 +222,10 @@ public:
   /// result, without a second copy). A later insertion rebuilds the index.
   void sort();
 
+  /// Drops every key and keeps the storage, for the next batch of a reducer
+  /// (fresh memory costs a page fault every 4 KiB).
+  void reset() noexcept;
+
   /// Drops every key and frees the storage.
   void clear() noexcept {
     int_table tmp;
