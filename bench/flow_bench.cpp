@@ -34,27 +34,12 @@
 
 #include "flow/flow.hpp"
 #include "flow/types.hpp"
+#include "measure.hpp"
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-struct stats {
-  double median = 0;
-  double min = 0;
-  double max = 0;
-};
-
-stats measure(int runs, const std::function<void()>& f) {
-  std::vector<double> xs;
-  for (int i = 0; i < runs; ++i) {
-    auto t0 = clock_type::now();
-    f();
-    xs.push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
-  std::sort(xs.begin(), xs.end());
-  return {xs[xs.size() / 2], xs.front(), xs.back()};
-}
+using flow::bench::measure;
+using flow::bench::stats;
 
 /// Appended to "libflow" when the scheduler policy is not the default.
 std::string policy_suffix;

@@ -29,27 +29,12 @@
 
 #include "flow/flow.hpp"
 #include "flow/types.hpp"
+#include "measure.hpp"
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-struct figure {
-  double median = 0;
-  double min = 0;
-  double max = 0;
-};
-
-figure measure(int runs, const std::function<void()>& f) {
-  std::vector<double> xs;
-  for (int i = 0; i < runs; ++i) {
-    auto t0 = clock_type::now();
-    f();
-    xs.push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
-  std::sort(xs.begin(), xs.end());
-  return {xs[xs.size() / 2], xs.front(), xs.back()};
-}
+using flow::bench::measure;
+using flow::bench::stats;
 
 std::uint64_t mix(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -129,7 +114,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<const std::vector<flow::keyed_value>> shared = data;
   std::printf("workload,size,method,median_s,min_s,max_s,runs,extra\n");
   auto label = std::to_string(n) + "x" + std::to_string(keys);
-  auto report = [&](const char* method, const figure& f, std::size_t k) {
+  auto report = [&](const char* method, const stats& f, std::size_t k) {
     std::printf("keyed,%s,%s,%.6f,%.6f,%.6f,%d,%zu\n", label.c_str(), method,
                 f.median, f.min, f.max, runs, k);
     std::fflush(stdout);
