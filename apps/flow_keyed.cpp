@@ -161,7 +161,9 @@ void print_json(const set_outcome& out, bool lists_known, bool string_keys) {
     obj.add("sequential_s", out.sequential_s)
       .add("libflow_s", out.flow_s)
       .add("batches", out.res.batches)
-      .add("remote_batches", out.res.remote_batches);
+      .add("remote_batches", out.res.remote_batches)
+        .add("speculated", out.res.speculated)
+        .add("speculation_won", out.res.speculation_won);
     std::cout << obj.str() << '\n';
   }
   std::cout.flush();
@@ -407,7 +409,9 @@ void print_aggs(const agg_outcome& out, const keyed_aggs& aggs, bool json,
       obj.add("sequential_s", out.sequential_s)
         .add("libflow_s", out.flow_s)
         .add("batches", out.res.batches)
-        .add("remote_batches", out.res.remote_batches);
+        .add("remote_batches", out.res.remote_batches)
+        .add("speculated", out.res.speculated)
+        .add("speculation_won", out.res.speculation_won);
       std::cout << obj.str() << '\n';
     } else {
       std::printf("%14s %12llu", to_string(k).c_str(),
@@ -683,6 +687,8 @@ void print_keys_summary(const job_result& res, const keys_tally& t,
       .add("sequential_s", sequential_s)
       .add("batches", res.batches)
       .add("remote_batches", res.remote_batches)
+      .add("speculated", res.speculated)
+      .add("speculation_won", res.speculation_won)
       .add("verified", verified);
     if (res.partial)
       obj.add("partial", true);

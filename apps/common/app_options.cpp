@@ -36,6 +36,17 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
              "after SIGINT/SIGTERM, how long in-flight batches may drain "
              "before the partial result is printed",
              "5");
+  args.flag("no-speculation",
+            "never dispatch a batch a second time because its reducer (or "
+            "worker node) holds it too long");
+  args.value("speculation-multiplier", "X",
+             "a batch held longer than X times the median reduce time (and "
+             "at least --speculation-floor) is dispatched again to an idle "
+             "reducer",
+             "4");
+  args.value("speculation-floor", "MS",
+             "the shortest hold, in milliseconds, that counts as too long",
+             "1000");
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "warn");
   declare_watch_options(args);
@@ -59,6 +70,11 @@ flow::options read_pipeline_options(const arg_parser& args) {
     throw usage_error("--on-failure: " + quote_token(policy)
                       + " is not fail, dead-letter or skip");
   opts.retries = args.get_uint("retries", 0, 1000);
+  opts.speculation = !args.is_set("no-speculation");
+  opts.speculation_multiplier
+    = args.get_double("speculation-multiplier", 1.0, 1e6);
+  opts.speculation_floor = std::chrono::milliseconds(
+    args.get_uint("speculation-floor", 1, 86'400'000));
   set_drain_timeout(std::chrono::milliseconds(
     args.get_uint("drain-timeout", 0, 86400) * 1000));
   return opts;

@@ -1,7 +1,8 @@
 #pragma once
 
 // Options every pipeline program shares (--reducers, --batch, --credits,
-// --on-failure, --retries, --drain-timeout, --log-level, --dead-letter) and
+// --on-failure, --retries, --drain-timeout, --no-speculation and its two
+// thresholds, --log-level, --dead-letter) and
 // the actor system they run in.
 
 #include <chrono>

@@ -1,5 +1,6 @@
 #include "cli.hpp"
 
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -224,6 +225,24 @@ std::uint64_t arg_parser::get_uint(const std::string& name, std::uint64_t lo,
                       + " is outside the range " + std::to_string(lo) + ".."
                       + std::to_string(hi));
   return static_cast<std::uint64_t>(*x);
+}
+
+double arg_parser::get_double(const std::string& name, double lo,
+                              double hi) const {
+  auto& o = find(name);
+  auto shown = o.opt->get_name();
+  auto& text = o.value;
+  std::string why;
+  auto x = parse_double(text, why);
+  if (!x)
+    throw usage_error(shown + ": " + quote_token(text) + " " + why);
+  if (!(*x >= lo && *x <= hi)) {
+    char range[64];
+    std::snprintf(range, sizeof range, "%g..%g", lo, hi);
+    throw usage_error(shown + ": " + quote_token(text)
+                      + " is outside the range " + range);
+  }
+  return *x;
 }
 
 void arg_parser::print_help() const {

@@ -92,6 +92,9 @@ public:
   std::uint64_t get_uint(const std::string& name, std::uint64_t lo = 0,
                          std::uint64_t hi = UINT64_MAX) const;
 
+  /// The value as a finite number in [lo, hi]; throws usage_error.
+  double get_double(const std::string& name, double lo, double hi) const;
+
   /// Prints the help text to stdout.
   void print_help() const;
 

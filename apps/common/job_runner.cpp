@@ -94,7 +94,9 @@ void add_counts(json_object& obj, const job_result& res) {
   obj.add("emitted", res.emitted)
     .add("aggregated", res.aggregated)
     .add("rejected", res.rejected)
-    .add("dead_lettered", res.dead_lettered);
+    .add("dead_lettered", res.dead_lettered)
+    .add("speculated", res.speculated)
+    .add("speculation_won", res.speculation_won);
 }
 
 // -- job_runner ---------------------------------------------------------------

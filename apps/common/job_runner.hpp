@@ -58,7 +58,8 @@ void report_dead_letters(const std::string& prog, const flow::job_result& res,
 void report_partial(const std::string& prog, const flow::job_result& res);
 
 /// Adds a job's element counts to `obj`: emitted, aggregated, rejected,
-/// dead_lettered, in this order.
+/// dead_lettered, then the speculation counts (speculated,
+/// speculation_won), in this order.
 void add_counts(json_object& obj, const flow::job_result& res);
 
 /// Runs the jobs of the program `prog` and decides how each one ends.

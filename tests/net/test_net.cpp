@@ -682,3 +682,91 @@ TEST_CASE("net: bad network options are usage errors", "[net]") {
     CHECK(r.err.find("/nonexistent") != std::string::npos);
   }
 }
+
+namespace {
+
+/// Stops and continues process `pid` in cycles of `stopped` and `running`
+/// until destroyed: a node slowed to a fraction of its speed whose
+/// heartbeats (every second) still arrive.
+class throttle {
+public:
+  throttle(pid_t pid, std::chrono::milliseconds stopped,
+           std::chrono::milliseconds running)
+    : worker_([this, pid, stopped, running] {
+        while (!done_) {
+          ::kill(pid, SIGSTOP);
+          std::this_thread::sleep_for(stopped);
+          ::kill(pid, SIGCONT);
+          std::this_thread::sleep_for(running);
+        }
+      }) {
+  }
+  ~throttle() {
+    done_ = true;
+    worker_.join();
+  }
+
+private:
+  std::atomic<bool> done_{false};
+  std::thread worker_;
+};
+
+/// flow-keyed's job over two worker nodes of one reducer each (and one
+/// reducer of its own); with `slow`, the second node is throttled to a
+/// tenth of its speed once it lent its reducer. Returns the manager's
+/// stdout; `err` gets everyone's stderr.
+std::string run_with_slow_node(bool slow, const std::string& tag,
+                               std::string& err) {
+  auto& c = the_certs();
+  // Batches of about 65 ms of work: on the throttled node, about a second.
+  std::vector<std::string> job{keyed,       "--sizes", "3000000,3000000",
+                               "--json",    "--batch", "65536",
+                               "--reducer", "spin",    "--workers",
+                               "1",         "--speculation-floor", "300",
+                               "--log-level", "info"};
+  child manager{with(with(job, {"--listen", "127.0.0.1:0", "--min-workers",
+                                "2"}),
+                     c.tls("manager")),
+                tag + "-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker_args(port, "w1", "w1", "1"), tag + "-w1"};
+  child w2{worker_args(port, "slow", "w2", "1"), tag + "-w2"};
+  int rc = -1;
+  if (slow && wait_for_text(w2.err, "lent 1 reducers")) {
+    throttle t{w2.pid, std::chrono::milliseconds(90),
+               std::chrono::milliseconds(10)};
+    rc = manager.wait();
+  } else {
+    rc = manager.wait();
+  }
+  err = "manager (rc " + std::to_string(rc) + "): " + slurp(manager.err)
+        + "\nw1: " + slurp(w1.err) + "\nslow: " + slurp(w2.err);
+  w1.wait();
+  w2.wait();
+  return rc == 0 ? slurp(manager.out) : std::string{};
+}
+
+} // namespace
+
+TEST_CASE("net: a worker node throttled to a tenth of its speed mid-job: "
+          "its batches are speculated and the job ends exact in at most "
+          "1.5x the undisturbed time",
+          "[net][faults][speculation]") {
+  std::string err;
+  auto calm = run_with_slow_node(false, "calm", err);
+  INFO(err);
+  REQUIRE(all_ok(calm));
+  auto calm_s = std::stod(json_field(lines_of(calm)[0], "libflow_s"));
+  std::string slow_err;
+  auto slow = run_with_slow_node(true, "throttled", slow_err);
+  INFO(slow_err);
+  REQUIRE(all_ok(slow));
+  CHECK(sums_of(slow) == sums_of(calm));
+  auto line = lines_of(slow)[0];
+  auto slow_s = std::stod(json_field(line, "libflow_s"));
+  INFO("undisturbed " << calm_s << " s, throttled " << slow_s << " s");
+  CHECK(std::stoull(json_field(line, "speculated")) > 0);
+  CHECK(std::stoull(json_field(line, "speculation_won")) > 0);
+  CHECK(slow_err.find("dispatching it again to") != std::string::npos);
+  CHECK(slow_s <= 1.5 * calm_s);
+}

@@ -106,6 +106,11 @@ struct job_stats {
   std::uint64_t batches_retried = 0;
   /// Batches a lost reducer held that went to another one.
   std::uint64_t batches_redispatched = 0;
+  /// Batches dispatched a second time because their reducer held them too
+  /// long (options::speculation).
+  std::uint64_t batches_speculated = 0;
+  /// Of those, the second attempts that answered first.
+  std::uint64_t speculation_won = 0;
   /// Reducers in the pool (local and lent by worker nodes, connected).
   std::uint64_t reducers = 0;
   /// Reducers holding at least one batch now.

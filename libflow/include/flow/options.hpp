@@ -79,6 +79,18 @@ struct options {
   /// If it throws, no more keys go to it and the job fails with
   /// errc::sink_failed (with a sink, its output is committed by then).
   std::function<void(const key_result&)> on_result_key;
+  /// Speculative re-execution (docs/distribution.md, "Speculation"): a
+  /// batch that one reducer (local, or a worker node's) holds longer than
+  /// `speculation_multiplier` times the median reduce time of the batches
+  /// merged so far, and at least `speculation_floor`, is dispatched again to
+  /// an idle reducer once no batch waits; the first answer is merged, the
+  /// later one dropped (each batch id is merged once). A reducer that was
+  /// overtaken is given one batch at a time from then on.
+  bool speculation = true;
+  /// See `speculation`.
+  double speculation_multiplier = 4.0;
+  /// See `speculation`.
+  std::chrono::milliseconds speculation_floor{1000};
   /// How often the manager publishes the job's statistics (job::stats());
   /// they are also published at the start and at the end. 0: only then.
   std::chrono::milliseconds stats_interval{250};

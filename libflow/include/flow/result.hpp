@@ -104,6 +104,13 @@ struct job_result {
   /// Elements accepted but neither merged nor rejected when a stopped job's
   /// drain timed out (0 otherwise).
   std::uint64_t abandoned = 0;
+  /// Batches dispatched a second time because their reducer held them too
+  /// long (options::speculation), and how many of those second attempts
+  /// answered first. Counted by the manager of this result (not
+  /// serialised, as `key_count`).
+  std::uint64_t speculated = 0;
+  /// See `speculated`.
+  std::uint64_t speculation_won = 0;
   /// Number of keys: `keys.size()`, or how many went to
   /// `options::on_result_key` instead.
   std::uint64_t key_count = 0;

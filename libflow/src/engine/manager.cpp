@@ -132,6 +132,8 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
   res.peak_in_flight = st.peak_in_flight;
   res.written = st.written;
   res.reducers_replaced = st.reducers_replaced;
+  res.speculated = st.speculated;
+  res.speculation_won = st.speculation_won;
   res.dead_letters = st.dead_letters;
   res.retried = st.retried;
   res.remote_batches = st.remote_batches;
@@ -164,6 +166,7 @@ void observe_reduce_time(manager_state& st, double seconds) {
     ++i;
   ++st.reduce_counts[i];
   st.reduce_seconds += seconds;
+  st.recent_times[st.recent_count++ % st.recent_times.size()] = seconds;
 }
 
 /// The per worker node statistics, from the reducer slots they lent.
@@ -226,6 +229,8 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   xs->batches_dispatched = st.dispatched;
   xs->batches_retried = st.retried;
   xs->batches_redispatched = st.redispatched;
+  xs->batches_speculated = st.speculated;
+  xs->speculation_won = st.speculation_won;
   for (auto& r : st.reducers) {
     if (!r.handle)
       continue;
@@ -359,13 +364,21 @@ std::string describe_batch(const manager_state& st, std::uint32_t source,
 
 // -- the flow of batches ------------------------------------------------------------
 
+/// True when reducer slot `i` may take another batch: a live reducer below
+/// its queue length, which is 1 for one that a speculative copy overtook.
+bool has_room(const manager_state& st, std::size_t i) {
+  auto& r = st.reducers[i];
+  return r.handle
+         && r.load < (r.overtaken > 0 ? std::size_t{1} : st.opts.reducer_queue);
+}
+
 /// Hands queued batches to the least-loaded reducers with free capacity.
 void dispatch(manager_actor_t* self) {
   auto& st = self->state;
   while (!st.queue.empty()) {
     auto best = no_reducer;
     for (std::size_t i = 0; i < st.reducers.size(); ++i)
-      if (st.reducers[i].handle && st.reducers[i].load < st.opts.reducer_queue
+      if (has_room(st, i)
           && (best == no_reducer
               || st.reducers[i].load < st.reducers[best].load))
         best = i;
@@ -378,8 +391,7 @@ void dispatch(manager_actor_t* self) {
       // one of the others to have room.
       auto other = no_reducer;
       for (std::size_t i = 0; i < st.reducers.size(); ++i)
-        if (i != entry.avoid && st.reducers[i].handle
-            && st.reducers[i].load < st.opts.reducer_queue
+        if (i != entry.avoid && has_room(st, i)
             && (other == no_reducer
                 || st.reducers[i].load < st.reducers[other].load))
           other = i;
@@ -395,6 +407,92 @@ void dispatch(manager_actor_t* self) {
     // A local send shares the batch (and its storage) instead of copying it.
     self->send(st.reducers[best].handle, entry.msg);
   }
+}
+
+// -- speculation ------------------------------------------------------------------
+
+/// How long a batch may be held before it is dispatched again: the
+/// multiplier times the median reduce time of the last merged batches, and
+/// at least the floor.
+double speculation_threshold(const manager_state& st) {
+  auto floor = std::chrono::duration<double>(st.opts.speculation_floor).count();
+  auto n = std::min(st.recent_count, st.recent_times.size());
+  if (n == 0)
+    return floor;
+  std::array<double, 64> xs;
+  std::copy_n(st.recent_times.begin(), n, xs.begin());
+  std::nth_element(xs.begin(), xs.begin() + n / 2, xs.begin() + n);
+  return std::max(floor, st.opts.speculation_multiplier * xs[n / 2]);
+}
+
+/// How often the manager looks for batches held too long.
+std::chrono::milliseconds speculation_interval(const options& opts) {
+  auto quarter = opts.speculation_floor / 4;
+  return std::clamp(quarter, std::chrono::milliseconds(10),
+                    std::chrono::milliseconds(250));
+}
+
+/// Dispatches a second attempt of each batch held longer than the
+/// threshold to an idle reducer, oldest first. Only once no batch waits in
+/// the queue: a second attempt never delays a first one.
+void speculate(manager_actor_t* self) {
+  auto& st = self->state;
+  if (!st.queue.empty() || st.pending.empty() || st.reducers.size() < 2)
+    return;
+  auto now = std::chrono::steady_clock::now();
+  auto limit = speculation_threshold(st);
+  std::vector<std::pair<std::chrono::steady_clock::time_point, batch_id>> late;
+  for (auto& [id, entry] : st.pending)
+    if (entry.reducer != no_reducer && entry.second == no_reducer
+        && seconds_between(entry.sent, now) > limit)
+      late.emplace_back(entry.sent, id);
+  if (late.empty())
+    return;
+  std::sort(late.begin(), late.end(), [](const auto& x, const auto& y) {
+    return x.first < y.first;
+  });
+  for (auto& [sent, id] : late) {
+    auto& entry = st.pending.at(id);
+    // An idle reducer other than the holder; one never overtaken first.
+    auto best = no_reducer;
+    for (std::size_t i = 0; i < st.reducers.size(); ++i) {
+      auto& r = st.reducers[i];
+      if (i == entry.reducer || i == entry.avoid || !r.handle || r.load > 0)
+        continue;
+      if (best == no_reducer || r.overtaken < st.reducers[best].overtaken)
+        best = i;
+    }
+    if (best == no_reducer)
+      return;
+    auto& holder = st.reducers[entry.reducer];
+    auto what = describe_batch(st, id.source, id.seq, entry.msg.first,
+                               entry.msg.items.size);
+    logger()->info("{}: held {:.3f} s by {} (threshold {:.3f} s); "
+                   "dispatching it again to {}",
+                   what, seconds_between(sent, now),
+                   holder.remote ? "worker node " + holder.node
+                                 : "reducer " + std::to_string(entry.reducer),
+                   limit,
+                   st.reducers[best].remote
+                     ? "worker node " + st.reducers[best].node
+                     : "reducer " + std::to_string(best));
+    entry.second = best;
+    entry.second_sent = now;
+    ++st.reducers[best].load;
+    ++st.speculated;
+    ++st.dispatched;
+    self->send(st.reducers[best].handle, entry.msg);
+  }
+}
+
+/// The periodic look for batches held too long.
+void on_speculate_tick(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  speculate(self);
+  self->delayed_send(self, speculation_interval(st.opts),
+                     speculate_atom::value);
 }
 
 /// Checks that every element of every source is accounted for; fails the job
@@ -503,11 +601,26 @@ std::size_t requeue_batches_of(manager_actor_t* self, std::size_t i) {
   auto& st = self->state;
   std::vector<batch_id> lost;
   for (auto& [id, entry] : st.pending) {
-    if (entry.reducer == i) {
-      entry.reducer = no_reducer;
-      lost.push_back(id);
+    if (entry.second == i)
+      entry.second = no_reducer;
+    if (entry.reducer != i)
+      continue;
+    if (entry.second != no_reducer) {
+      // Its other attempt carries on alone.
+      entry.reducer = entry.second;
+      entry.sent = entry.second_sent;
+      entry.second = no_reducer;
+      continue;
     }
+    entry.reducer = no_reducer;
+    lost.push_back(id);
   }
+  // Attempts it had lost are gone with it.
+  st.abandoned.erase(std::remove_if(st.abandoned.begin(), st.abandoned.end(),
+                                    [i](const abandoned_attempt& a) {
+                                      return a.slot == i;
+                                    }),
+                     st.abandoned.end());
   std::sort(lost.begin(), lost.end(),
             [](const batch_id& x, const batch_id& y) {
               return x.source != y.source ? x.source < y.source
@@ -517,6 +630,40 @@ std::size_t requeue_batches_of(manager_actor_t* self, std::size_t i) {
     st.queue.push_front(*j);
   st.redispatched += lost.size();
   return lost.size();
+}
+
+/// The slot of the attempt of `entry` that the current message comes from:
+/// its sender's slot when that slot holds an attempt, no_reducer when it
+/// holds none (a late answer). A sender outside the pool (a reducer already
+/// replaced) answers for the first attempt, as before speculation existed.
+std::size_t attempt_of(manager_actor_t* self, const in_flight_batch& entry) {
+  auto& st = self->state;
+  auto sender = self->current_sender();
+  for (std::size_t i = 0; i < st.reducers.size(); ++i) {
+    auto& r = st.reducers[i];
+    if (r.handle && r.handle.address() == sender)
+      return entry.reducer == i || entry.second == i ? i : no_reducer;
+  }
+  return entry.reducer != no_reducer ? entry.reducer : entry.second;
+}
+
+/// A late answer for batch `id`: if it ends an attempt that lost to the
+/// other one, its reducer is free again.
+void release_abandoned(manager_actor_t* self, batch_id id) {
+  auto& st = self->state;
+  if (st.abandoned.empty())
+    return;
+  auto sender = self->current_sender();
+  for (auto a = st.abandoned.begin(); a != st.abandoned.end(); ++a) {
+    auto& r = st.reducers[a->slot];
+    if (a->id == id && r.handle && r.handle.address() == sender) {
+      if (r.load > 0)
+        --r.load;
+      st.abandoned.erase(a);
+      dispatch(self);
+      return;
+    }
+  }
 }
 
 /// Returns one credit to the generator of `source`.
@@ -754,12 +901,15 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
   auto& st = self->state;
   if (st.finished)
     return;
-  auto i = st.pending.find(batch_id{p.source, p.seq});
-  if (i == st.pending.end() || i->second.reducer == no_reducer) {
+  batch_id id{p.source, p.seq};
+  auto i = st.pending.find(id);
+  auto from = i == st.pending.end() ? no_reducer : attempt_of(self, i->second);
+  if (from == no_reducer) {
     // Each batch id is applied once: a late or repeated partial is a
     // duplicate and must not count twice.
     logger()->debug("dropping duplicate partial for batch {} of source {}",
                     p.seq, p.source);
+    release_abandoned(self, id);
     return;
   }
   std::uint64_t dead = 0;
@@ -767,15 +917,30 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
     dead += letter.count;
   if (!merge_partial(self, i->second.msg, p, dead))
     return;
-  auto first = i->second.msg.first;
+  auto& entry = i->second;
+  auto first = entry.msg.first;
   count_merged(st.sources[p.source], p.size - p.rejected - dead, p.rejected,
                dead);
-  auto& slot = st.reducers[i->second.reducer];
+  auto& slot = st.reducers[from];
   --slot.load;
   ++slot.merged;
   if (slot.remote)
     ++st.remote_batches;
-  observe_reduce_time(st, seconds_between(i->second.sent,
+  auto sent = entry.sent;
+  if (from == entry.second) {
+    // The second attempt answered first: the first one's reducer was slow.
+    ++st.speculation_won;
+    sent = entry.second_sent;
+    ++st.reducers[entry.reducer].overtaken;
+    st.abandoned.push_back({id, entry.reducer});
+    logger()->info("{}: the second attempt answered first; the first one's "
+                   "answer will be dropped",
+                   describe_batch(st, id.source, id.seq, entry.msg.first,
+                                  entry.msg.items.size));
+  } else if (entry.second != no_reducer) {
+    st.abandoned.push_back({id, entry.second});
+  }
+  observe_reduce_time(st, seconds_between(sent,
                                           std::chrono::steady_clock::now()));
   st.pending.erase(i);
   if (!p.dead.empty() && !record_dead_letters(self, p.dead))
@@ -867,16 +1032,29 @@ void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
   auto& st = self->state;
   if (st.finished)
     return;
-  auto i = st.pending.find(batch_id{f.source, f.seq});
-  if (i == st.pending.end() || i->second.reducer == no_reducer) {
+  batch_id id{f.source, f.seq};
+  auto i = st.pending.find(id);
+  auto from = i == st.pending.end() ? no_reducer : attempt_of(self, i->second);
+  if (from == no_reducer) {
     // The batch was merged or re-dispatched meanwhile (its reducer was
-    // replaced): this report is stale.
+    // replaced, or another attempt answered): this report is stale.
+    release_abandoned(self, id);
     return;
   }
   auto& entry = i->second;
-  --st.reducers[entry.reducer].load;
-  entry.avoid = entry.reducer;
-  entry.reducer = no_reducer;
+  --st.reducers[from].load;
+  entry.avoid = from;
+  if (from == entry.reducer) {
+    entry.reducer = entry.second;
+    entry.sent = entry.second_sent;
+  }
+  entry.second = no_reducer;
+  if (entry.reducer != no_reducer) {
+    // Its other attempt still runs: its answer decides (a function that
+    // throws on these elements throws there too, and is handled then).
+    dispatch(self);
+    return;
+  }
   handle_failure(self, i, f);
 }
 
@@ -1214,6 +1392,9 @@ caf::behavior manager_actor(manager_actor_t* self,
   publish_stats(st);
   if (st.opts.stats_interval.count() > 0)
     self->delayed_send(self, st.opts.stats_interval, stats_atom::value);
+  if (st.opts.speculation)
+    self->delayed_send(self, speculation_interval(st.opts),
+                       speculate_atom::value);
   return {
     [=](start_atom) { check_complete(self); },
     [=](batch& b) { on_batch(self, b); },
@@ -1236,6 +1417,7 @@ caf::behavior manager_actor(manager_actor_t* self,
     [=](linger_atom) { on_linger(self); },
     [=](drain_timeout_atom) { on_drain_timeout(self); },
     [=](stats_atom) { on_stats_tick(self); },
+    [=](speculate_atom) { on_speculate_tick(self); },
   };
 }
 

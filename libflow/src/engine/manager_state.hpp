@@ -65,6 +65,15 @@ struct in_flight_batch {
   std::size_t avoid = no_reducer;
   /// When it was handed to its reducer (the reduce-time histogram).
   std::chrono::steady_clock::time_point sent{};
+  /// The slot of a second attempt (speculation, options::speculation);
+  /// no_reducer when none runs. The first answer of either is merged.
+  std::size_t second = no_reducer;
+  /// When the second attempt was dispatched.
+  std::chrono::steady_clock::time_point second_sent{};
+  /// True while some reducer holds an attempt of it.
+  bool held() const noexcept {
+    return reducer != no_reducer || second != no_reducer;
+  }
 };
 
 /// The batches received and not yet merged, by id.
@@ -109,6 +118,16 @@ struct reducer_slot {
   std::string node;
   /// Batches merged from this reducer (remote reducers: per node statistics).
   std::uint64_t merged = 0;
+  /// Attempts of this slot that a speculative copy overtook: once it has
+  /// been overtaken, it is given one batch at a time.
+  std::uint64_t overtaken = 0;
+};
+
+/// An attempt whose batch was merged from the other attempt: its reducer
+/// is still busy with it (its load counts it) until it answers or is gone.
+struct abandoned_attempt {
+  batch_id id;
+  std::size_t slot;
 };
 
 // -- the manager's state ----------------------------------------------------------
@@ -181,6 +200,16 @@ struct manager_state {
     = std::chrono::steady_clock::now();
   std::uint64_t dispatched = 0;
   std::uint64_t redispatched = 0;
+  // -- speculation (options::speculation) --
+  /// Losing attempts still running (their answers are dropped).
+  std::vector<abandoned_attempt> abandoned;
+  /// Second attempts dispatched, and those merged before the first.
+  std::uint64_t speculated = 0;
+  std::uint64_t speculation_won = 0;
+  /// The reduce times of the last merged batches (a ring), whose median
+  /// scales the speculation threshold.
+  std::array<double, 64> recent_times{};
+  std::size_t recent_count = 0;
   std::array<std::uint64_t, job_stats::reduce_buckets + 1> reduce_counts{};
   double reduce_seconds = 0;
   /// The last few warnings and errors, oldest first.

@@ -453,6 +453,13 @@ void job_metrics(prometheus_writer& w,
   per_job(w, jobs, "flow_batches_redispatched_total", "counter",
           "Batches a lost reducer held that went to another reducer.",
           [](const job_stats& s) { return num(s.batches_redispatched); });
+  per_job(w, jobs, "flow_batches_speculated_total", "counter",
+          "Batches dispatched a second time because their reducer held "
+          "them too long.",
+          [](const job_stats& s) { return num(s.batches_speculated); });
+  per_job(w, jobs, "flow_speculation_won_total", "counter",
+          "Second attempts of batches that answered before the first.",
+          [](const job_stats& s) { return num(s.speculation_won); });
   per_job(w, jobs, "flow_reducers", "gauge",
           "Reducers in the pool, local and lent by worker nodes.",
           [](const job_stats& s) { return num(s.reducers); });

@@ -143,7 +143,8 @@ function flowDrawing(j) {
   var m = el("div", {"class": "box"});
   m.appendChild(el("div", {}, "manager"));
   m.appendChild(el("div", {"class": "mute num"}, fmt(j.keys) + " keys, " + fmt(j.batches.merged) + " batches merged, " +
-    fmt(j.batches.retried) + " retried, " + fmt(j.batches.redispatched) + " re-dispatched"));
+    fmt(j.batches.retried) + " retried, " + fmt(j.batches.redispatched) + " re-dispatched, " +
+    fmt(j.batches.speculated) + " speculated (" + fmt(j.batches.speculation_won) + " won)"));
   mgr.appendChild(m);
   var snk = el("div", {"class": "col"});
   var sb = el("div", {"class": "box"}, "sink: " + fmt(j.written) + " rows written");

@@ -319,6 +319,8 @@ void result_json(json_out& j, const job_result& r) {
   j.key("peak_in_flight").num(r.peak_in_flight);
   j.key("remote_batches").num(r.remote_batches);
   j.key("reducers_replaced").num(r.reducers_replaced);
+  j.key("speculated").num(r.speculated);
+  j.key("speculation_won").num(r.speculation_won);
   j.key("keys_total").num(static_cast<std::uint64_t>(r.keys.size()));
   j.key("keys").raw("[");
   for (std::size_t i = 0; i < r.keys.size() && i < shown_keys; ++i) {
@@ -395,6 +397,8 @@ void job_json(json_out& j, const status_entry& e) {
   j.key("merged").num(s.batches_merged());
   j.key("retried").num(s.batches_retried);
   j.key("redispatched").num(s.batches_redispatched);
+  j.key("speculated").num(s.batches_speculated);
+  j.key("speculation_won").num(s.speculation_won);
   j.raw("}");
   double wait = 0;
   std::uint64_t waiting = 0;

@@ -47,6 +47,8 @@ using join_atom = caf::atom_constant<caf::atom("f_join")>;
 using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
 /// manager -> itself: publish the job's statistics (options::stats_interval).
 using stats_atom = caf::atom_constant<caf::atom("f_stats")>;
+/// manager -> itself: look for batches held too long (options::speculation).
+using speculate_atom = caf::atom_constant<caf::atom("f_spec")>;
 
 // -- messages -----------------------------------------------------------------
 

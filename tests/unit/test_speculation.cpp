@@ -1,0 +1,256 @@
+// Speculation (options::speculation): a batch that its reducer holds far
+// longer than the others is dispatched again to an idle reducer; the first
+// answer is merged and the other dropped, so the result stays exact.
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "flow/flow.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using namespace flow;
+
+namespace {
+
+/// A gate that a reducer call waits at (bounded, so that a failing test
+/// cannot hang the suite) until the test opens it.
+struct gate {
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool open = false;
+  void wait(std::chrono::milliseconds at_most) {
+    std::unique_lock<std::mutex> guard{mtx};
+    cv.wait_for(guard, at_most, [this] { return open; });
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      open = true;
+    }
+    cv.notify_all();
+  }
+};
+
+/// Counts the calls per batch and sends the first call of batch `stuck_seq`
+/// to the gate; every call of a batch with seq >= `slow_from` sleeps
+/// `slow_for`. With `release_after` set, the first call of another batch
+/// made that long after a second call of the stuck batch ended opens the
+/// gate: the stuck call then answers late, while the job still runs.
+struct script {
+  std::uint64_t stuck_seq = 7;
+  std::uint64_t slow_from = static_cast<std::uint64_t>(-1);
+  std::chrono::milliseconds slow_for{0};
+  std::chrono::milliseconds release_after{-1};
+  /// How long the stuck call waits at most for the gate.
+  std::chrono::milliseconds stuck_for{60s};
+  /// The second call of the stuck batch throws, once.
+  bool second_throws = false;
+  gate g;
+  std::atomic<int> stuck_calls{0};
+  /// When a second call of the stuck batch ended (steady clock, ns; 0: not
+  /// yet).
+  std::atomic<std::int64_t> second_ended{0};
+  /// Set when the stuck (first) call returned.
+  std::atomic<bool> stuck_returned{false};
+  std::atomic<bool> threw{false};
+};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+auto scripted_sum(std::shared_ptr<script> s) {
+  return [s](const batch_ref<std::int64_t>& b, partial& out) {
+    if (b.seq == s->stuck_seq) {
+      auto call = s->stuck_calls.fetch_add(1);
+      if (call == 0) {
+        s->g.wait(s->stuck_for);
+        s->stuck_returned = true;
+      } else {
+        s->second_ended = now_ns();
+        if (s->second_throws && !s->threw.exchange(true))
+          throw std::runtime_error("second attempt fails");
+      }
+    } else if (s->release_after.count() >= 0) {
+      auto ended = s->second_ended.load();
+      if (ended != 0
+          && now_ns() - ended
+               > std::chrono::nanoseconds(s->release_after).count())
+        s->g.release();
+    }
+    if (b.seq >= s->slow_from)
+      std::this_thread::sleep_for(s->slow_for);
+    out.add(b.label, aggregate::of(b.items.data(), b.items.size()));
+  };
+}
+
+options speculative(std::chrono::milliseconds floor) {
+  options opts;
+  opts.reducers = 3;
+  opts.batch_size = 1000;
+  opts.speculation_floor = floor;
+  return opts;
+}
+
+flow::int128 range_sum(std::int64_t n) {
+  return flow::int128{n} * (n - 1) / 2;
+}
+
+} // namespace
+
+TEST_CASE("speculation: a batch stuck for ever in its reducer is dispatched "
+          "again, merged once, and the job ends",
+          "[speculation][faults]") {
+  const std::int64_t n = 50'000;
+  auto s = std::make_shared<script>();
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  {
+    auto j = pipeline<std::int64_t>{}
+               .add(from_range(0, n), "x")
+               .reduce(scripted_sum(s))
+               .with(speculative(100ms))
+               .start(sys);
+    REQUIRE(j);
+    auto done = j->wait_for(30s);
+    if (!done)
+      j->cancel();
+    REQUIRE(done);
+    auto res = test::ok(j->wait());
+    CHECK(res.speculated >= 1);
+    CHECK(res.speculation_won >= 1);
+    CHECK(res.speculation_won <= res.speculated);
+    CHECK(res.batches == 50);
+    CHECK(res.emitted == static_cast<std::uint64_t>(n));
+    CHECK(res.aggregated == static_cast<std::uint64_t>(n));
+    CHECK(res.balanced());
+    REQUIRE(res.keys.size() == 1);
+    CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
+    CHECK(res.keys[0].agg.sum == range_sum(n));
+    // The stuck call is still inside the reducer: the job did not wait.
+    CHECK_FALSE(s->stuck_returned.load());
+    CHECK(s->stuck_calls.load() >= 2);
+    auto stats = j->stats();
+    CHECK(stats.batches_speculated == res.speculated);
+    CHECK(stats.speculation_won == res.speculation_won);
+  }
+  s->g.release(); // lets the actor system end
+}
+
+TEST_CASE("speculation: the overtaken attempt's late answer, while the job "
+          "still runs, is dropped",
+          "[speculation][faults]") {
+  const std::int64_t n = 60'000;
+  auto s = std::make_shared<script>();
+  // Batch 7's first call waits until 50 ms after its second call; every
+  // batch from 8 on takes 10 ms, so the job runs for about 0.5 s more and
+  // the late answer arrives while it runs.
+  s->release_after = 50ms;
+  s->stuck_for = 5s; // should the job end before the gate opens
+  s->slow_from = 8;
+  s->slow_for = 10ms;
+  auto opts = speculative(100ms);
+  // One credit besides the stuck batch's: the queue empties, so the stuck
+  // batch is speculated long before the end.
+  opts.credits = 2;
+  opts.reducer_queue = 1;
+  auto res = test::ok(pipeline<std::int64_t>{}
+                        .add(from_range(0, n), "x")
+                        .reduce(scripted_sum(s))
+                        .with(opts)
+                        .run());
+  CHECK(s->stuck_returned.load());
+  CHECK(res.speculated >= 1);
+  CHECK(res.speculation_won == 1);
+  CHECK(res.batches == 60);
+  CHECK(res.balanced());
+  REQUIRE(res.keys.size() == 1);
+  CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}
+
+TEST_CASE("speculation: a second attempt that throws does not fail the "
+          "batch while another attempt runs: nothing is retried or lost",
+          "[speculation][faults]") {
+  const std::int64_t n = 20'000;
+  auto s = std::make_shared<script>();
+  s->second_throws = true;
+  s->release_after = 50ms;
+  s->stuck_for = 5s; // should the job end before the gate opens
+  s->slow_from = 8;
+  s->slow_for = 10ms;
+  auto opts = speculative(50ms);
+  opts.credits = 2;
+  opts.reducer_queue = 1;
+  auto res = test::ok(pipeline<std::int64_t>{}
+                        .add(from_range(0, n), "x")
+                        .reduce(scripted_sum(s))
+                        .with(opts)
+                        .run());
+  CHECK(s->threw.load());
+  CHECK(s->stuck_returned.load());
+  CHECK(res.speculated >= 1);
+  CHECK(res.retried == 0);
+  CHECK(res.dead_lettered == 0);
+  CHECK(res.balanced());
+  REQUIRE(res.keys.size() == 1);
+  CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}
+
+TEST_CASE("speculation: off, a slow batch holds the job and nothing is "
+          "dispatched twice",
+          "[speculation][faults]") {
+  const std::int64_t n = 20'000;
+  auto s = std::make_shared<script>();
+  auto opts = speculative(50ms);
+  opts.speculation = false;
+  std::thread opener([s] {
+    std::this_thread::sleep_for(600ms);
+    s->g.release();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = test::ok(pipeline<std::int64_t>{}
+                        .add(from_range(0, n), "x")
+                        .reduce(scripted_sum(s))
+                        .with(opts)
+                        .run());
+  auto took = std::chrono::steady_clock::now() - t0;
+  opener.join();
+  CHECK(s->stuck_calls.load() == 1);
+  CHECK(res.speculated == 0);
+  CHECK(res.speculation_won == 0);
+  CHECK(took >= 550ms); // it waited for the slow call
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}
+
+TEST_CASE("speculation: a job whose batches all take about as long is not "
+          "speculated",
+          "[speculation]") {
+  auto s = std::make_shared<script>();
+  s->stuck_seq = static_cast<std::uint64_t>(-2); // nothing stuck
+  s->slow_from = 0;
+  s->slow_for = 20ms;
+  auto opts = speculative(10ms);
+  // The floor is below a batch's time: the median (x10 here) decides.
+  opts.speculation_multiplier = 10;
+  auto res = test::ok(pipeline<std::int64_t>{}
+                        .add(from_range(0, 30'000), "x")
+                        .reduce(scripted_sum(s))
+                        .with(opts)
+                        .run());
+  CHECK(res.batches == 30);
+  CHECK(res.speculated == 0);
+  CHECK(res.keys[0].agg.sum == range_sum(30'000));
+}
