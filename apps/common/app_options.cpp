@@ -40,10 +40,10 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
             "never dispatch a batch a second time because its reducer (or "
             "worker node) holds it too long");
   args.value("speculation-multiplier", "X",
-             "a batch held longer than X times the median reduce time (and "
-             "at least --speculation-floor) is dispatched again to an idle "
-             "reducer",
-             "4");
+             "a batch (or a worker node's database partition) held longer "
+             "than X times the median of the completed ones, and at least "
+             "--speculation-floor, runs again on an idle reducer (or node); "
+             "default 4 for batches, 2 for partitions");
   args.value("speculation-floor", "MS",
              "the shortest hold, in milliseconds, that counts as too long",
              "1000");
@@ -71,13 +71,25 @@ flow::options read_pipeline_options(const arg_parser& args) {
                       + " is not fail, dead-letter or skip");
   opts.retries = args.get_uint("retries", 0, 1000);
   opts.speculation = !args.is_set("no-speculation");
-  opts.speculation_multiplier
-    = args.get_double("speculation-multiplier", 1.0, 1e6);
+  if (args.given("speculation-multiplier"))
+    opts.speculation_multiplier
+      = args.get_double("speculation-multiplier", 1.0, 1e6);
   opts.speculation_floor = std::chrono::milliseconds(
     args.get_uint("speculation-floor", 1, 86'400'000));
+  // The coordinator's tasks follow the same switch (cluster::listen).
+  auto& tasks = task_speculation();
+  tasks.on = opts.speculation;
+  if (args.given("speculation-multiplier"))
+    tasks.multiplier = opts.speculation_multiplier;
+  tasks.floor = opts.speculation_floor;
   set_drain_timeout(std::chrono::milliseconds(
     args.get_uint("drain-timeout", 0, 86400) * 1000));
   return opts;
+}
+
+task_speculation_settings& task_speculation() {
+  static task_speculation_settings instance;
+  return instance;
 }
 
 void declare_dead_letter_option(arg_parser& args) {

@@ -29,6 +29,17 @@ void declare_pipeline_options(arg_parser& args,
 /// usage_error) and applies --log-level.
 flow::options read_pipeline_options(const arg_parser& args);
 
+/// The speculation rules for a worker node's partitions (the coordinator's
+/// tasks), set by read_pipeline_options and applied by cluster::listen.
+struct task_speculation_settings {
+  bool on = true;
+  double multiplier = 2.0;
+  std::chrono::milliseconds floor{1000};
+};
+
+/// This process's task speculation settings.
+task_speculation_settings& task_speculation();
+
 /// Declares --dead-letter FILE (programs whose dead letters go to a file).
 void declare_dead_letter_option(arg_parser& args);
 

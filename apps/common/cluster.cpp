@@ -10,6 +10,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include "common/app_options.hpp"
 #include "common/net_options.hpp"
 #include "common/watch.hpp"
 #include "flow/error.hpp"
@@ -70,6 +71,8 @@ void cluster::listen(caf::actor_system& sys, const std::string& prog) {
   // Tests and scripts read the port from this line (port 0: a free one).
   std::cerr << prog << ": listening on " << net.listen->host << ":"
             << coord->port() << std::endl;
+  auto& sp = task_speculation();
+  coord->speculation(sp.on, sp.multiplier, sp.floor);
   state_->coord.emplace(std::move(*coord));
 }
 

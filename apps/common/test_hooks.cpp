@@ -1,8 +1,13 @@
 #include "common/test_hooks.hpp"
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 
 #include "common/cli.hpp"
+#include <spdlog/spdlog.h>
+
+#include "flow/logging.hpp"
 #include "flow/parse.hpp"
 
 namespace flow::apps {
@@ -28,6 +33,26 @@ std::optional<std::int64_t> test_poison() {
   if (!x)
     throw usage_error("FLOW_TEST_POISON " + why);
   return x;
+}
+
+std::optional<std::uint64_t> test_stuck_seq() {
+  auto* env = std::getenv("FLOW_TEST_STUCK_SEQ");
+  if (env == nullptr)
+    return std::nullopt;
+  std::string why;
+  auto x = parse_int64(env, why);
+  if (!x || *x < 0)
+    throw usage_error("FLOW_TEST_STUCK_SEQ must be a batch number");
+  return static_cast<std::uint64_t>(*x);
+}
+
+void stuck_once(std::uint64_t seq) {
+  static std::atomic<bool> taken{false};
+  if (taken.exchange(true))
+    return;
+  logger()->warn("test hook: stuck on batch {}", seq);
+  for (;;)
+    std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 } // namespace flow::apps

@@ -52,16 +52,31 @@ reducer<T> with_test_hooks(reducer<T> fn, ValueOf value_of,
   };
 }
 
-/// Only the delay hook around `fn` (worker nodes' partition tasks and the
-/// reducers they lend: tests kill a node while it still reads a partition or
-/// holds batches).
+/// FLOW_TEST_STUCK_SEQ=N: the first reducer call on a batch with seq N or
+/// more in this process never returns (a worker node stuck in user code while it
+/// still answers heartbeats). Throws usage_error when malformed.
+std::optional<std::uint64_t> test_stuck_seq();
+
+/// Blocks the calling thread for ever, the first time it is called in this
+/// process (after logging "test hook: stuck on batch N"); returns at once
+/// afterwards.
+void stuck_once(std::uint64_t seq);
+
+/// Only the delay and stuck hooks around `fn` (worker nodes' partition
+/// tasks and the reducers they lend: tests kill a node while it still reads
+/// a partition or holds batches, or leave it stuck).
 template <class T>
 reducer<T> with_test_delay(reducer<T> fn) {
   auto delay = test_reducer_delay();
-  if (delay.count() == 0)
+  auto stuck = test_stuck_seq();
+  if (delay.count() == 0 && !stuck)
     return fn;
-  return [fn = std::move(fn), delay](const batch_ref<T>& b, partial& out) {
-    std::this_thread::sleep_for(delay);
+  return [fn = std::move(fn), delay, stuck](const batch_ref<T>& b,
+                                            partial& out) {
+    if (stuck && b.seq >= *stuck)
+      stuck_once(b.seq);
+    if (delay.count() > 0)
+      std::this_thread::sleep_for(delay);
     fn(b, out);
   };
 }

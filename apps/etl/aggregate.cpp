@@ -1382,7 +1382,9 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
     obj.add("balanced", res.balanced() && out.res.balanced());
     if (out.distributed)
       obj.add("node_tasks", out.node_tasks)
-        .add("local_tasks", out.local_tasks);
+        .add("local_tasks", out.local_tasks)
+        .add("speculated", res.speculated)
+        .add("speculation_won", res.speculation_won);
     if (plan.pushdown)
       obj.add("partial_groups", out.partial_groups);
     if (out.checkpointable)

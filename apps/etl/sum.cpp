@@ -242,7 +242,9 @@ void print_key(std::int64_t k, const size_total& x, const size_total* r,
     obj.add("rows_read", out.rows_res.emitted)
       .add("rows_rejected", out.rows_res.rejected)
       .add("node_tasks", out.node_tasks)
-      .add("local_tasks", out.local_tasks);
+      .add("local_tasks", out.local_tasks)
+      .add("speculated", out.rows_res.speculated)
+      .add("speculation_won", out.rows_res.speculation_won);
   std::cout << obj.str() << '\n';
 }
 

@@ -42,14 +42,21 @@ caf::expected<job_result> run_sum_partition(caf::actor_system& sys,
 } // namespace
 
 void register_etl_tasks(const std::string& conninfo) {
-  net::register_task(sum_task, [conninfo](caf::actor_system& sys,
-                                          const std::string& payload) {
-    return run_sum_partition(sys, conninfo, payload);
-  });
-  net::register_task(aggregate_task, [conninfo](caf::actor_system& sys,
-                                                const std::string& payload) {
-    return run_aggregate_partition(sys, conninfo, payload);
-  });
+  // sum and aggregate partitions only read (in the run's snapshot) and
+  // return states: a second attempt is harmless. clean's write staging
+  // tables named after the partition, so they are never run twice at once.
+  net::register_task(
+    sum_task,
+    [conninfo](caf::actor_system& sys, const std::string& payload) {
+      return run_sum_partition(sys, conninfo, payload);
+    },
+    true);
+  net::register_task(
+    aggregate_task,
+    [conninfo](caf::actor_system& sys, const std::string& payload) {
+      return run_aggregate_partition(sys, conninfo, payload);
+    },
+    true);
   net::register_task(clean_partition_task,
                      [conninfo](caf::actor_system& sys,
                                 const std::string& payload) {

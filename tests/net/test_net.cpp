@@ -770,3 +770,47 @@ TEST_CASE("net: a worker node throttled to a tenth of its speed mid-job: "
   CHECK(slow_err.find("dispatching it again to") != std::string::npos);
   CHECK(slow_s <= 1.5 * calm_s);
 }
+
+TEST_CASE("net: a worker node stuck for ever inside the reducer while it "
+          "answers heartbeats: its batch is done elsewhere and the job ends "
+          "exact",
+          "[net][faults][speculation]") {
+  auto& c = the_certs();
+  std::vector<std::string> job{keyed,       "--sizes",
+                               "200000,200000,200000,200000,200000,200000",
+                               "--json",    "--batch", "16384",
+                               "--reducer", "spin",    "--workers",
+                               "1",         "--speculation-floor", "300",
+                               "--log-level", "info"};
+  auto local = run_program(keyed, {"--sizes",
+                                   "200000,200000,200000,200000,200000,200000",
+                                   "--json", "--batch", "16384"});
+  REQUIRE(local.rc == 0);
+  child manager{with(with(job, {"--listen", "127.0.0.1:0", "--min-workers",
+                                "2"}),
+                     c.tls("manager")),
+                "stuck-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker_args(port, "w1", "w1", "1"), "stuck-w1"};
+  // Its first call on a batch of seq 4 or more never returns.
+  child stuck{worker_args(port, "stuck", "w2", "1"), "stuck-w2",
+              "FLOW_TEST_STUCK_SEQ=4"};
+  auto rc = manager.wait();
+  auto err = slurp(manager.err);
+  INFO("manager: " << err << "\nstuck: " << slurp(stuck.err));
+  CHECK(rc == 0);
+  auto out = slurp(manager.out);
+  CHECK(all_ok(out));
+  CHECK(sums_of(out) == sums_of(local.out));
+  CHECK(slurp(stuck.err).find("test hook: stuck on batch") != std::string::npos);
+  auto lines = lines_of(out);
+  REQUIRE_FALSE(lines.empty());
+  CHECK(std::stoull(json_field(lines[0], "speculated")) >= 1);
+  CHECK(std::stoull(json_field(lines[0], "speculation_won")) >= 1);
+  CHECK(err.find("by worker node stuck") != std::string::npos);
+  CHECK(w1.wait() == 1);
+  // The stuck node, too, sees the manager go and exits (its stuck call is
+  // abandoned with the process).
+  CHECK(stuck.wait() == 1);
+  CHECK(slurp(stuck.err).find("lost the manager") != std::string::npos);
+}

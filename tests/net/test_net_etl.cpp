@@ -447,3 +447,67 @@ TEST_CASE("net: flow-etl aggregate --listen over two worker nodes equals the "
   CHECK(w1.wait() == 1);
   CHECK(w2.wait() == 1);
 }
+
+TEST_CASE("net: a worker node stuck for ever on a partition while it answers "
+          "heartbeats: the partition is read again on the other node and "
+          "the sums are exact",
+          "[net][pg][faults][speculation]") {
+  auto schema = init_schema("netstuck", "200000", "10");
+  auto local = run_program(etl, {"sum", "--db", conninfo(), "--schema", schema,
+                                 "--partitions", "4", "--json"});
+  INFO(local.err);
+  REQUIRE(local.rc == 0);
+  auto args = manager_args("sum", schema, "4", "2");
+  args.insert(args.end(), {"--speculation-floor", "300", "--log-level",
+                           "info"});
+  child manager{args, "etl-stuck-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker(port, "w1"), "etl-stuck-w1"};
+  // Its first batch of any partition never ends.
+  child w2{worker(port, "w2"), "etl-stuck-w2", "FLOW_TEST_STUCK_SEQ=0"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  auto err = slurp(manager.err);
+  INFO("manager: " << err << "\nw1: " << slurp(w1.err)
+                   << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  bool ok_local = false;
+  bool ok_dist = false;
+  CHECK(sums_of(out, ok_dist) == sums_of(local.out, ok_local));
+  CHECK(ok_dist);
+  auto first = lines_of(out).at(0);
+  CHECK(json_field(first, "node_tasks") == "4");
+  // Each partition counted once, the one read twice included.
+  CHECK(json_field(first, "rows_read") == "200025");
+  CHECK(std::stoull(json_field(first, "speculated")) >= 1);
+  CHECK(std::stoull(json_field(first, "speculation_won")) >= 1);
+  CHECK(slurp(w2.err).find("test hook: stuck on batch 0") != std::string::npos);
+  CHECK(err.find("running it again on w1") != std::string::npos);
+  CHECK(w1.wait() == 1);
+  CHECK(w2.wait() == 1);
+}
+
+TEST_CASE("net: with --no-speculation, a partition is never read twice",
+          "[net][pg][speculation]") {
+  auto schema = init_schema("netnospec", "100000", "10");
+  auto args = manager_args("sum", schema, "4", "2");
+  args.insert(args.end(), {"--no-speculation", "--speculation-floor", "1"});
+  child manager{args, "etl-nospec-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker(port, "w1"), "etl-nospec-w1"};
+  // Slow partitions (400 ms per batch) that a 1 ms floor would speculate.
+  child w2{worker(port, "w2"), "etl-nospec-w2",
+           "FLOW_TEST_REDUCER_DELAY_MS=400"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO("manager: " << slurp(manager.err));
+  CHECK(rc == 0);
+  bool ok = false;
+  sums_of(out, ok);
+  CHECK(ok);
+  auto first = lines_of(out).at(0);
+  CHECK(json_field(first, "speculated") == "0");
+  CHECK(json_field(first, "rows_read") == "100025");
+  w1.wait();
+  w2.wait();
+}

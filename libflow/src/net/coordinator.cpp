@@ -60,6 +60,29 @@ struct task_entry {
   /// Its requester withdrew it while it ran: not handed on if its node is
   /// lost.
   bool withdrawn = false;
+  /// When it went to `node`.
+  std::chrono::steady_clock::time_point sent{};
+  /// A second attempt (speculation) on another node; null when none runs.
+  caf::actor_addr second;
+  std::string second_name;
+  std::chrono::steady_clock::time_point second_sent{};
+  /// Second attempts made, and whether one answered first.
+  std::uint64_t speculated = 0;
+  bool won = false;
+};
+
+/// An attempt whose task was answered by the other attempt: its node is
+/// still busy with it (it counts in its load) until it answers or leaves.
+struct abandoned_task {
+  std::uint64_t id;
+  caf::actor_addr node;
+};
+
+/// The coordinator's speculation settings (coordinator::speculation).
+struct speculation_settings {
+  bool on = true;
+  double multiplier = 2.0;
+  std::chrono::milliseconds floor{1000};
 };
 
 using task_map = std::map<std::uint64_t, task_entry>;
@@ -73,6 +96,12 @@ struct entry_state {
   std::uint64_t next_task = 1;
   /// Nodes that ever joined (the ones that left included).
   std::uint64_t joined = 0;
+  std::vector<abandoned_task> abandoned;
+  speculation_settings speculation;
+  /// Seconds the last tasks of each kind took (at most 64 per kind, a
+  /// ring), whose median scales the speculation threshold.
+  std::map<std::string, std::vector<double>> times;
+  std::map<std::string, std::size_t> times_next;
   static inline const char* name = "flow.net.entry";
 };
 
@@ -80,13 +109,34 @@ using entry_actor_ptr = caf::stateful_actor<entry_state>*;
 
 // -- queue and answers --------------------------------------------------------
 
-/// Tasks running on `node`.
+/// Tasks running on `node`, abandoned attempts included.
 std::size_t load_of(const entry_state& st, const caf::actor_addr& node) {
   std::size_t load = 0;
   for (auto& [tid, t] : st.tasks)
-    if (t.node == node)
+    if (t.node == node || t.second == node)
+      ++load;
+  for (auto& a : st.abandoned)
+    if (a.node == node)
       ++load;
   return load;
+}
+
+/// Seconds between two steady-clock points.
+double seconds_between(std::chrono::steady_clock::time_point from,
+                       std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+/// Remembers that a task of `kind` took `seconds`.
+void observe_time(entry_state& st, const std::string& kind, double seconds) {
+  constexpr std::size_t keep = 64;
+  auto& xs = st.times[kind];
+  auto& next = st.times_next[kind];
+  if (xs.size() < keep)
+    xs.push_back(seconds);
+  else
+    xs[next % keep] = seconds;
+  ++next;
 }
 
 /// Answers task `i`'s requester and forgets the task.
@@ -97,12 +147,14 @@ void answer(entry_actor_ptr self, task_map::iterator i, T&& x) {
 }
 
 /// The node with room whose share of its capacity in use is the smallest
-/// (the first of equals); null when every node that takes tasks is full.
-const node_entry* least_busy(const entry_state& st) {
+/// (the first of equals), other than `except`; null when every node that
+/// takes tasks is full.
+const node_entry* least_busy(const entry_state& st,
+                             const caf::actor_addr& except = {}) {
   const node_entry* best = nullptr;
   double best_fill = 0;
   for (auto& n : st.nodes) {
-    if (n.refuses)
+    if (n.refuses || (except && n.node.address() == except))
       continue;
     auto load = load_of(st, n.node.address());
     if (load >= n.capacity)
@@ -143,6 +195,7 @@ void pump(entry_actor_ptr self) {
     st.queue.pop_front();
     t.node = best->node.address();
     t.node_name = best->name;
+    t.sent = std::chrono::steady_clock::now();
     logger()->debug("task {} ({}) to node {}", id, t.kind, best->name);
     self->send(best->node, task_atom::value, id, t.kind, t.payload);
     // Who runs it, for the requester's statistics (docs/observability.md).
@@ -188,9 +241,26 @@ void hand_back_tasks(entry_actor_ptr self, const caf::actor_addr& gone) {
   // Its tasks go to another node; their results never arrived, so
   // none is merged twice.
   std::vector<std::uint64_t> orphans;
-  for (auto& [id, t] : st.tasks)
-    if (t.node == gone)
-      orphans.push_back(id);
+  for (auto& [id, t] : st.tasks) {
+    if (t.second == gone)
+      t.second = caf::actor_addr{};
+    if (t.node != gone)
+      continue;
+    if (t.second) {
+      // Its second attempt carries on alone.
+      t.node = t.second;
+      t.node_name = t.second_name;
+      t.sent = t.second_sent;
+      t.second = caf::actor_addr{};
+      continue;
+    }
+    orphans.push_back(id);
+  }
+  st.abandoned.erase(std::remove_if(st.abandoned.begin(), st.abandoned.end(),
+                                    [&](const abandoned_task& a) {
+                                      return a.node == gone;
+                                    }),
+                     st.abandoned.end());
   // Handed back first, ahead of tasks that never ran.
   for (auto it = orphans.rbegin(); it != orphans.rend(); ++it) {
     auto& t = st.tasks[*it];
@@ -238,7 +308,11 @@ void on_run(entry_actor_ptr self, const std::string& kind,
             const std::string& payload, caf::actor requester) {
   auto& st = self->state;
   auto id = st.next_task++;
-  st.tasks[id] = {kind, payload, std::move(requester), {}, {}};
+  task_entry t;
+  t.kind = kind;
+  t.payload = payload;
+  t.requester = std::move(requester);
+  st.tasks[id] = std::move(t);
   st.queue.push_back(id);
   pump(self);
 }
@@ -259,16 +333,53 @@ void on_withdraw(entry_actor_ptr self, const caf::actor& requester) {
   }
 }
 
+/// A late answer for task `id` from `node`: if it ends an attempt that lost
+/// to the other one, that node has room again.
+void release_abandoned(entry_actor_ptr self, std::uint64_t id,
+                       const caf::actor_addr& node) {
+  auto& st = self->state;
+  for (auto a = st.abandoned.begin(); a != st.abandoned.end(); ++a) {
+    if (a->id == id && a->node == node) {
+      st.abandoned.erase(a);
+      pump(self);
+      return;
+    }
+  }
+}
+
 /// A node's result for task `id` goes to its requester; the node has room
 /// for another.
 void on_done(entry_actor_ptr self, std::uint64_t id, job_result& res) {
   auto& st = self->state;
   auto i = st.tasks.find(id);
+  auto from = caf::actor_cast<caf::actor_addr>(self->current_sender());
   // A node's late answer for a task already handed elsewhere (it was
-  // thought lost): the other node's answer counts, this one is dropped.
-  if (i == st.tasks.end() || i->second.node != self->current_sender())
+  // thought lost), or whose other attempt answered first: the other
+  // answer counts, this one is dropped.
+  if (i == st.tasks.end()
+      || (i->second.node != from && i->second.second != from)) {
+    release_abandoned(self, id, from);
     return;
-  logger()->debug("task {} done by {}", id, i->second.node_name);
+  }
+  auto& t = i->second;
+  auto now = std::chrono::steady_clock::now();
+  if (t.second == from) {
+    t.won = true;
+    observe_time(st, t.kind, seconds_between(t.second_sent, now));
+    logger()->info("task {} ({}): the second attempt, on {}, answered "
+                   "first; {}'s answer will be dropped",
+                   id, t.kind, t.second_name, t.node_name);
+    st.abandoned.push_back({id, t.node});
+  } else {
+    observe_time(st, t.kind, seconds_between(t.sent, now));
+    if (t.second)
+      st.abandoned.push_back({id, t.second});
+  }
+  logger()->debug("task {} done by {}",
+                  id, t.second == from ? t.second_name : t.node_name);
+  // Counted by the requester's process only (never serialised).
+  res.speculated = t.speculated;
+  res.speculation_won = t.won ? 1 : 0;
   answer(self, i, std::move(res));
   pump(self);
 }
@@ -297,8 +408,39 @@ void on_failed(entry_actor_ptr self, std::uint64_t id, std::uint8_t code,
                const std::string& context) {
   auto& st = self->state;
   auto i = st.tasks.find(id);
-  if (i == st.tasks.end() || i->second.node != self->current_sender())
+  auto from = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  if (i == st.tasks.end()
+      || (i->second.node != from && i->second.second != from)) {
+    release_abandoned(self, id, from);
     return;
+  }
+  auto& t = i->second;
+  if (t.second) {
+    // Two attempts ran: this one ends, the other carries on and decides
+    // (an error of the data recurs there; one of this node does not).
+    auto& name = t.second == from ? t.second_name : t.node_name;
+    auto& other = t.second == from ? t.node_name : t.second_name;
+    if (static_cast<errc>(code) == errc::invalid_config) {
+      for (auto& n : st.nodes)
+        if (n.node.address() == from)
+          n.refuses = true;
+      logger()->warn("worker node {} cannot run task {} ({}): {}; its "
+                     "attempt on {} carries on, and no more tasks to {}",
+                     name, id, t.kind, context, other, name);
+    } else {
+      logger()->warn("task {} ({}) failed on {}: {}; its attempt on {} "
+                     "carries on",
+                     id, t.kind, name, context, other);
+    }
+    if (t.node == from) {
+      t.node = t.second;
+      t.node_name = t.second_name;
+      t.sent = t.second_sent;
+    }
+    t.second = caf::actor_addr{};
+    pump(self);
+    return;
+  }
   if (static_cast<errc>(code) == errc::invalid_config) {
     // The node, not the data: it lacks the task kind or cannot reach
     // the database. The task goes to another node (or back to the
@@ -308,8 +450,66 @@ void on_failed(entry_actor_ptr self, std::uint64_t id, std::uint8_t code,
   }
   answer(self, i,
          make_error(static_cast<errc>(code),
-                    "on node " + i->second.node_name + ": " + context));
+                    "on node " + t.node_name + ": " + context));
   pump(self);
+}
+
+// -- speculation ----------------------------------------------------------------
+
+/// How long a task of `kind` may run before a second attempt: the
+/// multiplier times the median of the kind's completed tasks, at least the
+/// floor.
+double task_threshold(const entry_state& st, const std::string& kind) {
+  auto floor = std::chrono::duration<double>(st.speculation.floor).count();
+  auto i = st.times.find(kind);
+  if (i == st.times.end() || i->second.empty())
+    return floor;
+  auto xs = i->second;
+  std::nth_element(xs.begin(), xs.begin() + xs.size() / 2, xs.end());
+  return std::max(floor, st.speculation.multiplier * xs[xs.size() / 2]);
+}
+
+/// Runs a second attempt of each repeatable task held longer than its
+/// threshold on another node with room, oldest first; only once no task
+/// waits in the queue.
+void speculate(entry_actor_ptr self) {
+  auto& st = self->state;
+  if (!st.speculation.on || !st.queue.empty() || st.nodes.size() < 2)
+    return;
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>>
+    late;
+  for (auto& [id, t] : st.tasks)
+    if (t.node && !t.second && !t.withdrawn && task_repeatable(t.kind)
+        && seconds_between(t.sent, now) > task_threshold(st, t.kind))
+      late.emplace_back(t.sent, id);
+  std::sort(late.begin(), late.end());
+  for (auto& [sent, id] : late) {
+    auto& t = st.tasks[id];
+    auto* best = least_busy(st, t.node);
+    if (best == nullptr)
+      return;
+    logger()->info("task {} ({}): running for {:.3f} s on {} (threshold "
+                   "{:.3f} s); running it again on {}",
+                   id, t.kind, seconds_between(sent, now), t.node_name,
+                   task_threshold(st, t.kind), best->name);
+    t.second = best->node.address();
+    t.second_name = best->name;
+    t.second_sent = now;
+    ++t.speculated;
+    self->send(best->node, task_atom::value, id, t.kind, t.payload);
+    self->send(t.requester, started_atom::value, best->name);
+  }
+}
+
+/// The periodic look for straggling tasks.
+void on_speculate_tick(entry_actor_ptr self) {
+  speculate(self);
+  auto quarter = self->state.speculation.floor / 4;
+  self->delayed_send(self,
+                     std::clamp(quarter, std::chrono::milliseconds(10),
+                                std::chrono::milliseconds(250)),
+                     speculate_atom::value);
 }
 
 // -- the behavior -------------------------------------------------------------
@@ -318,6 +518,7 @@ caf::behavior entry_actor(entry_actor_ptr self, std::string listen_at) {
   logger()->debug("entry actor for {}", listen_at);
   self->set_default_handler(caf::drop);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
+  self->send(self, speculate_atom::value);
   // The handlers' signatures are the protocol (messages.hpp): matching is by
   // these types, so they stay exactly as they are.
   return {
@@ -342,6 +543,13 @@ caf::behavior entry_actor(entry_actor_ptr self, std::string listen_at) {
     },
     [=](failed_atom, std::uint64_t id, std::uint8_t code,
         const std::string& context) { on_failed(self, id, code, context); },
+    [=](speculate_atom) { on_speculate_tick(self); },
+    [=](speculate_atom, bool on, double multiplier, std::uint64_t floor_ms) {
+      auto& sp = self->state.speculation;
+      sp.on = on;
+      sp.multiplier = multiplier;
+      sp.floor = std::chrono::milliseconds(floor_ms);
+    },
   };
 }
 
@@ -399,6 +607,12 @@ caf::expected<coordinator> coordinator::listen(caf::actor_system& sys,
   else
     logger()->info("listening on {}:{} (mutual TLS)", at.host, d->port);
   return coordinator{std::move(d)};
+}
+
+void coordinator::speculation(bool on, double multiplier,
+                              std::chrono::milliseconds floor) const {
+  caf::anon_send(impl_->entry, speculate_atom::value, on, multiplier,
+                 static_cast<std::uint64_t>(floor.count()));
 }
 
 std::uint16_t coordinator::port() const noexcept {

@@ -30,4 +30,7 @@ std::optional<registered> find_reducer(const std::string& name);
 /// The task kind registered under `kind`, as a copy.
 std::optional<task_fn> find_task(const std::string& kind);
 
+/// True for a kind registered as repeatable (register_task).
+bool task_repeatable(const std::string& kind);
+
 } // namespace flow::net

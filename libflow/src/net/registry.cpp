@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -47,6 +48,12 @@ std::mutex tasks_mtx;
 
 std::map<std::string, task_fn>& task_registry() {
   static std::map<std::string, task_fn> instance;
+  return instance;
+}
+
+/// The kinds registered as repeatable (speculation may run them twice).
+std::set<std::string>& repeatable_kinds() {
+  static std::set<std::string> instance;
   return instance;
 }
 
@@ -93,6 +100,11 @@ std::optional<task_fn> find_task(const std::string& kind) {
   return i->second;
 }
 
+bool task_repeatable(const std::string& kind) {
+  std::lock_guard<std::mutex> guard{tasks_mtx};
+  return repeatable_kinds().count(kind) > 0;
+}
+
 // -- public API ---------------------------------------------------------------
 
 reducer<std::int64_t> spin_sum_by_label() {
@@ -135,9 +147,13 @@ void register_reducer_factory(const std::string& prefix, reducer_factory fn) {
   factories().emplace_back(prefix, std::move(fn));
 }
 
-void register_task(const std::string& kind, task_fn fn) {
+void register_task(const std::string& kind, task_fn fn, bool repeatable) {
   std::lock_guard<std::mutex> guard{tasks_mtx};
   task_registry()[kind] = std::move(fn);
+  if (repeatable)
+    repeatable_kinds().insert(kind);
+  else
+    repeatable_kinds().erase(kind);
 }
 
 } // namespace flow::net

@@ -52,6 +52,8 @@ void task_ledger::record(const job_result& r, bool remote) {
   t.written += r.written;
   t.retried += r.retried;
   t.reducers_replaced += r.reducers_replaced;
+  t.speculated += r.speculated;
+  t.speculation_won += r.speculation_won;
   t.sources += 1;
   if (remote)
     t.remote_batches += r.batches;

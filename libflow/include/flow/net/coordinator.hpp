@@ -42,6 +42,15 @@ public:
   /// Stops accepting nodes; connected nodes see the entry go away.
   ~coordinator();
 
+  /// Speculation of straggling tasks (docs/distribution.md,
+  /// "Speculation"): a task of a repeatable kind (register_task) that a node
+  /// has run longer than `multiplier` times the median time of the completed
+  /// tasks of its kind, and at least `floor`, runs again on another node
+  /// with room once no task waits; the first answer is the task's, the other
+  /// is dropped. On by default, with a multiplier of 2 and a floor of 1 s.
+  void speculation(bool on, double multiplier,
+                   std::chrono::milliseconds floor) const;
+
   /// The port the entry actor listens on.
   std::uint16_t port() const noexcept;
 

@@ -65,7 +65,12 @@ reducer<std::int64_t> spin_sum_by_label();
 
 /// Registers a task kind. The manager and every worker node register the
 /// same kinds: the manager runs a task itself when no node is connected.
-void register_task(const std::string& kind, task_fn fn);
+/// `repeatable`: the task only reads and returns its result (no effect
+/// elsewhere), so two attempts at once are harmless and the coordinator may
+/// run a straggling one again on another node (docs/distribution.md,
+/// "Speculation"). A task that writes (for example staging tables) is not.
+void register_task(const std::string& kind, task_fn fn,
+                   bool repeatable = false);
 
 /// Registers an erased reducer with its dead-letter formatter.
 void register_erased(const std::string& name, registered_reducer r);
