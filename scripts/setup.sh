@@ -20,6 +20,7 @@ packages=(
   libcpp-httplib-dev                         # flow::status: the status server
   prometheus                                 # promtool checks the /metrics text
   chromium chromium-driver python3-selenium  # the status page's browser test
+  iproute2                                   # tests/net/netns_faults.py: ip netns, tc
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(gnuplot-nox)                    # bench/plot.gp

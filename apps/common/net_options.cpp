@@ -32,8 +32,13 @@ void declare_net_options(arg_parser& args, bool manager) {
   args.flag("insecure",
             "plain TCP without authentication or encryption (anyone who can "
             "reach the port may join); for trusted test networks only");
+  args.value("peer-timeout", "SECONDS",
+             "declare a peer (the manager, a worker node) lost when nothing, "
+             "not even a heartbeat, came from it for SECONDS (0.1 to 3600); "
+             "its work goes elsewhere",
+             "5");
   std::vector<std::string> names{"cert", "key", "passphrase", "ca",
-                                 "insecure"};
+                                 "insecure", "peer-timeout"};
   if (manager) {
     names.push_back("listen");
     names.push_back("min-workers");
@@ -58,6 +63,8 @@ net_options read_net_options(const arg_parser& args, const std::string& prog,
     sec.passphrase = args.get("passphrase");
   if (args.given("ca"))
     sec.ca = args.get("ca");
+  sec.peer_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(
+    args.get_double("peer-timeout", 0.1, 3600) * 1000));
   if (manager) {
     if (args.given("listen")) {
       auto ep = flow::net::parse_endpoint(args.get("listen"));

@@ -646,6 +646,23 @@ TEST_CASE("net: bad network options are usage errors", "[net]") {
     CHECK(r.rc == 2);
     CHECK(r.err.find("cannot read") != std::string::npos);
   }
+  SECTION("--peer-timeout out of range or not a number") {
+    for (auto bad : {"0", "0.05", "3601", "soon"}) {
+      auto r = run_program(node, {"worker", "--connect", "127.0.0.1:1",
+                                  "--insecure", "--peer-timeout", bad});
+      CHECK(r.rc == 2);
+      CHECK(r.err.find("--peer-timeout") != std::string::npos);
+    }
+  }
+  SECTION("speculation options out of range") {
+    auto r = run_program(keyed, {"--sizes", "10", "--speculation-floor", "0"});
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("--speculation-floor") != std::string::npos);
+    r = run_program(keyed, {"--sizes", "10", "--speculation-multiplier",
+                            "0.5"});
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("--speculation-multiplier") != std::string::npos);
+  }
   SECTION("--insecure warns") {
     auto r = run_program(keyed, {"--sizes", "10", "--json", "--listen",
                                  "127.0.0.1:0", "--insecure"});

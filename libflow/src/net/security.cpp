@@ -4,6 +4,8 @@
 
 #include "flow/net/security.hpp"
 
+#include <algorithm>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -70,11 +72,12 @@ caf::error check(const security& sec) {
 void configure(caf::actor_system_config& cfg, const security& sec) {
   add_message_types(cfg);
   cfg.load<caf::io::middleman>();
-  // A silent peer is noticed within a few seconds.
-  cfg.set("middleman.heartbeat-interval",
-          caf::timespan{std::chrono::seconds(1)});
-  cfg.set("middleman.connection-timeout",
-          caf::timespan{std::chrono::seconds(5)});
+  // A silent peer is noticed within sec.peer_timeout (5 s by default).
+  auto timeout = std::max(sec.peer_timeout, std::chrono::milliseconds(100));
+  auto beat = std::min<std::chrono::milliseconds>(timeout / 5,
+                                                  std::chrono::seconds(1));
+  cfg.set("middleman.heartbeat-interval", caf::timespan{beat});
+  cfg.set("middleman.connection-timeout", caf::timespan{timeout});
   if (sec.insecure)
     return;
   cfg.load<caf::openssl::manager>();

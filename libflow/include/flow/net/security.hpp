@@ -5,6 +5,7 @@
 /// identity, and the actor system configuration both sides need.
 
 #include <cstdint>
+#include <chrono>
 #include <string>
 
 #include <caf/error.hpp>
@@ -28,6 +29,12 @@ struct security {
   std::string ca;
   /// Plain, unauthenticated TCP (warned about).
   bool insecure = false;
+  /// Liveness: a peer (the manager, a worker node) from which nothing,
+  /// not even a heartbeat, arrived for this long is declared lost; its
+  /// reducers and tasks go elsewhere. Heartbeats go every fifth of it, at
+  /// most every second. Not a security setting, but one of the connection
+  /// that `configure` applies with the others.
+  std::chrono::milliseconds peer_timeout{5000};
 };
 
 /// A host and a TCP port.
