@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""A soak: repeats jobs for SECONDS while injecting faults at random, and
+checks every result against a reference run without faults.
+
+Jobs (in turn):
+  keyed  flow-keyed (1 us of work per element) with two worker nodes
+         (flow-node, mutual TLS on loopback);
+  sum    flow-etl sum --listen with two worker nodes reading partitions;
+  clean  flow-etl clean (in process, resumable: it reconnects by itself).
+Faults (one per job, chosen at random, at a random moment while it runs):
+  kill        SIGKILL of a worker node (keyed, sum);
+  stop        a worker node stopped for 1 to 3 s, then continued (keyed, sum);
+  terminate   pg_terminate_backend of every connection of the job (clean);
+  none        no fault.
+Prints the jobs, the faults of each kind that hit a running job, and the
+mismatches (a result that differs from the reference, or a job that
+failed); exits 1 when there is a mismatch.
+
+  scripts/soak.sh SECONDS [--bin DIR]     (default DIR: build/release/apps)
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Soak:
+    def __init__(self, bin_dir, seed):
+        self.bin = bin_dir
+        self.rng = random.Random(seed)
+        self.tmp = tempfile.mkdtemp(prefix="flow-soak-")
+        self.db = None
+        self.stop_db = None
+        self.jobs = 0
+        self.faults = {}
+        self.mismatches = []
+        self.ref = {}
+
+    # -- set-up ------------------------------------------------------------
+
+    def start(self):
+        subprocess.run(["bash", os.path.join(ROOT, "scripts/make-certs.sh"),
+                        self.tmp, "manager", "w1", "w2"], check=True,
+                       stdout=subprocess.DEVNULL)
+        r = subprocess.run([self.prog("flow-etl"), "init", "--rows", "300000",
+                            "--ads", "20000", "--keep"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, check=True)
+        self.db = re.search(r"^  --db '(.*)'$", r.stderr, re.M).group(1)
+        self.stop_db = re.search(r"^  stop and remove it with: (.*)$",
+                                 r.stderr, re.M).group(1)
+        # The references: the same jobs without faults.
+        self.ref["keyed"] = self.keyed_sums(self.run_local_keyed())
+        out = subprocess.run([self.prog("flow-etl"), "sum", "--db", self.db,
+                              "--partitions", "4", "--json"],
+                             stdout=subprocess.PIPE, text=True, check=True)
+        self.ref["sum"] = self.etl_sums(out.stdout)
+        self.run_clean(None)
+        self.ref["clean"] = self.clean_digest()
+
+    def finish(self):
+        if self.stop_db:
+            subprocess.run(self.stop_db, shell=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def prog(self, name):
+        return os.path.join(self.bin, name)
+
+    def tls(self, who):
+        return ["--cert", "%s/%s.pem" % (self.tmp, who), "--key",
+                "%s/%s.key" % (self.tmp, who), "--ca", self.tmp + "/ca.pem"]
+
+    def psql(self, sql):
+        return subprocess.run(["psql", self.db, "-Atc", sql],
+                              stdout=subprocess.PIPE, text=True,
+                              check=True).stdout.strip()
+
+    # -- results -------------------------------------------------------------
+
+    KEYED = ["--sizes", "1500000,1000000", "--json", "--batch", "16384"]
+
+    def run_local_keyed(self):
+        return subprocess.run([self.prog("flow-keyed")] + self.KEYED,
+                              stdout=subprocess.PIPE, text=True,
+                              check=True).stdout
+
+    @staticmethod
+    def keyed_sums(out):
+        xs = [json.loads(l) for l in out.splitlines() if l.strip()]
+        return sorted((x["key"], x["sum"], x["elements"], x["ok"])
+                      for x in xs)
+
+    @staticmethod
+    def etl_sums(out):
+        xs = [json.loads(l) for l in out.splitlines() if l.strip()]
+        return sorted((x["key"], x["sum"], x["lists"], x["elements"],
+                       x["ok"]) for x in xs)
+
+    def clean_digest(self):
+        return self.psql(
+            "SELECT (SELECT md5(string_agg(x::text, ',' ORDER BY id)) FROM "
+            "ads_clean x) || (SELECT md5(string_agg(x::text, ',' ORDER BY "
+            "id)) FROM ads_rejects x) || (SELECT md5(string_agg(x::text, "
+            "',' ORDER BY city)) FROM ads_summary x)")
+
+    # -- jobs ---------------------------------------------------------------
+
+    def with_nodes(self, manager_cmd, fault):
+        """Runs a manager and two worker nodes; injects `fault` into one
+        node at a random moment. Returns (rc, stdout, stderr, hit)."""
+        err = os.path.join(self.tmp, "manager.err")
+        mgr = subprocess.Popen(manager_cmd + ["--listen", "127.0.0.1:0",
+                                              "--min-workers", "2"]
+                               + self.tls("manager"),
+                               stdout=subprocess.PIPE,
+                               stderr=open(err, "w"), text=True)
+        port = None
+        deadline = time.time() + 60
+        while port is None and time.time() < deadline:
+            with open(err) as f:
+                m = re.search(r"listening on 127\.0\.0\.1:(\d+)$", f.read(),
+                              re.M)
+            if m:
+                port = m.group(1)
+            elif mgr.poll() is not None:
+                break
+            time.sleep(0.05)
+        nodes = []
+        if port:
+            for w in ["w1", "w2"]:
+                nodes.append(subprocess.Popen(
+                    [self.prog("flow-node"), "worker", "--connect",
+                     "127.0.0.1:" + port, "--reducers", "1", "--name", w,
+                     "--log-level", "error"] + self.tls(w),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        hit = False
+        victim = self.rng.choice(nodes) if nodes else None
+        if fault != "none" and victim is not None:
+            time.sleep(self.rng.uniform(0.3, 1.2))
+            if mgr.poll() is None and victim.poll() is None:
+                hit = True
+                if fault == "kill":
+                    victim.kill()
+                else:
+                    victim.send_signal(signal.SIGSTOP)
+                    time.sleep(self.rng.uniform(1.0, 3.0))
+                    victim.send_signal(signal.SIGCONT)
+        try:
+            out, _ = mgr.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            mgr.kill()
+            out, _ = mgr.communicate()
+        for n in nodes:
+            if n.poll() is None:
+                try:
+                    n.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    n.kill()
+                    n.wait()
+        with open(err) as f:
+            return mgr.returncode, out, f.read(), hit
+
+    def run_clean(self, fault):
+        cmd = [self.prog("flow-etl"), "clean", "--db", self.db,
+               "--partitions", "3", "--json"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        hit = False
+        if fault == "terminate":
+            time.sleep(self.rng.uniform(0.1, 0.6))
+            if p.poll() is None:
+                n = self.psql("SELECT count(pg_terminate_backend(pid)) FROM "
+                              "pg_stat_activity WHERE pid <> "
+                              "pg_backend_pid() AND datname = "
+                              "current_database() AND backend_type = "
+                              "'client backend'")
+                hit = int(n) > 0 and p.poll() is None
+        out, err = p.communicate(timeout=300)
+        return p.returncode, out, err, hit
+
+    def one(self, kind):
+        if kind == "clean":
+            fault = self.rng.choice(["terminate", "none"])
+            rc, out, err, hit = self.run_clean(fault)
+            got = self.clean_digest() if rc == 0 else None
+        elif kind == "keyed":
+            fault = self.rng.choice(["kill", "stop", "none"])
+            rc, out, err, hit = self.with_nodes(
+                [self.prog("flow-keyed")] + self.KEYED
+                + ["--reducer", "spin", "--reducers", "1",
+                   "--speculation-floor", "500"], fault)
+            got = self.keyed_sums(out) if rc == 0 else None
+        else:
+            fault = self.rng.choice(["kill", "stop", "none"])
+            rc, out, err, hit = self.with_nodes(
+                [self.prog("flow-etl"), "sum", "--db", self.db,
+                 "--partitions", "4", "--json", "--speculation-floor", "500"],
+                fault)
+            got = self.etl_sums(out) if rc == 0 else None
+        self.jobs += 1
+        name = fault if hit else "none"
+        self.faults[name] = self.faults.get(name, 0) + 1
+        if got != self.ref[kind]:
+            self.mismatches.append(
+                "%s with fault %s: rc %d, %s" % (
+                    kind, name, rc,
+                    "result differs" if rc == 0
+                    else (err.strip().splitlines() or ["?"])[-1]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("seconds", type=float)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build/release/apps"))
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    args = ap.parse_args()
+    soak = Soak(args.bin, args.seed)
+    try:
+        soak.start()
+        end = time.time() + args.seconds
+        kinds = ["keyed", "sum", "clean"]
+        i = 0
+        while time.time() < end:
+            soak.one(kinds[i % len(kinds)])
+            i += 1
+    finally:
+        soak.finish()
+    print("soak: %d jobs in %.0f s (seed %d); faults: %s; mismatches: %d"
+          % (soak.jobs, args.seconds, args.seed,
+             ", ".join("%s %d" % kv for kv in sorted(soak.faults.items())),
+             len(soak.mismatches)))
+    for m in soak.mismatches:
+        print("  MISMATCH: " + m)
+    return 1 if soak.mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

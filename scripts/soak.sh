@@ -1,0 +1,9 @@
+#!/bin/sh
+# Repeats jobs (flow-keyed with worker nodes, flow-etl sum with worker nodes,
+# flow-etl clean) for SECONDS while injecting faults at random, checking every
+# result against a run without faults (scripts/soak.py says which faults).
+#
+#   scripts/soak.sh SECONDS [--bin DIR] [--seed N]
+set -eu
+[ $# -ge 1 ] || { echo "usage: $0 SECONDS [--bin DIR] [--seed N]" >&2; exit 2; }
+exec python3 "$(dirname "$0")/soak.py" "$@"
