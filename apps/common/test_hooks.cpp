@@ -46,11 +46,10 @@ std::optional<std::uint64_t> test_stuck_seq() {
   return static_cast<std::uint64_t>(*x);
 }
 
-void stuck_once(std::uint64_t seq) {
-  static std::atomic<bool> taken{false};
-  if (taken.exchange(true))
-    return;
-  logger()->warn("test hook: stuck on batch {}", seq);
+void stuck_for_ever(std::uint64_t seq) {
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true))
+    logger()->warn("test hook: stuck on batch {}", seq);
   for (;;)
     std::this_thread::sleep_for(std::chrono::hours(1));
 }

@@ -52,15 +52,15 @@ reducer<T> with_test_hooks(reducer<T> fn, ValueOf value_of,
   };
 }
 
-/// FLOW_TEST_STUCK_SEQ=N: the first reducer call on a batch with seq N or
-/// more in this process never returns (a worker node stuck in user code while it
-/// still answers heartbeats). Throws usage_error when malformed.
+/// FLOW_TEST_STUCK_SEQ=N: every reducer call on a batch with seq N or more
+/// in this process never returns (a worker node stuck in user code while it
+/// still answers heartbeats; its own second attempts get stuck too). Throws
+/// usage_error when malformed.
 std::optional<std::uint64_t> test_stuck_seq();
 
-/// Blocks the calling thread for ever, the first time it is called in this
-/// process (after logging "test hook: stuck on batch N"); returns at once
-/// afterwards.
-void stuck_once(std::uint64_t seq);
+/// Blocks the calling thread for ever (the first call logs "test hook:
+/// stuck on batch N").
+[[noreturn]] void stuck_for_ever(std::uint64_t seq);
 
 /// Only the delay and stuck hooks around `fn` (worker nodes' partition
 /// tasks and the reducers they lend: tests kill a node while it still reads
@@ -74,7 +74,7 @@ reducer<T> with_test_delay(reducer<T> fn) {
   return [fn = std::move(fn), delay, stuck](const batch_ref<T>& b,
                                             partial& out) {
     if (stuck && b.seq >= *stuck)
-      stuck_once(b.seq);
+      stuck_for_ever(b.seq);
     if (delay.count() > 0)
       std::this_thread::sleep_for(delay);
     fn(b, out);

@@ -749,7 +749,8 @@ std::string run_with_slow_node(bool slow, const std::string& tag,
   child w1{worker_args(port, "w1", "w1", "1"), tag + "-w1"};
   child w2{worker_args(port, "slow", "w2", "1"), tag + "-w2"};
   int rc = -1;
-  if (slow && wait_for_text(w2.err, "lent 1 reducers")) {
+  if (slow) {
+    REQUIRE(wait_for_text(w2.err, "lent 1 reducers"));
     throttle t{w2.pid, std::chrono::milliseconds(90),
                std::chrono::milliseconds(10)};
     rc = manager.wait();

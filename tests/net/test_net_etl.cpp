@@ -484,7 +484,11 @@ TEST_CASE("net: a worker node stuck for ever on a partition while it answers "
   CHECK(slurp(w2.err).find("test hook: stuck on batch 0") != std::string::npos);
   CHECK(err.find("running it again on w1") != std::string::npos);
   CHECK(w1.wait() == 1);
-  CHECK(w2.wait() == 1);
+  // Every reducer call of w2 is stuck, its own second attempts included, so
+  // every scheduler thread of it may be: it cannot always even exit by
+  // itself (docs/distribution.md). It holds nothing of the job any more.
+  w2.kill_now();
+  w2.wait();
 }
 
 TEST_CASE("net: with --no-speculation, a partition is never read twice",

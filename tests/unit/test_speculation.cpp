@@ -103,6 +103,22 @@ options speculative(std::chrono::milliseconds floor) {
   return opts;
 }
 
+/// Runs `p` in an actor system of its own with at least 4 scheduler
+/// threads (a call held at a gate takes one), and returns the result and
+/// the job's final statistics.
+std::pair<job_result, job_stats> run_in_own_system(pipeline<std::int64_t>& p) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", std::size_t{4});
+  caf::actor_system sys{cfg};
+  auto j = p.start(sys);
+  REQUIRE(j);
+  auto done = j->wait_for(60s);
+  if (!done)
+    j->cancel();
+  REQUIRE(done);
+  return {test::ok(j->wait()), j->stats()};
+}
+
 flow::int128 range_sum(std::int64_t n) {
   return flow::int128{n} * (n - 1) / 2;
 }
@@ -165,14 +181,14 @@ TEST_CASE("speculation: the overtaken attempt's late answer, while the job "
   // batch is speculated long before the end.
   opts.credits = 2;
   opts.reducer_queue = 1;
-  auto res = test::ok(pipeline<std::int64_t>{}
-                        .add(from_range(0, n), "x")
-                        .reduce(scripted_sum(s))
-                        .with(opts)
-                        .run());
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x").reduce(scripted_sum(s)).with(opts);
+  auto [res, stats] = run_in_own_system(p);
   CHECK(s->stuck_returned.load());
   CHECK(res.speculated >= 1);
-  CHECK(res.speculation_won == 1);
+  CHECK(res.speculation_won >= 1);
+  // The late answer freed its reducer: none is busy at the end.
+  CHECK(stats.reducers_busy == 0);
   CHECK(res.batches == 60);
   CHECK(res.balanced());
   REQUIRE(res.keys.size() == 1);
@@ -193,11 +209,10 @@ TEST_CASE("speculation: a second attempt that throws does not fail the "
   auto opts = speculative(50ms);
   opts.credits = 2;
   opts.reducer_queue = 1;
-  auto res = test::ok(pipeline<std::int64_t>{}
-                        .add(from_range(0, n), "x")
-                        .reduce(scripted_sum(s))
-                        .with(opts)
-                        .run());
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x").reduce(scripted_sum(s)).with(opts);
+  auto [res, stats] = run_in_own_system(p);
+  CHECK(stats.reducers_busy == 0);
   CHECK(s->threw.load());
   CHECK(s->stuck_returned.load());
   CHECK(res.speculated >= 1);
@@ -221,11 +236,9 @@ TEST_CASE("speculation: off, a slow batch holds the job and nothing is "
     s->g.release();
   });
   auto t0 = std::chrono::steady_clock::now();
-  auto res = test::ok(pipeline<std::int64_t>{}
-                        .add(from_range(0, n), "x")
-                        .reduce(scripted_sum(s))
-                        .with(opts)
-                        .run());
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x").reduce(scripted_sum(s)).with(opts);
+  auto res = run_in_own_system(p).first;
   auto took = std::chrono::steady_clock::now() - t0;
   opener.join();
   CHECK(s->stuck_calls.load() == 1);
@@ -242,8 +255,9 @@ TEST_CASE("speculation: a job whose batches all take about as long is not "
   s->stuck_seq = static_cast<std::uint64_t>(-2); // nothing stuck
   s->slow_from = 0;
   s->slow_for = 20ms;
-  auto opts = speculative(10ms);
-  // The floor is below a batch's time: the median (x10 here) decides.
+  auto opts = speculative(50ms);
+  // The floor is below the time a batch may be held (one running ahead of
+  // it at its reducer, then its own): the median (x10 here) decides.
   opts.speculation_multiplier = 10;
   auto res = test::ok(pipeline<std::int64_t>{}
                         .add(from_range(0, 30'000), "x")
@@ -253,4 +267,32 @@ TEST_CASE("speculation: a job whose batches all take about as long is not "
   CHECK(res.batches == 30);
   CHECK(res.speculated == 0);
   CHECK(res.keys[0].agg.sum == range_sum(30'000));
+}
+
+TEST_CASE("speculation: a floor of 0 or a multiplier below 1 is a "
+          "configuration error",
+          "[speculation]") {
+  auto opts = speculative(0ms);
+  auto e1 = test::err(pipeline<std::int64_t>{}
+                        .add(from_range(0, 10), "x")
+                        .reduce(sum_by_label())
+                        .with(opts)
+                        .run());
+  CHECK(code_of(e1) == errc::invalid_config);
+  opts = speculative(100ms);
+  opts.speculation_multiplier = 0.5;
+  auto e2 = test::err(pipeline<std::int64_t>{}
+                        .add(from_range(0, 10), "x")
+                        .reduce(sum_by_label())
+                        .with(opts)
+                        .run());
+  CHECK(code_of(e2) == errc::invalid_config);
+  opts.speculation = false; // not checked when off
+  CHECK(test::ok(pipeline<std::int64_t>{}
+                   .add(from_range(0, 10), "x")
+                   .reduce(sum_by_label())
+                   .with(opts)
+                   .run())
+          .aggregated
+        == 10);
 }

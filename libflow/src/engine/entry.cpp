@@ -29,6 +29,12 @@ caf::error validate(const job_spec& spec) {
   if (spec.opts.reducer_queue == 0)
     return make_error(errc::invalid_config,
                       "the reducer queue must hold at least 1 batch");
+  if (spec.opts.speculation
+      && (spec.opts.speculation_floor.count() <= 0
+          || !(spec.opts.speculation_multiplier >= 1.0)))
+    return make_error(errc::invalid_config,
+                      "speculation needs a floor above 0 and a multiplier of "
+                      "at least 1");
   if (spec.sources.size() > std::numeric_limits<std::uint32_t>::max())
     return make_error(errc::invalid_config, "too many sources");
   if (!spec.reducer_name.empty())

@@ -372,6 +372,21 @@ bool has_room(const manager_state& st, std::size_t i) {
          && r.load < (r.overtaken > 0 ? std::size_t{1} : st.opts.reducer_queue);
 }
 
+/// True when reducer slot `i` may ever take a batch again: a live reducer
+/// that is not busy only with attempts it lost (presumably stuck).
+bool may_take_again(const manager_state& st, std::size_t i) {
+  auto& r = st.reducers[i];
+  if (!r.handle)
+    return false;
+  if (r.overtaken == 0 || r.load == 0)
+    return true;
+  std::size_t lost = 0;
+  for (auto& a : st.abandoned)
+    if (a.slot == i)
+      ++lost;
+  return r.load > lost;
+}
+
 /// Hands queued batches to the least-loaded reducers with free capacity.
 void dispatch(manager_actor_t* self) {
   auto& st = self->state;
@@ -386,9 +401,13 @@ void dispatch(manager_actor_t* self) {
       return;
     auto id = st.queue.front();
     auto& entry = st.pending.at(id);
-    if (entry.avoid == best && st.reducers.size() > 1) {
+    auto others = false;
+    for (std::size_t i = 0; i < st.reducers.size() && !others; ++i)
+      others = i != entry.avoid && may_take_again(st, i);
+    if (entry.avoid == best && others) {
       // A retry goes to another reducer than the one it failed on: wait for
-      // one of the others to have room.
+      // one of the others to have room (one that may ever have some: not
+      // a lost one, nor one stuck in attempts it lost).
       auto other = no_reducer;
       for (std::size_t i = 0; i < st.reducers.size(); ++i)
         if (i != entry.avoid && has_room(st, i)
@@ -444,7 +463,7 @@ void speculate(manager_actor_t* self) {
   std::vector<std::pair<std::chrono::steady_clock::time_point, batch_id>> late;
   for (auto& [id, entry] : st.pending)
     if (entry.reducer != no_reducer && entry.second == no_reducer
-        && seconds_between(entry.sent, now) > limit)
+        && !entry.attempt_failed && seconds_between(entry.sent, now) > limit)
       late.emplace_back(entry.sent, id);
   if (late.empty())
     return;
@@ -463,7 +482,7 @@ void speculate(manager_actor_t* self) {
         best = i;
     }
     if (best == no_reducer)
-      return;
+      continue;
     auto& holder = st.reducers[entry.reducer];
     auto what = describe_batch(st, id.source, id.seq, entry.msg.first,
                                entry.msg.items.size);
@@ -488,7 +507,9 @@ void speculate(manager_actor_t* self) {
 /// The periodic look for batches held too long.
 void on_speculate_tick(manager_actor_t* self) {
   auto& st = self->state;
-  if (st.finished)
+  // Only the manager's own timer: the handle travels to worker nodes, and
+  // a peer's message must not start another timer chain.
+  if (st.finished || self->current_sender() != self->ctrl())
     return;
   speculate(self);
   self->delayed_send(self, speculation_interval(st.opts),
@@ -1044,6 +1065,8 @@ void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
   auto& entry = i->second;
   --st.reducers[from].load;
   entry.avoid = from;
+  if (entry.second != no_reducer)
+    entry.attempt_failed = true;
   if (from == entry.reducer) {
     entry.reducer = entry.second;
     entry.sent = entry.second_sent;
@@ -1055,6 +1078,7 @@ void on_batch_failed(manager_actor_t* self, const batch_failed& f) {
     dispatch(self);
     return;
   }
+  entry.attempt_failed = false;
   handle_failure(self, i, f);
 }
 

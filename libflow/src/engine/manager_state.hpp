@@ -70,6 +70,9 @@ struct in_flight_batch {
   std::size_t second = no_reducer;
   /// When the second attempt was dispatched.
   std::chrono::steady_clock::time_point second_sent{};
+  /// One of two attempts threw: no more second attempts (the held one
+  /// decides; a function that throws on these elements throws there too).
+  bool attempt_failed = false;
   /// True while some reducer holds an attempt of it.
   bool held() const noexcept {
     return reducer != no_reducer || second != no_reducer;

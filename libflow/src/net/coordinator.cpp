@@ -7,6 +7,7 @@
 #include "flow/net/coordinator.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <map>
 #include <thread>
@@ -69,6 +70,8 @@ struct task_entry {
   /// Second attempts made, and whether one answered first.
   std::uint64_t speculated = 0;
   bool won = false;
+  /// One of two attempts failed: no more second attempts.
+  bool attempt_failed = false;
 };
 
 /// An attempt whose task was answered by the other attempt: its node is
@@ -78,11 +81,16 @@ struct abandoned_task {
   caf::actor_addr node;
 };
 
-/// The coordinator's speculation settings (coordinator::speculation).
+/// The coordinator's speculation settings (coordinator::speculation),
+/// shared with the entry actor: set by the coordinator's owner, read on each
+/// tick (never by a message, which any connected peer could send).
 struct speculation_settings {
-  bool on = true;
-  double multiplier = 2.0;
-  std::chrono::milliseconds floor{1000};
+  std::atomic<bool> on{true};
+  std::atomic<double> multiplier{2.0};
+  std::atomic<std::int64_t> floor_ms{1000};
+  std::chrono::milliseconds floor() const {
+    return std::chrono::milliseconds(floor_ms.load());
+  }
 };
 
 using task_map = std::map<std::uint64_t, task_entry>;
@@ -97,7 +105,7 @@ struct entry_state {
   /// Nodes that ever joined (the ones that left included).
   std::uint64_t joined = 0;
   std::vector<abandoned_task> abandoned;
-  speculation_settings speculation;
+  std::shared_ptr<const speculation_settings> speculation;
   /// Seconds the last tasks of each kind took (at most 64 per kind, a
   /// ring), whose median scales the speculation threshold.
   std::map<std::string, std::vector<double>> times;
@@ -418,6 +426,7 @@ void on_failed(entry_actor_ptr self, std::uint64_t id, std::uint8_t code,
   if (t.second) {
     // Two attempts ran: this one ends, the other carries on and decides
     // (an error of the data recurs there; one of this node does not).
+    t.attempt_failed = true;
     auto& name = t.second == from ? t.second_name : t.node_name;
     auto& other = t.second == from ? t.node_name : t.second_name;
     if (static_cast<errc>(code) == errc::invalid_config) {
@@ -460,13 +469,13 @@ void on_failed(entry_actor_ptr self, std::uint64_t id, std::uint8_t code,
 /// multiplier times the median of the kind's completed tasks, at least the
 /// floor.
 double task_threshold(const entry_state& st, const std::string& kind) {
-  auto floor = std::chrono::duration<double>(st.speculation.floor).count();
+  auto floor = std::chrono::duration<double>(st.speculation->floor()).count();
   auto i = st.times.find(kind);
   if (i == st.times.end() || i->second.empty())
     return floor;
   auto xs = i->second;
   std::nth_element(xs.begin(), xs.begin() + xs.size() / 2, xs.end());
-  return std::max(floor, st.speculation.multiplier * xs[xs.size() / 2]);
+  return std::max(floor, st.speculation->multiplier.load() * xs[xs.size() / 2]);
 }
 
 /// Runs a second attempt of each repeatable task held longer than its
@@ -474,13 +483,14 @@ double task_threshold(const entry_state& st, const std::string& kind) {
 /// waits in the queue.
 void speculate(entry_actor_ptr self) {
   auto& st = self->state;
-  if (!st.speculation.on || !st.queue.empty() || st.nodes.size() < 2)
+  if (!st.speculation->on || !st.queue.empty() || st.nodes.size() < 2)
     return;
   auto now = std::chrono::steady_clock::now();
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>>
     late;
   for (auto& [id, t] : st.tasks)
-    if (t.node && !t.second && !t.withdrawn && task_repeatable(t.kind)
+    if (t.node && !t.second && !t.withdrawn && !t.attempt_failed
+        && task_repeatable(t.kind)
         && seconds_between(t.sent, now) > task_threshold(st, t.kind))
       late.emplace_back(t.sent, id);
   std::sort(late.begin(), late.end());
@@ -488,7 +498,7 @@ void speculate(entry_actor_ptr self) {
     auto& t = st.tasks[id];
     auto* best = least_busy(st, t.node);
     if (best == nullptr)
-      return;
+      continue;
     logger()->info("task {} ({}): running for {:.3f} s on {} (threshold "
                    "{:.3f} s); running it again on {}",
                    id, t.kind, seconds_between(sent, now), t.node_name,
@@ -502,10 +512,13 @@ void speculate(entry_actor_ptr self) {
   }
 }
 
-/// The periodic look for straggling tasks.
+/// The periodic look for straggling tasks (only the entry's own timer: a
+/// peer's message must not start another chain).
 void on_speculate_tick(entry_actor_ptr self) {
+  if (self->current_sender() != self->ctrl())
+    return;
   speculate(self);
-  auto quarter = self->state.speculation.floor / 4;
+  auto quarter = self->state.speculation->floor() / 4;
   self->delayed_send(self,
                      std::clamp(quarter, std::chrono::milliseconds(10),
                                 std::chrono::milliseconds(250)),
@@ -514,8 +527,10 @@ void on_speculate_tick(entry_actor_ptr self) {
 
 // -- the behavior -------------------------------------------------------------
 
-caf::behavior entry_actor(entry_actor_ptr self, std::string listen_at) {
+caf::behavior entry_actor(entry_actor_ptr self, std::string listen_at,
+                          std::shared_ptr<const speculation_settings> sp) {
   logger()->debug("entry actor for {}", listen_at);
+  self->state.speculation = std::move(sp);
   self->set_default_handler(caf::drop);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   self->send(self, speculate_atom::value);
@@ -544,12 +559,6 @@ caf::behavior entry_actor(entry_actor_ptr self, std::string listen_at) {
     [=](failed_atom, std::uint64_t id, std::uint8_t code,
         const std::string& context) { on_failed(self, id, code, context); },
     [=](speculate_atom) { on_speculate_tick(self); },
-    [=](speculate_atom, bool on, double multiplier, std::uint64_t floor_ms) {
-      auto& sp = self->state.speculation;
-      sp.on = on;
-      sp.multiplier = multiplier;
-      sp.floor = std::chrono::milliseconds(floor_ms);
-    },
   };
 }
 
@@ -560,6 +569,8 @@ caf::behavior entry_actor(entry_actor_ptr self, std::string listen_at) {
 struct coordinator::impl {
   caf::actor_system* sys = nullptr;
   caf::actor entry;
+  std::shared_ptr<speculation_settings> speculation
+    = std::make_shared<speculation_settings>();
   std::uint16_t port = 0;
   bool insecure = false;
 };
@@ -587,7 +598,9 @@ caf::expected<coordinator> coordinator::listen(caf::actor_system& sys,
   d->insecure = sec.insecure;
   // (An argument, not none: CAF 0.17's spawn path without arguments binds
   // a null reference, which UBSan flags.)
-  d->entry = sys.spawn(entry_actor, at.host + ":" + std::to_string(at.port));
+  d->entry = sys.spawn(entry_actor, at.host + ":" + std::to_string(at.port),
+                       std::shared_ptr<const speculation_settings>{
+                         d->speculation});
   auto port = sec.insecure
                 ? caf::io::publish(d->entry, at.port, at.host.c_str(), true)
                 : caf::openssl::publish(d->entry, at.port, at.host.c_str(),
@@ -611,8 +624,10 @@ caf::expected<coordinator> coordinator::listen(caf::actor_system& sys,
 
 void coordinator::speculation(bool on, double multiplier,
                               std::chrono::milliseconds floor) const {
-  caf::anon_send(impl_->entry, speculate_atom::value, on, multiplier,
-                 static_cast<std::uint64_t>(floor.count()));
+  auto& sp = *impl_->speculation;
+  sp.on = on;
+  sp.multiplier = multiplier;
+  sp.floor_ms = std::max<std::int64_t>(1, floor.count());
 }
 
 std::uint16_t coordinator::port() const noexcept {

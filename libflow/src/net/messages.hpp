@@ -66,9 +66,8 @@ using task_atom = caf::atom_constant<caf::atom("f_task")>;
 /// its node actor, which passes it on.
 using done_atom = caf::atom_constant<caf::atom("f_done")>;
 
-/// entry -> itself: (speculate_atom) looks for straggling tasks;
-/// coordinator -> entry: (speculate_atom, bool on, double multiplier, uint64
-/// floor in ms) sets the speculation rules (coordinator::speculation).
+/// entry -> itself: (speculate_atom) looks for straggling tasks (ignored
+/// from anyone else).
 using speculate_atom = caf::atom_constant<caf::atom("f_specul")>;
 
 /// node -> entry: (failed_atom, uint64 id, uint8 errc code, context). Also
