@@ -786,7 +786,16 @@ TEST_CASE("net: a worker node throttled to a tenth of its speed mid-job: "
   CHECK(std::stoull(json_field(line, "speculated")) > 0);
   CHECK(std::stoull(json_field(line, "speculation_won")) > 0);
   CHECK(slow_err.find("dispatching it again to") != std::string::npos);
-  CHECK(slow_s <= 1.5 * calm_s);
+  // The bound, for optimised builds. Under the sanitizers the
+  // manager and the nodes' middlemen cost several times more per batch and
+  // the two runs are less alike (CI measured 1.61x under ASan), so the bound
+  // there only catches a job that waits for the slow node's whole share.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const double bound = 2.5;
+#else
+  const double bound = 1.5;
+#endif
+  CHECK(slow_s <= bound * calm_s);
 }
 
 TEST_CASE("net: a worker node stuck for ever inside the reducer while it "
