@@ -210,39 +210,50 @@ bool arg_parser::is_set(const std::string& name) const {
   return find(name).set;
 }
 
+namespace {
+
+/// The value `text` of option `shown` parsed by `parse` (which returns an
+/// optional and says why not), checked by `in_range`; throws usage_error
+/// naming the option, the text and the problem (`range`: how the range is
+/// shown).
+template <class Parse, class InRange>
+auto parse_option(const std::string& shown, const std::string& text,
+                  Parse parse, InRange in_range, const std::string& range) {
+  std::string why;
+  auto x = parse(text, why);
+  if (!x)
+    throw usage_error(shown + ": " + quote_token(text) + " " + why);
+  if (!in_range(*x))
+    throw usage_error(shown + ": " + quote_token(text)
+                      + " is outside the range " + range);
+  return *x;
+}
+
+} // namespace
+
 std::uint64_t arg_parser::get_uint(const std::string& name, std::uint64_t lo,
                                    std::uint64_t hi) const {
   auto& o = find(name);
-  auto shown = o.opt->get_name();
-  auto& text = o.value;
-  std::string why;
-  auto x = parse_int64(text, why);
-  if (!x)
-    throw usage_error(shown + ": " + quote_token(text) + " " + why);
-  if (*x < 0 || static_cast<std::uint64_t>(*x) < lo
-      || static_cast<std::uint64_t>(*x) > hi)
-    throw usage_error(shown + ": " + quote_token(text)
-                      + " is outside the range " + std::to_string(lo) + ".."
-                      + std::to_string(hi));
-  return static_cast<std::uint64_t>(*x);
+  auto x = parse_option(
+    o.opt->get_name(), o.value,
+    [](const std::string& t, std::string& why) { return parse_int64(t, why); },
+    [&](std::int64_t v) {
+      return v >= 0 && static_cast<std::uint64_t>(v) >= lo
+             && static_cast<std::uint64_t>(v) <= hi;
+    },
+    std::to_string(lo) + ".." + std::to_string(hi));
+  return static_cast<std::uint64_t>(x);
 }
 
 double arg_parser::get_double(const std::string& name, double lo,
                               double hi) const {
   auto& o = find(name);
-  auto shown = o.opt->get_name();
-  auto& text = o.value;
-  std::string why;
-  auto x = parse_double(text, why);
-  if (!x)
-    throw usage_error(shown + ": " + quote_token(text) + " " + why);
-  if (!(*x >= lo && *x <= hi)) {
-    char range[64];
-    std::snprintf(range, sizeof range, "%g..%g", lo, hi);
-    throw usage_error(shown + ": " + quote_token(text)
-                      + " is outside the range " + range);
-  }
-  return *x;
+  char range[64];
+  std::snprintf(range, sizeof range, "%g..%g", lo, hi);
+  return parse_option(
+    o.opt->get_name(), o.value,
+    [](const std::string& t, std::string& why) { return parse_double(t, why); },
+    [&](double v) { return v >= lo && v <= hi; }, range);
 }
 
 void arg_parser::print_help() const {

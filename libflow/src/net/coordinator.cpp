@@ -392,15 +392,21 @@ void on_done(entry_actor_ptr self, std::uint64_t id, job_result& res) {
   pump(self);
 }
 
+/// Node `node` cannot run tasks (it lacks the kind or the database): it
+/// gets no more.
+void refuse(entry_state& st, const caf::actor_addr& node) {
+  for (auto& n : st.nodes)
+    if (n.node.address() == node)
+      n.refuses = true;
+}
+
 /// Task `i`'s node cannot run tasks at all: it gets no more, and the task
 /// goes back to the front of the queue.
 void refuse_node(entry_actor_ptr self, task_map::iterator i,
                  const std::string& context) {
   auto& st = self->state;
   auto id = i->first;
-  for (auto& n : st.nodes)
-    if (n.node.address() == i->second.node)
-      n.refuses = true;
+  refuse(st, i->second.node);
   logger()->warn("worker node {} cannot run task {} ({}): {}; giving "
                  "it to another node, and no more tasks to {}",
                  i->second.node_name, id, i->second.kind, context,
@@ -430,9 +436,7 @@ void on_failed(entry_actor_ptr self, std::uint64_t id, std::uint8_t code,
     auto& name = t.second == from ? t.second_name : t.node_name;
     auto& other = t.second == from ? t.node_name : t.second_name;
     if (static_cast<errc>(code) == errc::invalid_config) {
-      for (auto& n : st.nodes)
-        if (n.node.address() == from)
-          n.refuses = true;
+      refuse(st, from);
       logger()->warn("worker node {} cannot run task {} ({}): {}; its "
                      "attempt on {} carries on, and no more tasks to {}",
                      name, id, t.kind, context, other, name);
