@@ -9,6 +9,7 @@
 #include <pqxx/pqxx>
 
 #include "common/cli.hpp"
+#include "etl/failure.hpp"
 #include "flow/error.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/ownership.hpp"
@@ -62,8 +63,8 @@ struct checkpoint_store::impl {
     } catch (const usage_error&) {
       throw;
     } catch (...) {
-      // As fail() does; spelt out so that this file needs no command.cpp.
-      throw usage_error(describe(pg::current_error(conninfo, what)));
+      // As fail() does (a lost connection may be tried again).
+      throw failure(pg::current_error(conninfo, what));
     }
   }
 };

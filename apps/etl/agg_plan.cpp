@@ -5,6 +5,7 @@
 #include <caf/actor_system.hpp>
 
 #include "common/cli.hpp"
+#include "common/test_hooks.hpp"
 #include "etl/node_error.hpp"
 #include "flow/distinct.hpp"
 #include "flow/exact_sum.hpp"
@@ -368,7 +369,10 @@ agg_row row_decoder::operator()(const pg::row_view& r) const {
 }
 
 reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
-  return [plan](const batch_ref<agg_row>& b, partial& out) {
+  // The tests' delay hook (FLOW_TEST_REDUCER_DELAY_MS) keeps a run going
+  // while they cut its connections.
+  return with_test_delay<agg_row>([plan](const batch_ref<agg_row>& b,
+                                         partial& out) {
     for (auto& x : b.items) {
       auto& row = out.row(x.key);
       for (auto& s : plan->slots) {
@@ -382,7 +386,7 @@ reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
           s.add(row, c);
       }
     }
-  };
+  });
 }
 
 // -- the plan on worker nodes -------------------------------------------------

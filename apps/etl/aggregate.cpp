@@ -18,6 +18,7 @@
 
 #include <caf/actor_system.hpp>
 #include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
 
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
@@ -32,6 +33,7 @@
 #include "flow/distinct.hpp"
 #include "flow/exact_sum.hpp"
 #include "flow/flow.hpp"
+#include "flow/logging.hpp"
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/pg.hpp"
@@ -194,6 +196,8 @@ struct job_outcome {
   /// run had read (resumed).
   std::size_t steps = 1;
   std::uint64_t resumed_rows = 0;
+  /// Times the job was tried again after losing its database connection.
+  std::size_t reconnects = 0;
   const char* mode = "rows";
   double seconds = 0;
   /// Verification: done, passed, seconds.
@@ -1190,7 +1194,16 @@ void run_job(const std::string& conninfo,
     spec.partitions = partitions_for(conninfo, *plan, run);
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
-    if (out.checkpointable && run.resume) {
+    if (out.checkpointable && run.resume_if_any) {
+      // A reconnect: the checkpoint this run committed before it lost the
+      // connection, if it got that far.
+      if (auto ckpt = store->load(fingerprint_of(*plan, run))) {
+        out.resumed_rows = rows_behind(*plan, ckpt->state);
+        out.checkpoint = store->table();
+        stepped = std::move(*ckpt);
+        spec.plan = stepped->ranges;
+      }
+    } else if (out.checkpointable && run.resume) {
       stepped = resume_point(*store, *plan, run, out);
       // The coordinator only holds the snapshot: the ranges are the
       // interrupted run's.
@@ -1390,6 +1403,7 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
     if (out.checkpointable)
       obj.add("steps", static_cast<std::uint64_t>(out.steps))
         .add("resumed_rows", out.resumed_rows);
+    obj.add("reconnects", static_cast<std::uint64_t>(out.reconnects));
     if (out.verified)
       obj.add("verified", out.verify_ok);
     else
@@ -1426,6 +1440,10 @@ void print_summary(const job_outcome& out, const agg_run_options& run,
                 "rows resumed from an interrupted run\n",
                 out.steps, out.partitions, out.partitions == 1 ? "" : "s",
                 static_cast<unsigned long long>(out.resumed_rows));
+  if (out.reconnects > 0)
+    std::printf("reconnected %zu time%s after losing the database "
+                "connection\n",
+                out.reconnects, out.reconnects == 1 ? "" : "s");
   if (out.distributed)
     std::printf("distributed: %llu partitions read by worker nodes, %llu "
                 "here\n",
@@ -1509,11 +1527,53 @@ void write_outputs(const std::string& conninfo,
     snk.commit(none);
   } catch (const usage_error&) {
     throw;
-  } catch (const input_error& e) {
-    throw usage_error(std::string{"writing the output: "} + e.what());
   } catch (const std::exception& e) {
+    // A lost connection may be tried again (the write is one transaction:
+    // replaced, or not at all).
+    auto err = pg::to_error(e, conninfo, "writing the output");
+    if (pg::connection_lost(err))
+      throw failure(err);
+    if (dynamic_cast<const input_error*>(&e) != nullptr)
+      throw usage_error(std::string{"writing the output: "} + e.what());
     throw usage_error(std::string{"writing the output: "}
                       + pg::scrub(e.what(), conninfo));
+  }
+}
+
+/// Tries `body` again after a lost database connection, up to
+/// `run.reconnects` times with backoff (0.5 s doubling to 8 s), while
+/// `may_retry()` does not throw; `again` prepares the next try. Any other
+/// error, a signal, or a loss beyond the last try propagates. (The server
+/// was reached when the jobs were planned: a connection refused now is a
+/// server going away or restarting, worth waiting for.) Returns the number
+/// of reconnects.
+template <class Body, class MayRetry, class Again>
+std::size_t with_reconnects(const agg_run_options& run,
+                            const std::string& what, Body body,
+                            MayRetry may_retry, Again again) {
+  auto backoff = std::chrono::milliseconds(500);
+  for (std::size_t tries = 0;; ++tries) {
+    try {
+      body();
+      return tries;
+    } catch (const failure& e) {
+      if (!e.connection_lost() || tries >= run.reconnects
+          || interrupted() != 0)
+        throw;
+      may_retry(e);
+      logger()->warn("{}: {}; trying again in {} ms (reconnect {} of {})",
+                     what, e.what(), backoff.count(), tries + 1,
+                     run.reconnects);
+      // In steps, so that ^C during the wait ends the run at once.
+      auto until = std::chrono::steady_clock::now() + backoff;
+      while (std::chrono::steady_clock::now() < until) {
+        if (interrupted() != 0)
+          throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+      again();
+    }
   }
 }
 
@@ -1581,11 +1641,43 @@ int run_aggregate_jobs(const std::string& conninfo,
       fail(pg::current_error(conninfo));
     }
   }
+  // A job that loses its connection midway is tried again, in the jobs'
+  // shared snapshot while the transaction holding it is alive; a job of
+  // its own takes a new one (from its checkpoint when it has one).
+  auto snapshot_alive = [&](const failure& e) {
+    if (!stx)
+      return;
+    try {
+      stx->exec("SELECT 1");
+    } catch (...) {
+      throw usage_error(std::string{e.what()}
+                        + "; the connection holding the jobs' shared "
+                          "snapshot was lost with it, so the remaining jobs "
+                          "cannot read that snapshot (run again)");
+    }
+  };
   std::vector<std::unique_ptr<job_outcome>> done;
   int rc = exit_ok;
   for (auto& plan : plans) {
-    auto out = std::make_unique<job_outcome>();
-    run_job(conninfo, plan, shared, sys, *out);
+    std::unique_ptr<job_outcome> out;
+    auto attempt = shared;
+    auto reconnects = with_reconnects(
+      run, plan->job.name,
+      [&] {
+        out = std::make_unique<job_outcome>();
+        run_job(conninfo, plan, attempt, sys, *out);
+      },
+      [&](const failure& e) {
+        if (run.nodes != nullptr && run.nodes->listening())
+          throw; // worker nodes took part: not tried again (docs/etl.md)
+        snapshot_alive(e);
+      },
+      [&] {
+        // The lost try's lock on the checkpoint goes first.
+        out.reset();
+        attempt.resume_if_any = true;
+      });
+    out->reconnects = reconnects;
     if (job_runner::stopped(out->res)) {
       // Stopped by a signal: what was merged, marked partial; no output.
       if (run.json)
@@ -1603,7 +1695,10 @@ int run_aggregate_jobs(const std::string& conninfo,
               && out->verify_ok;
     std::string written;
     if (ok && !atomic && !plan->job.output.empty()) {
-      write_outputs(conninfo, {out.get()});
+      out->reconnects += with_reconnects(
+        run, plan->job.name + ": writing the output",
+        [&] { write_outputs(conninfo, {out.get()}); }, [](auto&) {},
+        [] {});
       written = output_name(plan->job).display();
     }
     print_summary(*out, run, written);
@@ -1626,7 +1721,9 @@ int run_aggregate_jobs(const std::string& conninfo,
     std::vector<const job_outcome*> outs;
     for (auto& o : done)
       outs.push_back(o.get());
-    write_outputs(conninfo, outs);
+    with_reconnects(
+      run, "writing the outputs", [&] { write_outputs(conninfo, outs); },
+      [](auto&) {}, [] {});
     std::size_t n = 0;
     for (auto* o : outs)
       n += o->plan->job.output.empty() ? 0 : 1;
@@ -1686,6 +1783,12 @@ int cmd_aggregate(int argc, char** argv) {
             "continue the interrupted run of this job (same --table, "
             "--agg, --group-by, --where, --by, --pushdown and --output) from "
             "its last checkpoint instead of starting over");
+  args.value("reconnects", "N",
+             "when the database connection is lost midway, try the job "
+             "again up to N times (backoff 0.5 s doubling to 8 s): from its "
+             "last checkpoint with --output, else from the start in a new "
+             "snapshot; not with --listen",
+             "5");
   declare_pipeline_options(args, "16384");
   cluster::declare_options(args);
   if (!args.parse(argc, argv))
@@ -1742,6 +1845,7 @@ int cmd_aggregate(int argc, char** argv) {
   run.checkpoint_rows = args.get_uint("checkpoint-rows", 0,
                                       std::uint64_t{1} << 62);
   run.resume = args.is_set("resume");
+  run.reconnects = args.get_uint("reconnects", 0, 1000);
   if (run.resume && (job.output.empty() || !job.query.empty()))
     throw usage_error("--resume needs --output and --table (only those "
                       "runs take checkpoints)");

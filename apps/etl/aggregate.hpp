@@ -80,6 +80,14 @@ struct agg_run_options {
   std::uint64_t checkpoint_rows = 0;
   /// Continue the interrupted run of the job from its checkpoint.
   bool resume = false;
+  /// When a job loses its database connection midway: try it again up to
+  /// this many times (backoff 0.5 s doubling to 8 s), from its last
+  /// checkpoint when it has one, else from the start (docs/etl.md,
+  /// "Connection loss"). 0: fail at once.
+  std::size_t reconnects = 0;
+  /// Internal: this is a reconnect; continue from the job's checkpoint if
+  /// it left one, else start afresh.
+  bool resume_if_any = false;
 };
 
 /// Runs `jobs` in order and prints their results; several jobs all read one

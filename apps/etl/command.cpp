@@ -68,7 +68,7 @@ int with_database(database& db, bool keep, const std::function<int()>& body) {
 
 /// Turns a library error into the usual one-line error (exit code 2).
 [[noreturn]] void fail(const caf::error& err) {
-  throw usage_error(describe(err));
+  throw failure(err);
 }
 
 pg::table_name table_of(const arg_parser& args, const std::string& table) {

@@ -18,6 +18,7 @@ class actor_system;
 #include "common/app_options.hpp"
 #include "common/cli.hpp"
 #include "common/cluster.hpp"
+#include "etl/failure.hpp"
 #include "flow/pg/connection.hpp"
 #include "flow/pg/temp_cluster.hpp"
 
@@ -51,7 +52,8 @@ void finish_database(database& db, bool keep);
 /// Runs `body` and then finishes the database, also when `body` throws.
 int with_database(database& db, bool keep, const std::function<int()>& body);
 
-/// Turns a library error into the usual one-line error (exit code 2).
+/// Turns a library error into the usual one-line error (exit code 2):
+/// throws `failure`.
 [[noreturn]] void fail(const caf::error& err);
 
 /// `table` in --schema, checked as identifiers (throws usage_error).

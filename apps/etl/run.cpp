@@ -48,6 +48,11 @@ void declare_run_options(arg_parser& args) {
             "compare every result with the server's own GROUP BY in the "
             "same snapshot (exit 1 on a difference)");
   args.flag("json", "print JSON lines instead of aligned tables");
+  args.value("reconnects", "N",
+             "when a job loses its database connection midway, try it again "
+             "up to N times (backoff 0.5 s doubling to 8 s) in the jobs' "
+             "snapshot, while the connection holding that snapshot lives",
+             "5");
   declare_pipeline_options(args, "16384");
 }
 
@@ -93,6 +98,7 @@ agg_run_options run_options_of(const arg_parser& args, const job_file& file) {
   // A flag can only turn an option on: the file's `true` stays.
   run.verify = args.is_set("verify") || d.verify.value_or(false);
   run.json = args.is_set("json") || d.json.value_or(false);
+  run.reconnects = args.get_uint("reconnects", 0, 1000);
   return run;
 }
 

@@ -5,11 +5,17 @@
 // writes the table an uninterrupted run writes. A checkpoint of another job
 // is refused, --resume without a checkpoint or with a source that takes none
 // is a one-line error, and a committed output leaves no checkpoint behind.
+// A run whose connections are cut (pg_terminate_backend, a server restart)
+// tries again by itself (--reconnects): from its checkpoint with --output,
+// else from the start, and a job file in its shared snapshot while the
+// connection holding it lives.
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "child_process.hpp"
@@ -145,6 +151,62 @@ void kill_after_first_step(const std::vector<std::string>& args,
   CHECK(scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM "
                + out + " t")
         == before);
+}
+
+/// Slow reducers: a run of the 60000 rows in batches of 500 takes seconds,
+/// long enough to cut its connections midway.
+const std::string slow = "FLOW_TEST_REDUCER_DELAY_MS=40";
+const std::vector<std::string> small_batches{"--batch", "500"};
+
+/// Waits until the run committed its first checkpoint (steps_done >= 1).
+bool wait_for_checkpoint() {
+  for (int i = 0; i < 600; ++i) {
+    auto t = scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE "
+                    "schemaname = 'flow_resume' LIMIT 1");
+    if (!t.empty()) {
+      auto done = scalar("SELECT coalesce(max(steps_done), 0) FROM "
+                         "flow_resume."
+                         + t);
+      if (!done.empty() && done != "0")
+        return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+/// Waits until some session streams rows out with COPY (a partition read).
+bool wait_for_copy() {
+  for (int i = 0; i < 600; ++i) {
+    if (scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
+               "'active' AND query LIKE 'COPY%'")
+        != "0")
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+/// Cuts every client session but the test's own; returns how many.
+std::string cut_all() {
+  return scalar("SELECT count(pg_terminate_backend(pid)) FROM "
+                "pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                "backend_type = 'client backend'");
+}
+
+/// Cuts the sessions reading rows with COPY only.
+std::string cut_readers() {
+  return scalar("SELECT count(pg_terminate_backend(pid)) FROM "
+                "pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                "query LIKE 'COPY%'");
+}
+
+/// The group lines of a --json run (every line but the summary).
+std::vector<std::string> groups_of(const std::string& out) {
+  auto lines = lines_of(out);
+  if (!lines.empty())
+    lines.pop_back();
+  return lines;
 }
 
 } // namespace
@@ -423,4 +485,183 @@ TEST_CASE("aggregate --output: while a run of the job is live its checkpoint "
     run_program(prog, agg_args(schema, "out", with(small_steps,
                                                    {"--resume"}))),
     "no interrupted run");
+}
+
+TEST_CASE("aggregate --output: connections cut by pg_terminate_backend "
+          "midway are tried again from the checkpoint, and the table equals "
+          "an uninterrupted run's",
+          "[pg][aggregate][resume][connection]") {
+  auto schema = make_sales("agg_cut");
+  write_reference(schema);
+  auto argv = with({prog}, agg_args(schema, "out",
+                                    with(small_steps, with(small_batches,
+                                                           {"--verify"}))));
+  child run{argv, "agg-cut", slow};
+  REQUIRE(wait_for_checkpoint());
+  CHECK(cut_all() != "0");
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  auto err = slurp(run.err);
+  INFO(err);
+  REQUIRE(rc == 0);
+  auto summary = summary_of(out);
+  INFO(summary);
+  CHECK(std::stoull(json_field(summary, "reconnects")) >= 1);
+  CHECK(std::stoull(json_field(summary, "resumed_rows")) > 0);
+  CHECK(json_field(summary, "rows_read") == "60000");
+  CHECK(json_field(summary, "rows_aggregated") == "60000");
+  CHECK(json_field(summary, "verified") == "true");
+  CHECK(err.find("trying again") != std::string::npos);
+  CHECK(difference(schema, "out", "ref") == "0");
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate: a server restart midway is tried again with the same "
+          "table",
+          "[pg][aggregate][resume][connection]") {
+  auto schema = make_sales("agg_restart");
+  write_reference(schema);
+  auto argv = with({prog}, agg_args(schema, "out",
+                                    with(small_steps, small_batches)));
+  child run{argv, "agg-restart", slow};
+  REQUIRE(wait_for_checkpoint());
+  REQUIRE(server().restart());
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  INFO(slurp(run.err));
+  REQUIRE(rc == 0);
+  auto summary = summary_of(out);
+  CHECK(std::stoull(json_field(summary, "reconnects")) >= 1);
+  CHECK(json_field(summary, "rows_read") == "60000");
+  CHECK(difference(schema, "out", "ref") == "0");
+  CHECK(checkpoint_tables() == "0");
+}
+
+TEST_CASE("aggregate without --output: a cut connection starts the job "
+          "again and prints the same groups once",
+          "[pg][aggregate][connection]") {
+  auto schema = make_sales("agg_cut_print");
+  std::vector<std::string> args{"aggregate", "--db",       conninfo(),
+                                "--schema",  schema,       "--table",
+                                "Sales",     "--group-by", "Region, day",
+                                "--agg",     aggs,         "--json",
+                                "--partitions", "2"};
+  auto ref = run_program(prog, args);
+  INFO(ref.err);
+  REQUIRE(ref.rc == 0);
+  child run{with(with({prog}, args), small_batches), "agg-cut-print", slow};
+  REQUIRE(wait_for_copy());
+  CHECK(cut_readers() != "0");
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  INFO(slurp(run.err));
+  REQUIRE(rc == 0);
+  CHECK(groups_of(out) == groups_of(ref.out));
+  auto summary = summary_of(out);
+  CHECK(json_field(summary, "reconnects") == "1");
+  CHECK(json_field(summary, "rows_read") == "60000");
+  CHECK(json_field(summary, "balanced") == "true");
+  CHECK(json_field(summary_of(ref.out), "reconnects") == "0");
+}
+
+TEST_CASE("aggregate --reconnects 0: a cut connection fails the run with a "
+          "one-line error, the previous output stays and --resume finishes",
+          "[pg][aggregate][resume][connection]") {
+  auto schema = make_sales("agg_noreconnect");
+  write_reference(schema);
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " (x int)");
+  exec("INSERT INTO " + pg::table_name{schema, "out"}.quoted()
+       + " VALUES (7)");
+  auto argv = with({prog}, agg_args(schema, "out",
+                                    with(small_steps,
+                                         with(small_batches,
+                                              {"--reconnects", "0"}))));
+  child run{argv, "agg-noreconnect", slow};
+  REQUIRE(wait_for_checkpoint());
+  CHECK(cut_all() != "0");
+  auto rc = run.wait();
+  auto err = slurp(run.err);
+  INFO(err);
+  CHECK(rc == 2);
+  CHECK(err.find("flow-etl: error:") != std::string::npos);
+  CHECK(err.find("trying again") == std::string::npos);
+  CHECK(slurp(run.out).empty());
+  CHECK(scalar("SELECT string_agg(x::text, ',') FROM "
+               + pg::table_name{schema, "out"}.quoted())
+        == "7");
+  CHECK(checkpoint_tables() == "1");
+  auto resumed = run_program(
+    prog, agg_args(schema, "out", with(small_steps, {"--resume"})));
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  CHECK(difference(schema, "out", "ref") == "0");
+}
+
+TEST_CASE("aggregate --reconnects: a bad value is a one-line error",
+          "[pg][aggregate][connection]") {
+  auto schema = make_sales("agg_reconnects_bad");
+  for (auto bad : {"-1", "x", "1001"}) {
+    auto r = run_program(prog, agg_args(schema, "out", {"--reconnects", bad}));
+    check_one_line_error(r, "--reconnects");
+  }
+}
+
+TEST_CASE("flow-etl run: a job whose readers are cut is tried again in the "
+          "jobs' snapshot; losing the snapshot's own connection fails the "
+          "run and an atomic file writes nothing",
+          "[pg][aggregate][run][connection]") {
+  auto schema = make_sales("run_cut");
+  auto file = temp_file(
+    "atomic = true\n"
+    "[[job]]\nname = \"by_region\"\ntable = \"Sales\"\n"
+    "group_by = [\"Region\"]\naggregates = [\"count(*)\", "
+    "\"sum(cents)\", \"sum(ratio)\"]\noutput = \"o1\"\n"
+    "[[job]]\nname = \"by_day\"\ntable = \"Sales\"\n"
+    "group_by = [\"day\"]\naggregates = [\"count(*)\", "
+    "\"max(price)\"]\noutput = \"o2\"\n");
+  std::vector<std::string> args{prog,     "run",      file,     "--db",
+                                conninfo(), "--schema", schema, "--json",
+                                "--partitions", "2",   "--batch",  "500"};
+  auto o1 = pg::table_name{schema, "o1"}.quoted();
+  auto o2 = pg::table_name{schema, "o2"}.quoted();
+  auto digest = [&] {
+    return scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
+                  "FROM (SELECT * FROM " + o1 + ") t")
+           + scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
+                    "FROM (SELECT * FROM " + o2 + ") t");
+  };
+  auto ref = run_program(args[0], std::vector<std::string>(args.begin() + 1,
+                                                           args.end()));
+  INFO(ref.err);
+  REQUIRE(ref.rc == 0);
+  auto expected = digest();
+  SECTION("readers cut: tried again, the same tables") {
+    exec("UPDATE " + pg::table_name{schema, "o1"}.quoted()
+         + " SET count = -1");
+    child run{args, "run-cut-readers", slow};
+    REQUIRE(wait_for_copy());
+    CHECK(cut_readers() != "0");
+    auto rc = run.wait();
+    auto out = slurp(run.out);
+    INFO(slurp(run.err));
+    REQUIRE(rc == 0);
+    CHECK(out.find("\"reconnects\":1") != std::string::npos);
+    CHECK(groups_of(out).size() == groups_of(ref.out).size());
+    CHECK(digest() == expected);
+  }
+  SECTION("every session cut: the shared snapshot is gone, nothing written") {
+    exec("UPDATE " + pg::table_name{schema, "o1"}.quoted()
+         + " SET count = -1");
+    auto before = digest();
+    child run{args, "run-cut-all", slow};
+    REQUIRE(wait_for_copy());
+    CHECK(cut_all() != "0");
+    auto rc = run.wait();
+    auto err = slurp(run.err);
+    INFO(err);
+    CHECK(rc == 2);
+    CHECK(err.find("shared snapshot") != std::string::npos);
+    CHECK(digest() == before);
+  }
 }
