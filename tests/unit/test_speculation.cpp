@@ -296,3 +296,96 @@ TEST_CASE("speculation: a floor of 0 or a multiplier below 1 is a "
           .aggregated
         == 10);
 }
+
+TEST_CASE("speculation: when the second attempt's reducer dies, the batch "
+          "is dispatched once more and the job ends without the stuck first "
+          "attempt",
+          "[speculation][faults]") {
+  const std::int64_t n = 50'000;
+  auto s = std::make_shared<script>();
+  s->stuck_for = 20s;
+  auto opts = speculative(100ms);
+  // The reducer that gets the stuck batch's second attempt dies before it
+  // folds it (once).
+  auto hook_calls = std::make_shared<std::atomic<int>>(0);
+  opts.crash_reducer = [s, hook_calls](std::uint32_t, std::uint64_t seq) {
+    return seq == s->stuck_seq && hook_calls->fetch_add(1) == 1;
+  };
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x").reduce(scripted_sum(s)).with(opts);
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", std::size_t{4});
+  caf::actor_system sys{cfg};
+  auto j = p.start(sys);
+  REQUIRE(j);
+  auto done = j->wait_for(15s);
+  // Checked before the actor system ends: its end waits for the stuck call.
+  auto stuck_returned = s->stuck_returned.load();
+  s->g.release();
+  if (!done)
+    j->cancel();
+  REQUIRE(done);
+  auto res = test::ok(j->wait());
+  auto stats = j->stats();
+  // The first call was still at its gate: a third attempt did the batch.
+  CHECK_FALSE(stuck_returned);
+  CHECK(hook_calls->load() >= 3);
+  CHECK(s->stuck_calls.load() >= 2);
+  CHECK(res.reducers_replaced == 1);
+  CHECK(res.speculated >= 2);
+  CHECK(res.batches == 50);
+  CHECK(res.balanced());
+  REQUIRE(res.keys.size() == 1);
+  CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+  CHECK(stats.batches_speculated == res.speculated);
+}
+
+TEST_CASE("speculation: when the first attempt's reducer dies while the "
+          "second runs, the second carries on alone and is merged, not "
+          "dispatched again",
+          "[speculation][faults]") {
+  const std::int64_t n = 50'000;
+  const std::uint64_t stuck = 7;
+  // The first attempt of batch 7 holds its reducer in the crash hook until
+  // the second attempt's call opens the gate, then dies; the second call
+  // goes on for 300 ms after that, so the manager sees the death while the
+  // second attempt still runs.
+  auto g = std::make_shared<gate>();
+  auto hook_calls = std::make_shared<std::atomic<int>>(0);
+  auto fn_calls = std::make_shared<std::atomic<int>>(0);
+  // A floor of 1 s: the 300 ms of the second call never look slow enough
+  // for a third attempt.
+  auto opts = speculative(1000ms);
+  opts.crash_reducer = [g, hook_calls, stuck](std::uint32_t,
+                                              std::uint64_t seq) {
+    if (seq != stuck || hook_calls->fetch_add(1) != 0)
+      return false;
+    g->wait(20s);
+    return true;
+  };
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x")
+    .reduce([g, fn_calls, stuck](const batch_ref<std::int64_t>& b,
+                                 partial& out) {
+      if (b.seq == stuck) {
+        fn_calls->fetch_add(1);
+        g->release();
+        std::this_thread::sleep_for(300ms);
+      }
+      out.add(b.label, aggregate::of(b.items.data(), b.items.size()));
+    })
+    .with(opts);
+  auto [res, stats] = run_in_own_system(p);
+  CHECK(hook_calls->load() == 2);
+  // Only the second attempt ever folded batch 7: promoted, not run again.
+  CHECK(fn_calls->load() == 1);
+  CHECK(res.reducers_replaced == 1);
+  CHECK(res.speculated == 1);
+  CHECK(stats.batches_redispatched == 0);
+  CHECK(res.batches == 50);
+  CHECK(res.balanced());
+  REQUIRE(res.keys.size() == 1);
+  CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}
