@@ -354,9 +354,11 @@ TEST_CASE("speculation: when the first attempt's reducer dies while the "
   auto g = std::make_shared<gate>();
   auto hook_calls = std::make_shared<std::atomic<int>>(0);
   auto fn_calls = std::make_shared<std::atomic<int>>(0);
-  // A floor of 1 s: the 300 ms of the second call never look slow enough
-  // for a third attempt.
-  auto opts = speculative(1000ms);
+  // A floor of 2 s: the 300 ms of the second call never look slow enough
+  // for a third attempt, even on a loaded machine.
+  auto opts = speculative(2000ms);
+  // One batch per reducer: the dying reducer holds nothing but batch 7.
+  opts.reducer_queue = 1;
   opts.crash_reducer = [g, hook_calls, stuck](std::uint32_t,
                                               std::uint64_t seq) {
     if (seq != stuck || hook_calls->fetch_add(1) != 0)
@@ -381,7 +383,8 @@ TEST_CASE("speculation: when the first attempt's reducer dies while the "
   // Only the second attempt ever folded batch 7: promoted, not run again.
   CHECK(fn_calls->load() == 1);
   CHECK(res.reducers_replaced == 1);
-  CHECK(res.speculated == 1);
+  // Batch 7 at least (on a loaded machine another batch may be slow too).
+  CHECK(res.speculated >= 1);
   CHECK(stats.batches_redispatched == 0);
   CHECK(res.batches == 50);
   CHECK(res.balanced());
