@@ -608,8 +608,8 @@ TEST_CASE("aggregate --reconnects: a bad value is a one-line error",
 }
 
 TEST_CASE("flow-etl run: a job whose readers are cut is tried again in the "
-          "jobs' snapshot; losing the snapshot's own connection fails the "
-          "run and an atomic file writes nothing",
+          "jobs' snapshot, and losing the snapshot's own connection fails "
+          "the run and an atomic file writes nothing",
           "[pg][aggregate][run][connection]") {
   auto schema = make_sales("run_cut");
   auto file = temp_file(
