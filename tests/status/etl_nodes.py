@@ -11,6 +11,12 @@ done on the worker node, and the rows the tasks read (in /status and in
 flow_task_rows_read_total) add up to the rows the program printed. Counters
 never go down; with promtool installed each scrape passes `promtool check
 metrics`.
+
+With --speculation a second node, node-b, is stuck for ever in its first
+partition (FLOW_TEST_STUCK_SEQ=0) while it answers heartbeats: once node-a
+is idle the partition runs again there, /status names both nodes ("node-b,
+node-a") while the two attempts run, and at the end every task is done on
+node-a, whose answers counted.
 """
 
 import argparse
@@ -29,6 +35,11 @@ PARTITIONS = 4
 ROWS = 200000
 
 
+# The nodes a running task may show: node-a, or with --speculation node-b
+# and, while a second attempt runs, both.
+RUNNING_ON = {"node-a"}
+
+
 def check_running(job):
     """Every partition announces its planner estimate, flagged estimated."""
     tasks = job["tasks"]
@@ -42,7 +53,7 @@ def check_running(job):
             fail("partition without an estimated total: %r" % src)
         if t["state"] not in ("queued", "running", "done"):
             fail("task state: %r" % t)
-        if t["state"] == "running" and t["node"] != "node-a":
+        if t["state"] == "running" and t["node"] not in RUNNING_ON:
             fail("a running task on no node: %r" % t)
     if tasks["rows_total"] != sum(s["task"]["rows_total"]
                                   for s in job["sources"]) \
@@ -58,8 +69,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--flow-etl", required=True)
     ap.add_argument("--flow-node", required=True)
+    ap.add_argument("--speculation", action="store_true")
     args = ap.parse_args()
     promtool = shutil.which("promtool")
+    if args.speculation:
+        RUNNING_ON.update({"node-b", "node-b, node-a"})
 
     tmp = tempfile.mkdtemp()
     mgr_err = os.path.join(tmp, "manager.stderr")
@@ -67,13 +81,21 @@ def main():
     # The node's reducers are slowed so that the tasks are seen queued and
     # running, not only done.
     node_env = dict(os.environ, FLOW_TEST_REDUCER_DELAY_MS="800")
+    extra = []
+    if args.speculation:
+        # node-b gets the first partition and sticks; node-a's partitions
+        # take about 1.2 s, so the second attempt is seen running.
+        node_env["FLOW_TEST_REDUCER_DELAY_MS"] = "300"
+        extra = ["--min-workers", "2", "--speculation-floor", "300"]
+    else:
+        extra = ["--min-workers", "1"]
     mgr = subprocess.Popen(
         [args.flow_etl, "sum", "--rows", str(ROWS), "--partitions",
          str(PARTITIONS), "--json", "--listen", "127.0.0.1:0", "--insecure",
-         "--min-workers", "1", "--status", "127.0.0.1:0", "--status-linger",
-         "10"],
+         "--status", "127.0.0.1:0", "--status-linger", "10"] + extra,
         stdout=subprocess.PIPE, stderr=open(mgr_err, "w"), text=True)
     node = None
+    stuck = None
     try:
         port = wait_for(mgr_err,
                         r"^flow-etl: listening on 127\.0\.0\.1:(\d+)$", mgr,
@@ -81,6 +103,16 @@ def main():
         base = "http://" + wait_for(
             mgr_err, r"status page at http://(127\.0\.0\.1:\d+)/", mgr,
             "status address")
+        if args.speculation:
+            # First, so that it gets a partition before node-a connects.
+            stuck = subprocess.Popen(
+                [args.flow_node, "worker", "--connect", "127.0.0.1:" + port,
+                 "--insecure", "--reducers", "1", "--name", "node-b",
+                 "--log-level", "warn"],
+                stdout=subprocess.DEVNULL,
+                stderr=open(os.path.join(tmp, "stuck.stderr"), "w"),
+                env=dict(os.environ, FLOW_TEST_STUCK_SEQ="0"))
+            time.sleep(0.5)
         node = subprocess.Popen(
             [args.flow_node, "worker", "--connect", "127.0.0.1:" + port,
              "--insecure", "--reducers", "1", "--name", "node-a",
@@ -91,6 +123,7 @@ def main():
         prev = {}
         scrapes = 0
         running_seen = False
+        both_seen = False
         final = None
         deadline = time.time() + 240
         while time.time() < deadline:
@@ -113,6 +146,10 @@ def main():
                 if any(s["task"]["state"] == "running"
                        for s in job["sources"]):
                     running_seen = True
+                if any(s["task"]["state"] == "running"
+                       and s["task"]["node"] == "node-b, node-a"
+                       for s in job["sources"]):
+                    both_seen = True
                 if job["state"] in ("done", "failed"):
                     final = job
                     break
@@ -125,6 +162,8 @@ def main():
             fail("the job ended %s: %r" % (final["state"], final["errors"]))
         if not running_seen:
             fail("no task was ever seen running")
+        if args.speculation and not both_seen:
+            fail("no task was ever seen running on both nodes")
 
         # The ended job's final status and metrics: the scrape that saw it
         # ended came after it (statistics do not change once a job ended),
@@ -142,6 +181,9 @@ def main():
         if first["mode"] != "distributed" \
                 or first["node_tasks"] != PARTITIONS:
             fail("not run by the node: %r" % first)
+        if args.speculation and (first["speculated"] < 1
+                                 or first["speculation_won"] < 1):
+            fail("no partition was speculated: %r" % first)
         rows_read = first["rows_read"]
         rows_rejected = first["rows_rejected"]
         check_running(job)
@@ -187,12 +229,14 @@ def main():
         if r is None or not r["balanced"] or r["sources"] != PARTITIONS:
             fail("result: %r" % r)
         print("ok: %d scrapes, %d rows read by %d tasks on node-a "
-              "(estimated %d)%s" % (scrapes + 1, rows_read, PARTITIONS,
-                                    tasks["rows_total"],
-                                    "" if promtool else ", no promtool"))
+              "(estimated %d)%s%s" % (scrapes + 1, rows_read, PARTITIONS,
+                                      tasks["rows_total"],
+                                      "" if promtool else ", no promtool",
+                                      ", node-b stuck and overtaken"
+                                      if args.speculation else ""))
         return 0
     finally:
-        for p in (mgr, node):
+        for p in (mgr, node, stuck):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()

@@ -35,7 +35,9 @@ struct task_stats {
   /// Where it is.
   task_state state = task_state::queued;
   /// The worker node running it (or that ran it); empty while queued and
-  /// when it runs in this process.
+  /// when it runs in this process. While a second attempt runs on another
+  /// node (speculation), both names, "w1, w2"; once done, the node whose
+  /// answer counted.
   std::string node;
   /// True once it runs in this process (no worker node was connected).
   bool local = false;

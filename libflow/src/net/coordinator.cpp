@@ -385,6 +385,11 @@ void on_done(entry_actor_ptr self, std::uint64_t id, job_result& res) {
   }
   logger()->debug("task {} done by {}",
                   id, t.second == from ? t.second_name : t.node_name);
+  // While two attempts ran the requester showed both nodes: now the one
+  // whose answer counts (before the answer, which ends its wait).
+  if (t.speculated > 0)
+    self->send(t.requester, started_atom::value,
+               t.second == from ? t.second_name : t.node_name);
   // Counted by the requester's process only (never serialised).
   res.speculated = t.speculated;
   res.speculation_won = t.won ? 1 : 0;
@@ -512,7 +517,9 @@ void speculate(entry_actor_ptr self) {
     t.second_sent = now;
     ++t.speculated;
     self->send(best->node, task_atom::value, id, t.kind, t.payload);
-    self->send(t.requester, started_atom::value, best->name);
+    // Both attempts run: the requester's monitor names both nodes.
+    self->send(t.requester, started_atom::value,
+               t.node_name + ", " + best->name);
   }
 }
 

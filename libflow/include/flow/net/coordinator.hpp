@@ -84,7 +84,9 @@ public:
   /// task with errc::invalid_config (it does not know the kind, cannot reach
   /// the database) gets no more tasks and the task goes to another node.
   /// `started` (if given) hears the name of the node the task went to,
-  /// each time it goes to one (on this thread, before the answer).
+  /// each time it goes to one (on this thread, before the answer); while a
+  /// second attempt runs (speculation) both names, "w1, w2", and, before a
+  /// speculated task's answer, the name of the node whose answer counts.
   caf::expected<job_result>
   run_task(const std::string& kind, const std::string& payload,
            const std::function<bool()>& wanted = {},
