@@ -7,6 +7,8 @@
 //   manager (flow-keyed --listen) ◀──TLS──▶ flow-node worker --connect
 //     batches ──▶ the node's reducers ──▶ partial aggregates back
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "common/test_hooks.hpp"
 #include "common/watch.hpp"
 #include "flow/error.hpp"
+#include "flow/logging.hpp"
 #include "flow/net/net.hpp"
 #include "flow/net/registry.hpp"
 #include "flow/reducer.hpp"
@@ -29,6 +32,8 @@
 #ifdef FLOW_HAS_PG
 #include "etl/tasks.hpp"
 #endif
+
+#include <spdlog/spdlog.h>
 
 namespace {
 
@@ -82,6 +87,11 @@ int run(int argc, char** argv) {
              "PGPASSWORD, ~/.pgpass)",
              "");
 #endif
+  args.value("rejoin", "SECONDS",
+             "after losing a manager it had joined (a cut link, a heartbeat "
+             "timeout), try to join it again as a new node for up to SECONDS "
+             "(every 0.5 s, then up to every 5 s); 0: exit at once",
+             "0");
   args.value("log-level", "LEVEL",
              "trace, debug, info, warn, error, critical or off", "info");
   declare_net_options(args, false);
@@ -118,7 +128,42 @@ int run(int argc, char** argv) {
   configure_scheduler(cfg);
   flow::net::configure(cfg, net.sec);
   caf::actor_system sys{cfg};
-  auto err = flow::net::serve(sys, *to, net.sec, reducers, name);
+  auto rejoin = std::chrono::seconds(args.get_uint("rejoin", 0, 86400));
+  bool joined = false;
+  auto err = flow::net::serve(sys, *to, net.sec, reducers, name,
+                              [&] { joined = true; });
+  // --rejoin: a manager that is still there (its link was cut, or it took
+  // this node for lost) takes the node back as a new one; its work went to
+  // other nodes meanwhile, so nothing is done twice. One that ended is not
+  // there to connect to: the node stops once the time is up.
+  if (joined && rejoin.count() > 0 && code_of(err) != errc::invalid_config) {
+    auto deadline = std::chrono::steady_clock::now() + rejoin;
+    auto pause = std::chrono::milliseconds(500);
+    while (std::chrono::steady_clock::now() < deadline) {
+      logger()->warn("{}; trying to join the manager at {} again for up "
+                     "to {} s",
+                     describe(err), args.get("connect"),
+                     std::chrono::duration_cast<std::chrono::seconds>(
+                       deadline - std::chrono::steady_clock::now())
+                       .count());
+      bool again = false;
+      for (;;) {
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(5000));
+        again = false;
+        err = flow::net::serve(sys, *to, net.sec, reducers, name,
+                               [&] { again = true; });
+        if (again || code_of(err) == errc::invalid_config
+            || std::chrono::steady_clock::now() >= deadline)
+          break;
+      }
+      if (!again)
+        break;
+      // It served again and lost the manager again: a new window.
+      deadline = std::chrono::steady_clock::now() + rejoin;
+      pause = std::chrono::milliseconds(500);
+    }
+  }
   std::cerr << prog << ": " << describe(err) << std::endl;
   // --status-linger: _Exit skips guarded_main's finish_watch().
   finish_watch();

@@ -841,3 +841,54 @@ TEST_CASE("net: a worker node stuck for ever inside the reducer while it "
   CHECK(stuck.wait() == 1);
   CHECK(slurp(stuck.err).find("lost the manager") != std::string::npos);
 }
+
+TEST_CASE("net: a worker node with --rejoin that the manager took for lost "
+          "(stopped past the peer timeout) joins again as a new node, and "
+          "the result is exact",
+          "[net][faults]") {
+  auto& c = the_certs();
+  // spin, one local reducer: the job runs for many seconds.
+  child manager{with({keyed, "--sizes", "8000000,8000000", "--json",
+                      "--batch", "16384", "--workers", "1", "--reducer",
+                      "spin", "--listen", "127.0.0.1:0", "--min-workers",
+                      "1", "--peer-timeout", "2", "--log-level", "info"},
+                     c.tls("manager")),
+                "rejoin-manager"};
+  auto port = wait_for_port(manager);
+  child w1{with(worker_args(port, "w1", "w1", "1"),
+                {"--rejoin", "5", "--peer-timeout", "2"}),
+           "rejoin-w1"};
+  REQUIRE(wait_for_text(w1.err, "lent 1 reducers"));
+  // Stopped for longer than the peer timeout: the manager declares it
+  // lost, hands its batches to others and drops the connection.
+  ::kill(w1.pid, SIGSTOP);
+  bool lost = wait_for_text(manager.err, "lost a reducer of worker node w1");
+  ::kill(w1.pid, SIGCONT);
+  REQUIRE(lost);
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  auto err = slurp(manager.err);
+  // After the job the manager is gone: w1 tries for 5 s, then stops.
+  auto w1_rc = w1.wait();
+  auto w1_err = slurp(w1.err);
+  INFO("manager: " << err << "\nw1: " << w1_err);
+  CHECK(rc == 0);
+  CHECK(all_ok(out));
+  CHECK(count_of(err, "worker node w1 joined") == 2);
+  CHECK(count_of(w1_err, "joined the manager at") == 2);
+  CHECK(count_of(w1_err, "lent 1 reducers") >= 2);
+  CHECK(w1_err.find("trying to join the manager at") != std::string::npos);
+  CHECK(w1_rc == 1);
+}
+
+TEST_CASE("net: flow-node --rejoin with a bad value is a usage error",
+          "[net]") {
+  for (auto bad : {"-1", "x", "86401"}) {
+    auto r = run_program(node, with({"worker", "--connect", "127.0.0.1:1",
+                                     "--insecure", "--rejoin", bad},
+                                    {}));
+    INFO(bad << ": " << r.err);
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("--rejoin") != std::string::npos);
+  }
+}

@@ -183,7 +183,8 @@ caf::expected<caf::actor> connect_to_entry(caf::actor_system& sys,
 
 caf::error serve(caf::actor_system& sys, const endpoint& to,
                  const security& sec, std::size_t reducers,
-                 const std::string& name) {
+                 const std::string& name,
+                 const std::function<void()>& joined) {
   if (auto err = check(sec))
     return err;
   if (reducers == 0)
@@ -215,6 +216,8 @@ caf::error serve(caf::actor_system& sys, const endpoint& to,
   }
   logger()->info("joined the manager at {} with {} reducers", where,
                  reducers);
+  if (joined)
+    joined();
   self->monitor(node);
   self->receive([&](caf::down_msg& dm) {
     result = dm.reason ? dm.reason

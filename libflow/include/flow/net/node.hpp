@@ -5,6 +5,7 @@
 /// and tasks until the manager goes away.
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include <caf/error.hpp>
@@ -20,9 +21,11 @@ namespace flow::net {
 /// finish in time (a manager swamped by connections) is tried again for up
 /// to 30 s.
 /// Returns the reason it stopped (an error: a lost or refused connection,
-/// or the manager ending). Blocks.
+/// or the manager ending). Blocks. `joined` (if given) is called once the
+/// manager welcomed the node, before it serves.
 caf::error serve(caf::actor_system& sys, const endpoint& to,
                  const security& sec, std::size_t reducers,
-                 const std::string& name);
+                 const std::string& name,
+                 const std::function<void()>& joined = {});
 
 } // namespace flow::net
