@@ -14,6 +14,12 @@ Scenarios (one per run, the first argument):
   cut-nospec  the same with --no-speculation and --peer-timeout 2 on every
          process: node 2 is declared lost by the heartbeat timeout within
          about 2 s (the default is 5 s) and its batches re-dispatched.
+  cut-rejoin  nodes run with --rejoin 10 and every process with
+         --peer-timeout 2; node 2's link is down for 5 s early in a longer
+         job: node 2 is declared lost, takes the manager for lost too, and
+         once the link is back joins the running manager again as a new node
+         (both sides log a second join) and lends its reducer again; the
+         result equals the local run's.
   lossy  `tc netem` adds 100 ms +- 20 ms of delay and 5 % packet loss on
          every link: the job ends with the local run's result.
 
@@ -144,7 +150,8 @@ def has_netem():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["cut", "cut-nospec", "lossy"])
+    ap.add_argument("scenario",
+                    choices=["cut", "cut-nospec", "cut-rejoin", "lossy"])
     ap.add_argument("--flow-keyed", required=True)
     ap.add_argument("--flow-node", required=True)
     ap.add_argument("--make-certs", required=True)
@@ -178,9 +185,16 @@ def main():
         job = ["--sizes", sizes, "--json", "--batch", "16384", "--reducer",
                "spin", "--reducers", "1"]
         peer = []
+        rejoin = []
         if args.scenario == "cut-nospec":
             job.append("--no-speculation")
             peer = ["--peer-timeout", "2"]
+        if args.scenario == "cut-rejoin":
+            # Long enough to still run when the link is back.
+            sizes = "12000000,12000000,12000000"
+            job[1] = sizes
+            peer = ["--peer-timeout", "2"]
+            rejoin = ["--rejoin", "10"]
         local = run(args.flow_keyed, "--sizes", sizes, "--json", "--batch",
                     "16384")
         expected = sums(local.stdout)
@@ -199,13 +213,30 @@ def main():
             procs[node] = subprocess.Popen(
                 net.exec(node) + [args.flow_node, "worker", "--connect",
                                   "10.77.%d.1:%s" % (i, port), "--reducers",
-                                  "1", "--name", node] + peer + tls(node),
+                                  "1", "--name", node] + peer + rejoin
+                + tls(node),
                 stdout=subprocess.DEVNULL, stderr=open(errs[node], "w"))
         for node in ["n1", "n2"]:
             wait_for(errs[node], r"lent 1 reducers", procs[node],
                      node + " lending its reducer", timeout=90)
 
-        if args.scenario.startswith("cut"):
+        if args.scenario == "cut-rejoin":
+            # Cut node 2 off for 5 s (declared lost after 2 s), then let it
+            # rejoin while the job runs.
+            wait_for(errs["m"], r"worker node n2 lent a reducer", procs["m"],
+                     "n2 in the job")
+            time.sleep(0.5)
+            net.set_link("n2", False)
+            try:
+                wait_for(errs["m"], r"lost a reducer of worker node n2",
+                         procs["m"], "n2 declared lost", timeout=4.5)
+                time.sleep(2.5)
+            finally:
+                net.set_link("n2", True)
+            wait_for(errs["n2"], r"trying to join the manager at",
+                     procs["n2"], "n2 trying to rejoin", timeout=30)
+            out, _ = procs["m"].communicate(timeout=JOB_TIMEOUT_S)
+        elif args.scenario.startswith("cut"):
             # Let node 2 take batches, then cut it off for 15 s.
             wait_for(errs["m"], r"worker node n2 lent a reducer", procs["m"],
                      "n2 in the job")
@@ -242,6 +273,15 @@ def main():
             if "by worker node n2" not in merr \
                     and "lost a reducer of worker node n2" not in merr:
                 raise Failure("nothing says node 2's batches went elsewhere")
+        if args.scenario == "cut-rejoin":
+            joins = merr.count("worker node n2 joined")
+            if joins != 2:
+                raise Failure("node 2 joined the manager %d times, not 2"
+                              % joins)
+            with open(errs["n2"]) as f:
+                n2err = f.read()
+            if n2err.count("lent 1 reducers") < 2:
+                raise Failure("node 2 did not lend its reducer again")
         if args.scenario == "cut-nospec":
             if "lost a reducer of worker node n2" not in merr:
                 raise Failure("node 2 was not declared lost")
