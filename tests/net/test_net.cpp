@@ -784,7 +784,13 @@ TEST_CASE("net: a worker node throttled to a tenth of its speed mid-job: "
   auto slow_s = std::stod(json_field(line, "libflow_s"));
   INFO("undisturbed " << calm_s << " s, throttled " << slow_s << " s");
   CHECK(std::stoull(json_field(line, "speculated")) > 0);
+  CHECK(std::stoull(json_field(line, "speculation_won"))
+        <= std::stoull(json_field(line, "speculated")));
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // Under the sanitizers a second attempt can be as slow as the throttled
+  // node's first (CI saw speculated > 0 with none won under ASan).
   CHECK(std::stoull(json_field(line, "speculation_won")) > 0);
+#endif
   CHECK(slow_err.find("dispatching it again to") != std::string::npos);
   // The bound, for optimised builds. Under the sanitizers the
   // manager and the nodes' middlemen cost several times more per batch and
