@@ -130,38 +130,34 @@ int run(int argc, char** argv) {
   caf::actor_system sys{cfg};
   auto rejoin = std::chrono::seconds(args.get_uint("rejoin", 0, 86400));
   bool joined = false;
-  auto err = flow::net::serve(sys, *to, net.sec, reducers, name,
-                              [&] { joined = true; });
+  auto serve = [&] {
+    joined = false;
+    return flow::net::serve(sys, *to, net.sec, reducers, name,
+                            [&] { joined = true; });
+  };
+  auto err = serve();
   // --rejoin: a manager that is still there (its link was cut, or it took
   // this node for lost) takes the node back as a new one; its work went to
   // other nodes meanwhile, so nothing is done twice. One that ended is not
-  // there to connect to: the node stops once the time is up.
-  if (joined && rejoin.count() > 0 && code_of(err) != errc::invalid_config) {
-    auto deadline = std::chrono::steady_clock::now() + rejoin;
+  // there to connect to: the node stops once the time is up. Each time it
+  // served again the window starts afresh.
+  if (joined && rejoin.count() > 0) {
+    auto deadline = std::chrono::steady_clock::now();
     auto pause = std::chrono::milliseconds(500);
-    while (std::chrono::steady_clock::now() < deadline) {
-      logger()->warn("{}; trying to join the manager at {} again for up "
-                     "to {} s",
-                     describe(err), args.get("connect"),
-                     std::chrono::duration_cast<std::chrono::seconds>(
-                       deadline - std::chrono::steady_clock::now())
-                       .count());
-      bool again = false;
-      for (;;) {
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::milliseconds(5000));
-        again = false;
-        err = flow::net::serve(sys, *to, net.sec, reducers, name,
-                               [&] { again = true; });
-        if (again || code_of(err) == errc::invalid_config
-            || std::chrono::steady_clock::now() >= deadline)
-          break;
-      }
-      if (!again)
+    while (code_of(err) != errc::invalid_config) {
+      auto now = std::chrono::steady_clock::now();
+      if (joined) {
+        deadline = now + rejoin;
+        pause = std::chrono::milliseconds(500);
+        logger()->warn("{}; trying to join the manager at {} again for up "
+                       "to {} s",
+                       describe(err), args.get("connect"), rejoin.count());
+      } else if (now >= deadline) {
         break;
-      // It served again and lost the manager again: a new window.
-      deadline = std::chrono::steady_clock::now() + rejoin;
-      pause = std::chrono::milliseconds(500);
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(5000));
+      err = serve();
     }
   }
   std::cerr << prog << ": " << describe(err) << std::endl;

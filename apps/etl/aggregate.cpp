@@ -29,6 +29,7 @@
 #include "etl/agg_nodes.hpp"
 #include "etl/agg_plan.hpp"
 #include "etl/agg_values.hpp"
+#include "etl/backoff.hpp"
 #include "etl/command.hpp"
 #include "flow/distinct.hpp"
 #include "flow/exact_sum.hpp"
@@ -1105,16 +1106,27 @@ agg_checkpoint plan_steps(const job_plan& plan,
   return ckpt;
 }
 
-/// Resuming: the checkpoint the interrupted run of this job left (a usage
-/// error when there is none, or when another job left it).
+/// The checkpoint an interrupted run of this job left, noted in `out`;
+/// none when there is none (a usage error when another job left it).
+std::optional<agg_checkpoint> load_checkpoint(checkpoint_store& store,
+                                              const job_plan& plan,
+                                              const agg_run_options& run,
+                                              job_outcome& out) {
+  auto ckpt = store.load(fingerprint_of(plan, run));
+  if (ckpt) {
+    out.resumed_rows = rows_behind(plan, ckpt->state);
+    out.checkpoint = store.table();
+  }
+  return ckpt;
+}
+
+/// Resuming (--resume): that checkpoint, which must be there.
 agg_checkpoint resume_point(checkpoint_store& store, const job_plan& plan,
                             const agg_run_options& run, job_outcome& out) {
-  auto ckpt = store.load(fingerprint_of(plan, run));
+  auto ckpt = load_checkpoint(store, plan, run, out);
   if (!ckpt)
     throw usage_error("no interrupted run of " + output_name(plan.job).display()
                       + " to resume (run without --resume)");
-  out.resumed_rows = rows_behind(plan, ckpt->state);
-  out.checkpoint = store.table();
   return std::move(*ckpt);
 }
 
@@ -1194,20 +1206,16 @@ void run_job(const std::string& conninfo,
     spec.partitions = partitions_for(conninfo, *plan, run);
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
-    if (out.checkpointable && run.resume_if_any) {
-      // A reconnect: the checkpoint this run committed before it lost the
-      // connection, if it got that far.
-      if (auto ckpt = store->load(fingerprint_of(*plan, run))) {
-        out.resumed_rows = rows_behind(*plan, ckpt->state);
-        out.checkpoint = store->table();
-        stepped = std::move(*ckpt);
-        spec.plan = stepped->ranges;
-      }
-    } else if (out.checkpointable && run.resume) {
-      stepped = resume_point(*store, *plan, run, out);
+    if (out.checkpointable && (run.resume || run.resume_if_any)) {
+      // --resume: the interrupted run's checkpoint; a reconnect: the one
+      // this run committed before it lost the connection, if it got that
+      // far.
+      stepped = run.resume_if_any ? load_checkpoint(*store, *plan, run, out)
+                                  : resume_point(*store, *plan, run, out);
       // The coordinator only holds the snapshot: the ranges are the
       // interrupted run's.
-      spec.plan = stepped->ranges;
+      if (stepped)
+        spec.plan = stepped->ranges;
     }
     auto r = pg::partitioned_read::open(spec);
     if (!r)
@@ -1551,7 +1559,7 @@ template <class Body, class MayRetry, class Again>
 std::size_t with_reconnects(const agg_run_options& run,
                             const std::string& what, Body body,
                             MayRetry may_retry, Again again) {
-  auto backoff = std::chrono::milliseconds(500);
+  reconnect_backoff backoff;
   for (std::size_t tries = 0;; ++tries) {
     try {
       body();
@@ -1562,16 +1570,10 @@ std::size_t with_reconnects(const agg_run_options& run,
         throw;
       may_retry(e);
       logger()->warn("{}: {}; trying again in {} ms (reconnect {} of {})",
-                     what, e.what(), backoff.count(), tries + 1,
+                     what, e.what(), backoff.next().count(), tries + 1,
                      run.reconnects);
-      // In steps, so that ^C during the wait ends the run at once.
-      auto until = std::chrono::steady_clock::now() + backoff;
-      while (std::chrono::steady_clock::now() < until) {
-        if (interrupted() != 0)
-          throw;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+      if (!backoff.wait())
+        throw;
       again();
     }
   }

@@ -15,6 +15,7 @@
 #include "common/cli.hpp"
 #include "common/progress.hpp"
 #include "common/signals.hpp"
+#include "etl/backoff.hpp"
 #include "etl/clean_rows.hpp"
 #include "flow/flow.hpp"
 #include "flow/logging.hpp"
@@ -197,7 +198,7 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
   stopwatch sw;
   bool resume = cfg.resume;
   std::size_t resumes = 0;
-  auto backoff = std::chrono::milliseconds(500);
+  reconnect_backoff backoff;
   for (;;) {
     auto rep = run_attempt(sys, cfg, resume, resumes > 0 && !cfg.resume);
     if (rep) {
@@ -217,10 +218,10 @@ caf::expected<clean_report> run_clean(caf::actor_system& sys,
     ++resumes;
     logger()->warn("clean: {}; resuming from the checkpoints in {} ms "
                  "(attempt {} of {})",
-                 describe(rep.error()), backoff.count(), resumes,
+                 describe(rep.error()), backoff.next().count(), resumes,
                  cfg.reconnects);
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+    if (!backoff.wait())
+      return rep; // a signal during the wait: the lost connection's error
     resume = true;
   }
 }

@@ -40,6 +40,19 @@ std::shared_ptr<const std::vector<std::int64_t>> make_values(std::size_t n,
   return xs;
 }
 
+/// oneTBB's parallel_reduce of `xs` into an `Acc` accumulator.
+template <class Acc>
+flow::int128 tbb_sum(const std::vector<std::int64_t>& xs) {
+  return tbb::parallel_reduce(
+    tbb::blocked_range<std::size_t>(0, xs.size()), Acc{0},
+    [&](const tbb::blocked_range<std::size_t>& r, Acc acc) {
+      for (auto i = r.begin(); i != r.end(); ++i)
+        acc += xs[i];
+      return acc;
+    },
+    [](Acc a, Acc b) { return a + b; });
+}
+
 std::string text(flow::int128 x) {
   return flow::to_string(x);
 }
@@ -73,25 +86,11 @@ int main(int argc, char** argv) {
     }
     sum = res->keys[0].agg.sum;
   } else if (method == "tbb64") {
-    sum = tbb::parallel_reduce(
-      tbb::blocked_range<std::size_t>(0, n), std::int64_t{0},
-      [&](const tbb::blocked_range<std::size_t>& r, std::int64_t acc) {
-        for (auto i = r.begin(); i != r.end(); ++i)
-          acc += (*xs)[i];
-        return acc;
-      },
-      [](std::int64_t a, std::int64_t b) { return a + b; });
+    sum = tbb_sum<std::int64_t>(*xs);
   } else {
     // The reduction as a user would write it: 128-bit, so that it is as
     // exact as libflow's.
-    sum = tbb::parallel_reduce(
-      tbb::blocked_range<std::size_t>(0, n), flow::int128{0},
-      [&](const tbb::blocked_range<std::size_t>& r, flow::int128 acc) {
-        for (auto i = r.begin(); i != r.end(); ++i)
-          acc += (*xs)[i];
-        return acc;
-      },
-      [](flow::int128 a, flow::int128 b) { return a + b; });
+    sum = tbb_sum<flow::int128>(*xs);
   }
   auto s = std::chrono::duration<double>(clock_type::now() - t0).count();
   std::printf("{\"method\":\"%s\",\"n\":%zu,\"seconds\":%.6f,\"sum\":\"%s\"}\n",

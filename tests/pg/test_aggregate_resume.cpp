@@ -598,12 +598,17 @@ TEST_CASE("aggregate --reconnects 0: a cut connection fails the run with a "
   CHECK(difference(schema, "out", "ref") == "0");
 }
 
-TEST_CASE("aggregate --reconnects: a bad value is a one-line error",
+TEST_CASE("aggregate and run --reconnects: a bad value is a one-line error",
           "[pg][aggregate][connection]") {
   auto schema = make_sales("agg_reconnects_bad");
+  auto file = temp_file("[[job]]\nname = \"j\"\ntable = \"Sales\"\n"
+                        "aggregates = \"count(*)\"\n");
   for (auto bad : {"-1", "x", "1001"}) {
     auto r = run_program(prog, agg_args(schema, "out", {"--reconnects", bad}));
     check_one_line_error(r, "--reconnects");
+    auto in_run = run_program(prog, {"run", file, "--db", conninfo(),
+                                     "--schema", schema, "--reconnects", bad});
+    check_one_line_error(in_run, "--reconnects");
   }
 }
 
