@@ -267,6 +267,8 @@ bool merge_step(job_result& total, const job_result& step) {
   total.remote_batches += step.remote_batches;
   total.reducers_replaced += step.reducers_replaced;
   total.abandoned += step.abandoned;
+  total.speculated += step.speculated;
+  total.speculation_won += step.speculation_won;
   total.final = step.final;
   total.partial = step.partial;
   return true;

@@ -19,11 +19,20 @@ caf::expected<job> aggregate_over_nodes::start(pg::partitioned_read& read,
   auto tickets = read.tickets();
   if (!tickets)
     return std::move(tickets.error());
-  nodes.wait_for_workers(etl_prog);
+  return start(std::move(*tickets), plan, opts, nodes, sys, true);
+}
+
+caf::expected<job>
+aggregate_over_nodes::start(std::vector<pg::partition_ticket> tickets,
+                            const job_plan& plan, const options& opts,
+                            const cluster& nodes, caf::actor_system& sys,
+                            bool wait) {
+  if (wait)
+    nodes.wait_for_workers(etl_prog);
   ledger_ = std::make_shared<flow::net::task_ledger>();
   auto encoded = encode_plan(plan);
   pipeline<key_result> p;
-  for (auto& t : *tickets) {
+  for (auto& t : tickets) {
     t.extra = {encoded};
     p.add(flow::net::task_source(
       sys, nodes.coordinator(), aggregate_task, t.encode(),

@@ -6,6 +6,7 @@
 // return. Built with networking only (nodes_stub.cpp stands in without it).
 
 #include <memory>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -35,6 +36,14 @@ public:
   caf::expected<job> start(pg::partitioned_read& read, const job_plan& plan,
                            const options& opts, const cluster& nodes,
                            caf::actor_system& sys);
+
+  /// The same over `tickets` (one step of a checkpointed job: some of the
+  /// snapshot's ranges); waits for --min-workers only with `wait` (a later
+  /// step goes on with the nodes still there, or here).
+  caf::expected<job> start(std::vector<pg::partition_ticket> tickets,
+                           const job_plan& plan, const options& opts,
+                           const cluster& nodes, caf::actor_system& sys,
+                           bool wait);
 
   /// True once started.
   bool started() const noexcept {

@@ -974,15 +974,27 @@ void kill_after_checkpoint(std::size_t committed) {
   }
 }
 
+/// The ticket of range `index` of a checkpointed job's plan: `any` (a ticket
+/// of the coordinator's snapshot) for that range.
+pg::partition_ticket range_ticket(pg::partition_ticket any, pg::range part,
+                                  std::size_t index,
+                                  const agg_checkpoint& ckpt) {
+  any.part = std::move(part);
+  any.index = index;
+  any.count = ckpt.ranges.size();
+  any.estimate.reset();
+  return any;
+}
+
 /// Runs steps `ckpt.steps_done` .. `ckpt.steps - 1` of a checkpointed job,
-/// each a job over its `ckpt.partitions` ranges in `coord`'s snapshot, and
-/// merges them into `ckpt.state`; commits a checkpoint after every step but
-/// the last. Returns the merged result (stopped by a signal: what was merged,
+/// each a job over its `ckpt.partitions` ranges in `coord`'s snapshot (read
+/// here, or with `out.distributed` by worker nodes), and merges them into
+/// `ckpt.state`; commits a checkpoint after every step but the last. Returns the merged result (stopped by a signal: what was merged,
 /// partial; a step that did not balance: merged, and stepping ends).
 job_result run_steps(std::shared_ptr<const job_plan> plan,
                      const agg_run_options& run, caf::actor_system& sys,
                      pg::partitioned_read& coord, agg_checkpoint& ckpt,
-                     checkpoint_store& store) {
+                     checkpoint_store& store, job_outcome& out) {
   row_decoder decode{plan};
   auto total = ckpt.state;
   std::size_t committed = 0;
@@ -1006,7 +1018,32 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
     spec.snapshot = coord.snapshot_id();
     spec.offsets.clear();
     job_result res;
-    if (!spec.plan.empty()) {
+    if (!spec.plan.empty() && out.distributed) {
+      // Over worker nodes: the step's ranges are the tasks, each read in
+      // the coordinator's snapshot; the rows' accounting is the tasks'.
+      std::vector<pg::partition_ticket> step_tickets;
+      for (std::size_t i = 0; i < spec.plan.size(); ++i)
+        step_tickets.push_back(
+          range_ticket(tickets->front(), spec.plan[i], first + i, ckpt));
+      aggregate_over_nodes step_nodes;
+      auto started = step_nodes.start(std::move(step_tickets), *plan,
+                                      run.opts, *run.nodes, sys,
+                                      k == ckpt.steps_done);
+      auto r = runner.wait(started, 0, plan->job.name);
+      if (!r)
+        fail(r.error());
+      res = std::move(*r);
+      auto tasks = step_nodes.totals();
+      res.emitted = tasks.rows.emitted;
+      res.aggregated = tasks.rows.aggregated;
+      res.rejected = tasks.rows.rejected;
+      res.dead_lettered = tasks.rows.dead_lettered;
+      res.rejections = tasks.rows.rejections;
+      res.speculated = tasks.rows.speculated;
+      res.speculation_won = tasks.rows.speculation_won;
+      out.node_tasks += tasks.node_tasks;
+      out.local_tasks += tasks.local_tasks;
+    } else if (!spec.plan.empty()) {
       pipeline<agg_row> p;
       std::optional<pg::partitioned_read> read;
       if (plan->pushdown) {
@@ -1024,11 +1061,8 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
         // opened at once.
         std::vector<std::future<caf::expected<pg::copy_reader>>> opening;
         for (std::size_t i = 0; i < spec.plan.size(); ++i) {
-          auto t = tickets->front();
-          t.part = spec.plan[i];
-          t.index = first + i;
-          t.count = ckpt.ranges.size();
-          t.estimate.reset();
+          auto t = range_ticket(tickets->front(), spec.plan[i], first + i,
+                                ckpt);
           opening.push_back(std::async(
             std::launch::async, [t, ci = coord.spec().conninfo] {
               return pg::open_partition(t, ci);
@@ -1179,11 +1213,11 @@ void run_job(const std::string& conninfo,
   std::unique_ptr<pqxx::transaction<pqxx::repeatable_read,
                                     pqxx::read_only>> qtx;
   bool listening = run.nodes != nullptr && run.nodes->listening();
-  // Checkpoints: an output of a table read, by this process's partitions
-  // (a query is one stream; worker nodes re-read a lost partition anyway).
+  // Checkpoints: an output of a table read, by this process's partitions or
+  // by worker nodes step by step (a query is one stream).
   std::optional<agg_checkpoint> stepped;
   std::optional<checkpoint_store> store;
-  if (plan->job.query.empty() && !plan->job.output.empty() && !listening
+  if (plan->job.query.empty() && !plan->job.output.empty()
       && run.checkpoint_rows > 0) {
     out.checkpointable = true;
     store.emplace(conninfo, output_name(plan->job));
@@ -1230,6 +1264,10 @@ void run_job(const std::string& conninfo,
       out.steps = stepped->steps;
       if (plan->pushdown)
         out.mode = "push-down";
+      if (listening) {
+        out.distributed = true;
+        out.mode = "distributed";
+      }
     } else if (listening) {
       out.distributed = true;
       out.mode = "distributed";
@@ -1270,7 +1308,7 @@ void run_job(const std::string& conninfo,
   }
   aggregate_over_nodes over_nodes;
   if (stepped) {
-    out.res = run_steps(plan, run, sys, *read, *stepped, *store);
+    out.res = run_steps(plan, run, sys, *read, *stepped, *store, out);
   } else {
     auto started = out.distributed
                      ? over_nodes.start(*read, *plan, run.opts, *run.nodes,
@@ -1851,9 +1889,6 @@ int cmd_aggregate(int argc, char** argv) {
   if (run.resume && (job.output.empty() || !job.query.empty()))
     throw usage_error("--resume needs --output and --table (only those "
                       "runs take checkpoints)");
-  if (run.resume && nodes.listening())
-    throw usage_error("--resume and --listen exclude each other (worker "
-                      "nodes take no checkpoints)");
   if (run.resume && run.checkpoint_rows == 0)
     throw usage_error("--resume and --checkpoint-rows 0 exclude each other");
   prepare_session_environment();

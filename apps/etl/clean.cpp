@@ -148,7 +148,8 @@ void declare_clean_options(arg_parser& args) {
   args.flag("resume",
             "continue the run that was interrupted (killed, or its database "
             "connection lost for good) from its checkpoints instead of "
-            "starting over");
+            "starting over; with --listen, from the partitions the killed "
+            "manager's nodes had committed");
   args.value("reconnects", "N",
              "when the database connection is lost, resume from the "
              "checkpoints up to N times (backoff 0.5 s doubling to 8 s)",
@@ -217,9 +218,6 @@ int cmd_clean(int argc, char** argv) {
   bool json = args.is_set("json");
   cluster nodes;
   nodes.read_options(args, etl_prog);
-  if (nodes.listening() && cfg.resume)
-    throw usage_error("--resume and --listen exclude each other (a "
-                      "distributed clean re-reads a lost partition instead)");
   install_commit_hook(cfg);
   // --table names the ads table here; init's other table keeps its name.
   auto init = read_init_options(args);

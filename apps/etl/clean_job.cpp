@@ -40,19 +40,22 @@ bool clean_report::ok() const {
          && res.written + res.dead_lettered == ads;
 }
 
-namespace {
-
-/// The per-city aggregates of the clean rows earlier attempts committed: a
-/// resumed run's manager sees only the rest, and ads_summary must cover all.
 caf::expected<std::map<std::string, aggregate>>
-committed_summary(const clean_config& cfg, const pg::table_name& staging) {
+committed_summary(const std::string& conninfo,
+                  const std::vector<pg::table_name>& tables) {
   std::map<std::string, aggregate> result;
+  if (tables.empty())
+    return result;
   try {
-    pqxx::connection conn{cfg.conninfo};
+    std::string rows_of;
+    for (auto& t : tables)
+      rows_of += (rows_of.empty() ? "" : " UNION ALL ")
+                 + std::string{"SELECT city, price_cents FROM "} + t.quoted();
+    pqxx::connection conn{conninfo};
     pqxx::read_transaction tx{conn};
     auto rows = tx.exec("SELECT city, count(*), sum(price_cents)::text, "
-                        "min(price_cents), max(price_cents) FROM "
-                        + staging.quoted() + " GROUP BY city");
+                        "min(price_cents), max(price_cents) FROM ("
+                        + rows_of + ") x GROUP BY city");
     for (auto row : rows) {
       aggregate a;
       a.count = row[1].as<std::uint64_t>();
@@ -66,9 +69,31 @@ committed_summary(const clean_config& cfg, const pg::table_name& staging) {
     }
     return result;
   } catch (...) {
-    return pg::current_error(cfg.conninfo, "reading the resumed output");
+    return pg::current_error(conninfo, "reading the resumed output");
   }
 }
+
+pg::final_rows_fn
+summary_with(std::map<std::string, aggregate> seed,
+             std::shared_ptr<std::size_t> summary_keys) {
+  return [seed = std::move(seed), summary_keys](const job_result& res) {
+    auto merged = res;
+    for (auto& [city, agg] : seed) {
+      auto k = flow::key{city};
+      auto i = std::find_if(merged.keys.begin(), merged.keys.end(),
+                            [&](const key_result& x) { return x.key == k; });
+      if (i == merged.keys.end())
+        merged.keys.push_back({k, agg, 0});
+      else if (!i->agg.merge(agg))
+        throw std::overflow_error("summary of city " + city);
+    }
+    merged.key_count = merged.keys.size();
+    *summary_keys = merged.keys.size();
+    return summary_rows(merged);
+  };
+}
+
+namespace {
 
 /// Where an attempt starts: the read's plan and, when it resumes, the
 /// checkpoints and the per-city aggregates earlier attempts committed.
@@ -106,34 +131,13 @@ plan_attempt(const clean_config& cfg,
   if (start.state) {
     start.spec.plan = start.state->plan;
     start.spec.offsets = start.state->done;
-    auto committed = committed_summary(cfg, start.state->staging.front());
+    auto committed = committed_summary(cfg.conninfo,
+                                       {start.state->staging.front()});
     if (!committed)
       return std::move(committed.error());
     start.seed = std::move(*committed);
   }
   return start;
-}
-
-/// ads_summary's rows: the manager's aggregates plus what earlier attempts
-/// committed (`seed`); counts the cities into `summary_keys`.
-pg::final_rows_fn
-summary_with(std::map<std::string, aggregate> seed,
-             std::shared_ptr<std::size_t> summary_keys) {
-  return [seed = std::move(seed), summary_keys](const job_result& res) {
-    auto merged = res;
-    for (auto& [city, agg] : seed) {
-      auto k = flow::key{city};
-      auto i = std::find_if(merged.keys.begin(), merged.keys.end(),
-                            [&](const key_result& x) { return x.key == k; });
-      if (i == merged.keys.end())
-        merged.keys.push_back({k, agg, 0});
-      else if (!i->agg.merge(agg))
-        throw std::overflow_error("summary of city " + city);
-    }
-    merged.key_count = merged.keys.size();
-    *summary_keys = merged.keys.size();
-    return summary_rows(merged);
-  };
 }
 
 /// One attempt, planned by plan_attempt.

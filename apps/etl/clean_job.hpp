@@ -14,13 +14,17 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <caf/expected.hpp>
 
 #include "flow/options.hpp"
 #include "flow/pg/connection.hpp"
+#include "flow/pg/copy_sink.hpp"
 #include "flow/result.hpp"
 
 namespace caf {
@@ -86,6 +90,19 @@ struct clean_report {
   /// with the job's accounting.
   bool ok() const;
 };
+
+/// The per-city aggregates of the clean rows in `tables` (staged output that
+/// earlier, interrupted runs committed): a resumed run's manager sees only
+/// the rest, and ads_summary must cover all.
+caf::expected<std::map<std::string, aggregate>>
+committed_summary(const std::string& conninfo,
+                  const std::vector<pg::table_name>& tables);
+
+/// ads_summary's rows: the manager's aggregates plus what earlier runs
+/// committed (`seed`); counts the cities into `summary_keys`.
+pg::final_rows_fn
+summary_with(std::map<std::string, aggregate> seed,
+             std::shared_ptr<std::size_t> summary_keys);
 
 /// Runs the clean job, resumable: output and per-partition checkpoints are
 /// committed in steps (the targets change only at the end). A run that loses

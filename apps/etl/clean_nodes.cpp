@@ -8,12 +8,15 @@
 #include <cctype>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 
 #include <unistd.h>
 
 #include <pqxx/connection>
+#include <pqxx/nontransaction>
 #include <pqxx/result>
 #include <pqxx/transaction>
 
@@ -174,17 +177,226 @@ void drop_staged(const std::string& conninfo, const std::string& tag) {
   }
 }
 
+/// The table recording a distributed run's job and plan, next to its staged
+/// partitions (dropped with them): what `--resume` finds after the manager
+/// was killed. Its name is no staging name (`staged_name`): nodes never
+/// write it.
+pg::table_name plan_table(const std::string& tag) {
+  return {staging_schema, tag + "_plan"};
+}
+
+/// The partitions' staged tables of the run tagged `tag`.
+pg::table_name staged_clean(const std::string& tag, std::size_t i) {
+  return {staging_schema, tag + "_p" + std::to_string(i) + "_c"};
+}
+
+pg::table_name staged_rejects(const std::string& tag, std::size_t i) {
+  return {staging_schema, tag + "_p" + std::to_string(i) + "_r"};
+}
+
+/// What identifies a distributed clean's job: its first output, as the
+/// in-process run's resume state does.
+caf::expected<std::string> job_of(const clean_config& cfg) {
+  try {
+    pqxx::connection conn{cfg.conninfo};
+    pqxx::nontransaction tx{conn};
+    auto current = tx.exec("SELECT current_schema()")[0][0].c_str();
+    return pg::owner_hex(cfg.clean, current == nullptr ? "" : current);
+  } catch (...) {
+    return pg::current_error(cfg.conninfo, "reading the current schema");
+  }
+}
+
+/// A killed run of the same job, as its plan table recorded it.
+struct killed_run {
+  std::string tag;
+  std::vector<pg::range> plan;
+};
+
+/// Finds the plan a killed (or still running) distributed run of `job` left
+/// in flow_dist; none: errc::invalid_config.
+caf::expected<killed_run> find_killed_run(const std::string& conninfo,
+                                          const std::string& job,
+                                          const pg::table_name& target) {
+  try {
+    pqxx::connection conn{conninfo};
+    pqxx::read_transaction tx{conn};
+    auto plans = tx.exec_params(
+      "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename "
+      "~ '^d[0-9a-f]{16}_plan$' ORDER BY tablename",
+      std::string{staging_schema});
+    for (auto row : plans) {
+      auto name = row[0].as<std::string>();
+      pg::table_name t{staging_schema, name};
+      auto rows = tx.exec("SELECT job, lo, hi, blocks, nulls FROM "
+                          + t.quoted() + " ORDER BY source");
+      if (rows.empty() || rows[0][0].as<std::string>() != job)
+        continue;
+      killed_run k;
+      k.tag = name.substr(0, 17);
+      for (auto r : rows) {
+        pg::range x;
+        if (!r[1].is_null())
+          x.lo = r[1].as<std::int64_t>();
+        if (!r[2].is_null())
+          x.hi = r[2].as<std::int64_t>();
+        x.blocks = r[3].as<bool>();
+        x.nulls = r[4].as<bool>();
+        k.plan.push_back(x);
+      }
+      return k;
+    }
+  } catch (...) {
+    return pg::current_error(conninfo, "looking for the run to resume");
+  }
+  return make_error(errc::invalid_config,
+                    "no interrupted distributed run of " + target.display()
+                      + " to resume in " + staging_schema
+                      + " (run without --resume)");
+}
+
+/// What a resumed run takes over from the killed one.
+struct taken_over {
+  /// Per partition: true when the killed run's nodes had committed it.
+  std::vector<bool> done;
+  /// The ads those partitions hold (clean plus rejected rows).
+  std::uint64_t ads = 0;
+};
+
+/// Takes the killed run's committed partitions over, under its lock (so
+/// neither a second resume nor a clean-up touches them meanwhile): renames
+/// them to this run's names (`tag`), so a run killed again is resumed the
+/// same way, and drops the rest of its tables. A node of the killed run
+/// still in the middle of a partition may commit it after this, under the
+/// old name: an orphan, dropped by the next run or `flow-etl gc`.
+caf::expected<taken_over> take_over(const std::string& conninfo,
+                                    const killed_run& old,
+                                    const std::string& tag) {
+  auto lock = pg::owner_lock::try_acquire(
+    conninfo, old.tag.substr(1),
+    "the staging tables " + std::string{staging_schema} + "." + old.tag
+      + "_p* of the run to resume (another run is resuming it)");
+  if (!lock)
+    return std::move(lock.error());
+  try {
+    pqxx::connection conn{conninfo};
+    pqxx::work tx{conn};
+    auto exists = [&](const pg::table_name& t) {
+      return tx.exec("SELECT to_regclass(" + tx.quote(t.quoted())
+                     + ") IS NOT NULL")[0][0]
+        .as<bool>();
+    };
+    if (!exists(plan_table(old.tag)))
+      return make_error(errc::invalid_config,
+                        "the interrupted run's state in "
+                          + std::string{staging_schema}
+                          + " was dropped meanwhile: nothing to resume (run "
+                            "without --resume)");
+    taken_over result;
+    result.done.assign(old.plan.size(), false);
+    for (std::size_t i = 0; i < old.plan.size(); ++i) {
+      auto c = staged_clean(old.tag, i);
+      auto r = staged_rejects(old.tag, i);
+      // A node commits both tables of a partition in one transaction.
+      if (!exists(c) || !exists(r))
+        continue;
+      result.ads += tx.exec("SELECT (SELECT count(*) FROM " + c.quoted()
+                            + ") + (SELECT count(*) FROM " + r.quoted() + ")")
+                      [0][0]
+                        .as<std::uint64_t>();
+      tx.exec("ALTER TABLE " + c.quoted() + " RENAME TO "
+              + pg::quote_ident(staged_clean(tag, i).table));
+      tx.exec("ALTER TABLE " + r.quoted() + " RENAME TO "
+              + pg::quote_ident(staged_rejects(tag, i).table));
+      result.done[i] = true;
+    }
+    auto rest = tx.exec_params(
+      "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND "
+      "starts_with(tablename, $2)",
+      std::string{staging_schema}, old.tag + "_p");
+    for (auto row : rest)
+      tx.exec("DROP TABLE IF EXISTS "
+              + pg::table_name{staging_schema, row[0].as<std::string>()}
+                  .quoted());
+    tx.commit();
+    return result;
+  } catch (...) {
+    return pg::current_error(conninfo, "taking over the interrupted run");
+  }
+}
+
+/// Records this run's job and plan (see `plan_table`).
+caf::error write_plan(const std::string& conninfo, const std::string& tag,
+                      const std::string& job,
+                      const std::vector<pg::range>& plan) {
+  auto opt = [](const std::optional<std::int64_t>& x) {
+    return x ? std::to_string(*x) : std::string{"NULL"};
+  };
+  try {
+    pqxx::connection conn{conninfo};
+    pqxx::work tx{conn};
+    auto t = plan_table(tag).quoted();
+    tx.exec("DROP TABLE IF EXISTS " + t);
+    tx.exec("CREATE TABLE " + t
+            + " (job text NOT NULL, source integer PRIMARY KEY, lo bigint, "
+              "hi bigint, blocks boolean NOT NULL, nulls boolean NOT NULL)");
+    for (std::size_t i = 0; i < plan.size(); ++i)
+      tx.exec("INSERT INTO " + t + " VALUES (" + tx.quote(job) + ", "
+              + std::to_string(i) + ", " + opt(plan[i].lo) + ", "
+              + opt(plan[i].hi) + ", " + (plan[i].blocks ? "true" : "false")
+              + ", " + (plan[i].nulls ? "true" : "false") + ")");
+    tx.commit();
+    return {};
+  } catch (...) {
+    return pg::current_error(conninfo, "recording the distributed plan");
+  }
+}
+
+/// True for an owner whose tables a fresh run of `job` may drop when no
+/// live run holds them: its own job's, or tables no plan ties to a job
+/// (another job's killed run stays, for its own --resume or `gc`).
+bool droppable(const std::string& conninfo, const std::string& job,
+               const std::string& owner) {
+  try {
+    pqxx::connection conn{conninfo};
+    pqxx::read_transaction tx{conn};
+    auto t = plan_table("d" + owner);
+    if (!tx.exec("SELECT to_regclass(" + tx.quote(t.quoted())
+                 + ") IS NOT NULL")[0][0]
+           .as<bool>())
+      return true;
+    auto rows = tx.exec("SELECT job FROM " + t.quoted() + " LIMIT 1");
+    return rows.empty() || rows[0][0].as<std::string>() == job;
+  } catch (...) {
+    return false;
+  }
+}
+
 } // namespace
 
 caf::expected<clean_report>
 run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                       const cluster& nodes) {
   stopwatch sw;
+  auto job = job_of(cfg);
+  if (!job)
+    return std::move(job.error());
+  // --resume: the killed run's plan, so its committed partitions still
+  // cover the same blocks; the rest is read in this run's snapshot.
+  std::optional<killed_run> old;
+  if (cfg.resume) {
+    auto k = find_killed_run(cfg.conninfo, *job, cfg.clean);
+    if (!k)
+      return std::move(k.error());
+    old = std::move(*k);
+  }
   // Partitions are the unit of work handed to nodes: as many as cores here
   // at least, whatever the table's size.
   auto spec = ads_read_spec(cfg, cfg.partitions > 0
                                    ? cfg.partitions
                                    : flow::default_reducers());
+  if (old)
+    spec.plan = old->plan;
   auto read = pg::partitioned_read::open(spec);
   if (!read)
     return std::move(read.error());
@@ -205,7 +417,20 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                                              + "." + tag + "_p*");
   if (!owner)
     return std::move(owner.error());
-  if (auto gone = pg::drop_orphans(cfg.conninfo, false, {staging_schema});
+  taken_over resumed;
+  resumed.done.assign(tickets->size(), false);
+  if (old) {
+    auto t = take_over(cfg.conninfo, *old, tag);
+    if (!t)
+      return std::move(t.error());
+    resumed = std::move(*t);
+  }
+  // Another job's killed run stays for its own --resume (or `gc`).
+  auto mine = [&](const std::string& o) {
+    return droppable(cfg.conninfo, *job, o);
+  };
+  if (auto gone = pg::drop_orphans(cfg.conninfo, false, {staging_schema},
+                                   mine);
       !gone)
     logger()->warn("clean: could not drop what killed runs left in {}: {}",
                    staging_schema, describe(gone.error()));
@@ -213,29 +438,46 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
     logger()->warn("clean: dropped {} staging tables in {} that killed runs "
                    "left behind",
                    gone->size(), staging_schema);
+  if (auto err = write_plan(cfg.conninfo, tag, *job, read->ranges()))
+    return err;
+  // The summary covers the taken-over partitions too: their cities are
+  // read back from their staged rows.
+  std::vector<pg::table_name> done_tables;
+  for (std::size_t i = 0; i < resumed.done.size(); ++i)
+    if (resumed.done[i])
+      done_tables.push_back(staged_clean(tag, i));
+  auto seed = committed_summary(cfg.conninfo, done_tables);
+  if (!seed)
+    return std::move(seed.error());
+  if (old)
+    logger()->info("clean: resuming: {} of {} partitions ({} ads) were "
+                   "committed by the interrupted run",
+                   done_tables.size(), tickets->size(), resumed.ads);
   auto tables = output_tables(cfg);
   auto summary_keys = std::make_shared<std::size_t>(0);
-  auto summary = [summary_keys](const job_result& res) {
-    *summary_keys = res.keys.size();
-    return summary_rows(res);
-  };
-  auto snk = std::make_unique<pg::copy_sink>(cfg.conninfo, tables, summary,
-                                             cfg.before_commit);
+  auto snk = std::make_unique<pg::copy_sink>(
+    cfg.conninfo, tables, summary_with(std::move(*seed), summary_keys),
+    cfg.before_commit);
   auto ledger = std::make_shared<flow::net::task_ledger>();
   pipeline<key_result> p;
+  std::size_t pending = 0;
   for (auto& t : *tickets) {
-    clean_task task{t, schema,
-                    std::string{tag} + "_p" + std::to_string(t.index) + "_c",
-                    std::string{tag} + "_p" + std::to_string(t.index) + "_r"};
+    clean_task task{t, schema, staged_clean(tag, t.index).table,
+                    staged_rejects(tag, t.index).table};
     snk->adopt(clean_table, {schema, task.clean});
     snk->adopt(rejects_table, {schema, task.rejects});
+    if (resumed.done.at(t.index))
+      continue;
+    ++pending;
     p.add(flow::net::task_source(
       sys, nodes.coordinator(), clean_partition_task, encode(task),
       "partition " + std::to_string(t.index + 1) + "/"
         + std::to_string(t.count) + " of " + cfg.ads.display(),
       ledger, t.estimate));
   }
-  nodes.wait_for_workers("flow-etl");
+  // A resumed run whose partitions were all committed only commits.
+  if (pending > 0)
+    nodes.wait_for_workers("flow-etl");
   auto started = p.reduce(flow::net::merge_key_results())
                    .sink(sink<pg::copy_row>{std::move(snk)})
                    .with(cfg.opts)
@@ -263,12 +505,15 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   rep.res.final = res->final;
   rep.res.partial = res->partial;
   rep.res.abandoned = res->abandoned;
+  rep.resumed_ads = resumed.ads;
   rep.node_tasks = ledger->remote_tasks();
   rep.local_tasks = ledger->local_tasks();
   rep.seconds = sw.seconds();
+  // The plan goes once the output it planned is committed.
+  if (!rep.res.partial)
+    drop_staged(cfg.conninfo, tag);
   return checked(cfg, std::move(rep), *summary_keys);
 }
 
 
 } // namespace flow::apps
-

@@ -38,7 +38,10 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
 /// none is connected; a lost node's partition goes to another), the
 /// manager merges the per-city aggregates, and its sink adopts the staged
 /// rows, writes ads_summary and swaps all three tables in one transaction.
-/// Not resumable: a lost partition is read again instead.
+/// The run records its plan in flow_dist (`d<tag>_plan`); with
+/// `cfg.resume` it continues a killed manager's run: the partitions its
+/// nodes had committed are kept (their cities read back for the summary),
+/// the others are read again in a new snapshot.
 caf::expected<clean_report>
 run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
                       const cluster& nodes);

@@ -41,6 +41,13 @@ caf::expected<job> aggregate_over_nodes::start(pg::partitioned_read&,
   return no_networking();
 }
 
+caf::expected<job>
+aggregate_over_nodes::start(std::vector<pg::partition_ticket>,
+                            const job_plan&, const options&, const cluster&,
+                            caf::actor_system&, bool) {
+  return no_networking();
+}
+
 task_totals aggregate_over_nodes::totals() const {
   return {};
 }

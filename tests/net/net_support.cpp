@@ -44,6 +44,14 @@ const certs& the_certs() {
   return instance;
 }
 
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos;
+       pos = text.find(what, pos + 1))
+    ++n;
+  return n;
+}
+
 std::string wait_for_port(const child& manager) {
   // The program's own line ("flow-keyed: listening on ..."), not the log's.
   const std::string marker = ": listening on 127.0.0.1:";

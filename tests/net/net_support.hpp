@@ -33,4 +33,7 @@ const certs& the_certs();
 /// (REQUIRE), showing what the manager printed.
 std::string wait_for_port(const child& manager);
 
+/// How often `what` occurs in `text`.
+std::size_t count_of(const std::string& text, const std::string& what);
+
 } // namespace flow::test

@@ -43,6 +43,7 @@ const std::string keyed = FLOW_KEYED_PATH;
 const std::string node = FLOW_NODE_PATH;
 
 using flow::test::child;
+using flow::test::count_of;
 using flow::test::slurp;
 using flow::test::the_certs;
 using flow::test::wait_for_port;
@@ -84,14 +85,6 @@ std::uint64_t remote_batches(const std::string& out) {
   return lines.empty() ? 0 : std::stoull(json_field(lines[0], "remote_batches"));
 }
 
-/// How often `what` occurs in `text`.
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto pos = text.find(what); pos != std::string::npos;
-       pos = text.find(what, pos + 1))
-    ++n;
-  return n;
-}
 
 /// What one wave of misbehaving peers saw.
 struct wave_outcome {

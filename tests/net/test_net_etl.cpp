@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <set>
@@ -327,6 +328,119 @@ TEST_CASE("net: the manager of flow-etl clean killed mid-job, workers stop "
   CHECK(digest(schema, "ads_summary", "city") == c);
 }
 
+namespace {
+
+/// True once every clean task a node was given has ended (done or failed).
+bool tasks_settled(const child& w) {
+  auto err = slurp(w.err);
+  return count_of(err, "(etl.clean) from the manager")
+         == count_of(err, "(etl.clean) done")
+              + count_of(err, "(etl.clean) failed");
+}
+
+} // namespace
+
+TEST_CASE("net: the manager of flow-etl clean killed mid-job, --resume with "
+          "the nodes joining again equals an uninterrupted run and leaves "
+          "nothing staged",
+          "[net][pg][faults]") {
+  auto schema = init_schema("netresume", "100", "60000");
+  clean_locally(schema, "6");
+  auto dist_tables = [] {
+    return scalar("SELECT string_agg(tablename, ', ' ORDER BY tablename) "
+                  "FROM pg_tables WHERE schemaname = 'flow_dist'");
+  };
+  auto before = dist_tables();
+  auto before_count = staged_tables();
+  auto args = manager_args("clean", schema, "6", "2");
+  child manager{args, "etl-resume-manager"};
+  auto port = wait_for_port(manager);
+  // Each node reads one partition at a time, slowly (one batch of 10^4 ads
+  // per partition, 1.5 s each), and tries to join again for 60 s after
+  // losing the manager.
+  auto rejoining = [&](const std::string& name) {
+    return with(worker(port, name), {"--rejoin", "60"});
+  };
+  child w1{rejoining("w1"), "etl-resume-w1",
+           "FLOW_TEST_REDUCER_DELAY_MS=1500"};
+  child w2{rejoining("w2"), "etl-resume-w2",
+           "FLOW_TEST_REDUCER_DELAY_MS=1500"};
+  REQUIRE(wait_for_text(w1.err, "(etl.clean) done"));
+  manager.kill_now();
+  CHECK(manager.wait() == 128 + SIGKILL);
+  REQUIRE(wait_for_text(w1.err, "trying to join the manager"));
+  REQUIRE(wait_for_text(w2.err, "trying to join the manager"));
+  // The partitions the nodes were reading when the manager died end, and
+  // are committed under the killed run's names.
+  for (int i = 0; i < 400 && !(tasks_settled(w1) && tasks_settled(w2)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(tasks_settled(w1));
+  REQUIRE(tasks_settled(w2));
+  // Its plan and at least the first partition's two tables.
+  CHECK(staged_tables() >= before_count + 3);
+  CHECK(scalar("SELECT to_regclass('" + q(schema, "ads_clean") + "')")
+        .empty());
+  // The same job on the same port, resumed: the nodes join it again and
+  // read what the killed run had not committed.
+  auto again = args;
+  std::replace(again.begin(), again.end(), std::string{"127.0.0.1:0"},
+               "127.0.0.1:" + port);
+  again.push_back("--resume");
+  child resumed{again, "etl-resumed-manager"};
+  auto rc = resumed.wait();
+  auto out = slurp(resumed.out);
+  INFO("resumed: " << slurp(resumed.err) << "\nw1: " << slurp(w1.err)
+                   << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  CHECK(json_field(out, "ok") == "true");
+  CHECK(json_field(out, "ads") == "60000");
+  auto taken = std::stoull(json_field(out, "resumed_ads"));
+  CHECK(taken >= 10000);
+  CHECK(taken < 60000);
+  CHECK(std::stoull(json_field(out, "emitted")) + taken == 60000);
+  CHECK(std::stoull(json_field(out, "node_tasks")) > 0);
+  check_same_as_local(schema);
+  // Nothing of either run is left (what other jobs' killed runs left
+  // before this test stays for their own --resume).
+  CHECK(dist_tables() == before);
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+               "'flow_resume'")
+        == "0");
+}
+
+TEST_CASE("net: the manager of flow-etl clean killed when every partition "
+          "was staged, --resume only commits them",
+          "[net][pg][faults]") {
+  auto schema = init_schema("netresumeall", "100", "20000");
+  clean_locally(schema, "2");
+  child manager{manager_args("clean", schema, "2", "1"),
+                "etl-resumeall-manager", "FLOW_ETL_TEST_BEFORE_COMMIT=pause"};
+  auto port = wait_for_port(manager);
+  child w1{worker(port, "w1", "2"), "etl-resumeall-w1"};
+  REQUIRE(wait_for_text(manager.err, "pausing before commit"));
+  manager.kill_now();
+  CHECK(manager.wait() == 128 + SIGKILL);
+  CHECK(w1.wait() == 1);
+  // No node needed: nothing is left to read.
+  auto r = run_program(etl, with({"clean", "--db", conninfo(), "--schema",
+                                  schema, "--json", "--listen", "127.0.0.1:0",
+                                  "--resume"},
+                                 the_certs().tls("manager")));
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(json_field(r.out, "ok") == "true");
+  CHECK(json_field(r.out, "resumed_ads") == "20000");
+  CHECK(json_field(r.out, "emitted") == "0");
+  check_same_as_local(schema);
+  // Resumed once: a second --resume has nothing left to continue.
+  auto again = run_program(etl, with({"clean", "--db", conninfo(), "--schema",
+                                      schema, "--listen", "127.0.0.1:0",
+                                      "--resume"},
+                                     the_certs().tls("manager")));
+  CHECK(again.rc == 2);
+  CHECK(again.err.find("no interrupted distributed run of") != std::string::npos);
+}
+
 TEST_CASE("net: flow-etl --listen with no worker node reads the partitions "
           "itself",
           "[net][pg]") {
@@ -370,11 +484,15 @@ TEST_CASE("net: flow-etl's network options that exclude each other are "
                                  tls));
   CHECK(r.rc == 2);
   CHECK(r.err.find("--pushdown and --listen") != std::string::npos);
-  auto s = run_program(etl, with({"clean", "--db", conninfo(), "--resume",
-                                  "--listen", "127.0.0.1:0"},
+  // --resume over nodes with nothing to resume: one line, exit 2, before
+  // anything listens.
+  auto schema = fresh_schema("netnoresume");
+  auto s = run_program(etl, with({"clean", "--db", conninfo(), "--schema",
+                                  schema, "--resume", "--listen",
+                                  "127.0.0.1:0"},
                                  tls));
   CHECK(s.rc == 2);
-  CHECK(s.err.find("--resume and --listen") != std::string::npos);
+  CHECK(s.err.find("no interrupted distributed run of") != std::string::npos);
   auto t = run_program(etl, {"sum", "--db", conninfo(), "--listen",
                              "127.0.0.1:0"});
   CHECK(t.rc == 2);
@@ -446,6 +564,79 @@ TEST_CASE("net: flow-etl aggregate --listen over two worker nodes equals the "
   CHECK(slurp(w2.err).find("(etl.aggregate) done") != std::string::npos);
   CHECK(w1.wait() == 1);
   CHECK(w2.wait() == 1);
+}
+
+TEST_CASE("net: flow-etl aggregate --listen --output, the manager killed "
+          "after its first checkpoint, --resume with the nodes joining again "
+          "equals the in-process run",
+          "[net][pg][faults]") {
+  auto schema = init_schema("netaggresume", "100000", "10");
+  std::vector<std::string> job{
+    "--table", "elements", "--group-by", "list_size", "--agg",
+    "sum(value), count(*), min(value), max(value), count(distinct list_id)",
+    "--checkpoint-rows", "20000"};
+  auto local_args = std::vector<std::string>{"aggregate", "--db", conninfo(),
+                                             "--schema", schema,
+                                             "--partitions", "2", "--json",
+                                             "--output", "a_local"};
+  local_args.insert(local_args.end(), job.begin(), job.end());
+  auto local = run_program(etl, local_args);
+  INFO(local.err);
+  REQUIRE(local.rc == 0);
+  auto local_summary = lines_of(local.out).back();
+  auto args = manager_args("aggregate", schema, "2", "2");
+  args.insert(args.end(), {"--output", "a_dist"});
+  args.insert(args.end(), job.begin(), job.end());
+  // The test hook kills the manager (SIGKILL) once its first step is
+  // committed as a checkpoint.
+  child manager{args, "etl-aggres-manager", "FLOW_ETL_TEST_KILL_AFTER_STEP=1"};
+  auto port = wait_for_port(manager);
+  auto rejoining = [&](const std::string& name) {
+    return with(worker(port, name), {"--rejoin", "60"});
+  };
+  child w1{rejoining("w1"), "etl-aggres-w1"};
+  child w2{rejoining("w2"), "etl-aggres-w2"};
+  CHECK(manager.wait() == 128 + SIGKILL);
+  REQUIRE(wait_for_text(w1.err, "trying to join the manager"));
+  REQUIRE(wait_for_text(w2.err, "trying to join the manager"));
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+               "'flow_resume' AND tablename LIKE 'agg\\_%'")
+        == "1");
+  CHECK(scalar("SELECT to_regclass('" + q(schema, "a_dist") + "')").empty());
+  auto again = args;
+  std::replace(again.begin(), again.end(), std::string{"127.0.0.1:0"},
+               "127.0.0.1:" + port);
+  again.push_back("--resume");
+  child resumed{again, "etl-aggres-resumed"};
+  auto rc = resumed.wait();
+  auto out = slurp(resumed.out);
+  INFO("resumed: " << slurp(resumed.err) << "\nw1: " << slurp(w1.err)
+                   << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  auto lines = lines_of(out);
+  REQUIRE(!lines.empty());
+  auto summary = lines.back();
+  CHECK(json_field(summary, "mode") == "\"distributed\"");
+  CHECK(json_field(summary, "balanced") == "true");
+  CHECK(std::stoull(json_field(summary, "resumed_rows")) > 0);
+  CHECK(json_field(summary, "rows_read")
+        == json_field(local_summary, "rows_read"));
+  CHECK(std::stoull(json_field(summary, "node_tasks")) > 0);
+  // The groups printed and the table written equal the in-process run's.
+  auto groups = lines;
+  groups.pop_back();
+  auto local_groups = lines_of(local.out);
+  local_groups.pop_back();
+  CHECK(groups == local_groups);
+  auto except_all = [&](const std::string& x, const std::string& y) {
+    return scalar("SELECT count(*) FROM (SELECT * FROM " + q(schema, x)
+                  + " EXCEPT ALL SELECT * FROM " + q(schema, y) + ") d");
+  };
+  CHECK(except_all("a_local", "a_dist") == "0");
+  CHECK(except_all("a_dist", "a_local") == "0");
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+               "'flow_resume'")
+        == "0");
 }
 
 TEST_CASE("net: a worker node stuck for ever on a partition while it answers "

@@ -200,13 +200,14 @@ find_job_tables(const std::string& conninfo,
 
 caf::expected<std::vector<job_table>>
 drop_orphans(const std::string& conninfo, bool dry_run,
-             const std::vector<std::string>& schemas) {
+             const std::vector<std::string>& schemas,
+             const std::function<bool(const std::string&)>& only) {
   try {
     auto conn = detail::connect(conninfo);
     std::vector<job_table> dropped;
     std::map<std::string, std::vector<job_table>> by_owner;
     for (auto& t : list(*conn, schemas))
-      if (!t.live)
+      if (!t.live && (!only || only(t.owner)))
         by_owner[t.owner].push_back(t);
     for (auto& [owner, tables] : by_owner) {
       if (dry_run) {

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,9 +100,11 @@ find_job_tables(const std::string& conninfo,
 /// Drops the tables of `find_job_tables` whose run is not live, each
 /// owner's under its lock (so a run starting meanwhile waits for nothing
 /// and finds its old state gone, as a fresh run would). Returns the tables
-/// dropped (`dry_run`: the tables that would be).
+/// dropped (`dry_run`: the tables that would be). `only`, when given,
+/// restricts it to the owners (16 hex digits) for which it returns true.
 caf::expected<std::vector<job_table>>
 drop_orphans(const std::string& conninfo, bool dry_run,
-             const std::vector<std::string>& schemas = {});
+             const std::vector<std::string>& schemas = {},
+             const std::function<bool(const std::string&)>& only = {});
 
 } // namespace flow::pg
