@@ -1,7 +1,8 @@
 #!/bin/sh
 # Repeats jobs (flow-keyed with worker nodes, flow-etl sum with worker nodes,
-# flow-etl clean) for SECONDS while injecting faults at random, checking every
-# result against a run without faults (scripts/soak.py says which faults).
+# flow-etl clean, in one process and with worker nodes) for SECONDS while
+# injecting faults at random, checking every result against a run without
+# faults (scripts/soak.py says which faults).
 #
 #   scripts/soak.sh SECONDS [--bin DIR] [--seed N]
 set -eu
