@@ -200,8 +200,9 @@ caf::expected<std::string> job_of(const clean_config& cfg) {
   try {
     pqxx::connection conn{cfg.conninfo};
     pqxx::nontransaction tx{conn};
-    auto current = tx.exec("SELECT current_schema()")[0][0].c_str();
-    return pg::owner_hex(cfg.clean, current == nullptr ? "" : current);
+    // Copied before the result it points into goes.
+    std::string current = tx.exec("SELECT current_schema()")[0][0].c_str();
+    return pg::owner_hex(cfg.clean, current);
   } catch (...) {
     return pg::current_error(cfg.conninfo, "reading the current schema");
   }
