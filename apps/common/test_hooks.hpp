@@ -81,4 +81,19 @@ reducer<T> with_test_delay(reducer<T> fn) {
   };
 }
 
+/// Only the stuck hook around `fn` (FLOW_TEST_STUCK_SEQ), for reducers
+/// that take their delay from with_test_hooks already (a worker node's
+/// clean partitions).
+template <class T>
+reducer<T> with_test_stuck(reducer<T> fn) {
+  auto stuck = test_stuck_seq();
+  if (!stuck)
+    return fn;
+  return [fn = std::move(fn), stuck](const batch_ref<T>& b, partial& out) {
+    if (b.seq >= *stuck)
+      stuck_for_ever(b.seq);
+    fn(b, out);
+  };
+}
+
 } // namespace flow::apps

@@ -49,7 +49,10 @@ void print_clean_json(const clean_report& rep) {
     .add("rows_per_s", rep.seconds > 0 ? rep.ads / rep.seconds : 0.0)
     .add("verify_s", rep.verify_seconds);
   if (rep.node_tasks + rep.local_tasks > 0)
-    obj.add("node_tasks", rep.node_tasks).add("local_tasks", rep.local_tasks);
+    obj.add("node_tasks", rep.node_tasks)
+      .add("local_tasks", rep.local_tasks)
+      .add("speculated", res.speculated)
+      .add("speculation_won", res.speculation_won);
   std::cout << obj.str() << std::endl;
 }
 
@@ -77,6 +80,11 @@ void print_clean_table(const clean_report& rep, const clean_config& cfg) {
                 "here\n",
                 static_cast<unsigned long long>(rep.node_tasks),
                 static_cast<unsigned long long>(rep.local_tasks));
+  if (res.speculated > 0)
+    std::printf("speculation: %llu partitions run again on another node, "
+                "%llu of them staged first there\n",
+                static_cast<unsigned long long>(res.speculated),
+                static_cast<unsigned long long>(res.speculation_won));
   std::printf("every ad in exactly one of %s and %s: %s (%llu in both, %llu "
               "in neither); job %.3f s, %.0f rows/s; checked in %.3f s\n",
               cfg.clean.display().c_str(), cfg.rejects.display().c_str(),

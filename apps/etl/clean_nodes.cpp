@@ -5,8 +5,10 @@
 
 #include "etl/clean_nodes.hpp"
 
+#include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <random>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -22,6 +24,7 @@
 
 #include "common/cli.hpp"
 #include "common/progress.hpp"
+#include "common/test_hooks.hpp"
 #include "etl/clean_rows.hpp"
 #include "etl/node_error.hpp"
 #include "flow/flow.hpp"
@@ -72,6 +75,74 @@ std::string encode(const clean_task& t) {
   return ticket.encode();
 }
 
+/// A suffix naming one attempt at a partition: two attempts (a speculated
+/// one, or a node declared lost that still runs) stage under names of their
+/// own, so neither waits for the other's uncommitted tables.
+std::string attempt_suffix() {
+  static std::atomic<std::uint32_t> counter{0};
+  static const std::uint32_t seed = std::random_device{}();
+  std::uint64_t h = 1469598103934665603ULL;
+  for (auto x : {static_cast<std::uint64_t>(seed),
+                 static_cast<std::uint64_t>(::getpid()),
+                 static_cast<std::uint64_t>(counter++)}) {
+    h ^= x;
+    h *= 1099511628211ULL;
+  }
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "_x%08x",
+                static_cast<unsigned>(h ^ (h >> 32)));
+  return buf;
+}
+
+/// The advisory-lock class of a partition's claim (two-integer keys: a
+/// key space apart from the runs' 64-bit owner locks).
+constexpr const char* claim_lock_class = "1718382455";
+
+/// Takes the claim lock of the partition whose clean table is `clean` until
+/// the transaction ends (an expression: PERFORM or SELECT it).
+std::string claim_lock(const std::string& schema, const std::string& clean) {
+  return "pg_advisory_xact_lock(" + std::string{claim_lock_class}
+         + ", hashtext('" + schema + "." + clean + "'))";
+}
+
+/// True when `schema`.`table` exists in the statement's own snapshot (an
+/// expression). pg_class is read with it, not through the catalog cache: in
+/// a READ COMMITTED transaction, a statement after a lock wait sees the
+/// tables an attempt committed meanwhile. The names are checked staging
+/// names (hex digits, digits, '_'), safe inside literals.
+std::string committed_table(const std::string& schema,
+                            const std::string& table) {
+  return "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN "
+         "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE "
+         "n.nspname = '"
+         + schema + "' AND c.relname = '" + table + "')";
+}
+
+/// The SQL an attempt runs in its own commit, after its tables got the
+/// attempt's names: under the partition's lock, it publishes them under the
+/// partition's names unless another attempt already did (both read the
+/// same snapshot and cleaning is deterministic: the rows are the same) or
+/// the run is over (its plan is gone: committed, abandoned or taken over
+/// by a resume). The losing attempt drops its tables in the same commit,
+/// so an attempt leaves exactly one copy or nothing.
+std::string claim_sql(const std::string& schema, const std::string& clean,
+                      const std::string& rejects, const std::string& suffix) {
+  auto q = [&](const std::string& t) {
+    return pg::table_name{schema, t}.quoted();
+  };
+  auto plan = clean.substr(0, 17) + "_plan";
+  return "DO $flow$ BEGIN PERFORM " + claim_lock(schema, clean) + "; IF "
+         + committed_table(schema, clean) + " OR NOT "
+         + committed_table(schema, plan) + " THEN DROP TABLE "
+         + q(clean + suffix) + "; DROP TABLE " + q(rejects + suffix)
+         + "; RAISE NOTICE 'flow: another attempt staged this partition "
+           "first, or its run is over: this attempt is discarded'; ELSE "
+           "ALTER TABLE "
+         + q(clean + suffix) + " RENAME TO " + pg::quote_ident(clean)
+         + "; ALTER TABLE " + q(rejects + suffix) + " RENAME TO "
+         + pg::quote_ident(rejects) + "; END IF; END $flow$";
+}
+
 caf::expected<clean_task> decode_clean_task(const std::string& payload) {
   auto tk = pg::partition_ticket::decode(payload);
   if (!tk)
@@ -105,15 +176,19 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
     return node_error(std::move(reader.error()));
   // The same clean and rejects columns as the targets; no primary keys here
   // (the manager builds them once, over every partition, at its commit).
+  // Staged under this attempt's names, published under the partition's at
+  // the commit (claim_sql): the partition may be read by two attempts.
   clean_config names;
   auto all = output_tables(names);
+  auto suffix = attempt_suffix();
   std::vector<pg::output_table> staged{
-    {{task->schema, task->clean}, all[clean_table].columns, "",
+    {{task->schema, task->clean + suffix}, all[clean_table].columns, "",
      all[clean_table].format},
-    {{task->schema, task->rejects}, all[rejects_table].columns, "",
+    {{task->schema, task->rejects + suffix}, all[rejects_table].columns, "",
      all[rejects_table].format}};
   auto snk = std::make_unique<pg::copy_sink>(ci, staged);
   snk->on_dead_letters(reject_rows);
+  snk->at_commit(claim_sql(task->schema, task->clean, task->rejects, suffix));
   pipeline<raw_ad> p;
   p.add(source<raw_ad>{
     std::make_unique<pg::row_source<raw_ad, decltype(&decode_ad)>>(
@@ -121,7 +196,7 @@ caf::expected<job_result> run_clean_partition(caf::actor_system& sys,
   options opts;
   opts.batch_size = 16384;
   opts.reducers = flow::default_reducers();
-  return p.reduce(with_poison(clean_batch))
+  return p.reduce(with_test_stuck(with_poison(clean_batch)))
     .describe(describe_ad)
     .sink(sink<pg::copy_row>{std::move(snk)})
     .with(opts)
@@ -283,8 +358,7 @@ caf::expected<taken_over> take_over(const std::string& conninfo,
     pqxx::connection conn{conninfo};
     pqxx::work tx{conn};
     auto exists = [&](const pg::table_name& t) {
-      return tx.exec("SELECT to_regclass(" + tx.quote(t.quoted())
-                     + ") IS NOT NULL")[0][0]
+      return tx.exec("SELECT " + committed_table(t.schema, t.table))[0][0]
         .as<bool>();
     };
     if (!exists(plan_table(old.tag)))
@@ -298,6 +372,10 @@ caf::expected<taken_over> take_over(const std::string& conninfo,
     for (std::size_t i = 0; i < old.plan.size(); ++i) {
       auto c = staged_clean(old.tag, i);
       auto r = staged_rejects(old.tag, i);
+      // A node of the killed run still claiming this partition either
+      // committed it before this lock (kept here) or claims it after this
+      // transaction, when the killed run's plan is gone (and discards it).
+      tx.exec("SELECT " + claim_lock(c.schema, c.table));
       // A node commits both tables of a partition in one transaction.
       if (!exists(c) || !exists(r))
         continue;
@@ -459,6 +537,10 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   auto snk = std::make_unique<pg::copy_sink>(
     cfg.conninfo, tables, summary_with(std::move(*seed), summary_keys),
     cfg.before_commit);
+  // The plan goes in the commit that adopts the partitions: an attempt
+  // still running then (speculation's loser, a lost node) finds it gone at
+  // its own commit and discards its rows instead of leaving an orphan.
+  snk->at_commit("DROP TABLE IF EXISTS " + plan_table(tag).quoted());
   auto ledger = std::make_shared<flow::net::task_ledger>();
   pipeline<key_result> p;
   std::size_t pending = 0;

@@ -43,8 +43,10 @@ caf::expected<job_result> run_sum_partition(caf::actor_system& sys,
 
 void register_etl_tasks(const std::string& conninfo) {
   // sum and aggregate partitions only read (in the run's snapshot) and
-  // return states: a second attempt is harmless. clean's write staging
-  // tables named after the partition, so they are never run twice at once.
+  // return states: a second attempt is harmless. clean's stage their rows
+  // under names of their own attempt and publish them under the
+  // partition's at their commit only if no other attempt did
+  // (clean_nodes.cpp, claim_sql): a second attempt is harmless too.
   net::register_task(
     sum_task,
     [conninfo](caf::actor_system& sys, const std::string& payload) {
@@ -61,7 +63,8 @@ void register_etl_tasks(const std::string& conninfo) {
                      [conninfo](caf::actor_system& sys,
                                 const std::string& payload) {
                        return run_clean_partition(sys, conninfo, payload);
-                     });
+                     },
+                     true);
 }
 
 } // namespace flow::apps

@@ -19,6 +19,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "etl/clean_nodes.hpp"
+#include "etl/clean_rows.hpp"
 #include "flow/error.hpp"
 #include "flow/pg/connection.hpp"
 #include "flow/pg/read.hpp"
@@ -116,6 +117,43 @@ std::vector<std::string> worker(const std::string& port,
 std::size_t staged_tables() {
   return std::stoull(scalar("SELECT count(*) FROM pg_tables WHERE "
                             "schemaname = 'flow_dist'"));
+}
+
+/// A distributed run of flow-etl CMD over `schema`'s 4 partitions with two
+/// worker nodes, w2 stuck for ever in its first batch of any partition
+/// while it answers heartbeats; w2 is killed once the manager and w1 ended
+/// (its stuck calls may hold every thread of its scheduler, so it cannot
+/// always exit by itself, docs/distribution.md; it holds nothing of the job
+/// any more).
+struct stuck_run {
+  int rc = -1;
+  std::string out;
+  std::string err;
+  std::string w1_err;
+  std::string w2_err;
+  int w1_rc = -1;
+};
+
+stuck_run run_with_stuck_node(const std::string& cmd,
+                              const std::string& schema,
+                              const std::string& tag) {
+  auto args = manager_args(cmd, schema, "4", "2");
+  args.insert(args.end(), {"--speculation-floor", "300", "--log-level",
+                           "info"});
+  child manager{args, tag + "-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker(port, "w1"), tag + "-w1"};
+  child w2{worker(port, "w2"), tag + "-w2", "FLOW_TEST_STUCK_SEQ=0"};
+  stuck_run r;
+  r.rc = manager.wait();
+  r.out = slurp(manager.out);
+  r.err = slurp(manager.err);
+  r.w1_rc = w1.wait();
+  r.w1_err = slurp(w1.err);
+  r.w2_err = slurp(w2.err);
+  w2.kill_now();
+  w2.wait();
+  return r;
 }
 
 } // namespace
@@ -297,6 +335,155 @@ TEST_CASE("net: a clean task naming tables other than its staging tables is "
   auto r = flow::apps::run_clean_partition(sys, conninfo(), t.encode());
   REQUIRE(!r);
   CHECK(flow::describe(r.error()).find("snapshot") != std::string::npos);
+}
+
+TEST_CASE("net: attempts at one clean partition: the first commit claims it, "
+          "a later or concurrent attempt discards its rows, and none "
+          "publishes once the run's plan is gone",
+          "[net][pg][speculation]") {
+  auto schema = init_schema("netclaim", "100", "3000");
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  flow::apps::clean_config cc;
+  cc.conninfo = conninfo();
+  cc.ads = {schema, "ads"};
+  auto read = flow::pg::partitioned_read::open(flow::apps::ads_read_spec(cc, 2));
+  REQUIRE(read);
+  auto tickets = read->tickets();
+  REQUIRE(tickets);
+  REQUIRE(tickets->size() == 2);
+  // A run's tag, its plan (the node only checks that it exists) and the
+  // partitions' staging names.
+  const std::string tag = "d00c1a1a00c1a1a00";
+  exec("CREATE SCHEMA IF NOT EXISTS flow_dist");
+  auto plan = q("flow_dist", tag + "_plan");
+  auto make_plan = [&] { exec("CREATE TABLE " + plan + " (job text)"); };
+  auto payload = [&](std::size_t i) {
+    auto t = (*tickets)[i];
+    auto p = tag + "_p" + std::to_string(i) + "_";
+    t.extra = {"flow_dist", p + "c", p + "r"};
+    return t.encode();
+  };
+  auto tables = [&] {
+    return scalar("SELECT coalesce(string_agg(tablename, ',' ORDER BY "
+                  "tablename), '') FROM pg_tables WHERE schemaname = "
+                  "'flow_dist' AND starts_with(tablename, '"
+                  + tag + "')");
+  };
+  auto rows = [&](std::size_t i) {
+    auto p = tag + "_p" + std::to_string(i) + "_";
+    return std::stoull(scalar("SELECT (SELECT count(*) FROM "
+                              + q("flow_dist", p + "c")
+                              + ") + (SELECT count(*) FROM "
+                              + q("flow_dist", p + "r") + ")"));
+  };
+  auto run = [&](std::size_t i) {
+    auto r = flow::apps::run_clean_partition(sys, conninfo(), payload(i));
+    INFO((r ? std::string{} : flow::describe(r.error())));
+    REQUIRE(r);
+    return r->emitted;
+  };
+  auto both = tag + "_p0_c," + tag + "_p0_r," + tag + "_plan";
+  make_plan();
+  // The first attempt publishes its partition's tables.
+  auto n0 = run(0);
+  CHECK(n0 > 0);
+  CHECK(tables() == both);
+  CHECK(rows(0) == n0);
+  auto before = scalar("SELECT md5(string_agg(id::text, ',' ORDER BY id)) "
+                       "FROM " + q("flow_dist", tag + "_p0_c"));
+  // A later attempt finds them and discards its own: one copy, unchanged.
+  CHECK(run(0) == n0);
+  CHECK(tables() == both);
+  CHECK(rows(0) == n0);
+  CHECK(scalar("SELECT md5(string_agg(id::text, ',' ORDER BY id)) FROM "
+               + q("flow_dist", tag + "_p0_c"))
+        == before);
+  // Two attempts at once on each partition: exactly one copy of each.
+  exec("DROP TABLE " + q("flow_dist", tag + "_p0_c") + ", "
+       + q("flow_dist", tag + "_p0_r"));
+  std::vector<std::thread> attempts;
+  std::vector<caf::expected<flow::job_result>> results(4, flow::job_result{});
+  for (std::size_t k = 0; k < 4; ++k)
+    attempts.emplace_back([&, k] {
+      results[k] = flow::apps::run_clean_partition(sys, conninfo(),
+                                                   payload(k / 2));
+    });
+  for (auto& t : attempts)
+    t.join();
+  for (auto& r : results)
+    REQUIRE(r);
+  CHECK(tables()
+        == tag + "_p0_c," + tag + "_p0_r," + tag + "_p1_c," + tag + "_p1_r,"
+             + tag + "_plan");
+  CHECK(rows(0) == n0);
+  CHECK(rows(1) == results[2]->emitted);
+  // Every ad in exactly one partition's output.
+  CHECK(rows(0) + rows(1) == 3000);
+  // The run is over (its plan dropped, as the manager's commit does): an
+  // attempt that ends now publishes nothing.
+  exec("DROP TABLE " + plan + ", " + q("flow_dist", tag + "_p0_c") + ", "
+       + q("flow_dist", tag + "_p0_r") + ", " + q("flow_dist", tag + "_p1_c")
+       + ", " + q("flow_dist", tag + "_p1_r"));
+  CHECK(run(1) > 0);
+  CHECK(tables() == "");
+}
+
+TEST_CASE("net: a worker node stuck for ever on a clean partition while it "
+          "answers heartbeats: the partition is cleaned again on the other "
+          "node, the tables equal the in-process run's and nothing is left "
+          "staged",
+          "[net][pg][faults][speculation]") {
+  auto schema = init_schema("netcleanstuck", "100", "40000");
+  clean_locally(schema, "4");
+  auto before = staged_tables();
+  auto r = run_with_stuck_node("clean", schema, "etl-cstuck");
+  INFO("manager: " << r.err << "\nw1: " << r.w1_err << "\nw2: " << r.w2_err);
+  CHECK(r.rc == 0);
+  CHECK(json_field(r.out, "ok") == "true");
+  CHECK(json_field(r.out, "ads") == "40000");
+  // Each partition counted once, the one cleaned twice included.
+  CHECK(json_field(r.out, "emitted") == "40000");
+  CHECK(json_field(r.out, "node_tasks") == "4");
+  CHECK(std::stoull(json_field(r.out, "speculated")) >= 1);
+  CHECK(std::stoull(json_field(r.out, "speculation_won")) >= 1);
+  CHECK(r.w2_err.find("test hook: stuck on batch 0") != std::string::npos);
+  CHECK(r.err.find("running it again on w1") != std::string::npos);
+  check_same_as_local(schema);
+  CHECK(r.w1_rc == 1);
+  // The stuck attempts' transactions ended with their node: nothing of
+  // them was ever visible, and nothing is left.
+  CHECK(staged_tables() == before);
+}
+
+TEST_CASE("net: a slow node's clean partition run again elsewhere: the "
+          "losing attempt, which finishes after the commit, leaves nothing",
+          "[net][pg][speculation]") {
+  auto schema = init_schema("netcleanslow", "100", "40000");
+  clean_locally(schema, "4");
+  auto before = staged_tables();
+  auto args = manager_args("clean", schema, "4", "2");
+  args.insert(args.end(), {"--speculation-floor", "300"});
+  child manager{args, "etl-cslow-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker(port, "w1"), "etl-cslow-w1"};
+  // 1.5 s per batch: it is overtaken, then finishes its attempts later.
+  child w2{worker(port, "w2"), "etl-cslow-w2",
+           "FLOW_TEST_REDUCER_DELAY_MS=1500"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  INFO("manager: " << slurp(manager.err) << "\nw1: " << slurp(w1.err)
+                   << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  CHECK(json_field(out, "ok") == "true");
+  CHECK(json_field(out, "emitted") == "40000");
+  CHECK(std::stoull(json_field(out, "speculated")) >= 1);
+  check_same_as_local(schema);
+  w1.wait();
+  w2.wait();
+  // Whether the slow attempts committed (and discarded their rows, the
+  // plan being gone) or ended with their node, nothing is staged.
+  CHECK(staged_tables() == before);
 }
 
 TEST_CASE("net: the manager of flow-etl clean killed mid-job, workers stop "
@@ -648,38 +835,22 @@ TEST_CASE("net: a worker node stuck for ever on a partition while it answers "
                                  "--partitions", "4", "--json"});
   INFO(local.err);
   REQUIRE(local.rc == 0);
-  auto args = manager_args("sum", schema, "4", "2");
-  args.insert(args.end(), {"--speculation-floor", "300", "--log-level",
-                           "info"});
-  child manager{args, "etl-stuck-manager"};
-  auto port = wait_for_port(manager);
-  child w1{worker(port, "w1"), "etl-stuck-w1"};
-  // Its first batch of any partition never ends.
-  child w2{worker(port, "w2"), "etl-stuck-w2", "FLOW_TEST_STUCK_SEQ=0"};
-  auto rc = manager.wait();
-  auto out = slurp(manager.out);
-  auto err = slurp(manager.err);
-  INFO("manager: " << err << "\nw1: " << slurp(w1.err)
-                   << "\nw2: " << slurp(w2.err));
-  CHECK(rc == 0);
+  auto r = run_with_stuck_node("sum", schema, "etl-stuck");
+  INFO("manager: " << r.err << "\nw1: " << r.w1_err << "\nw2: " << r.w2_err);
+  CHECK(r.rc == 0);
   bool ok_local = false;
   bool ok_dist = false;
-  CHECK(sums_of(out, ok_dist) == sums_of(local.out, ok_local));
+  CHECK(sums_of(r.out, ok_dist) == sums_of(local.out, ok_local));
   CHECK(ok_dist);
-  auto first = lines_of(out).at(0);
+  auto first = lines_of(r.out).at(0);
   CHECK(json_field(first, "node_tasks") == "4");
   // Each partition counted once, the one read twice included.
   CHECK(json_field(first, "rows_read") == "200025");
   CHECK(std::stoull(json_field(first, "speculated")) >= 1);
   CHECK(std::stoull(json_field(first, "speculation_won")) >= 1);
-  CHECK(slurp(w2.err).find("test hook: stuck on batch 0") != std::string::npos);
-  CHECK(err.find("running it again on w1") != std::string::npos);
-  CHECK(w1.wait() == 1);
-  // Every reducer call of w2 is stuck, its own second attempts included, so
-  // every scheduler thread of it may be: it cannot always even exit by
-  // itself (docs/distribution.md). It holds nothing of the job any more.
-  w2.kill_now();
-  w2.wait();
+  CHECK(r.w2_err.find("test hook: stuck on batch 0") != std::string::npos);
+  CHECK(r.err.find("running it again on w1") != std::string::npos);
+  CHECK(r.w1_rc == 1);
 }
 
 TEST_CASE("net: with --no-speculation, a partition is never read twice",

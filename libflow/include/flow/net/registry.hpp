@@ -68,7 +68,9 @@ reducer<std::int64_t> spin_sum_by_label();
 /// `repeatable`: the task only reads and returns its result (no effect
 /// elsewhere), so two attempts at once are harmless and the coordinator may
 /// run a straggling one again on another node (docs/distribution.md,
-/// "Speculation"). A task that writes (for example staging tables) is not.
+/// "Speculation"). A task that writes is repeatable only when two attempts
+/// cannot both take effect (flow-etl clean's partitions stage under
+/// per-attempt names and the first commit claims the partition).
 void register_task(const std::string& kind, task_fn fn,
                    bool repeatable = false);
 
