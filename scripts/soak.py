@@ -14,6 +14,15 @@ Faults (one per job, chosen at random, at a random moment while it runs):
   stop        a worker node stopped for 1 to 3 s, then continued (keyed, sum,
               dclean);
   terminate   pg_terminate_backend of every connection of the job (clean);
+  cut         the link of a worker node cut (set down: every packet
+              dropped) for 1 to 8 s, then restored (keyed, sum, dclean; the
+              heartbeat timeout is 5 s, so the node is declared lost in some
+              runs and not in others). Needs network namespaces (root): for
+              these jobs the manager and the other node run in one
+              namespace and the victim in another, joined by a veth pair
+              (10.79.0.1 <-> 10.79.0.2, inside the namespaces only; the
+              database is reached through its unix socket). Without them
+              the soak says so in one line and injects no cuts;
   manager     SIGKILL of the manager (dclean), then the same command with
               --resume on the same address, which the nodes join again (if
               the killed run had recorded nothing yet, the command without
@@ -45,6 +54,57 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class Link:
+    """Two network namespaces joined by a veth pair: `m` (10.79.0.1, the
+    manager and the other node) and `v` (10.79.0.2, the victim node)."""
+
+    def __init__(self):
+        tag = "fs%d" % (os.getpid() % 100000)
+        self.ns = {"m": tag + "m", "v": tag + "v"}
+        self.dev = {"m": tag + "mv", "v": tag + "vm"}
+        self.made = []
+
+    @staticmethod
+    def ip(*args, check=True):
+        return subprocess.run(["ip"] + list(args), check=check,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+
+    def create(self):
+        """None, or why the namespaces cannot be made."""
+        if shutil.which("ip") is None:
+            return "the ip command (iproute2) is missing"
+        for name in self.ns.values():
+            r = self.ip("netns", "add", name, check=False)
+            if r.returncode != 0:
+                self.delete()
+                return "cannot create network namespaces (%s)" % \
+                    r.stderr.strip()
+            self.made.append(name)
+            self.ip("-n", name, "link", "set", "lo", "up")
+        self.ip("link", "add", self.dev["m"], "netns", self.ns["m"], "type",
+                "veth", "peer", "name", self.dev["v"], "netns", self.ns["v"])
+        for side, addr in [("m", "10.79.0.1/30"), ("v", "10.79.0.2/30")]:
+            self.ip("-n", self.ns[side], "addr", "add", addr, "dev",
+                    self.dev[side])
+            self.ip("-n", self.ns[side], "link", "set", self.dev[side], "up")
+        return None
+
+    def delete(self):
+        for name in self.made:
+            self.ip("netns", "del", name, check=False)
+        self.made = []
+
+    def exec(self, side):
+        return ["ip", "netns", "exec", self.ns[side]]
+
+    def set(self, up):
+        state = "up" if up else "down"
+        for side in ["m", "v"]:
+            self.ip("-n", self.ns[side], "link", "set", self.dev[side],
+                    state)
+
+
 class Soak:
     def __init__(self, bin_dir, seed):
         self.bin = bin_dir
@@ -56,10 +116,18 @@ class Soak:
         self.faults = {}
         self.mismatches = []
         self.ref = {}
+        self.link = None
+        self.no_cut = None
 
     # -- set-up ------------------------------------------------------------
 
     def start(self):
+        link = Link()
+        self.no_cut = link.create()
+        if self.no_cut is None:
+            self.link = link
+        else:
+            print("soak: no cut links: %s" % self.no_cut, flush=True)
         subprocess.run(["bash", os.path.join(ROOT, "scripts/make-certs.sh"),
                         self.tmp, "manager", "w1", "w2"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -80,6 +148,8 @@ class Soak:
         self.ref["clean"] = self.clean_digest()
 
     def finish(self):
+        if self.link is not None:
+            self.link.delete()
         if self.stop_db:
             subprocess.run(self.stop_db, shell=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -127,11 +197,12 @@ class Soak:
 
     # -- jobs ---------------------------------------------------------------
 
-    def start_manager(self, manager_cmd, at="127.0.0.1:0"):
-        """Starts a manager listening at `at`; returns it, the file of its
-        stderr and its port (None when it printed none)."""
+    def start_manager(self, manager_cmd, at="127.0.0.1:0", prefix=()):
+        """Starts a manager listening at `at` (`prefix`: the command it runs
+        under, e.g. `ip netns exec`); returns it, the file of its stderr and
+        its port (None when it printed none)."""
         err = os.path.join(self.tmp, "manager.err")
-        mgr = subprocess.Popen(manager_cmd + ["--listen", at,
+        mgr = subprocess.Popen(list(prefix) + manager_cmd + ["--listen", at,
                                               "--min-workers", "2"]
                                + self.tls("manager"),
                                stdout=subprocess.PIPE,
@@ -140,7 +211,7 @@ class Soak:
         deadline = time.time() + 60
         while port is None and time.time() < deadline:
             with open(err) as f:
-                m = re.search(r"listening on 127\.0\.0\.1:(\d+)$", f.read(),
+                m = re.search(r"listening on [0-9.]+:(\d+)$", f.read(),
                               re.M)
             if m:
                 port = m.group(1)
@@ -153,12 +224,18 @@ class Soak:
         """Runs a manager and two worker nodes; injects `fault` into one
         node, or (`manager`) into the manager, at a random moment. Returns
         (rc, stdout, stderr, hit)."""
-        mgr, err, port = self.start_manager(manager_cmd)
+        cut = fault == "cut"
+        host = "10.79.0.1" if cut else "127.0.0.1"
+        mgr, err, port = self.start_manager(
+            manager_cmd, host + ":0", self.link.exec("m") if cut else ())
+        # A cut isolates w2's namespace from the manager's.
+        where = {"w1": self.link.exec("m") if cut else [],
+                 "w2": self.link.exec("v") if cut else []}
 
         def node(w):
             return subprocess.Popen(
-                [self.prog("flow-node"), "worker", "--connect",
-                 "127.0.0.1:" + port, "--reducers", "1", "--name", w,
+                where[w] + [self.prog("flow-node"), "worker", "--connect",
+                 host + ":" + port, "--reducers", "1", "--name", w,
                  "--log-level", "error"] + self.tls(w)
                 + (["--rejoin", "30"] if fault == "manager" else []),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -180,7 +257,8 @@ class Soak:
             return mgr.communicate()[0]
         out = None
         hit = False
-        victim = self.rng.choice(nodes) if nodes else None
+        victim = (nodes[1] if cut else self.rng.choice(nodes)) \
+            if nodes else None
         if fault == "manager" and port:
             # A distributed clean of 20000 ads takes about 0.5 s once both
             # nodes have joined.
@@ -205,6 +283,12 @@ class Soak:
                 hit = True
                 if fault == "kill":
                     victim.kill()
+                elif cut:
+                    self.link.set(False)
+                    try:
+                        time.sleep(self.rng.uniform(1.0, 8.0))
+                    finally:
+                        self.link.set(True)
                 else:
                     victim.send_signal(signal.SIGSTOP)
                     time.sleep(self.rng.uniform(1.0, 3.0))
@@ -246,6 +330,10 @@ class Soak:
         out, err = p.communicate(timeout=300)
         return p.returncode, out, err, hit
 
+    def cuts(self):
+        """The cut fault, where namespaces could be made."""
+        return ["cut"] if self.link is not None else []
+
     def one(self, kind):
         if kind == "clean":
             fault = self.rng.choice(["terminate", "none"])
@@ -253,20 +341,20 @@ class Soak:
             got = self.clean_digest() if rc == 0 else None
         elif kind == "dclean":
             fault = self.rng.choice(["manager", "manager", "kill", "stop",
-                                     "none"])
+                                     "none"] + self.cuts())
             rc, out, err, hit = self.with_nodes(
                 [self.prog("flow-etl"), "clean", "--db", self.db,
                  "--partitions", "4", "--json"], fault)
             got = self.clean_digest() if rc == 0 else None
         elif kind == "keyed":
-            fault = self.rng.choice(["kill", "stop", "none"])
+            fault = self.rng.choice(["kill", "stop", "none"] + self.cuts())
             rc, out, err, hit = self.with_nodes(
                 [self.prog("flow-keyed")] + self.KEYED
                 + ["--reducer", "spin", "--reducers", "1",
                    "--speculation-floor", "500"], fault)
             got = self.keyed_sums(out) if rc == 0 else None
         else:
-            fault = self.rng.choice(["kill", "stop", "none"])
+            fault = self.rng.choice(["kill", "stop", "none"] + self.cuts())
             rc, out, err, hit = self.with_nodes(
                 [self.prog("flow-etl"), "sum", "--db", self.db,
                  "--partitions", "4", "--json", "--speculation-floor", "500"],
