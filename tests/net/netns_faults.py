@@ -39,6 +39,9 @@ Scenarios (one per run, the first argument):
          (SIGKILL) once a partition is done, then started again with
          --resume on the same address; the nodes join it again, the tables
          equal an in-process run's and flow_dist and flow_resume are empty.
+  clean-lossy  `tc netem` as for lossy, and flow-etl clean --listen with
+         two nodes (60000 ads, 4 partitions): the three tables equal an
+         in-process run's and flow_dist is empty.
   The clean scenarios start their own throwaway PostgreSQL (flow-etl init
   --keep), which the nodes reach through its unix socket, and need
   --flow-etl.
@@ -402,6 +405,27 @@ def clean_stuck(rig, db):
         "flow_dist empty" % (res["speculated"], res["speculation_won"])
 
 
+def clean_lossy(rig, db):
+    """The `clean-lossy` scenario (netem already on the links); returns its
+    report."""
+    db.clean_locally("4")
+    port = rig.manager("m", clean_cmd(rig, db, "4"))
+    rig.node("n1", "n1", port)
+    rig.node("n2", "n2", port)
+    res = json.loads(rig.finish("m"))
+    if not res["ok"] or res["emitted"] != 60000 or res["node_tasks"] != 4:
+        raise Failure("the run's accounting is off: %s" % res)
+    if db.digest() != db.digest("local"):
+        raise Failure("the tables differ from the in-process run's")
+    for n in ["n1", "n2"]:
+        rig.stop(n)
+    left = db.count("flow_dist")
+    if left != 0:
+        raise Failure("%d tables left in flow_dist" % left)
+    return "4 partitions cleaned by the nodes over lossy links; tables " \
+        "equal to the in-process run's; flow_dist empty"
+
+
 def clean_resume(rig, db):
     """The `clean-resume` scenario; returns its report."""
     db.clean_locally("6")
@@ -448,7 +472,7 @@ def main():
     ap.add_argument("scenario",
                     choices=["cut", "cut-nospec", "cut-rejoin", "lossy",
                              "throttle", "stuck", "clean-stuck",
-                             "clean-resume"])
+                             "clean-resume", "clean-lossy"])
     ap.add_argument("--flow-keyed", required=True)
     ap.add_argument("--flow-node", required=True)
     ap.add_argument("--flow-etl")
@@ -463,7 +487,7 @@ def main():
     if why:
         print("SKIPPED: %s; these tests need root" % why)
         return SKIP
-    if args.scenario == "lossy" and not has_netem():
+    if args.scenario in ["lossy", "clean-lossy"] and not has_netem():
         print("SKIPPED: this kernel has no netem queueing discipline "
               "(tc qdisc ... netem: unknown), so delay and loss cannot be "
               "added")
@@ -482,8 +506,10 @@ def main():
                     "%s/%s.key" % (tmp, who), "--ca", tmp + "/ca.pem"]
 
         if args.scenario in ["throttle", "stuck", "clean-stuck",
-                             "clean-resume"]:
+                             "clean-resume", "clean-lossy"]:
             net.create()
+            if args.scenario == "clean-lossy":
+                net.netem(["delay", "100ms", "20ms", "loss", "5%"])
             rig = Rig(net, args, tmp, procs, errs)
             if args.scenario == "throttle":
                 report = throttled(rig)
@@ -492,8 +518,10 @@ def main():
             else:
                 db = Database(args.flow_etl)
                 try:
-                    report = (clean_stuck if args.scenario == "clean-stuck"
-                              else clean_resume)(rig, db)
+                    report = {"clean-stuck": clean_stuck,
+                              "clean-resume": clean_resume,
+                              "clean-lossy": clean_lossy}[args.scenario](
+                                  rig, db)
                 finally:
                     for p in procs.values():
                         if p.poll() is None:

@@ -853,6 +853,45 @@ TEST_CASE("net: a worker node stuck for ever on a partition while it answers "
   CHECK(r.w1_rc == 1);
 }
 
+TEST_CASE("net: a worker node of two reducers overtaken on a partition runs "
+          "one task at a time from then on, and the sums are exact",
+          "[net][pg][speculation]") {
+  auto schema = init_schema("netovertaken", "300000", "10");
+  auto local = run_program(etl, {"sum", "--db", conninfo(), "--schema", schema,
+                                 "--partitions", "6", "--json"});
+  INFO(local.err);
+  REQUIRE(local.rc == 0);
+  auto args = manager_args("sum", schema, "6", "2");
+  args.insert(args.end(), {"--speculation-floor", "300", "--log-level",
+                           "info"});
+  child manager{args, "etl-overtaken-manager"};
+  auto port = wait_for_port(manager);
+  child w1{worker(port, "w1"), "etl-overtaken-w1"};
+  // Two partitions at once, each batch 1 s: overtaken by w1.
+  child w2{worker(port, "w2", "2"), "etl-overtaken-w2",
+           "FLOW_TEST_REDUCER_DELAY_MS=1000"};
+  auto rc = manager.wait();
+  auto out = slurp(manager.out);
+  auto err = slurp(manager.err);
+  INFO("manager: " << err << "\nw2: " << slurp(w2.err));
+  CHECK(rc == 0);
+  bool ok_local = false;
+  bool ok_dist = false;
+  CHECK(sums_of(out, ok_dist) == sums_of(local.out, ok_local));
+  CHECK(ok_dist);
+  auto first = lines_of(out).at(0);
+  CHECK(std::stoull(json_field(first, "speculation_won")) >= 1);
+  CHECK(err.find("worker node w2 was overtaken: one task at a time from "
+                 "now on (instead of 2)")
+        != std::string::npos);
+  // Only once.
+  CHECK(err.find("worker node w2 was overtaken")
+        == err.rfind("worker node w2 was overtaken"));
+  CHECK(err.find("worker node w1 was overtaken") == std::string::npos);
+  w1.wait();
+  w2.wait();
+}
+
 TEST_CASE("net: with --no-speculation, a partition is never read twice",
           "[net][pg][speculation]") {
   auto schema = init_schema("netnospec", "100000", "10");

@@ -43,6 +43,10 @@ struct node_entry {
   /// Set when the node failed a task for a reason of its own (it does not
   /// know the task kind, cannot reach the database): it gets no more tasks.
   bool refuses = false;
+  /// Set once another node's second attempt answered one of its tasks
+  /// first: it runs one task at a time from then on (as an overtaken
+  /// reducer gets one batch at a time).
+  bool overtaken = false;
 };
 
 struct job_entry {
@@ -165,9 +169,10 @@ const node_entry* least_busy(const entry_state& st,
     if (n.refuses || (except && n.node.address() == except))
       continue;
     auto load = load_of(st, n.node.address());
-    if (load >= n.capacity)
+    auto capacity = n.overtaken ? std::size_t{1} : n.capacity;
+    if (load >= capacity)
       continue;
-    auto fill = static_cast<double>(load) / static_cast<double>(n.capacity);
+    auto fill = static_cast<double>(load) / static_cast<double>(capacity);
     if (best == nullptr || fill < best_fill) {
       best = &n;
       best_fill = fill;
@@ -377,6 +382,14 @@ void on_done(entry_actor_ptr self, std::uint64_t id, job_result& res) {
     logger()->info("task {} ({}): the second attempt, on {}, answered "
                    "first; {}'s answer will be dropped",
                    id, t.kind, t.second_name, t.node_name);
+    for (auto& n : st.nodes)
+      if (n.node.address() == t.node && !n.overtaken) {
+        n.overtaken = true;
+        if (n.capacity > 1)
+          logger()->info("worker node {} was overtaken: one task at a time "
+                         "from now on (instead of {})",
+                         n.name, n.capacity);
+      }
     st.abandoned.push_back({id, t.node});
   } else {
     observe_time(st, t.kind, seconds_between(t.sent, now));
