@@ -269,6 +269,40 @@ TEST_CASE("speculation: a job whose batches all take about as long is not "
   CHECK(res.keys[0].agg.sum == range_sum(30'000));
 }
 
+TEST_CASE("speculation: the threshold counts a batch's time from when its "
+          "reducer could start on it, not from its dispatch: a batch six "
+          "times slower than the others is speculated",
+          "[speculation]") {
+  // Two reducers, each holding up to two batches (options::reducer_queue):
+  // every batch but one waits 40 ms behind another before its own 40 ms.
+  // Timed from dispatch, the median was 80 ms and the threshold (x4) 320 ms,
+  // above the last batch's 240 ms (plus its 40 ms wait): it never ran again.
+  // Timed from its reducer's previous answer, the median is 40 ms, the
+  // threshold 160 ms, and the last batch's first attempt is overtaken.
+  const std::int64_t n = 40'000;
+  const std::uint64_t last = 39;
+  std::atomic<int> last_calls{0};
+  auto reduce = [&last_calls, last](const batch_ref<std::int64_t>& b,
+                                    partial& out) {
+    auto slow = b.seq == last && last_calls.fetch_add(1) == 0;
+    std::this_thread::sleep_for(slow ? 240ms : 40ms);
+    out.add(b.label, aggregate::of(b.items.data(), b.items.size()));
+  };
+  // The floor keeps the first batches, held 40-80 ms before any median
+  // exists, from running twice.
+  auto opts = speculative(100ms);
+  opts.reducers = 2;
+  REQUIRE(opts.reducer_queue == 2);
+  REQUIRE(opts.speculation_multiplier == 4.0);
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x").reduce(reduce).with(opts);
+  auto [res, stats] = run_in_own_system(p);
+  CHECK(res.batches == 40);
+  CHECK(res.speculated >= 1);
+  CHECK(last_calls.load() >= 2);
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}
+
 TEST_CASE("speculation: a floor of 0 or a multiplier below 1 is a "
           "configuration error",
           "[speculation]") {

@@ -82,7 +82,9 @@ struct options {
   /// Speculative re-execution (docs/distribution.md, "Speculation"): a
   /// batch that one reducer (local, or a worker node's) holds longer than
   /// `speculation_multiplier` times the median reduce time of the batches
-  /// merged so far, and at least `speculation_floor`, is dispatched again to
+  /// merged last (each timed from the later of its dispatch and its
+  /// reducer's previous answer, so that waiting behind another batch does
+  /// not count), and at least `speculation_floor`, is dispatched again to
   /// an idle reducer once no batch waits; the first answer is merged, the
   /// later one dropped (each batch id is merged once). A reducer that was
   /// overtaken is given one batch at a time from then on.

@@ -159,14 +159,16 @@ double seconds_between(std::chrono::steady_clock::time_point from,
   return std::chrono::duration<double>(to - from).count();
 }
 
-/// Counts one merged batch that took `seconds` from dispatch to merge.
-void observe_reduce_time(manager_state& st, double seconds) {
+/// Counts one merged batch that took `seconds` from dispatch to merge (the
+/// statistics), of which `service` since its reducer could start on it (the
+/// speculation threshold's median).
+void observe_reduce_time(manager_state& st, double seconds, double service) {
   std::size_t i = 0;
   while (i < job_stats::reduce_buckets && seconds > job_stats::reduce_bounds[i])
     ++i;
   ++st.reduce_counts[i];
   st.reduce_seconds += seconds;
-  st.recent_times[st.recent_count++ % st.recent_times.size()] = seconds;
+  st.recent_times[st.recent_count++ % st.recent_times.size()] = service;
 }
 
 /// The per worker node statistics, from the reducer slots they lent.
@@ -680,6 +682,7 @@ void release_abandoned(manager_actor_t* self, batch_id id) {
     if (a->id == id && r.handle && r.handle.address() == sender) {
       if (r.load > 0)
         --r.load;
+      r.last_answer = std::chrono::steady_clock::now();
       st.abandoned.erase(a);
       dispatch(self);
       return;
@@ -961,8 +964,15 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
   } else if (entry.second != no_reducer) {
     st.abandoned.push_back({id, entry.second});
   }
-  observe_reduce_time(st, seconds_between(sent,
-                                          std::chrono::steady_clock::now()));
+  // With up to reducer_queue batches per reducer, one waits behind another
+  // before its reducer starts on it: the threshold's median counts from the
+  // later of its dispatch and its reducer's previous answer. Counted from
+  // dispatch, the median was twice a batch's work on a busy job, and a node
+  // at a tenth of its speed on a loaded machine stayed under four times it.
+  auto now = std::chrono::steady_clock::now();
+  observe_reduce_time(st, seconds_between(sent, now),
+                      seconds_between(std::max(sent, slot.last_answer), now));
+  slot.last_answer = now;
   st.pending.erase(i);
   if (!p.dead.empty() && !record_dead_letters(self, p.dead))
     return;

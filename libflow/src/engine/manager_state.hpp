@@ -124,6 +124,9 @@ struct reducer_slot {
   /// Attempts of this slot that a speculative copy overtook: once it has
   /// been overtaken, it is given one batch at a time.
   std::uint64_t overtaken = 0;
+  /// When this slot last answered (a partial, or a dropped late attempt):
+  /// a batch queued behind another starts then, not when it was sent.
+  std::chrono::steady_clock::time_point last_answer{};
 };
 
 /// An attempt whose batch was merged from the other attempt: its reducer
@@ -209,7 +212,8 @@ struct manager_state {
   /// Second attempts dispatched, and those merged before the first.
   std::uint64_t speculated = 0;
   std::uint64_t speculation_won = 0;
-  /// The reduce times of the last merged batches (a ring), whose median
+  /// The reduce times of the last merged batches (a ring; each from the
+  /// later of its dispatch and its reducer's previous answer), whose median
   /// scales the speculation threshold.
   std::array<double, 64> recent_times{};
   std::size_t recent_count = 0;
