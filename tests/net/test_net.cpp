@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -703,11 +704,25 @@ public:
   throttle(pid_t pid, std::chrono::milliseconds stopped,
            std::chrono::milliseconds running)
     : worker_([this, pid, stopped, running] {
+        auto pause = stopped;
         while (!done_) {
           ::kill(pid, SIGSTOP);
-          std::this_thread::sleep_for(stopped);
+          std::this_thread::sleep_for(pause);
+          auto resumed = std::chrono::steady_clock::now();
           ::kill(pid, SIGCONT);
           std::this_thread::sleep_for(running);
+          // On a loaded machine this thread wakes late, and a 10 ms run
+          // can last 40 ms: the node would get a third of its speed, not a
+          // tenth, and no longer look slow next to the others (CI saw no
+          // speculation at all). So the next pause is stretched to keep
+          // the node's share of the wall time at running / (stopped +
+          // running), whatever the scheduler's delays; at most 10 times
+          // `stopped`, well inside the 5 s after which a silent connection
+          // is dropped.
+          auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - resumed);
+          pause = std::clamp(ran * stopped.count() / running.count(), stopped,
+                             stopped * 10);
         }
       }) {
   }
