@@ -274,7 +274,8 @@ TEST_CASE("speculation: the threshold counts a batch's time from when its "
           "times slower than the others is speculated",
           "[speculation]") {
   // Two reducers, each holding up to two batches (options::reducer_queue):
-  // every batch but one waits 40 ms behind another before its own 40 ms.
+  // every batch but the first two waits 40 ms behind another before its
+  // own 40 ms.
   // Timed from dispatch, the median was 80 ms and the threshold (x4) 320 ms,
   // above the last batch's 240 ms (plus its 40 ms wait): it never ran again.
   // Timed from its reducer's previous answer, the median is 40 ms, the

@@ -82,12 +82,13 @@ struct options {
   /// Speculative re-execution (docs/distribution.md, "Speculation"): a
   /// batch that one reducer (local, or a worker node's) holds longer than
   /// `speculation_multiplier` times the median reduce time of the batches
-  /// merged last (each timed from the later of its dispatch and its
-  /// reducer's previous answer, so that waiting behind another batch does
-  /// not count), and at least `speculation_floor`, is dispatched again to
+  /// merged last, and at least `speculation_floor`, is dispatched again to
   /// an idle reducer once no batch waits; the first answer is merged, the
   /// later one dropped (each batch id is merged once). A reducer that was
-  /// overtaken is given one batch at a time from then on.
+  /// overtaken is given one batch at a time from then on. Both the hold and
+  /// the median's times count from the later of a batch's dispatch and its
+  /// reducer's previous answer: a reducer holds up to `reducer_queue`
+  /// batches, and waiting behind another is not reducing.
   bool speculation = true;
   /// See `speculation`.
   double speculation_multiplier = 4.0;

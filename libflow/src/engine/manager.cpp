@@ -463,16 +463,24 @@ void speculate(manager_actor_t* self) {
   auto now = std::chrono::steady_clock::now();
   auto limit = speculation_threshold(st);
   std::vector<std::pair<std::chrono::steady_clock::time_point, batch_id>> late;
-  for (auto& [id, entry] : st.pending)
-    if (entry.reducer != no_reducer && entry.second == no_reducer
-        && !entry.attempt_failed && seconds_between(entry.sent, now) > limit)
-      late.emplace_back(entry.sent, id);
+  for (auto& [id, entry] : st.pending) {
+    if (entry.reducer == no_reducer || entry.second != no_reducer
+        || entry.attempt_failed)
+      continue;
+    // Held since the later of its dispatch and its reducer's last answer,
+    // as the median is timed: a healthy reducer's batch waiting behind
+    // another is not held longer than the one ahead of it runs, while a
+    // slow or stuck reducer's answers stop coming and its hold grows.
+    auto since = std::max(entry.sent, st.reducers[entry.reducer].last_answer);
+    if (seconds_between(since, now) > limit)
+      late.emplace_back(since, id);
+  }
   if (late.empty())
     return;
   std::sort(late.begin(), late.end(), [](const auto& x, const auto& y) {
     return x.first < y.first;
   });
-  for (auto& [sent, id] : late) {
+  for (auto& [since, id] : late) {
     auto& entry = st.pending.at(id);
     // An idle reducer other than the holder; one never overtaken first.
     auto best = no_reducer;
@@ -490,7 +498,7 @@ void speculate(manager_actor_t* self) {
                                entry.msg.items.size);
     logger()->info("{}: held {:.3f} s by {} (threshold {:.3f} s); "
                    "dispatching it again to {}",
-                   what, seconds_between(sent, now),
+                   what, seconds_between(since, now),
                    holder.remote ? "worker node " + holder.node
                                  : "reducer " + std::to_string(entry.reducer),
                    limit,
