@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,18 +27,33 @@ child::child(const std::vector<std::string>& argv, const std::string& tag,
   auto base = "/tmp/flow-test-" + std::to_string(getpid()) + "-" + tag;
   out = base + ".out";
   err = base + ".err";
+  // Everything the child needs is prepared before the fork: between fork
+  // and exec only async-signal-safe calls are made, since another thread of
+  // the test may hold a lock of malloc or stdio. The files are opened with
+  // open/dup2, not freopen: freopen would first flush the parent's buffered
+  // stdout a second time (Catch's "Filters:" line once per child, which
+  // buried a failure's report in CI).
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  // The environment with `env` in place of any variable of the same name.
+  std::vector<char*> envp;
+  auto name = env.substr(0, env.find('=') + 1);
+  if (!env.empty())
+    envp.push_back(const_cast<char*>(env.c_str()));
+  for (char** e = environ; *e != nullptr; ++e)
+    if (env.empty() || std::string_view{*e}.substr(0, name.size()) != name)
+      envp.push_back(*e);
+  envp.push_back(nullptr);
+  std::fflush(nullptr);
   pid = fork();
   if (pid == 0) {
-    if (!freopen(out.c_str(), "w", stdout)
-        || !freopen(err.c_str(), "w", stderr))
+    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0)
       _exit(126);
-    if (!env.empty())
-      putenv(const_cast<char*>(env.c_str()));
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     _exit(127);
   }
 }
