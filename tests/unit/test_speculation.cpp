@@ -304,6 +304,37 @@ TEST_CASE("speculation: the threshold counts a batch's time from when its "
   CHECK(res.keys[0].agg.sum == range_sum(n));
 }
 
+TEST_CASE("speculation: a batch queued behind others at a healthy reducer "
+          "is held from that reducer's last answer, not from its dispatch: "
+          "with a deep queue and a low multiplier nothing runs twice",
+          "[speculation]") {
+  // Two reducers holding up to four batches each, 41 batches of 40 ms: the
+  // first reducer gets the 41st and works on it while the second is idle.
+  // That batch was dispatched about 160 ms before its end, behind three
+  // others. Timed from its dispatch it was held about 120 ms when the other
+  // reducer became idle, above the threshold (2 x 40 ms), and it ran twice;
+  // timed from its reducer's last answer it has only just started.
+  const std::int64_t n = 41'000;
+  std::atomic<int> calls{0};
+  auto reduce = [&calls](const batch_ref<std::int64_t>& b, partial& out) {
+    ++calls;
+    std::this_thread::sleep_for(40ms);
+    out.add(b.label, aggregate::of(b.items.data(), b.items.size()));
+  };
+  auto opts = speculative(50ms);
+  opts.reducers = 2;
+  opts.reducer_queue = 4;
+  opts.credits = 8; // enough batches in flight to fill both queues
+  opts.speculation_multiplier = 2;
+  pipeline<std::int64_t> p;
+  p.add(from_range(0, n), "x").reduce(reduce).with(opts);
+  auto [res, stats] = run_in_own_system(p);
+  CHECK(res.batches == 41);
+  CHECK(res.speculated == 0);
+  CHECK(calls.load() == 41);
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}
+
 TEST_CASE("speculation: a floor of 0 or a multiplier below 1 is a "
           "configuration error",
           "[speculation]") {
