@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include <unistd.h>
+
 #include "common/cli.hpp"
 #include <spdlog/spdlog.h>
 
@@ -22,6 +24,16 @@ std::chrono::milliseconds test_reducer_delay() {
     throw usage_error("FLOW_TEST_REDUCER_DELAY_MS must be a number of "
                       "milliseconds");
   return std::chrono::milliseconds{*x};
+}
+
+std::string test_pause_file() {
+  auto* env = std::getenv("FLOW_TEST_PAUSE_FILE");
+  return env == nullptr ? std::string{} : std::string{env};
+}
+
+void wait_while_exists(const std::string& path) {
+  while (::access(path.c_str(), F_OK) == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 std::optional<std::int64_t> test_poison() {

@@ -24,7 +24,17 @@ std::chrono::milliseconds test_reducer_delay();
 /// usage_error when malformed.
 std::optional<std::int64_t> test_poison();
 
-/// The hooks around `fn`: sleeps test_reducer_delay() per batch and throws
+/// FLOW_TEST_PAUSE_FILE=PATH: every reducer call in this process (the
+/// reducers of with_test_hooks and with_test_delay) first waits while PATH
+/// exists, so a test can hold a job running, its batches in flight, for as
+/// long as it needs (empty without it).
+std::string test_pause_file();
+
+/// Returns once `path` does not exist (checked every 10 ms).
+void wait_while_exists(const std::string& path);
+
+/// The hooks around `fn`: waits while test_pause_file() exists, sleeps
+/// test_reducer_delay() per batch and throws
 /// "test hook: poisoned <what> N" on every batch holding an element whose
 /// `value_of` is test_poison(). Without either variable, returns `fn`.
 ///
@@ -37,10 +47,13 @@ reducer<T> with_test_hooks(reducer<T> fn, ValueOf value_of,
                            std::string what = "value") {
   auto poison = test_poison();
   auto delay = test_reducer_delay();
-  if (!poison && delay.count() == 0)
+  auto pause = test_pause_file();
+  if (!poison && delay.count() == 0 && pause.empty())
     return fn;
-  return [fn = std::move(fn), poison, delay, value_of,
+  return [fn = std::move(fn), poison, delay, pause, value_of,
           what = std::move(what)](const batch_ref<T>& b, partial& out) {
+    if (!pause.empty())
+      wait_while_exists(pause);
     if (delay.count() > 0)
       std::this_thread::sleep_for(delay);
     if (poison)
@@ -62,17 +75,20 @@ std::optional<std::uint64_t> test_stuck_seq();
 /// stuck on batch N").
 [[noreturn]] void stuck_for_ever(std::uint64_t seq);
 
-/// Only the delay and stuck hooks around `fn` (worker nodes' partition
+/// Only the pause, delay and stuck hooks around `fn` (worker nodes' partition
 /// tasks and the reducers they lend: tests kill a node while it still reads
 /// a partition or holds batches, or leave it stuck).
 template <class T>
 reducer<T> with_test_delay(reducer<T> fn) {
   auto delay = test_reducer_delay();
   auto stuck = test_stuck_seq();
-  if (delay.count() == 0 && !stuck)
+  auto pause = test_pause_file();
+  if (delay.count() == 0 && !stuck && pause.empty())
     return fn;
-  return [fn = std::move(fn), delay, stuck](const batch_ref<T>& b,
-                                            partial& out) {
+  return [fn = std::move(fn), delay, stuck, pause](const batch_ref<T>& b,
+                                                   partial& out) {
+    if (!pause.empty())
+      wait_while_exists(pause);
     if (stuck && b.seq >= *stuck)
       stuck_for_ever(b.seq);
     if (delay.count() > 0)

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -454,22 +455,36 @@ TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
   for (int run = 0; run < 20; ++run) {
     INFO("run " << run);
     auto tag = "attacked-" + std::to_string(run);
+    // Every reducer, the manager's and the nodes', waits while this file
+    // exists: the job holds its batches in flight until the second wave is
+    // over. (Timed by spin work alone, a release build on a loaded machine
+    // could end the job before the second wave had connected.)
+    auto pause = "/tmp/flow-test-" + std::to_string(::getpid()) + "-" + tag
+                 + ".pause";
+    std::ofstream{pause} << "paused\n";
+    struct unpause {
+      std::string path;
+      ~unpause() {
+        std::remove(path.c_str());
+      }
+    } unpause_at_end{pause};
+    auto pause_env = "FLOW_TEST_PAUSE_FILE=" + pause;
     auto argv = with(with({keyed}, sizes),
                      {"--reducer", "spin", "--workers", "1", "--listen",
                       "127.0.0.1:0", "--min-workers", "2", "--log-level",
                       "info"});
-    child manager{with(argv, c.tls("manager")), tag};
+    child manager{with(argv, c.tls("manager")), tag, pause_env};
     auto port = wait_for_port(manager);
     auto at = "127.0.0.1:" + port;
     std::vector<std::unique_ptr<flow::test::stalled_handshake>> stalled;
     child w1{with({node, "worker", "--connect", at, "--reducers", "1",
                    "--name", "w1"},
                   c.tls("w1")),
-             tag + "-w1"};
+             tag + "-w1", pause_env};
     child w2{with({node, "worker", "--connect", at, "--reducers", "1",
                    "--name", "w2"},
                   c.tls("w2")),
-             tag + "-w2"};
+             tag + "-w2", pause_env};
     auto first = misbehave(port, static_cast<std::uint32_t>(run), stalled,
                            tag + "-a");
     // Every refusal of the first wave is logged, the dropped connections'
@@ -491,6 +506,9 @@ TEST_CASE("net: refused and misbehaving peers arriving while nodes join and "
     }
     auto second = misbehave(port, static_cast<std::uint32_t>(run + 1000),
                             stalled, tag + "-b");
+    // The job still ran through the whole second wave.
+    CHECK(manager.running());
+    std::remove(pause.c_str());
     auto rc = manager.wait();
     stalled.clear();
     auto out = slurp(manager.out);
