@@ -39,7 +39,8 @@ child::child(const std::vector<std::string>& argv, const std::string& tag,
   args.push_back(nullptr);
   // The environment with `env` in place of any variable of the same name.
   std::vector<char*> envp;
-  auto name = env.substr(0, env.find('=') + 1);
+  auto eq = env.find('=');
+  auto name = eq == std::string::npos ? env + "=" : env.substr(0, eq + 1);
   if (!env.empty())
     envp.push_back(const_cast<char*>(env.c_str()));
   for (char** e = environ; *e != nullptr; ++e)
