@@ -45,9 +45,10 @@ constexpr const char* prog = "flow-node";
 /// FLOW_TEST_REDUCER_DELAY_MS slows the built-in reducers the node lends, as
 /// it slows every program's own (and the node's partition tasks): tests kill
 /// a node while it still holds batches. FLOW_TEST_STUCK_SEQ leaves one call
-/// stuck for ever.
+/// stuck for ever; FLOW_TEST_PAUSE_FILE holds every call while a file exists.
 void lend_with_test_delay() {
-  if (test_reducer_delay().count() == 0 && !test_stuck_seq())
+  if (test_reducer_delay().count() == 0 && !test_stuck_seq()
+      && test_pause_file().empty())
     return;
   flow::net::register_reducer<std::int64_t>(
     "sum_by_label", with_test_delay(flow::sum_by_label()));
