@@ -41,7 +41,7 @@ child::child(const std::vector<std::string>& argv, const std::string& tag,
   std::vector<char*> envp;
   auto eq = env.find('=');
   auto name = eq == std::string::npos ? env + "=" : env.substr(0, eq + 1);
-  if (!env.empty())
+  if (eq != std::string::npos)
     envp.push_back(const_cast<char*>(env.c_str()));
   for (char** e = environ; *e != nullptr; ++e)
     if (env.empty() || std::string_view{*e}.substr(0, name.size()) != name)
@@ -52,7 +52,10 @@ child::child(const std::vector<std::string>& argv, const std::string& tag,
   if (pid == 0) {
     int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0)
+    // dup2 clears close-on-exec, except when the file already got 1 or 2
+    // (the parent had closed it): cleared by hand for that case.
+    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0
+        || ::fcntl(1, F_SETFD, 0) < 0 || ::fcntl(2, F_SETFD, 0) < 0)
       _exit(126);
     execve(args[0], args.data(), envp.data());
     _exit(127);
