@@ -306,14 +306,15 @@ TEST_CASE("speculation: the threshold counts a batch's time from when its "
 
 TEST_CASE("speculation: a batch queued behind others at a healthy reducer "
           "is held from that reducer's last answer, not from its dispatch: "
-          "with a deep queue and a low multiplier nothing runs twice",
+          "with a deep queue nothing runs twice",
           "[speculation]") {
-  // Two reducers holding up to four batches each, 41 batches of 40 ms: the
+  // Two reducers holding up to eight batches each, 41 batches of 40 ms: the
   // first reducer gets the 41st and works on it while the second is idle.
-  // That batch was dispatched about 160 ms before its end, behind three
-  // others. Timed from its dispatch it was held about 120 ms when the other
-  // reducer became idle, above the threshold (2 x 40 ms), and it ran twice;
-  // timed from its reducer's last answer it has only just started.
+  // That batch was dispatched behind seven others, about 280 ms before it
+  // started. Timed from its dispatch it was held about 280 ms when the
+  // other reducer became idle, above the threshold (4 x 40 ms), and it ran
+  // twice; timed from its reducer's last answer it has only just started,
+  // 120 ms of slack below the threshold for a loaded machine.
   const std::int64_t n = 41'000;
   std::atomic<int> calls{0};
   auto reduce = [&calls](const batch_ref<std::int64_t>& b, partial& out) {
@@ -323,9 +324,9 @@ TEST_CASE("speculation: a batch queued behind others at a healthy reducer "
   };
   auto opts = speculative(50ms);
   opts.reducers = 2;
-  opts.reducer_queue = 4;
-  opts.credits = 8; // enough batches in flight to fill both queues
-  opts.speculation_multiplier = 2;
+  opts.reducer_queue = 8;
+  opts.credits = 16; // enough batches in flight to fill both queues
+  REQUIRE(opts.speculation_multiplier == 4.0);
   pipeline<std::int64_t> p;
   p.add(from_range(0, n), "x").reduce(reduce).with(opts);
   auto [res, stats] = run_in_own_system(p);
