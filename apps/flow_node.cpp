@@ -47,8 +47,7 @@ constexpr const char* prog = "flow-node";
 /// a node while it still holds batches. FLOW_TEST_STUCK_SEQ leaves one call
 /// stuck for ever; FLOW_TEST_PAUSE_FILE holds every call while a file exists.
 void lend_with_test_delay() {
-  if (test_reducer_delay().count() == 0 && !test_stuck_seq()
-      && test_pause_file().empty())
+  if (!any_delay_hook())
     return;
   flow::net::register_reducer<std::int64_t>(
     "sum_by_label", with_test_delay(flow::sum_by_label()));

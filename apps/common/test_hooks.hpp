@@ -75,16 +75,23 @@ std::optional<std::uint64_t> test_stuck_seq();
 /// stuck on batch N").
 [[noreturn]] void stuck_for_ever(std::uint64_t seq);
 
+/// Whether any hook of with_test_delay is set (pause, delay or stuck):
+/// only then does a program need to wrap the reducers it registers.
+inline bool any_delay_hook() {
+  return test_reducer_delay().count() > 0 || test_stuck_seq()
+         || !test_pause_file().empty();
+}
+
 /// Only the pause, delay and stuck hooks around `fn` (worker nodes' partition
 /// tasks and the reducers they lend: tests kill a node while it still reads
 /// a partition or holds batches, or leave it stuck).
 template <class T>
 reducer<T> with_test_delay(reducer<T> fn) {
+  if (!any_delay_hook())
+    return fn;
   auto delay = test_reducer_delay();
   auto stuck = test_stuck_seq();
   auto pause = test_pause_file();
-  if (delay.count() == 0 && !stuck && pause.empty())
-    return fn;
   return [fn = std::move(fn), delay, stuck, pause](const batch_ref<T>& b,
                                                    partial& out) {
     if (!pause.empty())

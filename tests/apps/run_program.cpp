@@ -35,12 +35,19 @@ run_result spawn(const std::vector<std::string>& argv,
                  const std::string& stdin_path) {
   auto out_path = make_temp_path();
   auto err_path = make_temp_path();
+  // Everything the child needs is built before the fork: between fork and
+  // exec a child of a threaded test process may only make
+  // async-signal-safe calls (no allocation).
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  auto in_path = stdin_path.empty() ? "/dev/null" : stdin_path.c_str();
   pid_t pid = fork();
   if (pid < 0)
     throw std::runtime_error("fork failed");
   if (pid == 0) {
-    int in = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(),
-                  O_RDONLY);
+    int in = open(in_path, O_RDONLY);
     int out = open(out_path.c_str(), O_WRONLY | O_TRUNC);
     int err = open(err_path.c_str(), O_WRONLY | O_TRUNC);
     if (in < 0 || out < 0 || err < 0)
@@ -48,10 +55,6 @@ run_result spawn(const std::vector<std::string>& argv,
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
   }
