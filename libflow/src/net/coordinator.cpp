@@ -608,6 +608,8 @@ coordinator::coordinator(coordinator&&) noexcept = default;
 coordinator& coordinator::operator=(coordinator&&) noexcept = default;
 
 coordinator::~coordinator() {
+  if (impl_ && impl_->port != 0)
+    unguard_accepts_on(impl_->port);
   if (impl_ && impl_->entry)
     caf::anon_send_exit(impl_->entry, caf::exit_reason::user_shutdown);
 }
@@ -637,6 +639,14 @@ caf::expected<coordinator> coordinator::listen(caf::actor_system& sys,
                         + sys.render(port.error()));
   }
   d->port = *port;
+  // Before any node can have left: CAF must never see a joining node's
+  // connection under the number of one it is still cleaning up after.
+  guard_accepts_on(d->port);
+  if (!accept_guard_active())
+    logger()->warn("libc is linked ahead of flow::net, so the accept guard "
+                   "is not in effect: a node joining just after another "
+                   "connection closed may be taken for gone (see "
+                   "docs/distribution.md, 'Refused peers')");
   if (sec.insecure)
     logger()->warn("listening on {}:{} over PLAIN TCP (--insecure): anyone "
                    "who can reach it may join and read the data",

@@ -4,6 +4,7 @@
 // registries' look-ups (registry.cpp) and the engine's private parts that a
 // worker node and the coordinator need.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -32,5 +33,21 @@ std::optional<task_fn> find_task(const std::string& kind);
 
 /// True for a kind registered as repeatable (register_task).
 bool task_repeatable(const std::string& kind);
+
+/// Connections accepted on `port` from now on get descriptor numbers not
+/// used lately (accept_guard.cpp: CAF 0.17 names a connection by its
+/// number and forgets a closed one late).
+void guard_accepts_on(std::uint16_t port);
+
+/// Undoes guard_accepts_on(port).
+void unguard_accepts_on(std::uint16_t port);
+
+/// True when the program's lookup of `symbol` finds flow::net's own
+/// definition (tls_watch.cpp, accept_guard.cpp), not the library's it
+/// interposes.
+bool interposed_here(const char* symbol);
+
+/// True when accept_guard.cpp's accept() is the one the program calls.
+bool accept_guard_active();
 
 } // namespace flow::net

@@ -54,6 +54,7 @@
 #include <spdlog/spdlog.h>
 
 #include "flow/logging.hpp"
+#include "internal.hpp"
 
 namespace flow::net {
 
@@ -175,17 +176,21 @@ using handshake_fn = int (*)(SSL*);
 
 namespace flow::net {
 
-bool tls_guard_active() {
-  // Whether the program's lookup of SSL_read lands in the object that holds
-  // this file (the program, or a shared flow::net) rather than in libssl.
-  // Comparing addresses would not do: in a shared library, &SSL_read here
-  // also goes through that same lookup.
+bool interposed_here(const char* symbol) {
+  // Whether the program's lookup of `symbol` lands in the object that holds
+  // flow::net (the program, or a shared flow::net) rather than in the
+  // library that defines it too. Comparing addresses would not do: in a
+  // shared library, &SSL_read here also goes through that same lookup.
   Dl_info found{};
   Dl_info here{};
-  auto* f = dlsym(RTLD_DEFAULT, "SSL_read");
+  auto* f = dlsym(RTLD_DEFAULT, symbol);
   return f != nullptr && dladdr(f, &found) != 0
-         && dladdr(reinterpret_cast<void*>(&tls_guard_active), &here) != 0
+         && dladdr(reinterpret_cast<void*>(&interposed_here), &here) != 0
          && found.dli_fbase == here.dli_fbase;
+}
+
+bool tls_guard_active() {
+  return interposed_here("SSL_read");
 }
 
 } // namespace flow::net
