@@ -19,10 +19,29 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/remote_actor.hpp>
+#include <caf/meta/type_name.hpp>
 
+#include "child_process.hpp"
 #include "flow/net/net.hpp"
 
 namespace {
+
+const std::string node = FLOW_NODE_PATH;
+
+/// A message that takes 1.5 s to deserialize: it holds CAF's BASP worker,
+/// and with it the clean-up of every connection closed meanwhile.
+struct slow_payload {
+  std::int32_t value = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, slow_payload& x) {
+  if constexpr (Inspector::writes_state)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  return f(caf::meta::type_name("test.slow_payload"), x.value);
+}
 
 std::uint16_t port_of(int fd, bool peer) {
   sockaddr_in addr{};
@@ -131,4 +150,67 @@ TEST_CASE("net: the accept guard leaves other listening sockets alone",
   }
   CHECK(numbers[0] == numbers[1]);
   ::close(listener);
+}
+
+TEST_CASE("net: a worker node that joins just after another connection "
+          "closed, while CAF still deserializes an earlier message, is not "
+          "taken for gone",
+          "[net][security]") {
+  // The defect itself, end to end: CAF cleans up after a closed connection
+  // only once its BASP worker has delivered the messages read before it,
+  // and finds the connection by its descriptor number. Without the guard a
+  // node joining meanwhile gets the closed one's number, and the late
+  // clean-up erases its route: the manager takes it for gone ("w1 left")
+  // and its hello is never answered.
+  flow::net::security sec;
+  sec.insecure = true;
+  auto config = [&] {
+    auto cfg = std::make_unique<caf::actor_system_config>();
+    cfg->add_message_type<slow_payload>("test.slow_payload");
+    flow::net::configure(*cfg, sec);
+    // One deserializing worker (the default on two cores), so that the slow
+    // message holds the queue whatever the machine.
+    cfg->set("middleman.workers", 1);
+    return cfg;
+  };
+  auto manager_cfg = config();
+  caf::actor_system manager{*manager_cfg};
+  auto coord = flow::net::coordinator::listen(manager, {"127.0.0.1", 0}, sec);
+  REQUIRE(coord);
+  auto port = coord->port();
+  // A first peer sends a message that takes 1.5 s to deserialize.
+  auto first_cfg = config();
+  caf::actor_system first{*first_cfg};
+  auto entry = caf::io::remote_actor(first, "127.0.0.1", port);
+  REQUIRE(entry);
+  caf::anon_send(*entry, slow_payload{1});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // A connection that closes at once (a refused peer, a port scanner).
+  auto client = connect_to(port);
+  REQUIRE(client >= 0);
+  auto dropped = accepted_end(client, port);
+  REQUIRE(dropped >= 0);
+  // Shut down, not closed: this process keeps the client's own number, so
+  // the lowest free number is the one the manager just closed, as when
+  // the peer is another process.
+  ::shutdown(client, SHUT_RDWR);
+  REQUIRE(closed_soon(dropped, port));
+  // A worker node joins (another process: its own socket must not take the
+  // freed number) while the clean-up still waits for the worker.
+  flow::test::child w1{{node, "worker", "--connect",
+                        "127.0.0.1:" + std::to_string(port), "--insecure",
+                        "--reducers", "1", "--name", "w1"},
+                       "late-cleanup-w1"};
+  auto joined = flow::test::wait_for_text(w1.err, "joined the manager");
+  INFO(flow::test::slurp(w1.err));
+  REQUIRE(joined);
+  // Without the guard the late clean-up erases the node's route within a
+  // second of its join (seen: 0.5 s; the manager logs "w1 left
+  // (remote_link_unreachable)"); give it three.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(coord->joined() == 1);
+  CHECK(coord->nodes() == 1);
+  w1.kill_now();
+  w1.wait();
+  ::close(client);
 }
