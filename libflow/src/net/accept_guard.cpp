@@ -33,21 +33,23 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <utility>
 
 #include <dlfcn.h>
-
-#include "internal.hpp"
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "internal.hpp"
+
 namespace flow::net {
 
 namespace {
 
-/// The ports coordinators of this process listen on (0: a free slot).
+/// The ports coordinators of this process listen on (0: a free slot; a
+/// seventeenth coordinator at once would go unguarded).
 std::array<std::atomic<std::uint16_t>, 16> guarded_ports{};
 
 /// The next number to try, inside the window.
@@ -99,8 +101,8 @@ int away_from_recent(int fd) {
     if (want < lo || want >= hi)
       want = lo;
     // F_DUPFD takes the lowest free number from `want` on; the socket's
-    // flags (O_NONBLOCK) live in the open file and so come along, and CAF
-    // sets close-on-exec on the number accept() returns.
+    // flags (O_NONBLOCK) live in the open file and so come along, and the
+    // new number is close-on-exec, as CAF makes an accepted socket anyway.
     auto moved = fcntl(fd, F_DUPFD_CLOEXEC, want);
     if (moved >= 0) {
       next_fd.store(moved + 1, std::memory_order_relaxed);
@@ -118,9 +120,12 @@ using accept_fn = int (*)(int, sockaddr*, socklen_t*);
 } // namespace
 
 void guard_accepts_on(std::uint16_t port) {
+  for (auto& p : guarded_ports)
+    if (p.load() == port)
+      return;
   for (auto& p : guarded_ports) {
     std::uint16_t expected = 0;
-    if (p.load() == port || p.compare_exchange_strong(expected, port))
+    if (p.compare_exchange_strong(expected, port))
       return;
   }
 }
