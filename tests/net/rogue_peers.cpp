@@ -45,18 +45,6 @@ int open_nonblocking(std::uint16_t port) {
   return fd;
 }
 
-/// A blocking connected socket whose reads and writes time out after 5 s.
-int open_blocking(std::uint16_t port) {
-  int fd = open_nonblocking(port);
-  if (fd < 0)
-    return -1;
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
 bool send_all(int fd, const char* data, std::size_t n) {
   while (n > 0) {
     auto k = ::send(fd, data, n, MSG_NOSIGNAL);
@@ -81,6 +69,17 @@ struct ssl_deleter {
 };
 
 } // namespace
+
+int open_blocking(std::uint16_t port) {
+  int fd = open_nonblocking(port);
+  if (fd < 0)
+    return -1;
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return fd;
+}
 
 bool tls_without_certificate(std::uint16_t port) {
   std::unique_ptr<SSL_CTX, ctx_deleter> ctx{SSL_CTX_new(TLS_client_method())};

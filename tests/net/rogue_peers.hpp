@@ -10,6 +10,10 @@
 
 namespace flow::test {
 
+/// A blocking TCP connection to 127.0.0.1:port whose reads and writes time
+/// out after 5 s; -1 when it cannot be made within 3 s.
+int open_blocking(std::uint16_t port);
+
 /// A TLS client without a certificate: the manager, which requires one,
 /// must refuse it. Returns true when the handshake failed (as it must).
 bool tls_without_certificate(std::uint16_t port);
