@@ -146,7 +146,8 @@ checkpoint_store::load(const std::string& fingerprint) {
           || ckpt.steps_done >= ckpt.steps
           || ranges->size() > ckpt.partitions * ckpt.steps)
         throw usage_error("the checkpoint in " + t.display()
-                          + " is damaged; run without --resume");
+                          + " is damaged or was left by another version "
+                            "of flow-etl; run without --resume");
       ckpt.ranges = std::move(*ranges);
       ckpt.state = std::move(*state);
       return ckpt;

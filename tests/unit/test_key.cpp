@@ -178,9 +178,22 @@ flow::key_part random_part(std::mt19937_64& gen) {
     case 1:
       return flow::key_part{gen() % 2 == 0};
     case 2: {
-      std::int64_t vals[] = {i64_min, -1, 0, 1, 255, 256, i64_max};
-      return gen() % 2 ? flow::key_part{vals[gen() % 7]}
-                       : flow::key_part{static_cast<std::int64_t>(gen())};
+      // The edges of every byte length, and random values of random
+      // bit lengths (the encoding's length depends on the magnitude).
+      std::int64_t vals[] = {i64_min, i64_min + 1, -65537, -65536, -65535,
+                             -257,    -256,        -255,   -1,     0,
+                             1,       255,         256,    65535,  65536,
+                             i64_max - 1, i64_max};
+      auto nvals = sizeof(vals) / sizeof(vals[0]);
+      switch (gen() % 3) {
+        case 0:
+          return flow::key_part{vals[gen() % nvals]};
+        case 1:
+          return flow::key_part{static_cast<std::int64_t>(gen())};
+        default:
+          return flow::key_part{static_cast<std::int64_t>(gen())
+                                >> (gen() % 64)};
+      }
     }
     default: {
       // Short strings over an alphabet with NUL, 0x01, 0xFF and UTF-8.
@@ -289,4 +302,76 @@ TEST_CASE("key: composite keys survive a binary round trip and invalid encodings
   auto e = source2(bad);
   REQUIRE(e);
   CHECK(flow::code_of(e) == flow::errc::protocol_violation);
+}
+
+TEST_CASE("key: small integers in a composite take the fewest bytes",
+          "[key][composite]") {
+  // A tag byte and the bytes of the magnitude: a (region, day) key fits the
+  // string's inline buffer.
+  CHECK(key::composite({0}).as_string().size() == 1);
+  CHECK(key::composite({-1}).as_string().size() == 2);
+  CHECK(key::composite({255}).as_string().size() == 2);
+  CHECK(key::composite({-256}).as_string().size() == 2);
+  CHECK(key::composite({-257}).as_string().size() == 3);
+  CHECK(key::composite({1000, 19000}).as_string().size() == 6);
+  CHECK(key::composite({i64_min}).as_string().size() == 9);
+  CHECK(key::composite({i64_max}).as_string().size() == 9);
+  // Every length boundary orders and round-trips.
+  std::vector<std::int64_t> edges{i64_min, i64_min + 1};
+  for (int k = 7; k >= 1; --k) {
+    auto p = std::int64_t{1} << (8 * k);
+    edges.insert(edges.end(), {-p - 1, -p, -p + 1});
+  }
+  for (std::int64_t x : {-2, -1, 0, 1, 2})
+    edges.push_back(x);
+  for (int k = 1; k <= 7; ++k) {
+    auto p = std::int64_t{1} << (8 * k);
+    edges.insert(edges.end(), {p - 1, p, p + 1});
+  }
+  edges.insert(edges.end(), {i64_max - 1, i64_max});
+  for (std::size_t i = 0; i < edges.size(); ++i) {
+    auto ki = key::composite({edges[i]});
+    INFO(edges[i]);
+    CHECK(ki.parts() == std::vector<flow::key_part>{edges[i]});
+    if (i > 0)
+      CHECK(key::composite({edges[i - 1]}) < ki);
+  }
+}
+
+namespace {
+
+/// Loads a composite key whose encoding is `bytes`, through the
+/// deserializer (which validates it): an error for an invalid encoding.
+caf::error load_composite(const std::string& bytes) {
+  // Serialize a composite of the same length, then overwrite its encoding,
+  // which is the buffer's last bytes.
+  auto k = key::composite({std::string(bytes.size() - 3, 'x')});
+  REQUIRE(k.as_string().size() == bytes.size());
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  REQUIRE(!sink(k));
+  std::copy(bytes.begin(), bytes.end(), buf.end() - bytes.size());
+  key back;
+  caf::binary_deserializer source{nullptr, buf};
+  return source(back);
+}
+
+} // namespace
+
+TEST_CASE("key: an integer encoded longer than it needs, or in the first "
+          "8-byte encoding, is refused",
+          "[key][composite][serialization]") {
+  // The shortest forms load (so the patching works) ...
+  CHECK(!load_composite(std::string("\x0e\x01\x00", 3)));  // 256
+  CHECK(!load_composite(std::string("\x0a\xfe\xff", 3)));  // -257
+  // ... longer ones do not: one value, one encoding.
+  CHECK(load_composite(std::string("\x0e\x00\x01", 3)));   // 1 in 2 bytes
+  CHECK(load_composite(std::string("\x0a\xff\xff", 3)));   // -1 in 2 bytes
+  CHECK(load_composite(std::string("\x0d\x01\x01", 3)));   // 1 byte short
+  // The first encoding's integer (tag 2, 8 bytes, sign bit flipped) and
+  // string tag (3).
+  CHECK(load_composite(std::string("\x02\x80\0\0\0\0\0\0\x01", 9)));
+  CHECK(load_composite(std::string("\x03x\0\x01", 4)));
+  // An 8-byte negative below -2^63 cannot be.
+  CHECK(load_composite(std::string("\x04\x7f\0\0\0\0\0\0\0", 9)));
 }
