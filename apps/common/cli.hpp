@@ -142,6 +142,17 @@ int report_usage_error(const std::string& prog, const std::string& what);
 /// Sets up logging from --log-level (throws usage_error on a bad level).
 void apply_log_level(const std::string& level);
 
+/// Fixes glibc's malloc thresholds for programs that move rows of database
+/// reads in batches of megabytes: blocks under 32 MiB come from the heap
+/// and the heap is trimmed only beyond 256 MiB free at its top. glibc's
+/// default adapts both to the blocks it sees freed, and around the size of
+/// a batch it flips between mapping, faulting in and unmapping every batch
+/// and reusing it (flow-etl aggregate over 10^7 rows: 3.9 to 4.3 s with
+/// the default, 2.5 to 3.0 s with these, in alternate runs; docs/benchmarks.md).
+/// Leaves them alone when the user set malloc tunables (GLIBC_TUNABLES with
+/// glibc.malloc, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_).
+void pin_malloc_thresholds();
+
 /// Runs `main_fn`, turning usage_error into a one-line error and exit code 2
 /// and any other exception into exit code 2 with its message.
 int guarded_main(const std::string& prog, const std::function<int()>& main_fn);

@@ -348,6 +348,11 @@ job_plan plan_job(const agg_job& job, const source_columns& src) {
 
 agg_row row_decoder::operator()(const pg::row_view& r) const {
   agg_row out;
+  (*this)(r, out);
+  return out;
+}
+
+void row_decoder::operator()(const pg::row_view& r, agg_row& out) const {
   auto& read = plan->read;
   out.cells.resize(read.size());
   for (std::size_t i = 0; i < read.size(); ++i) {
@@ -365,7 +370,6 @@ agg_row row_decoder::operator()(const pg::row_view& r) const {
   for (auto g : plan->group_cols)
     add_key_part(b, read[g].cls, out.cells[g]);
   out.key = b.build();
-  return out;
 }
 
 reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {

@@ -96,5 +96,6 @@ int run(int argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
+  pin_malloc_thresholds();
   return guarded_main(etl_prog, [&] { return run(argc, argv); });
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "etl/agg_plan.hpp"
 #include "etl/agg_spec.hpp"
 #include "etl/agg_values.hpp"
 #include "flow/pg/connection.hpp"
@@ -164,6 +165,53 @@ TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
     CHECK(apps::parse_iso_timestamp(apps::format_timestamp(t, true)) == t);
   CHECK(apps::sql_double(0.1) == "0.1");
   CHECK(apps::sql_double(-1.0 / 0.0) == "-Infinity");
+}
+
+TEST_CASE("aggregate rows: cells kept inside the row and on the heap survive "
+          "copies, moves and assignments",
+          "[pg][aggregate]") {
+  // 3 cells live inside the row, 6 on the heap; the strings are longer than
+  // a short-string buffer, so a double free or a lost move shows (ASan).
+  for (std::size_t n : {std::size_t{0}, std::size_t{3},
+                        apps::cell_list::inline_cells, std::size_t{6}}) {
+    INFO(n << " cells");
+    apps::cell_list xs;
+    xs.resize(n);
+    REQUIRE(xs.size() == n);
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(xs[i].null);
+      xs[i].null = false;
+      xs[i].i = static_cast<std::int64_t>(i);
+      xs[i].s = std::string(40, static_cast<char>('a' + i));
+    }
+    auto check = [n](const apps::cell_list& ys) {
+      REQUIRE(ys.size() == n);
+      for (std::size_t i = 0; i < n; ++i) {
+        CHECK(!ys[i].null);
+        CHECK(ys[i].i == static_cast<std::int64_t>(i));
+        CHECK(ys[i].s == std::string(40, static_cast<char>('a' + i)));
+      }
+    };
+    apps::cell_list copy{xs};
+    check(copy);
+    check(xs);
+    apps::cell_list moved{std::move(copy)};
+    check(moved);
+    CHECK(copy.size() == 0); // NOLINT: a moved-from list is empty
+    apps::cell_list other;
+    other.resize(5);
+    other = moved;
+    check(other);
+    apps::cell_list last;
+    last.resize(2);
+    last = std::move(other);
+    check(last);
+    std::vector<apps::agg_row> rows(3);
+    for (auto& r : rows)
+      r.cells = xs;
+    rows.resize(40); // moves the rows into a new buffer
+    check(rows[2].cells);
+  }
 }
 
 // -- against the server ---------------------------------------------------------

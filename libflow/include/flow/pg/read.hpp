@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -114,9 +115,10 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-/// A source of T decoded by `F` (a callable `T(const row_view&)`) from the
-/// rows of a `copy_reader`. Blocking: its generator runs on a thread of its
-/// own.
+/// A source of T decoded by `F` from the rows of a `copy_reader`: a
+/// callable `T(const row_view&)`, or `void(const row_view&, T&)`, which
+/// decodes into a default-constructed T already in the batch (no move of a
+/// large row). Blocking: its generator runs on a thread of its own.
 template <class T, class F>
 class row_source : public source_impl<T> {
 public:
@@ -137,7 +139,12 @@ public:
         break;
       }
       try {
-        xs.emplace_back(decode_(*row));
+        if constexpr (std::is_invocable_v<F&, const row_view&, T&>) {
+          xs.emplace_back();
+          decode_(*row, xs.back());
+        } else {
+          xs.emplace_back(decode_(*row));
+        }
       } catch (const decode_error& e) {
         reader_.fail(e);
       }
