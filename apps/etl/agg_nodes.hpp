@@ -5,16 +5,17 @@
 // into partial states; the manager's job merges the groups the tasks
 // return. Built with networking only (nodes_stub.cpp stands in without it).
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
 #include <caf/expected.hpp>
 
 #include "common/cluster.hpp"
-#include "etl/sum_nodes.hpp"
 #include "flow/job.hpp"
 #include "flow/options.hpp"
 #include "flow/pg/read.hpp"
+#include "flow/result.hpp"
 
 namespace caf {
 class actor_system;
@@ -27,6 +28,17 @@ class task_ledger;
 namespace flow::apps {
 
 struct job_plan;
+
+/// What the partitions' tasks accounted: the rows' own counts (read,
+/// rejected) and where the tasks ran.
+struct task_totals {
+  /// The rows' accounting, summed over the tasks.
+  job_result rows;
+  /// Tasks worker nodes ran.
+  std::uint64_t node_tasks = 0;
+  /// Tasks this process ran (no node was there to take them).
+  std::uint64_t local_tasks = 0;
+};
 
 /// An aggregate whose partitions are tasks for worker nodes.
 class aggregate_over_nodes {

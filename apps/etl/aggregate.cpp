@@ -119,7 +119,8 @@ source_columns read_columns(pqxx::connection& conn, const agg_job& job) {
     auto rel = tx.exec_params("SELECT to_regclass($1)::oid",
                               job.table.quoted());
     if (rel[0][0].is_null())
-      throw usage_error("table " + job.table.display() + " does not exist");
+      throw usage_error("42P01 undefined_table: table "
+                        + job.table.display() + " does not exist");
     auto rows = tx.exec_params(
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
       "COALESCE(b.typname, t.typname)::text "
@@ -150,7 +151,10 @@ source_columns read_columns(pqxx::connection& conn, const agg_job& job) {
   return result;
 }
 
-job_plan plan_with_catalog(const std::string& conninfo, const agg_job& job) {
+job_plan plan_with_catalog(
+  const std::string& conninfo, const agg_job& job,
+  const std::function<void(const std::vector<column_info>&)>& check
+  = nullptr) {
   if (!job.where.empty())
     check_filter(job.where, job.name == "aggregate" ? "--where" : "where");
   auto cols = with_connection(conninfo, [&](pqxx::connection& conn) {
@@ -164,6 +168,8 @@ job_plan plan_with_catalog(const std::string& conninfo, const agg_job& job) {
     tx.exec(sql);
     return result;
   });
+  if (check)
+    check(cols.columns);
   return plan_job(job, cols);
 }
 
@@ -1193,10 +1199,19 @@ std::optional<agg_checkpoint> fresh_steps(checkpoint_store& store,
   return steps;
 }
 
-/// Runs one job into `out` (in place: `out.groups` points into it).
+/// Runs a query in a job's snapshot.
+using snapshot_query
+  = std::function<caf::expected<pg::text_rows>(const std::string&)>;
+
+/// Runs one job into `out` (in place: `out.groups` points into it). `after`
+/// (when given) runs once the job finished and was verified, while its
+/// snapshot is still held (not when a signal stopped it).
 void run_job(const std::string& conninfo,
              std::shared_ptr<const job_plan> plan, const agg_run_options& run,
-             caf::actor_system& sys, job_outcome& out) {
+             caf::actor_system& sys, job_outcome& out,
+             const std::function<void(job_outcome&, const snapshot_query&)>*
+               after
+             = nullptr) {
   out.plan = plan;
   stopwatch sw;
   std::vector<std::string> cols;
@@ -1351,28 +1366,31 @@ void run_job(const std::string& conninfo,
     out.no_rows.key = key::composite({});
     out.groups.push_back(&out.no_rows);
   }
-  if (run.verify) {
-    if (read)
-      verify_job(out, [&](const std::string& sql) { return read->query(sql); });
-    else
-      verify_job(out, [&](const std::string& sql)
-                        -> caf::expected<pg::text_rows> {
-        try {
-          pg::text_rows rows;
-          for (auto r : qtx->exec(sql)) {
-            std::vector<std::optional<std::string>> row;
-            for (auto f : r)
-              row.push_back(f.is_null() ? std::nullopt
-                                        : std::optional<std::string>{
-                                          f.c_str()});
-            rows.push_back(std::move(row));
-          }
-          return rows;
-        } catch (...) {
-          return pg::current_error(conninfo);
+  if (!run.verify && after == nullptr)
+    return;
+  snapshot_query query;
+  if (read)
+    query = [&](const std::string& sql) { return read->query(sql); };
+  else
+    query = [&](const std::string& sql) -> caf::expected<pg::text_rows> {
+      try {
+        pg::text_rows rows;
+        for (auto r : qtx->exec(sql)) {
+          std::vector<std::optional<std::string>> row;
+          for (auto f : r)
+            row.push_back(f.is_null() ? std::nullopt
+                                      : std::optional<std::string>{f.c_str()});
+          rows.push_back(std::move(row));
         }
-      });
-  }
+        return rows;
+      } catch (...) {
+        return pg::current_error(conninfo);
+      }
+    };
+  if (run.verify)
+    verify_job(out, query);
+  if (after != nullptr)
+    (*after)(out, query);
 }
 
 // -- printing -----------------------------------------------------------------
@@ -1770,6 +1788,61 @@ int run_aggregate_jobs(const std::string& conninfo,
     if (n > 0 && !run.json)
       std::printf("%zu output table%s committed in one transaction\n", n,
                   n == 1 ? "" : "s");
+  }
+  return rc;
+}
+
+int run_aggregate_preset(
+  const std::string& conninfo, const agg_job& job, const agg_run_options& run,
+  caf::actor_system& sys,
+  const std::function<void(const std::vector<column_info>&)>& check,
+  const std::function<int(const agg_preset_result&)>& consume) {
+  auto plan = plan_with_catalog(conninfo, job, check);
+  if (run.pushdown && job.query.empty()) {
+    std::string why_not;
+    if (auto pp = plan_pushdown(plan, why_not))
+      plan = std::move(*pp);
+    else
+      throw usage_error("--pushdown: " + why_not
+                        + " cannot be computed exactly by the server per "
+                          "partition");
+  }
+  auto shared = std::make_shared<const job_plan>(std::move(plan));
+  job_outcome out;
+  agg_preset_result result;
+  auto fill = [&](job_outcome& o) {
+    result.res = &o.res;
+    result.rows = &o.rows;
+    result.mode = o.mode;
+    result.partitions = o.partitions;
+    result.seconds = o.seconds;
+    result.distributed = o.distributed;
+    result.node_tasks = o.node_tasks;
+    result.local_tasks = o.local_tasks;
+    std::vector<const key_result*> keys;
+    for (auto& k : o.res.keys)
+      keys.push_back(&k);
+    std::sort(keys.begin(), keys.end(),
+              [](auto* x, auto* y) { return x->key < y->key; });
+    for (auto* k : keys) {
+      std::vector<std::optional<std::string>> row;
+      for (auto& v : output_row(*shared, *k))
+        row.push_back(v.sql());
+      result.groups.push_back(std::move(row));
+    }
+  };
+  int rc = exit_ok;
+  std::function<void(job_outcome&, const snapshot_query&)> after
+    = [&](job_outcome& o, const snapshot_query& query) {
+        fill(o);
+        result.query = query;
+        rc = consume(result);
+      };
+  run_job(conninfo, shared, run, sys, out, &after);
+  if (job_runner::stopped(out.res)) {
+    fill(out);
+    result.stopped = true;
+    return consume(result);
   }
   return rc;
 }

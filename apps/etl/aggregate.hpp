@@ -14,12 +14,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "etl/agg_spec.hpp"
 #include "flow/options.hpp"
 #include "flow/pg/connection.hpp"
+#include "flow/pg/read.hpp"
+#include "flow/result.hpp"
 
 namespace caf {
 class actor_system;
@@ -100,6 +104,46 @@ int run_aggregate_jobs(const std::string& conninfo,
                        const std::vector<agg_job>& jobs,
                        const agg_run_options& run, bool atomic,
                        caf::actor_system& sys);
+
+/// A job run for a preset, as the preset sees it (flow-etl sum prints its
+/// own format from it).
+struct agg_preset_result {
+  /// Stopped by a signal: `groups` holds what was merged, partial, and
+  /// `query` is empty.
+  bool stopped = false;
+  /// The merged result: accounting, dead letters, and the states.
+  const job_result* res = nullptr;
+  /// The rows' accounting: the job's, or over worker nodes the tasks'.
+  const job_result* rows = nullptr;
+  /// How it was read: "table", "push-down", "distributed".
+  std::string mode;
+  /// Partitions read.
+  std::size_t partitions = 0;
+  /// The job's time, from planning the read to the last merge.
+  double seconds = 0;
+  /// Over worker nodes: true, and the tasks run there and here.
+  bool distributed = false;
+  std::uint64_t node_tasks = 0;
+  std::uint64_t local_tasks = 0;
+  /// One row per group, ordered by group: the group columns' values, then
+  /// the aggregates' (the job's order), as SQL text; nullopt for NULL.
+  std::vector<std::vector<std::optional<std::string>>> groups;
+  /// Runs a query in the job's snapshot, only while `consume` runs.
+  std::function<caf::expected<pg::text_rows>(const std::string&)> query;
+};
+
+/// Runs one job for a preset without printing anything: `check` (when
+/// given) sees the source's columns as the catalog describes them before
+/// anything is planned or read, and may throw usage_error; `consume` gets
+/// the result while the job's snapshot is still held (or, stopped by a
+/// signal, the partial result) and returns the exit code. --pushdown that
+/// cannot push every aggregate is a usage_error here (a preset names its
+/// aggregates). Throws usage_error on bad input, as run_aggregate_jobs.
+int run_aggregate_preset(
+  const std::string& conninfo, const agg_job& job, const agg_run_options& run,
+  caf::actor_system& sys,
+  const std::function<void(const std::vector<column_info>&)>& check,
+  const std::function<int(const agg_preset_result&)>& consume);
 
 /// Checks `job` against the database without reading its rows: the table
 /// or query exists, every column exists and every aggregate applies to its

@@ -1,11 +1,10 @@
 // flow-etl's distributed pieces in a build without networking
 // (-DFLOW_BUILD_NET=OFF): there is no --listen then (see
 // common/net_stub.cpp), so none of these is reached; they exist so that
-// sum.cpp, clean.cpp and command.cpp need no #ifdef.
+// aggregate.cpp, clean.cpp and command.cpp need no #ifdef.
 
 #include "etl/agg_nodes.hpp"
 #include "etl/clean_nodes.hpp"
-#include "etl/sum_nodes.hpp"
 #include "etl/tasks.hpp"
 #include "flow/error.hpp"
 
@@ -21,17 +20,6 @@ caf::error no_networking() {
 } // namespace
 
 void register_etl_tasks(const std::string&) {
-}
-
-caf::expected<job> sum_over_nodes::start(pg::partitioned_read&,
-                                         const pg::table_name&,
-                                         const options&, const cluster&,
-                                         caf::actor_system&) {
-  return no_networking();
-}
-
-task_totals sum_over_nodes::totals() const {
-  return {};
 }
 
 caf::expected<job> aggregate_over_nodes::start(pg::partitioned_read&,

@@ -1,5 +1,6 @@
 #include "etl/sum.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -13,10 +14,9 @@
 #include "common/json.hpp"
 #include "common/cluster.hpp"
 #include "common/job_runner.hpp"
+#include "etl/aggregate.hpp"
 #include "etl/command.hpp"
-#include "etl/elements.hpp"
 #include "etl/init.hpp"
-#include "etl/sum_nodes.hpp"
 #include "flow/flow.hpp"
 #include "flow/pg/pg.hpp"
 
@@ -34,11 +34,55 @@ struct size_total {
 
 using totals = std::map<std::int64_t, size_total>;
 
-totals fold_lists(const job_result& res) {
-  totals result;
-  for (auto& k : res.keys) {
-    auto& t = result[size_of_key(k.key.as_int())];
-    if (!t.agg.merge(k.agg))
+/// The preset's aggregates, in this order after the group columns
+/// (list_size, list_id): count(*), sum(value), count(value), min(value),
+/// max(value).
+constexpr const char* sum_aggs
+  = "count(*), sum(value), count(value), min(value), max(value)";
+
+/// The lists folded per list size, and the rows whose value is NULL (which
+/// count(*) counts and count(value) does not): sum reports them rejected.
+struct folded {
+  totals by_size;
+  std::uint64_t null_values = 0;
+  /// Rows whose list_size or list_id is NULL.
+  std::uint64_t null_keys = 0;
+};
+
+std::int64_t int_field(const std::optional<std::string>& x) {
+  auto v = x ? pg::parse_int64(*x) : std::nullopt;
+  if (!v)
+    throw usage_error("sum: unexpected value in a group: "
+                      + x.value_or("NULL"));
+  return *v;
+}
+
+/// Folds the groups (list_size, list_id) per list size; a list counts once
+/// it has a value that is not NULL (as count(DISTINCT list_id) FILTER
+/// (WHERE value IS NOT NULL) does on the server).
+folded fold_lists(const agg_preset_result& res) {
+  folded result;
+  for (auto& g : res.groups) {
+    auto rows = static_cast<std::uint64_t>(int_field(g[2]));
+    auto values = static_cast<std::uint64_t>(int_field(g[4]));
+    if (!g[0] || !g[1]) {
+      result.null_keys += rows;
+      continue;
+    }
+    result.null_values += rows - values;
+    if (values == 0)
+      continue;
+    aggregate a;
+    auto sum = pg::parse_int128(g[3].value_or(""));
+    if (!sum)
+      throw usage_error("sum: unexpected sum in a group: "
+                        + g[3].value_or("NULL"));
+    a.sum = *sum;
+    a.count = values;
+    a.min = int_field(g[5]);
+    a.max = int_field(g[6]);
+    auto& t = result.by_size[int_field(g[0])];
+    if (!t.agg.merge(a))
       throw usage_error("sum: overflow folding lists");
     ++t.lists;
   }
@@ -52,11 +96,11 @@ struct reference {
   double seconds = 0;
 };
 
-reference server_reference(pg::partitioned_read& read,
+reference server_reference(const agg_preset_result& res,
                            const pg::table_name& table) {
   reference ref;
   stopwatch sw;
-  auto rows = read.query(
+  auto rows = res.query(
     "SELECT list_size, sum(value), count(value), "
     "count(DISTINCT list_id) FILTER (WHERE value IS NOT NULL), min(value), "
     "max(value) FROM "
@@ -78,7 +122,7 @@ reference server_reference(pg::partitioned_read& read,
     t.agg.min = std::stoll(*r[4]);
     t.agg.max = std::stoll(*r[5]);
   }
-  auto nulls = read.query("SELECT count(*) FROM " + table.quoted()
+  auto nulls = res.query("SELECT count(*) FROM " + table.quoted()
                           + " WHERE value IS NULL");
   if (!nulls)
     fail(nulls.error());
@@ -131,55 +175,44 @@ std::size_t sum_partitions(const std::string& conninfo,
   return *n;
 }
 
-/// --pushdown: the server aggregates each partition.
-caf::expected<job> start_pushdown(pg::partitioned_read& read,
-                                  const sum_config& cfg,
-                                  caf::actor_system& sys) {
-  pg::pushdown_spec pd;
-  pd.group_columns = {"list_size", "list_id"};
-  pd.value_column = "value";
-  pd.key = [](const pg::row_view& r) {
-    return flow::key{list_key(r.int32(0), r.int32(1))};
-  };
-  auto srcs = read.aggregate_sources(pd);
-  if (!srcs)
-    fail(srcs.error());
-  pipeline<pg::keyed_aggregate> p;
-  for (auto& s : *srcs)
-    p.add(std::move(s));
-  return p.reduce(pg::merge_by_key()).with(cfg.opts).start(sys);
+/// The preset: `aggregate --table T --group-by list_size,list_id --agg
+/// '<sum_aggs>'` (pushed down or over worker nodes as asked), whose
+/// groups sum folds per list size.
+agg_job sum_job(const sum_config& cfg) {
+  agg_job job;
+  job.name = "sum";
+  job.table = cfg.table;
+  job.group_by = {"list_size", "list_id"};
+  job.aggs = parse_agg_list(sum_aggs, "sum");
+  return job;
 }
 
-/// The rows themselves, read by the partitions and folded per list.
-caf::expected<job> start_rows(pg::partitioned_read& read,
-                              const sum_config& cfg, caf::actor_system& sys) {
-  auto srcs = read.row_sources<element_row>(
-    [](const pg::row_view& r) { return decode_element_row(r); });
-  if (!srcs)
-    fail(srcs.error());
-  pipeline<element_row> p;
-  for (auto& s : *srcs)
-    p.add(std::move(s));
-  return p.reduce(sum_per_list()).with(cfg.opts).start(sys);
-}
-
-/// Starts the job: over worker nodes (`over_nodes`) with --listen, else
-/// here, pushed down or over the rows.
-caf::expected<job> start_sum(pg::partitioned_read& read, const sum_config& cfg,
-                             caf::actor_system& sys,
-                             sum_over_nodes& over_nodes) {
-  if (distributed_sum(cfg))
-    return over_nodes.start(read, cfg.table, cfg.opts, *cfg.nodes, sys);
-  return cfg.pushdown ? start_pushdown(read, cfg, sys)
-                      : start_rows(read, cfg, sys);
+/// sum reads three integer columns: anything else is refused before a row
+/// is read (aggregate reads every type).
+void check_sum_columns(const std::vector<column_info>& cols,
+                       const pg::table_name& table) {
+  for (auto* name : {"list_id", "list_size", "value"}) {
+    auto c = std::find_if(cols.begin(), cols.end(),
+                          [&](auto& x) { return x.name == name; });
+    if (c == cols.end())
+      throw usage_error("sum: table " + table.display() + " has no column \""
+                        + name + "\" (sum reads list_id, list_size and "
+                                  "value)");
+    if (c->cls != col_class::integer)
+      throw usage_error("sum: column \"" + c->name + "\" of "
+                        + table.display() + " is " + c->type
+                        + "; sum reads integer (smallint, integer or bigint) "
+                          "list_id, list_size and value; flow-etl aggregate "
+                          "reads other types");
+  }
 }
 
 // -- printing ---------------------------------------------------------------
 
 /// Stopped by a signal: prints what was merged, marked partial; nothing is
 /// verified and no output table is written.
-int print_partial(const job_result& res, const sum_config& cfg) {
-  for (auto& [k, t] : fold_lists(res)) {
+int print_partial(const agg_preset_result& res, const sum_config& cfg) {
+  for (auto& [k, t] : fold_lists(res).by_size) {
     if (cfg.json) {
       json_object obj;
       obj.add("key", k)
@@ -197,7 +230,7 @@ int print_partial(const job_result& res, const sum_config& cfg) {
   }
   std::cout.flush();
   std::fflush(stdout);
-  return runner.stopped_exit_code(res);
+  return runner.stopped_exit_code(*res.res);
 }
 
 /// A finished run, as the printing sees it.
@@ -309,19 +342,37 @@ void write_output(const std::string& conninfo, const sum_config& cfg,
     fail(err);
 }
 
-/// Verifies a finished job against the server and prints it; returns the
-/// exit code.
-int verify_sum(const std::string& conninfo, const sum_config& cfg,
-               pg::partitioned_read& read, const job_result& res,
-               sum_outcome& out) {
-  runner.dead_letters(res, "");
-  auto mine = fold_lists(res);
-  auto ref = server_reference(read, cfg.table);
-  read.release();
-  // Verify: every key equal, no key missing or extra, every row accounted.
+/// Verifies a finished job against the server (in the job's snapshot) and
+/// prints it; `mine` gets the sums. Returns the exit code.
+int verify_sum(const sum_config& cfg, const agg_preset_result& res,
+               totals& mine) {
+  auto& job_res = *res.res;
+  runner.dead_letters(job_res, "");
+  auto fold = fold_lists(res);
+  if (fold.null_keys > 0)
+    throw usage_error("sum: " + std::to_string(fold.null_keys)
+                      + " rows of " + cfg.table.display()
+                      + " have a NULL list_size or list_id; sum needs both "
+                        "(flow-etl aggregate groups them)");
+  mine = std::move(fold.by_size);
+  auto ref = server_reference(res, cfg.table);
+  sum_outcome out;
+  out.partitions = res.partitions;
+  out.flow_s = res.seconds;
+  out.dist = res.distributed;
+  out.node_tasks = res.node_tasks;
+  out.local_tasks = res.local_tasks;
+  // The rows' accounting as sum reports it: a row whose value is NULL is
+  // read and counted by count(*), but not summed; sum calls it rejected.
   auto& rows_res = out.rows_res;
-  bool all_ok = res.final && res.balanced() && rows_res.balanced()
-                && mine.size() == ref.by_size.size()
+  rows_res = *res.rows;
+  rows_res.rejected = fold.null_values;
+  rows_res.aggregated = res.rows->emitted >= fold.null_values
+                          ? res.rows->emitted - fold.null_values
+                          : 0;
+  // Verify: every key equal, no key missing or extra, every row accounted.
+  bool all_ok = job_res.final && job_res.balanced() && res.rows->balanced()
+                && rows_res.balanced() && mine.size() == ref.by_size.size()
                 && (cfg.pushdown || rows_res.rejected == ref.null_values);
   out.mode = out.dist ? "distributed" : cfg.pushdown ? "push-down" : "rows";
   all_ok = print_keys(mine, ref, out, cfg.json) && all_ok;
@@ -332,46 +383,34 @@ int verify_sum(const std::string& conninfo, const sum_config& cfg,
     std::cerr << etl_prog
               << ": sum: the result does not match the server's GROUP BY"
               << std::endl;
-    return res.dead_lettered > 0 ? exit_dead_letters : exit_mismatch;
+    return job_res.dead_lettered > 0 ? exit_dead_letters : exit_mismatch;
   }
-  if (!cfg.output.empty())
-    write_output(conninfo, cfg, mine);
   return exit_ok;
 }
 
 int run_sum(const std::string& conninfo, const sum_config& cfg,
             caf::actor_system& sys) {
-  stopwatch sw;
-  pg::read_spec spec;
-  spec.conninfo = conninfo;
-  spec.table = cfg.table;
-  spec.columns = {"list_id", "list_size", "value"};
-  spec.partition_column = cfg.by;
-  spec.partitions = sum_partitions(conninfo, cfg);
-  auto read = pg::partitioned_read::open(spec);
-  if (!read)
-    fail(read.error());
-  sum_over_nodes over_nodes;
-  auto started = start_sum(*read, cfg, sys, over_nodes);
-  if (!started)
-    fail(started.error());
-  auto res = runner.wait(started, 0, "sum");
-  sum_outcome out;
-  out.flow_s = sw.seconds();
-  if (!res)
-    fail(res.error());
-  if (job_runner::stopped(*res))
-    return print_partial(*res, cfg);
-  out.partitions = read->ranges().size();
-  out.rows_res = *res;
-  if (over_nodes.started()) {
-    auto tasks = over_nodes.totals();
-    out.dist = true;
-    out.rows_res = tasks.rows;
-    out.node_tasks = tasks.node_tasks;
-    out.local_tasks = tasks.local_tasks;
-  }
-  return verify_sum(conninfo, cfg, *read, *res, out);
+  agg_run_options run;
+  run.partitions = sum_partitions(conninfo, cfg);
+  run.by = cfg.by;
+  run.pushdown = cfg.pushdown;
+  run.opts = cfg.opts;
+  run.nodes = cfg.nodes;
+  totals mine;
+  auto rc = run_aggregate_preset(
+    conninfo, sum_job(cfg), run, sys,
+    [&](const std::vector<column_info>& cols) {
+      check_sum_columns(cols, cfg.table);
+    },
+    [&](const agg_preset_result& res) {
+      if (res.stopped)
+        return print_partial(res, cfg);
+      return verify_sum(cfg, res, mine);
+    });
+  // Written once the job's snapshot is released: the verified sums only.
+  if (rc == exit_ok && !cfg.output.empty())
+    write_output(conninfo, cfg, mine);
+  return rc;
 }
 
 // -- the command ------------------------------------------------------------
@@ -431,6 +470,8 @@ int cmd_sum(int argc, char** argv) {
     "Keyed sums per list_size over the elements table (sum, elements, number "
     "of lists, min, max), read by parallel partitions that share one "
     "snapshot,\nverified against the server's own GROUP BY in that snapshot. "
+    "A preset of aggregate: --group-by list_size,list_id with count(*), "
+    "sum,\ncount, min and max of value, folded per list_size. "
     "With a throwaway cluster (no --db, no PG* environment) it runs init "
     "first,\nwith --rows/--ads/--seed."};
   declare_sum_options(args);

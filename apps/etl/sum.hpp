@@ -1,13 +1,15 @@
 #pragma once
 
-// flow-etl's `sum`: keyed sums per list size over the elements table, read
-// by parallel partitions in one snapshot (or pushed down to the server, or
-// handed to worker nodes with --listen) and verified against the server's
+// flow-etl's `sum`: keyed sums per list size over the elements table, a
+// preset of `aggregate` (aggregate.hpp): GROUP BY list_size, list_id with
+// count(*), sum, count, min and max of value, read by parallel partitions
+// in one snapshot (or pushed down to the server, or handed to worker nodes
+// with --listen), folded per list size and verified against the server's
 // own GROUP BY in that snapshot.
 //
-//   partition 1 (value in [lo, b1))  ─┐  COPY (...) TO STDOUT, one snapshot
-//   partition 2 (value in [b1, b2))  ─┼─batches─▶ reducers ─▶ manager
-//   partition P (value in [bP, hi))  ─┘  (key = list size, list) {key: sum}
+//   partition 1 ─┐  COPY (...) TO STDOUT, one snapshot
+//   partition 2 ─┼─batches─▶ reducers ─▶ manager {(list_size, list_id): states}
+//   partition P ─┘                            └─▶ folded per list_size
 
 namespace flow::apps {
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// The task kinds a distributed `flow-etl sum|clean --listen` hands to
+// The task kinds a distributed `flow-etl sum|aggregate|clean --listen` hands to
 // `flow-node worker`: one database partition each. The node reads it in the
 // manager's snapshot, reduces it locally and returns only the partial
 // aggregates.
@@ -8,9 +8,6 @@
 #include <string>
 
 namespace flow::apps {
-
-/// The task kind of one `sum` partition (payload: a pg::partition_ticket).
-inline constexpr const char* sum_task = "etl.sum";
 
 /// Registers the flow-etl task kinds with flow::net. `conninfo`: this
 /// process's own connection to the database (flow-node's --db); empty: the

@@ -190,8 +190,8 @@ TEST_CASE("net: flow-etl sum --listen, partitions read by two worker nodes, "
   CHECK(json_field(first, "rows_rejected") == "25");
   // Both nodes read partitions (the manager gives each task to the node
   // with the fewest).
-  CHECK(slurp(w1.err).find("(etl.sum) done") != std::string::npos);
-  CHECK(slurp(w2.err).find("(etl.sum) done") != std::string::npos);
+  CHECK(slurp(w1.err).find("(etl.aggregate) done") != std::string::npos);
+  CHECK(slurp(w2.err).find("(etl.aggregate) done") != std::string::npos);
   CHECK(w1.wait() == 1);
   CHECK(w2.wait() == 1);
 }
@@ -259,11 +259,11 @@ TEST_CASE("net: a worker node that joins while a distributed job runs gets "
   auto port = wait_for_port(manager);
   // A slow node running one partition at a time: three partitions wait.
   child w1{worker(port, "w1"), "etl-early", "FLOW_TEST_REDUCER_DELAY_MS=3000"};
-  REQUIRE(wait_for_text(w1.err, "task 1 (etl.sum) from the manager"));
+  REQUIRE(wait_for_text(w1.err, "task 1 (etl.aggregate) from the manager"));
   child w2{worker(port, "w2"), "etl-late"};
-  REQUIRE(wait_for_text(w2.err, "(etl.sum) from the manager"));
+  REQUIRE(wait_for_text(w2.err, "(etl.aggregate) from the manager"));
   // It got one while the first node was still on its first partition.
-  CHECK(slurp(w1.err).find("task 1 (etl.sum) done") == std::string::npos);
+  CHECK(slurp(w1.err).find("task 1 (etl.aggregate) done") == std::string::npos);
   auto rc = manager.wait();
   INFO(slurp(manager.err) << "\nw1: " << slurp(w1.err) << "\nw2: "
                           << slurp(w2.err));
