@@ -248,10 +248,10 @@ private:
   std::size_t n_ = 0;
 };
 
-/// A row as the reducers see it: the group's key and the value cells.
+/// A row as the reducers see it: the value cells of the read columns.
+/// Its group is the composite of the plan's group columns, which the
+/// reducer makes (agg_reducer).
 struct agg_row {
-  /// The group: a composite of the group columns' values.
-  flow::key key;
   /// The read columns' values.
   cell_list cells;
 };
