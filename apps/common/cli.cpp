@@ -319,8 +319,10 @@ void pin_malloc_thresholds() {
     return;
   // Both together: setting either one stops glibc adapting the other, and
   // either alone was slower than the default (10 s and 19 s against 4 s).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // A 32 MiB mmap threshold is refused where glibc's maximum is lower (32-bit
+  // builds); the trim threshold alone would then be the slow case.
+  if (mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1)
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 int guarded_main(const std::string& prog,

@@ -148,16 +148,20 @@ public:
   /// Cells held without a heap allocation.
   static constexpr std::size_t inline_cells = 4;
 
+  /// No cells.
   cell_list() noexcept = default;
 
+  /// A copy of `other`'s cells.
   cell_list(const cell_list& other) {
     assign(other);
   }
 
+  /// Takes `other`'s cells; `other` is left empty.
   cell_list(cell_list&& other) noexcept {
     take(std::move(other));
   }
 
+  /// Replaces the cells by a copy of `other`'s.
   cell_list& operator=(const cell_list& other) {
     if (this != &other) {
       clear();
@@ -166,6 +170,7 @@ public:
     return *this;
   }
 
+  /// Replaces the cells by `other`'s; `other` is left empty.
   cell_list& operator=(cell_list&& other) noexcept {
     if (this != &other) {
       clear();
@@ -174,20 +179,22 @@ public:
     return *this;
   }
 
+  /// Destroys the cells.
   ~cell_list() {
     clear();
   }
 
-  /// Makes `n` NULL cells (the list must be empty). Only those are
-  /// constructed: a row of 3 columns does not build and destroy a fourth.
+  /// Makes `n` NULL cells, replacing any. Only those are constructed: a row
+  /// of 3 columns does not build and destroy a fourth.
   void resize(std::size_t n) {
-    n_ = n;
+    clear();
     if (n > inline_cells) {
       big_.resize(n);
+      n_ = n;
       return;
     }
-    for (std::size_t i = 0; i < n; ++i)
-      new (small() + i) cell();
+    for (; n_ < n; ++n_) // counted as built: a throw leaves no cell behind
+      new (slot(n_)) cell();
   }
 
   /// The number of cells.
@@ -206,6 +213,12 @@ public:
   }
 
 private:
+  /// Where inline cell `i` is built (no cell may live there yet).
+  void* slot(std::size_t i) noexcept {
+    return buf_ + i * sizeof(cell);
+  }
+
+  /// The inline cells, once built.
   cell* small() noexcept {
     return std::launder(reinterpret_cast<cell*>(buf_));
   }
@@ -222,24 +235,26 @@ private:
     n_ = 0;
   }
 
+  /// Copies `other`'s cells into this empty list.
   void assign(const cell_list& other) {
     if (other.n_ > inline_cells) {
       big_ = other.big_;
-    } else {
-      for (std::size_t i = 0; i < other.n_; ++i)
-        new (small() + i) cell(other.small()[i]);
+      n_ = other.n_;
+      return;
     }
-    n_ = other.n_;
+    for (; n_ < other.n_; ++n_)
+      new (slot(n_)) cell(other.small()[n_]);
   }
 
+  /// Moves `other`'s cells into this empty list.
   void take(cell_list&& other) noexcept {
     if (other.n_ > inline_cells) {
       big_ = std::move(other.big_);
+      n_ = other.n_;
     } else {
-      for (std::size_t i = 0; i < other.n_; ++i)
-        new (small() + i) cell(std::move(other.small()[i]));
+      for (; n_ < other.n_; ++n_)
+        new (slot(n_)) cell(std::move(other.small()[n_]));
     }
-    n_ = other.n_;
     other.clear();
   }
 

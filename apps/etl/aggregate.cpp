@@ -1837,6 +1837,8 @@ int run_aggregate_preset(
         fill(o);
         result.query = query;
         rc = consume(result);
+        // It reads through run_job's connections, gone once it returns.
+        result.query = nullptr;
       };
   run_job(conninfo, shared, run, sys, out, &after);
   if (job_runner::stopped(out.res)) {

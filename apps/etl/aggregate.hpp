@@ -121,9 +121,11 @@ struct agg_preset_result {
   std::size_t partitions = 0;
   /// The job's time, from planning the read to the last merge.
   double seconds = 0;
-  /// Over worker nodes: true, and the tasks run there and here.
+  /// Over worker nodes: true.
   bool distributed = false;
+  /// Over worker nodes: the tasks worker nodes ran.
   std::uint64_t node_tasks = 0;
+  /// Over worker nodes: the tasks this process ran (no node took them).
   std::uint64_t local_tasks = 0;
   /// One row per group, ordered by group: the group columns' values, then
   /// the aggregates' (the job's order), as SQL text; nullopt for NULL.

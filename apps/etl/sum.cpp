@@ -366,10 +366,8 @@ int verify_sum(const sum_config& cfg, const agg_preset_result& res,
   // read and counted by count(*), but not summed; sum calls it rejected.
   auto& rows_res = out.rows_res;
   rows_res = *res.rows;
-  rows_res.rejected = fold.null_values;
-  rows_res.aggregated = res.rows->emitted >= fold.null_values
-                          ? res.rows->emitted - fold.null_values
-                          : 0;
+  rows_res.rejected += fold.null_values;
+  rows_res.aggregated -= std::min(rows_res.aggregated, fold.null_values);
   // Verify: every key equal, no key missing or extra, every row accounted.
   bool all_ok = job_res.final && job_res.balanced() && res.rows->balanced()
                 && rows_res.balanced() && mine.size() == ref.by_size.size()

@@ -38,6 +38,8 @@ int bytes_of(std::uint64_t u) {
   return k;
 }
 
+/// Appends integer `x` in the shortest form (see above): its tag, then
+/// its k significant bytes, big-endian.
 void encode_int(std::int64_t x, std::string& out) {
   auto u = static_cast<std::uint64_t>(x);
   int k;
@@ -98,7 +100,6 @@ bool decode(const std::string& in, std::vector<key_part>* out) {
           out->emplace_back(byte(i) == 1);
         ++i;
         break;
-
       case tag_string: {
         std::string s;
         for (;;) {
@@ -138,7 +139,9 @@ bool decode(const std::string& in, std::vector<key_part>* out) {
         if (neg && k > 1 && top == 0xFF)
           return false;
         if (neg && k == 8 && top < 0x80)
-          return false;
+          return false; // below -2^63
+        if (!neg && k == 8 && top >= 0x80)
+          return false; // above 2^63 - 1
         std::uint64_t u = 0;
         for (std::size_t j = 0; j < k; ++j)
           u = (u << 8) | byte(i++);

@@ -200,6 +200,8 @@ def main():
                 fail("a task read no rows: %r" % t)
             read += t["rows_read"]
             rejected += t["rows_rejected"]
+        # sum's rows_rejected adds the rows whose value is NULL to the
+        # tasks' rejections; init's elements have none.
         if read != rows_read or rejected != rows_rejected:
             fail("tasks read %d rows (%d rejected), the program printed %d "
                  "(%d)" % (read, rejected, rows_read, rows_rejected))

@@ -372,6 +372,10 @@ TEST_CASE("key: an integer encoded longer than it needs, or in the first "
   // string tag (3).
   CHECK(load_composite(std::string("\x02\x80\0\0\0\0\0\0\x01", 9)));
   CHECK(load_composite(std::string("\x03x\0\x01", 4)));
-  // An 8-byte negative below -2^63 cannot be.
+  // An 8-byte negative below -2^63 or an 8-byte positive above 2^63 - 1
+  // cannot be (the second would be INT64_MIN again, under another tag).
   CHECK(load_composite(std::string("\x04\x7f\0\0\0\0\0\0\0", 9)));
+  CHECK(load_composite(std::string("\x14\x80\0\0\0\0\0\0\0", 9)));
+  CHECK(!load_composite(
+    std::string("\x14\x7f\xff\xff\xff\xff\xff\xff\xff", 9))); // max
 }
