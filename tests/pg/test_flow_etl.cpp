@@ -183,13 +183,15 @@ TEST_CASE("flow-etl: sum reports NULL values rejected and refuses NULL "
           "[pg][flow-etl]") {
   auto schema = fresh_schema("nulls");
   auto t = pg::table_name{schema, "elements"}.quoted();
-  exec("CREATE TABLE " + t + " (list_id int, list_size int, value bigint)");
+  exec("CREATE TABLE " + t
+       + " (list_id bigint, list_size int, value bigint)");
   // Every 7th value NULL; list 5 has only NULL values (so it is no list of
   // its size, as count(DISTINCT list_id) FILTER (WHERE value IS NOT NULL)
   // says); bigint list ids beyond 32 bits.
   exec("INSERT INTO " + t
-       + " SELECT l, (l % 3 + 1) * 10, CASE WHEN l = 5 OR i % 7 = 0 THEN NULL "
-         "ELSE i * l END FROM generate_series(1, 12) l, "
+       + " SELECT l + 5000000000, (l % 3 + 1) * 10, "
+         "CASE WHEN l = 5 OR i % 7 = 0 THEN NULL ELSE i * l END "
+         "FROM generate_series(1, 12) l, "
          "generate_series(1, (l % 3 + 1) * 10) i");
   auto ref = group_by(schema);
   // The reference counts lists with a value only.
