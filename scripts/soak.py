@@ -202,8 +202,10 @@ class Soak:
         under, e.g. `ip netns exec`); returns it, the file of its stderr and
         its port (None when it printed none)."""
         err = os.path.join(self.tmp, "manager.err")
+        # Log level info: wait_joined reads the manager's "joined" lines.
         mgr = subprocess.Popen(list(prefix) + manager_cmd + ["--listen", at,
-                                              "--min-workers", "2"]
+                                              "--min-workers", "2",
+                                              "--log-level", "info"]
                                + self.tls("manager"),
                                stdout=subprocess.PIPE,
                                stderr=open(err, "w"), text=True)
@@ -278,7 +280,16 @@ class Soak:
                                                      "127.0.0.1:" + port)
                     out = supervised(mgr)
         elif fault != "none" and victim is not None:
-            time.sleep(self.rng.uniform(0.3, 1.2))
+            # The fault is meant for a node taking part in the job. Under
+            # load a node can take longer than the delay to join, and a node
+            # killed before it joined never comes back (nothing supervises
+            # it here), so the manager would rightly wait for its second
+            # node until --min-workers-timeout: wait for the victim's join
+            # first. When joins are quick the delay is as before.
+            start = time.time()
+            delay = self.rng.uniform(0.3, 1.2)
+            self.wait_joined(mgr, err, names[nodes.index(victim)])
+            time.sleep(max(0.0, start + delay - time.time()))
             if mgr.poll() is None and victim.poll() is None:
                 hit = True
                 if fault == "kill":
@@ -311,6 +322,18 @@ class Soak:
                     n.wait()
         with open(err) as f:
             return mgr.returncode, out, f.read(), hit
+
+    @staticmethod
+    def wait_joined(mgr, err, name, timeout=60):
+        """Waits until the manager (stderr in `err`) logs that worker node
+        `name` joined, or exits, or `timeout` seconds pass."""
+        deadline = time.time() + timeout
+        pattern = re.compile(r"worker node %s joined" % re.escape(name))
+        while time.time() < deadline and mgr.poll() is None:
+            with open(err) as f:
+                if pattern.search(f.read()):
+                    return
+            time.sleep(0.05)
 
     def run_clean(self, fault):
         cmd = [self.prog("flow-etl"), "clean", "--db", self.db,
