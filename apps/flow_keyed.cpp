@@ -916,6 +916,16 @@ void declare_options(arg_parser& args) {
             "key), so that memory measures libflow alone; ok then checks "
             "only libflow's accounting (all N elements emitted, each "
             "aggregated or rejected, none dead-lettered)");
+  args.value("max-memory", "BYTES",
+             "bound libflow's keyed state to BYTES (K, M, G: powers of 1024): "
+             "beyond it, integer keys of the default sum are spilled as "
+             "sorted runs to unlinked files in --spill-dir and merged at the "
+             "end, with identical results (peak memory: BYTES plus the "
+             "process's baseline and the batches in flight; string keys and "
+             "--agg are not spilled, a warning says so); use with "
+             "--summary --no-verify to bound the whole process");
+  args.value("spill-dir", "DIR",
+             "where --max-memory's runs go (default $TMPDIR, else /tmp)");
   args.flag("json", "print one JSON object per key instead of a table");
   args.value("values", "TYPE",
              "with --input: read values as int (int64), double (decimal or "
@@ -967,6 +977,13 @@ int run(int argc, char** argv) {
   auto opts = read_pipeline_options(args);
   if (args.given("keys") && !args.given("batch"))
     opts.batch_size = keys_batch;
+  if (args.given("max-memory"))
+    opts.max_memory = parse_bytes("--max-memory", args.get("max-memory"));
+  if (args.given("spill-dir")) {
+    if (!args.given("max-memory"))
+      throw usage_error("--spill-dir needs --max-memory");
+    opts.spill_dir = args.get("spill-dir");
+  }
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
   dead_letter_file dead{args.given("dead-letter") ? args.get("dead-letter")

@@ -292,6 +292,37 @@ std::vector<std::uint64_t> parse_size_list(const std::string& option,
   return result;
 }
 
+std::uint64_t parse_bytes(const std::string& option, const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return usage_error(option + ": " + quote_token(text) + " " + why);
+  };
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+    ++digits;
+  if (digits == 0)
+    throw bad("is not a number of bytes (for example 268435456, 256M or "
+              "256MiB)");
+  auto suffix = text.substr(digits);
+  static const std::pair<const char*, unsigned> units[] = {
+    {"", 0},   {"K", 10},   {"KiB", 10}, {"M", 20}, {"MiB", 20},
+    {"G", 30}, {"GiB", 30}, {"T", 40},   {"TiB", 40}};
+  unsigned shift = 64;
+  for (auto& [name, s] : units)
+    if (suffix == name)
+      shift = s;
+  if (shift == 64)
+    throw bad("has an unknown unit (K, M, G, T, KiB, MiB, GiB or TiB)");
+  std::uint64_t x = 0;
+  for (std::size_t i = 0; i < digits; ++i)
+    if (__builtin_mul_overflow(x, 10u, &x)
+        || __builtin_add_overflow(x, static_cast<unsigned>(text[i] - '0'),
+                                  &x))
+      throw bad("is too large");
+  if (shift > 0 && x > (UINT64_MAX >> shift))
+    throw bad("is too large");
+  return x << shift;
+}
+
 // -- misc ---------------------------------------------------------------------
 
 double time_seconds(const std::function<void()>& f) {

@@ -118,6 +118,11 @@ private:
 std::vector<std::uint64_t> parse_size_list(const std::string& option,
                                            const std::string& text);
 
+/// Parses a number of bytes: digits, then optionally K, M, G or T (powers
+/// of 1024; "KiB", "MiB", "GiB", "TiB" too); throws usage_error naming the
+/// option and the value.
+std::uint64_t parse_bytes(const std::string& option, const std::string& text);
+
 /// Seconds elapsed while running `f`.
 double time_seconds(const std::function<void()>& f);
 

@@ -33,6 +33,8 @@ const char* to_string(errc x) noexcept {
       return "sink_failed";
     case errc::no_workers:
       return "no_workers";
+    case errc::spill_failed:
+      return "spill_failed";
   }
   return "unknown";
 }

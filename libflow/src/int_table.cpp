@@ -17,6 +17,43 @@ void int_table::sort() {
   });
 }
 
+void int_table::sort_entries() noexcept {
+  last_ = std::numeric_limits<std::size_t>::max();
+  std::sort(begin(), end(), [](const int_entry& x, const int_entry& y) {
+    return x.key < y.key;
+  });
+}
+
+void int_table::reserve(std::size_t n) {
+  constexpr std::size_t limit = std::numeric_limits<std::uint32_t>::max() - 1;
+  if (n > limit)
+    throw std::length_error("flow: more than 2^32 - 2 integer keys in one "
+                            "table");
+  if (n > capacity_) {
+    auto* p = std::realloc(static_cast<void*>(data_), n * sizeof(int_entry));
+    if (p == nullptr)
+      throw std::bad_alloc{};
+    data_ = static_cast<int_entry*>(p);
+    capacity_ = n;
+  }
+  if (slots_for(n) > slots_)
+    grow_index(slots_for(n));
+}
+
+std::size_t int_table::keys_within(std::size_t bytes) noexcept {
+  // bytes_for grows with n: the largest n that fits, by bisection.
+  std::size_t lo = 0;
+  std::size_t hi = bytes / sizeof(int_entry) + 1;
+  while (lo + 1 < hi) {
+    auto mid = lo + (hi - lo) / 2;
+    if (bytes_for(mid) <= bytes)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 void int_table::reset() noexcept {
   size_ = 0;
   last_ = std::numeric_limits<std::size_t>::max();
@@ -76,8 +113,8 @@ void int_table::grow_data() {
   capacity_ = n;
 }
 
-void int_table::grow_index() {
-  auto n = std::max<std::size_t>(16, slots_ * 2);
+void int_table::grow_index(std::size_t min_slots) {
+  auto n = std::max<std::size_t>({16, slots_ * 2, min_slots});
   while ((size_ + 1) * 4 > n * 3)
     n *= 2;
   // calloc: the zeroed pages of a large block come untouched from mmap.

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <stdexcept>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "flow/aggregate.hpp"
 #include "flow/parse.hpp"
@@ -466,6 +470,23 @@ TEST_CASE("flow-keyed: bad --keys usage is a one-line error with exit code 2",
     {{"--keys", "5", "--elements", "3", "--seed", "x"}, "--seed: 'x'"},
     {{"--summary"}, "--summary needs --keys and --elements"},
     {{"--sizes", "5", "--no-verify"}, "--no-verify needs --keys"},
+    {{"--keys", "5", "--elements", "3", "--max-memory", "12X"},
+     "--max-memory: '12X' has an unknown unit"},
+    {{"--keys", "5", "--elements", "3", "--max-memory", "MiB"},
+     "--max-memory: 'MiB' is not a number of bytes"},
+    {{"--keys", "5", "--elements", "3", "--max-memory", "-1"},
+     "--max-memory: '-1' is not a number of bytes"},
+    {{"--keys", "5", "--elements", "3", "--max-memory",
+      "99999999999999999999"},
+     "is too large"},
+    {{"--keys", "5", "--elements", "3", "--max-memory", "17179869184T"},
+     "is too large"},
+    {{"--keys", "5", "--elements", "3", "--spill-dir", "/tmp"},
+     "--spill-dir needs --max-memory"},
+    {{"--keys", "5", "--elements", "3", "--max-memory", "1M", "--spill-dir",
+      "/nonexistent/flow-spill"},
+     "invalid_config: options::spill_dir (of max_memory): cannot make a "
+     "temporary file in '/nonexistent/flow-spill'"},
   }));
   auto res = run_program(prog, c.args);
   INFO("stderr: " << res.err);
@@ -474,4 +495,108 @@ TEST_CASE("flow-keyed: bad --keys usage is a one-line error with exit code 2",
   auto lines = lines_of(res.err);
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].find(c.fragment) != std::string::npos);
+}
+
+namespace {
+
+/// A fresh empty directory for spilled runs, removed at the end.
+struct spill_dir {
+  std::string path;
+  spill_dir() {
+    std::string tmpl = "/tmp/flow-keyed-spill-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~spill_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::size_t entries() const {
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator{path})
+      ++n;
+    return n;
+  }
+};
+
+} // namespace
+
+TEST_CASE("flow-keyed: --max-memory spills runs and every key is still "
+          "verified, in the summary and per key",
+          "[apps][flow-keyed][keys][spill]") {
+  spill_dir dir;
+  // The least bound (1024 keys) with 300,000 keys: hundreds of runs,
+  // merged 16 at a time as they pile up.
+  auto res = run_program(prog, {"--keys", "300000", "--elements", "1000000",
+                                "--summary", "--json", "--max-memory", "1",
+                                "--spill-dir", dir.path, "--log-level",
+                                "info"});
+  INFO("stderr: " << res.err.substr(0, 2000));
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 1);
+  auto ref = keys_reference(300000, 1000000, 42);
+  CHECK(json_field(lines[0], "verified") == "true");
+  CHECK(json_field(lines[0], "ok") == "true");
+  CHECK(json_field(lines[0], "keys") == std::to_string(ref.size()));
+  CHECK(json_field(lines[0], "checksum") == checksum_of(ref));
+  CHECK(res.err.find("spilled 1024 keys as run") != std::string::npos);
+  CHECK(dir.entries() == 0);
+  // Per key: the result collected (not streamed) from the runs.
+  auto per_key = run_program(prog, {"--keys", "5000", "--elements", "60000",
+                                    "--json", "--max-memory", "1",
+                                    "--spill-dir", dir.path});
+  INFO("stderr: " << per_key.err);
+  REQUIRE(per_key.rc == 0);
+  auto small = keys_reference(5000, 60000, 42);
+  auto keyed = lines_of(per_key.out);
+  REQUIRE(keyed.size() == small.size());
+  for (auto& l : keyed) {
+    auto& r = small[std::stoll(json_field(l, "key"))];
+    CHECK(json_field(l, "sum") == flow::to_string(r.sum));
+    CHECK(json_field(l, "ok") == "true");
+  }
+  CHECK(dir.entries() == 0);
+}
+
+TEST_CASE("flow-keyed: --max-memory leaves no file after SIGKILL or SIGINT",
+          "[apps][flow-keyed][keys][spill][interrupt]") {
+  spill_dir dir;
+  // Started in the background; once it logged a spill, the script counts
+  // the spill files it holds open (unlinked: shown as deleted), sends the
+  // signal, and prints the count, the exit code and the directory's files.
+  auto script = [&](const std::string& sig) {
+    return "set -u; e=$(mktemp); '" + prog
+           + "' --keys 2000000 --elements 400000000 --summary --json "
+             "--no-verify --max-memory 1M --spill-dir "
+           + dir.path + " --log-level info 2>$e & pid=$!; "
+           + "for i in $(seq 1 600); do grep -q spilled $e && break; "
+             "sleep 0.05; done; "
+             "open=$(ls -l /proc/$pid/fd | grep -c '" + dir.path
+           + "/flow-spill-.*(deleted)'); kill -" + sig
+           + " $pid; wait $pid; rc=$?; rm -f $e; echo open $open rc $rc "
+             "left $(ls -A "
+           + dir.path + " | wc -l)";
+  };
+  SECTION("SIGKILL") {
+    auto r = run_program("/bin/sh", {"-c", script("KILL")});
+    INFO(r.out << r.err);
+    auto last = lines_of(r.out).back();
+    CHECK(last.find("open 0 ") == std::string::npos);
+    CHECK(last.find(" rc 137 ") != std::string::npos);
+    CHECK(last.find("left 0") != std::string::npos);
+  }
+  SECTION("SIGINT") {
+    auto r = run_program("/bin/sh", {"-c", script("INT")});
+    INFO(r.out << r.err);
+    auto lines = lines_of(r.out);
+    REQUIRE(lines.size() == 2);
+    // The partial summary, merged from the runs and the keys held.
+    CHECK(json_field(lines[0], "partial") == "true");
+    CHECK(std::stoull(json_field(lines[0], "keys")) > 0);
+    CHECK(lines[1].find("open 0 ") == std::string::npos);
+    CHECK(lines[1].find(" rc 130 ") != std::string::npos);
+    CHECK(lines[1].find("left 0") != std::string::npos);
+  }
 }

@@ -47,6 +47,10 @@ enum class errc : std::uint8_t {
   /// No worker node can run a task (none is connected, or none left that
   /// takes tasks): the caller may run it itself (see flow::net).
   no_workers,
+  /// The keyed state could not be spilled to, or read back from, the
+  /// temporary directory of `options::max_memory` (a full disk, a read
+  /// error): the context names the directory and the system's error.
+  spill_failed,
 };
 
 /// Returns the enumerator's name, e.g. "reducer_failed".

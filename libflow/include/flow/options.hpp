@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "flow/result.hpp"
 
@@ -97,6 +98,22 @@ struct options {
   /// How often the manager publishes the job's statistics (job::stats());
   /// they are also published at the start and at the end. 0: only then.
   std::chrono::milliseconds stats_interval{250};
+  /// A bound, in bytes, on the manager's keyed state (0: none). When the
+  /// integer keys of the built-in aggregate would need more, the manager
+  /// sorts them, writes them as one run to a temporary file in `spill_dir`
+  /// and starts afresh; the final result merges the runs with what is held
+  /// (docs/guarantees.md, "Bounded memory"). Results are identical with and
+  /// without it. The files are unlinked as soon as they are made, so they
+  /// vanish with the job however it ends, a SIGKILL included. Only the
+  /// keyed state is bounded: a result collected in `job_result::keys` holds
+  /// every key (use `on_result_key`), and jobs whose keys are strings or
+  /// composite, or carry aggregator states, are not spilled (a warning says
+  /// so). The bound is at least about 64 KiB (1024 keys).
+  std::uint64_t max_memory = 0;
+  /// The directory of `max_memory`'s runs; empty: `$TMPDIR`, else `/tmp`.
+  /// A job whose directory cannot hold a file fails at the start with
+  /// errc::invalid_config.
+  std::string spill_dir;
 };
 
 /// The number of reducer actors a job gets when options::reducers is 0: one

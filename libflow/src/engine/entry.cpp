@@ -9,6 +9,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "engine.hpp"
+#include "spill.hpp"
 #include "flow/error.hpp"
 #include "flow/options.hpp"
 #include "flow/pipeline.hpp"
@@ -35,6 +36,13 @@ caf::error validate(const job_spec& spec) {
     return make_error(errc::invalid_config,
                       "speculation needs a floor above 0 and a multiplier of "
                       "at least 1");
+  if (spec.opts.max_memory > 0) {
+    // Checked before any work: a job that could not spill would fail late.
+    auto dir = spill_directory(spec.opts.spill_dir);
+    if (auto err = int_runs::probe(dir); !err.empty())
+      return make_error(errc::invalid_config,
+                        "options::spill_dir (of max_memory): " + err);
+  }
   if (spec.sources.size() > std::numeric_limits<std::uint32_t>::max())
     return make_error(errc::invalid_config, "too many sources");
   if (!spec.reducer_name.empty())

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <limits>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,7 +80,42 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
       st.result_key_error = "unknown exception";
     }
   };
-  if (!st.general) {
+  if (!st.general && st.runs && st.runs->count() > 0) {
+    // Spilled (options::max_memory): the runs and the keys held, merged in
+    // key order. The last result sorts the table in place; a snapshot
+    // sorts a copy (it holds every key anyway).
+    std::size_t distinct = 0;
+    auto take = [&](const int_entry& e) {
+      ++distinct;
+      flow::key k{e.key};
+      auto n = sources_of(k);
+      if (streaming)
+        emit(key_result{std::move(k), e.to_aggregate(), n});
+      else
+        res.keys.push_back({std::move(k), e.to_aggregate(), n});
+    };
+    bool overflow = false;
+    std::string err;
+    if (consume) {
+      st.ints.sort();
+      err = st.runs->merge(st.ints.begin(), st.ints.size(), take, overflow);
+      st.ints.clear();
+    } else {
+      std::vector<int_entry> held(st.ints.begin(), st.ints.end());
+      std::sort(held.begin(), held.end(),
+                [](const int_entry& x, const int_entry& y) {
+                  return x.key < y.key;
+                });
+      err = st.runs->merge(held.data(), held.size(), take, overflow);
+    }
+    res.key_count = distinct;
+    if (consume)
+      st.keys_at_end = distinct;
+    if (!err.empty() && st.spill_error.empty()) {
+      st.spill_error = std::move(err);
+      st.spill_overflow = overflow;
+    }
+  } else if (!st.general) {
     if (consume) {
       // Sorted in place: the table is read once more, then freed.
       st.ints.sort();
@@ -243,7 +280,8 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   xs->reducers_replaced = st.reducers_replaced;
   xs->nodes = node_stats_of(st);
   xs->keys = st.consumed ? st.keys_at_end
-                         : st.ints.size() + st.aggregates.size();
+                         : st.ints.size() + st.aggregates.size()
+                             + (st.runs ? st.runs->entries() : 0);
   xs->written = st.written;
   xs->sink = st.sink_name;
   xs->outputs = st.outputs;
@@ -550,6 +588,17 @@ bool check_accounting(manager_actor_t* self) {
 
 /// Completes the job once every source has ended and every batch is merged,
 /// after checking that every element is accounted for.
+/// Fails the job when merging the spilled runs for a result went wrong
+/// (manager_state::spill_error); returns false then.
+bool fail_on_spill_error(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.spill_error.empty())
+    return true;
+  fail(self, st.spill_overflow ? errc::overflow : errc::spill_failed,
+       st.spill_error);
+  return false;
+}
+
 void check_complete(manager_actor_t* self) {
   auto& st = self->state;
   if (st.finished || !st.pending.empty() || !st.unwritten.empty()
@@ -576,6 +625,8 @@ void check_complete(manager_actor_t* self) {
   if (st.stopping) {
     // A stopped job has drained: deliver what it has, marked partial.
     auto res = make_result(st, false);
+    if (!fail_on_spill_error(self))
+      return;
     res.partial = true;
     logger()->info("job stopped: {} elements accounted for", res.emitted);
     finish(self, std::move(res));
@@ -584,6 +635,8 @@ void check_complete(manager_actor_t* self) {
   // Without a commit to come (or once it is done), this is the last
   // result: the keys move out of the map.
   auto res = make_result(st, true, !st.sink || st.committed);
+  if (!fail_on_spill_error(self))
+    return;
   if (!st.result_key_error.empty()) {
     fail(self, errc::sink_failed,
          "options::on_result_key threw: " + st.result_key_error);
@@ -826,14 +879,84 @@ void to_general(manager_state& st) {
   st.general = true;
 }
 
+/// options::max_memory: writes the integer keys held as one sorted run and
+/// empties the table (its storage kept); fails the job and returns false
+/// when the run cannot be written.
+bool spill(manager_actor_t* self) {
+  auto& st = self->state;
+  auto keys = st.ints.size();
+  auto err = st.ints.drain_sorted([&](const int_entry* xs, std::size_t n) {
+    return st.runs->write(xs, n);
+  });
+  if (!err.empty()) {
+    fail(self, errc::spill_failed, err);
+    return false;
+  }
+  logger()->info("spilled {} keys as run {} ({} entries in runs)", keys,
+                 st.runs->count(), st.runs->entries());
+  return true;
+}
+
+/// options::max_memory: makes room for `n` more keys in `ints` without
+/// going past `max_keys` (spilling when the table is full); returns how
+/// many may be merged now (at least 1), or 0 when the job failed.
+std::size_t make_room(manager_actor_t* self, std::size_t n) {
+  auto& st = self->state;
+  if (st.ints.size() >= st.max_keys && !spill(self))
+    return 0;
+  n = std::min(n, st.max_keys - st.ints.size());
+  // Grown by doubling, the table would overshoot the bound: the last step
+  // goes to the bound exactly.
+  auto need = st.ints.size() + n;
+  if (need > st.ints.capacity())
+    st.ints.reserve(std::min(st.max_keys,
+                             std::max(need, st.ints.capacity() * 2)));
+  return n;
+}
+
+/// Leaves the compact table for the general map (a key that is not an
+/// integer, or carries aggregator states). Returns false, having failed the
+/// job, when integer keys were spilled already: runs hold only those.
+bool go_general(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.runs) {
+    if (st.runs->count() > 0) {
+      fail(self, errc::spill_failed,
+           "a key that is not an integer, or carries aggregator states, "
+           "came after integer keys were spilled (options::max_memory "
+           "spills only integer keys of the built-in aggregate)");
+      return false;
+    }
+    logger()->warn("options::max_memory is not kept for keys that are not "
+                   "integers or carry aggregator states: they are not "
+                   "spilled");
+    st.runs.reset();
+  }
+  to_general(st);
+  return true;
+}
+
 /// merge_partial's keyed part: the partial's keys into the running
 /// aggregates; fails the job and returns false on overflow.
 template <class What>
 bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   auto& st = self->state;
   auto bad = p.ints.size();
-  if (!st.general) {
+  if (!st.general && !st.runs) {
     bad = st.ints.merge_all(p.ints.data(), p.ints.size());
+  } else if (!st.general) {
+    // Bounded: merged in pieces that fit, spilling between them.
+    std::size_t done = 0;
+    while (done < p.ints.size()) {
+      auto m = make_room(self, p.ints.size() - done);
+      if (m == 0)
+        return false;
+      auto r = st.ints.merge_all(p.ints.data() + done, m);
+      done += r;
+      if (r != m)
+        break;
+    }
+    bad = done;
   } else {
     for (std::size_t i = 0; i < p.ints.size() && bad == p.ints.size(); ++i)
       if (!st.aggregates[flow::key{p.ints[i].key}].merge(
@@ -849,6 +972,8 @@ bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   for (auto& [k, agg] : p.entries) {
     if (!st.general) {
       if (k.is_int() && agg.states.empty()) {
+        if (st.runs && make_room(self, 1) == 0)
+          return false;
         if (!st.ints[k.as_int()].merge(agg.sum, agg.count, agg.min,
                                        agg.max)) {
           fail(self, errc::overflow,
@@ -858,7 +983,8 @@ bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
         }
         continue;
       }
-      to_general(st);
+      if (!go_general(self))
+        return false;
     }
     auto [pos, fresh] = st.aggregates.try_emplace(k);
     auto& mine = pos->second;
@@ -1292,7 +1418,15 @@ caf::result<job_result> on_snapshot(manager_actor_t* self) {
       return *st.deferred;
     return st.deferred.error();
   }
-  return make_result(st, false);
+  auto res = make_result(st, false);
+  if (!st.spill_error.empty()) {
+    auto err = make_error(st.spill_overflow ? errc::overflow
+                                            : errc::spill_failed,
+                          st.spill_error);
+    fail_on_spill_error(self);
+    return err;
+  }
+  return res;
 }
 
 /// job::cancel: fail at once.
@@ -1417,6 +1551,13 @@ caf::behavior manager_actor(manager_actor_t* self,
   st.reducer_name = spec->reducer_name;
   st.inline_failures.insert(spec->inline_failures.begin(),
                             spec->inline_failures.end());
+  if (st.opts.max_memory > 0) {
+    // At least 1024 keys: a smaller table would spill a run per batch.
+    auto bound = static_cast<std::size_t>(std::min<std::uint64_t>(
+      st.opts.max_memory, std::numeric_limits<std::size_t>::max()));
+    st.max_keys = std::max<std::size_t>(1024, int_table::keys_within(bound));
+    st.runs = std::make_unique<int_runs>(spill_directory(st.opts.spill_dir));
+  }
   start_reducers(self);
   start_generators(self, *spec);
   start_sink(self, *spec);

@@ -23,6 +23,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "engine.hpp"
+#include "spill.hpp"
 #include "flow/aggregate.hpp"
 #include "flow/detail/int_table.hpp"
 #include "flow/detail/messages.hpp"
@@ -154,6 +155,15 @@ struct manager_state {
   /// ... and of every key once one is not (`general`; `ints` is then empty).
   std::unordered_map<flow::key, aggregate> aggregates;
   bool general = false;
+  /// options::max_memory: the runs of integer keys spilled so far (null
+  /// without a bound, or once the keys went general), and the most keys
+  /// `ints` may hold.
+  std::unique_ptr<int_runs> runs;
+  std::size_t max_keys = 0;
+  /// What went wrong merging the runs for a result (the job fails), and
+  /// whether it was an overflow rather than a read error.
+  std::string spill_error;
+  bool spill_overflow = false;
   /// Sources whose first batch the calling thread tried and the user
   /// function threw on (job_spec::inline_failures), with what it said.
   std::map<std::uint32_t, std::string> inline_failures;

@@ -193,6 +193,11 @@ public:
     return size_;
   }
 
+  /// Keys the entries' storage holds without growing.
+  std::size_t capacity() const noexcept {
+    return capacity_;
+  }
+
   /// True when no key is held.
   bool empty() const noexcept {
     return size_ == 0;
@@ -221,6 +226,36 @@ public:
   /// Sorts the entries by key in place and frees the index (for the last
   /// result, without a second copy). A later insertion rebuilds the index.
   void sort();
+
+  /// Sorts the entries by key in place, hands them to `f(const int_entry*,
+  /// std::size_t)`, then drops every key and keeps the storage (a spilled
+  /// run, options::max_memory). Returns what `f` returns.
+  template <class F>
+  auto drain_sorted(F&& f) {
+    sort_entries();
+    struct resetter {
+      int_table* self;
+      ~resetter() {
+        self->reset();
+      }
+    } guard{this};
+    return f(static_cast<const int_entry*>(data_), size_);
+  }
+
+  /// Makes room for `n` keys at once, so that the table holds up to `n`
+  /// keys without growing (the storage is allocated, not touched).
+  void reserve(std::size_t n);
+
+  /// The most bytes a table grown to `n` keys holds at once: the entries,
+  /// the index, and while the index was last rebuilt, the previous index
+  /// (half its size) beside it.
+  static std::size_t bytes_for(std::size_t n) noexcept {
+    return n * sizeof(int_entry)
+           + slots_for(n) / 2 * 3 * (sizeof(std::uint32_t) + 1);
+  }
+
+  /// The most keys a table that never holds more than `bytes` may grow to.
+  static std::size_t keys_within(std::size_t bytes) noexcept;
 
   /// Drops every key and keeps the storage, for the next batch of a reducer
   /// (fresh memory costs a page fault every 4 KiB).
@@ -258,7 +293,18 @@ private:
 
   void grow_data();
 
-  void grow_index();
+  void grow_index(std::size_t min_slots = 0);
+
+  /// Sorts the entries in place; the index is stale until `reset`.
+  void sort_entries() noexcept;
+
+  /// The index slots for `n` keys: a power of two, at most 75 % full.
+  static std::size_t slots_for(std::size_t n) noexcept {
+    std::size_t s = 16;
+    while ((n + 1) * 4 > s * 3)
+      s *= 2;
+    return s;
+  }
 
   int_entry* data_ = nullptr;
   std::size_t size_ = 0;
