@@ -12,8 +12,11 @@
 // element's index (flow::from_keyed_random), for benchmarks and checks at any
 // size (--summary: one line with a checksum instead of a line per key).
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <iostream>
@@ -21,6 +24,9 @@
 #include <map>
 #include <thread>
 #include <unordered_map>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 
@@ -886,6 +892,25 @@ read_sets(const arg_parser& args) {
   return sets;
 }
 
+/// Refuses (usage_error) a --spill-dir, or default spill directory, that
+/// cannot hold a file: the job would refuse it only once started.
+void check_spill_dir(const std::string& given) {
+  std::string dir = given;
+  if (dir.empty()) {
+    auto* tmp = std::getenv("TMPDIR");
+    dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  }
+  std::string path = dir + "/flow-spill-XXXXXX";
+  int fd = ::mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0)
+    throw usage_error((given.empty() ? "--max-memory: the spill directory "
+                                     : "--spill-dir: ")
+                      + quote_token(dir) + " cannot hold a file: "
+                      + std::strerror(errno));
+  ::unlink(path.c_str());
+  ::close(fd);
+}
+
 void declare_options(arg_parser& args) {
   args.value("preset", "SET",
              "the tutorial's set 1, 2 or 3, or 'all' (1: "
@@ -923,7 +948,8 @@ void declare_options(arg_parser& args) {
              "end, with identical results (peak memory: BYTES plus the "
              "process's baseline and the batches in flight; string keys and "
              "--agg are not spilled, a warning says so); use with "
-             "--summary --no-verify to bound the whole process");
+             "--summary --no-verify to bound the whole process (a partial "
+             "result after a signal is gathered in memory)");
   args.value("spill-dir", "DIR",
              "where --max-memory's runs go (default $TMPDIR, else /tmp)");
   args.flag("json", "print one JSON object per key instead of a table");
@@ -984,6 +1010,8 @@ int run(int argc, char** argv) {
       throw usage_error("--spill-dir needs --max-memory");
     opts.spill_dir = args.get("spill-dir");
   }
+  if (opts.max_memory > 0)
+    check_spill_dir(opts.spill_dir);
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
   dead_letter_file dead{args.given("dead-letter") ? args.get("dead-letter")

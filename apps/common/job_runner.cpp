@@ -114,12 +114,7 @@ caf::expected<job_result> job_runner::wait(const caf::expected<job>& started,
 
 int job_runner::job_error(const caf::error& err) const {
   std::cerr << prog_ << ": error: " << describe(err) << std::endl;
-  // A job refused at its start (invalid_config) was refused for what the
-  // command line asked, such as a --spill-dir that cannot hold a file.
-  auto code = code_of(err);
-  return code == errc::bad_input || code == errc::invalid_config
-           ? exit_usage
-           : exit_mismatch;
+  return code_of(err) == errc::bad_input ? exit_usage : exit_mismatch;
 }
 
 int job_runner::dead_letters(const job_result& res,

@@ -76,8 +76,7 @@ public:
                                  const std::string& what) const;
 
   /// Reports a failed job ("prog: error: ..." on stderr); returns exit_usage
-  /// when the input or the configuration was bad (errc::bad_input,
-  /// errc::invalid_config), exit_mismatch otherwise.
+  /// when the input was bad, exit_mismatch otherwise.
   int job_error(const caf::error& err) const;
 
   /// Reports the dead letters (see report_dead_letters); returns

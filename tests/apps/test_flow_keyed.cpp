@@ -485,8 +485,8 @@ TEST_CASE("flow-keyed: bad --keys usage is a one-line error with exit code 2",
      "--spill-dir needs --max-memory"},
     {{"--keys", "5", "--elements", "3", "--max-memory", "1M", "--spill-dir",
       "/nonexistent/flow-spill"},
-     "invalid_config: options::spill_dir (of max_memory): cannot make a "
-     "temporary file in '/nonexistent/flow-spill'"},
+     "--spill-dir: '/nonexistent/flow-spill' cannot hold a file: No such "
+     "file or directory"},
   }));
   auto res = run_program(prog, c.args);
   INFO("stderr: " << res.err);
@@ -506,7 +506,8 @@ struct spill_dir {
     std::string tmpl = "/tmp/flow-keyed-spill-XXXXXX";
     if (::mkdtemp(tmpl.data()) == nullptr)
       throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
+    // Canonical: /proc shows open files by their resolved paths.
+    path = std::filesystem::canonical(tmpl).string();
   }
   ~spill_dir() {
     std::error_code ec;
@@ -543,13 +544,17 @@ TEST_CASE("flow-keyed: --max-memory spills runs and every key is still "
   CHECK(json_field(lines[0], "checksum") == checksum_of(ref));
   CHECK(res.err.find("spilled 1024 keys as run") != std::string::npos);
   CHECK(dir.entries() == 0);
-  // Per key: the result collected (not streamed) from the runs.
-  auto per_key = run_program(prog, {"--keys", "5000", "--elements", "60000",
-                                    "--json", "--max-memory", "1",
-                                    "--spill-dir", dir.path});
-  INFO("stderr: " << per_key.err);
+  // Per key: the result collected (not streamed) from the runs. Several
+  // batches, so that the engine runs the job (one small batch would be
+  // folded on the calling thread).
+  auto per_key = run_program(prog, {"--keys", "5000", "--elements", "200000",
+                                    "--batch", "4096", "--json",
+                                    "--max-memory", "1", "--spill-dir",
+                                    dir.path, "--log-level", "info"});
+  INFO("stderr: " << per_key.err.substr(0, 2000));
   REQUIRE(per_key.rc == 0);
-  auto small = keys_reference(5000, 60000, 42);
+  CHECK(per_key.err.find("spilled 1024 keys as run") != std::string::npos);
+  auto small = keys_reference(5000, 200000, 42);
   auto keyed = lines_of(per_key.out);
   REQUIRE(keyed.size() == small.size());
   for (auto& l : keyed) {
@@ -582,7 +587,9 @@ TEST_CASE("flow-keyed: --max-memory leaves no file after SIGKILL or SIGINT",
   SECTION("SIGKILL") {
     auto r = run_program("/bin/sh", {"-c", script("KILL")});
     INFO(r.out << r.err);
-    auto last = lines_of(r.out).back();
+    auto lines = lines_of(r.out);
+    REQUIRE_FALSE(lines.empty());
+    auto last = lines.back();
     CHECK(last.find("open 0 ") == std::string::npos);
     CHECK(last.find(" rc 137 ") != std::string::npos);
     CHECK(last.find("left 0") != std::string::npos);
@@ -599,4 +606,27 @@ TEST_CASE("flow-keyed: --max-memory leaves no file after SIGKILL or SIGINT",
     CHECK(lines[1].find(" rc 130 ") != std::string::npos);
     CHECK(lines[1].find("left 0") != std::string::npos);
   }
+}
+
+TEST_CASE("flow-keyed: a spill that cannot be written fails the job with "
+          "spill_failed and exit 1",
+          "[apps][flow-keyed][keys][spill]") {
+  spill_dir dir;
+  // Files of at most 100 blocks of 512 bytes (SIGXFSZ ignored: the write
+  // fails with EFBIG instead), and runs of about 21,000 keys (1 MiB).
+  auto r = run_program(
+    "/bin/sh", {"-c", "ulimit -f 100; trap '' XFSZ; exec '" + prog
+                        + "' --keys 1000000 --elements 2000000 --summary "
+                          "--no-verify --max-memory 1M --spill-dir "
+                        + dir.path});
+  INFO("stdout: " << r.out << "stderr: " << r.err);
+  CHECK(r.rc == 1);
+  CHECK(r.out.empty());
+  auto lines = lines_of(r.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("flow-keyed: error: spill_failed: cannot write a run "
+                      "of ")
+        != std::string::npos);
+  CHECK(lines[0].find(dir.path + "': File too large") != std::string::npos);
+  CHECK(dir.entries() == 0);
 }

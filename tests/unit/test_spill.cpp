@@ -34,7 +34,8 @@ struct temp_dir {
                          .string();
     if (::mkdtemp(tmpl.data()) == nullptr)
       throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
+    // Canonical: /proc shows open files by their resolved paths.
+    path = fs::canonical(tmpl);
   }
   ~temp_dir() {
     std::error_code ec;
@@ -349,4 +350,33 @@ TEST_CASE("int_table: keys_within is the largest table that stays within "
   REQUIRE(t.find(5) != nullptr);
   CHECK(t.find(5)->sum == 3);
   CHECK(t.size() == 1);
+}
+
+TEST_CASE("max_memory: a string key in the first partial, among integer "
+          "keys, moves the job to the general map before anything spills",
+          "[pipeline][spill]") {
+  temp_dir dir;
+  std::vector<flow::keyed_value> xs;
+  std::map<key, flow::int128> ref;
+  for (std::int64_t i = 0; i < 30'000; ++i) {
+    // One string key in the first batch, after more integer keys than the
+    // bound's 1024: the partial lists them first.
+    key k = i == 2'500 ? key{"late"} : key{i % 7'000};
+    xs.push_back({k, i});
+    ref[k] += i;
+  }
+  auto res = test::ok(flow::pipeline<flow::keyed_value>{}
+                        .with(bounded(dir.path))
+                        .add(flow::from_container(xs))
+                        .batch_size(3'000)
+                        .reducers(1)
+                        .reduce(flow::sum_by_key())
+                        .run());
+  REQUIRE(res.keys.size() == ref.size());
+  std::size_t i = 0;
+  for (auto& [k, sum] : ref) {
+    REQUIRE(res.keys[i].key == k);
+    CHECK(res.keys[i].agg.sum == sum);
+    ++i;
+  }
 }

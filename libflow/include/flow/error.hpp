@@ -49,7 +49,9 @@ enum class errc : std::uint8_t {
   no_workers,
   /// The keyed state could not be spilled to, or read back from, the
   /// temporary directory of `options::max_memory` (a full disk, a read
-  /// error): the context names the directory and the system's error.
+  /// error: the context names the directory and the system's error), or a
+  /// key that cannot be spilled (not an integer, or with aggregator states)
+  /// came after integer keys were.
   spill_failed,
 };
 

@@ -106,9 +106,11 @@ struct options {
   /// without it. The files are unlinked as soon as they are made, so they
   /// vanish with the job however it ends, a SIGKILL included. Only the
   /// keyed state is bounded: a result collected in `job_result::keys` holds
-  /// every key (use `on_result_key`), and jobs whose keys are strings or
-  /// composite, or carry aggregator states, are not spilled (a warning says
-  /// so). The bound is at least about 64 KiB (1024 keys).
+  /// every key (use `on_result_key`), as do snapshots, the partial result
+  /// of a stopped job and the result a sink commits; a small job folded on
+  /// the calling thread (`inline_elements`) is not bounded; jobs whose keys
+  /// are strings or composite, or carry aggregator states, are not spilled
+  /// (a warning says so). The bound is at least about 64 KiB (1024 keys).
   std::uint64_t max_memory = 0;
   /// The directory of `max_memory`'s runs; empty: `$TMPDIR`, else `/tmp`.
   /// A job whose directory cannot hold a file fails at the start with

@@ -100,6 +100,9 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
       st.ints.sort();
       err = st.runs->merge(st.ints.begin(), st.ints.size(), take, overflow);
       st.ints.clear();
+      // The last result: the runs' files (their disk space) go now, not
+      // when the manager's actors are down.
+      st.runs.reset();
     } else {
       std::vector<int_entry> held(st.ints.begin(), st.ints.end());
       std::sort(held.begin(), held.end(),
@@ -586,19 +589,36 @@ bool check_accounting(manager_actor_t* self) {
   return true;
 }
 
-/// Completes the job once every source has ended and every batch is merged,
-/// after checking that every element is accounted for.
-/// Fails the job when merging the spilled runs for a result went wrong
-/// (manager_state::spill_error); returns false then.
-bool fail_on_spill_error(manager_actor_t* self) {
+/// make_result for a handler: a result that cannot be built (memory, or
+/// spilled runs that cannot be read back or overflow while merged) fails
+/// the job and gives nullopt, with the error in `why` when given; nothing
+/// throws out of the handler.
+std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
+                                         bool consume = false,
+                                         caf::error* why = nullptr) {
   auto& st = self->state;
-  if (st.spill_error.empty())
-    return true;
-  fail(self, st.spill_overflow ? errc::overflow : errc::spill_failed,
-       st.spill_error);
-  return false;
+  std::optional<job_result> res;
+  caf::error err;
+  try {
+    res = make_result(st, final, consume);
+  } catch (const std::exception& e) {
+    err = make_error(errc::overflow,
+                     std::string{"the result could not be built: "}
+                       + e.what());
+  }
+  if (!err && !st.spill_error.empty())
+    err = make_error(st.spill_overflow ? errc::overflow : errc::spill_failed,
+                     st.spill_error);
+  if (!err)
+    return res;
+  if (why != nullptr)
+    *why = err;
+  finish(self, std::move(err));
+  return std::nullopt;
 }
 
+/// Completes the job once every source has ended and every batch is merged,
+/// after checking that every element is accounted for.
 void check_complete(manager_actor_t* self) {
   auto& st = self->state;
   if (st.finished || !st.pending.empty() || !st.unwritten.empty()
@@ -624,19 +644,20 @@ void check_complete(manager_actor_t* self) {
   }
   if (st.stopping) {
     // A stopped job has drained: deliver what it has, marked partial.
-    auto res = make_result(st, false);
-    if (!fail_on_spill_error(self))
+    auto res = result_or_fail(self, false);
+    if (!res)
       return;
-    res.partial = true;
-    logger()->info("job stopped: {} elements accounted for", res.emitted);
-    finish(self, std::move(res));
+    res->partial = true;
+    logger()->info("job stopped: {} elements accounted for", res->emitted);
+    finish(self, std::move(*res));
     return;
   }
   // Without a commit to come (or once it is done), this is the last
   // result: the keys move out of the map.
-  auto res = make_result(st, true, !st.sink || st.committed);
-  if (!fail_on_spill_error(self))
+  auto built = result_or_fail(self, true, !st.sink || st.committed);
+  if (!built)
     return;
+  auto& res = *built;
   if (!st.result_key_error.empty()) {
     fail(self, errc::sink_failed,
          "options::on_result_key threw: " + st.result_key_error);
@@ -885,11 +906,12 @@ void to_general(manager_state& st) {
 bool spill(manager_actor_t* self) {
   auto& st = self->state;
   auto keys = st.ints.size();
+  bool overflow = false;
   auto err = st.ints.drain_sorted([&](const int_entry* xs, std::size_t n) {
-    return st.runs->write(xs, n);
+    return st.runs->write(xs, n, overflow);
   });
   if (!err.empty()) {
-    fail(self, errc::spill_failed, err);
+    fail(self, overflow ? errc::overflow : errc::spill_failed, err);
     return false;
   }
   logger()->info("spilled {} keys as run {} ({} entries in runs)", keys,
@@ -941,6 +963,16 @@ bool go_general(manager_actor_t* self) {
 template <class What>
 bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   auto& st = self->state;
+  // A key of this partial that must go to the general map moves the job
+  // there before anything of the partial is merged: with a bound, before
+  // its integer keys could be spilled (after which it could not go).
+  if (!st.general)
+    for (auto& [k, agg] : p.entries)
+      if (!k.is_int() || !agg.states.empty()) {
+        if (!go_general(self))
+          return false;
+        break;
+      }
   auto bad = p.ints.size();
   if (!st.general && !st.runs) {
     bad = st.ints.merge_all(p.ints.data(), p.ints.size());
@@ -1418,15 +1450,11 @@ caf::result<job_result> on_snapshot(manager_actor_t* self) {
       return *st.deferred;
     return st.deferred.error();
   }
-  auto res = make_result(st, false);
-  if (!st.spill_error.empty()) {
-    auto err = make_error(st.spill_overflow ? errc::overflow
-                                            : errc::spill_failed,
-                          st.spill_error);
-    fail_on_spill_error(self);
-    return err;
-  }
-  return res;
+  caf::error why;
+  auto res = result_or_fail(self, false, false, &why);
+  if (!res)
+    return why;
+  return std::move(*res);
 }
 
 /// job::cancel: fail at once.
@@ -1458,13 +1486,15 @@ void on_drain_timeout(manager_actor_t* self) {
   auto& st = self->state;
   if (st.finished)
     return;
-  auto res = make_result(st, false);
-  res.partial = true;
+  auto res = result_or_fail(self, false);
+  if (!res)
+    return;
+  res->partial = true;
   for (auto& [id, entry] : st.pending)
-    res.abandoned += entry.msg.items.size;
+    res->abandoned += entry.msg.items.size;
   logger()->warn("drain timed out: {} elements in {} batches abandoned",
-                 res.abandoned, st.pending.size());
-  finish(self, std::move(res));
+                 res->abandoned, st.pending.size());
+  finish(self, std::move(*res));
 }
 
 /// A worker node lends the job a reducer.
@@ -1555,7 +1585,10 @@ caf::behavior manager_actor(manager_actor_t* self,
     // At least 1024 keys: a smaller table would spill a run per batch.
     auto bound = static_cast<std::size_t>(std::min<std::uint64_t>(
       st.opts.max_memory, std::numeric_limits<std::size_t>::max()));
-    st.max_keys = std::max<std::size_t>(1024, int_table::keys_within(bound));
+    // ... and at most what one table can index (2^32 - 2 keys).
+    st.max_keys = std::min<std::size_t>(
+      std::max<std::size_t>(1024, int_table::keys_within(bound)),
+      std::numeric_limits<std::uint32_t>::max() - 1);
     st.runs = std::make_unique<int_runs>(spill_directory(st.opts.spill_dir));
   }
   start_reducers(self);

@@ -13,6 +13,21 @@ namespace flow::detail {
 
 namespace {
 
+/// Closes a descriptor unless released (an allocation that throws between
+/// making a file and keeping it must not leak it).
+struct fd_guard {
+  int fd;
+  ~fd_guard() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+  int release() noexcept {
+    auto x = fd;
+    fd = -1;
+    return x;
+  }
+};
+
 /// Makes an unlinked temporary file in `dir`: its descriptor, or -1 with
 /// `err` set.
 int make_unlinked(const std::string& dir, std::string& err) {
@@ -117,32 +132,31 @@ int_runs::~int_runs() {
     ::close(r.fd);
 }
 
-std::string int_runs::write(const int_entry* xs, std::size_t n) {
+std::string int_runs::write(const int_entry* xs, std::size_t n,
+                            bool& overflow) {
+  runs_.reserve(runs_.size() + 1); // push_back below cannot throw
   std::string err;
-  int fd = make_unlinked(dir_, err);
-  if (fd < 0)
+  fd_guard fd{make_unlinked(dir_, err)};
+  if (fd.fd < 0)
     return err;
   auto* p = reinterpret_cast<const char*>(xs);
   std::size_t want = n * sizeof(int_entry);
   std::size_t done = 0;
   while (done < want) {
-    auto w = ::write(fd, p + done, want - done);
+    auto w = ::write(fd.fd, p + done, want - done);
     if (w < 0 && errno == EINTR)
       continue;
-    if (w < 0) {
-      err = "cannot write a run of " + std::to_string(n) + " keys to '"
-            + dir_ + "': " + std::strerror(errno);
-      ::close(fd);
-      return err;
-    }
+    if (w < 0)
+      return "cannot write a run of " + std::to_string(n) + " keys to '"
+             + dir_ + "': " + std::strerror(errno);
     done += static_cast<std::size_t>(w);
   }
-  runs_.push_back({fd, n, 0});
+  runs_.push_back({fd.release(), n, 0});
   entries_ += n;
-  return compact();
+  return compact(overflow);
 }
 
-std::string int_runs::compact() {
+std::string int_runs::compact(bool& overflow) {
   for (;;) {
     auto level = runs_.back().level;
     if (runs_.size() < fan_in)
@@ -152,19 +166,19 @@ std::string int_runs::compact() {
       if (runs_[i].level != level)
         return {};
     std::string err;
-    int fd = make_unlinked(dir_, err);
-    if (fd < 0)
-      return err;
     // Written in blocks as the merge produces them.
     std::vector<int_entry> buf;
     buf.reserve(cursor::block);
+    fd_guard fd{make_unlinked(dir_, err)};
+    if (fd.fd < 0)
+      return err;
     std::uint64_t written = 0;
     auto flush = [&] {
       auto* p = reinterpret_cast<const char*>(buf.data());
       std::size_t want = buf.size() * sizeof(int_entry);
       std::size_t done = 0;
       while (done < want && err.empty()) {
-        auto w = ::write(fd, p + done, want - done);
+        auto w = ::write(fd.fd, p + done, want - done);
         if (w < 0 && errno == EINTR)
           continue;
         if (w < 0)
@@ -176,7 +190,6 @@ std::string int_runs::compact() {
       written += buf.size();
       buf.clear();
     };
-    bool overflow = false;
     auto merr = merge_range(first, runs_.size(), nullptr, 0,
                             [&](const int_entry& e) {
                               if (!err.empty())
@@ -188,16 +201,14 @@ std::string int_runs::compact() {
                             overflow);
     if (merr.empty() && err.empty() && !buf.empty())
       flush();
-    if (!merr.empty() || !err.empty()) {
-      ::close(fd);
+    if (!merr.empty() || !err.empty())
       return merr.empty() ? err : merr;
-    }
     for (auto i = first; i < runs_.size(); ++i) {
       entries_ -= runs_[i].size;
       ::close(runs_[i].fd);
     }
     runs_.resize(first);
-    runs_.push_back({fd, written, level + 1});
+    runs_.push_back({fd.release(), written, level + 1});
     entries_ += written;
   }
 }
@@ -216,7 +227,7 @@ std::string int_runs::merge_range(
   cursors.reserve(last - first);
   for (auto i = first; i < last; ++i)
     cursors.emplace_back(runs_[i].fd, runs_[i].size);
-  // A min-heap of the sources' next keys: index runs_.size() is `mem`.
+  // A min-heap of the sources' next keys: index cursors.size() is `mem`.
   std::size_t mem_pos = 0;
   auto key_of = [&](std::size_t i) {
     return i == cursors.size() ? mem[mem_pos].key : cursors[i].front().key;

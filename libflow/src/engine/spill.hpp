@@ -40,8 +40,9 @@ public:
   /// string. Runs are merged as they pile up (`fan_in` of one size into one
   /// of the next), so the files open stay few (at most `fan_in` per size,
   /// and sizes grow by `fan_in` times) and each entry is rewritten only
-  /// log_fan_in(runs) times.
-  std::string write(const int_entry* xs, std::size_t n);
+  /// log_fan_in(runs) times. `overflow` is set when merging runs found a
+  /// key whose sum or count left its range.
+  std::string write(const int_entry* xs, std::size_t n, bool& overflow);
 
   /// Runs merged into one when they pile up.
   static constexpr std::size_t fan_in = 16;
@@ -81,7 +82,7 @@ private:
                           bool& overflow) const;
 
   /// Merges the last runs while fan_in of them share a level.
-  std::string compact();
+  std::string compact(bool& overflow);
 
   std::string dir_;
   std::vector<run> runs_;
