@@ -9,10 +9,14 @@
 
 TEST_CASE("errc: every code has a distinct name", "[error]") {
   std::set<std::string> names;
-  for (int i = 0; i <= static_cast<int>(flow::errc::no_workers); ++i)
+  // spill_failed is the last code.
+  for (int i = 0; i <= static_cast<int>(flow::errc::spill_failed); ++i)
     names.insert(flow::to_string(static_cast<flow::errc>(i)));
   CHECK(names.size()
-        == static_cast<std::size_t>(flow::errc::no_workers) + 1);
+        == static_cast<std::size_t>(flow::errc::spill_failed) + 1);
+  CHECK(names.count("unknown") == 0);
+  CHECK(std::string{flow::to_string(flow::errc::spill_failed)}
+        == "spill_failed");
   CHECK(std::string{flow::to_string(flow::errc::reducer_failed)}
         == "reducer_failed");
   CHECK(std::string{flow::to_string(flow::errc::none)} == "none");

@@ -97,6 +97,18 @@ void check_same_keys(const std::vector<flow::key_result>& got,
   }
 }
 
+/// The result's keys are those of `ref`, in order, with its sums.
+void check_sums(const flow::job_result& res,
+                const std::map<key, flow::int128>& ref) {
+  REQUIRE(res.keys.size() == ref.size());
+  std::size_t i = 0;
+  for (auto& [k, sum] : ref) {
+    REQUIRE(res.keys[i].key == k);
+    CHECK(res.keys[i].agg.sum == sum);
+    ++i;
+  }
+}
+
 } // namespace
 
 TEST_CASE("max_memory: a job that spills many runs gives the unbounded "
@@ -283,13 +295,7 @@ TEST_CASE("max_memory: string keys are not spilled and still add up",
                         .reducers(2)
                         .reduce(flow::sum_by_key())
                         .run());
-  REQUIRE(res.keys.size() == ref.size());
-  std::size_t i = 0;
-  for (auto& [k, sum] : ref) {
-    REQUIRE(res.keys[i].key == k);
-    CHECK(res.keys[i].agg.sum == sum);
-    ++i;
-  }
+  check_sums(res, ref);
 }
 
 TEST_CASE("max_memory: a string key after integer keys were spilled fails "
@@ -372,11 +378,5 @@ TEST_CASE("max_memory: a string key in the first partial, among integer "
                         .reducers(1)
                         .reduce(flow::sum_by_key())
                         .run());
-  REQUIRE(res.keys.size() == ref.size());
-  std::size_t i = 0;
-  for (auto& [k, sum] : ref) {
-    REQUIRE(res.keys[i].key == k);
-    CHECK(res.keys[i].agg.sum == sum);
-    ++i;
-  }
+  check_sums(res, ref);
 }

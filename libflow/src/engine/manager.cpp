@@ -80,6 +80,15 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
       st.result_key_error = "unknown exception";
     }
   };
+  // An integer key of the last result, in key order: streamed or kept.
+  auto put = [&](const int_entry& e) {
+    flow::key k{e.key};
+    auto n = sources_of(k);
+    if (streaming)
+      emit(key_result{std::move(k), e.to_aggregate(), n});
+    else
+      res.keys.push_back({std::move(k), e.to_aggregate(), n});
+  };
   if (!st.general && st.runs && st.runs->count() > 0) {
     // Spilled (options::max_memory): the runs and the keys held, merged in
     // key order. The last result sorts the table in place; a snapshot
@@ -87,12 +96,7 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
     std::size_t distinct = 0;
     auto take = [&](const int_entry& e) {
       ++distinct;
-      flow::key k{e.key};
-      auto n = sources_of(k);
-      if (streaming)
-        emit(key_result{std::move(k), e.to_aggregate(), n});
-      else
-        res.keys.push_back({std::move(k), e.to_aggregate(), n});
+      put(e);
     };
     bool overflow = false;
     std::string err;
@@ -124,14 +128,8 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
       st.ints.sort();
       if (!streaming)
         res.keys.reserve(st.ints.size());
-      for (auto& e : st.ints) {
-        flow::key k{e.key};
-        auto n = sources_of(k);
-        if (streaming)
-          emit(key_result{std::move(k), e.to_aggregate(), n});
-        else
-          res.keys.push_back({std::move(k), e.to_aggregate(), n});
-      }
+      for (auto& e : st.ints)
+        put(e);
       st.ints.clear();
     } else {
       res.keys.reserve(st.ints.size());
