@@ -12,11 +12,8 @@
 // element's index (flow::from_keyed_random), for benchmarks and checks at any
 // size (--summary: one line with a checksum instead of a line per key).
 
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <optional>
 #include <iostream>
@@ -24,9 +21,6 @@
 #include <map>
 #include <thread>
 #include <unordered_map>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 
@@ -894,21 +888,13 @@ read_sets(const arg_parser& args) {
 
 /// Refuses (usage_error) a --spill-dir, or default spill directory, that
 /// cannot hold a file: the job would refuse it only once started.
-void check_spill_dir(const std::string& given) {
-  std::string dir = given;
-  if (dir.empty()) {
-    auto* tmp = std::getenv("TMPDIR");
-    dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-  }
-  std::string path = dir + "/flow-spill-XXXXXX";
-  int fd = ::mkostemp(path.data(), O_CLOEXEC);
-  if (fd < 0)
-    throw usage_error((given.empty() ? "--max-memory: the spill directory "
-                                     : "--spill-dir: ")
-                      + quote_token(dir) + " cannot hold a file: "
-                      + std::strerror(errno));
-  ::unlink(path.c_str());
-  ::close(fd);
+void check_spill_dir(const options& opts) {
+  if (auto err = spill_dir_error(opts); !err.empty())
+    throw usage_error((opts.spill_dir.empty()
+                         ? "--max-memory: the spill directory "
+                         : "--spill-dir: ")
+                      + quote_token(spill_directory(opts))
+                      + " cannot hold a file: " + err);
 }
 
 void declare_options(arg_parser& args) {
@@ -1011,7 +997,7 @@ int run(int argc, char** argv) {
     opts.spill_dir = args.get("spill-dir");
   }
   if (opts.max_memory > 0)
-    check_spill_dir(opts.spill_dir);
+    check_spill_dir(opts);
   auto seed = args.get_uint("seed");
   bool json = args.is_set("json");
   dead_letter_file dead{args.given("dead-letter") ? args.get("dead-letter")

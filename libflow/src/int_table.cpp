@@ -11,10 +11,7 @@ void int_table::sort() {
   index_ = nullptr;
   tags_ = nullptr;
   slots_ = 0;
-  last_ = std::numeric_limits<std::size_t>::max();
-  std::sort(begin(), end(), [](const int_entry& x, const int_entry& y) {
-    return x.key < y.key;
-  });
+  sort_entries();
 }
 
 void int_table::sort_entries() noexcept {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -379,4 +380,40 @@ TEST_CASE("max_memory: a string key in the first partial, among integer "
                         .reduce(flow::sum_by_key())
                         .run());
   check_sums(res, ref);
+}
+
+TEST_CASE("spill_dir_error: names what keeps a directory from holding a "
+          "file and leaves nothing behind",
+          "[spill]") {
+  temp_dir dir;
+  flow::options opts;
+  opts.spill_dir = dir.path.string();
+  CHECK(flow::spill_directory(opts) == dir.path.string());
+  CHECK(flow::spill_dir_error(opts).empty());
+  CHECK(dir.entries() == 0);
+  CHECK(open_spill_files(dir.path) == 0);
+  opts.spill_dir = (dir.path / "missing").string();
+  CHECK(flow::spill_dir_error(opts) == "No such file or directory");
+  // A file where the directory should be.
+  auto file = dir.path / "file";
+  { std::ofstream{file} << "x"; }
+  opts.spill_dir = file.string();
+  CHECK(flow::spill_dir_error(opts) == "Not a directory");
+}
+
+TEST_CASE("spill_directory: spill_dir, else TMPDIR, else /tmp", "[spill]") {
+  temp_dir dir;
+  const char* old = std::getenv("TMPDIR");
+  std::string saved = old != nullptr ? old : "";
+  flow::options opts;
+  ::setenv("TMPDIR", dir.path.c_str(), 1);
+  CHECK(flow::spill_directory(opts) == dir.path.string());
+  ::setenv("TMPDIR", "", 1);
+  CHECK(flow::spill_directory(opts) == "/tmp");
+  ::unsetenv("TMPDIR");
+  CHECK(flow::spill_directory(opts) == "/tmp");
+  opts.spill_dir = "/somewhere";
+  CHECK(flow::spill_directory(opts) == "/somewhere");
+  if (old != nullptr)
+    ::setenv("TMPDIR", saved.c_str(), 1);
 }

@@ -118,6 +118,17 @@ struct options {
   std::string spill_dir;
 };
 
+/// The directory `opts.max_memory` spills to: `opts.spill_dir`, else
+/// `$TMPDIR`, else `/tmp`.
+std::string spill_directory(const options& opts);
+
+/// Why spill_directory(opts) cannot hold a temporary file (the system's
+/// error, e.g. "No such file or directory"), or an empty string when it can;
+/// it makes a file there and removes it to find out. A job with
+/// `max_memory` checks the same when it starts (errc::invalid_config); a
+/// program can check earlier, while it reads its command line.
+std::string spill_dir_error(const options& opts);
+
 /// The number of reducer actors a job gets when options::reducers is 0: one
 /// per hardware thread (at least 1). Programs use it for their defaults too.
 std::size_t default_reducers() noexcept;

@@ -38,10 +38,11 @@ caf::error validate(const job_spec& spec) {
                       "at least 1");
   if (spec.opts.max_memory > 0) {
     // Checked before any work: a job that could not spill would fail late.
-    auto dir = spill_directory(spec.opts.spill_dir);
-    if (auto err = int_runs::probe(dir); !err.empty())
+    if (auto err = spill_dir_error(spec.opts); !err.empty())
       return make_error(errc::invalid_config,
-                        "options::spill_dir (of max_memory): " + err);
+                        "options::spill_dir (of max_memory): cannot make a "
+                        "temporary file in '"
+                          + spill_directory(spec.opts) + "': " + err);
   }
   if (spec.sources.size() > std::numeric_limits<std::uint32_t>::max())
     return make_error(errc::invalid_config, "too many sources");

@@ -1001,20 +1001,17 @@ bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   }
   for (auto& [k, agg] : p.entries) {
     if (!st.general) {
-      if (k.is_int() && agg.states.empty()) {
-        if (st.runs && make_room(self, 1) == 0)
-          return false;
-        if (!st.ints[k.as_int()].merge(agg.sum, agg.count, agg.min,
-                                       agg.max)) {
-          fail(self, errc::overflow,
-               "the aggregate of key '" + to_string(k)
-                 + "' left the exact 128-bit range while merging " + what());
-          return false;
-        }
-        continue;
-      }
-      if (!go_general(self))
+      // An integer key without states: the scan above went general for
+      // any other.
+      if (st.runs && make_room(self, 1) == 0)
         return false;
+      if (!st.ints[k.as_int()].merge(agg.sum, agg.count, agg.min, agg.max)) {
+        fail(self, errc::overflow,
+             "the aggregate of key '" + to_string(k)
+               + "' left the exact 128-bit range while merging " + what());
+        return false;
+      }
+      continue;
     }
     auto [pos, fresh] = st.aggregates.try_emplace(k);
     auto& mine = pos->second;
@@ -1587,7 +1584,7 @@ caf::behavior manager_actor(manager_actor_t* self,
     st.max_keys = std::min<std::size_t>(
       std::max<std::size_t>(1024, int_table::keys_within(bound)),
       std::numeric_limits<std::uint32_t>::max() - 1);
-    st.runs = std::make_unique<int_runs>(spill_directory(st.opts.spill_dir));
+    st.runs = std::make_unique<int_runs>(spill_directory(st.opts));
   }
   start_reducers(self);
   start_generators(self, *spec);

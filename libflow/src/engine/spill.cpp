@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "flow/options.hpp"
+
 namespace flow::detail {
 
 namespace {
@@ -17,6 +19,10 @@ namespace {
 /// making a file and keeping it must not leak it).
 struct fd_guard {
   int fd;
+  explicit fd_guard(int x) noexcept : fd(x) {
+  }
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
   ~fd_guard() {
     if (fd >= 0)
       ::close(fd);
@@ -29,23 +35,30 @@ struct fd_guard {
 };
 
 /// Makes an unlinked temporary file in `dir`: its descriptor, or -1 with
-/// `err` set.
-int make_unlinked(const std::string& dir, std::string& err) {
+/// `code` set to the system's error.
+int open_unlinked(const std::string& dir, int& code) {
   std::string path = dir + "/flow-spill-XXXXXX";
-  int fd = ::mkostemp(path.data(), O_CLOEXEC);
-  if (fd < 0) {
-    err = "cannot make a temporary file in '" + dir
-          + "': " + std::strerror(errno);
+  fd_guard fd{::mkostemp(path.data(), O_CLOEXEC)};
+  if (fd.fd < 0) {
+    code = errno;
     return -1;
   }
   // Unlinked at once: the storage goes with the descriptor, so nothing is
   // left behind by a failed job, a signal or a SIGKILL.
   if (::unlink(path.c_str()) != 0) {
-    err = "cannot unlink the temporary file '" + path
-          + "': " + std::strerror(errno);
-    ::close(fd);
+    code = errno;
     return -1;
   }
+  return fd.release();
+}
+
+/// open_unlinked with the error as a sentence naming `dir`.
+int make_unlinked(const std::string& dir, std::string& err) {
+  int code = 0;
+  int fd = open_unlinked(dir, code);
+  if (fd < 0)
+    err = "cannot make a temporary file in '" + dir
+          + "': " + std::strerror(code);
   return fd;
 }
 
@@ -107,22 +120,6 @@ private:
 };
 
 } // namespace
-
-std::string spill_directory(const std::string& dir) {
-  if (!dir.empty())
-    return dir;
-  if (auto* tmp = std::getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
-    return tmp;
-  return "/tmp";
-}
-
-std::string int_runs::probe(const std::string& dir) {
-  std::string err;
-  int fd = make_unlinked(dir, err);
-  if (fd >= 0)
-    ::close(fd);
-  return err;
-}
 
 int_runs::int_runs(std::string dir) : dir_(std::move(dir)) {
 }
@@ -284,3 +281,21 @@ std::string int_runs::merge_range(
 }
 
 } // namespace flow::detail
+
+namespace flow {
+
+std::string spill_directory(const options& opts) {
+  if (!opts.spill_dir.empty())
+    return opts.spill_dir;
+  if (auto* tmp = std::getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
+    return tmp;
+  return "/tmp";
+}
+
+std::string spill_dir_error(const options& opts) {
+  int code = 0;
+  detail::fd_guard fd{detail::open_unlinked(spill_directory(opts), code)};
+  return fd.fd < 0 ? std::strerror(code) : std::string{};
+}
+
+} // namespace flow

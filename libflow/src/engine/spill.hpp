@@ -16,17 +16,10 @@
 
 namespace flow::detail {
 
-/// The directory of spilled runs: `dir`, else `$TMPDIR`, else `/tmp`.
-std::string spill_directory(const std::string& dir);
-
 /// Sorted runs of `int_entry` in unlinked temporary files.
 class int_runs {
 public:
-  /// Checks that a file can be made (and is removed) in `dir`; returns what
-  /// went wrong, or an empty string.
-  static std::string probe(const std::string& dir);
-
-  /// No runs yet; they will go to `dir` (see spill_directory).
+  /// No runs yet; they will go to `dir` (flow::spill_directory).
   explicit int_runs(std::string dir);
 
   int_runs(const int_runs&) = delete;
