@@ -34,9 +34,13 @@ mismatches (a result that differs from the reference, or a job that
 failed) and the staging tables left in flow_dist after the last job (a
 node still writing when its manager was killed commits an orphan the next
 run drops; none may be left of a run that ended); exits 1 when there is a
-mismatch or a table of a finished run is left.
+mismatch or a table of a finished run is left. A distributed clean that
+leaves its plan behind is a mismatch of that job (checked after each one);
+with --keep-logs DIR the managers' logs of every job that goes wrong are
+copied to DIR.
 
-  scripts/soak.sh SECONDS [--bin DIR]     (default DIR: build/release/apps)
+  scripts/soak.sh SECONDS [--bin DIR] [--seed N] [--keep-logs DIR]
+                                          (default DIR: build/release/apps)
 """
 
 import argparse
@@ -118,6 +122,9 @@ class Soak:
         self.ref = {}
         self.link = None
         self.no_cut = None
+        self.keep = None
+        self.managers = 0
+        self.job_logs = []
 
     # -- set-up ------------------------------------------------------------
 
@@ -201,8 +208,13 @@ class Soak:
         """Starts a manager listening at `at` (`prefix`: the command it runs
         under, e.g. `ip netns exec`); returns it, the file of its stderr and
         its port (None when it printed none)."""
-        err = os.path.join(self.tmp, "manager.err")
-        # Log level info: wait_joined reads the manager's "joined" lines.
+        # One file per manager, so a resumed manager's log does not replace
+        # the killed one's (both are kept when the job goes wrong).
+        self.managers += 1
+        err = os.path.join(self.tmp, "manager-%d.err" % self.managers)
+        self.job_logs.append(err)
+        # Log level info: the nodes' joins are in the logs kept of a job
+        # that goes wrong.
         mgr = subprocess.Popen(list(prefix) + manager_cmd + ["--listen", at,
                                               "--min-workers", "2",
                                               "--log-level", "info"]
@@ -282,13 +294,13 @@ class Soak:
         elif fault != "none" and victim is not None:
             # The fault is meant for a node taking part in the job. Under
             # load a node can take longer than the delay to join, and a node
-            # killed before it joined never comes back (nothing supervises
-            # it here), so the manager would rightly wait for its second
-            # node until --min-workers-timeout: wait for the victim's join
-            # first. When joins are quick the delay is as before.
+            # killed before the job started never comes back (nothing
+            # supervises it here), so the manager would rightly wait for its
+            # second node until --min-workers-timeout: wait for the job's
+            # start first. When joins are quick the delay is as before.
             start = time.time()
             delay = self.rng.uniform(0.3, 1.2)
-            self.wait_joined(mgr, err, names[nodes.index(victim)])
+            self.wait_started(mgr, err)
             time.sleep(max(0.0, start + delay - time.time()))
             if mgr.poll() is None and victim.poll() is None:
                 hit = True
@@ -324,14 +336,13 @@ class Soak:
             return mgr.returncode, out, f.read(), hit
 
     @staticmethod
-    def wait_joined(mgr, err, name, timeout=60):
-        """Waits until the manager (stderr in `err`) logs that worker node
-        `name` joined, or exits, or `timeout` seconds pass."""
+    def wait_started(mgr, err, timeout=60):
+        """Waits until the manager (stderr in `err`) says its wait for
+        --min-workers is over, or exits, or `timeout` seconds pass."""
         deadline = time.time() + timeout
-        pattern = re.compile(r"worker node %s joined" % re.escape(name))
         while time.time() < deadline and mgr.poll() is None:
             with open(err) as f:
-                if pattern.search(f.read()):
+                if "worker nodes connected, starting" in f.read():
                     return
             time.sleep(0.05)
 
@@ -357,7 +368,14 @@ class Soak:
         """The cut fault, where namespaces could be made."""
         return ["cut"] if self.link is not None else []
 
+    def plans_left(self):
+        """The plans in flow_dist: none may be left once a run ended."""
+        return self.psql("SELECT string_agg(tablename, ' ') FROM pg_tables "
+                         "WHERE schemaname = 'flow_dist' AND tablename LIKE "
+                         "'%\\_plan'")
+
     def one(self, kind):
+        self.job_logs = []
         if kind == "clean":
             fault = self.rng.choice(["terminate", "none"])
             rc, out, err, hit = self.run_clean(fault)
@@ -392,12 +410,28 @@ class Soak:
             # the start).
             name = "manager-resumed"
         self.faults[name] = self.faults.get(name, 0) + 1
+        bad = []
         if got != self.ref["clean" if kind == "dclean" else kind]:
-            self.mismatches.append(
+            bad.append(
                 "%s with fault %s: rc %d, %s" % (
                     kind, name, rc,
                     "result differs" if rc == 0
                     else (err.strip().splitlines() or ["?"])[-1]))
+        # A run that ended leaves no plan (checked after each job, so a
+        # leftover is pinned to the job that left it).
+        plans = self.plans_left() if kind == "dclean" else ""
+        if plans:
+            bad.append("%s with fault %s: rc %d, left %s in flow_dist"
+                       % (kind, name, rc, plans))
+        if bad and self.keep:
+            # The managers' logs of this job, for the diagnosis.
+            os.makedirs(self.keep, exist_ok=True)
+            for i, f in enumerate(self.job_logs):
+                shutil.copy(f, os.path.join(
+                    self.keep, "job%d-manager%d.err" % (self.jobs, i + 1)))
+            bad = [b + " (logs: %s/job%d-*)" % (self.keep, self.jobs)
+                   for b in bad]
+        self.mismatches += bad
 
 
 def main():
@@ -405,8 +439,12 @@ def main():
     ap.add_argument("seconds", type=float)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/release/apps"))
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--keep-logs", metavar="DIR",
+                    help="copy the managers' logs of a job that goes wrong "
+                    "to DIR")
     args = ap.parse_args()
     soak = Soak(args.bin, args.seed)
+    soak.keep = args.keep_logs
     try:
         soak.start()
         end = time.time() + args.seconds

@@ -4,7 +4,7 @@
 # injecting faults at random, checking every result against a run without
 # faults (scripts/soak.py says which faults).
 #
-#   scripts/soak.sh SECONDS [--bin DIR] [--seed N]
+#   scripts/soak.sh SECONDS [--bin DIR] [--seed N] [--keep-logs DIR]
 set -eu
-[ $# -ge 1 ] || { echo "usage: $0 SECONDS [--bin DIR] [--seed N]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 SECONDS [--bin DIR] [--seed N] [--keep-logs DIR]" >&2; exit 2; }
 exec python3 "$(dirname "$0")/soak.py" "$@"

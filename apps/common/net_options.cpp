@@ -105,8 +105,11 @@ void wait_for_workers(const flow::net::coordinator& coord,
   std::size_t shown = 0;
   for (;;) {
     // Short waits, so that a change in the count is shown as it happens.
-    if (coord.wait_for_nodes(q.count, std::chrono::milliseconds(250)))
+    if (coord.wait_for_nodes(q.count, std::chrono::milliseconds(250))) {
+      std::cerr << prog << ": " << q.count
+                << " worker nodes connected, starting" << std::endl;
       return;
+    }
     auto now = coord.nodes();
     if (now != shown) {
       std::cerr << prog << ": " << now << " of " << q.count

@@ -42,8 +42,9 @@ net_options read_net_options(const arg_parser& args, const std::string& prog,
                              bool manager);
 
 /// Waits until `q.count` worker nodes are connected to `coord` at once,
-/// saying on stderr how many are; a node that leaves meanwhile is counted
-/// out again. Throws usage_error (one line: how many joined, how many are
+/// saying on stderr how many are, and when the wait is over ("N worker
+/// nodes connected, starting"); a node that leaves meanwhile is counted out
+/// again. Throws usage_error (one line: how many joined, how many are
 /// still connected) when `q.timeout` passes first.
 void wait_for_workers(const flow::net::coordinator& coord,
                       const node_quorum& q, const std::string& prog);

@@ -559,8 +559,18 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
       ledger, t.estimate));
   }
   // A resumed run whose partitions were all committed only commits.
-  if (pending > 0)
-    nodes.wait_for_workers("flow-etl");
+  if (pending > 0) {
+    try {
+      nodes.wait_for_workers("flow-etl");
+    } catch (...) {
+      // Too few nodes (--min-workers-timeout): nothing was handed out. A
+      // fresh run leaves nothing behind; a resumed one keeps what it took
+      // over, for another --resume.
+      if (!old)
+        drop_staged(cfg.conninfo, tag);
+      throw;
+    }
+  }
   auto started = p.reduce(flow::net::merge_key_results())
                    .sink(sink<pg::copy_row>{std::move(snk)})
                    .with(cfg.opts)

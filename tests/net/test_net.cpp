@@ -291,6 +291,10 @@ TEST_CASE("net: flow-keyed --keys through a worker node gives the "
   CHECK(remote_batches(out) > 0);
   CHECK(json_field(out, "checksum") == json_field(local.out, "checksum"));
   CHECK(json_field(out, "keys") == "50");
+  // The wait for --min-workers says when it is over.
+  CHECK(slurp(manager.err).find("flow-keyed: 1 worker nodes connected, "
+                                "starting")
+        != std::string::npos);
   w1.wait();
 }
 
@@ -566,6 +570,7 @@ TEST_CASE("net: --min-workers-timeout fails the job, naming how many nodes "
     CHECK(err.find("only 1 of 2 worker nodes connected after 10 s (1 joined, "
                    "0 of them left)")
           != std::string::npos);
+    CHECK(err.find("starting") == std::string::npos);
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
   }
   SECTION("a node lost before the job starts is counted out again") {

@@ -664,6 +664,30 @@ TEST_CASE("net: flow-etl --listen with no worker node reads the partitions "
   CHECK(json_field(lines_of(s.out).at(0), "local_tasks") == "3");
 }
 
+TEST_CASE("net: a distributed clean that times out waiting for worker "
+          "nodes leaves no plan in flow_dist",
+          "[net][pg]") {
+  auto schema = init_schema("netquorum", "100", "2000");
+  auto args = manager_args("clean", schema, "2", "2");
+  args.insert(args.end(), {"--min-workers-timeout", "2"});
+  auto r = run_program(args.front(), {args.begin() + 1, args.end()});
+  INFO(r.err);
+  CHECK(r.rc == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("only 0 of 2 worker nodes connected after 2 s")
+        != std::string::npos);
+  // The run had recorded its plan before the wait; it dropped it, so there
+  // is nothing to resume (other tests' runs may hold plans meanwhile: the
+  // plan of this job is the one looked for).
+  args.push_back("--resume");
+  auto again = run_program(args.front(), {args.begin() + 1, args.end()});
+  INFO(again.err);
+  CHECK(again.rc == 2);
+  CHECK(again.err.find("no interrupted distributed run of") != std::string::npos);
+  CHECK(scalar("SELECT to_regclass('" + q(schema, "ads_clean") + "')")
+        .empty());
+}
+
 TEST_CASE("net: flow-etl's network options that exclude each other are "
           "usage errors",
           "[net][pg]") {
