@@ -35,6 +35,8 @@ const char* to_string(errc x) noexcept {
       return "no_workers";
     case errc::spill_failed:
       return "spill_failed";
+    case errc::out_of_memory:
+      return "out_of_memory";
   }
   return "unknown";
 }

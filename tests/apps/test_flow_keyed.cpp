@@ -630,3 +630,41 @@ TEST_CASE("flow-keyed: a spill that cannot be written fails the job with "
   CHECK(lines[0].find(dir.path + "': File too large") != std::string::npos);
   CHECK(dir.entries() == 0);
 }
+
+// Named so that the sanitizer run, whose shadow memory cannot live under
+// ulimit -v, leaves it out.
+TEST_CASE("flow-keyed: under ulimit -v, keyed state that cannot grow fails "
+          "with out_of_memory and exit 1, and --max-memory keeps memory "
+          "bounded",
+          "[apps][flow-keyed][keys][spill]") {
+  const std::string keys = "--keys 4000000 --elements 8000000 --summary "
+                           "--json --no-verify --reducers 2";
+  // About 400 MB of address space: the 3.5 million keys' table needs more
+  // (it fails at about a sixth of the input), 32 MiB of keyed state fits.
+  auto limited = [&](const std::string& extra) {
+    return run_program("/bin/sh", {"-c", "ulimit -v 400000; exec '" + prog
+                                           + "' " + keys + extra});
+  };
+  auto reference = run_program("/bin/sh", {"-c", "exec '" + prog + "' "
+                                                   + keys});
+  INFO("reference: " << reference.err);
+  REQUIRE(reference.rc == 0);
+  auto unbounded = limited("");
+  INFO("unbounded: " << unbounded.out << unbounded.err);
+  CHECK(unbounded.rc == 1);
+  CHECK(unbounded.out.empty());
+  auto lines = lines_of(unbounded.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("flow-keyed: error: out_of_memory: the keyed state "
+                      "could not grow while merging batch ")
+        != std::string::npos);
+  spill_dir dir;
+  auto bounded = limited(" --max-memory 32M --spill-dir " + dir.path);
+  INFO("bounded: " << bounded.out << bounded.err);
+  CHECK(bounded.rc == 0);
+  CHECK(json_field(bounded.out, "ok") == "true");
+  CHECK(json_field(bounded.out, "checksum")
+        == json_field(reference.out, "checksum"));
+  CHECK(json_field(bounded.out, "keys") == json_field(reference.out, "keys"));
+  CHECK(dir.entries() == 0);
+}

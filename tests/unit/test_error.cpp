@@ -9,14 +9,16 @@
 
 TEST_CASE("errc: every code has a distinct name", "[error]") {
   std::set<std::string> names;
-  // spill_failed is the last code.
-  for (int i = 0; i <= static_cast<int>(flow::errc::spill_failed); ++i)
+  // out_of_memory is the last code.
+  for (int i = 0; i <= static_cast<int>(flow::errc::out_of_memory); ++i)
     names.insert(flow::to_string(static_cast<flow::errc>(i)));
   CHECK(names.size()
-        == static_cast<std::size_t>(flow::errc::spill_failed) + 1);
+        == static_cast<std::size_t>(flow::errc::out_of_memory) + 1);
   CHECK(names.count("unknown") == 0);
   CHECK(std::string{flow::to_string(flow::errc::spill_failed)}
         == "spill_failed");
+  CHECK(std::string{flow::to_string(flow::errc::out_of_memory)}
+        == "out_of_memory");
   CHECK(std::string{flow::to_string(flow::errc::reducer_failed)}
         == "reducer_failed");
   CHECK(std::string{flow::to_string(flow::errc::none)} == "none");

@@ -53,6 +53,11 @@ enum class errc : std::uint8_t {
   /// key that cannot be spilled (not an integer, or with aggregator states)
   /// came after integer keys were.
   spill_failed,
+  /// The manager's keyed state, or a result, could not grow: memory ran out
+  /// (std::bad_alloc), or one table would pass 2^32 - 2 integer keys.
+  /// `options::max_memory` bounds the keyed state. A snapshot that cannot
+  /// be built fails only that snapshot; the job goes on.
+  out_of_memory,
 };
 
 /// Returns the enumerator's name, e.g. "reducer_failed".

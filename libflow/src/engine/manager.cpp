@@ -590,17 +590,23 @@ bool check_accounting(manager_actor_t* self) {
 /// make_result for a handler: a result that cannot be built (memory, or
 /// spilled runs that cannot be read back or overflow while merged) fails
 /// the job and gives nullopt, with the error in `why` when given; nothing
-/// throws out of the handler.
+/// throws out of the handler. A `snapshot` that runs out of memory fails
+/// only itself: building one changes nothing in the manager.
 std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
                                          bool consume = false,
-                                         caf::error* why = nullptr) {
+                                         caf::error* why = nullptr,
+                                         bool snapshot = false) {
   auto& st = self->state;
   std::optional<job_result> res;
   caf::error err;
+  bool memory = false;
   try {
     res = make_result(st, final, consume);
   } catch (const std::exception& e) {
-    err = make_error(errc::overflow,
+    // Only allocations throw here (the user's on_result_key is guarded):
+    // std::bad_alloc, or a container's length limit.
+    memory = true;
+    err = make_error(errc::out_of_memory,
                      std::string{"the result could not be built: "}
                        + e.what());
   }
@@ -611,7 +617,10 @@ std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
     return res;
   if (why != nullptr)
     *why = err;
-  finish(self, std::move(err));
+  if (snapshot && memory)
+    logger()->warn("a snapshot failed: {}", describe(err));
+  else
+    finish(self, std::move(err));
   return std::nullopt;
 }
 
@@ -1071,7 +1080,7 @@ bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
     if (!merge_keys(self, p, what))
       return false;
   } catch (const std::exception& e) {
-    fail(self, errc::overflow,
+    fail(self, errc::out_of_memory,
          "the keyed state could not grow while merging " + what() + ": "
            + e.what());
     return false;
@@ -1446,7 +1455,7 @@ caf::result<job_result> on_snapshot(manager_actor_t* self) {
     return st.deferred.error();
   }
   caf::error why;
-  auto res = result_or_fail(self, false, false, &why);
+  auto res = result_or_fail(self, false, false, &why, true);
   if (!res)
     return why;
   return std::move(*res);
