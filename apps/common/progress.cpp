@@ -52,7 +52,7 @@ caf::expected<job_result> wait_printing(const job& j, std::uint64_t total,
     std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
   }
-  return j.wait();
+  return j.take();
 }
 
 } // namespace
@@ -66,23 +66,26 @@ caf::expected<job_result> wait_with_progress(const job& j, std::uint64_t total,
   if (auto every = progress_interval())
     return wait_printing(j, total, what, *every);
   if (!isatty(STDERR_FILENO))
-    return j.wait();
+    return j.take();
   // Short jobs print nothing: the first snapshot comes after half a second.
   if (j.wait_for(500ms))
-    return j.wait();
+    return j.take();
   bool shown = false;
   do {
-    if (auto snap = j.snapshot(); snap && !snap->final) {
+    // The published statistics, not a snapshot: a snapshot copies every
+    // key, four times a second.
+    if (auto xs = j.stats(); xs.state == job_state::running
+                             || xs.state == job_state::draining) {
+      auto done = xs.aggregated();
       if (total > 0)
         std::fprintf(stderr, "\r%s: %llu of %llu elements (%.0f%%)   ",
-                     what.c_str(),
-                     static_cast<unsigned long long>(snap->aggregated),
+                     what.c_str(), static_cast<unsigned long long>(done),
                      static_cast<unsigned long long>(total),
-                     100.0 * static_cast<double>(snap->aggregated)
+                     100.0 * static_cast<double>(done)
                        / static_cast<double>(total));
       else
         std::fprintf(stderr, "\r%s: %llu elements   ", what.c_str(),
-                     static_cast<unsigned long long>(snap->aggregated));
+                     static_cast<unsigned long long>(done));
       std::fflush(stderr);
       shown = true;
     }
@@ -92,7 +95,7 @@ caf::expected<job_result> wait_with_progress(const job& j, std::uint64_t total,
     std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   }
-  return j.wait();
+  return j.take();
 }
 
 } // namespace flow::apps

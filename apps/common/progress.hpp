@@ -13,8 +13,9 @@
 
 namespace flow::apps {
 
-/// Waits for `j`; while it runs longer than half a second and stderr is a
-/// TTY, shows "what: N elements (P%)" from manager snapshots. `total` is the
+/// Waits for `j` and takes its result (job::take: the keys move out of the
+/// job); while it runs longer than half a second and stderr is a TTY, shows
+/// "what: N elements (P%)" from the job's statistics. `total` is the
 /// expected element count, 0 when unknown.
 caf::expected<job_result> wait_with_progress(const job& j, std::uint64_t total,
                                              const std::string& what);

@@ -1337,7 +1337,8 @@ void run_job(const std::string& conninfo,
       fail(res.error());
     out.res = std::move(*res);
   }
-  out.rows = out.res;
+  // The accounting only: the keys are not copied.
+  out.rows = out.res.without_keys();
   if (over_nodes.started()) {
     auto tasks = over_nodes.totals();
     out.rows = tasks.rows;
@@ -1398,19 +1399,23 @@ void run_job(const std::string& conninfo,
 void print_table(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
-  std::vector<std::vector<std::string>> cells;
   std::vector<std::size_t> width(names.size());
   for (std::size_t i = 0; i < names.size(); ++i)
     width[i] = names[i].size();
-  for (auto* k : out.groups) {
+  // Two passes, the cells formatted in each: the column widths first, then
+  // the lines; a table of millions of groups is not held as text.
+  auto cells_of = [&](const key_result& k) {
     std::vector<std::string> row;
-    auto vals = output_row(plan, *k);
-    for (std::size_t i = 0; i < vals.size(); ++i) {
-      auto t = vals[i].sql();
+    for (auto& v : output_row(plan, k)) {
+      auto t = v.sql();
       row.push_back(t ? *t : "NULL");
-      width[i] = std::max(width[i], row.back().size());
     }
-    cells.push_back(std::move(row));
+    return row;
+  };
+  for (auto* k : out.groups) {
+    auto row = cells_of(*k);
+    for (std::size_t i = 0; i < row.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
   }
   auto line = [&](const std::vector<std::string>& row) {
     std::string text;
@@ -1427,8 +1432,8 @@ void print_table(const job_outcome& out) {
     std::printf("%s\n", text.c_str());
   };
   line(names);
-  for (auto& row : cells)
-    line(row);
+  for (auto* k : out.groups)
+    line(cells_of(*k));
 }
 
 void print_json(const job_outcome& out) {

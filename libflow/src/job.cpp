@@ -30,6 +30,20 @@ caf::expected<job_result> job::wait() const {
   return impl_->result;
 }
 
+caf::expected<job_result> job::take() const {
+  if (!impl_)
+    return invalid_handle();
+  std::unique_lock<std::mutex> guard{impl_->mtx};
+  impl_->cv.wait(guard, [this] { return impl_->done; });
+  if (!impl_->result)
+    return impl_->result.error();
+  auto out = impl_->result->without_keys();
+  out.keys = std::move(impl_->result->keys);
+  impl_->result->keys = std::vector<key_result>{};
+  impl_->result->key_count = out.key_count;
+  return out;
+}
+
 bool job::wait_for(std::chrono::milliseconds timeout) const {
   if (!impl_)
     return true;

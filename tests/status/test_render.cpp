@@ -446,3 +446,26 @@ TEST_CASE("metrics: task sources export expected and read rows and their "
   CHECK(text.find("source=\"partition 1/2 (2)\"}", text.find("flow_task_"))
           > text.find("# TYPE flow_job_state"));
 }
+
+TEST_CASE("status json: a result's keys_total counts every key, also those "
+          "it does not hold",
+          "[status][json]") {
+  auto e = sample_entry("j", "s");
+  e.stats.state = flow::job_state::done;
+  flow::job_result r;
+  for (std::int64_t i = 0; i < 3; ++i)
+    r.keys.push_back({flow::key{i}, {}, 0});
+  // The statistics' result holds the first keys; key_count counts all
+  // (or the keys went to on_result_key).
+  r.key_count = 2'000'000;
+  e.stats.result = r;
+  auto doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  auto& res = doc["jobs"][0]["result"];
+  CHECK(res["keys_total"] == 2'000'000);
+  CHECK(res["keys"].size() == 3);
+  // A result built by hand, without key_count.
+  r.key_count = 0;
+  e.stats.result = r;
+  doc = nlohmann::json::parse(flow::render_status_json({e}, {}));
+  CHECK(doc["jobs"][0]["result"]["keys_total"] == 3);
+}

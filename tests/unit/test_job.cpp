@@ -94,6 +94,105 @@ TEST_CASE("job: start() returns at once and wait() delivers the result, "
   CHECK(third.keys[0].agg.sum == ref);
 }
 
+TEST_CASE("job: take() moves the keys out once; the figures stay, and the "
+          "published statistics hold the first 100 keys",
+          "[job]") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  // Through the actors, and folded on the calling thread (small job).
+  flow::options opts;
+  opts.inline_elements = GENERATE(std::size_t{0}, std::size_t{1} << 20);
+  opts.batch_size = GENERATE(std::size_t{1000}, std::size_t{1} << 16);
+  opts.reducers = 2;
+  auto j = flow::pipeline<flow::keyed_value>{}
+             .with(opts)
+             .add(flow::from_keyed_random(50'000, 1'000, 5, 100))
+             .reduce(flow::sum_by_key())
+             .start(sys);
+  REQUIRE(j);
+  REQUIRE(ends_within(*j, 30s));
+  auto copy = test::ok(j->wait());
+  REQUIRE(copy.keys.size() > 900);
+  // The statistics' result: every figure, the first keys only.
+  auto xs = j->stats();
+  REQUIRE(xs.result);
+  CHECK(xs.result->emitted == 50'000);
+  CHECK(xs.result->balanced());
+  CHECK(xs.result->key_count == copy.keys.size());
+  REQUIRE(xs.result->keys.size() == flow::job_stats::result_keys);
+  for (std::size_t i = 0; i < xs.result->keys.size(); ++i) {
+    CHECK(xs.result->keys[i].key == copy.keys[i].key);
+    CHECK(xs.result->keys[i].agg == copy.keys[i].agg);
+  }
+  auto taken = test::ok(j->take());
+  REQUIRE(taken.keys.size() == copy.keys.size());
+  for (std::size_t i = 0; i < taken.keys.size(); ++i)
+    CHECK(taken.keys[i].agg == copy.keys[i].agg);
+  CHECK(taken.emitted == copy.emitted);
+  CHECK(taken.key_count == copy.keys.size());
+  // Taken: later calls give the figures without the keys.
+  for (auto later : {test::ok(j->wait()), test::ok(j->take()),
+                     test::ok(j->snapshot())}) {
+    CHECK(later.keys.empty());
+    CHECK(later.key_count == copy.keys.size());
+    CHECK(later.emitted == 50'000);
+    CHECK(later.aggregated == copy.aggregated);
+    CHECK(later.final);
+  }
+  // An invalid handle.
+  CHECK(flow::code_of(test::err(flow::job{}.take()))
+        == flow::errc::invalid_config);
+}
+
+TEST_CASE("job_result::without_keys copies every figure but the keys",
+          "[job]") {
+  flow::job_result r;
+  r.keys.push_back({flow::key{std::int64_t{1}}, {}, 0});
+  r.keys.push_back({flow::key{std::int64_t{2}}, {}, 0});
+  r.emitted = 1;
+  r.aggregated = 2;
+  r.rejected = 3;
+  r.dead_lettered = 4;
+  r.dead_letters.push_back({});
+  r.retried = 5;
+  r.batches = 6;
+  r.written = 7;
+  r.sources = 8;
+  r.rejections.push_back({"why", 9});
+  r.peak_in_flight = 10;
+  r.remote_batches = 11;
+  r.reducers_replaced = 12;
+  r.final = true;
+  r.partial = true;
+  r.abandoned = 13;
+  r.speculated = 14;
+  r.speculation_won = 15;
+  auto x = r.without_keys();
+  CHECK(x.keys.empty());
+  CHECK(x.key_count == 2);
+  CHECK(x.emitted == 1);
+  CHECK(x.aggregated == 2);
+  CHECK(x.rejected == 3);
+  CHECK(x.dead_lettered == 4);
+  CHECK(x.dead_letters.size() == 1);
+  CHECK(x.retried == 5);
+  CHECK(x.batches == 6);
+  CHECK(x.written == 7);
+  CHECK(x.sources == 8);
+  REQUIRE(x.rejections.size() == 1);
+  CHECK(x.rejections[0].second == 9);
+  CHECK(x.peak_in_flight == 10);
+  CHECK(x.remote_batches == 11);
+  CHECK(x.reducers_replaced == 12);
+  CHECK(x.final);
+  CHECK(x.partial);
+  CHECK(x.abandoned == 13);
+  CHECK(x.speculated == 14);
+  CHECK(x.speculation_won == 15);
+  // The original keeps its keys.
+  CHECK(r.keys.size() == 2);
+}
+
 TEST_CASE("job: wait_for times out on a running job and reports the end later",
           "[job]") {
   caf::actor_system_config cfg;

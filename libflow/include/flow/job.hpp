@@ -30,6 +30,12 @@ public:
   /// it. May be called repeatedly.
   caf::expected<job_result> wait() const;
 
+  /// Like wait(), but moves the result's keys out of the job instead of
+  /// copying them, so a result of millions of keys is not held twice. The
+  /// job keeps the rest: later calls of wait(), take() or snapshot() give
+  /// the result without its keys (`key_count` still counts them).
+  caf::expected<job_result> take() const;
+
   /// Waits at most `timeout`; true when the job has ended.
   bool wait_for(std::chrono::milliseconds timeout) const;
 

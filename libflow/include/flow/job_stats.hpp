@@ -144,8 +144,13 @@ struct job_stats {
   /// The last few warnings and errors (retries, lost reducers, the error
   /// that ended the job), oldest first.
   std::vector<std::string> errors;
-  /// The result, once the job is done (state done).
+  /// The result, once the job is done (state done): its figures and its
+  /// first `result_keys` keys in key order (`key_count` counts them all;
+  /// job::wait() gives every key). Statistics are copied whole by stats(),
+  /// so they do not hold a copy of millions of keys.
   std::optional<job_result> result;
+  /// Keys `result` holds at most.
+  static constexpr std::size_t result_keys = 100;
 
   /// Sums over the sources.
   std::uint64_t emitted() const noexcept;

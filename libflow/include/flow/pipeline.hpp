@@ -189,7 +189,7 @@ public:
     auto j = start(sys);
     if (!j)
       return std::move(j.error());
-    return j->wait();
+    return j->take();
   }
 
   /// Runs the job in an actor system of its own and blocks until it ends.

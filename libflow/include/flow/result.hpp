@@ -118,6 +118,10 @@ struct job_result {
   /// The entry for `k`, or nullptr.
   const key_result* find(const flow::key& k) const noexcept;
 
+  /// A copy of every figure but the keys (`key_count` still counts them):
+  /// the accounting of a result of millions of keys without copying them.
+  job_result without_keys() const;
+
   /// True when every emitted element is accounted for: emitted ==
   /// aggregated + rejected + dead_lettered + abandoned.
   bool balanced() const noexcept {

@@ -104,6 +104,10 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
 /// A finished job handle holding `err`.
 job error_job(caf::error err);
 
+/// `r` for job_stats::result: every figure, and its first
+/// job_stats::result_keys keys.
+job_result result_for_stats(const job_result& r);
+
 caf::actor spawn_manager(caf::actor_system& sys, std::shared_ptr<job_spec> spec,
                          std::shared_ptr<job_impl> impl);
 

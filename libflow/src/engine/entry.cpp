@@ -83,9 +83,10 @@ caf::expected<job_result> run_job(job_spec spec) {
     }
     return *sys;
   };
+  // The handles die here: take() moves the keys out instead of copying.
   if (auto j = try_inline(get_sys, spec))
-    return j->wait();
-  return start_job(get_sys(), std::move(spec)).wait();
+    return j->take();
+  return start_job(get_sys(), std::move(spec)).take();
 }
 
 } // namespace flow::detail

@@ -314,12 +314,20 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
   xs->batches_dispatched = res.batches;
   xs->keys = res.key_count;
   xs->rejections = res.rejections;
-  xs->result = res;
+  xs->result = result_for_stats(res);
   // A finished job needs no actor system: its handle answers from here.
   auto impl = std::make_shared<job_impl>();
   impl->publish(std::move(xs));
   impl->complete(std::move(res));
   return job{impl};
+}
+
+job_result result_for_stats(const job_result& r) {
+  auto out = r.without_keys();
+  auto n = std::min(r.keys.size(), job_stats::result_keys);
+  out.keys.assign(r.keys.begin(),
+                  r.keys.begin() + static_cast<std::ptrdiff_t>(n));
+  return out;
 }
 
 job error_job(caf::error err) {

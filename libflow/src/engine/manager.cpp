@@ -352,7 +352,7 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
     auto xs = make_stats(st);
     xs->state = res ? job_state::done : job_state::failed;
     if (res)
-      xs->result = *res;
+      xs->result = result_for_stats(*res);
     st.impl->publish(std::move(xs));
   }
   for (auto& src : st.sources) {

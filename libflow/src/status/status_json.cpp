@@ -321,7 +321,7 @@ void result_json(json_out& j, const job_result& r) {
   j.key("reducers_replaced").num(r.reducers_replaced);
   j.key("speculated").num(r.speculated);
   j.key("speculation_won").num(r.speculation_won);
-  j.key("keys_total").num(static_cast<std::uint64_t>(r.keys.size()));
+  j.key("keys_total").num(std::max<std::uint64_t>(r.key_count, r.keys.size()));
   j.key("keys").raw("[");
   for (std::size_t i = 0; i < r.keys.size() && i < shown_keys; ++i) {
     auto& k = r.keys[i];
