@@ -70,7 +70,8 @@ public:
 
   /// Waits for a started job (or passes on why it did not start), showing
   /// "what: N of total elements" on a terminal (`total` 0: unknown); while
-  /// it runs, a signal stops the job and it drains (see signals.hpp).
+  /// it runs, a signal stops the job and it drains (see signals.hpp). The
+  /// result's keys are taken out of the job (job::take).
   caf::expected<job_result> wait(const caf::expected<job>& started,
                                  std::uint64_t total,
                                  const std::string& what) const;

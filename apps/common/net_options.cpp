@@ -1,5 +1,6 @@
 #include "net_options.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <vector>
@@ -106,7 +107,7 @@ void wait_for_workers(const flow::net::coordinator& coord,
   for (;;) {
     // Short waits, so that a change in the count is shown as it happens.
     if (coord.wait_for_nodes(q.count, std::chrono::milliseconds(250))) {
-      std::cerr << prog << ": " << q.count
+      std::cerr << prog << ": " << std::max(coord.nodes(), q.count)
                 << " worker nodes connected, starting" << std::endl;
       return;
     }

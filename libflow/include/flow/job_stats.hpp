@@ -146,8 +146,9 @@ struct job_stats {
   std::vector<std::string> errors;
   /// The result, once the job is done (state done): its figures and its
   /// first `result_keys` keys in key order (`key_count` counts them all;
-  /// job::wait() gives every key). Statistics are copied whole by stats(),
-  /// so they do not hold a copy of millions of keys.
+  /// job::wait() and job::take() give every key, until take() moved them
+  /// out). Statistics are copied whole by stats(), so they do not hold a
+  /// copy of millions of keys.
   std::optional<job_result> result;
   /// Keys `result` holds at most.
   static constexpr std::size_t result_keys = 100;

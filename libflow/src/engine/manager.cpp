@@ -617,9 +617,10 @@ std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
     return res;
   if (why != nullptr)
     *why = err;
-  if (snapshot && memory)
+  if (snapshot && memory) {
     logger()->warn("a snapshot failed: {}", describe(err));
-  else
+    note_error(st, "a snapshot failed: " + describe(err));
+  } else
     finish(self, std::move(err));
   return std::nullopt;
 }
@@ -1449,7 +1450,9 @@ caf::result<job_result> on_snapshot(manager_actor_t* self) {
   // (its result waits for the actors to be gone): answer with that result,
   // as job::snapshot does once the job is done.
   auto& st = self->state;
-  if (st.consumed) {
+  // Also once the job has ended otherwise (stopped, failed) and waits for
+  // its actors: its result or error, not a fresh snapshot.
+  if (st.consumed || st.finished) {
     if (st.deferred)
       return *st.deferred;
     return st.deferred.error();
