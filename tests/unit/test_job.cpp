@@ -94,7 +94,7 @@ TEST_CASE("job: start() returns at once and wait() delivers the result, "
   CHECK(third.keys[0].agg.sum == ref);
 }
 
-TEST_CASE("job: take() moves the keys out once; the figures stay, and the "
+TEST_CASE("job: take() moves the keys out once and the figures stay while the "
           "published statistics hold the first 100 keys",
           "[job]") {
   caf::actor_system_config cfg;
