@@ -1,5 +1,6 @@
 #include "flow/aggregator.hpp"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -123,8 +124,13 @@ const void* state_row::get(std::size_t i, const state_ops& ops) const {
 void* state_row::get_or_create(std::size_t i, const state_ops& ops,
                                const void* prototype) {
   auto& bs = boxes();
-  if (i >= bs.size())
+  if (i >= bs.size()) {
+    // Reducers create a row's columns one after the other: room for a few
+    // at once, not one reallocation per column.
+    if (i >= bs.capacity())
+      bs.reserve(std::max<std::size_t>({i + 1, 2 * bs.capacity(), 8}));
     bs.resize(i + 1);
+  }
   auto& b = bs[i];
   if (!b.ptr) {
     b = box{&ops, ops.clone(prototype)};
@@ -141,8 +147,11 @@ bool state_row::merge(const state_row& other) {
     return true;
   auto& theirs = *other.boxes_;
   auto& mine = boxes();
-  if (mine.size() < theirs.size())
+  if (mine.size() < theirs.size()) {
+    if (mine.capacity() < theirs.size())
+      mine.reserve(theirs.capacity());
     mine.resize(theirs.size());
+  }
   for (std::size_t i = 0; i < theirs.size(); ++i) {
     auto& src = theirs[i];
     if (!src.ptr)

@@ -1,5 +1,10 @@
 #include "flow/partial.hpp"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+
 namespace flow {
 
 void partial::reject(const std::string& reason, std::uint64_t n) {
@@ -19,8 +24,11 @@ void partial::to_general() const {
   if (!ints_.empty()) {
     // Reserved first, so that the copies below cannot throw halfway.
     entries_.reserve(entries_.size() + ints_.size());
-    for (auto& e : ints_)
+    hashes_.reserve(entries_.size() + ints_.size());
+    for (auto& e : ints_) {
       entries_.emplace_back(flow::key{e.key}, e.to_aggregate());
+      hashes_.push_back(entries_.back().first.hash());
+    }
     ints_.clear();
     // The index, if any, misses the moved keys: slot() rebuilds it.
     index_.clear();
@@ -54,30 +62,71 @@ void partial::merge(partial&& other) {
   other = partial{};
 }
 
+namespace {
+
+/// The index slot a hash starts probing at (the hash's high bits after a
+/// multiplication: std::hash of a string is well mixed, an integer key's
+/// hash is mixed once more here at no cost).
+std::size_t home_of(std::size_t h, std::size_t mask) noexcept {
+  return static_cast<std::size_t>(
+           (static_cast<std::uint64_t>(h) * 0x9e3779b97f4a7c15ULL) >> 32)
+         & mask;
+}
+
+} // namespace
+
+void partial::reindex() const {
+  auto cap = std::size_t{64};
+  while (cap < entries_.size() * 2 + 2)
+    cap *= 2;
+  index_.assign(cap, 0);
+  auto mask = cap - 1;
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    auto pos = home_of(hashes_[i], mask);
+    while (index_[pos] != 0)
+      pos = (pos + 1) & mask;
+    index_[pos] = static_cast<std::uint32_t>(i + 1);
+  }
+}
+
 aggregate& partial::slot(const flow::key& k) {
   to_general();
+  auto h = k.hash();
+  auto free = npos;
   // Reducers mostly add runs of the same key: check the last one first.
-  if (last_ != npos && entries_[last_].first == k)
+  if (last_ != npos && hashes_[last_] == h && entries_[last_].first == k)
     return entries_[last_].second;
   if (entries_.size() <= linear_limit) {
     for (std::size_t i = 0; i < entries_.size(); ++i) {
-      if (entries_[i].first == k) {
+      if (hashes_[i] == h && entries_[i].first == k) {
         last_ = i;
         return entries_[i].second;
       }
     }
   } else {
-    if (index_.empty())
-      for (std::size_t i = 0; i < entries_.size(); ++i)
-        index_.emplace(entries_[i].first, i);
-    if (auto i = index_.find(k); i != index_.end()) {
-      last_ = i->second;
-      return entries_[last_].second;
+    if (index_.size() < entries_.size() * 2 + 2)
+      reindex();
+    auto mask = index_.size() - 1;
+    auto pos = home_of(h, mask);
+    for (; index_[pos] != 0; pos = (pos + 1) & mask) {
+      auto i = index_[pos] - 1;
+      if (hashes_[i] == h && entries_[i].first == k) {
+        last_ = i;
+        return entries_[i].second;
+      }
     }
-    index_.emplace(k, entries_.size());
+    if (entries_.size() >= std::numeric_limits<std::uint32_t>::max() - 1)
+      throw std::length_error("flow::partial: more than 2^32 - 2 keys");
+    free = pos;
   }
-  last_ = entries_.size();
+  if (hashes_.size() == hashes_.capacity())
+    hashes_.reserve(std::max<std::size_t>(16, hashes_.capacity() * 2));
   entries_.emplace_back(k, aggregate{});
+  // After the entry, which may throw: reserved and sized, so these cannot.
+  hashes_.push_back(h);
+  last_ = entries_.size() - 1;
+  if (free != npos)
+    index_[free] = static_cast<std::uint32_t>(entries_.size());
   return entries_.back().second;
 }
 

@@ -154,6 +154,7 @@ public:
   std::vector<entry> take_entries() {
     to_general();
     index_.clear();
+    hashes_.clear();
     last_ = npos;
     return std::move(entries_);
   }
@@ -199,6 +200,9 @@ private:
 
   aggregate& slot(const flow::key& k);
 
+  /// Rebuilds `index_` for every entry, with room to grow.
+  void reindex() const;
+
   /// Moves the compact table's keys to the general entries (once: adds
   /// then take the general path).
   void to_general() const;
@@ -208,7 +212,13 @@ private:
   mutable detail::int_table ints_;
   mutable bool general_ = false;
   mutable std::vector<entry> entries_;
-  mutable std::unordered_map<flow::key, std::size_t> index_;
+  // The general keys' hashes, one per entry (compared before the keys), and
+  // an open-addressing index over them (entry + 1 per slot, 0 for a free
+  // slot; a power of two, at most half full; empty until the entries pass
+  // linear_limit). Flat, not node-based: a batch of GROUP BY rows looks up
+  // its group once per row.
+  mutable std::vector<std::size_t> hashes_;
+  mutable std::vector<std::uint32_t> index_;
   mutable std::size_t last_ = npos;
   std::uint64_t rejected_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> reasons_;
