@@ -16,10 +16,10 @@ const key_result* job_result::find(const flow::key& k) const noexcept {
 job_result job_result::without_keys() const {
   // Every member but `keys`: a member added to job_result must be added
   // here. The size check catches most additions where we build (three
-  // vectors, fifteen 64-bit counts, two flags padded to 8 bytes; a third
+  // vectors, sixteen 64-bit counts, two flags padded to 8 bytes; a third
   // flag would fit the padding).
 #if defined(__x86_64__) && defined(__GLIBCXX__)
-  static_assert(sizeof(job_result) == 3 * 24 + 15 * 8 + 8,
+  static_assert(sizeof(job_result) == 3 * 24 + 16 * 8 + 8,
                 "job_result changed: copy the new member in without_keys");
 #endif
   job_result out;
@@ -41,6 +41,7 @@ job_result job_result::without_keys() const {
   out.abandoned = abandoned;
   out.speculated = speculated;
   out.speculation_won = speculation_won;
+  out.partials = partials;
   out.key_count = std::max<std::uint64_t>(key_count, keys.size());
   return out;
 }

@@ -49,6 +49,20 @@ struct options {
   /// The most batches queued at one reducer (one running, the rest waiting),
   /// so a reducer never idles between two batches.
   std::size_t reducer_queue = 2;
+  /// A local reducer that finds further batches waiting in its mailbox folds
+  /// up to this many into one partial aggregate before it answers (0 or 1:
+  /// one partial per batch). With many keys per batch, such as GROUP BY
+  /// over rows that cycle through thousands of groups, each batch's partial
+  /// makes a state per key and the manager merges each of them: folding k
+  /// batches together makes and merges up to k times fewer. A combining
+  /// reducer is given up to this many batches at once (instead of
+  /// `reducer_queue`), so `credits` should be at least `reducers` times it.
+  /// Accounting, retries and replacements are per batch as before; a batch
+  /// whose function throws is answered for alone (the ones folded with it
+  /// are folded again, alone). Off for jobs with a sink (rows go out per
+  /// batch); worker nodes' reducers and speculative second attempts answer
+  /// per batch, and batches held by a combining reducer are not speculated.
+  std::size_t combine_batches = 1;
   /// Testing hook (empty in production): called by a reducer before it folds
   /// batch `seq` of source `source`; returning true makes that reducer actor
   /// terminate abnormally without reporting, as a crash would. The manager

@@ -111,6 +111,11 @@ struct job_result {
   std::uint64_t speculated = 0;
   /// See `speculated`.
   std::uint64_t speculation_won = 0;
+  /// Partial aggregates the manager merged: one per batch, fewer when
+  /// reducers fold the batches waiting for them together
+  /// (options::combine_batches). Counted by the manager of this result (not
+  /// serialised, as `key_count`).
+  std::uint64_t partials = 0;
   /// Number of keys: `keys.size()`, or how many went to
   /// `options::on_result_key` instead.
   std::uint64_t key_count = 0;

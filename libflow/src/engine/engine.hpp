@@ -77,10 +77,12 @@ caf::actor spawn_generator(caf::local_actor* parent, caf::actor manager,
                            flow::key label, std::size_t batch_size);
 
 /// Spawns a reducer of the job's pool as a child of `parent`: it folds batches
-/// with `fn` and reports to `manager`.
+/// with `fn` and reports to `manager`, one partial for up to `combine`
+/// batches found waiting together (options::combine_batches).
 caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
                          std::shared_ptr<const erased_reducer> fn,
-                         erased_formatter format, crash_hook hook);
+                         erased_formatter format, crash_hook hook,
+                         std::size_t combine);
 
 /// Spawns a reducer (on a worker node) that folds batches with `fn` and
 /// reports to `manager`, wherever that manager runs.

@@ -254,6 +254,8 @@ std::optional<job> try_inline(const std::function<caf::actor_system&()>& get_sys
   res.aggregated = res.emitted - res.rejected;
   // At most one batch per source was ever in flight.
   res.peak_in_flight = res.batches > 0 ? 1 : 0;
+  // Every batch was folded into one partial.
+  res.partials = res.batches > 0 ? 1 : 0;
   auto reasons = out.take_reasons();
   std::sort(reasons.begin(), reasons.end());
   res.rejections = std::move(reasons);

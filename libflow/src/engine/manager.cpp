@@ -172,6 +172,7 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
   res.reducers_replaced = st.reducers_replaced;
   res.speculated = st.speculated;
   res.speculation_won = st.speculation_won;
+  res.partials = st.partials;
   res.dead_letters = st.dead_letters;
   res.retried = st.retried;
   res.remote_batches = st.remote_batches;
@@ -405,12 +406,40 @@ std::string describe_batch(const manager_state& st, std::uint32_t source,
 
 // -- the flow of batches ------------------------------------------------------------
 
+/// True when reducer slot `i` is a local reducer that folds the batches
+/// queued at it into one partial (options::combine_batches).
+bool combines(const manager_state& st, std::size_t i) {
+  return st.combine > 1 && i < st.reducers.size() && !st.reducers[i].remote;
+}
+
+/// options::combine_batches: asks every local reducer that may hold batches
+/// to answer for them now (a source waits for credit, every source ended,
+/// or the job stops): otherwise they would wait for their hold's timer.
+void flush_combining(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.combine <= 1)
+    return;
+  for (std::size_t i = 0; i < st.reducers.size(); ++i) {
+    auto& r = st.reducers[i];
+    if (r.handle && !r.remote && r.load > 0)
+      self->send(r.handle, flush_atom::value, std::uint64_t{0});
+  }
+}
+
 /// True when reducer slot `i` may take another batch: a live reducer below
 /// its queue length, which is 1 for one that a speculative copy overtook.
 bool has_room(const manager_state& st, std::size_t i) {
   auto& r = st.reducers[i];
-  return r.handle
-         && r.load < (r.overtaken > 0 ? std::size_t{1} : st.opts.reducer_queue);
+  if (!r.handle)
+    return false;
+  if (r.overtaken > 0)
+    return r.load < 1;
+  // A combining reducer folds the batches queued at it together: it is
+  // given enough of them to combine.
+  auto queue = st.opts.reducer_queue;
+  if (!r.remote && st.combine > 1)
+    queue = std::max(queue, st.combine);
+  return r.load < queue;
 }
 
 /// True when reducer slot `i` may ever take a batch again: a live reducer
@@ -506,6 +535,12 @@ void speculate(manager_actor_t* self) {
     if (entry.reducer == no_reducer || entry.second != no_reducer
         || entry.attempt_failed)
       continue;
+    // A local reducer that combines batches answers for several at once:
+    // a second attempt of one of them could not be told apart from the
+    // others (local reducers share this process's cores; speculation is
+    // for slow worker nodes).
+    if (combines(st, entry.reducer))
+      continue;
     // Held since the later of its dispatch and its reducer's last answer,
     // as the median is timed: a healthy reducer's batch waiting behind
     // another is not held longer than the one ahead of it runs, while a
@@ -549,7 +584,12 @@ void speculate(manager_actor_t* self) {
     ++st.reducers[best].load;
     ++st.speculated;
     ++st.dispatched;
-    self->send(st.reducers[best].handle, entry.msg);
+    // Answered for alone, even by a combining reducer: either attempt's
+    // answer must be this batch's only.
+    auto copy = entry.msg;
+    if (copy.bisect == 0)
+      copy.bisect = fold_alone;
+    self->send(st.reducers[best].handle, std::move(copy));
   }
 }
 
@@ -845,11 +885,13 @@ void on_batch(manager_actor_t* self, batch& b) {
   ++src.received;
   src.emitted += b.items.size;
   ++src.in_flight;
+  bool starved = false;
   if (++src.held >= st.opts.credits && !src.waiting) {
     // Every credit in use: the source waits (backpressure) until one
     // returns. One clock read per such batch, not per element.
     src.waiting = true;
     src.wait_since = std::chrono::steady_clock::now();
+    starved = true;
   }
   st.peak_in_flight = std::max(st.peak_in_flight, src.in_flight);
   batch_id id{b.source, b.seq};
@@ -871,6 +913,10 @@ void on_batch(manager_actor_t* self, batch& b) {
   }
   st.queue.push_back(id);
   dispatch(self);
+  // Credits held by batches a combining reducer holds come back only when
+  // it answers: the source must not wait for a hold's timer.
+  if (starved)
+    flush_combining(self);
 }
 
 /// Checks that rows a reducer emitted for batch `b` can go to the job's
@@ -1091,31 +1137,17 @@ bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
   return p.row_count == 0 || check_rows(self, b, p);
 }
 
-/// Applies a reducer's partial aggregate of a batch in flight, once.
-void on_partial(manager_actor_t* self, partial_msg& p) {
+/// Counts the batch at `i`, whose partial (from the attempt in slot `from`)
+/// was merged, as done: the reducer's load, speculation's bookkeeping and
+/// the reduce time the threshold's median is made of. Removes it from the
+/// in-flight table.
+void settle(manager_actor_t* self, in_flight_table::iterator i,
+            std::size_t from, std::uint64_t aggregated,
+            std::uint64_t rejected, std::uint64_t dead) {
   auto& st = self->state;
-  if (st.finished)
-    return;
-  batch_id id{p.source, p.seq};
-  auto i = st.pending.find(id);
-  auto from = i == st.pending.end() ? no_reducer : attempt_of(self, i->second);
-  if (from == no_reducer) {
-    // Each batch id is applied once: a late or repeated partial is a
-    // duplicate and must not count twice.
-    logger()->debug("dropping duplicate partial for batch {} of source {}",
-                    p.seq, p.source);
-    release_abandoned(self, id);
-    return;
-  }
-  std::uint64_t dead = 0;
-  for (auto& letter : p.dead)
-    dead += letter.count;
-  if (!merge_partial(self, i->second.msg, p, dead))
-    return;
+  auto id = i->first;
   auto& entry = i->second;
-  auto first = entry.msg.first;
-  count_merged(st.sources[p.source], p.size - p.rejected - dead, p.rejected,
-               dead);
+  count_merged(st.sources[id.source], aggregated, rejected, dead);
   auto& slot = st.reducers[from];
   --slot.load;
   ++slot.merged;
@@ -1143,8 +1175,84 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
   auto now = std::chrono::steady_clock::now();
   observe_reduce_time(st, seconds_between(sent, now),
                       seconds_between(std::max(sent, slot.last_answer), now));
-  slot.last_answer = now;
   st.pending.erase(i);
+}
+
+/// The other batches of a combined partial (partial_msg::more): each must
+/// be in flight at the sender (`from`, the first batch's attempt) with the
+/// size the reducer reports; fails the job and returns false otherwise.
+/// Fills `at` with their places in the in-flight table.
+bool check_more(manager_actor_t* self, const partial_msg& p,
+                std::size_t from,
+                std::vector<in_flight_table::iterator>& at) {
+  auto& st = self->state;
+  if (p.more.empty())
+    return true;
+  // (Rows without a sink fail the job in merge_partial, as they do
+  // without combining.)
+  if (!p.dead.empty() || st.sink) {
+    fail(self, errc::protocol_violation,
+         "a partial of " + std::to_string(p.more.size() + 1)
+           + " batches came with dead letters or for a job with a sink");
+    return false;
+  }
+  at.reserve(p.more.size());
+  for (auto& part : p.more) {
+    auto i = st.pending.find(batch_id{part.source, part.seq});
+    if (i == st.pending.end() || attempt_of(self, i->second) != from
+        || part.size != i->second.msg.items.size
+        || part.rejected > part.size
+        || (!at.empty() && std::find(at.begin(), at.end(), i) != at.end())
+        || (part.source == p.source && part.seq == p.seq)) {
+      fail(self, errc::accounting_mismatch,
+           "a partial of " + std::to_string(p.more.size() + 1)
+             + " batches names batch " + std::to_string(part.seq)
+             + " of source " + std::to_string(part.source) + " ("
+             + std::to_string(part.size)
+             + " elements), which is not in flight at that reducer with "
+               "that size, or twice");
+      return false;
+    }
+    at.push_back(i);
+  }
+  return true;
+}
+
+/// Applies a reducer's partial aggregate of a batch in flight (or of
+/// several, folded together by a combining reducer), once.
+void on_partial(manager_actor_t* self, partial_msg& p) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  batch_id id{p.source, p.seq};
+  auto i = st.pending.find(id);
+  auto from = i == st.pending.end() ? no_reducer : attempt_of(self, i->second);
+  if (from == no_reducer) {
+    // Each batch id is applied once: a late or repeated partial is a
+    // duplicate and must not count twice. (A combined partial is never a
+    // late one: combining reducers' batches have no second attempt.)
+    logger()->debug("dropping duplicate partial for batch {} of source {}",
+                    p.seq, p.source);
+    release_abandoned(self, id);
+    return;
+  }
+  std::vector<in_flight_table::iterator> more;
+  if (!check_more(self, p, from, more))
+    return;
+  std::uint64_t dead = 0;
+  for (auto& letter : p.dead)
+    dead += letter.count;
+  if (!merge_partial(self, i->second.msg, p, dead))
+    return;
+  auto first = i->second.msg.first;
+  ++st.partials;
+  settle(self, i, from, p.size - p.rejected - dead, p.rejected, dead);
+  for (std::size_t k = 0; k < more.size(); ++k) {
+    auto& part = p.more[k];
+    settle(self, more[k], from, part.size - part.rejected, part.rejected, 0);
+    return_credit(self, part.source);
+  }
+  st.reducers[from].last_answer = std::chrono::steady_clock::now();
   if (!p.dead.empty() && !record_dead_letters(self, p.dead))
     return;
   if (p.row_count > 0
@@ -1286,6 +1394,9 @@ void on_source_done(manager_actor_t* self, const source_done& d) {
     return;
   }
   src.done = true;
+  if (std::all_of(st.sources.begin(), st.sources.end(),
+                  [](const source_info& x) { return x.done; }))
+    flush_combining(self);
   check_complete(self);
 }
 
@@ -1392,7 +1503,7 @@ void on_local_reducer_down(manager_actor_t* self, std::size_t i,
   // duplicate that the in-flight table drops.
   ++st.reducers_replaced;
   auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
-                         st.opts.crash_reducer);
+                         st.opts.crash_reducer, st.combine);
   self->monitor(r);
   st.reducers[i] = {r, 0, false, {}, 0};
   auto lost = requeue_batches_of(self, i);
@@ -1482,6 +1593,7 @@ void on_stop(manager_actor_t* self, std::uint64_t drain_ms) {
       self->send(src.generator, quit_atom::value);
   logger()->info("stopping: draining {} batches in flight",
                  st.pending.size());
+  flush_combining(self);
   self->delayed_send(self, std::chrono::milliseconds(drain_ms),
                      drain_timeout_atom::value);
   check_complete(self);
@@ -1538,7 +1650,7 @@ void start_reducers(manager_actor_t* self) {
   auto& st = self->state;
   for (std::size_t i = 0; i < st.opts.reducers; ++i) {
     auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
-                           st.opts.crash_reducer);
+                           st.opts.crash_reducer, st.combine);
     self->monitor(r);
     st.reducers.push_back({r, 0, false, {}, 0});
   }
@@ -1598,6 +1710,9 @@ caf::behavior manager_actor(manager_actor_t* self,
       std::numeric_limits<std::uint32_t>::max() - 1);
     st.runs = std::make_unique<int_runs>(spill_directory(st.opts));
   }
+  // Without a sink: rows and dead letters go out per batch, so batches
+  // folded together could not be written apart.
+  st.combine = st.sink ? 1 : std::max<std::size_t>(1, st.opts.combine_batches);
   start_reducers(self);
   start_generators(self, *spec);
   start_sink(self, *spec);

@@ -216,12 +216,18 @@ struct manager_state {
     = std::chrono::steady_clock::now();
   std::uint64_t dispatched = 0;
   std::uint64_t redispatched = 0;
+  /// Batches a local reducer folds into one partial at most
+  /// (options::combine_batches; 1 with a sink).
+  std::size_t combine = 1;
+
   // -- speculation (options::speculation) --
   /// Losing attempts still running (their answers are dropped).
   std::vector<abandoned_attempt> abandoned;
   /// Second attempts dispatched, and those merged before the first.
   std::uint64_t speculated = 0;
   std::uint64_t speculation_won = 0;
+  /// Partial aggregates merged (job_result::partials).
+  std::uint64_t partials = 0;
   /// The reduce times of the last merged batches (a ring; each from the
   /// later of its dispatch and its reducer's previous answer), whose median
   /// scales the speculation threshold.

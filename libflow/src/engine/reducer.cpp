@@ -3,7 +3,9 @@
 // the partial aggregate; when the function throws on a batch that failed every
 // retry, it bisects the batch to find the failing elements.
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <string>
@@ -22,13 +24,26 @@ namespace flow::detail {
 
 namespace {
 
-/// Stateless: folds each batch with the user function and reports the partial
-/// aggregate to the manager. Exceptions never leave the handler.
+/// Stateless between answers: folds each batch with the user function and
+/// reports the partial aggregate to the manager (with options::combine_batches,
+/// one partial for the batches found waiting together). Exceptions never
+/// leave the handler.
 struct reducer_state {
   /// Reused buffer for materialising recipe batches.
   std::shared_ptr<std::vector<std::max_align_t>> scratch;
   /// The compact table of the previous batch's partial, kept for the next.
   int_table spare;
+  /// options::combine_batches: the partial of the batches folded since the
+  /// last one was sent, ...
+  partial held;
+  /// ... those batches' ids, sizes and rejections, ...
+  std::vector<batch_part> parts;
+  /// ... and the batches themselves (views), to fold again one by one
+  /// should a later batch throw.
+  std::vector<batch> held_batches;
+  /// Counts the holds: a hold's timer names its own, so that it cannot
+  /// end a later one early.
+  std::uint64_t generation = 1;
   static inline const char* name = "flow.reducer";
 };
 
@@ -114,11 +129,143 @@ void bisect(const erased_reducer& fn, const erased_formatter& format,
   dead.push_back(std::move(letter));
 }
 
+/// Fills `msg`'s keyed part from `out` and sends it.
+void send_partial(caf::stateful_actor<reducer_state>* self,
+                  const caf::actor& manager, partial& out, partial_msg msg) {
+  msg.overflow = out.overflowed();
+  msg.ints = out.take_int_entries();
+  self->state.spare = out.release_int_storage();
+  msg.entries = out.take_entries();
+  msg.reasons = out.take_reasons();
+  msg.row_count = out.emitted_rows();
+  msg.row_type = out.row_type();
+  msg.rows = out.take_rows();
+  self->send(manager, std::move(msg));
+}
+
+/// Folds batch `b` alone into a fresh partial and sends the manager its
+/// partial, or batch_failed when the user function throws.
+void fold_and_send(caf::stateful_actor<reducer_state>* self,
+                   const caf::actor& manager, const erased_reducer& fn,
+                   const erased_formatter& format, const batch& b) {
+  partial out;
+  out.reuse_int_storage(std::move(self->state.spare));
+  std::vector<dead_letter> dead;
+  batch_header hdr{&b.label, b.source, b.seq, b.first};
+  try {
+    if (b.bisect == 1) {
+      // The batch failed every retry: find the elements that fail.
+      auto xs = b.items.deferred() ? materialize(self->state, b.items)
+                                   : b.items;
+      bisect(fn, format, b, xs, 0, xs.size, xs.size > 1, out, dead);
+    } else if (b.items.deferred()) {
+      fn(hdr, materialize(self->state, b.items), out);
+    } else {
+      fn(hdr, b.items, out);
+    }
+  } catch (const std::exception& e) {
+    self->send(manager, batch_failed{b.source, b.seq, b.first, b.items.size,
+                                     e.what()});
+    return;
+  } catch (...) {
+    self->send(manager, batch_failed{b.source, b.seq, b.first, b.items.size,
+                                     "unknown exception"});
+    return;
+  }
+  partial_msg msg;
+  msg.source = b.source;
+  msg.seq = b.seq;
+  msg.size = b.items.size;
+  msg.rejected = out.rejected();
+  msg.dead = std::move(dead);
+  send_partial(self, manager, out, std::move(msg));
+}
+
+/// options::combine_batches: sends the partial of the batches folded
+/// together so far, as one message, and starts afresh.
+void flush_held(caf::stateful_actor<reducer_state>* self,
+                const caf::actor& manager) {
+  auto& st = self->state;
+  if (st.parts.empty())
+    return;
+  partial_msg msg;
+  msg.source = st.parts.front().source;
+  msg.seq = st.parts.front().seq;
+  msg.size = st.parts.front().size;
+  msg.rejected = st.parts.front().rejected;
+  msg.more.assign(st.parts.begin() + 1, st.parts.end());
+  st.parts.clear();
+  st.held_batches.clear();
+  ++st.generation;
+  auto out = std::move(st.held);
+  st.held = partial{};
+  send_partial(self, manager, out, std::move(msg));
+}
+
+/// The longest a combining reducer holds the batches it folded before it
+/// answers for them (options::combine_batches): a bound on how late a
+/// snapshot or the statistics see them when the source is slow.
+constexpr std::chrono::milliseconds max_hold{100};
+
+/// options::combine_batches: folds batch `b` into the partial held for the
+/// batches before it, and sends that partial once `combine` batches are in
+/// it, when the manager asks (flush_atom with 0: a source waits for credit,
+/// or every source has ended) or `max_hold` after the first. When the user
+/// function throws, the held partial may hold part of `b`: it is dropped,
+/// the batches before `b` are folded again one by one and answered for
+/// alone, and `b` fails alone, as it would without combining.
+void fold_combined(caf::stateful_actor<reducer_state>* self,
+                   const caf::actor& manager, const erased_reducer& fn,
+                   const erased_formatter& format, const batch& b,
+                   std::size_t combine) {
+  auto& st = self->state;
+  if (st.parts.empty())
+    st.held.reuse_int_storage(std::move(st.spare));
+  auto before = st.held.rejected();
+  std::string what;
+  try {
+    batch_header hdr{&b.label, b.source, b.seq, b.first};
+    if (b.items.deferred())
+      fn(hdr, materialize(st, b.items), st.held);
+    else
+      fn(hdr, b.items, st.held);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "unknown exception";
+  }
+  if (!what.empty() || st.held.overflowed()) {
+    // An overflow is kept apart too, so that the manager names its batch.
+    auto earlier = std::move(st.held_batches);
+    st.held_batches.clear();
+    st.parts.clear();
+    st.held = partial{};
+    ++st.generation;
+    for (auto& x : earlier)
+      fold_and_send(self, manager, fn, format, x);
+    if (what.empty())
+      fold_and_send(self, manager, fn, format, b);
+    else
+      self->send(manager, batch_failed{b.source, b.seq, b.first,
+                                       b.items.size, std::move(what)});
+    return;
+  }
+  st.parts.push_back({b.source, b.seq, b.items.size,
+                      st.held.rejected() - before});
+  // The batch is kept (a view: its storage is shared) to fold again should
+  // a later one throw.
+  st.held_batches.push_back(b);
+  if (st.parts.size() >= combine || st.held.emitted_rows() > 0)
+    flush_held(self, manager);
+  else if (st.parts.size() == 1)
+    self->delayed_send(self, max_hold, flush_atom::value, st.generation);
+}
+
 caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
                             caf::actor manager,
                             std::shared_ptr<const erased_reducer> fn,
-                            erased_formatter format,
-                            crash_hook crash) {
+                            erased_formatter format, crash_hook crash,
+                            std::size_t combine) {
   self->set_default_handler(caf::drop);
   return {
     [=](const batch& b) {
@@ -127,46 +274,17 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
         self->quit(caf::exit_reason::kill);
         return;
       }
-      partial out;
-      out.reuse_int_storage(std::move(self->state.spare));
-      std::vector<dead_letter> dead;
-      batch_header hdr{&b.label, b.source, b.seq, b.first};
-      try {
-        if (b.bisect != 0) {
-          // The batch failed every retry: find the elements that fail.
-          auto xs = b.items.deferred() ? materialize(self->state, b.items)
-                                       : b.items;
-          bisect(*fn, format, b, xs, 0, xs.size, xs.size > 1, out, dead);
-        } else if (b.items.deferred()) {
-          (*fn)(hdr, materialize(self->state, b.items), out);
-        } else {
-          (*fn)(hdr, b.items, out);
-        }
-      } catch (const std::exception& e) {
-        self->send(manager,
-                   batch_failed{b.source, b.seq, b.first, b.items.size,
-                                e.what()});
-        return;
-      } catch (...) {
-        self->send(manager, batch_failed{b.source, b.seq, b.first,
-                                         b.items.size, "unknown exception"});
+      if (combine > 1 && b.bisect == 0) {
+        fold_combined(self, manager, *fn, format, b, combine);
         return;
       }
-      partial_msg msg;
-      msg.source = b.source;
-      msg.seq = b.seq;
-      msg.size = b.items.size;
-      msg.rejected = out.rejected();
-      msg.overflow = out.overflowed();
-      msg.ints = out.take_int_entries();
-      self->state.spare = out.release_int_storage();
-      msg.entries = out.take_entries();
-      msg.reasons = out.take_reasons();
-      msg.dead = std::move(dead);
-      msg.row_count = out.emitted_rows();
-      msg.row_type = out.row_type();
-      msg.rows = out.take_rows();
-      self->send(manager, std::move(msg));
+      fold_and_send(self, manager, *fn, format, b);
+    },
+    [=](flush_atom, std::uint64_t generation) {
+      // 0: the manager asks; otherwise the timer of a hold, which may have
+      // ended since.
+      if (generation == 0 || generation == self->state.generation)
+        flush_held(self, manager);
     },
   };
 }
@@ -175,16 +293,17 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
 
 caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
                          std::shared_ptr<const erased_reducer> fn,
-                         erased_formatter format, crash_hook hook) {
+                         erased_formatter format, crash_hook hook,
+                         std::size_t combine) {
   return parent->spawn(reducer_actor, std::move(manager), std::move(fn),
-                       std::move(format), std::move(hook));
+                       std::move(format), std::move(hook), combine);
 }
 
 caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
                          erased_reducer fn, erased_formatter format) {
   auto shared = std::make_shared<const erased_reducer>(std::move(fn));
   return sys.spawn(reducer_actor, std::move(manager), shared,
-                   std::move(format), crash_hook{});
+                   std::move(format), crash_hook{}, std::size_t{1});
 }
 
 } // namespace flow::detail

@@ -41,6 +41,10 @@ using committed_atom = caf::atom_constant<caf::atom("f_commitd")>;
 using abort_atom = caf::atom_constant<caf::atom("f_abort")>;
 using stop_atom = caf::atom_constant<caf::atom("f_stop")>;
 using quit_atom = caf::atom_constant<caf::atom("f_quit")>;
+/// manager -> combining reducer (with 0), or a reducer's own timer (with
+/// the hold's number): answer now for the batches held
+/// (options::combine_batches).
+using flush_atom = caf::atom_constant<caf::atom("f_flush")>;
 using linger_atom = caf::atom_constant<caf::atom("f_linger")>;
 /// worker node -> manager: (join_atom, reducer, node name) adds a reducer.
 using join_atom = caf::atom_constant<caf::atom("f_join")>;
@@ -75,9 +79,15 @@ struct batch {
   /// The elements: a view into shared storage locally, by value remotely.
   erased_slice items;
   /// 0: fold the batch; 1: the batch failed every retry, so fold it in
-  /// halves down to the failing elements and report those as dead letters.
+  /// halves down to the failing elements and report those as dead letters;
+  /// 2 (`fold_alone`): fold it and answer for it alone, never combined with
+  /// other batches (a speculative second attempt: its answer must be its
+  /// own, so that the first answer of either attempt can be merged).
   std::uint8_t bisect = 0;
 };
+
+/// batch::bisect's value for a batch a reducer must answer for alone.
+constexpr std::uint8_t fold_alone = 2;
 
 /// The wire tag of an int64 batch sent as one block of little-endian bytes.
 constexpr std::uint8_t raw_int64_le = 0x81;
@@ -241,7 +251,25 @@ typename Inspector::result_type inspect(Inspector& f, batch& x) {
            x.label, x.items, x.bisect);
 }
 
-/// reducer -> manager: the partial aggregate of one batch.
+/// One more batch a partial covers (options::combine_batches): a reducer
+/// that found batches waiting in its mailbox folded them into one partial.
+struct batch_part {
+  std::uint32_t source = 0;
+  std::uint64_t seq = 0;
+  /// Number of elements of that batch the reducer consumed.
+  std::uint64_t size = 0;
+  /// Of those, rejected.
+  std::uint64_t rejected = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_part& x) {
+  return f(caf::meta::type_name("flow.batch_part"), x.source, x.seq, x.size,
+           x.rejected);
+}
+
+/// reducer -> manager: the partial aggregate of one batch, or of several
+/// (`more`: a combining local reducer, options::combine_batches).
 struct partial_msg {
   std::uint32_t source = 0;
   std::uint64_t seq = 0;
@@ -264,6 +292,10 @@ struct partial_msg {
   const std::type_info* row_type = nullptr;
   /// Number of rows in `rows`.
   std::uint64_t row_count = 0;
+  /// The other batches folded into this partial, after (source, seq), in
+  /// the order folded; their elements' keys are in `ints` and `entries`,
+  /// their rejections in `reasons`. Never with rows or dead letters.
+  std::vector<batch_part> more;
 };
 
 /// Rows of a user type cannot cross processes: serialising a message that
@@ -286,12 +318,12 @@ typename Inspector::result_type inspect(Inspector& f, partial_msg& x) {
   using result_type = typename Inspector::result_type;
   if constexpr (std::is_same<result_type, void>::value) {
     f(caf::meta::type_name("flow.partial"), x.source, x.seq, x.size,
-      x.rejected, x.ints, x.entries, x.reasons, x.overflow, x.dead);
+      x.rejected, x.ints, x.entries, x.reasons, x.overflow, x.dead, x.more);
     return refuse_rows(f, x.row_count);
   } else {
     if (auto err = f(caf::meta::type_name("flow.partial"), x.source, x.seq,
                      x.size, x.rejected, x.ints, x.entries, x.reasons, x.overflow,
-                     x.dead))
+                     x.dead, x.more))
       return err;
     return refuse_rows(f, x.row_count);
   }

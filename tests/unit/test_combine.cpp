@@ -1,0 +1,311 @@
+// options::combine_batches: local reducers fold the batches handed to them
+// together and answer with one partial for several. The result, the
+// accounting per batch, retries, bisection and replacements must be those
+// of a job that answers per batch.
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "support.hpp"
+
+using namespace flow;
+
+namespace {
+
+/// Many keys per batch (x mod 997), a string key per 10th element and an
+/// exact double sum per key: the general keyed path with aggregator states.
+struct keyed_job {
+  aggregators aggs;
+  column<exact_fsum> halves = aggs.add("halves", exact_fsum{});
+
+  reducer<std::int64_t> fn() const {
+    auto col = halves;
+    return per_element<std::int64_t>([col](const std::int64_t& x,
+                                           partial& out) {
+      flow::key k = x % 10 == 0 ? flow::key{"s" + std::to_string(x % 97)}
+                                : flow::key{x % 997};
+      out.add(k, x);
+      out.add(k, col, static_cast<double>(x) / 2);
+    });
+  }
+};
+
+job_result run_keyed(const std::vector<std::int64_t>& xs, options opts) {
+  keyed_job job;
+  return test::ok(pipeline<std::int64_t>{}
+                    .add(from_container(xs), "x")
+                    .aggregate_with(job.aggs)
+                    .reduce(job.fn())
+                    .with(opts)
+                    .run());
+}
+
+/// Every key's built-in aggregate and state, in key order.
+void check_same_keys(const job_result& x, const job_result& y) {
+  keyed_job job;
+  REQUIRE(x.keys.size() == y.keys.size());
+  for (std::size_t i = 0; i < x.keys.size(); ++i) {
+    CHECK(x.keys[i].key == y.keys[i].key);
+    CHECK(x.keys[i].agg.sum == y.keys[i].agg.sum);
+    CHECK(x.keys[i].agg.count == y.keys[i].agg.count);
+    CHECK(x.keys[i].agg.min == y.keys[i].agg.min);
+    CHECK(x.keys[i].agg.max == y.keys[i].agg.max);
+    CHECK(job.halves.of(x.keys[i]).value()
+          == job.halves.of(y.keys[i]).value());
+  }
+}
+
+options base_options() {
+  options opts;
+  opts.reducers = 2;
+  opts.batch_size = 1000;
+  opts.credits = 16;
+  opts.inline_elements = 0;
+  return opts;
+}
+
+} // namespace
+
+TEST_CASE("combine: batches folded together give the result of one partial "
+          "per batch, with fewer partials",
+          "[combine][pipeline]") {
+  auto xs = test::random_values(200'000, 7);
+  auto opts = base_options();
+  auto one = run_keyed(xs, opts);
+  CHECK(one.partials == one.batches);
+  opts.combine_batches = 8;
+  auto combined = run_keyed(xs, opts);
+  CHECK(combined.batches == 200);
+  CHECK(combined.emitted == 200'000);
+  CHECK(combined.aggregated == 200'000);
+  CHECK(combined.balanced());
+  // Each partial covers at least one batch and at most eight.
+  CHECK(combined.partials < combined.batches);
+  CHECK(combined.partials * 8 >= combined.batches);
+  check_same_keys(one, combined);
+}
+
+TEST_CASE("combine: with the default credits, combining still never stalls "
+          "the source",
+          "[combine][pipeline]") {
+  // 2 reducers x 8 batches exceed 4 credits: the manager asks the reducers
+  // to answer once the source waits, instead of their hold's timer (100 ms
+  // per stall: 50 stalls would take 5 s; this job takes well under 1 s).
+  auto xs = test::random_values(100'000, 3);
+  auto opts = base_options();
+  opts.credits = 4;
+  auto one = run_keyed(xs, opts);
+  opts.combine_batches = 8;
+  auto started = std::chrono::steady_clock::now();
+  auto combined = run_keyed(xs, opts);
+  auto took = std::chrono::steady_clock::now() - started;
+  CHECK(combined.partials < combined.batches);
+  check_same_keys(one, combined);
+  // Not a timing assertion on speed: 100 stalls of the hold's 100 ms timer
+  // would take 10 s; a loaded machine runs this job in far less.
+  CHECK(took < std::chrono::seconds(8));
+}
+
+TEST_CASE("combine: rejections are counted per batch and in total",
+          "[combine][pipeline]") {
+  auto opts = base_options();
+  opts.combine_batches = 8;
+  auto res = test::ok(
+    pipeline<std::int64_t>{}
+      .add(from_range(0, 100'000), "x")
+      .reduce(per_element<std::int64_t>([](const std::int64_t& x,
+                                           partial& out) {
+        if (x % 7 == 0)
+          out.reject(x % 2 == 0 ? "even seventh" : "odd seventh");
+        else
+          out.add(flow::key{x % 1000}, x);
+      }))
+      .with(opts)
+      .run());
+  CHECK(res.emitted == 100'000);
+  CHECK(res.rejected == 14'286); // 0, 7, ..., 99995
+  CHECK(res.aggregated == 100'000 - 14'286);
+  CHECK(res.balanced());
+  CHECK(res.partials < res.batches);
+  std::map<std::string, std::uint64_t> reasons(res.rejections.begin(),
+                                               res.rejections.end());
+  CHECK(reasons["even seventh"] == 7143);
+  CHECK(reasons["odd seventh"] == 7143);
+  CHECK(res.keys.size() == 1000);
+}
+
+TEST_CASE("combine: a batch that throws is answered for alone and its "
+          "elements are bisected to dead letters",
+          "[combine][dead_letters][faults]") {
+  auto opts = base_options();
+  opts.combine_batches = 8;
+  opts.retries = 1;
+  auto res = test::ok(
+    pipeline<std::int64_t>{}
+      .add(from_range(0, 100'000), "x")
+      .reduce(per_element<std::int64_t>([](const std::int64_t& x,
+                                           partial& out) {
+        // After adding the half of its batch before it: the combined
+        // partial holds part of the failing batch when it throws.
+        if (x % 10'000 == 4321)
+          throw std::runtime_error("poison " + std::to_string(x));
+        out.add(flow::key{x % 500}, x);
+      }))
+      .with(opts)
+      .run());
+  CHECK(res.emitted == 100'000);
+  CHECK(res.dead_lettered == 10);
+  CHECK(res.aggregated == 100'000 - 10);
+  CHECK(res.balanced());
+  CHECK(res.retried == 10);
+  int128 sum = 0;
+  std::uint64_t count = 0;
+  for (auto& k : res.keys) {
+    sum += k.agg.sum;
+    count += k.agg.count;
+  }
+  int128 expected = int128{99'999} * 100'000 / 2;
+  for (int i = 0; i < 10; ++i)
+    expected -= i * 10'000 + 4321;
+  CHECK(count == 100'000 - 10);
+  CHECK(sum == expected);
+  for (auto& letter : res.dead_letters)
+    CHECK(letter.index % 10'000 == 4321);
+}
+
+TEST_CASE("combine: a reducer that dies holding batches is replaced and they "
+          "are merged once",
+          "[combine][faults][reducer]") {
+  auto xs = test::random_values(200'000, 11);
+  auto opts = base_options();
+  auto one = run_keyed(xs, opts);
+  opts.combine_batches = 8;
+  auto fired = std::make_shared<std::atomic<int>>(0);
+  // Kill whichever reducer gets batch 37 (by then it holds others folded
+  // but not answered for), once.
+  opts.crash_reducer = [fired](std::uint32_t, std::uint64_t seq) {
+    return seq == 37 && fired->fetch_add(1) == 0;
+  };
+  auto res = run_keyed(xs, opts);
+  CHECK(fired->load() >= 1);
+  CHECK(res.reducers_replaced == 1);
+  CHECK(res.batches == 200);
+  CHECK(res.balanced());
+  check_same_keys(one, res);
+}
+
+namespace {
+
+/// Collects the rows written.
+class collecting_sink : public sink_impl<std::int64_t> {
+public:
+  explicit collecting_sink(std::shared_ptr<std::vector<std::int64_t>> rows)
+    : rows_(std::move(rows)) {
+  }
+
+  void write(const std::vector<std::int64_t>& rows) override {
+    rows_->insert(rows_->end(), rows.begin(), rows.end());
+  }
+
+  void commit(const job_result&) override {
+    // nop
+  }
+
+  void abort() noexcept override {
+    // nop
+  }
+
+  std::string name() const override {
+    return "collect";
+  }
+
+private:
+  std::shared_ptr<std::vector<std::int64_t>> rows_;
+};
+
+} // namespace
+
+TEST_CASE("combine: a job with a sink answers per batch",
+          "[combine][sink]") {
+  auto opts = base_options();
+  opts.combine_batches = 8;
+  auto rows = std::make_shared<std::vector<std::int64_t>>();
+  auto res = test::ok(
+    pipeline<std::int64_t>{}
+      .add(from_range(0, 50'000), "x")
+      .reduce(per_element<std::int64_t>([](const std::int64_t& x,
+                                           partial& out) {
+        out.add(flow::key{x % 100}, x);
+        if (x % 1000 == 0)
+          out.emit(x);
+      }))
+      .sink(sink<std::int64_t>{std::make_unique<collecting_sink>(rows)})
+      .with(opts)
+      .run());
+  CHECK(res.partials == res.batches);
+  CHECK(res.written == 50);
+  CHECK(rows->size() == 50);
+  CHECK(res.balanced());
+}
+
+TEST_CASE("combine: a stopped job drains the batches its reducers hold",
+          "[combine][stop]") {
+  auto opts = base_options();
+  opts.combine_batches = 8;
+  opts.credits = 32;
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto next = std::make_shared<std::atomic<std::int64_t>>(0);
+  // An endless source: only stop() ends the job.
+  auto j = pipeline<std::int64_t>{}
+             .add(from_callable([next]() -> std::optional<std::int64_t> {
+                    return next->fetch_add(1);
+                  }),
+                  "x")
+             .reduce(per_element<std::int64_t>([](const std::int64_t& x,
+                                                  partial& out) {
+               out.add(flow::key{x % 300}, x);
+             }))
+             .with(opts)
+             .start(sys);
+  REQUIRE(j);
+  for (int i = 0; i < 2000; ++i) {
+    auto snap = j->snapshot();
+    if (snap && snap->batches >= 20)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  j->stop(std::chrono::seconds(30));
+  REQUIRE(j->wait_for(std::chrono::seconds(60)));
+  auto res = test::ok(j->wait());
+  CHECK(res.partial);
+  CHECK(res.abandoned == 0);
+  CHECK(res.emitted >= 20'000);
+  CHECK(res.emitted % 1000 == 0);
+  CHECK(res.aggregated == res.emitted);
+  CHECK(res.balanced());
+  CHECK(res.partials < res.batches);
+  // The accepted elements are exactly the first `emitted` ones.
+  int128 sum = 0;
+  std::uint64_t count = 0;
+  for (auto& k : res.keys) {
+    sum += k.agg.sum;
+    count += k.agg.count;
+  }
+  auto m = static_cast<int128>(res.emitted);
+  CHECK(count == res.emitted);
+  CHECK(sum == m * (m - 1) / 2);
+}
