@@ -6,7 +6,10 @@
 #   sales     100 regions x 100 days     (10^4 groups)
 #   sales_1m  1000 regions x 1000 days   (10^6 groups; fewer when N < 10^6)
 # Times, for each table: flow-etl aggregate with 1 and with P partitions
-# (whole process, output to /dev/null; peak RSS and CPU from /usr/bin/time),
+# and with --combine 1 (one partial per batch, as before --combine) (whole
+# process, output to /dev/null; peak RSS and CPU from /usr/bin/time), the
+# server's COPY of the rows alone (text and binary: the floor of any client
+# that reads the rows),
 # and the server's GROUP BY through psql (output to /dev/null) under each
 # session setting in SETTINGS, with its inexact float8 sum/avg and with
 # sum(ratio::numeric)/avg(ratio::numeric), the nearest the server has to
@@ -151,6 +154,14 @@ for ((r = 1; r <= runs; ++r)); do
     for p in $(printf '%s\n' 1 "$parts" | sort -un); do
       add "$t|etl|$p" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --partitions "$p")"
     done
+    # One partial per batch, as before --combine (default 8).
+    add "$t|etl1|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --partitions 1 --combine 1)"
+    # The floor of any client that reads the rows: the server's COPY of
+    # them alone, as text (what flow-etl reads) and binary.
+    for f in text binary; do
+      add "$t|copy|$f" "$(measure psql "$db" -XAtc \
+        "COPY (SELECT region, day, cents, price, ratio FROM $t) TO STDOUT (FORMAT $f)")"
+    done
     for i in "${!settings[@]}"; do
       add "$t|float|$i" "$(measure env "PGOPTIONS=${settings[$i]}" psql "$db" -XAtc \
         "SELECT region, day, $cols_float FROM $t GROUP BY region, day")"
@@ -180,6 +191,8 @@ for t in "${tables[@]}"; do
     IFS='|' read -r _ kind arg <<<"$k"
     case "$kind" in
       etl) what="\`flow-etl aggregate --partitions $arg\` (whole process)"; rss=$(mib "$(m "$k" 2)") ;;
+      etl1) what="\`flow-etl aggregate --partitions $arg --combine 1\` (one partial per batch)"; rss=$(mib "$(m "$k" 2)") ;;
+      copy) what="server COPY of the rows alone, $arg, through psql (no aggregation)"; rss="" ;;
       float) what="server GROUP BY, float8 sum/avg of ratio (inexact), $(label_of "${settings[$arg]}")"; rss="" ;;
       exact) what="server GROUP BY, sum/avg(ratio::numeric) (exact over 15-digit roundings), $(label_of "${settings[$arg]}")"; rss="" ;;
     esac
@@ -192,7 +205,7 @@ for t in "${tables[@]}"; do
     fi
     printf "| %s (%s rows, %s groups) | %s | %s | %s | %s | %s |\n" \
       "$t" "$rows" "$groups" "$what" "$wt" \
-      "$([[ $kind == etl ]] && printf '%.2f' "$(m "$k" 3)" || echo "psql only")" \
+      "$([[ $kind == etl* ]] && printf '%.2f' "$(m "$k" 3)" || echo "psql only")" \
       "$rss" "$ratio"
   done
 done

@@ -87,6 +87,19 @@ flow::options read_pipeline_options(const arg_parser& args) {
   return opts;
 }
 
+void declare_combine_option(arg_parser& args, const std::string& dflt) {
+  args.value("combine", "N",
+             "a reducer folds up to N batches into one partial aggregate "
+             "before the manager merges it (fewer group states made and "
+             "merged when each batch holds many groups); 1: one partial per "
+             "batch",
+             dflt);
+}
+
+void read_combine_option(const arg_parser& args, flow::options& opts) {
+  opts.combine_batches = args.get_uint("combine", 1, 4096);
+}
+
 task_speculation_settings& task_speculation() {
   static task_speculation_settings instance;
   return instance;

@@ -29,6 +29,14 @@ void declare_pipeline_options(arg_parser& args,
 /// usage_error) and applies --log-level.
 flow::options read_pipeline_options(const arg_parser& args);
 
+/// Declares --combine N: how many batches waiting for a reducer it folds
+/// into one partial aggregate (options::combine_batches), for programs
+/// whose batches carry many keys each (GROUP BY). `dflt` is the default.
+void declare_combine_option(arg_parser& args, const std::string& dflt);
+
+/// Reads --combine into `opts.combine_batches` (throws usage_error).
+void read_combine_option(const arg_parser& args, flow::options& opts);
+
 /// The speculation rules for a worker node's partitions (the coordinator's
 /// tasks), set by read_pipeline_options and applied by cluster::listen.
 struct task_speculation_settings {

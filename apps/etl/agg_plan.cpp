@@ -550,6 +550,9 @@ caf::expected<job_result> run_aggregate_partition(caf::actor_system& sys,
   options opts;
   opts.batch_size = 16384;
   opts.reducers = flow::default_reducers();
+  // As flow-etl aggregate's default --combine: a partition's batches carry
+  // many groups each.
+  opts.combine_batches = 8;
   return p.aggregate_with(plan->layout)
     .reduce(agg_reducer(plan))
     .with(opts)

@@ -1910,6 +1910,7 @@ int cmd_aggregate(int argc, char** argv) {
              "snapshot; not with --listen",
              "5");
   declare_pipeline_options(args, "16384");
+  declare_combine_option(args, "8");
   cluster::declare_options(args);
   if (!args.parse(argc, argv))
     return exit_ok;
@@ -1942,6 +1943,7 @@ int cmd_aggregate(int argc, char** argv) {
   run.opts = read_pipeline_options(args);
   if (run.opts.reducers == 0)
     run.opts.reducers = flow::default_reducers();
+  read_combine_option(args, run.opts);
   run.json = args.is_set("json");
   run.verify = args.is_set("verify");
   run.partitions = args.get_uint("partitions", 0, 1024);

@@ -54,6 +54,7 @@ void declare_run_options(arg_parser& args) {
              "snapshot, while the connection holding that snapshot lives",
              "5");
   declare_pipeline_options(args, "16384");
+  declare_combine_option(args, "8");
 }
 
 /// The command line without the job file, and the file. arg_parser knows
@@ -86,6 +87,7 @@ agg_run_options run_options_of(const arg_parser& args, const job_file& file) {
   auto& d = file.defaults;
   agg_run_options run;
   run.opts = read_pipeline_options(args);
+  read_combine_option(args, run.opts);
   run.partitions = args.given("partitions")
                      ? args.get_uint("partitions", 0, 1024)
                      : d.partitions.value_or(0);

@@ -436,12 +436,14 @@ void declare_sum_options(arg_parser& args) {
   args.flag("json", "print one JSON object per key instead of a table");
   declare_init_options(args);
   declare_pipeline_options(args, "16384");
+  declare_combine_option(args, "8");
   cluster::declare_options(args);
 }
 
 sum_config read_sum_options(const arg_parser& args) {
   sum_config cfg;
   cfg.opts = read_pipeline_options(args);
+  read_combine_option(args, cfg.opts);
   cfg.table = table_of(args, args.get("table"));
   cfg.by = args.get("by");
   try {

@@ -170,10 +170,12 @@ TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
 TEST_CASE("aggregate rows: cells kept inside the row and on the heap survive "
           "copies, moves and assignments",
           "[pg][aggregate]") {
-  // 3 cells live inside the row, 6 on the heap; the strings are longer than
-  // a short-string buffer, so a double free or a lost move shows (ASan).
+  // 3 cells live inside the row, one more than inline_cells on the heap;
+  // the strings are longer than a short-string buffer, so a double free or
+  // a lost move shows (ASan).
   for (std::size_t n : {std::size_t{0}, std::size_t{3},
-                        apps::cell_list::inline_cells, std::size_t{6}}) {
+                        apps::cell_list::inline_cells,
+                        apps::cell_list::inline_cells + 1}) {
     INFO(n << " cells");
     apps::cell_list xs;
     xs.resize(n);
@@ -199,7 +201,7 @@ TEST_CASE("aggregate rows: cells kept inside the row and on the heap survive "
     check(moved);
     CHECK(copy.size() == 0); // NOLINT: a moved-from list is empty
     apps::cell_list other;
-    other.resize(5);
+    other.resize(apps::cell_list::inline_cells + 2);
     other = moved;
     check(other);
     apps::cell_list last;
@@ -380,6 +382,12 @@ TEST_CASE("aggregate: partitions, a query and --by give identical groups",
   CHECK(run({"--table", "Sales Data", "--partitions", "2", "--batch", "7",
              "--reducers", "3"})
         == one);
+  // Partials per batch (--combine 1), and many tiny batches folded together.
+  CHECK(run({"--table", "Sales Data", "--partitions", "1", "--combine", "1"})
+        == one);
+  CHECK(run({"--table", "Sales Data", "--partitions", "2", "--batch", "7",
+             "--combine", "64", "--credits", "200"})
+        == one);
   CHECK(run({"--query", "SELECT * FROM \"" + schema + "\".\"Sales Data\""})
         == one);
 }
@@ -497,6 +505,9 @@ TEST_CASE("aggregate: bad input gives one line naming the problem and exit 2",
               "nocol > 1"}),
         "nocol");
   named(with({"--query", "SELEKT 1", "--agg", "count(*)"}), "syntax");
+  named(with({"--table", "Sales Data", "--agg", "count(*)", "--combine",
+              "0"}),
+        "--combine");
   named(run_program(prog, {"aggregate", "--db",
                            "host=/nonexistent-flow-dir port=1 dbname=x",
                            "--table", "t", "--agg", "count(*)"}),
