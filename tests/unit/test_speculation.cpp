@@ -459,3 +459,33 @@ TEST_CASE("speculation: when the first attempt's reducer dies while the "
   CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
   CHECK(res.keys[0].agg.sum == range_sum(n));
 }
+
+TEST_CASE("speculation: batches held by a combining local reducer are not "
+          "dispatched again, and the job still ends exact",
+          "[speculation][combine]") {
+  // Batch 7 waits 1.5 s at the gate (stuck_for), over ten times the 100 ms
+  // floor: without combining it is dispatched again (the first test); a
+  // combining reducer answers for several batches at once, so a second
+  // attempt of one of them could not be merged apart, and none is made.
+  const std::int64_t n = 50'000;
+  auto s = std::make_shared<script>();
+  s->stuck_for = 1500ms;
+  auto opts = speculative(100ms);
+  opts.combine_batches = 4;
+  opts.credits = 16;
+  opts.inline_elements = 0;
+  auto p = pipeline<std::int64_t>{}
+             .add(from_range(0, n), "x")
+             .reduce(scripted_sum(s))
+             .with(opts);
+  auto [res, stats] = run_in_own_system(p);
+  CHECK(res.speculated == 0);
+  CHECK(s->stuck_calls.load() == 1);
+  CHECK(s->stuck_returned.load());
+  CHECK(res.batches == 50);
+  CHECK(res.partials < res.batches);
+  CHECK(res.balanced());
+  REQUIRE(res.keys.size() == 1);
+  CHECK(res.keys[0].agg.count == static_cast<std::uint64_t>(n));
+  CHECK(res.keys[0].agg.sum == range_sum(n));
+}

@@ -1227,10 +1227,20 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
   batch_id id{p.source, p.seq};
   auto i = st.pending.find(id);
   auto from = i == st.pending.end() ? no_reducer : attempt_of(self, i->second);
+  if (from == no_reducer && !p.more.empty()) {
+    // Combining reducers' batches have no second attempt, so a combined
+    // partial is never a late one: dropping it would lose its other
+    // batches' answer.
+    fail(self, errc::accounting_mismatch,
+         "a partial of " + std::to_string(p.more.size() + 1)
+           + " batches names batch " + std::to_string(p.seq) + " of source "
+           + std::to_string(p.source)
+           + ", which is not in flight at that reducer");
+    return;
+  }
   if (from == no_reducer) {
     // Each batch id is applied once: a late or repeated partial is a
-    // duplicate and must not count twice. (A combined partial is never a
-    // late one: combining reducers' batches have no second attempt.)
+    // duplicate and must not count twice.
     logger()->debug("dropping duplicate partial for batch {} of source {}",
                     p.seq, p.source);
     release_abandoned(self, id);
