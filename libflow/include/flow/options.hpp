@@ -54,7 +54,11 @@ struct options {
   /// one partial per batch). With many keys per batch, such as GROUP BY
   /// over rows that cycle through thousands of groups, each batch's partial
   /// makes a state per key and the manager merges each of them: folding k
-  /// batches together makes and merges up to k times fewer. A combining
+  /// batches together makes and merges up to k times fewer. When nearly
+  /// every element of a batch has a key of its own, folding batches
+  /// together shrinks nothing and costs cache misses (10^7 keyed values
+  /// over 10^6 keys in batches of 65536: 1.32 s, with 4 combined 1.57 s),
+  /// so it is off by default. A combining
   /// reducer is given up to this many batches at once (instead of
   /// `reducer_queue`), so `credits` should be at least `reducers` times it.
   /// Accounting, retries and replacements are per batch as before; a batch
