@@ -49,9 +49,11 @@ struct options {
   /// The most batches queued at one reducer (one running, the rest waiting),
   /// so a reducer never idles between two batches.
   std::size_t reducer_queue = 2;
-  /// A local reducer that finds further batches waiting in its mailbox folds
-  /// up to this many into one partial aggregate before it answers (0 or 1:
-  /// one partial per batch). With many keys per batch, such as GROUP BY
+  /// A local reducer folds up to this many of the batches handed to it into
+  /// one partial aggregate before it answers (0 or 1: one partial per
+  /// batch). It answers once it holds this many, when the manager asks (a
+  /// source waits for credit, every source has ended, or the job stops), or
+  /// `combine_hold` after the first. With many keys per batch, such as GROUP BY
   /// over rows that cycle through thousands of groups, each batch's partial
   /// makes a state per key and the manager merges each of them: folding k
   /// batches together makes and merges up to k times fewer. When nearly
@@ -67,6 +69,10 @@ struct options {
   /// batch); worker nodes' reducers and speculative second attempts answer
   /// per batch, and batches held by a combining reducer are not speculated.
   std::size_t combine_batches = 1;
+  /// The longest a combining reducer holds a batch before it answers
+  /// (`combine_batches`): a bound on how late snapshots and statistics see
+  /// it when the source is slow. At least 1 ms.
+  std::chrono::milliseconds combine_hold{100};
   /// Testing hook (empty in production): called by a reducer before it folds
   /// batch `seq` of source `source`; returning true makes that reducer actor
   /// terminate abnormally without reporting, as a crash would. The manager

@@ -7,6 +7,7 @@
 // The actor functions stay private to their files: the others spawn them
 // through the functions below.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -78,11 +79,12 @@ caf::actor spawn_generator(caf::local_actor* parent, caf::actor manager,
 
 /// Spawns a reducer of the job's pool as a child of `parent`: it folds batches
 /// with `fn` and reports to `manager`, one partial for up to `combine`
-/// batches found waiting together (options::combine_batches).
+/// batches held at most `hold` (options::combine_batches, combine_hold).
 caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
                          std::shared_ptr<const erased_reducer> fn,
                          erased_formatter format, crash_hook hook,
-                         std::size_t combine);
+                         std::size_t combine,
+                         std::chrono::milliseconds hold);
 
 /// Spawns a reducer (on a worker node) that folds batches with `fn` and
 /// reports to `manager`, wherever that manager runs.

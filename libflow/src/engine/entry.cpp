@@ -30,6 +30,9 @@ caf::error validate(const job_spec& spec) {
   if (spec.opts.reducer_queue == 0)
     return make_error(errc::invalid_config,
                       "the reducer queue must hold at least 1 batch");
+  if (spec.opts.combine_batches > 1 && spec.opts.combine_hold.count() <= 0)
+    return make_error(errc::invalid_config,
+                      "combine_hold must be at least 1 ms");
   if (spec.opts.speculation
       && (spec.opts.speculation_floor.count() <= 0
           || !(spec.opts.speculation_multiplier >= 1.0)))

@@ -201,13 +201,15 @@ double seconds_between(std::chrono::steady_clock::time_point from,
 /// Counts one merged batch that took `seconds` from dispatch to merge (the
 /// statistics), of which `service` since its reducer could start on it (the
 /// speculation threshold's median).
-void observe_reduce_time(manager_state& st, double seconds, double service) {
+void observe_reduce_time(manager_state& st, double seconds, double service,
+                         bool for_median = true) {
   std::size_t i = 0;
   while (i < job_stats::reduce_buckets && seconds > job_stats::reduce_bounds[i])
     ++i;
   ++st.reduce_counts[i];
   st.reduce_seconds += seconds;
-  st.recent_times[st.recent_count++ % st.recent_times.size()] = service;
+  if (for_median)
+    st.recent_times[st.recent_count++ % st.recent_times.size()] = service;
 }
 
 /// The per worker node statistics, from the reducer slots they lent.
@@ -412,6 +414,12 @@ bool combines(const manager_state& st, std::size_t i) {
   return st.combine > 1 && i < st.reducers.size() && !st.reducers[i].remote;
 }
 
+/// True once every source has ended.
+bool all_sources_done(const manager_state& st) {
+  return std::all_of(st.sources.begin(), st.sources.end(),
+                     [](const source_info& x) { return x.done; });
+}
+
 /// options::combine_batches: asks every local reducer that may hold batches
 /// to answer for them now (a source waits for credit, every source ended,
 /// or the job stops): otherwise they would wait for their hold's timer.
@@ -495,6 +503,15 @@ void dispatch(manager_actor_t* self) {
     ++st.dispatched;
     // A local send shares the batch (and its storage) instead of copying it.
     self->send(st.reducers[best].handle, entry.msg);
+    // A combining reducer holds what it folds: when nothing more may come
+    // for it soon (the job stops, every source ended, or this batch's
+    // source waits for credit), ask it to answer after this batch instead
+    // of at its hold's timer.
+    if (combines(st, best)
+        && (st.stopping || st.sources[id.source].waiting
+            || all_sources_done(st)))
+      self->send(st.reducers[best].handle, flush_atom::value,
+                 std::uint64_t{0});
   }
 }
 
@@ -1172,9 +1189,13 @@ void settle(manager_actor_t* self, in_flight_table::iterator i,
   // later of its dispatch and its reducer's previous answer. Counted from
   // dispatch, the median was twice a batch's work on a busy job, and a node
   // at a tenth of its speed on a loaded machine stayed under four times it.
+  // A combining reducer's batches wait for the others folded with them
+  // (and are never speculated): their times would inflate the median that
+  // the other reducers' (worker nodes') batches are judged by.
   auto now = std::chrono::steady_clock::now();
   observe_reduce_time(st, seconds_between(sent, now),
-                      seconds_between(std::max(sent, slot.last_answer), now));
+                      seconds_between(std::max(sent, slot.last_answer), now),
+                      !combines(st, from));
   st.pending.erase(i);
 }
 
@@ -1404,8 +1425,7 @@ void on_source_done(manager_actor_t* self, const source_done& d) {
     return;
   }
   src.done = true;
-  if (std::all_of(st.sources.begin(), st.sources.end(),
-                  [](const source_info& x) { return x.done; }))
+  if (all_sources_done(st))
     flush_combining(self);
   check_complete(self);
 }
@@ -1513,7 +1533,8 @@ void on_local_reducer_down(manager_actor_t* self, std::size_t i,
   // duplicate that the in-flight table drops.
   ++st.reducers_replaced;
   auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
-                         st.opts.crash_reducer, st.combine);
+                         st.opts.crash_reducer, st.combine,
+                         st.opts.combine_hold);
   self->monitor(r);
   st.reducers[i] = {r, 0, false, {}, 0};
   auto lost = requeue_batches_of(self, i);
@@ -1660,7 +1681,8 @@ void start_reducers(manager_actor_t* self) {
   auto& st = self->state;
   for (std::size_t i = 0; i < st.opts.reducers; ++i) {
     auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
-                           st.opts.crash_reducer, st.combine);
+                           st.opts.crash_reducer, st.combine,
+                         st.opts.combine_hold);
     self->monitor(r);
     st.reducers.push_back({r, 0, false, {}, 0});
   }

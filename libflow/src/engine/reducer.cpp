@@ -181,10 +181,26 @@ void fold_and_send(caf::stateful_actor<reducer_state>* self,
   send_partial(self, manager, out, std::move(msg));
 }
 
+/// Drops what a combining reducer holds and answers for each held batch
+/// alone, folding it again (used when the combined partial cannot be used).
+void answer_alone(caf::stateful_actor<reducer_state>* self,
+                  const caf::actor& manager, const erased_reducer& fn,
+                  const erased_formatter& format) {
+  auto& st = self->state;
+  auto earlier = std::move(st.held_batches);
+  st.held_batches.clear();
+  st.parts.clear();
+  st.held = partial{};
+  ++st.generation;
+  for (auto& x : earlier)
+    fold_and_send(self, manager, fn, format, x);
+}
+
 /// options::combine_batches: sends the partial of the batches folded
 /// together so far, as one message, and starts afresh.
 void flush_held(caf::stateful_actor<reducer_state>* self,
-                const caf::actor& manager) {
+                const caf::actor& manager, const erased_reducer& fn,
+                const erased_formatter& format) {
   auto& st = self->state;
   if (st.parts.empty())
     return;
@@ -193,7 +209,12 @@ void flush_held(caf::stateful_actor<reducer_state>* self,
   msg.seq = st.parts.front().seq;
   msg.size = st.parts.front().size;
   msg.rejected = st.parts.front().rejected;
-  msg.more.assign(st.parts.begin() + 1, st.parts.end());
+  try {
+    msg.more.assign(st.parts.begin() + 1, st.parts.end());
+  } catch (...) {
+    answer_alone(self, manager, fn, format);
+    return;
+  }
   st.parts.clear();
   st.held_batches.clear();
   ++st.generation;
@@ -202,27 +223,34 @@ void flush_held(caf::stateful_actor<reducer_state>* self,
   send_partial(self, manager, out, std::move(msg));
 }
 
-/// The longest a combining reducer holds the batches it folded before it
-/// answers for them (options::combine_batches): a bound on how late a
-/// snapshot or the statistics see them when the source is slow.
-constexpr std::chrono::milliseconds max_hold{100};
-
 /// options::combine_batches: folds batch `b` into the partial held for the
 /// batches before it, and sends that partial once `combine` batches are in
 /// it, when the manager asks (flush_atom with 0: a source waits for credit,
-/// or every source has ended) or `max_hold` after the first. When the user
-/// function throws, the held partial may hold part of `b`: it is dropped,
-/// the batches before `b` are folded again one by one and answered for
-/// alone, and `b` fails alone, as it would without combining.
+/// every source has ended, or the job stops) or `hold` after the first.
+/// When the user function throws, the held partial may hold part of `b`: it
+/// is dropped, the batches before `b` are folded again one by one and
+/// answered for alone, and `b` fails alone, as it would without combining.
 void fold_combined(caf::stateful_actor<reducer_state>* self,
                    const caf::actor& manager, const erased_reducer& fn,
                    const erased_formatter& format, const batch& b,
-                   std::size_t combine) {
+                   std::size_t combine, std::chrono::milliseconds hold) {
   auto& st = self->state;
-  if (st.parts.empty())
+  if (st.parts.empty()) {
+    try {
+      // Reserved here, so that recording the batch below cannot throw.
+      st.parts.reserve(combine);
+      st.held_batches.reserve(combine);
+    } catch (...) {
+      fold_and_send(self, manager, fn, format, b);
+      return;
+    }
     st.held.reuse_int_storage(std::move(st.spare));
+  }
   auto before = st.held.rejected();
-  std::string what;
+  // A flag, not the message: an exception's what() may be empty.
+  bool threw = false;
+  const char* what = "unknown exception";
+  std::string why;
   try {
     batch_header hdr{&b.label, b.source, b.seq, b.first};
     if (b.items.deferred())
@@ -230,24 +258,24 @@ void fold_combined(caf::stateful_actor<reducer_state>* self,
     else
       fn(hdr, b.items, st.held);
   } catch (const std::exception& e) {
-    what = e.what();
+    threw = true;
+    try {
+      why = e.what();
+      what = why.c_str();
+    } catch (...) {
+      // Keep "unknown exception".
+    }
   } catch (...) {
-    what = "unknown exception";
+    threw = true;
   }
-  if (!what.empty() || st.held.overflowed()) {
+  if (threw || st.held.overflowed()) {
     // An overflow is kept apart too, so that the manager names its batch.
-    auto earlier = std::move(st.held_batches);
-    st.held_batches.clear();
-    st.parts.clear();
-    st.held = partial{};
-    ++st.generation;
-    for (auto& x : earlier)
-      fold_and_send(self, manager, fn, format, x);
-    if (what.empty())
+    answer_alone(self, manager, fn, format);
+    if (!threw)
       fold_and_send(self, manager, fn, format, b);
     else
       self->send(manager, batch_failed{b.source, b.seq, b.first,
-                                       b.items.size, std::move(what)});
+                                       b.items.size, what});
     return;
   }
   st.parts.push_back({b.source, b.seq, b.items.size,
@@ -256,16 +284,17 @@ void fold_combined(caf::stateful_actor<reducer_state>* self,
   // a later one throw.
   st.held_batches.push_back(b);
   if (st.parts.size() >= combine || st.held.emitted_rows() > 0)
-    flush_held(self, manager);
+    flush_held(self, manager, fn, format);
   else if (st.parts.size() == 1)
-    self->delayed_send(self, max_hold, flush_atom::value, st.generation);
+    self->delayed_send(self, hold, flush_atom::value, st.generation);
 }
 
 caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
                             caf::actor manager,
                             std::shared_ptr<const erased_reducer> fn,
                             erased_formatter format, crash_hook crash,
-                            std::size_t combine) {
+                            std::size_t combine,
+                            std::chrono::milliseconds hold) {
   self->set_default_handler(caf::drop);
   return {
     [=](const batch& b) {
@@ -275,7 +304,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
         return;
       }
       if (combine > 1 && b.bisect == 0) {
-        fold_combined(self, manager, *fn, format, b, combine);
+        fold_combined(self, manager, *fn, format, b, combine, hold);
         return;
       }
       fold_and_send(self, manager, *fn, format, b);
@@ -284,7 +313,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
       // 0: the manager asks; otherwise the timer of a hold, which may have
       // ended since.
       if (generation == 0 || generation == self->state.generation)
-        flush_held(self, manager);
+        flush_held(self, manager, *fn, format);
     },
   };
 }
@@ -294,16 +323,18 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
 caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
                          std::shared_ptr<const erased_reducer> fn,
                          erased_formatter format, crash_hook hook,
-                         std::size_t combine) {
+                         std::size_t combine,
+                         std::chrono::milliseconds hold) {
   return parent->spawn(reducer_actor, std::move(manager), std::move(fn),
-                       std::move(format), std::move(hook), combine);
+                       std::move(format), std::move(hook), combine, hold);
 }
 
 caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
                          erased_reducer fn, erased_formatter format) {
   auto shared = std::make_shared<const erased_reducer>(std::move(fn));
   return sys.spawn(reducer_actor, std::move(manager), shared,
-                   std::move(format), crash_hook{}, std::size_t{1});
+                   std::move(format), crash_hook{}, std::size_t{1},
+                   std::chrono::milliseconds{100});
 }
 
 } // namespace flow::detail
