@@ -169,7 +169,7 @@ bool state_row::merge(const state_row& other) {
   return true;
 }
 
-bool state_row::ok() const noexcept {
+bool state_row::ok() const {
   if (!boxes_)
     return true;
   for (auto& b : *boxes_)

@@ -5,15 +5,19 @@
 #include "support.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 
@@ -102,6 +106,33 @@ struct bounded_count {
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  bounded_count& x) {
     return f(caf::meta::type_name("test.bounded_count"), x.n, x.overflow);
+  }
+};
+
+// A state whose merge or ok() throws (mode 1: a std::exception from merge,
+// 2: an int from merge, 3: an int from ok()), which the concept forbids:
+// the job must fail with a clear error, never take the manager down.
+struct throwing_state {
+  std::uint64_t n = 0;
+  int mode = 0;
+  static std::string state_name() {
+    return "test.throwing_state";
+  }
+  void add() {
+    ++n;
+  }
+  bool ok() const {
+    if (mode == 3)
+      throw 7;
+    return true;
+  }
+  bool merge(const throwing_state& other) {
+    if (mode == 1)
+      throw std::runtime_error("merge refused");
+    if (mode == 2)
+      throw 42;
+    n += other.n;
+    return true;
   }
 };
 
@@ -317,6 +348,39 @@ TEST_CASE("aggregators: a state that cannot represent its input fails the job "
                            }))
                          .run());
     CHECK(flow::code_of(e) == flow::errc::overflow);
+  }
+}
+
+TEST_CASE("aggregators: a state whose merge or ok() throws fails the job "
+          "with reducer_failed instead of taking the manager down",
+          "[aggregators][errors]") {
+  const char* expected[] = {"", "merge threw", "merge threw", "ok() threw"};
+  const char* detail[] = {"", "merge refused", "unknown exception", "key"};
+  for (int mode : {1, 2, 3}) {
+    INFO("mode " << mode);
+    flow::aggregators aggs;
+    auto c = aggs.add("c", throwing_state{0, mode});
+    // Ten batches under one key: the manager merges the second into the
+    // first (and checks ok() on the final state).
+    auto p = flow::pipeline<std::int64_t>{}
+               .add(flow::from_range(0, 1000))
+               .aggregate_with(aggs)
+               .batch_size(100)
+               .reduce(flow::per_element<std::int64_t>(
+                 [=](std::int64_t, flow::partial& out) {
+                   out.state(0, c).add();
+                 }));
+    caf::actor_system_config cfg;
+    caf::actor_system sys{cfg};
+    auto j = p.start(sys);
+    REQUIRE(j);
+    // Bounded: a manager taken down by the exception used to leave wait()
+    // blocked.
+    REQUIRE(j->wait_for(std::chrono::seconds(60)));
+    auto e = test::err(j->wait());
+    CHECK(flow::code_of(e) == flow::errc::reducer_failed);
+    CHECK_THAT(flow::describe(e), Catch::Contains(expected[mode]));
+    CHECK_THAT(flow::describe(e), Catch::Contains(detail[mode]));
   }
 }
 

@@ -10,6 +10,10 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+#include "engine/engine.hpp"
 
 using namespace std::chrono_literals;
 
@@ -266,6 +270,36 @@ TEST_CASE("job: cancel() ends a running job with errc::cancelled", "[job][cancel
   auto snap = j->snapshot();
   REQUIRE_FALSE(snap);
   CHECK(flow::code_of(snap.error()) == flow::errc::cancelled);
+}
+
+TEST_CASE("job: a manager killed mid-job ends wait() with actor_down, and "
+          "its generators and reducers quit so the actor system can stop",
+          "[job][faults]") {
+  {
+    caf::actor_system_config cfg;
+    caf::actor_system sys{cfg};
+    auto j = endless().start(sys);
+    REQUIRE(j);
+    std::this_thread::sleep_for(20ms);
+    REQUIRE_FALSE(j->done());
+    // What an exception escaping a manager handler does too: CAF ends the
+    // actor. Before the guard on the manager's exit, wait() blocked for
+    // ever.
+    caf::anon_send_exit(j->state()->manager, caf::exit_reason::kill);
+    REQUIRE(j->wait_for(30s));
+    auto e = test::err(j->wait());
+    CHECK(flow::code_of(e) == flow::errc::actor_down);
+    CHECK_THAT(flow::describe(e),
+               Catch::Contains("the job's manager terminated before the end "
+                               "of the job"));
+    auto snap = j->snapshot();
+    REQUIRE_FALSE(snap);
+    CHECK(flow::code_of(snap.error()) == flow::errc::actor_down);
+    // Leaving the scope stops the actor system, which waits for every
+    // actor: a generator still waiting for credit would hang here (ctest's
+    // timeout fails the test then).
+  }
+  SUCCEED("the actor system stopped");
 }
 
 TEST_CASE("job: cancel() right after start() still ends the job as cancelled",

@@ -71,8 +71,9 @@ public:
   [[nodiscard]] bool merge(const state_row& other);
 
   /// False when some state reports that an addition could not be
-  /// represented (see `state_ops::ok`).
-  bool ok() const noexcept;
+  /// represented (see `state_ops::ok`). Not noexcept: it calls the states'
+  /// own ok(), user code the engine guards.
+  bool ok() const;
 
   /// The registered names of the states per column ("" for none).
   std::vector<std::string> names() const;

@@ -51,16 +51,18 @@ struct job_impl {
     stats = std::move(xs);
   }
 
-  /// Called once by the manager when the job ends.
-  void complete(caf::expected<job_result> res) {
+  /// Called once by the manager when the job ends (and by the guard on the
+  /// manager's exit); returns false, changing nothing, after the first call.
+  bool complete(caf::expected<job_result> res) {
     {
       std::lock_guard<std::mutex> guard{mtx};
       if (done)
-        return;
+        return false;
       result = std::move(res);
       done = true;
     }
     cv.notify_all();
+    return true;
   }
 };
 

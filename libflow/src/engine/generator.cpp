@@ -8,6 +8,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
 
 #include "engine.hpp"
 #include "flow/detail/messages.hpp"
@@ -30,6 +31,11 @@ caf::behavior generator_actor(caf::stateful_actor<generator_state>* self,
                               std::shared_ptr<any_source> src,
                               flow::key label, std::size_t batch_size) {
   self->set_default_handler(caf::drop);
+  // A manager gone before asking this generator to quit (it terminated
+  // abnormally) grants no more credit: quit rather than wait for ever, which
+  // would also keep the actor system from shutting down.
+  self->monitor(manager);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
   return {
     // Generators and sinks may run detached; CAF 0.17 can crash at shutdown
     // when a detached actor is ended by an exit message (fixed upstream in

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <new>
+#include <stdexcept>
 #include <limits>
 #include <memory>
 #include <string>
@@ -699,7 +701,18 @@ void check_complete(manager_actor_t* self) {
   // later values bring back is fine, so the outcome depends on the data
   // only, not on how it was split.
   for (auto& [k, agg] : st.aggregates) {
-    if (!agg.states.ok()) {
+    bool ok = false;
+    try {
+      ok = agg.states.ok();
+    } catch (...) {
+      // User code (a state's ok()); it should not throw, and must not take
+      // the manager down with it.
+      fail(self, errc::reducer_failed,
+           "an aggregator state's ok() threw on the final state of key '"
+             + to_string(k) + "'");
+      return;
+    }
+    if (!ok) {
       fail(self, errc::overflow,
            "the aggregate of key '" + to_string(k)
              + "' left the exact range of an aggregator state (for example "
@@ -1143,10 +1156,27 @@ bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
   try {
     if (!merge_keys(self, p, what))
       return false;
-  } catch (const std::exception& e) {
+  } catch (const std::bad_alloc& e) {
     fail(self, errc::out_of_memory,
          "the keyed state could not grow while merging " + what() + ": "
            + e.what());
+    return false;
+  } catch (const std::length_error& e) {
+    fail(self, errc::out_of_memory,
+         "the keyed state could not grow while merging " + what() + ": "
+           + e.what());
+    return false;
+  } catch (const std::exception& e) {
+    // Anything else came from user code: an aggregator state's merge that
+    // threw (it should return false), which is the reduction's failure.
+    fail(self, errc::reducer_failed,
+         "an aggregator state's merge threw while merging " + what() + ": "
+           + e.what());
+    return false;
+  } catch (...) {
+    fail(self, errc::reducer_failed,
+         "an aggregator state's merge threw while merging " + what()
+           + ": unknown exception");
     return false;
   }
   for (auto& [reason, n] : p.reasons)
@@ -1795,7 +1825,27 @@ caf::behavior manager_actor(manager_actor_t* self,
 
 caf::actor spawn_manager(caf::actor_system& sys, std::shared_ptr<job_spec> spec,
                          std::shared_ptr<job_impl> impl) {
-  return sys.spawn(manager_actor, std::move(spec), std::move(impl));
+  std::weak_ptr<job_impl> weak = impl;
+  auto mgr = sys.spawn(manager_actor, std::move(spec), std::move(impl));
+  // The last line of defence: a manager that terminates without delivering
+  // (an exception no handler caught, which CAF turns into the actor's exit)
+  // would leave job::wait() blocked for ever. Its exit reason becomes the
+  // job's error instead; after a normal delivery this does nothing.
+  mgr->attach_functor([weak](const caf::error& reason) {
+    auto impl = weak.lock();
+    if (!impl)
+      return;
+    std::string why = reason ? describe(reason) : "no error";
+    bool first = impl->complete(
+      make_error(errc::actor_down,
+                 "the job's manager terminated before the end of the job: "
+                   + why));
+    if (first)
+      logger()->error("the job's manager terminated before the end of the "
+                      "job: {}",
+                      why);
+  });
+  return mgr;
 }
 
 } // namespace flow::detail

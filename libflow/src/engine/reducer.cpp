@@ -16,6 +16,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
 
 #include "engine.hpp"
 #include "flow/detail/messages.hpp"
@@ -296,6 +297,10 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
                             std::size_t combine,
                             std::chrono::milliseconds hold) {
   self->set_default_handler(caf::drop);
+  // Nobody to answer once the manager is gone (it terminated abnormally, or
+  // a worker node lost the connection to it): quit instead of lingering.
+  self->monitor(manager);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
   return {
     [=](const batch& b) {
       if (crash && crash(b.source, b.seq)) {
