@@ -18,7 +18,12 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 
+#include "engine/engine.hpp"
+#include "flow/detail/messages.hpp"
 #include "support.hpp"
 
 using namespace flow;
@@ -403,4 +408,71 @@ TEST_CASE("combine: a hold of 0 ms is refused at the start",
                         .with(opts)
                         .run());
   CHECK(res.emitted == 1000);
+}
+
+namespace {
+
+/// How a rogue reducer's combined partial misreports its batches.
+enum class rogue_lie { unknown_batch, same_batch_twice };
+
+/// A job with a slow local reducer that a rogue reducer joins (as a worker
+/// node's would): the rogue answers its first batch with a partial claiming
+/// to cover one more batch (partial_msg::more), lying as `lie` says. The
+/// manager must fail the job with accounting_mismatch, never merge it.
+caf::error run_with_rogue(rogue_lie lie) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto p = pipeline<std::int64_t>{}
+             .add(from_range(0, 100'000))
+             .batch_size(100)
+             .reducers(1)
+             .distribute_as("test.rogue")
+             .reduce([](const batch_ref<std::int64_t>& b, partial& out) {
+               std::this_thread::sleep_for(std::chrono::milliseconds(1));
+               out.add(b.label, aggregate::of(b.items.data(), b.items.size()));
+             });
+  auto j = p.start(sys);
+  REQUIRE(j);
+  auto manager = j->state()->manager;
+  auto rogue = sys.spawn([manager, lie](caf::event_based_actor* self)
+                           -> caf::behavior {
+    return {
+      [=](const detail::batch& b) {
+        detail::partial_msg msg;
+        msg.source = b.source;
+        msg.seq = b.seq;
+        msg.size = b.items.size;
+        detail::batch_part part{b.source, b.seq + 1'000'000, b.items.size, 0};
+        if (lie == rogue_lie::same_batch_twice)
+          part.seq = b.seq;
+        msg.more.push_back(part);
+        self->send(manager, std::move(msg));
+      },
+    };
+  });
+  caf::anon_send(manager, detail::join_atom::value, rogue,
+                 std::string{"rogue"});
+  auto done = j->wait_for(std::chrono::seconds(60));
+  if (!done)
+    j->cancel();
+  REQUIRE(done);
+  caf::anon_send_exit(rogue, caf::exit_reason::user_shutdown);
+  auto res = j->wait();
+  REQUIRE_FALSE(res);
+  return res.error();
+}
+
+} // namespace
+
+TEST_CASE("combine: a combined partial naming a batch not in flight at its "
+          "reducer, or its own batch twice, fails the job with "
+          "accounting_mismatch",
+          "[combine][errors]") {
+  for (auto lie : {rogue_lie::unknown_batch, rogue_lie::same_batch_twice}) {
+    INFO("lie " << static_cast<int>(lie));
+    auto e = run_with_rogue(lie);
+    CHECK(code_of(e) == errc::accounting_mismatch);
+    CHECK_THAT(describe(e), Catch::Contains("a partial of 2 batches names "
+                                            "batch"));
+  }
 }
