@@ -1156,22 +1156,16 @@ bool merge_partial(manager_actor_t* self, const batch& b, partial_msg& p,
   try {
     if (!merge_keys(self, p, what))
       return false;
-  } catch (const std::bad_alloc& e) {
-    fail(self, errc::out_of_memory,
-         "the keyed state could not grow while merging " + what() + ": "
-           + e.what());
-    return false;
-  } catch (const std::length_error& e) {
-    fail(self, errc::out_of_memory,
-         "the keyed state could not grow while merging " + what() + ": "
-           + e.what());
-    return false;
   } catch (const std::exception& e) {
-    // Anything else came from user code: an aggregator state's merge that
-    // threw (it should return false), which is the reduction's failure.
-    fail(self, errc::reducer_failed,
-         "an aggregator state's merge threw while merging " + what() + ": "
-           + e.what());
+    // Memory, or a table's length limit; anything else came from user code:
+    // an aggregator state's merge that threw (it should return false),
+    // which is the reduction's failure.
+    bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr
+                  || dynamic_cast<const std::length_error*>(&e) != nullptr;
+    fail(self, memory ? errc::out_of_memory : errc::reducer_failed,
+         (memory ? "the keyed state could not grow while merging "
+                 : "an aggregator state's merge threw while merging ")
+           + what() + ": " + e.what());
     return false;
   } catch (...) {
     fail(self, errc::reducer_failed,
