@@ -415,6 +415,24 @@ namespace {
 /// How a rogue reducer's combined partial misreports its batches.
 enum class rogue_lie { unknown_batch, same_batch_twice };
 
+/// Answers its batches with a combined partial that lies as `lie` says.
+caf::behavior rogue_reducer(caf::event_based_actor* self, caf::actor manager,
+                            rogue_lie lie) {
+  return {
+    [=](const detail::batch& b) {
+      detail::partial_msg msg;
+      msg.source = b.source;
+      msg.seq = b.seq;
+      msg.size = b.items.size;
+      detail::batch_part part{b.source, b.seq + 1'000'000, b.items.size, 0};
+      if (lie == rogue_lie::same_batch_twice)
+        part.seq = b.seq;
+      msg.more.push_back(part);
+      self->send(manager, std::move(msg));
+    },
+  };
+}
+
 /// A job with a slow local reducer that a rogue reducer joins (as a worker
 /// node's would): the rogue answers its first batch with a partial claiming
 /// to cover one more batch (partial_msg::more), lying as `lie` says. The
@@ -434,22 +452,9 @@ caf::error run_with_rogue(rogue_lie lie) {
   auto j = p.start(sys);
   REQUIRE(j);
   auto manager = j->state()->manager;
-  auto rogue = sys.spawn([manager, lie](caf::event_based_actor* self)
-                           -> caf::behavior {
-    return {
-      [=](const detail::batch& b) {
-        detail::partial_msg msg;
-        msg.source = b.source;
-        msg.seq = b.seq;
-        msg.size = b.items.size;
-        detail::batch_part part{b.source, b.seq + 1'000'000, b.items.size, 0};
-        if (lie == rogue_lie::same_batch_twice)
-          part.seq = b.seq;
-        msg.more.push_back(part);
-        self->send(manager, std::move(msg));
-      },
-    };
-  });
+  // Arguments, not captures: CAF 0.17 spawning a function without
+  // arguments dereferences a null tuple (UBSan reports it).
+  auto rogue = sys.spawn(rogue_reducer, manager, lie);
   caf::anon_send(manager, detail::join_atom::value, rogue,
                  std::string{"rogue"});
   auto done = j->wait_for(std::chrono::seconds(60));
