@@ -295,6 +295,12 @@ TEST_CASE("job: a manager killed mid-job ends wait() with actor_down, and "
     auto snap = j->snapshot();
     REQUIRE_FALSE(snap);
     CHECK(flow::code_of(snap.error()) == flow::errc::actor_down);
+    // The statistics (what a status page shows) no longer say running.
+    auto xs = j->stats();
+    CHECK(xs.state == flow::job_state::failed);
+    REQUIRE_FALSE(xs.errors.empty());
+    CHECK_THAT(xs.errors.back(),
+               Catch::Contains("the job's manager terminated"));
     // Leaving the scope stops the actor system, which waits for every
     // actor: a generator still waiting for credit would hang here (ctest's
     // timeout fails the test then).

@@ -11,10 +11,10 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
-#include <new>
-#include <stdexcept>
 #include <limits>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -1829,15 +1829,25 @@ caf::actor spawn_manager(caf::actor_system& sys, std::shared_ptr<job_spec> spec,
     auto impl = weak.lock();
     if (!impl)
       return;
-    std::string why = reason ? describe(reason) : "no error";
-    bool first = impl->complete(
-      make_error(errc::actor_down,
-                 "the job's manager terminated before the end of the job: "
-                   + why));
+    auto why = "the job's manager terminated before the end of the job: "
+               + (reason ? describe(reason) : std::string{"no error"});
+    bool first = false;
+    {
+      // The statistics say so too (a status page would show it running):
+      // the last ones published, marked failed, with the error.
+      std::unique_lock<std::mutex> guard{impl->mtx};
+      if (!impl->done) {
+        auto xs = impl->stats ? std::make_shared<job_stats>(*impl->stats)
+                              : std::make_shared<job_stats>();
+        xs->state = job_state::failed;
+        xs->errors.push_back(why);
+        guard.unlock();
+        impl->publish(std::move(xs));
+        first = impl->complete(make_error(errc::actor_down, why));
+      }
+    }
     if (first)
-      logger()->error("the job's manager terminated before the end of the "
-                      "job: {}",
-                      why);
+      logger()->error("{}", why);
   });
   return mgr;
 }
