@@ -77,6 +77,17 @@ options base_options() {
   return opts;
 }
 
+/// Waits for `j` at most a minute (cancelling it and failing the test
+/// otherwise, so that a forgotten batch fails instead of hanging) and
+/// returns its outcome.
+caf::expected<job_result> finish_within_a_minute(const job& j) {
+  auto done = j.wait_for(std::chrono::seconds(60));
+  if (!done)
+    j.cancel();
+  REQUIRE(done);
+  return j.wait();
+}
+
 /// Runs `p` and fails the test, instead of hanging it, when the job does
 /// not end within a minute.
 template <class T>
@@ -85,11 +96,7 @@ job_result run_bounded(pipeline<T>& p) {
   caf::actor_system sys{cfg};
   auto j = p.start(sys);
   REQUIRE(j);
-  auto done = j->wait_for(std::chrono::seconds(60));
-  if (!done)
-    j->cancel();
-  REQUIRE(done);
-  return test::ok(j->wait());
+  return test::ok(finish_within_a_minute(*j));
 }
 
 job_result run_keyed(const std::vector<std::int64_t>& xs, options opts) {
@@ -457,12 +464,8 @@ caf::error run_with_rogue(rogue_lie lie) {
   auto rogue = sys.spawn(rogue_reducer, manager, lie);
   caf::anon_send(manager, detail::join_atom::value, rogue,
                  std::string{"rogue"});
-  auto done = j->wait_for(std::chrono::seconds(60));
-  if (!done)
-    j->cancel();
-  REQUIRE(done);
+  auto res = finish_within_a_minute(*j);
   caf::anon_send_exit(rogue, caf::exit_reason::user_shutdown);
-  auto res = j->wait();
   REQUIRE_FALSE(res);
   return res.error();
 }
