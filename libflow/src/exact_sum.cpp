@@ -348,6 +348,51 @@ void exact_fsum::add_shifted(std::int64_t v, int bit) noexcept {
   chunks_[high + 2] += static_cast<std::int64_t>(w >> 64);
 }
 
+bool exact_fsum::add_scaled(bool negative, const std::uint32_t* digits,
+                            std::size_t n, int exp2,
+                            std::uint64_t values) noexcept {
+  // Bit positions count from 2^-1074, the weight of chunk 0's lowest bit. A
+  // digit below it must have no bits there; a digit's two chunks must lie
+  // under the top chunk (66), which stays the signed one.
+  constexpr long long top = static_cast<long long>(chunks - 2) * 32 + 31;
+  auto bit_of = [&](std::size_t i) {
+    return static_cast<long long>(exp2) + 1074 + 32 * static_cast<long long>(i);
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    if (digits[i] == 0)
+      continue;
+    auto b = bit_of(i);
+    if (b > top)
+      return false;
+    if (b < 0
+        && (b <= -32 || (digits[i] & ((std::uint32_t{1} << -b) - 1)) != 0))
+      return false;
+  }
+  auto neg = negative ? std::int64_t{-1} : std::int64_t{0};
+  for (std::size_t i = 0; i < n; ++i) {
+    if (digits[i] == 0)
+      continue;
+    auto b = bit_of(i);
+    std::uint64_t d = digits[i];
+    if (b < 0) {
+      d >>= -b;
+      b = 0;
+    }
+    if (budget_ == 0)
+      normalize();
+    --budget_;
+    auto low = static_cast<unsigned>(b & 31);
+    auto high = static_cast<std::size_t>(b >> 5);
+    auto w = d << low;
+    auto lo = static_cast<std::int64_t>(w & low32);
+    auto hi = static_cast<std::int64_t>(w >> 32);
+    chunks_[high] += (lo ^ neg) - neg;
+    chunks_[high + 1] += (hi ^ neg) - neg;
+  }
+  count_ += values;
+  return true;
+}
+
 void exact_fsum::merge(const exact_fsum& other) noexcept {
   auto theirs = other.chunks_;
   normalize_chunks(theirs);

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -461,4 +462,84 @@ TEST_CASE("exact_moments: undefined moments are NaN and constants have 0",
   m.add(std::numeric_limits<double>::infinity());
   CHECK(m.mean() == std::numeric_limits<double>::infinity());
   CHECK(std::isnan(m.stddev_sample()));
+}
+
+namespace {
+
+/// The 32-bit digits of `m`, least significant first.
+std::vector<std::uint32_t> digits_of(unsigned __int128 m) {
+  std::vector<std::uint32_t> ds;
+  for (; m != 0; m >>= 32)
+    ds.push_back(static_cast<std::uint32_t>(m & 0xFFFFFFFFu));
+  return ds;
+}
+
+} // namespace
+
+TEST_CASE("exact_fsum: integer partial sums scaled by powers of two add "
+          "exactly, as flow-etl's push-down of float sums sends them",
+          "[exact_fsum]") {
+  // What the server computes per bucket (apps/etl/agg_plan.cpp): each
+  // value's bucket B, a multiple of 8 at most its exponent and within 9 of
+  // it, then the integer sum of x * 2^(52 - B); here the same in C++, with
+  // the exponent taken from the bits instead of the server's ln.
+  auto bucket_of = [](double x) {
+    int e = 0;
+    std::frexp(x, &e); // |x| in [2^(e-1), 2^e)
+    e -= 1;
+    auto b = static_cast<int>(std::floor((e - 1) / 8.0)) * 8;
+    return b;
+  };
+  for (auto [lo, hi] : {std::pair{0u, 60u}, std::pair{1000u, 1100u},
+                        std::pair{1u, 2046u}, std::pair{1960u, 2046u}}) {
+    INFO("biased exponents " << lo << ".." << hi);
+    auto xs = generate(lo * 7919 + hi, 20000, lo, hi);
+    std::map<int, std::pair<__int128, std::uint64_t>> buckets;
+    for (auto x : xs) {
+      auto b = bucket_of(x);
+      auto m = std::ldexp(x, 52 - b);
+      REQUIRE(m == std::trunc(m));
+      REQUIRE(std::fabs(m) < 0x1p62);
+      auto& [sum, n] = buckets[b];
+      sum += static_cast<__int128>(m);
+      ++n;
+    }
+    exact_fsum pushed;
+    for (auto& [b, p] : buckets) {
+      auto neg = p.first < 0;
+      auto mag = static_cast<unsigned __int128>(neg ? -p.first : p.first);
+      auto ds = digits_of(mag);
+      REQUIRE(pushed.add_scaled(neg, ds.data(), ds.size(), b - 52, p.second));
+    }
+    auto direct = element_sum(xs);
+    CHECK(pushed == direct);
+    CHECK(bits_of(pushed.value()) == bits_of(direct.value()));
+  }
+  SECTION("what cannot be added exactly is refused and changes nothing") {
+    exact_fsum s;
+    s.add(1.5);
+    auto before = s;
+    std::uint32_t one = 1;
+    // 2^-1075 is below the accumulator's resolution.
+    CHECK_FALSE(s.add_scaled(false, &one, 1, -1075, 1));
+    // A digit whose lowest bit is below it.
+    std::uint32_t three = 3;
+    CHECK_FALSE(s.add_scaled(false, &three, 1, -1075, 1));
+    // Beyond the top of the accumulator.
+    CHECK_FALSE(s.add_scaled(true, &one, 1, 1100, 1));
+    CHECK(s == before);
+    // But an even digit below 2^-1074 is a multiple of it: 2 * 2^-1075.
+    std::uint32_t two = 2;
+    CHECK(s.add_scaled(false, &two, 1, -1075, 1));
+    CHECK(s.count() == 2);
+    exact_fsum t;
+    t.add(1.5);
+    t.add(std::numeric_limits<double>::denorm_min());
+    CHECK(s == t);
+    // A sum beyond the largest double rounds to inf, as the element path.
+    std::uint32_t big[] = {0, 1}; // 2^32, times 2^995: 2^1027
+    exact_fsum huge;
+    CHECK(huge.add_scaled(false, big, 2, 995, 2));
+    CHECK(std::isinf(huge.value()));
+  }
 }

@@ -123,6 +123,17 @@ public:
   /// Adds the exact sum held by `other`. Exact, associative and commutative.
   void merge(const exact_fsum& other) noexcept;
 
+  /// Adds m * 2^exp2 exactly and counts `values` more values: m is the
+  /// integer whose magnitude has the 32-bit digits `digits[0..n)` (least
+  /// significant first) and whose sign is `negative`. This is how an exact
+  /// partial sum computed elsewhere in integers joins the sum (flow-etl
+  /// aggregate --pushdown: the server's sum of doubles, each scaled by a
+  /// power of two to an integer). Returns false, and leaves the state
+  /// unchanged, when m * 2^exp2 is not a multiple of 2^-1074 or does not fit
+  /// the accumulator (beyond about 2^1037).
+  bool add_scaled(bool negative, const std::uint32_t* digits, std::size_t n,
+                  int exp2, std::uint64_t values) noexcept;
+
   // -- results ----------------------------------------------------------------
 
   /// The exact sum rounded to the nearest double, ties to even; inf or NaN as
