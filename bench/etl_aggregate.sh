@@ -5,8 +5,9 @@
 # precision), grouped by (region, day):
 #   sales     100 regions x 100 days     (10^4 groups)
 #   sales_1m  1000 regions x 1000 days   (10^6 groups; fewer when N < 10^6)
-# Times, for each table: flow-etl aggregate with 1 and with P partitions
-# and with --combine 1 (one partial per batch, as before --combine) (whole
+# Times, for each table: flow-etl aggregate with 1 and with P partitions,
+# with --combine 1 (one partial per batch, as before --combine) and with
+# --pushdown (the server computes the partials) (whole
 # process, output to /dev/null; peak RSS and CPU from /usr/bin/time), the
 # server's COPY of the rows alone (text and binary: the floor of any client
 # that reads the rows),
@@ -156,6 +157,9 @@ for ((r = 1; r <= runs; ++r)); do
     done
     # One partial per batch, as before --combine (default 8).
     add "$t|etl1|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --partitions 1 --combine 1)"
+    # Push-down: the server computes every partial, the float sums exactly
+    # in integers per exponent bucket (one partition: its parallel workers).
+    add "$t|etlpd|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --pushdown)"
     # The floor of any client that reads the rows: the server's COPY of
     # them alone, as text (what flow-etl reads) and binary.
     for f in text binary; do
@@ -192,6 +196,7 @@ for t in "${tables[@]}"; do
     case "$kind" in
       etl) what="\`flow-etl aggregate --partitions $arg\` (whole process)"; rss=$(mib "$(m "$k" 2)") ;;
       etl1) what="\`flow-etl aggregate --partitions $arg --combine 1\` (one partial per batch)"; rss=$(mib "$(m "$k" 2)") ;;
+      etlpd) what="\`flow-etl aggregate --pushdown\` (the server's partials, float sums exact)"; rss=$(mib "$(m "$k" 2)") ;;
       copy) what="server COPY of the rows alone, $arg, through psql (no aggregation)"; rss="" ;;
       float) what="server GROUP BY, float8 sum/avg of ratio (inexact), $(label_of "${settings[$arg]}")"; rss="" ;;
       exact) what="server GROUP BY, sum/avg(ratio::numeric) (exact over 15-digit roundings), $(label_of "${settings[$arg]}")"; rss="" ;;

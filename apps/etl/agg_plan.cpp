@@ -1,7 +1,10 @@
 #include "etl/agg_plan.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <limits>
 #include <map>
+#include <stdexcept>
 #include <system_error>
 
 #include <caf/actor_system.hpp>
@@ -245,6 +248,29 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
         break;
       case agg_func::sum:
       case agg_func::avg:
+        if (p.cls == col_class::floating && p.source_type == "double precision") {
+          // Exact in integers per exponent bucket; the count, as for
+          // decimals, is avg's divisor and says whether any value was seen.
+          auto b = float_sum_bucket(c);
+          if (std::find(pp.push_groups.begin(), pp.push_groups.end(), b)
+              == pp.push_groups.end())
+            pp.push_groups.push_back(b);
+          auto f = field(float_sum_field(c), col_class::text, "text");
+          auto i = slots.find(f);
+          if (i != slots.end()) {
+            q.slot = i->second;
+          } else {
+            add_slot<exact_fsum>(pp, state_kind::fsum, static_cast<int>(f),
+                                 [](exact_fsum& s, const cell& x) {
+                                   add_float_sum_field(s, x.s);
+                                 });
+            q.slot = slots[f] = pp.slots.size() - 1;
+          }
+          q.slot2 = slot(field("count(" + c + ")", col_class::integer,
+                               "bigint"),
+                         state_kind::count);
+          break;
+        }
         if (!exact) {
           why_not = p.expr.text;
           return std::nullopt;
@@ -274,6 +300,91 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
   }
   pp.numeric_double.assign(pp.read.size(), false);
   return pp;
+}
+
+std::string float_sum_bucket(const std::string& col) {
+  // ln's error (a few ulps, over |log2| <= 1075) moves floor(log2 |x|) by at
+  // most one, only next to a power of two: with e the true exponent, the
+  // estimate minus one lies in [e - 2, e], so the multiple of 8 below it is
+  // at most e (x * 2^(52 - B) is an integer) and above e - 10 (below 2^62).
+  // greatest() keeps ln off zero (zeros and NULLs land in bucket -1080, the
+  // subnormals'); NaN gives NaN and the infinities Infinity.
+  return "8 * floor((floor(ln(greatest(abs(" + col
+         + "), '4.9e-324'::float8)) / 0.6931471805599453) - 1) / 8)";
+}
+
+std::string float_sum_field(const std::string& col) {
+  auto b = "(" + float_sum_bucket(col) + ")";
+  // 2^(52 - B) as two equal factors (B is a multiple of 8): alone it
+  // overflows a double for the subnormals (B down to -1080). Each product is
+  // exact, and the last is an integer below 2^62, so the cast to bigint is
+  // too. Non-finite values count: 1 for NaN and +inf, 2^40 for -inf.
+  auto p = "power(2::float8, 26 - " + b + " / 2)";
+  return b + "::text || ':' || sum(CASE WHEN abs(" + col
+         + ") <= '1.7976931348623157e308'::float8 THEN (" + col + " * " + p
+         + " * " + p + ")::bigint WHEN " + col + " < 0 THEN 1099511627776 WHEN "
+         + col + " > 0 THEN 1 END)::text";
+}
+
+void add_float_sum_field(exact_fsum& s, std::string_view text) {
+  auto bad = [&](const char* why) {
+    return std::runtime_error("push-down float sum field '"
+                              + std::string{text} + "': " + why);
+  };
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos)
+    throw bad("no ':'");
+  auto bt = text.substr(0, colon);
+  auto digits = text.substr(colon + 1);
+  bool negative = !digits.empty() && digits.front() == '-';
+  if (negative)
+    digits.remove_prefix(1);
+  if (digits.empty())
+    throw bad("no sum");
+  // The decimal magnitude in base 2^32, least significant digit first.
+  std::vector<std::uint32_t> m;
+  for (auto ch : digits) {
+    if (ch < '0' || ch > '9')
+      throw bad("the sum is not an integer");
+    std::uint64_t carry = static_cast<std::uint64_t>(ch - '0');
+    for (auto& d : m) {
+      auto v = std::uint64_t{d} * 10 + carry;
+      d = static_cast<std::uint32_t>(v);
+      carry = v >> 32;
+    }
+    if (carry != 0)
+      m.push_back(static_cast<std::uint32_t>(carry));
+  }
+  // The non-finite buckets: one value of each kind seen is enough for
+  // value(); how many there were is count(col)'s, in its own slot.
+  if (bt == "NaN") {
+    s.add(std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  if (bt == "Infinity") {
+    // Their sum: +inf count + 2^40 * -inf count.
+    std::uint64_t pos = 0;
+    std::uint64_t neg = 0;
+    if (!m.empty())
+      pos = m[0];
+    if (m.size() > 1) {
+      pos |= std::uint64_t{m[1] & 0xFFu} << 32;
+      neg = m[1] >> 8;
+    }
+    if (m.size() > 2)
+      neg |= std::uint64_t{m[2]} << 24;
+    if (pos != 0)
+      s.add(std::numeric_limits<double>::infinity());
+    if (neg != 0 || m.size() > 3)
+      s.add(-std::numeric_limits<double>::infinity());
+    return;
+  }
+  int b = 0;
+  auto [bp, bec] = std::from_chars(bt.data(), bt.data() + bt.size(), b);
+  if (bec != std::errc{} || bp != bt.data() + bt.size())
+    throw bad("the bucket is not an integer");
+  if (!s.add_scaled(negative, m.data(), m.size(), b - 52, 0))
+    throw bad("beyond the exact float sum's range (2^1037)");
 }
 
 std::string source_name(const agg_job& job) {

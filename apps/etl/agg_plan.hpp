@@ -11,6 +11,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -27,6 +28,10 @@
 namespace caf {
 class actor_system;
 } // namespace caf
+
+namespace flow {
+class exact_fsum;
+} // namespace flow
 
 namespace flow::apps {
 
@@ -117,6 +122,10 @@ struct job_plan {
   /// Pushed down: the server's expressions, in field order after the group
   /// columns.
   std::vector<std::string> push_exprs;
+  /// Pushed down: expressions the partitions also group by, after the group
+  /// columns, and that are not fields themselves (the buckets of exact float
+  /// sums, `float_sum_bucket`).
+  std::vector<std::string> push_groups;
   /// Pushed down: the slot counting the rows behind each group (count(*)).
   std::size_t rows_slot = 0;
 };
@@ -131,12 +140,31 @@ job_plan plan_job(const agg_job& job, const source_columns& src);
 
 /// The push-down form of `rows` (a plan over rows): the server computes
 /// count, sum of integers and decimals, min and max per partition and group
-/// (all exact), the reducers merge those partials into the same kinds of
-/// states. Nothing when an aggregate cannot be computed exactly that way
-/// (float sums and averages, stddev, distinct counts, sketches): `why_not`
-/// then names it.
+/// (all exact), and sums of `double precision` exactly in integers (see
+/// `float_sum_bucket`); the reducers merge those partials into the same
+/// kinds of states. Nothing when an aggregate cannot be computed exactly
+/// that way (sums and averages of `real`, stddev, distinct counts,
+/// sketches): `why_not` then names it.
 std::optional<job_plan> plan_pushdown(const job_plan& rows,
                                       std::string& why_not);
+
+/// The server's exact partial float sum of the `double precision` column
+/// `col` (quoted), pushed down: the partitions also group by this bucket
+/// expression, a multiple of 8 at most the exponent of |col| and within 9
+/// of it (from `ln`, whose error moves it by at most one); NaN for NaN,
+/// Infinity for both infinities, -1080 for zeros and NULLs.
+std::string float_sum_bucket(const std::string& col);
+
+/// The field, per bucket, of `float_sum_bucket`: "B:S", S the server's exact
+/// integer sum of col * 2^(52 - B) (exact in float8: a power-of-two scaling
+/// to an integer below 2^62); in the non-finite buckets, the number of NaN,
+/// or of +inf plus 2^40 times that of -inf.
+std::string float_sum_field(const std::string& col);
+
+/// Adds a `float_sum_field` to `s`; throws std::runtime_error when the text
+/// is not one (the server's own output: never expected) or the partial sum
+/// lies beyond what the accumulator holds (|sum| > 2^1037).
+void add_float_sum_field(exact_fsum& s, std::string_view text);
 
 /// The read columns' values of one row: up to `inline_cells` inside the
 /// row, more on the heap. Rows are made on the reading thread and freed on

@@ -516,6 +516,16 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
     }
     case state_kind::fsum: {
       auto& s = *static_cast<const exact_fsum*>(state);
+      if (plan.pushdown) {
+        // The partial sums' exact total; the count is count(col)'s.
+        auto c = plan.slots[p.slot2].get(agg);
+        auto n = c ? static_cast<const row_count*>(c)->n : 0;
+        if (n == 0)
+          return {};
+        if (f == agg_func::sum)
+          return dbl_value(s.value());
+        return dbl_value(s.value() / static_cast<double>(n));
+      }
       if (s.count() == 0)
         return {};
       if (f == agg_func::sum)
@@ -888,6 +898,8 @@ void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
     auto list = groups;
     for (auto& e : plan.push_exprs)
       list += (list.empty() ? "" : ", ") + e;
+    for (auto& e : plan.push_groups)
+      groups += (groups.empty() ? "" : ", ") + e;
     auto readers = read.grouped_readers(list, groups);
     if (!readers)
       fail(readers.error());
