@@ -1903,9 +1903,10 @@ int cmd_aggregate(int argc, char** argv) {
              "integer column whose ranges make the partitions, or ctid",
              "ctid");
   args.flag("pushdown",
-            "let the server compute count, sum of integers and numerics, "
-            "min and max per partition and group (exact), and merge those; "
-            "other aggregates make the job read rows (said on stderr)");
+            "let the server compute count, sum of integers, numerics and "
+            "doubles, min and max per partition and group (exact), and "
+            "merge those; other aggregates make the job read rows (said on "
+            "stderr)");
   args.value("checkpoint-rows", "N",
              "with --output of a --table: read in steps of about N rows "
              "(the planner's estimate, at most 64 steps) and commit a "
