@@ -4,7 +4,7 @@
 // GROUP BY on the same data (written with --csv).
 //
 // usage: flow-keyed-bench --keys K --elements N [--seed S] [--runs R]
-//                         [--batch B] [--csv FILE]
+//                         [--batch B] [--shards S] [--csv FILE]
 // The data are flow-keyed --keys's: element i is z = SplitMix64's i-th output
 // for the seed, key z mod K, value (z >> 32) mod 10001. Each method's result
 // is reduced to flow-keyed's checksum (over keys, key * 1000003 + sum, mod
@@ -59,7 +59,7 @@ std::uint64_t checksum_of(const Map& m) {
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "flow-keyed-bench: %s\nusage: flow-keyed-bench --keys K "
-                       "--elements N [--seed S] [--runs R] [--batch B] [--csv FILE]\n",
+                       "--elements N [--seed S] [--runs R] [--batch B] [--shards S] [--csv FILE]\n",
                why);
   std::exit(2);
 }
@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
   std::uint64_t keys = 0, n = 0, seed = 42;
   int runs = 5;
   std::size_t batch = 0;
+  std::size_t shards = 0;
   std::string csv;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       runs = std::max(1, std::stoi(v));
     else if (a == "--batch")
       batch = std::stoull(v);
+    else if (a == "--shards")
+      shards = std::stoull(v);
     else if (a == "--csv")
       csv = v;
     else
@@ -197,6 +200,8 @@ int main(int argc, char** argv) {
     flow::pipeline<flow::keyed_value> p;
     if (batch > 0)
       p.batch_size(batch);
+    if (shards > 0)
+      p.manager_shards(shards);
     auto res = p.add(flow::from_shared(shared))
                  .reduce(flow::sum_by_key())
                  .on_result_key([&](const flow::key_result& r) {
@@ -211,6 +216,8 @@ int main(int argc, char** argv) {
   });
   auto method = batch > 0 ? "libflow_batch" + std::to_string(batch)
                           : std::string{"libflow"};
+  if (shards > 0)
+    method += "_shards" + std::to_string(shards);
   report(method.c_str(), lib, flow_keys);
   if (!ok || flow_check != seq_check || radix_check != seq_check
       || flow_keys != seq_keys) {

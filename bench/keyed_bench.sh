@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Keyed sum with many keys (issue 17, target 2), one run, same data in
-# memory: libflow (from_shared + sum_by_key, default options), a sequential
+# memory: libflow (from_shared + sum_by_key, default options; and with one
+# manager shard, the manager merging alone, as before shards), a sequential
 # std::unordered_map loop, a two-thread radix-partitioned aggregation
 # (bench/keyed_bench.cpp) and DuckDB's GROUP BY with 2 threads
 # (bench/duckdb_groupby.mjs; DuckDB from its npm package, installed into
@@ -33,9 +34,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 build/bench/bench/flow-keyed-bench --keys "$keys" --elements "$elements" \
   --runs "$runs" --csv "$tmp/data.csv" >"$tmp/out.csv" 2>"$tmp/flow.err"
+build/bench/bench/flow-keyed-bench --keys "$keys" --elements "$elements" \
+  --runs "$runs" --shards 1 2>/dev/null | grep libflow >>"$tmp/out.csv"
 if [ "$batch" != 0 ]; then
   build/bench/bench/flow-keyed-bench --keys "$keys" --elements "$elements" \
     --runs "$runs" --batch "$batch" 2>/dev/null | grep libflow >>"$tmp/out.csv"
+  build/bench/bench/flow-keyed-bench --keys "$keys" --elements "$elements" \
+    --runs "$runs" --batch "$batch" --shards 1 2>/dev/null \
+    | grep libflow >>"$tmp/out.csv"
 fi
 node "$duck/duckdb_groupby.mjs" "$tmp/data.csv" "${elements}x${keys}" \
   "$runs" 2 >>"$tmp/out.csv" 2>"$tmp/duck.err"

@@ -25,6 +25,11 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
   args.alias("workers", "reducers");
   args.value("batch", "N", "elements per batch (one message)", batch);
   args.value("credits", "N", "batches in flight per generator", "4");
+  args.value("shards", "N",
+             "manager shards: the keyed state split by key hash over N "
+             "actors that merge in parallel (faster with many keys); 1: the "
+             "manager holds it; 0 = one per hardware thread, at most 16",
+             "0");
   args.value("on-failure", "POLICY",
              "when the reducer throws on a batch: fail (end the job), "
              "dead-letter (retry, then isolate the failing elements) or skip "
@@ -59,6 +64,7 @@ flow::options read_pipeline_options(const arg_parser& args) {
   opts.reducers = args.get_uint("reducers", 0, 4096);
   opts.batch_size = args.get_uint("batch", 1, std::uint64_t{1} << 30);
   opts.credits = args.get_uint("credits", 1, 1 << 16);
+  opts.manager_shards = args.get_uint("shards", 0, 256);
   auto& policy = args.get("on-failure");
   if (policy == "fail")
     opts.on_failure = failure_policy::fail_fast;

@@ -30,6 +30,10 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<sink_written>("flow.sink_written");
   cfg.add_message_type<sink_outputs>("flow.sink_outputs");
   cfg.add_message_type<sink_failed>("flow.sink_failed");
+  cfg.add_message_type<shard_merge>("flow.shard_merge");
+  cfg.add_message_type<shard_collect>("flow.shard_collect");
+  cfg.add_message_type<shard_keys>("flow.shard_keys");
+  cfg.add_message_type<shard_failed>("flow.shard_failed");
   // Containers inside the messages must be known remotely, too.
   cfg.add_message_type<std::vector<std::int64_t>>("flow.int64_vector");
   cfg.add_message_type<std::vector<keyed_value>>("flow.keyed_vector");
@@ -41,6 +45,10 @@ void add_message_types(caf::actor_system_config& cfg) {
 
 std::size_t default_reducers() noexcept {
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::size_t default_manager_shards() noexcept {
+  return std::min<std::size_t>(default_reducers(), 16);
 }
 
 void configure_scheduler(caf::actor_system_config& cfg) {

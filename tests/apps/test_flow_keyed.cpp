@@ -348,6 +348,39 @@ TEST_CASE("flow-keyed: --keys gives the same summary for any --reducers and "
   }
 }
 
+TEST_CASE("flow-keyed: --keys prints the same keys and summary for any "
+          "--shards",
+          "[apps][flow-keyed][keys][shards]") {
+  // 200,000 elements: more than a job folded on the calling thread, so the
+  // engine and its manager shards run.
+  auto ref = keys_reference(5000, 200000, 3);
+  std::string want;
+  for (auto shards : {"1", "0", "2", "7"}) {
+    INFO("--shards " << shards);
+    auto res = run_program(prog, {"--keys", "5000", "--elements", "200000",
+                                  "--seed", "3", "--shards", shards});
+    INFO("stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    // Every line but the timings.
+    std::string keys_out;
+    for (auto& line : lines_of(res.out))
+      if (line.rfind("sequential C++", 0) != 0)
+        keys_out += line + "\n";
+    CHECK(lines_of(keys_out).size() >= ref.size());
+    if (want.empty())
+      want = keys_out;
+    else
+      CHECK(keys_out == want);
+    auto line = summary_line({"--keys", "5000", "--elements", "200000",
+                              "--seed", "3", "--shards", shards, "--summary",
+                              "--json"});
+    INFO("line: " << line);
+    CHECK(json_field(line, "checksum") == checksum_of(ref));
+    CHECK(json_field(line, "keys") == std::to_string(ref.size()));
+    CHECK(json_field(line, "ok") == "true");
+  }
+}
+
 TEST_CASE("flow-keyed: --keys 3 --elements 20 prints the formula's sums per "
           "key, as JSON and as a table",
           "[apps][flow-keyed][keys]") {
@@ -469,6 +502,11 @@ TEST_CASE("flow-keyed: bad --keys usage is a one-line error with exit code 2",
     {{"--keys", "-5", "--elements", "3"}, "--keys"},
     {{"--keys", "5", "--elements", "3", "--seed", "x"}, "--seed: 'x'"},
     {{"--summary"}, "--summary needs --keys and --elements"},
+    {{"--keys", "5", "--elements", "3", "--shards", "257"},
+     "--shards: '257' is outside the range"},
+    {{"--keys", "5", "--elements", "3", "--shards", "two"},
+     "--shards: 'two'"},
+    {{"--keys", "5", "--elements", "3", "--shards", "-1"}, "--shards"},
     {{"--sizes", "5", "--no-verify"}, "--no-verify needs --keys"},
     {{"--keys", "5", "--elements", "3", "--max-memory", "12X"},
      "--max-memory: '12X' has an unknown unit"},
@@ -637,8 +675,12 @@ TEST_CASE("flow-keyed: under ulimit -v, keyed state that cannot grow fails "
           "with out_of_memory and exit 1, and --max-memory keeps memory "
           "bounded",
           "[apps][flow-keyed][keys][spill]") {
+  // One manager shard: the manager's one table is then the allocation that
+  // fails. Split over shards, the tables grow in smaller steps, and which
+  // allocation meets the limit first (a shard's table, or a generator's
+  // next batch: source_failed) depends on timing.
   const std::string keys = "--keys 4000000 --elements 8000000 --summary "
-                           "--json --no-verify --reducers 2";
+                           "--json --no-verify --reducers 2 --shards 1";
   // About 200 MB of address space, with the threads' stacks (one
   // scheduler thread per core) and malloc's arenas kept small so that the
   // limit does not depend on the core count: the 3.5 million keys' table

@@ -136,6 +136,17 @@ struct options {
   /// are strings or composite, or carry aggregator states, are not spilled
   /// (a warning says so). The bound is at least about 64 KiB (1024 keys).
   std::uint64_t max_memory = 0;
+  /// Manager shards (docs/architecture.md, "Manager shards"): with 2 or
+  /// more, the keyed state is split by key hash over that many shard
+  /// actors, and the manager routes each merged partial's keys to them, so
+  /// that merging -- the manager's serial work, which bounds jobs with many
+  /// keys -- runs on every core. The manager still applies each batch once,
+  /// accounts for every element and answers snapshots (consistent as
+  /// before: every batch counted in a snapshot is in its keys, no other).
+  /// Results are identical for any number. 0: default_manager_shards();
+  /// 1: the manager holds the keys itself; with `max_memory` the keys are
+  /// not sharded (the manager spills its own table). At most 256.
+  std::size_t manager_shards = 0;
   /// The directory of `max_memory`'s runs; empty: `$TMPDIR`, else `/tmp`.
   /// A job whose directory cannot hold a file fails at the start with
   /// errc::invalid_config.
@@ -156,5 +167,10 @@ std::string spill_dir_error(const options& opts);
 /// The number of reducer actors a job gets when options::reducers is 0: one
 /// per hardware thread (at least 1). Programs use it for their defaults too.
 std::size_t default_reducers() noexcept;
+
+/// The number of manager shards a job gets when options::manager_shards is
+/// 0: one per hardware thread, at most 16 (1 on one hardware thread, where
+/// shards could not merge in parallel).
+std::size_t default_manager_shards() noexcept;
 
 } // namespace flow

@@ -163,6 +163,13 @@ public:
     return *this;
   }
 
+  /// Sets the number of manager shards (options::manager_shards; 0:
+  /// default_manager_shards(), 1: none).
+  pipeline& manager_shards(std::size_t n) noexcept {
+    spec_.opts.manager_shards = n;
+    return *this;
+  }
+
   /// Sets the credit: the most batches one generator may have in flight.
   pipeline& credits(std::size_t n) noexcept {
     spec_.opts.credits = n;

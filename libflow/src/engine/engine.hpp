@@ -98,6 +98,11 @@ caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
 caf::actor spawn_sink(caf::local_actor* parent, caf::actor manager,
                       std::shared_ptr<any_sink> snk);
 
+/// Spawns manager shard `index` of the job whose manager is `parent`
+/// (options::manager_shards): it merges the keys the manager routes to it.
+caf::actor spawn_shard(caf::local_actor* parent, caf::actor manager,
+                       std::uint32_t index);
+
 /// Spawns the manager of the job described by `spec`, which spawns the rest
 /// and completes `impl` when the job ends.
 /// Folds a small job on the calling thread (see options::inline_elements)

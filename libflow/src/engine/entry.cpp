@@ -39,6 +39,9 @@ caf::error validate(const job_spec& spec) {
     return make_error(errc::invalid_config,
                       "speculation needs a floor above 0 and a multiplier of "
                       "at least 1");
+  if (spec.opts.manager_shards > 256)
+    return make_error(errc::invalid_config,
+                      "manager_shards must be at most 256");
   if (spec.opts.max_memory > 0) {
     // Checked before any work: a job that could not spill would fail late.
     if (auto err = spill_dir_error(spec.opts); !err.empty())
@@ -65,6 +68,8 @@ job start_job(caf::actor_system& sys, job_spec spec) {
     return std::move(*j);
   if (spec.opts.reducers == 0)
     spec.opts.reducers = default_reducers();
+  if (spec.opts.manager_shards == 0)
+    spec.opts.manager_shards = default_manager_shards();
   auto impl = std::make_shared<job_impl>();
   impl->sys = &sys;
   impl->reducer_name = spec.reducer_name;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <new>
@@ -40,20 +41,62 @@ namespace {
 /// The job's result. `consume` (the last call, nothing reads the keys
 /// after it) moves the keyed aggregates out of the manager's map instead of
 /// copying them, node by node, so the keys are not held twice at the end.
+/// How many sources carry each label (key_result::sources).
+std::unordered_map<flow::key, std::uint64_t>
+label_counts(const manager_state& st) {
+  std::unordered_map<flow::key, std::uint64_t> labels;
+  for (auto& src : st.sources)
+    if (src.labeled)
+      ++labels[src.label];
+  return labels;
+}
+
+/// Hands key `k` of the last result to options::on_result_key. Only the
+/// user's function is guarded: what it throws fails the job
+/// (check_complete), and no key goes to it after a throw.
+void emit_key(manager_state& st, const key_result& k) {
+  if (!st.result_key_error.empty())
+    return;
+  try {
+    st.opts.on_result_key(k);
+  } catch (const std::exception& e) {
+    st.result_key_error = e.what();
+  } catch (...) {
+    st.result_key_error = "unknown exception";
+  }
+}
+
+/// The figures of a result that are the manager's alone (not its keys).
+void add_figures(const manager_state& st, job_result& res) {
+  res.rejections.assign(st.reasons.begin(), st.reasons.end());
+  res.peak_in_flight = st.peak_in_flight;
+  res.written = st.written;
+  res.reducers_replaced = st.reducers_replaced;
+  res.speculated = st.speculated;
+  res.speculation_won = st.speculation_won;
+  res.partials = st.partials;
+  res.dead_letters = st.dead_letters;
+  res.retried = st.retried;
+  res.remote_batches = st.remote_batches;
+}
+
 job_result make_result(manager_state& st, bool final, bool consume = false) {
   job_result res;
   res.final = final;
   res.sources = st.sources.size();
-  std::unordered_map<flow::key, std::uint64_t> labels;
   for (auto& src : st.sources) {
     res.emitted += src.emitted;
     res.aggregated += src.aggregated;
     res.rejected += src.rejected;
     res.dead_lettered += src.dead;
     res.batches += src.merged;
-    if (src.labeled)
-      ++labels[src.label];
   }
+  if (!st.shards.empty()) {
+    // The keys are the shards': gather_keys adds them (attach_keys).
+    add_figures(st, res);
+    return res;
+  }
+  auto labels = label_counts(st);
   auto sources_of = [&](const flow::key& k) -> std::uint64_t {
     if (labels.empty())
       return 0;
@@ -63,25 +106,12 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
   res.key_count = st.ints.size() + st.aggregates.size();
   // The last result may go key by key to on_result_key: then no vector of
   // every key is built beside the keyed state.
-  auto& stream = st.opts.on_result_key;
-  bool streaming = consume && stream;
+  bool streaming = consume && st.opts.on_result_key;
   if (consume) {
     st.keys_at_end = res.key_count;
     st.consumed = true;
   }
-  // Only the user's function is guarded: what it throws fails the job
-  // (check_complete), and no key goes to it after a throw.
-  auto emit = [&](const key_result& k) {
-    if (!st.result_key_error.empty())
-      return;
-    try {
-      stream(k);
-    } catch (const std::exception& e) {
-      st.result_key_error = e.what();
-    } catch (...) {
-      st.result_key_error = "unknown exception";
-    }
-  };
+  auto emit = [&](const key_result& k) { emit_key(st, k); };
   // An integer key of the last result, in key order: streamed or kept.
   auto put = [&](const int_entry& e) {
     flow::key k{e.key};
@@ -168,17 +198,25 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
       res.keys = std::vector<key_result>{};
     }
   }
-  res.rejections.assign(st.reasons.begin(), st.reasons.end());
-  res.peak_in_flight = st.peak_in_flight;
-  res.written = st.written;
-  res.reducers_replaced = st.reducers_replaced;
-  res.speculated = st.speculated;
-  res.speculation_won = st.speculation_won;
-  res.partials = st.partials;
-  res.dead_letters = st.dead_letters;
-  res.retried = st.retried;
-  res.remote_batches = st.remote_batches;
+  add_figures(st, res);
   return res;
+}
+
+/// Puts the keys gathered from the shards (sorted) into `res`, made by
+/// make_result when they were asked for; `consume`: the last result.
+void attach_keys(manager_state& st, job_result& res,
+                 std::vector<key_result>&& keys, bool consume) {
+  auto labels = label_counts(st);
+  if (!labels.empty())
+    for (auto& k : keys)
+      if (auto i = labels.find(k.key); i != labels.end())
+        k.sources = i->second;
+  res.key_count = keys.size();
+  if (consume) {
+    st.keys_at_end = res.key_count;
+    st.consumed = true;
+  }
+  res.keys = std::move(keys);
 }
 
 // -- statistics ----------------------------------------------------------------
@@ -288,6 +326,8 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   xs->keys = st.consumed ? st.keys_at_end
                          : st.ints.size() + st.aggregates.size()
                              + (st.runs ? st.runs->entries() : 0);
+  for (auto n : st.shard_key_counts)
+    xs->keys += st.consumed ? 0 : n;
   xs->written = st.written;
   xs->sink = st.sink_name;
   xs->outputs = st.outputs;
@@ -319,6 +359,13 @@ void on_stats_tick(manager_actor_t* self) {
   if (st.finished)
     return;
   publish_stats(st);
+  // The shards' key counts, for the next publication.
+  for (std::size_t i = 0; i < st.shards.size(); ++i)
+    self->request(st.shards[i], caf::infinite, shard_count_atom::value)
+      .then([self, i](std::uint64_t n) {
+        self->state.shard_key_counts[i] = n;
+      },
+            [](caf::error&) {});
   self->delayed_send(self, st.opts.stats_interval, stats_atom::value);
 }
 
@@ -372,6 +419,11 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
     self->send_exit(r.handle, caf::exit_reason::user_shutdown);
     ++st.awaiting;
   }
+  // Shards run user code too (aggregator states' merge).
+  for (auto& shard : st.shards) {
+    self->send_exit(shard, caf::exit_reason::user_shutdown);
+    ++st.awaiting;
+  }
   st.pending.clear();
   st.queue.clear();
   if (st.sink) {
@@ -387,6 +439,13 @@ void finish(manager_actor_t* self, caf::expected<job_result> res) {
     }
   }
   st.deferred = std::move(res);
+  for (auto& rp : st.snapshot_waiters) {
+    if (st.deferred)
+      rp.deliver(*st.deferred);
+    else
+      rp.deliver(st.deferred.error());
+  }
+  st.snapshot_waiters.clear();
   if (st.awaiting > 0)
     self->delayed_send(self, std::chrono::seconds(1), linger_atom::value);
   deliver_if_quiet(self);
@@ -684,12 +743,310 @@ std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
   return std::nullopt;
 }
 
+// -- manager shards ----------------------------------------------------------
+
+/// Calls `f` on the keys of the sorted `parts`, moved out, in key order.
+template <class F>
+void for_each_merged(std::vector<std::vector<key_result>>& parts, F&& f) {
+  // A heap of the parts' heads (at most 256 parts).
+  std::vector<std::pair<std::size_t, std::size_t>> heads; // part, position
+  auto later = [&](const std::pair<std::size_t, std::size_t>& x,
+                   const std::pair<std::size_t, std::size_t>& y) {
+    return parts[y.first][y.second].key < parts[x.first][x.second].key;
+  };
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    if (!parts[i].empty())
+      heads.emplace_back(i, 0);
+  std::make_heap(heads.begin(), heads.end(), later);
+  while (!heads.empty()) {
+    std::pop_heap(heads.begin(), heads.end(), later);
+    auto [i, pos] = heads.back();
+    f(std::move(parts[i][pos]));
+    if (pos + 1 < parts[i].size()) {
+      heads.back().second = pos + 1;
+      std::push_heap(heads.begin(), heads.end(), later);
+    } else {
+      heads.pop_back();
+      parts[i] = std::vector<key_result>{};
+    }
+  }
+}
+
+/// Calls `f` on the keys the shards gave, moved out, in key order.
+template <class F>
+void for_each_merged(std::vector<shard_keys>& all, F&& f) {
+  bool compact = std::all_of(all.begin(), all.end(), [](const shard_keys& x) {
+    return x.keys.empty();
+  });
+  if (compact) {
+    // Every shard's keys are integers: merged as such, made key_results
+    // one by one.
+    using head = std::pair<std::size_t, std::size_t>; // part, position
+    std::vector<head> heads;
+    auto at = [&](const head& h) -> const int_entry& {
+      return all[h.first].ints_begin()[h.second];
+    };
+    auto later = [&](const head& x, const head& y) {
+      return at(y).key < at(x).key;
+    };
+    for (std::size_t i = 0; i < all.size(); ++i)
+      if (all[i].int_count() > 0)
+        heads.emplace_back(i, 0);
+    std::make_heap(heads.begin(), heads.end(), later);
+    while (!heads.empty()) {
+      std::pop_heap(heads.begin(), heads.end(), later);
+      auto [i, pos] = heads.back();
+      auto& e = at(heads.back());
+      f(key_result{flow::key{e.key}, e.to_aggregate(), 0});
+      if (pos + 1 < all[i].int_count()) {
+        heads.back().second = pos + 1;
+        std::push_heap(heads.begin(), heads.end(), later);
+      } else {
+        heads.pop_back();
+        all[i].ints.reset();
+      }
+    }
+    return;
+  }
+  std::vector<std::vector<key_result>> parts;
+  parts.reserve(all.size());
+  for (auto& x : all) {
+    if (x.int_count() > 0) {
+      // A shard still compact beside one that is not (keys of int and
+      // other kinds): its keys as key_results.
+      x.keys.reserve(x.int_count());
+      auto* e = x.ints_begin();
+      for (std::size_t i = 0; i < x.int_count(); ++i)
+        x.keys.push_back({flow::key{e[i].key}, e[i].to_aggregate(), 0});
+      x.ints.reset();
+    }
+    parts.push_back(std::move(x.keys));
+  }
+  for_each_merged(parts, std::forward<F>(f));
+}
+
+/// The shards' keys, sorted per shard, or why a shard could not give them.
+using shard_parts = caf::expected<std::vector<shard_keys>>;
+
+/// Asks every shard for its keys and calls `then(shard_parts)` once all
+/// answered. A shard handles its messages in order, so its answer holds
+/// exactly the keys the manager routed to it before this call: those of the
+/// batches counted in a result made now (what makes snapshots consistent).
+void gather_keys(manager_actor_t* self, bool consume, bool check,
+                 std::function<void(shard_parts)> then) {
+  auto& st = self->state;
+  struct gathered {
+    std::vector<shard_keys> parts;
+    std::size_t left = 0;
+    caf::error err;
+    std::function<void(shard_parts)> then;
+  };
+  auto acc = std::make_shared<gathered>();
+  acc->parts.resize(st.shards.size());
+  acc->left = st.shards.size();
+  acc->then = std::move(then);
+  auto one_done = [acc] {
+    if (--acc->left > 0)
+      return;
+    if (acc->err)
+      acc->then(std::move(acc->err));
+    else
+      acc->then(std::move(acc->parts));
+  };
+  for (std::size_t i = 0; i < st.shards.size(); ++i)
+    self->request(st.shards[i], caf::infinite, shard_collect{consume, check})
+      .then(
+        [acc, i, one_done](shard_keys& k) {
+          acc->parts[i] = std::move(k);
+          one_done();
+        },
+        [acc, one_done](caf::error& e) {
+          if (!acc->err)
+            acc->err = std::move(e);
+          one_done();
+        });
+}
+
+/// Puts the gathered `parts` into `res` (attach_keys); false, with the
+/// reason in `why`, when memory ran out.
+bool attach_parts(manager_state& st, job_result& res,
+                  std::vector<shard_keys>& parts, bool consume,
+                  caf::error& why) {
+  try {
+    std::size_t n = 0;
+    for (auto& part : parts)
+      n += part.int_count() + part.keys.size();
+    if (consume && st.opts.on_result_key) {
+      // Streamed straight from the shards' parts, no vector of every key.
+      res.key_count = n;
+      st.keys_at_end = n;
+      st.consumed = true;
+      auto labels = label_counts(st);
+      for_each_merged(parts, [&](key_result&& k) {
+        if (auto i = labels.find(k.key); i != labels.end())
+          k.sources = i->second;
+        emit_key(st, k);
+      });
+      return true;
+    }
+    std::vector<key_result> keys;
+    keys.reserve(n);
+    for_each_merged(parts,
+                    [&](key_result&& k) { keys.push_back(std::move(k)); });
+    attach_keys(st, res, std::move(keys), consume);
+    return true;
+  } catch (const std::exception& e) {
+    why = make_error(errc::out_of_memory,
+                     std::string{"the result could not be built: "}
+                       + e.what());
+    return false;
+  }
+}
+
+/// Completes `res`, made by make_result, with the keys and hands it to
+/// `then`: at once when the manager holds the keys, once the shards have
+/// answered otherwise. For a result that ends the job (a stopped job's, the
+/// last): a shard's error, or memory, fails the job instead.
+void with_keys(manager_actor_t* self, job_result res, bool consume,
+               bool check, std::function<void(job_result)> then) {
+  auto& st = self->state;
+  if (st.shards.empty()) {
+    then(std::move(res));
+    return;
+  }
+  st.gathering = true;
+  st.consuming = consume;
+  auto shared = std::make_shared<job_result>(std::move(res));
+  gather_keys(self, consume, check,
+              [self, shared, consume, then](shard_parts parts) {
+                auto& st = self->state;
+                st.gathering = false;
+                st.consuming = false;
+                if (st.finished)
+                  return;
+                if (!parts) {
+                  finish(self, std::move(parts.error()));
+                  return;
+                }
+                caf::error why;
+                if (!attach_parts(st, *shared, *parts, consume, why)) {
+                  finish(self, std::move(why));
+                  return;
+                }
+                then(std::move(*shared));
+              });
+}
+
+/// The shard of integer key `k` among `n`: from the hash's high bits (the
+/// shards' tables index by its low bits).
+std::size_t shard_of(std::int64_t k, std::size_t n) noexcept {
+  return static_cast<std::size_t>(
+    ((mix64(static_cast<std::uint64_t>(k)) >> 32) * n) >> 32);
+}
+
+/// The shard of key `k` among `n`; an integer key goes where it would as
+/// an `int_entry`.
+std::size_t shard_of(const flow::key& k, std::size_t n) noexcept {
+  if (k.is_int())
+    return shard_of(k.as_int(), n);
+  return static_cast<std::size_t>(
+    ((mix64(static_cast<std::uint64_t>(k.hash())) >> 32) * n) >> 32);
+}
+
+/// Sends the keys of partial `p`, whose batch was applied once, to the
+/// shards they hash to.
+void route_keys(manager_actor_t* self, partial_msg& p,
+                const std::string& what) {
+  auto& st = self->state;
+  auto n = st.shards.size();
+  std::vector<shard_merge> parts(n);
+  // The integer keys grouped by shard in place (an American flag sort),
+  // then shared: no copy of the partial's entries.
+  auto& xs = p.ints;
+  std::vector<std::size_t> next(n + 1, 0);
+  for (auto& e : xs)
+    ++next[shard_of(e.key, n) + 1];
+  for (std::size_t i = 0; i < n; ++i)
+    next[i + 1] += next[i];
+  std::vector<std::size_t> ends(next.begin() + 1, next.end());
+  for (std::size_t b = 0; b < n; ++b) {
+    parts[b].begin = next[b];
+    parts[b].end = ends[b];
+  }
+  for (std::size_t b = 0; b < n; ++b) {
+    while (next[b] < ends[b]) {
+      auto t = shard_of(xs[next[b]].key, n);
+      if (t == b)
+        ++next[b];
+      else
+        std::swap(xs[next[b]], xs[next[t]++]);
+    }
+  }
+  auto block = std::make_shared<const std::vector<int_entry>>(std::move(xs));
+  for (auto& x : p.entries)
+    parts[shard_of(x.first, n)].entries.push_back(std::move(x));
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& part = parts[i];
+    if (part.int_count() == 0 && part.entries.empty())
+      continue;
+    if (part.int_count() > 0)
+      part.block = block;
+    part.what = what;
+    self->send(st.shards[i], std::move(part));
+    ++st.shard_backlog;
+  }
+}
+
+void return_credit(manager_actor_t* self, std::uint32_t source);
+
+/// A shard merged one shard_merge: credits held back for the shards go
+/// out while the backlog is within its window.
+void on_shard_done(manager_actor_t* self) {
+  auto& st = self->state;
+  if (st.shard_backlog > 0)
+    --st.shard_backlog;
+  while (!st.owed.empty() && st.shard_backlog <= st.shard_window) {
+    auto source = st.owed.front();
+    st.owed.pop_front();
+    return_credit(self, source);
+  }
+}
+
+/// A shard failed to merge: the job fails.
+void on_shard_failed(manager_actor_t* self, shard_failed& f) {
+  if (self->state.finished)
+    return;
+  logger()->debug("manager shard {}: {}", f.shard, describe(f.reason));
+  finish(self, std::move(f.reason));
+}
+
+/// Delivers the last result: to the sink's commit first, if the job has a
+/// sink that has not committed yet.
+void deliver_final(manager_actor_t* self, job_result res) {
+  auto& st = self->state;
+  if (!st.result_key_error.empty()) {
+    fail(self, errc::sink_failed,
+         "options::on_result_key threw: " + st.result_key_error);
+    return;
+  }
+  if (st.sink && !st.committed) {
+    // Every row is written: make them visible at once (the sink gets the
+    // final aggregates to store alongside), then deliver.
+    st.committing = true;
+    self->send(st.sink, commit_atom::value, res);
+    return;
+  }
+  logger()->debug("job complete: {} elements in {} batches from {} sources",
+                  res.emitted, res.batches, res.sources);
+  finish(self, std::move(res));
+}
+
 /// Completes the job once every source has ended and every batch is merged,
 /// after checking that every element is accounted for.
 void check_complete(manager_actor_t* self) {
   auto& st = self->state;
   if (st.finished || !st.pending.empty() || !st.unwritten.empty()
-      || st.committing)
+      || st.committing || st.gathering)
     return;
   if (!st.stopping)
     for (auto& src : st.sources)
@@ -726,31 +1083,20 @@ void check_complete(manager_actor_t* self) {
     if (!res)
       return;
     res->partial = true;
-    logger()->info("job stopped: {} elements accounted for", res->emitted);
-    finish(self, std::move(*res));
+    with_keys(self, std::move(*res), false, false, [self](job_result r) {
+      logger()->info("job stopped: {} elements accounted for", r.emitted);
+      finish(self, std::move(r));
+    });
     return;
   }
   // Without a commit to come (or once it is done), this is the last
   // result: the keys move out of the map.
-  auto built = result_or_fail(self, true, !st.sink || st.committed);
+  bool consume = !st.sink || st.committed;
+  auto built = result_or_fail(self, true, consume);
   if (!built)
     return;
-  auto& res = *built;
-  if (!st.result_key_error.empty()) {
-    fail(self, errc::sink_failed,
-         "options::on_result_key threw: " + st.result_key_error);
-    return;
-  }
-  if (st.sink && !st.committed) {
-    // Every row is written: make them visible at once (the sink gets the
-    // final aggregates to store alongside), then deliver.
-    st.committing = true;
-    self->send(st.sink, commit_atom::value, res);
-    return;
-  }
-  logger()->debug("job complete: {} elements in {} batches from {} sources",
-                  res.emitted, res.batches, res.sources);
-  finish(self, std::move(res));
+  with_keys(self, std::move(*built), consume, true,
+            [self](job_result r) { deliver_final(self, std::move(r)); });
 }
 
 /// Keeps (up to the limit) and hands on the dead letters of a merged batch.
@@ -852,7 +1198,13 @@ void release_abandoned(manager_actor_t* self, batch_id id) {
 
 /// Returns one credit to the generator of `source`.
 void return_credit(manager_actor_t* self, std::uint32_t source) {
-  auto& src = self->state.sources[source];
+  auto& st = self->state;
+  if (st.shard_backlog > st.shard_window && !st.shards.empty()) {
+    // The shards lag behind: the credit waits for them (on_shard_done).
+    st.owed.push_back(source);
+    return;
+  }
+  auto& src = st.sources[source];
   --src.held;
   if (src.waiting) {
     // The source waited for this credit since its last batch.
@@ -1047,6 +1399,11 @@ bool go_general(manager_actor_t* self) {
 template <class What>
 bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   auto& st = self->state;
+  if (!st.shards.empty()) {
+    // The shards merge (and go general) for themselves.
+    route_keys(self, p, what());
+    return true;
+  }
   // A key of this partial that must go to the general map moves the job
   // there before anything of the partial is merged: with a bound, before
   // its integer keys could be spilled (after which it could not go).
@@ -1596,6 +1953,14 @@ void on_down(manager_actor_t* self, caf::down_msg& dm) {
       return;
     }
   }
+  for (std::size_t i = 0; i < st.shards.size(); ++i) {
+    if (st.shards[i].address() == dm.source) {
+      fail(self, errc::actor_down,
+           "manager shard " + std::to_string(i)
+             + " terminated: " + caf::to_string(dm.reason));
+      return;
+    }
+  }
   for (std::size_t i = 0; i < st.reducers.size(); ++i) {
     auto& r = st.reducers[i];
     if (!r.handle || r.handle.address() != dm.source)
@@ -1623,11 +1988,37 @@ caf::result<job_result> on_snapshot(manager_actor_t* self) {
       return *st.deferred;
     return st.deferred.error();
   }
+  if (st.consuming) {
+    // The last result empties the shards: answer with the outcome.
+    auto rp = self->make_response_promise();
+    st.snapshot_waiters.push_back(rp);
+    return rp;
+  }
   caf::error why;
   auto res = result_or_fail(self, false, false, &why, true);
   if (!res)
     return why;
-  return std::move(*res);
+  if (st.shards.empty())
+    return std::move(*res);
+  auto rp = self->make_response_promise<job_result>();
+  auto shared = std::make_shared<job_result>(std::move(*res));
+  gather_keys(self, false, false, [self, rp, shared](shard_parts parts) mutable {
+    auto& st = self->state;
+    caf::error err;
+    if (!parts)
+      err = std::move(parts.error());
+    else
+      attach_parts(st, *shared, *parts, false, err);
+    if (err) {
+      // A snapshot that fails changes nothing: it fails alone.
+      logger()->warn("a snapshot failed: {}", describe(err));
+      note_error(st, "a snapshot failed: " + describe(err));
+      rp.deliver(std::move(err));
+      return;
+    }
+    rp.deliver(std::move(*shared));
+  });
+  return rp;
 }
 
 /// job::cancel: fail at once.
@@ -1658,7 +2049,7 @@ void on_stop(manager_actor_t* self, std::uint64_t drain_ms) {
 /// how much was abandoned.
 void on_drain_timeout(manager_actor_t* self) {
   auto& st = self->state;
-  if (st.finished)
+  if (st.finished || st.gathering)
     return;
   auto res = result_or_fail(self, false);
   if (!res)
@@ -1668,7 +2059,10 @@ void on_drain_timeout(manager_actor_t* self) {
     res->abandoned += entry.msg.items.size;
   logger()->warn("drain timed out: {} elements in {} batches abandoned",
                  res->abandoned, st.pending.size());
-  finish(self, std::move(*res));
+  // Batches merged while the shards answer are in neither the figures nor
+  // the keys.
+  with_keys(self, std::move(*res), false, false,
+            [self](job_result r) { finish(self, std::move(r)); });
 }
 
 /// A worker node lends the job a reducer.
@@ -1699,6 +2093,23 @@ void on_linger(manager_actor_t* self) {
 
 // The manager monitors every actor it spawns, so that an actor that dies
 // without reporting its work fails the job instead of hanging it.
+
+/// Spawns the manager shards (options::manager_shards), if any.
+void start_shards(manager_actor_t* self) {
+  auto& st = self->state;
+  // Spilling (max_memory) works on the manager's own table.
+  if (st.opts.manager_shards < 2 || st.runs)
+    return;
+  for (std::size_t i = 0; i < st.opts.manager_shards; ++i) {
+    auto s = spawn_shard(self, caf::actor{self},
+                         static_cast<std::uint32_t>(i));
+    self->monitor(s);
+    st.shards.push_back(std::move(s));
+  }
+  st.shard_key_counts.assign(st.shards.size(), 0);
+  // About two partials per shard may wait at the shards.
+  st.shard_window = 2 * st.shards.size();
+}
 
 /// Spawns the local reducer pool.
 void start_reducers(manager_actor_t* self) {
@@ -1769,6 +2180,7 @@ caf::behavior manager_actor(manager_actor_t* self,
   // Without a sink: rows and dead letters go out per batch, so batches
   // folded together could not be written apart.
   st.combine = st.sink ? 1 : std::max<std::size_t>(1, st.opts.combine_batches);
+  start_shards(self);
   start_reducers(self);
   start_generators(self, *spec);
   start_sink(self, *spec);
@@ -1800,6 +2212,8 @@ caf::behavior manager_actor(manager_actor_t* self,
     [=](const source_done& d) { on_source_done(self, d); },
     [=](source_failed& f) { on_source_failed(self, f); },
     [=](const batch_failed& f) { on_batch_failed(self, f); },
+    [=](shard_failed& f) { on_shard_failed(self, f); },
+    [=](shard_done_atom) { on_shard_done(self); },
     [=](snapshot_atom) -> caf::result<job_result> {
       return on_snapshot(self);
     },

@@ -20,6 +20,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include "engine.hpp"
@@ -237,6 +238,26 @@ struct manager_state {
   double reduce_seconds = 0;
   /// The last few warnings and errors, oldest first.
   std::deque<std::string> recent_errors;
+  // -- manager shards (options::manager_shards) --
+  /// The shards that hold the keyed state; empty: the manager holds it.
+  std::vector<caf::actor> shards;
+  /// How many keys each shard held when it last said (statistics).
+  std::vector<std::uint64_t> shard_key_counts;
+  /// The keys of a result that ends the job are being gathered from the
+  /// shards (a stopped job's, or the last); `consuming`: the last one,
+  /// which empties them.
+  bool gathering = false;
+  bool consuming = false;
+  /// Flow control: shard_merge messages sent and not yet merged, and the
+  /// most there may be before merged batches' credits are held back (in
+  /// `owed`, by source, paid as the shards catch up), so that keys queued
+  /// at slow shards stay bounded like batches in flight.
+  std::size_t shard_backlog = 0;
+  std::size_t shard_window = 0;
+  std::deque<std::uint32_t> owed;
+  /// Snapshots asked while the last result's keys were gathered: answered
+  /// with the job's outcome, as after its end.
+  std::vector<caf::response_promise> snapshot_waiters;
   /// What to deliver once the aborting sink is down (an error, or the
   /// partial result of a stopped job).
   caf::expected<job_result> deferred{caf::error{}};

@@ -18,10 +18,12 @@
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/sec.hpp>
 
 #include "flow/aggregate.hpp"
+#include "flow/detail/int_table.hpp"
 #include "flow/detail/job_spec.hpp"
 #include "flow/error.hpp"
 #include "flow/key.hpp"
@@ -53,6 +55,10 @@ using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
 using stats_atom = caf::atom_constant<caf::atom("f_stats")>;
 /// manager -> itself: look for batches held too long (options::speculation).
 using speculate_atom = caf::atom_constant<caf::atom("f_spec")>;
+/// manager -> manager shard (a request): how many keys it holds.
+using shard_count_atom = caf::atom_constant<caf::atom("f_shardn")>;
+/// manager shard -> manager: one shard_merge is merged (flow control).
+using shard_done_atom = caf::atom_constant<caf::atom("f_shardd")>;
 
 // -- messages -----------------------------------------------------------------
 
@@ -431,6 +437,111 @@ struct source_failed {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, source_failed& x) {
   return f(caf::meta::type_name("flow.source_failed"), x.source, x.reason);
+}
+
+// -- manager shards (options::manager_shards) -----------------------------------
+
+/// manager -> manager shard: the keys of one merged partial that hash to
+/// this shard. The manager applied the batch id once before it routed them,
+/// so a shard merges what it gets without a check of its own.
+struct shard_merge {
+  /// The batch (or batches) the keys come from, for an error message.
+  std::string what;
+  /// Integer keys with the built-in aggregate only: positions `begin` to
+  /// `end` of `block`, the partial's own entries, grouped by shard and
+  /// shared by the shards (locally nothing is copied).
+  std::shared_ptr<const std::vector<int_entry>> block;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+  /// The other keys.
+  std::vector<partial::entry> entries;
+  /// The integer keys.
+  const int_entry* ints() const noexcept {
+    return block ? block->data() + begin : nullptr;
+  }
+  /// Number of integer keys.
+  std::size_t int_count() const noexcept {
+    return static_cast<std::size_t>(end - begin);
+  }
+};
+
+/// Serialises the shard's range of integer keys by value (a remote shard
+/// cannot share our memory).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_merge& x) {
+  std::vector<int_entry> ints;
+  if constexpr (Inspector::reads_state)
+    if (x.block)
+      ints.assign(x.ints(), x.ints() + x.int_count());
+  auto publish = caf::meta::load_callback([&]() -> caf::error {
+    x.begin = 0;
+    x.end = ints.size();
+    x.block = std::make_shared<const std::vector<int_entry>>(std::move(ints));
+    return caf::error{};
+  });
+  return f(caf::meta::type_name("flow.shard_merge"), x.what, ints, x.entries,
+           publish);
+}
+
+/// manager -> manager shard (a request, answered with shard_keys): its keys
+/// for a result. `consume`: the last result, the keys move out; `check`:
+/// the final result, whose aggregator states must be in their exact range.
+struct shard_collect {
+  bool consume = false;
+  bool check = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_collect& x) {
+  return f(caf::meta::type_name("flow.shard_collect"), x.consume, x.check);
+}
+
+/// manager shard -> manager: its keys, sorted (their source counts are the
+/// manager's to fill in): compact while every key of the shard is an
+/// integer of the built-in aggregate (`ints`: the shard's own table, sorted,
+/// handed over without a copy), else `keys`.
+struct shard_keys {
+  std::shared_ptr<const int_table> ints;
+  std::vector<key_result> keys;
+  /// The integer keys, sorted.
+  const int_entry* ints_begin() const noexcept {
+    return ints ? ints->begin() : nullptr;
+  }
+  /// Number of integer keys.
+  std::size_t int_count() const noexcept {
+    return ints ? ints->size() : 0;
+  }
+};
+
+/// Serialises the integer keys by value.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_keys& x) {
+  std::vector<int_entry> ints;
+  if constexpr (Inspector::reads_state)
+    ints.assign(x.ints_begin(), x.ints_begin() + x.int_count());
+  auto publish = caf::meta::load_callback([&]() -> caf::error {
+    // Sorted, and unique: inserted in order, the table keeps that order.
+    auto t = std::make_shared<int_table>();
+    t->reserve(ints.size());
+    for (auto& e : ints)
+      if (!t->merge(e))
+        return make_error(errc::protocol_violation, "a shard's keys repeat");
+    x.ints = std::move(t);
+    return caf::error{};
+  });
+  return f(caf::meta::type_name("flow.shard_keys"), ints, x.keys, publish);
+}
+
+/// manager shard -> manager: a merge failed (overflow, memory, an
+/// aggregator state's merge that threw); the job fails with `reason`.
+struct shard_failed {
+  std::uint32_t shard = 0;
+  caf::error reason;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_failed& x) {
+  return f(caf::meta::type_name("flow.shard_failed"), x.shard, x.reason);
 }
 
 } // namespace flow::detail
