@@ -28,7 +28,8 @@ void declare_pipeline_options(arg_parser& args, const std::string& batch) {
   args.value("shards", "N",
              "manager shards: the keyed state split by key hash over N "
              "actors that merge in parallel (faster with many keys); 1: the "
-             "manager holds it; 0 = one per hardware thread, at most 16",
+             "manager holds it; 0 = one per hardware thread (at most 16) if "
+             "the keys are integers summed, else 1",
              "0");
   args.value("on-failure", "POLICY",
              "when the reducer throws on a batch: fail (end the job), "

@@ -378,3 +378,56 @@ TEST_CASE("shards: more than 256 shards are refused at setup, and a bounded "
   CHECK(a.balanced());
   check_same(a.keys, b.keys);
 }
+
+TEST_CASE("shards: by default a job keeps shards for integer keys and stops "
+          "them at its first partial of other keys, with the same results",
+          "[shards][stats]") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  // Endless sources, stopped once the first partial is merged: the
+  // statistics then say how many shards hold the keys.
+  auto shards_after_first = [&](bool strings, std::size_t asked) {
+    flow::options opts;
+    opts.manager_shards = asked;
+    opts.stats_interval = 5ms;
+    auto j = flow::pipeline<std::int64_t>{}
+               .with(opts)
+               .add(flow::from_range(0, std::int64_t{1} << 60))
+               .batch_size(1000)
+               .reduce(flow::per_element<std::int64_t>(
+                 [strings](std::int64_t i, flow::partial& out) {
+                   if (strings)
+                     out.add(key{"k" + std::to_string(i % 50)}, i % 7);
+                   else
+                     out.add(key{i % 50}, i % 7);
+                 }))
+               .start(sys);
+    REQUIRE(j);
+    std::uint64_t merged = 0;
+    flow::job_stats s;
+    for (int i = 0; i < 4000 && merged == 0; ++i) {
+      std::this_thread::sleep_for(5ms);
+      s = j->stats();
+      merged = s.sources.empty() ? 0 : s.sources[0].merged;
+    }
+    CHECK(merged > 0);
+    std::this_thread::sleep_for(20ms);
+    s = j->stats();
+    j->stop(10s);
+    REQUIRE(j->wait_for(60s));
+    auto res = test::ok(j->wait());
+    CHECK(res.partial);
+    CHECK(res.balanced());
+    std::uint64_t counted = 0;
+    for (auto& k : res.keys)
+      counted += k.agg.count;
+    CHECK(counted == res.aggregated);
+    CHECK(res.keys.size() == 50);
+    return s.manager_shards;
+  };
+  auto dflt = flow::default_manager_shards();
+  CHECK(shards_after_first(false, 0) == (dflt >= 2 ? dflt : 0));
+  CHECK(shards_after_first(true, 0) == 0);
+  CHECK(shards_after_first(true, 3) == 3);
+  CHECK(shards_after_first(false, 1) == 0);
+}

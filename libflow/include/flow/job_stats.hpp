@@ -119,6 +119,9 @@ struct job_stats {
   std::uint64_t reducers_replaced = 0;
   /// Worker nodes that lent reducers (gone ones too, with 0 reducers).
   std::vector<node_stats> nodes;
+  /// Manager shards holding the keys (options::manager_shards); 0 when the
+  /// manager holds them itself.
+  std::uint64_t manager_shards = 0;
   /// Keys the manager holds running aggregates for. With spilled runs
   /// (options::max_memory) a key counts once per run that holds it and once
   /// more if held in memory: an upper bound until the final merge.

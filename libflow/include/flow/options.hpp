@@ -143,9 +143,14 @@ struct options {
   /// keys -- runs on every core. The manager still applies each batch once,
   /// accounts for every element and answers snapshots (consistent as
   /// before: every batch counted in a snapshot is in its keys, no other).
-  /// Results are identical for any number. 0: default_manager_shards();
-  /// 1: the manager holds the keys itself; with `max_memory` the keys are
-  /// not sharded (the manager spills its own table). At most 256.
+  /// Results are identical for any number. 0 (the default):
+  /// default_manager_shards() shards if the job's first partial with keys
+  /// holds only integer keys of the built-in aggregate, else none (keys
+  /// that are strings or carry aggregator states measured slower merged on
+  /// shards: their state boxes' frees contend across threads). 1: the
+  /// manager holds the keys itself; 2 or more: that many, whatever the
+  /// keys. With `max_memory` the keys are not sharded (the manager spills
+  /// its own table). At most 256.
   std::size_t manager_shards = 0;
   /// The directory of `max_memory`'s runs; empty: `$TMPDIR`, else `/tmp`.
   /// A job whose directory cannot hold a file fails at the start with

@@ -163,8 +163,8 @@ public:
     return *this;
   }
 
-  /// Sets the number of manager shards (options::manager_shards; 0:
-  /// default_manager_shards(), 1: none).
+  /// Sets the number of manager shards (options::manager_shards; 0: the
+  /// default, sharded for integer keys only; 1: none).
   pipeline& manager_shards(std::size_t n) noexcept {
     spec_.opts.manager_shards = n;
     return *this;

@@ -68,8 +68,7 @@ job start_job(caf::actor_system& sys, job_spec spec) {
     return std::move(*j);
   if (spec.opts.reducers == 0)
     spec.opts.reducers = default_reducers();
-  if (spec.opts.manager_shards == 0)
-    spec.opts.manager_shards = default_manager_shards();
+
   auto impl = std::make_shared<job_impl>();
   impl->sys = &sys;
   impl->reducer_name = spec.reducer_name;

@@ -323,6 +323,7 @@ std::shared_ptr<job_stats> make_stats(const manager_state& st) {
   }
   xs->reducers_replaced = st.reducers_replaced;
   xs->nodes = node_stats_of(st);
+  xs->manager_shards = st.shards.size();
   xs->keys = st.consumed ? st.keys_at_end
                          : st.ints.size() + st.aggregates.size()
                              + (st.runs ? st.runs->entries() : 0);
@@ -1012,6 +1013,20 @@ void on_shard_done(manager_actor_t* self) {
   }
 }
 
+/// Stops the shards, which hold no key yet: the manager keeps the keys.
+void disband_shards(manager_actor_t* self) {
+  auto& st = self->state;
+  for (auto& shard : st.shards) {
+    // Not awaited (they never ran user code): their down messages must not
+    // count for the actors finish() waits for.
+    self->demonitor(shard);
+    self->send_exit(shard, caf::exit_reason::user_shutdown);
+  }
+  st.shards.clear();
+  st.shard_key_counts.clear();
+  logger()->debug("keys that are not compact: the manager keeps them");
+}
+
 /// A shard failed to merge: the job fails.
 void on_shard_failed(manager_actor_t* self, shard_failed& f) {
   if (self->state.finished)
@@ -1399,6 +1414,15 @@ bool go_general(manager_actor_t* self) {
 template <class What>
 bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
   auto& st = self->state;
+  if (st.auto_shards && (!p.ints.empty() || !p.entries.empty())) {
+    // The default decides at the first partial with keys: entries are keys
+    // that are not integers or carry aggregator states, whose state boxes
+    // merged on shard threads measured slower than in the manager (their
+    // frees contend for the reducers' malloc arenas; docs/benchmarks.md).
+    st.auto_shards = false;
+    if (!p.entries.empty())
+      disband_shards(self);
+  }
   if (!st.shards.empty()) {
     // The shards merge (and go general) for themselves.
     route_keys(self, p, what());
@@ -2097,10 +2121,13 @@ void on_linger(manager_actor_t* self) {
 /// Spawns the manager shards (options::manager_shards), if any.
 void start_shards(manager_actor_t* self) {
   auto& st = self->state;
+  auto n = st.opts.manager_shards == 0 ? default_manager_shards()
+                                       : st.opts.manager_shards;
   // Spilling (max_memory) works on the manager's own table.
-  if (st.opts.manager_shards < 2 || st.runs)
+  if (n < 2 || st.runs)
     return;
-  for (std::size_t i = 0; i < st.opts.manager_shards; ++i) {
+  st.auto_shards = st.opts.manager_shards == 0;
+  for (std::size_t i = 0; i < n; ++i) {
     auto s = spawn_shard(self, caf::actor{self},
                          static_cast<std::uint32_t>(i));
     self->monitor(s);

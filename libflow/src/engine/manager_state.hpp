@@ -241,6 +241,10 @@ struct manager_state {
   // -- manager shards (options::manager_shards) --
   /// The shards that hold the keyed state; empty: the manager holds it.
   std::vector<caf::actor> shards;
+  /// options::manager_shards was 0 (the default): the shards stay only if
+  /// the first partial with keys is compact (integer keys of the built-in
+  /// aggregate), decided there; else the manager keeps the keys.
+  bool auto_shards = false;
   /// How many keys each shard held when it last said (statistics).
   std::vector<std::uint64_t> shard_key_counts;
   /// The keys of a result that ends the job are being gathered from the
