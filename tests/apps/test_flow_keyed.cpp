@@ -617,7 +617,7 @@ TEST_CASE("flow-keyed: --max-memory leaves no file after SIGKILL or SIGINT",
            + "for i in $(seq 1 600); do grep -q spilled $e && break; "
              "sleep 0.05; done; "
              "open=$(ls -l /proc/$pid/fd | grep -c '" + dir.path
-           + "/flow-spill-.*(deleted)'); kill -" + sig
+           + "/.*(deleted)'); kill -" + sig
            + " $pid; wait $pid; rc=$?; rm -f $e; echo open $open rc $rc "
              "left $(ls -A "
            + dir.path + " | wc -l)";

@@ -55,7 +55,9 @@ struct temp_dir {
 /// /proc shows them as "... (deleted)").
 std::size_t open_spill_files(const fs::path& dir) {
   std::size_t n = 0;
-  auto prefix = (dir / "flow-spill-").string();
+  // Made without a name (O_TMPFILE), a file shows as "<dir>/#<inode>";
+  // named and unlinked (the fallback), as "<dir>/flow-spill-...".
+  auto prefix = dir.string() + "/";
   std::error_code ec;
   for (auto& e : fs::directory_iterator{"/proc/self/fd", ec}) {
     auto target = fs::read_symlink(e.path(), ec);

@@ -127,8 +127,9 @@ struct options {
   /// sorts them, writes them as one run to a temporary file in `spill_dir`
   /// and starts afresh; the final result merges the runs with what is held
   /// (docs/guarantees.md, "Bounded memory"). Results are identical with and
-  /// without it. The files are unlinked as soon as they are made, so they
-  /// vanish with the job however it ends, a SIGKILL included. Only the
+  /// without it. The files are made without a name (O_TMPFILE; where the
+  /// file system lacks it, named and unlinked at once), so they vanish with
+  /// the job however it ends, a SIGKILL included. Only the
   /// keyed state is bounded: a result collected in `job_result::keys` holds
   /// every key (use `on_result_key`), as do snapshots, the partial result
   /// of a stopped job and the result a sink commits; a small job folded on
