@@ -676,9 +676,10 @@ TEST_CASE("flow-keyed: under ulimit -v, keyed state that cannot grow fails "
           "bounded",
           "[apps][flow-keyed][keys][spill]") {
   // One manager shard: the manager's one table is then the allocation that
-  // fails. Split over shards, the tables grow in smaller steps, and which
-  // allocation meets the limit first (a shard's table, or a generator's
-  // next batch: source_failed) depends on timing.
+  // fails, which is what this checks. Split over shards, the tables grow in
+  // smaller steps, and which allocation meets the limit first (a shard's
+  // table, or a generator's next batch, also out_of_memory) depends on
+  // timing.
   const std::string keys = "--keys 4000000 --elements 8000000 --summary "
                            "--json --no-verify --reducers 2 --shards 1";
   // About 200 MB of address space, with the threads' stacks (one

@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -614,6 +615,24 @@ TEST_CASE("source: a callable that throws fails the job with source_failed",
   auto e = test::err(j->wait());
   CHECK(flow::code_of(e) == flow::errc::source_failed);
   CHECK_THAT(flow::describe(e), Catch::Contains("generator broke after five"));
+}
+
+TEST_CASE("source: a source that runs out of memory fails the job with "
+          "out_of_memory, not source_failed",
+          "[pipeline][errors]") {
+  int calls = 0;
+  auto e = test::err(
+    flow::pipeline<std::int64_t>{}
+      .add(flow::from_callable([&]() -> std::optional<std::int64_t> {
+        if (++calls == 3)
+          throw std::bad_alloc{};
+        return 1;
+      }))
+      .reduce(flow::sum_by_label())
+      .run());
+  CHECK(flow::code_of(e) == flow::errc::out_of_memory);
+  CHECK_THAT(flow::describe(e),
+             Catch::Contains("could not make its next batch"));
 }
 
 TEST_CASE("source: an input_error thrown by a source keeps its error code",

@@ -3,6 +3,7 @@
 
 #include <exception>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -50,6 +51,18 @@ caf::behavior generator_actor(caf::stateful_actor<generator_state>* self,
         } catch (const input_error& e) {
           self->send(manager,
                      source_failed{index, make_error(e.code(), e.what())});
+          self->quit();
+          return;
+        } catch (const std::bad_alloc& e) {
+          // Memory, not the source's data: said as such (it was
+          // "source_failed: std::bad_alloc").
+          self->send(manager,
+                     source_failed{index,
+                                   make_error(errc::out_of_memory,
+                                              "source " + src->name()
+                                                + " could not make its next "
+                                                  "batch: "
+                                                + e.what())});
           self->quit();
           return;
         } catch (const std::exception& e) {
