@@ -2,8 +2,9 @@
 // state, the keys whose hash falls to it. The manager keeps everything else
 // -- batches, accounting, the exactly-once check, sinks, statistics -- and
 // routes each merged partial's keys here, so that the merging itself, the
-// manager's serial bottleneck with many keys, runs on every core. The
-// protocol is docs/protocol.md, "Manager shards".
+// manager's serial bottleneck with many keys, runs on every core. See
+// docs/architecture.md, "Manager shards", and docs/protocol.md (the shard
+// messages, "Shards and credit", "Shards and results").
 
 #include <algorithm>
 #include <exception>
@@ -20,7 +21,6 @@
 #include "engine.hpp"
 #include "flow/detail/int_table.hpp"
 #include "flow/detail/messages.hpp"
-#include "flow/logging.hpp"
 
 namespace flow::detail {
 
