@@ -45,6 +45,7 @@ flow::status_entry sample_entry(const std::string& name,
   s.reducers = 2;
   s.reducers_busy = 1;
   s.keys = 3;
+  s.manager_shards = 2;
   s.rejections = {{"bad \"price\"", 30}, {"back\\slash\nnewline", 50}};
   s.reduce_counts = {1, 2, 0, 0, 0, 0, 0, 0, 0, 7};
   s.reduce_seconds = 71.5;
@@ -120,6 +121,9 @@ TEST_CASE("metrics: every family once with HELP before TYPE for two jobs",
   CHECK(unique.count("flow_elements_emitted_total") == 1);
   CHECK(unique.count("flow_batch_reduce_seconds") == 1);
   CHECK(unique.count("flow_source_credit_wait_seconds_total") == 1);
+  CHECK(unique.count("flow_manager_shards") == 1);
+  CHECK(text.find("flow_manager_shards{job=\"job two\"} 2\n")
+        != std::string::npos);
   // Escaped label values of the job and the rejection reasons.
   CHECK(text.find("job=\"job \\\"one\\\"\"") != std::string::npos);
   CHECK(text.find("source=\"src\\\\1\"") != std::string::npos);
@@ -202,6 +206,8 @@ TEST_CASE("status json: the accounting identity and progress and ETA and the "
   CHECK(j["nodes"][0]["name"] == "node-a");
   CHECK(j["reduce_time"]["counts"].size() == 10);
   CHECK(j["result"].is_null());
+  CHECK(j["keys"] == 3);
+  CHECK(j["manager_shards"] == 2);
   for (auto field : {"name", "started", "elapsed_seconds", "throughput",
                      "progress", "eta_seconds", "batches", "credit",
                      "reducers", "nodes", "keys", "written", "history",

@@ -489,6 +489,10 @@ void job_metrics(prometheus_writer& w,
   per_job(w, jobs, "flow_keys_held", "gauge",
           "Keys the manager holds running aggregates for.",
           [](const job_stats& s) { return num(s.keys); });
+  per_job(w, jobs, "flow_manager_shards", "gauge",
+          "Manager shards holding the job's keys (0: the manager holds "
+          "them).",
+          [](const job_stats& s) { return num(s.manager_shards); });
   rows_written(w, jobs);
 }
 

@@ -428,6 +428,7 @@ void job_json(json_out& j, const status_entry& e) {
   }
   j.raw("]");
   j.key("keys").num(s.keys);
+  j.key("manager_shards").num(s.manager_shards);
   j.key("written").num(s.written);
   j.key("sink").str(s.sink);
   j.key("outputs").raw("[");
