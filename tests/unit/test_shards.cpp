@@ -53,6 +53,27 @@ void check_sorted(const std::vector<flow::key_result>& keys) {
     REQUIRE(keys[i - 1].key < keys[i].key);
 }
 
+/// The elements the keys count.
+std::uint64_t counted(const std::vector<flow::key_result>& keys) {
+  std::uint64_t n = 0;
+  for (auto& k : keys)
+    n += k.agg.count;
+  return n;
+}
+
+/// Stops `j` and returns its partial result, checked: balanced, and its
+/// keys count exactly the elements it says were aggregated.
+flow::job_result stop_checked(flow::job& j) {
+  j.stop(std::chrono::seconds(10));
+  REQUIRE(j.wait_for(std::chrono::seconds(60)));
+  auto res = test::ok(j.wait());
+  CHECK(res.partial);
+  CHECK(res.balanced());
+  CHECK(counted(res.keys) == res.aggregated);
+  CHECK(res.key_count == res.keys.size());
+  return res;
+}
+
 /// An aggregator state whose merge waits until `release` is set (user code
 /// that runs in a shard).
 struct gated_count {
@@ -240,10 +261,7 @@ TEST_CASE("shards: snapshots of a running job hold exactly the keys of the "
     CHECK_FALSE(snap.final);
     // The keys match the counters of the same instant: every batch counted
     // is in the keys, and no other.
-    std::uint64_t counted = 0;
-    for (auto& k : snap.keys)
-      counted += k.agg.count;
-    REQUIRE(counted == snap.aggregated);
+    REQUIRE(counted(snap.keys) == snap.aggregated);
     CHECK(snap.batches * 1000 == snap.aggregated);
     CHECK(snap.key_count == snap.keys.size());
     check_sorted(snap.keys);
@@ -254,17 +272,8 @@ TEST_CASE("shards: snapshots of a running job hold exactly the keys of the "
     std::this_thread::sleep_for(5ms);
   }
   CHECK(taken == 20);
-  j->stop(10s);
-  REQUIRE(j->wait_for(60s));
-  auto res = test::ok(j->wait());
-  CHECK(res.partial);
-  CHECK(res.balanced());
-  std::uint64_t counted = 0;
-  for (auto& k : res.keys)
-    counted += k.agg.count;
-  CHECK(counted == res.aggregated);
+  auto res = stop_checked(*j);
   CHECK(res.aggregated >= last);
-  CHECK(res.key_count == res.keys.size());
 }
 
 TEST_CASE("shards: a shard that lags holds back the sources' credit, so "
@@ -413,15 +422,7 @@ TEST_CASE("shards: by default a job keeps shards for integer keys and stops "
     CHECK(merged > 0);
     std::this_thread::sleep_for(20ms);
     s = j->stats();
-    j->stop(10s);
-    REQUIRE(j->wait_for(60s));
-    auto res = test::ok(j->wait());
-    CHECK(res.partial);
-    CHECK(res.balanced());
-    std::uint64_t counted = 0;
-    for (auto& k : res.keys)
-      counted += k.agg.count;
-    CHECK(counted == res.aggregated);
+    auto res = stop_checked(*j);
     CHECK(res.keys.size() == 50);
     return s.manager_shards;
   };

@@ -746,29 +746,32 @@ std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
 
 // -- manager shards ----------------------------------------------------------
 
-/// Calls `f` on the keys of the sorted `parts`, moved out, in key order.
-template <class F>
-void for_each_merged(std::vector<std::vector<key_result>>& parts, F&& f) {
+/// A k-way merge of `n` sorted parts: `emit(i, pos)` for each element in
+/// order, where `size(i)` is part i's length, `less(i, pos, j, pos2)`
+/// compares two elements, and `done(i)` is called once part i is used up
+/// (to free it before the others).
+template <class Size, class Less, class Emit, class Done>
+void merge_parts(std::size_t n, Size size, Less less, Emit emit, Done done) {
   // A heap of the parts' heads (at most 256 parts).
-  std::vector<std::pair<std::size_t, std::size_t>> heads; // part, position
-  auto later = [&](const std::pair<std::size_t, std::size_t>& x,
-                   const std::pair<std::size_t, std::size_t>& y) {
-    return parts[y.first][y.second].key < parts[x.first][x.second].key;
+  using head = std::pair<std::size_t, std::size_t>; // part, position
+  std::vector<head> heads;
+  auto later = [&](const head& x, const head& y) {
+    return less(y.first, y.second, x.first, x.second);
   };
-  for (std::size_t i = 0; i < parts.size(); ++i)
-    if (!parts[i].empty())
+  for (std::size_t i = 0; i < n; ++i)
+    if (size(i) > 0)
       heads.emplace_back(i, 0);
   std::make_heap(heads.begin(), heads.end(), later);
   while (!heads.empty()) {
     std::pop_heap(heads.begin(), heads.end(), later);
     auto [i, pos] = heads.back();
-    f(std::move(parts[i][pos]));
-    if (pos + 1 < parts[i].size()) {
+    emit(i, pos);
+    if (pos + 1 < size(i)) {
       heads.back().second = pos + 1;
       std::push_heap(heads.begin(), heads.end(), later);
     } else {
       heads.pop_back();
-      parts[i] = std::vector<key_result>{};
+      done(i);
     }
   }
 }
@@ -782,35 +785,21 @@ void for_each_merged(std::vector<shard_keys>& all, F&& f) {
   if (compact) {
     // Every shard's keys are integers: merged as such, made key_results
     // one by one.
-    using head = std::pair<std::size_t, std::size_t>; // part, position
-    std::vector<head> heads;
-    auto at = [&](const head& h) -> const int_entry& {
-      return all[h.first].ints_begin()[h.second];
+    auto at = [&](std::size_t i, std::size_t pos) -> const int_entry& {
+      return all[i].ints_begin()[pos];
     };
-    auto later = [&](const head& x, const head& y) {
-      return at(y).key < at(x).key;
-    };
-    for (std::size_t i = 0; i < all.size(); ++i)
-      if (all[i].int_count() > 0)
-        heads.emplace_back(i, 0);
-    std::make_heap(heads.begin(), heads.end(), later);
-    while (!heads.empty()) {
-      std::pop_heap(heads.begin(), heads.end(), later);
-      auto [i, pos] = heads.back();
-      auto& e = at(heads.back());
-      f(key_result{flow::key{e.key}, e.to_aggregate(), 0});
-      if (pos + 1 < all[i].int_count()) {
-        heads.back().second = pos + 1;
-        std::push_heap(heads.begin(), heads.end(), later);
-      } else {
-        heads.pop_back();
-        all[i].ints.reset();
-      }
-    }
+    merge_parts(
+      all.size(), [&](std::size_t i) { return all[i].int_count(); },
+      [&](std::size_t i, std::size_t p, std::size_t j, std::size_t q) {
+        return at(i, p).key < at(j, q).key;
+      },
+      [&](std::size_t i, std::size_t p) {
+        auto& e = at(i, p);
+        f(key_result{flow::key{e.key}, e.to_aggregate(), 0});
+      },
+      [&](std::size_t i) { all[i].ints.reset(); });
     return;
   }
-  std::vector<std::vector<key_result>> parts;
-  parts.reserve(all.size());
   for (auto& x : all) {
     if (x.int_count() > 0) {
       // A shard still compact beside one that is not (keys of int and
@@ -821,9 +810,14 @@ void for_each_merged(std::vector<shard_keys>& all, F&& f) {
         x.keys.push_back({flow::key{e[i].key}, e[i].to_aggregate(), 0});
       x.ints.reset();
     }
-    parts.push_back(std::move(x.keys));
   }
-  for_each_merged(parts, std::forward<F>(f));
+  merge_parts(
+    all.size(), [&](std::size_t i) { return all[i].keys.size(); },
+    [&](std::size_t i, std::size_t p, std::size_t j, std::size_t q) {
+      return all[i].keys[p].key < all[j].keys[q].key;
+    },
+    [&](std::size_t i, std::size_t p) { f(std::move(all[i].keys[p])); },
+    [&](std::size_t i) { all[i].keys = std::vector<key_result>{}; });
 }
 
 /// The shards' keys, sorted per shard, or why a shard could not give them.
@@ -1214,7 +1208,7 @@ void release_abandoned(manager_actor_t* self, batch_id id) {
 /// Returns one credit to the generator of `source`.
 void return_credit(manager_actor_t* self, std::uint32_t source) {
   auto& st = self->state;
-  if (st.shard_backlog > st.shard_window && !st.shards.empty()) {
+  if (st.shard_backlog > st.shard_window) {
     // The shards lag behind: the credit waits for them (on_shard_done).
     st.owed.push_back(source);
     return;
