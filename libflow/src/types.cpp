@@ -23,6 +23,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<demand>("flow.demand");
   cfg.add_message_type<batch>("flow.batch");
   cfg.add_message_type<partial_msg>("flow.partial");
+  cfg.add_message_type<int_storage>("flow.int_storage");
   cfg.add_message_type<batch_failed>("flow.batch_failed");
   cfg.add_message_type<source_done>("flow.source_done");
   cfg.add_message_type<source_failed>("flow.source_failed");

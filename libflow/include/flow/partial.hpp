@@ -168,6 +168,14 @@ public:
     return result;
   }
 
+  /// Moves the compact table's entries into `into`, replacing what it held
+  /// and reusing its storage (used by the reducer actor, with the storage of
+  /// an earlier partial).
+  void take_int_entries(std::vector<detail::int_entry>& into) {
+    into.assign(ints_.begin(), ints_.end());
+    ints_.reset();
+  }
+
   /// Gives this (empty) partial the storage of a previous partial's compact
   /// table, so that a reducer's batches reuse memory instead of faulting in
   /// fresh pages (used by the reducer actor).

@@ -23,6 +23,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/system_messages.hpp>
 
 #include <spdlog/spdlog.h>
@@ -948,6 +949,20 @@ std::size_t shard_of(const flow::key& k, std::size_t n) noexcept {
     ((mix64(static_cast<std::uint64_t>(k.hash())) >> 32) * n) >> 32);
 }
 
+/// Below this many entries a partial's `ints` storage is not worth a message
+/// back to its reducer (malloc keeps such blocks without faulting).
+constexpr std::size_t min_recycled_ints = 1024;
+
+/// Sends the emptied storage of a partial's `ints` back to local reducer
+/// `to`, for its next partial (int_storage); drops it when `to` is null or
+/// the storage small. Safe from any thread.
+void give_back_ints(const caf::actor& to, std::vector<int_entry>&& xs) {
+  if (!to || xs.capacity() < min_recycled_ints)
+    return;
+  xs.clear();
+  caf::anon_send(to, int_storage{std::move(xs)});
+}
+
 /// Sends the keys of partial `p`, whose batch was applied once, to the
 /// shards they hash to.
 void route_keys(manager_actor_t* self, partial_msg& p,
@@ -977,7 +992,15 @@ void route_keys(manager_actor_t* self, partial_msg& p,
         std::swap(xs[next[b]], xs[next[t]++]);
     }
   }
-  auto block = std::make_shared<const std::vector<int_entry>>(std::move(xs));
+  // The last shard done with the block gives its storage back to the
+  // reducer (on that shard's thread).
+  auto block = std::shared_ptr<const std::vector<int_entry>>(
+    new std::vector<int_entry>(std::move(xs)),
+    [owner = st.ints_owner](const std::vector<int_entry>* v) {
+      auto* w = const_cast<std::vector<int_entry>*>(v);
+      give_back_ints(owner, std::move(*w));
+      delete w;
+    });
   for (auto& x : p.entries)
     parts[shard_of(x.first, n)].entries.push_back(std::move(x));
   for (std::size_t i = 0; i < n; ++i) {
@@ -1061,6 +1084,12 @@ void check_complete(manager_actor_t* self) {
     for (auto& src : st.sources)
       if (!src.done)
         return;
+  if (!st.spares_freed) {
+    st.spares_freed = true;
+    for (auto& r : st.reducers)
+      if (r.handle && r.handle.node() == self->node())
+        self->send(r.handle, spares_atom::value);
+  }
   if (!check_accounting(self))
     return;
   // Checked once, on the final states: a decimal sum past 38 digits that
@@ -1640,7 +1669,19 @@ bool check_more(manager_actor_t* self, const partial_msg& p,
 
 /// Applies a reducer's partial aggregate of a batch in flight (or of
 /// several, folded together by a combining reducer), once.
+void on_partial_impl(manager_actor_t* self, partial_msg& p);
+
 void on_partial(manager_actor_t* self, partial_msg& p) {
+  auto& st = self->state;
+  if (auto& from = self->current_sender(); from && from->node() == self->node())
+    st.ints_owner = caf::actor_cast<caf::actor>(from);
+  on_partial_impl(self, p);
+  // Whatever path the partial took, storage still here goes back.
+  give_back_ints(st.ints_owner, std::move(p.ints));
+  st.ints_owner = nullptr;
+}
+
+void on_partial_impl(manager_actor_t* self, partial_msg& p) {
   auto& st = self->state;
   if (st.finished)
     return;

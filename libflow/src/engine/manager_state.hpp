@@ -241,6 +241,9 @@ struct manager_state {
   // -- manager shards (options::manager_shards) --
   /// The shards that hold the keyed state; empty: the manager holds it.
   std::vector<caf::actor> shards;
+  /// The local reducer whose partial is being merged, to which its `ints`
+  /// storage goes back (int_storage); null while none is, or for a remote one.
+  caf::actor ints_owner;
   /// options::manager_shards was 0 (the default): the shards stay only if
   /// the first partial with keys is compact (integer keys of the built-in
   /// aggregate), decided there; else the manager keeps the keys.
@@ -251,6 +254,8 @@ struct manager_state {
   /// shards (a stopped job's, or the last); `consuming`: the last one,
   /// which empties them.
   bool gathering = false;
+  /// The local reducers were told to free their spare storage (spares_atom).
+  bool spares_freed = false;
   bool consuming = false;
   /// Flow control: shard_merge messages sent and not yet merged, and the
   /// most there may be before merged batches' credits are held back (in

@@ -34,6 +34,13 @@ struct reducer_state {
   std::shared_ptr<std::vector<std::max_align_t>> scratch;
   /// The compact table of the previous batch's partial, kept for the next.
   int_table spare;
+  /// Storage of partials' `ints` that the manager or a shard sent back
+  /// (int_storage), for the next partials; at most `max_spare_ints`.
+  std::vector<std::vector<int_entry>> spare_ints;
+  /// More would only hold memory: a reducer has few partials in flight.
+  static constexpr std::size_t max_spare_ints = 2;
+  /// No batch is to come (spares_atom): storage sent back is freed.
+  bool input_ended = false;
   /// options::combine_batches: the partial of the batches folded since the
   /// last one was sent, ...
   partial held;
@@ -134,7 +141,12 @@ void bisect(const erased_reducer& fn, const erased_formatter& format,
 void send_partial(caf::stateful_actor<reducer_state>* self,
                   const caf::actor& manager, partial& out, partial_msg msg) {
   msg.overflow = out.overflowed();
-  msg.ints = out.take_int_entries();
+  auto& spares = self->state.spare_ints;
+  if (!spares.empty()) {
+    msg.ints = std::move(spares.back());
+    spares.pop_back();
+  }
+  out.take_int_entries(msg.ints);
   self->state.spare = out.release_int_storage();
   msg.entries = out.take_entries();
   msg.reasons = out.take_reasons();
@@ -313,6 +325,18 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
         return;
       }
       fold_and_send(self, manager, *fn, format, b);
+    },
+    [=](int_storage& s) {
+      auto& spares = self->state.spare_ints;
+      if (!self->state.input_ended
+          && spares.size() < reducer_state::max_spare_ints) {
+        s.entries.clear();
+        spares.push_back(std::move(s.entries));
+      }
+    },
+    [=](spares_atom) {
+      self->state.input_ended = true;
+      self->state.spare_ints = {};
     },
     [=](flush_atom, std::uint64_t generation) {
       // 0: the manager asks; otherwise the timer of a hold, which may have

@@ -55,6 +55,10 @@ using drain_timeout_atom = caf::atom_constant<caf::atom("f_draint")>;
 using stats_atom = caf::atom_constant<caf::atom("f_stats")>;
 /// manager -> itself: look for batches held too long (options::speculation).
 using speculate_atom = caf::atom_constant<caf::atom("f_spec")>;
+/// manager -> local reducer: the input has ended; free the spare `ints`
+/// storage (int_storage) and keep no more, so that it does not add to the
+/// job's peak while the keys are gathered.
+using spares_atom = caf::atom_constant<caf::atom("f_spares")>;
 /// manager -> manager shard (a request): how many keys it holds.
 using shard_count_atom = caf::atom_constant<caf::atom("f_shardn")>;
 /// manager shard -> manager: one shard_merge is merged (flow control).
@@ -303,6 +307,20 @@ struct partial_msg {
   /// their rejections in `reasons`. Never with rows or dead letters.
   std::vector<batch_part> more;
 };
+
+/// manager or shard -> local reducer: the emptied storage of a partial's
+/// `ints`, for the reducer's next partial. A fresh vector of a few MiB per
+/// batch faulted in new pages on the reducer and was trimmed away again by
+/// the thread that freed it (docs/benchmarks.md, "Speed with many keys").
+struct int_storage {
+  /// Storage only: the entries are dropped on arrival.
+  std::vector<int_entry> entries;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, int_storage& x) {
+  return f(caf::meta::type_name("flow.int_storage"), x.entries);
+}
 
 /// Rows of a user type cannot cross processes: serialising a message that
 /// carries some fails with errc::not_serializable.

@@ -1,0 +1,163 @@
+// A local reducer's partials reuse the `ints` storage that the manager or a
+// shard sends back (int_storage) instead of allocating a fresh vector per
+// batch; once told the input has ended (spares_atom) it keeps none. The
+// test plays the manager of one reducer and watches the storage it answers
+// with; the jobs check that recycling leaves results unchanged.
+
+#include "support.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "engine/engine.hpp"
+#include "flow/detail/messages.hpp"
+
+using namespace flow;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A batch of `n` distinct keys (`first` .. `first + n - 1`, each its own
+/// value) from source 0, sequence `seq`.
+detail::batch int_batch(std::uint64_t seq, std::int64_t first,
+                        std::size_t n) {
+  auto xs = std::make_shared<std::vector<std::int64_t>>();
+  for (std::size_t i = 0; i < n; ++i)
+    xs->push_back(first + static_cast<std::int64_t>(i));
+  detail::batch b;
+  b.seq = seq;
+  b.first = static_cast<std::uint64_t>(first);
+  b.label = key{"x"};
+  b.items.data = xs->data();
+  b.items.size = xs->size();
+  b.items.kind = detail::element_kind::int64;
+  b.items.elem_size = sizeof(std::int64_t);
+  b.items.owner = std::move(xs);
+  return b;
+}
+
+/// The reducer's answer to `b`: its partial, whose keys must be `b`'s.
+detail::partial_msg answer(caf::scoped_actor& self, const caf::actor& r,
+                           const detail::batch& b) {
+  self->send(r, b);
+  detail::partial_msg out;
+  bool got = false;
+  self->receive([&](detail::partial_msg& p) { out = std::move(p); got = true; },
+                caf::after(30s) >> [] {});
+  REQUIRE(got);
+  REQUIRE(out.seq == b.seq);
+  REQUIRE(out.ints.size() == b.items.size);
+  auto first = static_cast<std::int64_t>(b.first);
+  for (std::size_t i = 0; i < out.ints.size(); ++i) {
+    CHECK(out.ints[i].key == first + static_cast<std::int64_t>(i));
+    CHECK(out.ints[i].count == 1);
+    CHECK(out.ints[i].sum == out.ints[i].key);
+  }
+  return out;
+}
+
+/// Storage of `n` entries' capacity holding stale entries, as it comes back.
+std::vector<detail::int_entry> storage(std::size_t n) {
+  std::vector<detail::int_entry> xs(n / 2);
+  for (auto& e : xs)
+    e.key = -1;
+  xs.reserve(n);
+  return xs;
+}
+
+} // namespace
+
+TEST_CASE("recycle: a reducer answers with the ints storage sent back to it "
+          "and keeps none once the input has ended",
+          "[recycle][reducer]") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto fn = detail::erase_reducer<std::int64_t>(
+    per_element<std::int64_t>([](const std::int64_t& x, partial& out) {
+      out.add(key{x}, x);
+    }));
+  auto r = detail::spawn_reducer(sys, caf::actor{self}, fn, {});
+  // Without storage sent back: a vector of just the batch's size.
+  auto p1 = answer(self, r, int_batch(1, 0, 2000));
+  CHECK(p1.ints.capacity() < 5000);
+  // Sent back: the next partial fills it (its stale entries dropped).
+  self->send(r, detail::int_storage{storage(5000)});
+  auto p2 = answer(self, r, int_batch(2, 10'000, 3000));
+  CHECK(p2.ints.capacity() == 5000);
+  // Two spares for two batches, the last sent back taken first; a third batch
+  // gets fresh storage again.
+  self->send(r, detail::int_storage{storage(6000)});
+  self->send(r, detail::int_storage{storage(7000)});
+  auto p3 = answer(self, r, int_batch(3, 20'000, 100));
+  auto p4 = answer(self, r, int_batch(4, 30'000, 100));
+  auto p5 = answer(self, r, int_batch(5, 40'000, 100));
+  CHECK(p3.ints.capacity() == 7000);
+  CHECK(p4.ints.capacity() == 6000);
+  CHECK(p5.ints.capacity() < 5000);
+  // At most two spares: the third is freed.
+  self->send(r, detail::int_storage{storage(6100)});
+  self->send(r, detail::int_storage{storage(6200)});
+  self->send(r, detail::int_storage{storage(6300)});
+  auto p6 = answer(self, r, int_batch(6, 50'000, 100));
+  auto p7 = answer(self, r, int_batch(7, 60'000, 100));
+  auto p8 = answer(self, r, int_batch(8, 70'000, 100));
+  CHECK(p6.ints.capacity() == 6200);
+  CHECK(p7.ints.capacity() == 6100);
+  CHECK(p8.ints.capacity() < 5000);
+  // The input has ended: spares are freed and storage sent back is not
+  // kept.
+  self->send(r, detail::int_storage{storage(8000)});
+  self->send(r, detail::spares_atom::value);
+  self->send(r, detail::int_storage{storage(9000)});
+  auto p9 = answer(self, r, int_batch(9, 80'000, 100));
+  CHECK(p9.ints.capacity() < 5000);
+  self->send_exit(r, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("recycle: jobs whose partials come back to their reducers give the "
+          "result of one sequential fold, with and without shards",
+          "[recycle][shards]") {
+  // 20 batches of 4096 elements over 50,000 keys: every partial is large
+  // enough to be sent back.
+  std::vector<std::int64_t> xs(81'920);
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    xs[i] = static_cast<std::int64_t>((i * 7919) % 50'000) - 25'000;
+  std::map<std::int64_t, aggregate> expected;
+  for (auto x : xs)
+    expected[x / 3].add(x);
+  for (std::size_t shards : {1, 2}) {
+    INFO("shards " << shards);
+    options opts;
+    opts.manager_shards = shards;
+    opts.inline_elements = 0;
+    opts.reducers = 2;
+    auto res = test::ok(
+      pipeline<std::int64_t>{}
+        .add(from_shared(std::make_shared<const std::vector<std::int64_t>>(xs)))
+        .batch_size(4096)
+        .reduce(per_element<std::int64_t>(
+          [](const std::int64_t& x, partial& out) { out.add(key{x / 3}, x); }))
+        .with(opts)
+        .run());
+    CHECK(res.emitted == xs.size());
+    CHECK(res.aggregated == xs.size());
+    REQUIRE(res.keys.size() == expected.size());
+    std::size_t i = 0;
+    for (auto& [k, agg] : expected) {
+      CHECK(res.keys[i].key == key{k});
+      CHECK(res.keys[i].agg.sum == agg.sum);
+      CHECK(res.keys[i].agg.count == agg.count);
+      CHECK(res.keys[i].agg.min == agg.min);
+      CHECK(res.keys[i].agg.max == agg.max);
+      ++i;
+    }
+  }
+}
