@@ -149,3 +149,44 @@ TEST_CASE("partial: take_entries empties it and it can be filled again",
     CHECK(a->count == (i < 8 ? 2u : 1u));
   }
 }
+
+TEST_CASE("partial: the compact entries taken grouped come in ascending "
+          "groups, each entry once, with the ends of the groups",
+          "[partial][shards]") {
+  for (std::size_t n : {1, 2, 3, 7}) {
+    INFO("groups " << n);
+    partial p;
+    std::map<std::int64_t, std::int64_t> sums;
+    for (std::int64_t i = 0; i < 5000; ++i) {
+      auto k = (i * 7919) % 1500 - 700;
+      p.add(key{k}, i);
+      sums[k] += i;
+    }
+    auto group = [n](std::int64_t k) {
+      return static_cast<std::size_t>(static_cast<std::uint64_t>(k) * 31 % n);
+    };
+    // Stale storage, as a recycled vector comes.
+    std::vector<flow::detail::int_entry> xs(9000);
+    std::vector<std::uint32_t> ends{42};
+    p.take_int_entries(xs, n, group, ends);
+    REQUIRE(xs.size() == sums.size());
+    REQUIRE(ends.size() == n);
+    CHECK(ends.back() == xs.size());
+    std::size_t at = 0;
+    for (std::size_t g = 0; g < n; ++g) {
+      CHECK(ends[g] >= at);
+      for (; at < ends[g]; ++at)
+        CHECK(group(xs[at].key) == g);
+    }
+    std::map<std::int64_t, std::int64_t> seen;
+    for (auto& e : xs) {
+      CHECK(seen.count(e.key) == 0);
+      seen[e.key] = static_cast<std::int64_t>(e.sum);
+    }
+    CHECK(seen == sums);
+    // Taken: the partial holds no compact key any more.
+    std::vector<flow::detail::int_entry> rest;
+    p.take_int_entries(rest);
+    CHECK(rest.empty());
+  }
+}

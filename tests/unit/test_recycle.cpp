@@ -161,3 +161,39 @@ TEST_CASE("recycle: jobs whose partials come back to their reducers give the "
     }
   }
 }
+
+TEST_CASE("recycle: a reducer of a job with shards answers with its integer "
+          "keys grouped by the shard the manager would send them to",
+          "[recycle][shards][reducer]") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto fn = std::make_shared<const detail::erased_reducer>(
+    detail::erase_reducer<std::int64_t>(
+      per_element<std::int64_t>([](const std::int64_t& x, partial& out) {
+        out.add(key{x}, x);
+      })));
+  for (std::size_t n : {0, 1, 3}) {
+    INFO("shards " << n);
+    auto r = detail::spawn_reducer(self.ptr(), caf::actor{self}, fn, {}, {},
+                                   1, std::chrono::milliseconds{100}, n);
+    self->send(r, int_batch(1, -1000, 2000));
+    detail::partial_msg p;
+    self->receive([&](detail::partial_msg& x) { p = std::move(x); },
+                  caf::after(30s) >> [] { FAIL("no partial"); });
+    REQUIRE(p.ints.size() == 2000);
+    if (n < 2) {
+      CHECK(p.int_ends.empty());
+    } else {
+      REQUIRE(p.int_ends.size() == n);
+      CHECK(p.int_ends.back() == p.ints.size());
+      std::size_t at = 0;
+      for (std::size_t g = 0; g < n; ++g) {
+        CHECK(p.int_ends[g] > at);
+        for (; at < p.int_ends[g]; ++at)
+          CHECK(detail::int_shard_of(p.ints[at].key, n) == g);
+      }
+    }
+    self->send_exit(r, caf::exit_reason::user_shutdown);
+  }
+}

@@ -176,6 +176,33 @@ public:
     ints_.reset();
   }
 
+  /// Moves the compact table's entries into `into` as `take_int_entries`
+  /// does, grouped by `group(key)` (below `n`) in ascending order; `ends[g]`
+  /// becomes the end of group g (used by the reducer actor, for manager
+  /// shards).
+  template <class F>
+  void take_int_entries(std::vector<detail::int_entry>& into, std::size_t n,
+                        F&& group, std::vector<std::uint32_t>& ends) {
+    ends.assign(n, 0);
+    for (auto& e : ints_)
+      ++ends[group(e.key)];
+    std::uint32_t at = 0;
+    for (auto& x : ends) {
+      at += x;
+      x = at;
+    }
+    into.resize(ints_.size());
+    // Filled from each group's end backwards: `ends` ends as the starts,
+    // then is shifted back to the ends.
+    for (auto& e : ints_)
+      into[--ends[group(e.key)]] = e;
+    for (std::size_t g = 0; g + 1 < n; ++g)
+      ends[g] = ends[g + 1];
+    if (n > 0)
+      ends[n - 1] = static_cast<std::uint32_t>(ints_.size());
+    ints_.reset();
+  }
+
   /// Gives this (empty) partial the storage of a previous partial's compact
   /// table, so that a reducer's batches reuse memory instead of faulting in
   /// fresh pages (used by the reducer actor).

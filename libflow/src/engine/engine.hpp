@@ -22,6 +22,7 @@
 #include <caf/fwd.hpp>
 
 #include "flow/detail/job_spec.hpp"
+#include "flow/detail/u64_set.hpp"
 #include "flow/key.hpp"
 #include "flow/result.hpp"
 #include "flow/job.hpp"
@@ -79,14 +80,25 @@ caf::actor spawn_generator(caf::local_actor* parent, caf::actor manager,
                            std::uint32_t index, std::shared_ptr<any_source> src,
                            flow::key label, std::size_t batch_size);
 
+/// The manager shard of integer key `k` among `n`: from the hash's high
+/// bits (the shards' tables index by its low bits). Reducers group their
+/// partials' `ints` by it, so both sides must agree.
+inline std::size_t int_shard_of(std::int64_t k, std::size_t n) noexcept {
+  return static_cast<std::size_t>(
+    ((mix64(static_cast<std::uint64_t>(k)) >> 32) * n) >> 32);
+}
+
 /// Spawns a reducer of the job's pool as a child of `parent`: it folds batches
 /// with `fn` and reports to `manager`, one partial for up to `combine`
-/// batches held at most `hold` (options::combine_batches, combine_hold).
+/// batches held at most `hold` (options::combine_batches, combine_hold);
+/// with `shards` > 1 it groups its partials' integer keys by manager shard
+/// (partial_msg::int_ends).
 caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
                          std::shared_ptr<const erased_reducer> fn,
                          erased_formatter format, crash_hook hook,
                          std::size_t combine,
-                         std::chrono::milliseconds hold);
+                         std::chrono::milliseconds hold,
+                         std::size_t shards = 0);
 
 /// Spawns a reducer (on a worker node) that folds batches with `fn` and
 /// reports to `manager`, wherever that manager runs.

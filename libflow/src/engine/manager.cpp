@@ -936,8 +936,7 @@ void with_keys(manager_actor_t* self, job_result res, bool consume,
 /// The shard of integer key `k` among `n`: from the hash's high bits (the
 /// shards' tables index by its low bits).
 std::size_t shard_of(std::int64_t k, std::size_t n) noexcept {
-  return static_cast<std::size_t>(
-    ((mix64(static_cast<std::uint64_t>(k)) >> 32) * n) >> 32);
+  return int_shard_of(k, n);
 }
 
 /// The shard of key `k` among `n`; an integer key goes where it would as
@@ -963,6 +962,21 @@ void give_back_ints(const caf::actor& to, std::vector<int_entry>&& xs) {
   caf::anon_send(to, int_storage{std::move(xs)});
 }
 
+/// True when partial `p`'s `ints` come grouped for `n` shards by a local
+/// reducer (`owner` set): trusted, as the manager's own code, once the
+/// bounds are sane; a remote reducer's are grouped again.
+bool grouped(const partial_msg& p, std::size_t n, const caf::actor& owner) {
+  if (!owner || p.int_ends.size() != n)
+    return false;
+  std::uint32_t at = 0;
+  for (auto e : p.int_ends) {
+    if (e < at)
+      return false;
+    at = e;
+  }
+  return at == p.ints.size();
+}
+
 /// Sends the keys of partial `p`, whose batch was applied once, to the
 /// shards they hash to.
 void route_keys(manager_actor_t* self, partial_msg& p,
@@ -973,23 +987,31 @@ void route_keys(manager_actor_t* self, partial_msg& p,
   // The integer keys grouped by shard in place (an American flag sort),
   // then shared: no copy of the partial's entries.
   auto& xs = p.ints;
-  std::vector<std::size_t> next(n + 1, 0);
-  for (auto& e : xs)
-    ++next[shard_of(e.key, n) + 1];
-  for (std::size_t i = 0; i < n; ++i)
-    next[i + 1] += next[i];
-  std::vector<std::size_t> ends(next.begin() + 1, next.end());
-  for (std::size_t b = 0; b < n; ++b) {
-    parts[b].begin = next[b];
-    parts[b].end = ends[b];
-  }
-  for (std::size_t b = 0; b < n; ++b) {
-    while (next[b] < ends[b]) {
-      auto t = shard_of(xs[next[b]].key, n);
-      if (t == b)
-        ++next[b];
-      else
-        std::swap(xs[next[b]], xs[next[t]++]);
+  if (grouped(p, n, st.ints_owner)) {
+    // A local reducer grouped them (same process, same shard_of).
+    for (std::size_t b = 0; b < n; ++b) {
+      parts[b].begin = b == 0 ? 0 : p.int_ends[b - 1];
+      parts[b].end = p.int_ends[b];
+    }
+  } else {
+    std::vector<std::size_t> next(n + 1, 0);
+    for (auto& e : xs)
+      ++next[shard_of(e.key, n) + 1];
+    for (std::size_t i = 0; i < n; ++i)
+      next[i + 1] += next[i];
+    std::vector<std::size_t> ends(next.begin() + 1, next.end());
+    for (std::size_t b = 0; b < n; ++b) {
+      parts[b].begin = next[b];
+      parts[b].end = ends[b];
+    }
+    for (std::size_t b = 0; b < n; ++b) {
+      while (next[b] < ends[b]) {
+        auto t = shard_of(xs[next[b]].key, n);
+        if (t == b)
+          ++next[b];
+        else
+          std::swap(xs[next[b]], xs[next[t]++]);
+      }
     }
   }
   // The last shard done with the block gives its storage back to the
@@ -1974,7 +1996,7 @@ void on_local_reducer_down(manager_actor_t* self, std::size_t i,
   ++st.reducers_replaced;
   auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
                          st.opts.crash_reducer, st.combine,
-                         st.opts.combine_hold);
+                         st.opts.combine_hold, st.shards.size());
   self->monitor(r);
   st.reducers[i] = {r, 0, false, {}, 0};
   auto lost = requeue_batches_of(self, i);
@@ -2179,7 +2201,7 @@ void start_reducers(manager_actor_t* self) {
   for (std::size_t i = 0; i < st.opts.reducers; ++i) {
     auto r = spawn_reducer(self, caf::actor{self}, st.fn, st.format,
                            st.opts.crash_reducer, st.combine,
-                         st.opts.combine_hold);
+                           st.opts.combine_hold, st.shards.size());
     self->monitor(r);
     st.reducers.push_back({r, 0, false, {}, 0});
   }

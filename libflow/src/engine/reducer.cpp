@@ -41,6 +41,9 @@ struct reducer_state {
   static constexpr std::size_t max_spare_ints = 2;
   /// No batch is to come (spares_atom): storage sent back is freed.
   bool input_ended = false;
+  /// The job's manager shards: above 1, partials' `ints` go grouped by
+  /// shard (partial_msg::int_ends).
+  std::size_t shards = 0;
   /// options::combine_batches: the partial of the batches folded since the
   /// last one was sent, ...
   partial held;
@@ -146,7 +149,12 @@ void send_partial(caf::stateful_actor<reducer_state>* self,
     msg.ints = std::move(spares.back());
     spares.pop_back();
   }
-  out.take_int_entries(msg.ints);
+  if (auto n = self->state.shards; n > 1)
+    out.take_int_entries(
+      msg.ints, n, [n](std::int64_t k) { return int_shard_of(k, n); },
+      msg.int_ends);
+  else
+    out.take_int_entries(msg.ints);
   self->state.spare = out.release_int_storage();
   msg.entries = out.take_entries();
   msg.reasons = out.take_reasons();
@@ -307,7 +315,9 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
                             std::shared_ptr<const erased_reducer> fn,
                             erased_formatter format, crash_hook crash,
                             std::size_t combine,
-                            std::chrono::milliseconds hold) {
+                            std::chrono::milliseconds hold,
+                            std::size_t shards) {
+  self->state.shards = shards;
   self->set_default_handler(caf::drop);
   // Nobody to answer once the manager is gone (it terminated abnormally, or
   // a worker node lost the connection to it): quit instead of lingering.
@@ -353,9 +363,11 @@ caf::actor spawn_reducer(caf::local_actor* parent, caf::actor manager,
                          std::shared_ptr<const erased_reducer> fn,
                          erased_formatter format, crash_hook hook,
                          std::size_t combine,
-                         std::chrono::milliseconds hold) {
+                         std::chrono::milliseconds hold,
+                         std::size_t shards) {
   return parent->spawn(reducer_actor, std::move(manager), std::move(fn),
-                       std::move(format), std::move(hook), combine, hold);
+                       std::move(format), std::move(hook), combine, hold,
+                       shards);
 }
 
 caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
@@ -363,7 +375,7 @@ caf::actor spawn_reducer(caf::actor_system& sys, caf::actor manager,
   auto shared = std::make_shared<const erased_reducer>(std::move(fn));
   return sys.spawn(reducer_actor, std::move(manager), shared,
                    std::move(format), crash_hook{}, std::size_t{1},
-                   std::chrono::milliseconds{100});
+                   std::chrono::milliseconds{100}, std::size_t{0});
 }
 
 } // namespace flow::detail

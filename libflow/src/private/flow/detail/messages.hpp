@@ -289,6 +289,10 @@ struct partial_msg {
   std::uint64_t rejected = 0;
   /// Integer keys with the built-in aggregate only (compact).
   std::vector<int_entry> ints;
+  /// Empty, or `ints` grouped by manager shard (a local reducer of a job
+  /// with shards): group g ends at `int_ends[g]`, so that the manager need
+  /// not group them itself. Never crosses processes.
+  std::vector<std::uint32_t> int_ends;
   /// The other keys.
   std::vector<partial::entry> entries;
   std::vector<std::pair<std::string, std::uint64_t>> reasons;
