@@ -587,6 +587,11 @@ struct keys_spec {
 /// keys, 262144 cost 14 bytes per key of peak memory and were slower).
 constexpr std::size_t keys_batch = 65536;
 
+/// The default credits of --keys: 2 batches in flight took the same time
+/// as 4 at 10^6 and 10^7 keys and 10-20 MB less peak memory at 10^7 keys
+/// (docs/benchmarks.md, "Speed with many keys").
+constexpr std::size_t keys_credits = 2;
+
 /// The value range of the generated data: randint(0, 10000), as the sets.
 constexpr std::uint64_t keys_values = 10001;
 
@@ -910,9 +915,9 @@ void declare_options(arg_parser& args) {
              "generate keyed data in process instead of lists: K keys "
              "(1 or more), with --elements; element i is z = SplitMix64's "
              "i-th output for --seed, key z mod K, value (z >> 32) mod 10001; "
-             "--batch defaults to 65536 here (a batch's partial holds up to "
-             "one key per element, so smaller batches hold less memory with "
-             "many keys)");
+             "--batch defaults to 65536 and --credits to 2 here (a batch's "
+             "partial holds up to one key per element, so smaller batches, "
+             "and fewer in flight, hold less memory with many keys)");
   args.value("elements", "N",
              "with --keys: the number of elements (0 or more), made batch by "
              "batch from their index (the same data for any --batch and "
@@ -989,6 +994,8 @@ int run(int argc, char** argv) {
   auto opts = read_pipeline_options(args);
   if (args.given("keys") && !args.given("batch"))
     opts.batch_size = keys_batch;
+  if (args.given("keys") && !args.given("credits"))
+    opts.credits = keys_credits;
   if (args.given("max-memory"))
     opts.max_memory = parse_bytes("--max-memory", args.get("max-memory"));
   if (args.given("spill-dir")) {

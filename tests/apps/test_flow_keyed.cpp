@@ -329,8 +329,8 @@ TEST_CASE("flow-keyed: --keys --summary gives the checksum of issue 17's "
         != checksum_of(keys_reference(7, 1000, 5)));
 }
 
-TEST_CASE("flow-keyed: --keys gives the same summary for any --reducers and "
-          "--batch",
+TEST_CASE("flow-keyed: --keys gives the same summary for any --reducers, "
+          "--batch and --credits",
           "[apps][flow-keyed][keys]") {
   auto expected = checksum_of(keys_reference(13, 3000, 9));
   for (auto reducers : {"1", "2", "5"}) {
@@ -345,6 +345,15 @@ TEST_CASE("flow-keyed: --keys gives the same summary for any --reducers and "
       CHECK(json_field(line, "elements") == "3000");
       CHECK(json_field(line, "ok") == "true");
     }
+  }
+  // --credits: 2 by default here, any other count gives the same.
+  for (auto credits : {"1", "2", "9"}) {
+    INFO("--credits " << credits);
+    auto line = summary_line({"--keys", "13", "--elements", "3000", "--seed",
+                              "9", "--batch", "7", "--credits", credits,
+                              "--summary", "--json"});
+    CHECK(json_field(line, "checksum") == expected);
+    CHECK(json_field(line, "batches") == "429");
   }
 }
 
