@@ -384,7 +384,8 @@ void add_float_sum_field(exact_fsum& s, std::string_view text) {
   if (bec != std::errc{} || bp != bt.data() + bt.size())
     throw bad("the bucket is not an integer");
   if (!s.add_scaled(negative, m.data(), m.size(), b - 52, 0))
-    throw bad("beyond the exact float sum's range (2^1037)");
+    throw bad("not a multiple of 2^-1074, or beyond the exact float sum's "
+              "range (2^1037)");
 }
 
 std::string source_name(const agg_job& job) {

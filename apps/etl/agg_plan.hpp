@@ -163,7 +163,8 @@ std::string float_sum_field(const std::string& col);
 
 /// Adds a `float_sum_field` to `s`; throws std::runtime_error when the text
 /// is not one (the server's own output: never expected) or the partial sum
-/// lies beyond what the accumulator holds (|sum| > 2^1037).
+/// is not a multiple of 2^-1074 or lies beyond what the accumulator holds
+/// (|sum| > 2^1037); then `s` is unchanged.
 void add_float_sum_field(exact_fsum& s, std::string_view text);
 
 /// The read columns' values of one row: up to `inline_cells` inside the

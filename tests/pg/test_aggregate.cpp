@@ -9,6 +9,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,7 @@
 #include "etl/agg_plan.hpp"
 #include "etl/agg_spec.hpp"
 #include "etl/agg_values.hpp"
+#include "flow/exact_sum.hpp"
 #include "flow/pg/connection.hpp"
 #include "json_fields.hpp"
 #include "pg_fixture.hpp"
@@ -144,6 +148,63 @@ TEST_CASE("aggregate grammar: bad lists are refused with the expression named",
   CHECK_THROWS_AS(apps::parse_name_list("a,,b"), apps::usage_error);
   CHECK_THROWS_AS(apps::parse_name_list("a,a"), apps::usage_error);
   CHECK_THROWS_AS(apps::parse_name_list("a\"b"), apps::usage_error);
+}
+
+TEST_CASE("aggregate push-down: the server's float sum fields add exactly, "
+          "and a field that is not one is refused naming it",
+          "[pg][aggregate][pushdown]") {
+  // A field is "B:S": the sum S of the bucket's values scaled by 2^(52 - B).
+  auto sum_of = [](std::initializer_list<const char*> fields) {
+    exact_fsum s;
+    for (auto f : fields)
+      apps::add_float_sum_field(s, f);
+    return s.value();
+  };
+  CHECK(sum_of({"0:4503599627370496"}) == 1.0);
+  CHECK(sum_of({"0:-4503599627370496"}) == -1.0);
+  CHECK(sum_of({"8:3"}) == std::ldexp(3.0, -44));
+  // The least subnormal, in the subnormals' bucket (scaled by 2^1132).
+  CHECK(sum_of({"-1080:288230376151711744"}) == std::ldexp(1.0, -1074));
+  // 2^53 + 1 cannot be one double: the exact sum rounds once, at the end.
+  CHECK(sum_of({"56:562949953421312", "0:4503599627370496",
+                "0:4503599627370496"})
+        == 9007199254740994.0);
+  // A sum beyond 2^64, in more than two 32-bit digits.
+  CHECK(sum_of({"100:340282366920938463463374607431768211456"})
+        == std::ldexp(1.0, 176));
+  // Non-finite buckets: NaN; +inf count + 2^40 * -inf count.
+  CHECK(std::isnan(sum_of({"NaN:2"})));
+  CHECK(sum_of({"Infinity:3"}) == std::numeric_limits<double>::infinity());
+  CHECK(sum_of({"Infinity:2199023255552"})
+        == -std::numeric_limits<double>::infinity());
+  CHECK(std::isnan(sum_of({"Infinity:1099511627777"})));
+  auto refused = [](const char* field, const std::string& why) {
+    INFO(field);
+    exact_fsum s;
+    s.add(2.5);
+    try {
+      apps::add_float_sum_field(s, field);
+      FAIL("accepted");
+    } catch (const std::runtime_error& e) {
+      INFO(e.what());
+      CHECK(std::string{e.what()}.find(std::string{"'"} + field + "'")
+            != std::string::npos);
+      CHECK(std::string{e.what()}.find(why) != std::string::npos);
+    }
+    // Nothing of a refused field joins the sum.
+    CHECK(s.value() == 2.5);
+    CHECK(s.count() == 1);
+  };
+  refused("4503599627370496", "no ':'");
+  refused("0:", "no sum");
+  refused("0:-", "no sum");
+  refused("0:12a", "the sum is not an integer");
+  refused("0:1.5", "the sum is not an integer");
+  refused("x:12", "the bucket is not an integer");
+  refused("8x:12", "the bucket is not an integer");
+  refused(":12", "the bucket is not an integer");
+  refused("1100:1", "beyond the exact float sum's range");
+  refused("-1080:1", "not a multiple of 2^-1074"); // 2^-1132
 }
 
 TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
