@@ -72,6 +72,15 @@ std::vector<detail::int_entry> storage(std::size_t n) {
   return xs;
 }
 
+/// The reducer under test: each element its own key, summed.
+std::shared_ptr<const detail::erased_reducer> each_its_own_key() {
+  return std::make_shared<const detail::erased_reducer>(
+    detail::erase_reducer<std::int64_t>(
+      per_element<std::int64_t>([](const std::int64_t& x, partial& out) {
+        out.add(key{x}, x);
+      })));
+}
+
 } // namespace
 
 TEST_CASE("recycle: a reducer answers with the ints storage sent back to it "
@@ -80,10 +89,7 @@ TEST_CASE("recycle: a reducer answers with the ints storage sent back to it "
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  auto fn = detail::erase_reducer<std::int64_t>(
-    per_element<std::int64_t>([](const std::int64_t& x, partial& out) {
-      out.add(key{x}, x);
-    }));
+  auto fn = *each_its_own_key();
   auto r = detail::spawn_reducer(sys, caf::actor{self}, fn, {});
   // Without storage sent back: a vector of just the batch's size.
   auto p1 = answer(self, r, int_batch(1, 0, 2000));
@@ -92,32 +98,31 @@ TEST_CASE("recycle: a reducer answers with the ints storage sent back to it "
   self->send(r, detail::int_storage{storage(5000)});
   auto p2 = answer(self, r, int_batch(2, 10'000, 3000));
   CHECK(p2.ints.capacity() == 5000);
-  // Two spares for two batches, the last sent back taken first; a third batch
-  // gets fresh storage again.
-  self->send(r, detail::int_storage{storage(6000)});
-  self->send(r, detail::int_storage{storage(7000)});
-  auto p3 = answer(self, r, int_batch(3, 20'000, 100));
-  auto p4 = answer(self, r, int_batch(4, 30'000, 100));
-  auto p5 = answer(self, r, int_batch(5, 40'000, 100));
-  CHECK(p3.ints.capacity() == 7000);
-  CHECK(p4.ints.capacity() == 6000);
-  CHECK(p5.ints.capacity() < 5000);
+  // Storage of `caps` sent back, then one batch more than that: the
+  // capacities the partials came in (the last sent back taken first).
+  std::uint64_t seq = 3;
+  auto capacities_after = [&](std::vector<std::size_t> caps) {
+    for (auto c : caps)
+      self->send(r, detail::int_storage{storage(c)});
+    std::vector<std::size_t> got;
+    for (std::size_t i = 0; i <= caps.size(); ++i) {
+      auto p = answer(self, r, int_batch(seq, 100'000 * seq, 100));
+      ++seq;
+      got.push_back(p.ints.capacity() < 5000 ? 0 : p.ints.capacity());
+    }
+    return got;
+  };
+  // Two spares for two batches; a third batch gets fresh storage (0).
+  CHECK(capacities_after({6000, 7000}) == std::vector<std::size_t>{7000, 6000, 0});
   // At most two spares: the third is freed.
-  self->send(r, detail::int_storage{storage(6100)});
-  self->send(r, detail::int_storage{storage(6200)});
-  self->send(r, detail::int_storage{storage(6300)});
-  auto p6 = answer(self, r, int_batch(6, 50'000, 100));
-  auto p7 = answer(self, r, int_batch(7, 60'000, 100));
-  auto p8 = answer(self, r, int_batch(8, 70'000, 100));
-  CHECK(p6.ints.capacity() == 6200);
-  CHECK(p7.ints.capacity() == 6100);
-  CHECK(p8.ints.capacity() < 5000);
+  CHECK(capacities_after({6100, 6200, 6300})
+        == std::vector<std::size_t>{6200, 6100, 0, 0});
   // The input has ended: spares are freed and storage sent back is not
   // kept.
   self->send(r, detail::int_storage{storage(8000)});
   self->send(r, detail::spares_atom::value);
   self->send(r, detail::int_storage{storage(9000)});
-  auto p9 = answer(self, r, int_batch(9, 80'000, 100));
+  auto p9 = answer(self, r, int_batch(seq, 100'000 * seq, 100));
   CHECK(p9.ints.capacity() < 5000);
   self->send_exit(r, caf::exit_reason::user_shutdown);
 }
@@ -168,11 +173,7 @@ TEST_CASE("recycle: a reducer of a job with shards answers with its integer "
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  auto fn = std::make_shared<const detail::erased_reducer>(
-    detail::erase_reducer<std::int64_t>(
-      per_element<std::int64_t>([](const std::int64_t& x, partial& out) {
-        out.add(key{x}, x);
-      })));
+  auto fn = each_its_own_key();
   for (std::size_t n : {0, 1, 3}) {
     INFO("shards " << n);
     auto r = detail::spawn_reducer(self.ptr(), caf::actor{self}, fn, {}, {},
