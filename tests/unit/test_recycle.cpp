@@ -6,14 +6,20 @@
 
 #include "support.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include "engine/engine.hpp"
@@ -196,5 +202,104 @@ TEST_CASE("recycle: a reducer of a job with shards answers with its integer "
       }
     }
     self->send_exit(r, caf::exit_reason::user_shutdown);
+  }
+}
+
+namespace {
+
+/// How a rogue local reducer misreports its partials' shard groups.
+enum class bad_ends { too_many, decreasing, short_of_the_entries };
+
+/// Answers each batch with a correct partial (key x mod 1000, summed) whose
+/// `int_ends` are wrong as `lie` says; counts its answers in `answered`. It
+/// has no handler for int_storage and f_spares (CAF prints them as
+/// unexpected): the manager must survive sending them.
+caf::behavior lying_reducer(caf::event_based_actor* self, caf::actor manager,
+                            bad_ends lie,
+                            std::shared_ptr<std::atomic<int>> answered) {
+  return {
+    [=](const detail::batch& b) {
+      std::map<std::int64_t, detail::int_entry> folded;
+      auto xs = static_cast<const std::int64_t*>(b.items.data);
+      for (std::size_t i = 0; i < b.items.size; ++i) {
+        auto& e = folded[xs[i] % 1000];
+        e.key = xs[i] % 1000;
+        e.add(xs[i]);
+      }
+      detail::partial_msg msg;
+      msg.source = b.source;
+      msg.seq = b.seq;
+      msg.size = b.items.size;
+      for (auto& [k, e] : folded)
+        msg.ints.push_back(e);
+      auto n = static_cast<std::uint32_t>(msg.ints.size());
+      switch (lie) {
+        case bad_ends::too_many:
+          msg.int_ends = {n / 3, n / 2, n};
+          break;
+        case bad_ends::decreasing:
+          msg.int_ends = {n / 2 + 1, n / 2};
+          break;
+        case bad_ends::short_of_the_entries:
+          msg.int_ends = {n / 4, n / 2};
+          break;
+      }
+      ++*answered;
+      self->send(manager, std::move(msg));
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("recycle: shard groups that a local reducer gets wrong are not "
+          "trusted: the manager groups those keys itself",
+          "[recycle][shards][errors]") {
+  auto data = std::make_shared<std::vector<std::int64_t>>();
+  for (std::int64_t i = 0; i < 20'000; ++i)
+    data->push_back((i * 7919) % 100'000);
+  std::map<std::int64_t, aggregate> expected;
+  for (auto x : *data)
+    expected[x % 1000].add(x);
+  for (auto lie : {bad_ends::too_many, bad_ends::decreasing,
+                   bad_ends::short_of_the_entries}) {
+    INFO("lie " << static_cast<int>(lie));
+    caf::actor_system_config cfg;
+    caf::actor_system sys{cfg};
+    options opts;
+    opts.manager_shards = 2;
+    opts.reducers = 1;
+    opts.inline_elements = 0;
+    auto p = pipeline<std::int64_t>{}
+               .add(from_shared(std::shared_ptr<const std::vector<std::int64_t>>(
+                 data)))
+               .with(opts)
+               .batch_size(100)
+               .distribute_as("test.lying_ends")
+               .reduce([](const batch_ref<std::int64_t>& b, partial& out) {
+                 // Slow, so that the lying reducer answers many batches.
+                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                 for (auto x : b.items)
+                   out.add(key{x % 1000}, x);
+               });
+    auto j = p.start(sys);
+    REQUIRE(j);
+    auto answered = std::make_shared<std::atomic<int>>(0);
+    auto liar = sys.spawn(lying_reducer, j->state()->manager, lie, answered);
+    caf::anon_send(j->state()->manager, detail::join_atom::value, liar,
+                   std::string{"liar"});
+    REQUIRE(j->wait_for(std::chrono::seconds(60)));
+    auto res = test::ok(j->wait());
+    caf::anon_send_exit(liar, caf::exit_reason::user_shutdown);
+    CHECK(*answered > 0);
+    CHECK(res.aggregated == data->size());
+    REQUIRE(res.keys.size() == expected.size());
+    std::size_t i = 0;
+    for (auto& [k, agg] : expected) {
+      CHECK(res.keys[i].key == key{k});
+      CHECK(res.keys[i].agg.sum == agg.sum);
+      CHECK(res.keys[i].agg.count == agg.count);
+      ++i;
+    }
   }
 }

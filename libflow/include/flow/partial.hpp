@@ -159,21 +159,19 @@ public:
     return std::move(entries_);
   }
 
-  /// Moves the compact table's entries out, in order of first appearance
-  /// (used by the reducer actor before `take_entries`, which then holds the
-  /// other keys).
-  std::vector<detail::int_entry> take_int_entries() {
-    std::vector<detail::int_entry> result(ints_.begin(), ints_.end());
-    ints_.reset();
-    return result;
-  }
-
-  /// Moves the compact table's entries into `into`, replacing what it held
-  /// and reusing its storage (used by the reducer actor, with the storage of
-  /// an earlier partial).
+  /// Moves the compact table's entries into `into`, in order of first
+  /// appearance, replacing what it held and reusing its storage (used by the
+  /// reducer actor before `take_entries`, which then holds the other keys).
   void take_int_entries(std::vector<detail::int_entry>& into) {
     into.assign(ints_.begin(), ints_.end());
     ints_.reset();
+  }
+
+  /// The same into a new vector.
+  std::vector<detail::int_entry> take_int_entries() {
+    std::vector<detail::int_entry> result;
+    take_int_entries(result);
+    return result;
   }
 
   /// Moves the compact table's entries into `into` as `take_int_entries`

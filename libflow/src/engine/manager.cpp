@@ -933,17 +933,11 @@ void with_keys(manager_actor_t* self, job_result res, bool consume,
               });
 }
 
-/// The shard of integer key `k` among `n`: from the hash's high bits (the
-/// shards' tables index by its low bits).
-std::size_t shard_of(std::int64_t k, std::size_t n) noexcept {
-  return int_shard_of(k, n);
-}
-
 /// The shard of key `k` among `n`; an integer key goes where it would as
 /// an `int_entry`.
 std::size_t shard_of(const flow::key& k, std::size_t n) noexcept {
   if (k.is_int())
-    return shard_of(k.as_int(), n);
+    return int_shard_of(k.as_int(), n);
   return static_cast<std::size_t>(
     ((mix64(static_cast<std::uint64_t>(k.hash())) >> 32) * n) >> 32);
 }
@@ -996,7 +990,7 @@ void route_keys(manager_actor_t* self, partial_msg& p,
   } else {
     std::vector<std::size_t> next(n + 1, 0);
     for (auto& e : xs)
-      ++next[shard_of(e.key, n) + 1];
+      ++next[int_shard_of(e.key, n) + 1];
     for (std::size_t i = 0; i < n; ++i)
       next[i + 1] += next[i];
     std::vector<std::size_t> ends(next.begin() + 1, next.end());
@@ -1006,7 +1000,7 @@ void route_keys(manager_actor_t* self, partial_msg& p,
     }
     for (std::size_t b = 0; b < n; ++b) {
       while (next[b] < ends[b]) {
-        auto t = shard_of(xs[next[b]].key, n);
+        auto t = int_shard_of(xs[next[b]].key, n);
         if (t == b)
           ++next[b];
         else
@@ -1107,10 +1101,13 @@ void check_complete(manager_actor_t* self) {
       if (!src.done)
         return;
   if (!st.spares_freed) {
+    // Anonymous, as int_storage is: an actor that joined the pool without
+    // these handlers answers an unexpected message with an error, which
+    // would end the manager.
     st.spares_freed = true;
     for (auto& r : st.reducers)
       if (r.handle && r.handle.node() == self->node())
-        self->send(r.handle, spares_atom::value);
+        caf::anon_send(r.handle, spares_atom::value);
   }
   if (!check_accounting(self))
     return;
@@ -1689,10 +1686,11 @@ bool check_more(manager_actor_t* self, const partial_msg& p,
   return true;
 }
 
-/// Applies a reducer's partial aggregate of a batch in flight (or of
-/// several, folded together by a combining reducer), once.
 void on_partial_impl(manager_actor_t* self, partial_msg& p);
 
+/// Applies a reducer's partial aggregate of a batch in flight (or of
+/// several, folded together by a combining reducer), once; then sends the
+/// storage of its integer entries back to a local reducer.
 void on_partial(manager_actor_t* self, partial_msg& p) {
   auto& st = self->state;
   if (auto& from = self->current_sender(); from && from->node() == self->node())
@@ -1703,6 +1701,7 @@ void on_partial(manager_actor_t* self, partial_msg& p) {
   st.ints_owner = nullptr;
 }
 
+/// on_partial's work on the partial itself.
 void on_partial_impl(manager_actor_t* self, partial_msg& p) {
   auto& st = self->state;
   if (st.finished)
