@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -260,6 +262,9 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
           if (i != slots.end()) {
             q.slot = i->second;
           } else {
+            // The field's position among the server's expressions.
+            pp.push_floats.push_back(
+              {c, f - pp.group_cols.size(), b});
             add_slot<exact_fsum>(pp, state_kind::fsum, static_cast<int>(f),
                                  [](exact_fsum& s, const cell& x) {
                                    add_float_sum_field(s, x.s);
@@ -326,7 +331,91 @@ std::string float_sum_field(const std::string& col) {
          + col + " > 0 THEN 1 END)::text";
 }
 
-void add_float_sum_field(exact_fsum& s, std::string_view text) {
+namespace {
+
+/// 2^n as a float8 literal (the shortest decimal that reads back as it).
+std::string pow2_literal(int n) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), std::ldexp(1.0, n));
+  (void) ec;
+  return "'" + std::string{buf, end} + "'::float8";
+}
+
+/// A magnitude the server printed, or nothing when it is not a finite
+/// number (NaN, Infinity, anything unexpected).
+std::optional<double> finite_of(const std::string& text) {
+  double x = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), x);
+  if (ec != std::errc{} || end != text.data() + text.size()
+      || !std::isfinite(x) || x < 0)
+    return std::nullopt;
+  return x;
+}
+
+} // namespace
+
+std::optional<limb_window> float_limbs_window(const float_range& r) {
+  // Only NULLs and zeros: any window holds them.
+  limb_window w{1, 1};
+  int lo = 1 - 53;
+  if (!r.max_abs.empty()) {
+    auto mx = finite_of(r.max_abs);
+    if (!mx)
+      return std::nullopt;
+    if (*mx > 0) {
+      if (r.min_abs.empty())
+        return std::nullopt;
+      auto mn = finite_of(r.min_abs);
+      if (!mn || *mn <= 0 || *mn > *mx)
+        return std::nullopt;
+      // |x| <= max < 2^e. One bit of margin on each side: a server that
+      // prints fewer digits (extra_float_digits below 1) moves a value by
+      // less than an ulp, never by two binades.
+      int e = 0;
+      (void) std::frexp(*mx, &e);
+      w.top = e + 1;
+      // The lowest bit of a value at least min: 2^(ilogb(min) - 52), or
+      // 2^-1074 for the subnormals.
+      lo = std::max(std::ilogb(*mn) - 52 - 1, -1074);
+    }
+  }
+  w.limbs = std::max((w.top - lo + 52) / 53, 1);
+  // The scales 2^(53k - E) must be doubles; beyond max_limbs the buckets
+  // cost less than the limbs' arithmetic.
+  if (w.limbs > max_limbs || 53 * w.limbs - w.top > 1000
+      || 53 - w.top < -1000)
+    return std::nullopt;
+  return w;
+}
+
+std::string float_limbs_sql(const std::string& col, limb_window w) {
+  auto two53 = pow2_literal(53);
+  std::string out;
+  for (int k = 1; k <= w.limbs; ++k) {
+    auto limb = "floor(" + col + " * " + pow2_literal(53 * k - w.top) + ")";
+    if (k > 1)
+      limb = "(" + limb + " - floor(" + col + " * "
+             + pow2_literal(53 * (k - 1) - w.top) + ") * " + two53 + ")";
+    // Part k adds S * 2^(E - 53k), that is S * 2^(B - 52).
+    auto b = w.top - 53 * k + 52;
+    out += (k > 1 ? " || ';" : "'") + std::to_string(b) + ":' || sum(" + limb
+           + "::bigint)::text";
+  }
+  return out;
+}
+
+std::optional<std::string> float_limbs_field(const std::string& col,
+                                             const float_range& r) {
+  auto w = float_limbs_window(r);
+  if (!w)
+    return std::nullopt;
+  return float_limbs_sql(col, *w);
+}
+
+namespace {
+
+/// Adds one "B:S" part of a float sum field to `s`.
+void add_float_sum_part(exact_fsum& s, std::string_view text) {
   auto bad = [&](const char* why) {
     return std::runtime_error("push-down float sum field '"
                               + std::string{text} + "': " + why);
@@ -386,6 +475,29 @@ void add_float_sum_field(exact_fsum& s, std::string_view text) {
   if (!s.add_scaled(negative, m.data(), m.size(), b - 52, 0))
     throw bad("not a multiple of 2^-1074, or beyond the exact float sum's "
               "range (2^1037)");
+}
+
+} // namespace
+
+void add_float_sum_field(exact_fsum& total, std::string_view all) {
+  if (all.find(';') == std::string_view::npos) {
+    // One part (a bucket): add_scaled changes nothing when it refuses.
+    add_float_sum_part(total, all);
+    return;
+  }
+  // Several parts (limbs) are added to a copy, so that a refused part
+  // leaves `total` unchanged.
+  exact_fsum s = total;
+  for (std::size_t from = 0;;) {
+    auto semi = all.find(';', from);
+    add_float_sum_part(s, all.substr(from, semi == std::string_view::npos
+                                             ? std::string_view::npos
+                                             : semi - from));
+    if (semi == std::string_view::npos)
+      break;
+    from = semi + 1;
+  }
+  total = std::move(s);
 }
 
 std::string source_name(const agg_job& job) {

@@ -126,6 +126,19 @@ struct job_plan {
   /// columns, and that are not fields themselves (the buckets of exact float
   /// sums, `float_sum_bucket`).
   std::vector<std::string> push_groups;
+  /// Pushed down: one exact float sum of a `double precision` column.
+  struct float_push {
+    /// The column, quoted.
+    std::string column;
+    /// Its field in `push_exprs` (the bucket form, `float_sum_field`).
+    std::size_t expr = 0;
+    /// Its bucket expression in `push_groups` (`float_sum_bucket`).
+    std::string bucket;
+  };
+  /// Pushed down: the exact float sums, which `push_float_sums` may compute
+  /// in fixed limbs instead of per exponent bucket once the values' range
+  /// is known.
+  std::vector<float_push> push_floats;
   /// Pushed down: the slot counting the rows behind each group (count(*)).
   std::size_t rows_slot = 0;
 };
@@ -161,10 +174,57 @@ std::string float_sum_bucket(const std::string& col);
 /// or of +inf plus 2^40 times that of -inf.
 std::string float_sum_field(const std::string& col);
 
-/// Adds a `float_sum_field` to `s`; throws std::runtime_error when the text
-/// is not one (the server's own output: never expected) or the partial sum
-/// is not a multiple of 2^-1074 or lies beyond what the accumulator holds
-/// (|sum| > 2^1037); then `s` is unchanged.
+/// At most this many limbs (212 bits of range: values down to about
+/// 10^-47 of the largest, with all their bits) before the buckets are
+/// cheaper.
+constexpr int max_limbs = 4;
+
+/// The range of a `double precision` column's values in a read: the
+/// largest magnitude and the smallest non-zero one (as the server returns
+/// them: shortest round-trip text, "NaN" or "Infinity"; empty when the
+/// column holds only NULLs or zeros).
+struct float_range {
+  /// max(abs(col)), or empty.
+  std::string max_abs;
+  /// min(abs(col)) of the non-zero values, or empty.
+  std::string min_abs;
+};
+
+/// The window of an exact float sum in limbs: every |value| < 2^top, and
+/// the lowest bit of every value at least 2^(top - 53 * limbs).
+struct limb_window {
+  /// E: every |value| is below 2^E.
+  int top = 1;
+  /// K: the number of 53-bit limbs.
+  int limbs = 1;
+};
+
+/// The window of `float_limbs_field` for values in `r`, or nothing (see
+/// there).
+std::optional<limb_window> float_limbs_window(const float_range& r);
+
+/// The field of `float_limbs_field` for window `w`.
+std::string float_limbs_sql(const std::string& col, limb_window w);
+
+/// The limbs of an exact float sum over values known to lie in `r`: the
+/// server sums, per group, L_k = floor(col * 2^(53k - E)) - 2^53 *
+/// floor(col * 2^(53(k-1) - E)) for k = 1..K (the first without the second
+/// term), each an integer below 2^53 in magnitude and exact in float8 (a
+/// power-of-two scaling, a floor of it, and a difference that is itself
+/// representable), with every |col| < 2^E and the lowest bit of every
+/// value at least 2^(E - 53K); then col = sum of L_k * 2^(E - 53k). No
+/// grouping by a bucket, so the server keeps its parallel hash aggregate.
+/// Empty (use the buckets) when `r` holds NaN or an infinity, or the values
+/// span more than `max_limbs` * 53 bits, or E lies outside [-900, 900].
+std::optional<std::string> float_limbs_field(const std::string& col,
+                                             const float_range& r);
+
+/// Adds a `float_sum_field` or `float_limbs_field` to `s`: one or more
+/// "B:S" parts separated by ';', each adding S * 2^(B - 52). Throws
+/// std::runtime_error when the text is not one (the server's own output:
+/// never expected) or a partial sum is not a multiple of 2^-1074 or lies
+/// beyond what the accumulator holds (|sum| > 2^1037); then `s` is
+/// unchanged.
 void add_float_sum_field(exact_fsum& s, std::string_view text);
 
 /// The read columns' values of one row: up to `inline_cells` inside the

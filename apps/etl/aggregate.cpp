@@ -886,6 +886,81 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
   return *n;
 }
 
+/// Pushed down, the exact float sums in limbs where the values allow
+/// (docs/etl.md, "Exact float sums on the server"): first the range of each
+/// float column over `read`'s ranges (one small query per range, in the
+/// read's snapshot, so the range holds every value the partitions will
+/// sum), then each field whose range fits is replaced in `exprs` by its
+/// limbs and its bucket dropped from `groups`. Without the bucket the
+/// server keeps its parallel hash aggregate instead of sorting every row.
+void push_float_sums(pg::partitioned_read& read, const job_plan& plan,
+                     std::vector<std::string>& exprs,
+                     std::vector<std::string>& groups) {
+  if (plan.push_floats.empty())
+    return;
+  std::string list;
+  for (auto& f : plan.push_floats)
+    list += (list.empty() ? "" : ", ") + ("max(abs(" + f.column
+            + "))::text, (min(abs(" + f.column + ")) FILTER (WHERE "
+            + f.column + " <> 0))::text");
+  auto readers = read.grouped_readers(list, "");
+  if (!readers)
+    fail(readers.error());
+  std::vector<float_range> ranges(plan.push_floats.size());
+  // The largest of the maxima, the smallest of the minima, compared as
+  // doubles; NaN and Infinity (text that is not a finite number) win.
+  auto worse = [](const std::string& mine, std::string_view theirs,
+                  bool larger) {
+    if (theirs.empty())
+      return false;
+    if (mine.empty())
+      return true;
+    char* end = nullptr;
+    std::string t{theirs};
+    auto a = std::strtod(mine.c_str(), &end);
+    auto b = std::strtod(t.c_str(), &end);
+    if (!std::isfinite(b) || std::isnan(b))
+      return true;
+    if (!std::isfinite(a) || std::isnan(a))
+      return false;
+    return larger ? b > a : b < a;
+  };
+  try {
+    for (auto& r : *readers) {
+      while (auto* row = r.next())
+        for (std::size_t i = 0; i < ranges.size(); ++i) {
+          if (auto mx = row->opt_text(2 * i);
+              mx && worse(ranges[i].max_abs, *mx, true))
+            ranges[i].max_abs = std::string{*mx};
+          if (auto mn = row->opt_text(2 * i + 1);
+              mn && worse(ranges[i].min_abs, *mn, false))
+            ranges[i].min_abs = std::string{*mn};
+        }
+    }
+  } catch (...) {
+    fail(pg::current_error(read.spec().conninfo,
+                           "push-down: the range of the float sums"));
+  }
+  for (std::size_t i = 0; i < plan.push_floats.size(); ++i) {
+    auto& f = plan.push_floats[i];
+    auto limbs = float_limbs_field(f.column, ranges[i]);
+    if (!limbs) {
+      logger()->info("push-down: the exact sum of {} by exponent bucket "
+                     "(its values: |x| up to {}, down to {})",
+                     f.column, ranges[i].max_abs, ranges[i].min_abs);
+      continue;
+    }
+    logger()->info("push-down: the exact sum of {} in {} limbs (its values: "
+                   "|x| up to {}, down to {})",
+                   f.column, std::count(limbs->begin(), limbs->end(), ';') + 1,
+                   ranges[i].max_abs.empty() ? "0" : ranges[i].max_abs,
+                   ranges[i].min_abs.empty() ? "0" : ranges[i].min_abs);
+    exprs[f.expr] = *limbs;
+    groups.erase(std::remove(groups.begin(), groups.end(), f.bucket),
+                 groups.end());
+  }
+}
+
 /// The row sources of a table read: one per range of `read`, reading rows,
 /// or pushed down, the server's partial groups.
 void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
@@ -895,10 +970,13 @@ void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
     for (auto g : plan.group_cols)
       groups += (groups.empty() ? "" : ", ")
                 + pg::quote_ident(plan.read[g].name);
+    auto exprs = plan.push_exprs;
+    auto bucket_groups = plan.push_groups;
+    push_float_sums(read, plan, exprs, bucket_groups);
     auto list = groups;
-    for (auto& e : plan.push_exprs)
+    for (auto& e : exprs)
       list += (list.empty() ? "" : ", ") + e;
-    for (auto& e : plan.push_groups)
+    for (auto& e : bucket_groups)
       groups += (groups.empty() ? "" : ", ") + e;
     auto readers = read.grouped_readers(list, groups);
     if (!readers)

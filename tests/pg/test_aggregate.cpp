@@ -9,10 +9,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/cli.hpp"
@@ -205,6 +209,123 @@ TEST_CASE("aggregate push-down: the server's float sum fields add exactly, "
   refused(":12", "the bucket is not an integer");
   refused("1100:1", "beyond the exact float sum's range");
   refused("-1080:1", "not a multiple of 2^-1074"); // 2^-1132
+  // Limbs: several parts, each S * 2^(B - 52), added together.
+  CHECK(sum_of({"1:4503599627370496;0:4503599627370496"}) == 3.0);
+  CHECK(sum_of({"0:4503599627370496;-53:-4503599627370496"})
+        == 1.0 - std::ldexp(1.0, -53));
+  // A refused part, even the last, leaves the sum as it was.
+  for (auto field : {"0:4503599627370496;x:2", "0:1;0:", "0:1;1100:1"}) {
+    INFO(field);
+    exact_fsum s;
+    s.add(2.5);
+    CHECK_THROWS_AS(apps::add_float_sum_field(s, field), std::runtime_error);
+    CHECK(s.value() == 2.5);
+    CHECK(s.count() == 1);
+  }
+}
+
+TEST_CASE("aggregate push-down: float sums in limbs are exact over their "
+          "window, and values the limbs cannot hold keep the buckets",
+          "[pg][aggregate][pushdown]") {
+  using apps::float_limbs_window;
+  using apps::float_range;
+  // Only NULLs and zeros: one limb.
+  auto none = float_limbs_window(float_range{});
+  REQUIRE(none);
+  CHECK(none->limbs == 1);
+  // NaN, infinities, garbage, an impossible range: the buckets.
+  for (auto [mx, mn] : std::vector<std::pair<const char*, const char*>>{
+         {"NaN", "1"},
+         {"Infinity", "1"},
+         {"1", "NaN"},
+         {"abc", "1"},
+         {"1", ""},
+         {"1", "2"},
+         {"-1", "1"},
+         {"1e20", "1e-30"},   // 5 limbs: 221 bits
+         {"1e300", "1e-300"}, // far too wide
+         // Tiny values: the scales would leave the doubles.
+         {"1e-290", "1e-300"},
+         {"5e-324", "5e-324"}}) {
+    INFO(mx << " " << mn);
+    CHECK_FALSE(float_limbs_window(float_range{mx, mn}));
+  }
+  auto w4 = float_limbs_window(float_range{"1e16", "1e-20"});
+  REQUIRE(w4);
+  CHECK(w4->limbs == 4);
+  // The server's arithmetic, in C++: every limb an integer below 2^53 in
+  // magnitude, and the limbs' sum the values' exact sum, for values
+  // anywhere in the window (the ends, random exponents and mantissas,
+  // both signs, subnormals where the window reaches them, zeros).
+  std::uint64_t z = 42;
+  auto next = [&] {
+    z += 0x9E3779B97F4A7C15ULL;
+    auto x = z;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+  };
+  for (auto [mx, mn] : std::vector<std::pair<double, double>>{
+         {100.0, 3.1e-6},
+         {1e16, 0.1},
+         {1e16, 1e-20},
+         {1.7976931348623157e308, 1e270},
+         {1e-200, 1e-230},
+         {1.0, 1.0},
+         {0.5, 0.5}}) {
+    auto text = [](double x) {
+      char buf[64];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), x);
+      (void) ec;
+      return std::string{buf, end};
+    };
+    auto w = float_limbs_window(float_range{text(mx), text(mn)});
+    INFO(mx << " " << mn);
+    REQUIRE(w);
+    CHECK(w->limbs <= apps::max_limbs);
+    exact_fsum direct;
+    exact_fsum limbs;
+    int emin = std::ilogb(mn);
+    int emax = std::ilogb(mx);
+    for (int i = 0; i < 4000; ++i) {
+      double x;
+      if (i == 0)
+        x = mx;
+      else if (i == 1)
+        x = mn;
+      else if (i == 2)
+        x = 0.0;
+      else {
+        auto r = next();
+        auto e = emin + static_cast<int>(r % static_cast<std::uint64_t>(
+                                           emax - emin + 1));
+        auto m = 1.0 + static_cast<double>(next() >> 12) * 0x1p-52;
+        x = std::clamp(std::ldexp(m, e), mn, mx);
+        if (r & (1ULL << 63))
+          x = -x;
+      }
+      direct.add(x);
+      for (int k = 1; k <= w->limbs; ++k) {
+        double l = std::floor(x * std::ldexp(1.0, 53 * k - w->top));
+        if (k > 1)
+          l -= std::floor(x * std::ldexp(1.0, 53 * (k - 1) - w->top))
+               * 0x1p53;
+        REQUIRE(l == std::floor(l));
+        REQUIRE(std::fabs(l) < 0x1p53);
+        auto mag = static_cast<std::uint64_t>(std::fabs(l));
+        std::uint32_t digits[2] = {static_cast<std::uint32_t>(mag),
+                                   static_cast<std::uint32_t>(mag >> 32)};
+        REQUIRE(limbs.add_scaled(l < 0, digits, 2, w->top - 53 * k, 0));
+      }
+    }
+    CHECK(limbs.value() == direct.value());
+    CHECK(std::signbit(limbs.value()) == std::signbit(direct.value()));
+  }
+  // The SQL: one part per limb, B = E - 53k + 52, no bucket.
+  auto sql = apps::float_limbs_sql("\"x\"", apps::limb_window{7, 2});
+  CHECK(sql.find("'6:' || sum(floor(\"x\" * ") == 0);
+  CHECK(sql.find(" || ';-47:' || sum((floor(\"x\" * ") != std::string::npos);
+  CHECK(sql.find("ln(") == std::string::npos);
 }
 
 TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
@@ -638,10 +759,15 @@ TEST_CASE("aggregate: --pushdown sums doubles exactly on the server, "
   CHECK(json_field(line_of("106"), "sum_x") == "\"inf\"");
   CHECK(json_field(line_of("107"), "sum_x") == "1.7976931348623157e+308");
   for (auto parts : {"1", "3"}) {
-    auto pushed = run({"--pushdown", "--partitions", parts}, aggs);
+    auto pushed = run({"--pushdown", "--partitions", parts, "--log-level",
+                       "info"},
+                      aggs);
     INFO("partitions " << parts << " stderr: " << pushed.err);
     REQUIRE(pushed.rc == 0);
     CHECK(pushed.err.find("reading rows") == std::string::npos);
+    // NaN and the infinities (and subnormals next to 1e300): the buckets.
+    CHECK(pushed.err.find("the exact sum of \"x\" by exponent bucket")
+          != std::string::npos);
     CHECK(json_field(lines_of(pushed.out).back(), "mode") == "\"push-down\"");
     CHECK(group_lines(pushed) == group_lines(rows));
   }
@@ -654,6 +780,83 @@ TEST_CASE("aggregate: --pushdown sums doubles exactly on the server, "
   CHECK(real.err.find("sum(y) cannot be computed exactly by the server")
         != std::string::npos);
   CHECK(json_field(lines_of(real.out).back(), "mode") == "\"table\"");
+}
+
+TEST_CASE("aggregate: --pushdown sums doubles in limbs when their range "
+          "allows, exactly, and per exponent bucket when it does not",
+          "[pg][aggregate]") {
+  // x: 0.1 .. 1e16 (3 limbs); y: 1e-20 .. 1e16 (4 limbs); w: 1e-30 ..
+  // 1e20 (5 limbs: the buckets). Signs, zeros, -0.0, NULLs, values built to
+  // cancel, groups of only NULLs and only zeros.
+  auto schema = fresh_schema("agg_push_limbs");
+  auto t = pg::table_name{schema, "f"}.quoted();
+  exec("CREATE TABLE " + t
+       + " (k int, x double precision, y double precision, "
+         "w double precision)");
+  exec("INSERT INTO " + t
+       + " SELECT i % 11, CASE i % 9 WHEN 0 THEN 1e16 * (1 - 2 * (i % 2)) "
+         "WHEN 1 THEN 0.1 WHEN 2 THEN -0.0 WHEN 3 THEN NULL "
+         "ELSE (i * 0.1234567891234567) * (CASE WHEN i % 2 = 0 THEN -1 "
+         "ELSE 1 END) END, "
+         "CASE i % 5 WHEN 0 THEN 1e-20 * i WHEN 1 THEN 1e16 WHEN 2 THEN -1e16 "
+         "ELSE i * 3.3333333333333335 END, "
+         "CASE i % 4 WHEN 0 THEN 1e-30 * i WHEN 1 THEN 1e20 ELSE -1e20 END "
+         "FROM generate_series(1, 5000) i");
+  exec("INSERT INTO " + t
+       + " VALUES (100, NULL, NULL, NULL), (101, 0, -0.0, 0), (101, -0.0, 0, "
+         "0), (102, 1e16, 1e16, 1e20), (102, 1, 1e-20, 1e-30), "
+         "(102, -1e16, -1e16, -1e20)");
+  exec("ANALYZE " + t);
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{
+      "aggregate", "--db",  conninfo(), "--schema", schema, "--table", "f",
+      "--group-by", "k", "--agg",
+      "sum(x), avg(x), sum(y), avg(y), sum(w), avg(w), count(*)", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  auto rows = run({});
+  INFO("stderr: " << rows.err);
+  REQUIRE(rows.rc == 0);
+  REQUIRE(group_lines(rows).size() == 14);
+  // Group 102: the limbs keep 1 (and 1e-20) beside +-1e16.
+  for (auto& l : group_lines(rows))
+    if (l.rfind("{\"k\":102,", 0) == 0) {
+      CHECK(json_field(l, "sum_x") == "1");
+      CHECK(json_field(l, "sum_y") == "1e-20");
+      CHECK(json_field(l, "sum_w") == "1e-30");
+    }
+  for (auto parts : {"1", "3"}) {
+    auto pushed = run({"--pushdown", "--partitions", parts, "--log-level",
+                       "info"});
+    INFO("partitions " << parts << " stderr: " << pushed.err);
+    REQUIRE(pushed.rc == 0);
+    CHECK(pushed.err.find("the exact sum of \"x\" in 3 limbs")
+          != std::string::npos);
+    CHECK(pushed.err.find("the exact sum of \"y\" in 4 limbs")
+          != std::string::npos);
+    CHECK(pushed.err.find("the exact sum of \"w\" by exponent bucket")
+          != std::string::npos);
+    auto summary = lines_of(pushed.out).back();
+    CHECK(json_field(summary, "mode") == "\"push-down\"");
+    CHECK(group_lines(pushed) == group_lines(rows));
+  }
+  // Without w, no bucket: one partial row per group and partition.
+  auto limbs_only = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{
+      "aggregate", "--db",  conninfo(), "--schema", schema, "--table", "f",
+      "--group-by", "k", "--agg", "sum(x), avg(y), count(*)", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  auto plain = limbs_only({});
+  REQUIRE(plain.rc == 0);
+  auto pushed = limbs_only({"--pushdown", "--partitions", "1"});
+  INFO("stderr: " << pushed.err);
+  REQUIRE(pushed.rc == 0);
+  CHECK(group_lines(pushed) == group_lines(plain));
+  auto summary = lines_of(pushed.out).back();
+  CHECK(json_field(summary, "partial_groups") == json_field(summary, "groups"));
 }
 
 TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
