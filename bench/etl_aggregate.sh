@@ -158,7 +158,8 @@ for ((r = 1; r <= runs; ++r)); do
     # One partial per batch, as before --combine (default 8).
     add "$t|etl1|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --partitions 1 --combine 1)"
     # Push-down: the server computes every partial, the float sums exactly
-    # in integers per exponent bucket (one partition: its parallel workers).
+    # in integer limbs (per exponent bucket when the values' range is too
+    # wide); one partition: its parallel workers.
     add "$t|etlpd|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --pushdown)"
     # The floor of any client that reads the rows: the server's COPY of
     # them alone, as text (what flow-etl reads) and binary.

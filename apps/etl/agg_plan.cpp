@@ -251,8 +251,10 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
       case agg_func::sum:
       case agg_func::avg:
         if (p.cls == col_class::floating && p.source_type == "double precision") {
-          // Exact in integers per exponent bucket; the count, as for
-          // decimals, is avg's divisor and says whether any value was seen.
+          // Exact in integers: per exponent bucket as planned here, in
+          // limbs once the values' range is known (aggregate.cpp,
+          // push_float_sums). The count, as for decimals, is avg's divisor
+          // and says whether any value was seen.
           auto b = float_sum_bucket(c);
           if (std::find(pp.push_groups.begin(), pp.push_groups.end(), b)
               == pp.push_groups.end())

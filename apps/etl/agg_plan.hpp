@@ -154,8 +154,8 @@ job_plan plan_job(const agg_job& job, const source_columns& src);
 /// The push-down form of `rows` (a plan over rows): the server computes
 /// count, sum of integers and decimals, min and max per partition and group
 /// (all exact), and sums of `double precision` exactly in integers (see
-/// `float_sum_bucket`); the reducers merge those partials into the same
-/// kinds of states. Nothing when an aggregate cannot be computed exactly
+/// `float_sum_bucket` and `float_limbs_field`); the reducers merge those
+/// partials into the same kinds of states. Nothing when an aggregate cannot be computed exactly
 /// that way (sums and averages of `real`, stddev, distinct counts,
 /// sketches): `why_not` then names it.
 std::optional<job_plan> plan_pushdown(const job_plan& rows,
