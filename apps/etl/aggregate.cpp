@@ -1,6 +1,7 @@
 #include "etl/aggregate.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -908,20 +909,23 @@ void push_float_sums(pg::partitioned_read& read, const job_plan& plan,
     fail(readers.error());
   std::vector<float_range> ranges(plan.push_floats.size());
   // The largest of the maxima, the smallest of the minima, compared as
-  // doubles; NaN and Infinity (text that is not a finite number) win.
-  auto worse = [](const std::string& mine, std::string_view theirs,
-                  bool larger) {
+  // doubles (from_chars: no locale); NaN, Infinity and anything else that
+  // is not a finite number win, and then keep the buckets.
+  auto finite = [](std::string_view text, double& x) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
+                                     x);
+    return ec == std::errc{} && end == text.data() + text.size()
+           && std::isfinite(x);
+  };
+  auto worse = [&](const std::string& mine, std::string_view theirs,
+                   bool larger) {
+    double a = 0;
+    double b = 0;
     if (theirs.empty())
       return false;
-    if (mine.empty())
+    if (mine.empty() || !finite(theirs, b))
       return true;
-    char* end = nullptr;
-    std::string t{theirs};
-    auto a = std::strtod(mine.c_str(), &end);
-    auto b = std::strtod(t.c_str(), &end);
-    if (!std::isfinite(b) || std::isnan(b))
-      return true;
-    if (!std::isfinite(a) || std::isnan(a))
+    if (!finite(mine, a))
       return false;
     return larger ? b > a : b < a;
   };

@@ -859,6 +859,47 @@ TEST_CASE("aggregate: --pushdown sums doubles in limbs when their range "
   CHECK(json_field(summary, "partial_groups") == json_field(summary, "groups"));
 }
 
+TEST_CASE("aggregate: --pushdown takes the float range over every "
+          "partition",
+          "[pg][aggregate]") {
+  // Rows in physical order: the partitions (block ranges) see different
+  // ranges of x, the smallest values in the first, the largest in the
+  // last; a window from the first partition alone would not hold the last
+  // one's values (the server would fail to cast them to bigint). y has one
+  // NaN, in the last partition only.
+  auto schema = fresh_schema("agg_push_range");
+  auto t = pg::table_name{schema, "f"}.quoted();
+  exec("CREATE TABLE " + t
+       + " (k int, x double precision, y double precision)");
+  exec("INSERT INTO " + t
+       + " SELECT i % 5, CASE WHEN i <= 10000 THEN i * 1.2345678912345e-20 "
+         "WHEN i <= 20000 THEN i * 0.5 ELSE 1e16 + i * 2 END, "
+         "CASE WHEN i = 29999 THEN 'NaN' ELSE i * 0.25 END "
+         "FROM generate_series(1, 30000) i");
+  exec("ANALYZE " + t);
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"aggregate", "--db", conninfo(), "--schema",
+                                  schema, "--table", "f", "--group-by", "k",
+                                  "--agg", "sum(x), sum(y)", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  auto rows = run({});
+  INFO("stderr: " << rows.err);
+  REQUIRE(rows.rc == 0);
+  auto pushed = run({"--pushdown", "--partitions", "3", "--log-level",
+                     "info"});
+  INFO("stderr: " << pushed.err);
+  REQUIRE(pushed.rc == 0);
+  CHECK(json_field(lines_of(pushed.out).back(), "partitions") == "3");
+  // 1.2e-20 .. 1e16: four limbs, not the one or two of a single partition.
+  CHECK(pushed.err.find("the exact sum of \"x\" in 4 limbs")
+        != std::string::npos);
+  CHECK(pushed.err.find("the exact sum of \"y\" by exponent bucket")
+        != std::string::npos);
+  CHECK(group_lines(pushed) == group_lines(rows));
+}
+
 TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
           "server cannot compute exactly reads rows",
           "[pg][aggregate]") {
