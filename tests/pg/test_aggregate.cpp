@@ -37,6 +37,18 @@ namespace {
 
 const std::string prog = FLOW_ETL_PATH;
 
+/// `flow-etl aggregate` of table "f" in `schema`, grouped by k, with `aggs`
+/// as JSON, and `extra` options.
+run_result aggregate_f(const std::string& schema, const std::string& aggs,
+                       const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args{"aggregate", "--db",       conninfo(),
+                                "--schema",  schema,       "--table",
+                                "f",         "--group-by", "k",
+                                "--agg",     aggs,         "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_program(prog, args);
+}
+
 /// A one-line error, exit code 2, nothing on stdout.
 void check_one_line_error(const run_result& res) {
   INFO("stdout: " << res.out << "\nstderr: " << res.err);
@@ -732,11 +744,7 @@ TEST_CASE("aggregate: --pushdown sums doubles exactly on the server, "
          "(108, -1e-310, 1), (108, 3e-320, 1)");
   exec("ANALYZE " + t);
   auto run = [&](std::vector<std::string> extra, const std::string& aggs) {
-    std::vector<std::string> args{"aggregate", "--db", conninfo(), "--schema",
-                                  schema, "--table", "f", "--group-by", "k",
-                                  "--agg", aggs, "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return run_program(prog, args);
+    return aggregate_f(schema, aggs, extra);
   };
   auto aggs = "sum(x), avg(x), count(x), count(*), min(x), max(x)";
   auto rows = run({}, aggs);
@@ -808,12 +816,9 @@ TEST_CASE("aggregate: --pushdown sums doubles in limbs when their range "
          "(102, -1e16, -1e16, -1e20)");
   exec("ANALYZE " + t);
   auto run = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args{
-      "aggregate", "--db",  conninfo(), "--schema", schema, "--table", "f",
-      "--group-by", "k", "--agg",
-      "sum(x), avg(x), sum(y), avg(y), sum(w), avg(w), count(*)", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return run_program(prog, args);
+    return aggregate_f(
+      schema, "sum(x), avg(x), sum(y), avg(y), sum(w), avg(w), count(*)",
+      extra);
   };
   auto rows = run({});
   INFO("stderr: " << rows.err);
@@ -842,16 +847,11 @@ TEST_CASE("aggregate: --pushdown sums doubles in limbs when their range "
     CHECK(group_lines(pushed) == group_lines(rows));
   }
   // Without w, no bucket: one partial row per group and partition.
-  auto limbs_only = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args{
-      "aggregate", "--db",  conninfo(), "--schema", schema, "--table", "f",
-      "--group-by", "k", "--agg", "sum(x), avg(y), count(*)", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return run_program(prog, args);
-  };
-  auto plain = limbs_only({});
+  auto limbs_only = "sum(x), avg(y), count(*)";
+  auto plain = aggregate_f(schema, limbs_only);
   REQUIRE(plain.rc == 0);
-  auto pushed = limbs_only({"--pushdown", "--partitions", "1"});
+  auto pushed = aggregate_f(schema, limbs_only,
+                            {"--pushdown", "--partitions", "1"});
   INFO("stderr: " << pushed.err);
   REQUIRE(pushed.rc == 0);
   CHECK(group_lines(pushed) == group_lines(plain));
@@ -877,18 +877,12 @@ TEST_CASE("aggregate: --pushdown takes the float range over every "
          "CASE WHEN i = 29999 THEN 'NaN' ELSE i * 0.25 END "
          "FROM generate_series(1, 30000) i");
   exec("ANALYZE " + t);
-  auto run = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args{"aggregate", "--db", conninfo(), "--schema",
-                                  schema, "--table", "f", "--group-by", "k",
-                                  "--agg", "sum(x), sum(y)", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return run_program(prog, args);
-  };
-  auto rows = run({});
+  auto rows = aggregate_f(schema, "sum(x), sum(y)");
   INFO("stderr: " << rows.err);
   REQUIRE(rows.rc == 0);
-  auto pushed = run({"--pushdown", "--partitions", "3", "--log-level",
-                     "info"});
+  auto pushed = aggregate_f(schema, "sum(x), sum(y)",
+                            {"--pushdown", "--partitions", "3",
+                             "--log-level", "info"});
   INFO("stderr: " << pushed.err);
   REQUIRE(pushed.rc == 0);
   CHECK(json_field(lines_of(pushed.out).back(), "partitions") == "3");
