@@ -155,9 +155,9 @@ job_plan plan_job(const agg_job& job, const source_columns& src);
 /// count, sum of integers and decimals, min and max per partition and group
 /// (all exact), and sums of `double precision` exactly in integers (see
 /// `float_sum_bucket` and `float_limbs_field`); the reducers merge those
-/// partials into the same kinds of states. Nothing when an aggregate cannot be computed exactly
-/// that way (sums and averages of `real`, stddev, distinct counts,
-/// sketches): `why_not` then names it.
+/// partials into the same kinds of states. Nothing when an aggregate cannot
+/// be computed exactly that way (sums and averages of `real`, stddev,
+/// distinct counts, sketches): `why_not` then names it.
 std::optional<job_plan> plan_pushdown(const job_plan& rows,
                                       std::string& why_not);
 
@@ -215,7 +215,8 @@ std::string float_limbs_sql(const std::string& col, limb_window w);
 /// value at least 2^(E - 53K); then col = sum of L_k * 2^(E - 53k). No
 /// grouping by a bucket, so the server keeps its parallel hash aggregate.
 /// Empty (use the buckets) when `r` holds NaN or an infinity, or the values
-/// span more than `max_limbs` * 53 bits, or E lies outside [-900, 900].
+/// span more than `max_limbs` * 53 bits, or a scale 2^(53k - E) would not
+/// be a double (53K - E above 1000: magnitudes below about 10^-280).
 std::optional<std::string> float_limbs_field(const std::string& col,
                                              const float_range& r);
 
