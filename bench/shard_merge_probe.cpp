@@ -23,12 +23,6 @@ namespace {
 using flow::detail::int_entry;
 using flow::detail::int_table;
 
-std::uint64_t splitmix(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
     .count();
@@ -53,7 +47,8 @@ int main(int argc, char** argv) {
   }
   std::vector<int_entry> in(n);
   for (std::uint64_t i = 0; i < n; ++i) {
-    auto z = splitmix(42 + (i + 1) * 0x9E3779B97F4A7C15ULL);
+    // SplitMix64's i-th output for seed 42 (mix64 adds the increment).
+    auto z = flow::detail::mix64(42 + i * 0x9E3779B97F4A7C15ULL);
     auto k = static_cast<std::int64_t>(z % keys);
     in[i].key = k;
     in[i].add(static_cast<std::int64_t>((z >> 32) % 10001));

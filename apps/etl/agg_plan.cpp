@@ -343,9 +343,9 @@ std::string pow2_literal(int n) {
   return "'" + std::string{buf, end} + "'::float8";
 }
 
-/// A magnitude the server printed, or nothing when it is not a finite
-/// number (NaN, Infinity, anything unexpected).
-std::optional<double> finite_of(const std::string& text) {
+} // namespace
+
+std::optional<double> finite_magnitude(std::string_view text) {
   double x = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), x);
   if (ec != std::errc{} || end != text.data() + text.size()
@@ -354,20 +354,18 @@ std::optional<double> finite_of(const std::string& text) {
   return x;
 }
 
-} // namespace
-
 std::optional<limb_window> float_limbs_window(const float_range& r) {
   // Only NULLs and zeros: any window holds them.
   limb_window w{1, 1};
   int lo = 1 - 53;
   if (!r.max_abs.empty()) {
-    auto mx = finite_of(r.max_abs);
+    auto mx = finite_magnitude(r.max_abs);
     if (!mx)
       return std::nullopt;
     if (*mx > 0) {
       if (r.min_abs.empty())
         return std::nullopt;
-      auto mn = finite_of(r.min_abs);
+      auto mn = finite_magnitude(r.min_abs);
       if (!mn || *mn <= 0 || *mn > *mx)
         return std::nullopt;
       // |x| <= max < 2^e. One bit of margin on each side: a server that

@@ -190,6 +190,10 @@ struct float_range {
   std::string min_abs;
 };
 
+/// A magnitude the server printed (from_chars: no locale), or nothing when
+/// it is not a finite number at least 0 (NaN, Infinity, anything else).
+std::optional<double> finite_magnitude(std::string_view text);
+
 /// The window of an exact float sum in limbs: every |value| < 2^top, and
 /// the lowest bit of every value at least 2^(top - 53 * limbs).
 struct limb_window {

@@ -1,7 +1,6 @@
 #include "etl/aggregate.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -909,25 +908,19 @@ void push_float_sums(pg::partitioned_read& read, const job_plan& plan,
     fail(readers.error());
   std::vector<float_range> ranges(plan.push_floats.size());
   // The largest of the maxima, the smallest of the minima, compared as
-  // doubles (from_chars: no locale); NaN, Infinity and anything else that
-  // is not a finite number win, and then keep the buckets.
-  auto finite = [](std::string_view text, double& x) {
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                     x);
-    return ec == std::errc{} && end == text.data() + text.size()
-           && std::isfinite(x);
-  };
-  auto worse = [&](const std::string& mine, std::string_view theirs,
-                   bool larger) {
-    double a = 0;
-    double b = 0;
+  // doubles; NaN, Infinity and anything else that is not a finite number
+  // win, and then keep the buckets.
+  auto worse = [](const std::string& mine, std::string_view theirs,
+                  bool larger) {
     if (theirs.empty())
       return false;
-    if (mine.empty() || !finite(theirs, b))
+    auto b = finite_magnitude(theirs);
+    if (mine.empty() || !b)
       return true;
-    if (!finite(mine, a))
+    auto a = finite_magnitude(mine);
+    if (!a)
       return false;
-    return larger ? b > a : b < a;
+    return larger ? *b > *a : *b < *a;
   };
   try {
     for (auto& r : *readers) {

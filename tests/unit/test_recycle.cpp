@@ -69,6 +69,21 @@ detail::partial_msg answer(caf::scoped_actor& self, const caf::actor& r,
   return out;
 }
 
+/// The result's keys are `expected`'s, in order, with the same aggregates.
+void check_keys(const job_result& res,
+                const std::map<std::int64_t, aggregate>& expected) {
+  REQUIRE(res.keys.size() == expected.size());
+  std::size_t i = 0;
+  for (auto& [k, agg] : expected) {
+    CHECK(res.keys[i].key == key{k});
+    CHECK(res.keys[i].agg.sum == agg.sum);
+    CHECK(res.keys[i].agg.count == agg.count);
+    CHECK(res.keys[i].agg.min == agg.min);
+    CHECK(res.keys[i].agg.max == agg.max);
+    ++i;
+  }
+}
+
 /// Storage of `n` entries' capacity holding stale entries, as it comes back.
 std::vector<detail::int_entry> storage(std::size_t n) {
   std::vector<detail::int_entry> xs(n / 2);
@@ -160,16 +175,7 @@ TEST_CASE("recycle: jobs whose partials come back to their reducers give the "
         .run());
     CHECK(res.emitted == xs.size());
     CHECK(res.aggregated == xs.size());
-    REQUIRE(res.keys.size() == expected.size());
-    std::size_t i = 0;
-    for (auto& [k, agg] : expected) {
-      CHECK(res.keys[i].key == key{k});
-      CHECK(res.keys[i].agg.sum == agg.sum);
-      CHECK(res.keys[i].agg.count == agg.count);
-      CHECK(res.keys[i].agg.min == agg.min);
-      CHECK(res.keys[i].agg.max == agg.max);
-      ++i;
-    }
+    check_keys(res, expected);
   }
 }
 
@@ -293,13 +299,6 @@ TEST_CASE("recycle: shard groups that a local reducer gets wrong are not "
     caf::anon_send_exit(liar, caf::exit_reason::user_shutdown);
     CHECK(*answered > 0);
     CHECK(res.aggregated == data->size());
-    REQUIRE(res.keys.size() == expected.size());
-    std::size_t i = 0;
-    for (auto& [k, agg] : expected) {
-      CHECK(res.keys[i].key == key{k});
-      CHECK(res.keys[i].agg.sum == agg.sum);
-      CHECK(res.keys[i].agg.count == agg.count);
-      ++i;
-    }
+    check_keys(res, expected);
   }
 }
