@@ -266,7 +266,7 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
           } else {
             // The field's position among the server's expressions.
             pp.push_floats.push_back(
-              {c, f - pp.group_cols.size(), b});
+              {c, p.expr.column, f - pp.group_cols.size(), b});
             add_slot<exact_fsum>(pp, state_kind::fsum, static_cast<int>(f),
                                  [](exact_fsum& s, const cell& x) {
                                    add_float_sum_field(s, x.s);
@@ -354,7 +354,13 @@ std::optional<double> finite_magnitude(std::string_view text) {
   return x;
 }
 
-std::optional<limb_window> float_limbs_window(const float_range& r) {
+namespace {
+
+/// The window of values in `r` with `top` binades of margin above the
+/// largest magnitude and `low` below the smallest non-zero one's lowest bit;
+/// `guess`: a sample, which must hold a non-zero finite value.
+std::optional<limb_window> window_of(const float_range& r, int top, int low,
+                                     bool guess) {
   // Only NULLs and zeros: any window holds them.
   limb_window w{1, 1};
   int lo = 1 - 53;
@@ -368,16 +374,18 @@ std::optional<limb_window> float_limbs_window(const float_range& r) {
       auto mn = finite_magnitude(r.min_abs);
       if (!mn || *mn <= 0 || *mn > *mx)
         return std::nullopt;
-      // |x| <= max < 2^e. One bit of margin on each side: a server that
-      // prints fewer digits (extra_float_digits below 1) moves a value by
-      // less than an ulp, never by two binades.
+      // |x| <= max < 2^e.
       int e = 0;
       (void) std::frexp(*mx, &e);
-      w.top = e + 1;
+      w.top = e + top;
       // The lowest bit of a value at least min: 2^(ilogb(min) - 52), or
       // 2^-1074 for the subnormals.
-      lo = std::max(std::ilogb(*mn) - 52 - 1, -1074);
+      lo = std::max(std::ilogb(*mn) - 52 - low, -1074);
+    } else if (guess) {
+      return std::nullopt;
     }
+  } else if (guess) {
+    return std::nullopt;
   }
   w.limbs = std::max((w.top - lo + 52) / 53, 1);
   // The scales 2^(53k - E) must be doubles; beyond max_limbs the buckets
@@ -386,6 +394,19 @@ std::optional<limb_window> float_limbs_window(const float_range& r) {
       || 53 - w.top < -1000)
     return std::nullopt;
   return w;
+}
+
+} // namespace
+
+std::optional<limb_window> float_limbs_window(const float_range& r) {
+  // One bit of margin on each side: a server that prints fewer digits
+  // (extra_float_digits below 1) moves a value by less than an ulp, never
+  // by two binades.
+  return window_of(r, 1, 1, false);
+}
+
+std::optional<limb_window> float_guess_window(const float_range& sample) {
+  return window_of(sample, 1 + guess_top_margin, 1 + guess_low_margin, true);
 }
 
 std::string float_limbs_sql(const std::string& col, limb_window w) {
@@ -402,6 +423,14 @@ std::string float_limbs_sql(const std::string& col, limb_window w) {
            + "::bigint)::text";
   }
   return out;
+}
+
+std::string float_limbs_checked_sql(const std::string& col, limb_window w) {
+  // IS NOT FALSE: a group of NULLs only has no value outside.
+  auto scaled = col + " * " + pow2_literal(53 * w.limbs - w.top);
+  return "CASE WHEN bool_and(" + scaled + " = floor(" + scaled
+         + ")) IS NOT FALSE THEN " + float_limbs_sql(col, w) + " ELSE '"
+         + std::string{float_outside_field} + "' END";
 }
 
 std::optional<std::string> float_limbs_field(const std::string& col,
@@ -603,7 +632,17 @@ void row_decoder::operator()(const pg::row_view& r, agg_row& out) const {
                            plan->numeric_double[i]);
     if (!why.empty())
       throw pg::decode_error(i, "column \"" + read[i].name + "\": " + why);
-  }
+  }  if (outside)
+    for (auto& f : plan->push_floats) {
+      auto i = plan->group_cols.size() + f.expr;
+      auto& c = out.cells[i];
+      if (!c.null && c.s == float_outside_field) {
+        outside->store(true);
+        throw pg::decode_error(i, "the sum of " + f.column
+                                    + ": a value outside the window guessed "
+                                      "from the statistics");
+      }
+    }
 }
 
 reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
@@ -770,7 +809,7 @@ caf::expected<job_result> run_aggregate_partition(caf::actor_system& sys,
     return node_error(std::move(reader.error()));
   pipeline<agg_row> p;
   p.add(source<agg_row>{std::make_unique<pg::row_source<agg_row, row_decoder>>(
-    std::move(*reader), row_decoder{plan})});
+    std::move(*reader), row_decoder{plan, nullptr})});
   options opts;
   opts.batch_size = 16384;
   opts.reducers = flow::default_reducers();

@@ -5,6 +5,7 @@
 // program (aggregate.cpp) and by worker nodes, which rebuild the same plan
 // from a task's payload and return the partition's partial states.
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -130,6 +131,8 @@ struct job_plan {
   struct float_push {
     /// The column, quoted.
     std::string column;
+    /// The column's name as in the catalog (for its statistics).
+    std::string name;
     /// Its field in `push_exprs` (the bucket form, `float_sum_field`).
     std::size_t expr = 0;
     /// Its bucket expression in `push_groups` (`float_sum_bucket`).
@@ -209,6 +212,37 @@ std::optional<limb_window> float_limbs_window(const float_range& r);
 
 /// The field of `float_limbs_field` for window `w`.
 std::string float_limbs_sql(const std::string& col, limb_window w);
+
+/// Binades of margin above the largest magnitude of a guessed window
+/// (`float_guess_window`): values up to 2^8 times the sample's largest fit
+/// the window, and up to 2^18 times still fit the first limb's bigint.
+constexpr int guess_top_margin = 8;
+
+/// Binades of margin below the smallest non-zero magnitude of a guessed
+/// window: values down to 2^-16 times the sample's smallest keep all their
+/// bits in the window (the last limb's spare bits add more).
+constexpr int guess_low_margin = 16;
+
+/// A limbs window guessed from a sample of the values (the planner's
+/// statistics: histogram bounds and most common values), with the margins
+/// above; nothing when the sample holds no non-zero finite value, or
+/// anything not a finite number, or the window would not fit `max_limbs`.
+/// Values outside it are caught by `float_limbs_checked_sql`, never summed
+/// wrongly.
+std::optional<limb_window> float_guess_window(const float_range& sample);
+
+/// What a field of `float_limbs_checked_sql` holds for a group with a value
+/// whose low bits fall below the window.
+inline constexpr std::string_view float_outside_field = "outside";
+
+/// The field of `float_limbs_sql`, checked for values the window may not
+/// hold: `float_outside_field` for a group with a value whose lowest bit is
+/// below 2^(E - 53K) (bool_and of col * 2^(53K - E) = floor of it). A value
+/// of 2^E or more is still summed exactly (its first limb is then larger
+/// than 2^53, the others 0) as long as the first limb fits a bigint; beyond
+/// (2^(E + 10)), NaN and the infinities, the server fails the query with
+/// SQLSTATE 22003 (bigint out of range).
+std::string float_limbs_checked_sql(const std::string& col, limb_window w);
 
 /// The limbs of an exact float sum over values known to lie in `r`: the
 /// server sums, per group, L_k = floor(col * 2^(53k - E)) - 2^53 *
@@ -372,6 +406,12 @@ struct agg_row {
 struct row_decoder {
   /// The plan.
   std::shared_ptr<const job_plan> plan;
+
+  /// Pushed down with guessed float windows (`float_limbs_checked_sql`):
+  /// set when a row's float sum field is `float_outside_field`, which then
+  /// also fails the read, so that the job can run again with the exact
+  /// range. Null otherwise.
+  std::shared_ptr<std::atomic<bool>> outside;
 
   /// Decodes one row.
   agg_row operator()(const pg::row_view& r) const;

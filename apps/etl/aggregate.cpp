@@ -886,27 +886,100 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
   return *n;
 }
 
+/// The planner's sample of each float column of `plan.push_floats` (its
+/// histogram bounds and most common values in pg_stats, in `read`'s
+/// snapshot) as a range; empty ranges for a column without statistics.
+std::vector<float_range> sampled_float_ranges(pg::partitioned_read& read,
+                                              const job_plan& plan) {
+  std::vector<float_range> out(plan.push_floats.size());
+  auto lit = [](const std::string& x) {
+    std::string q = "'";
+    for (auto c : x)
+      q += c == '\'' ? std::string{"''"} : std::string(1, c);
+    return q + "'";
+  };
+  auto rel = lit(read.spec().table.quoted()) + "::regclass";
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    // Every statistics row of the column (a parent table may have two:
+    // with and without its children).
+    auto rows = read.query(
+      "SELECT max(abs(v))::text, (min(abs(v)) FILTER (WHERE v <> 0))::text"
+      " FROM pg_stats s CROSS JOIN LATERAL unnest(coalesce("
+      "s.histogram_bounds::text::float8[], '{}') || coalesce("
+      "s.most_common_vals::text::float8[], '{}')) AS v"
+      " WHERE (s.schemaname, s.tablename) = (SELECT n.nspname, c.relname"
+      " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+      " WHERE c.oid = " + rel + ") AND s.attname = "
+      + lit(plan.push_floats[i].name));
+    // Never expected to fail (the cast is of a double precision column's
+    // own values); when it does, the snapshot's transaction is aborted.
+    if (!rows)
+      fail(rows.error());
+    if (rows->empty())
+      continue;
+    auto& row = (*rows)[0];
+    if (row.size() == 2 && row[0])
+      out[i] = {*row[0], row[1].value_or("")};
+  }
+  return out;
+}
+
 /// Pushed down, the exact float sums in limbs where the values allow
-/// (docs/etl.md, "Exact float sums on the server"): first the range of each
-/// float column over `read`'s ranges (one small query per range, in the
-/// read's snapshot, so the range holds every value the partitions will
-/// sum), then each field whose range fits is replaced in `exprs` by its
-/// limbs and its bucket dropped from `groups`. Without the bucket the
-/// server keeps its parallel hash aggregate instead of sorting every row.
-void push_float_sums(pg::partitioned_read& read, const job_plan& plan,
+/// (docs/etl.md, "Exact float sums on the server"). With `guess`, a
+/// column's window comes from the planner's statistics where it has them
+/// (`float_guess_window`), with a check in the query that fails the read
+/// when a value falls outside it (true is returned: the caller runs again
+/// with `guess` false). Otherwise first the exact range of each float
+/// column over `read`'s ranges (one small query per range, in the read's
+/// snapshot, so the range holds every value the partitions will sum). Each
+/// field whose window fits is replaced in `exprs` by its limbs and its
+/// bucket dropped from `groups`. Without the bucket the server keeps its
+/// parallel hash aggregate instead of sorting every row.
+bool push_float_sums(pg::partitioned_read& read, const job_plan& plan,
                      std::vector<std::string>& exprs,
-                     std::vector<std::string>& groups) {
+                     std::vector<std::string>& groups, bool guess) {
   if (plan.push_floats.empty())
-    return;
+    return false;
+  auto use = [&](const job_plan::float_push& f, const std::string& sql) {
+    exprs[f.expr] = sql;
+    groups.erase(std::remove(groups.begin(), groups.end(), f.bucket),
+                 groups.end());
+  };
+  bool guessed = false;
+  std::vector<bool> done(plan.push_floats.size());
+  if (guess) {
+    auto samples = sampled_float_ranges(read, plan);
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      auto& f = plan.push_floats[i];
+      auto w = float_guess_window(samples[i]);
+      if (!w)
+        continue;
+      logger()->info("push-down: the exact sum of {} in {} limbs, its window "
+                     "guessed from the statistics (sample: |x| up to {}, "
+                     "down to {}) and checked",
+                     f.column, w->limbs, samples[i].max_abs,
+                     samples[i].min_abs);
+      use(f, float_limbs_checked_sql(f.column, *w));
+      done[i] = guessed = true;
+    }
+  }
   std::string list;
-  for (auto& f : plan.push_floats)
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < plan.push_floats.size(); ++i) {
+    if (done[i])
+      continue;
+    auto& f = plan.push_floats[i];
+    todo.push_back(i);
     list += (list.empty() ? "" : ", ") + ("max(abs(" + f.column
             + "))::text, (min(abs(" + f.column + ")) FILTER (WHERE "
             + f.column + " <> 0))::text");
+  }
+  if (todo.empty())
+    return guessed;
   auto readers = read.grouped_readers(list, "");
   if (!readers)
     fail(readers.error());
-  std::vector<float_range> ranges(plan.push_floats.size());
+  std::vector<float_range> ranges(todo.size());
   // The largest of the maxima, the smallest of the minima, compared as
   // doubles; NaN, Infinity and anything else that is not a finite number
   // win, and then keep the buckets.
@@ -938,30 +1011,41 @@ void push_float_sums(pg::partitioned_read& read, const job_plan& plan,
     fail(pg::current_error(read.spec().conninfo,
                            "push-down: the range of the float sums"));
   }
-  for (std::size_t i = 0; i < plan.push_floats.size(); ++i) {
-    auto& f = plan.push_floats[i];
-    auto limbs = float_limbs_field(f.column, ranges[i]);
+  for (std::size_t j = 0; j < todo.size(); ++j) {
+    auto& f = plan.push_floats[todo[j]];
+    auto limbs = float_limbs_field(f.column, ranges[j]);
     if (!limbs) {
       logger()->info("push-down: the exact sum of {} by exponent bucket "
                      "(its values: |x| up to {}, down to {})",
-                     f.column, ranges[i].max_abs, ranges[i].min_abs);
+                     f.column, ranges[j].max_abs, ranges[j].min_abs);
       continue;
     }
     logger()->info("push-down: the exact sum of {} in {} limbs (its values: "
                    "|x| up to {}, down to {})",
                    f.column, std::count(limbs->begin(), limbs->end(), ';') + 1,
-                   ranges[i].max_abs.empty() ? "0" : ranges[i].max_abs,
-                   ranges[i].min_abs.empty() ? "0" : ranges[i].min_abs);
-    exprs[f.expr] = *limbs;
-    groups.erase(std::remove(groups.begin(), groups.end(), f.bucket),
-                 groups.end());
+                   ranges[j].max_abs.empty() ? "0" : ranges[j].max_abs,
+                   ranges[j].min_abs.empty() ? "0" : ranges[j].min_abs);
+    use(f, *limbs);
   }
+  return guessed;
+}
+
+/// True when `err` ended a push-down whose float windows were guessed
+/// because a value fell outside one: below it (`decode.outside`), or so far
+/// above it, or not finite, that the first limb's bigint overflowed (SQLSTATE
+/// 22003; when the user's own --where raises it, the run again reports it).
+bool window_missed(const caf::error& err, const row_decoder& decode) {
+  return (decode.outside && decode.outside->load())
+         || describe(err).find("22003") != std::string::npos;
 }
 
 /// The row sources of a table read: one per range of `read`, reading rows,
-/// or pushed down, the server's partial groups.
-void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
-                       const job_plan& plan, const row_decoder& decode) {
+/// or pushed down, the server's partial groups. True when a float sum's
+/// window was guessed (`push_float_sums` with `guess`): `decode.outside`
+/// must then be set.
+bool add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
+                       const job_plan& plan, const row_decoder& decode,
+                       bool guess = false) {
   if (plan.pushdown) {
     std::string groups;
     for (auto g : plan.group_cols)
@@ -969,7 +1053,7 @@ void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
                 + pg::quote_ident(plan.read[g].name);
     auto exprs = plan.push_exprs;
     auto bucket_groups = plan.push_groups;
-    push_float_sums(read, plan, exprs, bucket_groups);
+    bool guessed = push_float_sums(read, plan, exprs, bucket_groups, guess);
     auto list = groups;
     for (auto& e : exprs)
       list += (list.empty() ? "" : ", ") + e;
@@ -982,13 +1066,14 @@ void add_table_sources(pipeline<agg_row>& p, pg::partitioned_read& read,
       p.add(source<agg_row>{
         std::make_unique<pg::row_source<agg_row, row_decoder>>(std::move(r),
                                                                decode)});
-    return;
+    return guessed;
   }
   auto srcs = read.row_sources<agg_row>(decode);
   if (!srcs)
     fail(srcs.error());
   for (auto& s : *srcs)
     p.add(std::move(s));
+  return false;
 }
 
 /// Rows behind a result: its elements, or pushed down, the server's counts
@@ -1088,7 +1173,7 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
                      const agg_run_options& run, caf::actor_system& sys,
                      pg::partitioned_read& coord, agg_checkpoint& ckpt,
                      checkpoint_store& store, job_outcome& out) {
-  row_decoder decode{plan};
+  row_decoder decode{plan, nullptr};
   auto total = ckpt.state;
   std::size_t committed = 0;
   auto tickets = coord.tickets();
@@ -1306,8 +1391,9 @@ void run_job(const std::string& conninfo,
     cols.push_back(c.name);
   if (plan->pushdown)
     cols = {"ctid"}; // not read: the partitions run grouped_readers
-  row_decoder decode{plan};
+  row_decoder decode{plan, nullptr};
   pipeline<agg_row> p;
+  bool guessed = false;
   // The coordinator of the snapshot: a partitioned read for a table, a
   // REPEATABLE READ transaction exporting its snapshot for a query.
   std::optional<pg::partitioned_read> read;
@@ -1373,9 +1459,11 @@ void run_job(const std::string& conninfo,
     } else if (listening) {
       out.distributed = true;
       out.mode = "distributed";
+    } else if (plan->pushdown) {
+      out.mode = "push-down";
+      decode.outside = std::make_shared<std::atomic<bool>>(false);
+      guessed = add_table_sources(p, *read, *plan, decode, true);
     } else {
-      if (plan->pushdown)
-        out.mode = "push-down";
       add_table_sources(p, *read, *plan, decode);
     }
   } else {
@@ -1412,14 +1500,30 @@ void run_job(const std::string& conninfo,
   if (stepped) {
     out.res = run_steps(plan, run, sys, *read, *stepped, *store, out);
   } else {
+    auto start_local = [&](pipeline<agg_row>& q) {
+      return q.aggregate_with(plan->layout)
+        .reduce(agg_reducer(plan))
+        .with(run.opts)
+        .start(sys);
+    };
     auto started = out.distributed
                      ? over_nodes.start(*read, *plan, run.opts, *run.nodes,
                                         sys)
-                     : p.aggregate_with(plan->layout)
-                         .reduce(agg_reducer(plan))
-                         .with(run.opts)
-                         .start(sys);
+                     : start_local(p);
     auto res = runner.wait(started, 0, plan->job.name);
+    if (!res && guessed && window_missed(res.error(), decode)) {
+      // A float sum's guessed window did not hold: nothing was merged into
+      // the output, and the same snapshot is read again with the values'
+      // exact range (one more scan, as without statistics).
+      logger()->info("push-down: a float sum's window guessed from the "
+                     "statistics did not hold ({}); running again with the "
+                     "values' exact range",
+                     describe(res.error()));
+      pipeline<agg_row> again;
+      decode.outside->store(false);
+      add_table_sources(again, *read, *plan, decode, false);
+      res = runner.wait(start_local(again), 0, plan->job.name);
+    }
     if (!res)
       fail(res.error());
     out.res = std::move(*res);

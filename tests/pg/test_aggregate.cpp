@@ -338,6 +338,73 @@ TEST_CASE("aggregate push-down: float sums in limbs are exact over their "
   CHECK(sql.find("'6:' || sum(floor(\"x\" * ") == 0);
   CHECK(sql.find(" || ';-47:' || sum((floor(\"x\" * ") != std::string::npos);
   CHECK(sql.find("ln(") == std::string::npos);
+  // The checked form: the same limbs behind a bool_and over the last
+  // scale, 2^(53K - E).
+  auto checked = apps::float_limbs_checked_sql("\"x\"",
+                                               apps::limb_window{7, 2});
+  CHECK(checked.find("CASE WHEN bool_and(\"x\" * '6.338253001141147e+29'::float8 = "
+                     "floor(\"x\" * '6.338253001141147e+29'::float8)) IS NOT FALSE "
+                     "THEN " + sql + " ELSE 'outside' END")
+        == 0);
+}
+
+TEST_CASE("aggregate push-down: a window guessed from a sample has its "
+          "margins, and what it cannot hold is caught, not summed wrongly",
+          "[pg][aggregate][pushdown]") {
+  using apps::float_guess_window;
+  using apps::float_range;
+  // No non-zero finite value in the sample: no guess (the exact range).
+  for (auto [mx, mn] : std::vector<std::pair<const char*, const char*>>{
+         {"", ""},
+         {"0", ""},
+         {"NaN", "1"},
+         {"Infinity", "1"},
+         {"1", ""},
+         {"1e30", "1e-20"}}) { // with the margins, 5 limbs
+    INFO(mx << " " << mn);
+    CHECK_FALSE(float_guess_window(float_range{mx, mn}));
+  }
+  // |x| up to 4 (below 2^3) and down to 1 (lowest bit 2^-52): E = 3 + 1 +
+  // 8, the lowest bit 2^(0 - 52 - 17) = 2^-69, so 81 bits in 2 limbs, which
+  // reach down to 2^(12 - 106) = 2^-94.
+  auto w = float_guess_window(float_range{"4", "1"});
+  REQUIRE(w);
+  CHECK(w->top == 3 + 1 + apps::guess_top_margin);
+  CHECK(w->limbs == 2);
+  // The server's arithmetic, in C++, for values the sample did not see:
+  // up to 2^9 times above the top (the first limb then passes 2^53 but fits
+  // a bigint) the limbs still add exactly and the check holds; a bit below
+  // 2^(E - 53K) fails the check.
+  auto scale = std::ldexp(1.0, 53 * w->limbs - w->top);
+  auto limbs_of = [&](double x, exact_fsum& s) {
+    for (int k = 1; k <= w->limbs; ++k) {
+      double l = std::floor(x * std::ldexp(1.0, 53 * k - w->top));
+      if (k > 1)
+        l -= std::floor(x * std::ldexp(1.0, 53 * (k - 1) - w->top)) * 0x1p53;
+      REQUIRE(l == std::floor(l));
+      REQUIRE(std::fabs(l) < 0x1p63);
+      auto mag = static_cast<std::uint64_t>(std::fabs(l));
+      std::uint32_t digits[2] = {static_cast<std::uint32_t>(mag),
+                                 static_cast<std::uint32_t>(mag >> 32)};
+      REQUIRE(s.add_scaled(l < 0, digits, 2, w->top - 53 * k, 0));
+    }
+  };
+  exact_fsum direct;
+  exact_fsum limbs;
+  for (double x : {4.0, 1.0, -3.999999999999999, 0x1p12, -0x1p12 * 1.5,
+                   0x1p21 * 1.9999999999999998, std::ldexp(1.0, -94),
+                   std::ldexp(3.0, -94), 0.1, -1e-9}) {
+    INFO(x);
+    CHECK(x * scale == std::floor(x * scale));
+    direct.add(x);
+    limbs_of(x, limbs);
+  }
+  CHECK(limbs.value() == direct.value());
+  for (double x : {std::ldexp(1.0, -95), std::ldexp(3.0, -95), 1e-30,
+                   -1e-20}) {
+    INFO(x);
+    CHECK(x * scale != std::floor(x * scale));
+  }
 }
 
 TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
@@ -866,17 +933,18 @@ TEST_CASE("aggregate: --pushdown takes the float range over every "
   // ranges of x, the smallest values in the first, the largest in the
   // last; a window from the first partition alone would not hold the last
   // one's values (the server would fail to cast them to bigint). y has one
-  // NaN, in the last partition only.
+  // NaN, in the last partition only. No statistics (never analysed, no
+  // autovacuum): the windows come from the exact range, not a guess.
   auto schema = fresh_schema("agg_push_range");
   auto t = pg::table_name{schema, "f"}.quoted();
   exec("CREATE TABLE " + t
-       + " (k int, x double precision, y double precision)");
+       + " (k int, x double precision, y double precision) "
+         "WITH (autovacuum_enabled = false)");
   exec("INSERT INTO " + t
        + " SELECT i % 5, CASE WHEN i <= 10000 THEN i * 1.2345678912345e-20 "
          "WHEN i <= 20000 THEN i * 0.5 ELSE 1e16 + i * 2 END, "
          "CASE WHEN i = 29999 THEN 'NaN' ELSE i * 0.25 END "
          "FROM generate_series(1, 30000) i");
-  exec("ANALYZE " + t);
   auto rows = aggregate_f(schema, "sum(x), sum(y)");
   INFO("stderr: " << rows.err);
   REQUIRE(rows.rc == 0);
@@ -887,8 +955,9 @@ TEST_CASE("aggregate: --pushdown takes the float range over every "
   REQUIRE(pushed.rc == 0);
   CHECK(json_field(lines_of(pushed.out).back(), "partitions") == "3");
   // 1.2e-20 .. 1e16: four limbs, not the one or two of a single partition.
-  CHECK(pushed.err.find("the exact sum of \"x\" in 4 limbs")
+  CHECK(pushed.err.find("the exact sum of \"x\" in 4 limbs (its values")
         != std::string::npos);
+  CHECK(pushed.err.find("guessed") == std::string::npos);
   CHECK(pushed.err.find("the exact sum of \"y\" by exponent bucket")
         != std::string::npos);
   CHECK(group_lines(pushed) == group_lines(rows));
@@ -908,6 +977,72 @@ TEST_CASE("aggregate: --pushdown takes the float range over every "
   CHECK(scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM "
                + out + " t")
         == before);
+}
+
+TEST_CASE("aggregate: --pushdown guesses float windows from the "
+          "statistics, and runs again with the exact range when a value "
+          "falls outside",
+          "[pg][aggregate]") {
+  // Analysed with x in 1 .. 4 (full mantissas), then values the statistics
+  // never saw: each run must equal the rows' results bit for bit.
+  auto schema = fresh_schema("agg_push_guess");
+  auto t = pg::table_name{schema, "f"}.quoted();
+  exec("CREATE TABLE " + t + " (k int, x double precision) "
+       "WITH (autovacuum_enabled = false)");
+  exec("INSERT INTO " + t
+       + " SELECT i % 7, 1 + (i * 0.0012345678912345) % 3 "
+         "FROM generate_series(1, 6000) i");
+  exec("ANALYZE " + t);
+  auto aggs = "sum(x), avg(x), count(*)";
+  auto check_run = [&](const std::string& what, bool again,
+                       const std::string& then) {
+    auto rows = aggregate_f(schema, aggs);
+    INFO(what << "\nrows stderr: " << rows.err);
+    REQUIRE(rows.rc == 0);
+    for (auto parts : {"1", "3"}) {
+      auto pushed = aggregate_f(schema, aggs,
+                                {"--pushdown", "--partitions", parts,
+                                 "--log-level", "info"});
+      INFO("partitions " << parts << " stderr: " << pushed.err);
+      REQUIRE(pushed.rc == 0);
+      CHECK(pushed.err.find("the exact sum of \"x\" in 2 limbs, its window "
+                            "guessed from the statistics")
+            != std::string::npos);
+      CHECK((pushed.err.find("did not hold") != std::string::npos) == again);
+      CHECK(pushed.err.find(then) != std::string::npos);
+      CHECK(json_field(lines_of(pushed.out).back(), "mode")
+            == "\"push-down\"");
+      CHECK(group_lines(pushed) == group_lines(rows));
+    }
+  };
+  // The sample's own range: guessed, checked, no second run.
+  check_run("analysed", false, "guessed");
+  // 1e5: above the guessed window (2^12) but within its first limb's
+  // bigint: still exact, no second run.
+  exec("INSERT INTO " + t + " VALUES (1, 100000.12345678912), (1, -0.0)");
+  check_run("above the window", false, "guessed");
+  // A value with bits below the window: the check catches it; the exact
+  // range then needs 3 limbs. Its group's other values cancel, so that the
+  // bits the window would lose show in the sum.
+  exec("INSERT INTO " + t
+       + " VALUES (9, 3.5), (9, -3.5), (9, 1.2345678912345e-20)");
+  check_run("below the window", true,
+            "a value outside the window guessed from the statistics");
+  check_run("below the window, then", true, "in 3 limbs (its values");
+  // A value far above it: the first limb's cast fails on the server.
+  exec("DELETE FROM " + t + " WHERE k = 9");
+  exec("INSERT INTO " + t + " VALUES (3, 1e30)");
+  check_run("far above the window", true, "22003");
+  // NaN: the cast fails too, and the exact range keeps the buckets.
+  exec("DELETE FROM " + t + " WHERE x = 1e30");
+  exec("INSERT INTO " + t + " VALUES (4, 'NaN')");
+  check_run("NaN", true, "the exact sum of \"x\" by exponent bucket");
+  // A filter failing on the server fails the guessed run, once: one line
+  // naming it, exit 2.
+  auto bad = aggregate_f(schema, aggs,
+                         {"--pushdown", "--where", "1 / (k - 3) > 0"});
+  check_one_line_error(bad);
+  CHECK(bad.err.find("division_by_zero") != std::string::npos);
 }
 
 TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
