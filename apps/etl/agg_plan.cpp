@@ -292,7 +292,11 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
       case agg_func::max: {
         auto f = std::string{func_name(p.expr.func)} + "(" + c
                  + (p.cls == col_class::text ? " COLLATE \"C\")" : ")");
-        auto kind = exact                            ? state_kind::dsum
+        // An integer column's partial min or max is an integer: 24 bytes
+        // of int_range per group rather than a decimal_sum's 112 (10^6
+        // groups pushed down held about 2 KiB of states each).
+        auto kind = p.cls == col_class::integer    ? state_kind::irange
+                    : exact                        ? state_kind::dsum
                     : p.cls == col_class::floating ? state_kind::frange
                     : p.cls == col_class::text     ? state_kind::srange
                                                    : state_kind::irange;
