@@ -50,6 +50,23 @@ run_result aggregate_f(const std::string& schema, const std::string& aggs,
   return run_program(prog, args);
 }
 
+/// Adds to `s` the limbs of `x` in window `w`, computed in double as the
+/// server computes them (apps/etl/agg_plan.cpp, float_limbs_sql), each
+/// required to be an integer below `bound` in magnitude.
+void add_limbs(double x, apps::limb_window w, exact_fsum& s, double bound) {
+  for (int k = 1; k <= w.limbs; ++k) {
+    double l = std::floor(x * std::ldexp(1.0, 53 * k - w.top));
+    if (k > 1)
+      l -= std::floor(x * std::ldexp(1.0, 53 * (k - 1) - w.top)) * 0x1p53;
+    REQUIRE(l == std::floor(l));
+    REQUIRE(std::fabs(l) < bound);
+    auto mag = static_cast<std::uint64_t>(std::fabs(l));
+    std::uint32_t digits[2] = {static_cast<std::uint32_t>(mag),
+                               static_cast<std::uint32_t>(mag >> 32)};
+    REQUIRE(s.add_scaled(l < 0, digits, 2, w.top - 53 * k, 0));
+  }
+}
+
 /// A one-line error, exit code 2, nothing on stdout.
 void check_one_line_error(const run_result& res) {
   INFO("stdout: " << res.out << "\nstderr: " << res.err);
@@ -317,18 +334,7 @@ TEST_CASE("aggregate push-down: float sums in limbs are exact over their "
           x = -x;
       }
       direct.add(x);
-      for (int k = 1; k <= w->limbs; ++k) {
-        double l = std::floor(x * std::ldexp(1.0, 53 * k - w->top));
-        if (k > 1)
-          l -= std::floor(x * std::ldexp(1.0, 53 * (k - 1) - w->top))
-               * 0x1p53;
-        REQUIRE(l == std::floor(l));
-        REQUIRE(std::fabs(l) < 0x1p53);
-        auto mag = static_cast<std::uint64_t>(std::fabs(l));
-        std::uint32_t digits[2] = {static_cast<std::uint32_t>(mag),
-                                   static_cast<std::uint32_t>(mag >> 32)};
-        REQUIRE(limbs.add_scaled(l < 0, digits, 2, w->top - 53 * k, 0));
-      }
+      add_limbs(x, *w, limbs, 0x1p53);
     }
     CHECK(limbs.value() == direct.value());
     CHECK(std::signbit(limbs.value()) == std::signbit(direct.value()));
@@ -376,19 +382,6 @@ TEST_CASE("aggregate push-down: a window guessed from a sample has its "
   // a bigint) the limbs still add exactly and the check holds; a bit below
   // 2^(E - 53K) fails the check.
   auto scale = std::ldexp(1.0, 53 * w->limbs - w->top);
-  auto limbs_of = [&](double x, exact_fsum& s) {
-    for (int k = 1; k <= w->limbs; ++k) {
-      double l = std::floor(x * std::ldexp(1.0, 53 * k - w->top));
-      if (k > 1)
-        l -= std::floor(x * std::ldexp(1.0, 53 * (k - 1) - w->top)) * 0x1p53;
-      REQUIRE(l == std::floor(l));
-      REQUIRE(std::fabs(l) < 0x1p63);
-      auto mag = static_cast<std::uint64_t>(std::fabs(l));
-      std::uint32_t digits[2] = {static_cast<std::uint32_t>(mag),
-                                 static_cast<std::uint32_t>(mag >> 32)};
-      REQUIRE(s.add_scaled(l < 0, digits, 2, w->top - 53 * k, 0));
-    }
-  };
   exact_fsum direct;
   exact_fsum limbs;
   for (double x : {4.0, 1.0, -3.999999999999999, 0x1p12, -0x1p12 * 1.5,
@@ -397,7 +390,7 @@ TEST_CASE("aggregate push-down: a window guessed from a sample has its "
     INFO(x);
     CHECK(x * scale == std::floor(x * scale));
     direct.add(x);
-    limbs_of(x, limbs);
+    add_limbs(x, *w, limbs, 0x1p63);
   }
   CHECK(limbs.value() == direct.value());
   for (double x : {std::ldexp(1.0, -95), std::ldexp(3.0, -95), 1e-30,
