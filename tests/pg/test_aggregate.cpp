@@ -1030,6 +1030,32 @@ TEST_CASE("aggregate: --pushdown guesses float windows from the "
   exec("DELETE FROM " + t + " WHERE x = 1e30");
   exec("INSERT INTO " + t + " VALUES (4, 'NaN')");
   check_run("NaN", true, "the exact sum of \"x\" by exponent bucket");
+  // Quotes, spaces and capitals in the table's and the column's names: the
+  // statistics are found (the guess is logged) and the sums equal the rows'.
+  auto odd = pg::table_name{schema, "Sales \"Data'"}.quoted();
+  exec("CREATE TABLE " + odd + " (k int, \"Ra 'ti\"\"o\" double precision)");
+  exec("INSERT INTO " + odd
+       + " SELECT i % 5, i * 0.123456789 FROM generate_series(1, 5000) i");
+  exec("ANALYZE " + odd);
+  auto odd_run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"aggregate",  "--db",    conninfo(),
+                                  "--schema",   schema,    "--table",
+                                  "Sales \"Data'", "--group-by", "k",
+                                  "--agg",      "sum(\"Ra 'ti\"\"o\")",
+                                  "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_program(prog, args);
+  };
+  auto odd_rows = odd_run({});
+  auto odd_pushed = odd_run({"--pushdown", "--log-level", "info"});
+  INFO("stderr: " << odd_pushed.err);
+  REQUIRE(odd_rows.rc == 0);
+  REQUIRE(odd_pushed.rc == 0);
+  CHECK(odd_pushed.err.find("the exact sum of \"Ra 'ti\"\"o\" in 2 limbs, its "
+                            "window guessed from the statistics")
+        != std::string::npos);
+  CHECK(group_lines(odd_pushed) == group_lines(odd_rows));
+  CHECK(group_lines(odd_rows).size() == 5);
   // A filter failing on the server fails the guessed run, once: one line
   // naming it, exit 2.
   auto bad = aggregate_f(schema, aggs,
