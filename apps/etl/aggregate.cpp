@@ -892,13 +892,7 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
 std::vector<float_range> sampled_float_ranges(pg::partitioned_read& read,
                                               const job_plan& plan) {
   std::vector<float_range> out(plan.push_floats.size());
-  auto lit = [](const std::string& x) {
-    std::string q = "'";
-    for (auto c : x)
-      q += c == '\'' ? std::string{"''"} : std::string(1, c);
-    return q + "'";
-  };
-  auto rel = lit(read.spec().table.quoted()) + "::regclass";
+  auto rel = pg::quote_literal(read.spec().table.quoted()) + "::regclass";
   for (std::size_t i = 0; i < out.size(); ++i) {
     // Every statistics row of the column (a parent table may have two:
     // with and without its children).
@@ -910,7 +904,7 @@ std::vector<float_range> sampled_float_ranges(pg::partitioned_read& read,
       " WHERE (s.schemaname, s.tablename) = (SELECT n.nspname, c.relname"
       " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
       " WHERE c.oid = " + rel + ") AND s.attname = "
-      + lit(plan.push_floats[i].name));
+      + pg::quote_literal(plan.push_floats[i].name));
     // Never expected to fail (the cast is of a double precision column's
     // own values); when it does, the snapshot's transaction is aborted.
     if (!rows)
@@ -964,22 +958,22 @@ bool push_float_sums(pg::partitioned_read& read, const job_plan& plan,
     }
   }
   std::string list;
-  std::vector<std::size_t> todo;
+  std::vector<std::size_t> unguessed;
   for (std::size_t i = 0; i < plan.push_floats.size(); ++i) {
     if (done[i])
       continue;
     auto& f = plan.push_floats[i];
-    todo.push_back(i);
+    unguessed.push_back(i);
     list += (list.empty() ? "" : ", ") + ("max(abs(" + f.column
             + "))::text, (min(abs(" + f.column + ")) FILTER (WHERE "
             + f.column + " <> 0))::text");
   }
-  if (todo.empty())
+  if (unguessed.empty())
     return guessed;
   auto readers = read.grouped_readers(list, "");
   if (!readers)
     fail(readers.error());
-  std::vector<float_range> ranges(todo.size());
+  std::vector<float_range> ranges(unguessed.size());
   // The largest of the maxima, the smallest of the minima, compared as
   // doubles; NaN, Infinity and anything else that is not a finite number
   // win, and then keep the buckets.
@@ -1011,8 +1005,8 @@ bool push_float_sums(pg::partitioned_read& read, const job_plan& plan,
     fail(pg::current_error(read.spec().conninfo,
                            "push-down: the range of the float sums"));
   }
-  for (std::size_t j = 0; j < todo.size(); ++j) {
-    auto& f = plan.push_floats[todo[j]];
+  for (std::size_t j = 0; j < unguessed.size(); ++j) {
+    auto& f = plan.push_floats[unguessed[j]];
     auto limbs = float_limbs_field(f.column, ranges[j]);
     if (!limbs) {
       logger()->info("push-down: the exact sum of {} by exponent bucket "
@@ -1122,10 +1116,9 @@ std::uint64_t estimated_rows(pg::partitioned_read& read) {
   }
   if (known)
     return rows;
-  std::string name = "'";
-  for (auto c : read.spec().table.quoted())
-    name += c == '\'' ? std::string{"''"} : std::string(1, c);
-  auto size = read.query("SELECT pg_relation_size(" + name + "'::regclass)");
+  auto size = read.query("SELECT pg_relation_size("
+                         + pg::quote_literal(read.spec().table.quoted())
+                         + "::regclass)");
   if (!size)
     fail(size.error());
   auto& v = (*size)[0][0];

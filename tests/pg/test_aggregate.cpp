@@ -38,16 +38,36 @@ namespace {
 
 const std::string prog = FLOW_ETL_PATH;
 
-/// `flow-etl aggregate` of table "f" in `schema`, grouped by k, with `aggs`
+/// `flow-etl aggregate` of `table` in `schema`, grouped by k, with `aggs`
 /// as JSON, and `extra` options.
-run_result aggregate_f(const std::string& schema, const std::string& aggs,
-                       const std::vector<std::string>& extra = {}) {
+run_result aggregate_in(const std::string& schema, const std::string& table,
+                        const std::string& aggs,
+                        const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args{"aggregate", "--db",       conninfo(),
                                 "--schema",  schema,       "--table",
-                                "f",         "--group-by", "k",
+                                table,       "--group-by", "k",
                                 "--agg",     aggs,         "--json"};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_program(prog, args);
+}
+
+/// `aggregate_in` of table "f".
+run_result aggregate_f(const std::string& schema, const std::string& aggs,
+                       const std::vector<std::string>& extra = {}) {
+  return aggregate_in(schema, "f", aggs, extra);
+}
+
+/// A fresh schema (named after `hint`) with table "f" (`columns`) holding
+/// the rows of `select`. Autovacuum is off for it: its statistics are the
+/// ones the test's own ANALYZE makes, or none.
+std::string table_f(const std::string& hint, const std::string& columns,
+                    const std::string& select) {
+  auto schema = fresh_schema(hint);
+  auto t = pg::table_name{schema, "f"}.quoted();
+  exec("CREATE TABLE " + t + " (" + columns
+       + ") WITH (autovacuum_enabled = false)");
+  exec("INSERT INTO " + t + " " + select);
+  return schema;
 }
 
 /// Adds to `s` the limbs of `x` in window `w`, computed in double as the
@@ -783,15 +803,14 @@ TEST_CASE("aggregate: --pushdown sums doubles exactly on the server, "
   // The server sums each double scaled to an integer per exponent bucket
   // (apps/etl/agg_plan.cpp, float_sum_field); the result must be the rows'
   // exactly rounded sum bit for bit, whatever the partitions.
-  auto schema = fresh_schema("agg_push_float");
+  auto schema = table_f(
+    "agg_push_float", "k int, x double precision, y real",
+    "SELECT i % 7, CASE i % 12 WHEN 0 THEN 1e300 * (i % 3 - 1) "
+    "WHEN 1 THEN 5e-324 * i WHEN 2 THEN -0.0 WHEN 3 THEN NULL "
+    "WHEN 4 THEN 1e16 WHEN 5 THEN -1e16 WHEN 6 THEN 2.2250738585072014e-308 "
+    "ELSE (i * 0.1234567891234567) * (CASE WHEN i % 2 = 0 THEN -1 "
+    "ELSE 1 END) END, i * 0.1 FROM generate_series(1, 6000) i");
   auto t = pg::table_name{schema, "f"}.quoted();
-  exec("CREATE TABLE " + t + " (k int, x double precision, y real)");
-  exec("INSERT INTO " + t
-       + " SELECT i % 7, CASE i % 12 WHEN 0 THEN 1e300 * (i % 3 - 1) "
-         "WHEN 1 THEN 5e-324 * i WHEN 2 THEN -0.0 WHEN 3 THEN NULL "
-         "WHEN 4 THEN 1e16 WHEN 5 THEN -1e16 WHEN 6 THEN 2.2250738585072014e-308 "
-         "ELSE (i * 0.1234567891234567) * (CASE WHEN i % 2 = 0 THEN -1 "
-         "ELSE 1 END) END, i * 0.1 FROM generate_series(1, 6000) i");
   // Groups of special values: NaN, each infinity, both, only NULL, only
   // zero, sums beyond the largest double and back.
   exec("INSERT INTO " + t
@@ -856,20 +875,18 @@ TEST_CASE("aggregate: --pushdown sums doubles in limbs when their range "
   // x: 0.1 .. 1e16 (3 limbs); y: 1e-20 .. 1e16 (4 limbs); w: 1e-30 ..
   // 1e20 (5 limbs: the buckets). Signs, zeros, -0.0, NULLs, values built to
   // cancel, groups of only NULLs and only zeros.
-  auto schema = fresh_schema("agg_push_limbs");
+  auto schema = table_f(
+    "agg_push_limbs",
+    "k int, x double precision, y double precision, w double precision",
+    "SELECT i % 11, CASE i % 9 WHEN 0 THEN 1e16 * (1 - 2 * (i % 2)) "
+    "WHEN 1 THEN 0.1 WHEN 2 THEN -0.0 WHEN 3 THEN NULL "
+    "ELSE (i * 0.1234567891234567) * (CASE WHEN i % 2 = 0 THEN -1 "
+    "ELSE 1 END) END, "
+    "CASE i % 5 WHEN 0 THEN 1e-20 * i WHEN 1 THEN 1e16 WHEN 2 THEN -1e16 "
+    "ELSE i * 3.3333333333333335 END, "
+    "CASE i % 4 WHEN 0 THEN 1e-30 * i WHEN 1 THEN 1e20 ELSE -1e20 END "
+    "FROM generate_series(1, 5000) i");
   auto t = pg::table_name{schema, "f"}.quoted();
-  exec("CREATE TABLE " + t
-       + " (k int, x double precision, y double precision, "
-         "w double precision)");
-  exec("INSERT INTO " + t
-       + " SELECT i % 11, CASE i % 9 WHEN 0 THEN 1e16 * (1 - 2 * (i % 2)) "
-         "WHEN 1 THEN 0.1 WHEN 2 THEN -0.0 WHEN 3 THEN NULL "
-         "ELSE (i * 0.1234567891234567) * (CASE WHEN i % 2 = 0 THEN -1 "
-         "ELSE 1 END) END, "
-         "CASE i % 5 WHEN 0 THEN 1e-20 * i WHEN 1 THEN 1e16 WHEN 2 THEN -1e16 "
-         "ELSE i * 3.3333333333333335 END, "
-         "CASE i % 4 WHEN 0 THEN 1e-30 * i WHEN 1 THEN 1e20 ELSE -1e20 END "
-         "FROM generate_series(1, 5000) i");
   exec("INSERT INTO " + t
        + " VALUES (100, NULL, NULL, NULL), (101, 0, -0.0, 0), (101, -0.0, 0, "
          "0), (102, 1e16, 1e16, 1e20), (102, 1, 1e-20, 1e-30), "
@@ -928,16 +945,12 @@ TEST_CASE("aggregate: --pushdown takes the float range over every "
   // one's values (the server would fail to cast them to bigint). y has one
   // NaN, in the last partition only. No statistics (never analysed, no
   // autovacuum): the windows come from the exact range, not a guess.
-  auto schema = fresh_schema("agg_push_range");
-  auto t = pg::table_name{schema, "f"}.quoted();
-  exec("CREATE TABLE " + t
-       + " (k int, x double precision, y double precision) "
-         "WITH (autovacuum_enabled = false)");
-  exec("INSERT INTO " + t
-       + " SELECT i % 5, CASE WHEN i <= 10000 THEN i * 1.2345678912345e-20 "
-         "WHEN i <= 20000 THEN i * 0.5 ELSE 1e16 + i * 2 END, "
-         "CASE WHEN i = 29999 THEN 'NaN' ELSE i * 0.25 END "
-         "FROM generate_series(1, 30000) i");
+  auto schema = table_f(
+    "agg_push_range", "k int, x double precision, y double precision",
+    "SELECT i % 5, CASE WHEN i <= 10000 THEN i * 1.2345678912345e-20 "
+    "WHEN i <= 20000 THEN i * 0.5 ELSE 1e16 + i * 2 END, "
+    "CASE WHEN i = 29999 THEN 'NaN' ELSE i * 0.25 END "
+    "FROM generate_series(1, 30000) i");
   auto rows = aggregate_f(schema, "sum(x), sum(y)");
   INFO("stderr: " << rows.err);
   REQUIRE(rows.rc == 0);
@@ -978,13 +991,10 @@ TEST_CASE("aggregate: --pushdown guesses float windows from the "
           "[pg][aggregate]") {
   // Analysed with x in 1 .. 4 (full mantissas), then values the statistics
   // never saw: each run must equal the rows' results bit for bit.
-  auto schema = fresh_schema("agg_push_guess");
+  auto schema = table_f("agg_push_guess", "k int, x double precision",
+                        "SELECT i % 7, 1 + (i * 0.0012345678912345) % 3 "
+                        "FROM generate_series(1, 6000) i");
   auto t = pg::table_name{schema, "f"}.quoted();
-  exec("CREATE TABLE " + t + " (k int, x double precision) "
-       "WITH (autovacuum_enabled = false)");
-  exec("INSERT INTO " + t
-       + " SELECT i % 7, 1 + (i * 0.0012345678912345) % 3 "
-         "FROM generate_series(1, 6000) i");
   exec("ANALYZE " + t);
   auto aggs = "sum(x), avg(x), count(*)";
   auto check_run = [&](const std::string& what, bool again,
@@ -1037,17 +1047,10 @@ TEST_CASE("aggregate: --pushdown guesses float windows from the "
   exec("INSERT INTO " + odd
        + " SELECT i % 5, i * 0.123456789 FROM generate_series(1, 5000) i");
   exec("ANALYZE " + odd);
-  auto odd_run = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args{"aggregate",  "--db",    conninfo(),
-                                  "--schema",   schema,    "--table",
-                                  "Sales \"Data'", "--group-by", "k",
-                                  "--agg",      "sum(\"Ra 'ti\"\"o\")",
-                                  "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return run_program(prog, args);
-  };
-  auto odd_rows = odd_run({});
-  auto odd_pushed = odd_run({"--pushdown", "--log-level", "info"});
+  auto odd_aggs = "sum(\"Ra 'ti\"\"o\")";
+  auto odd_rows = aggregate_in(schema, "Sales \"Data'", odd_aggs);
+  auto odd_pushed = aggregate_in(schema, "Sales \"Data'", odd_aggs,
+                                 {"--pushdown", "--log-level", "info"});
   INFO("stderr: " << odd_pushed.err);
   REQUIRE(odd_rows.rc == 0);
   REQUIRE(odd_pushed.rc == 0);

@@ -13,6 +13,7 @@
 #include "flow/pg/read.hpp"
 #include "flow/pg/row.hpp"
 #include "flow/source.hpp"
+#include "pg_fixture.hpp"
 
 using namespace flow;
 
@@ -201,6 +202,19 @@ TEST_CASE("names: identifiers are quoted, never interpreted", "[pg][names]") {
                   input_error);
   CHECK_NOTHROW(pg::check_identifier(std::string(63, 'x'), "--table"));
   CHECK_THROWS_AS(pg::quote_ident(std::string{"a\0b", 3}), input_error);
+}
+
+TEST_CASE("names: literals are quoted and the server reads back the same "
+          "text",
+          "[pg][names]") {
+  CHECK(pg::quote_literal("it's") == "'it''s'");
+  CHECK(pg::quote_literal("") == "''");
+  for (std::string text : {"", "it's", "a''b", "back\\slash \\n",
+                           "x'; DROP TABLE elements; --", "\"q\" Zürich 東京",
+                           "'"}) {
+    INFO(text);
+    CHECK(flow::test::scalar("SELECT " + pg::quote_literal(text)) == text);
+  }
 }
 
 TEST_CASE("redact: passwords in URIs and key=value strings never show",

@@ -221,6 +221,16 @@ std::string quote_ident(const std::string& name) {
   return result + '"';
 }
 
+std::string quote_literal(const std::string& text) {
+  std::string result = "'";
+  for (auto c : text) {
+    if (c == '\'')
+      result += '\'';
+    result += c;
+  }
+  return result + "'";
+}
+
 std::string table_name::quoted() const {
   if (schema.empty())
     return quote_ident(table);

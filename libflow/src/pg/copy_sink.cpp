@@ -259,16 +259,6 @@ std::string resume_prefix(const table_name& first, const std::string& current) {
   return "job_" + owner_hex(first, current);
 }
 
-std::string quote_literal(const std::string& x) {
-  std::string result = "'";
-  for (auto c : x) {
-    if (c == '\'')
-      result += '\'';
-    result += c;
-  }
-  return result + "'";
-}
-
 std::string opt_int(const std::optional<std::int64_t>& x) {
   return x ? std::to_string(*x) : std::string{"NULL"};
 }

@@ -42,6 +42,11 @@ void check_identifier(const std::string& name, const std::string& what);
 /// and pqxx's `quote_name` do). Calls `check_identifier` first.
 std::string quote_ident(const std::string& name);
 
+/// A string literal for SQL: `'it''s'` for `it's` (quotes doubled; the
+/// server's standard_conforming_strings, on by default, keeps backslashes
+/// as they are).
+std::string quote_literal(const std::string& text);
+
 /// A table reference: an optional schema and a table name, both unquoted.
 struct table_name {
   /// The schema; empty means the connection's search_path.
