@@ -414,13 +414,24 @@ std::optional<limb_window> float_guess_window(const float_range& sample) {
 }
 
 std::string float_limbs_sql(const std::string& col, limb_window w) {
+  // R_k = rint(col * 2^(53k - E)), computed by the server's own rint (the
+  // cast to bigint rounds with rint, as round(float8) does), so that every
+  // limb agrees with the next one's correction. Fewer calls per row than a
+  // floor on both sides: the first limb is one multiplication and the
+  // cast, and the last one's col * 2^(53K - E) needs no rounding because it
+  // is an integer already (the window says so, or the check does).
   auto two53 = pow2_literal(53);
+  auto scaled = [&](int k) {
+    return col + " * " + pow2_literal(53 * k - w.top);
+  };
   std::string out;
   for (int k = 1; k <= w.limbs; ++k) {
-    auto limb = "floor(" + col + " * " + pow2_literal(53 * k - w.top) + ")";
-    if (k > 1)
-      limb = "(" + limb + " - floor(" + col + " * "
-             + pow2_literal(53 * (k - 1) - w.top) + ") * " + two53 + ")";
+    std::string limb;
+    if (k == 1)
+      limb = "(" + scaled(1) + ")";
+    else
+      limb = "(" + (k == w.limbs ? scaled(k) : "round(" + scaled(k) + ")")
+             + " - round(" + scaled(k - 1) + ") * " + two53 + ")";
     // Part k adds S * 2^(E - 53k), that is S * 2^(B - 52).
     auto b = w.top - 53 * k + 52;
     out += (k > 1 ? " || ';" : "'") + std::to_string(b) + ":' || sum(" + limb
@@ -430,10 +441,16 @@ std::string float_limbs_sql(const std::string& col, limb_window w) {
 }
 
 std::string float_limbs_checked_sql(const std::string& col, limb_window w) {
-  // IS NOT FALSE: a group of NULLs only has no value outside.
+  // IS NOT FALSE: a group of NULLs, or of values that need no check, has no
+  // value outside. A double of magnitude 2^52 or more is an integer, so
+  // only values below 2^(52 - 53K + E) can have bits below the window: the
+  // FILTER spares the others the check (NaN and the infinities pass it by
+  // and fail the cast to bigint instead).
   auto scaled = col + " * " + pow2_literal(53 * w.limbs - w.top);
   return "CASE WHEN bool_and(" + scaled + " = floor(" + scaled
-         + ")) IS NOT FALSE THEN " + float_limbs_sql(col, w) + " ELSE '"
+         + ")) FILTER (WHERE abs(" + col + ") < "
+         + pow2_literal(52 - 53 * w.limbs + w.top) + ") IS NOT FALSE THEN "
+         + float_limbs_sql(col, w) + " ELSE '"
          + std::string{float_outside_field} + "' END";
 }
 

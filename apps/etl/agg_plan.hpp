@@ -237,20 +237,23 @@ inline constexpr std::string_view float_outside_field = "outside";
 
 /// The field of `float_limbs_sql`, checked for values the window may not
 /// hold: `float_outside_field` for a group with a value whose lowest bit is
-/// below 2^(E - 53K) (bool_and of col * 2^(53K - E) = floor of it). A value
+/// below 2^(E - 53K) (bool_and of col * 2^(53K - E) = floor of it, over the
+/// values below 2^(52 - 53K + E) in magnitude: larger ones are integers
+/// once scaled, so cannot fail it). A value
 /// of 2^E or more is still summed exactly (its first limb is then larger
 /// than 2^53, the others 0) as long as the first limb fits a bigint; beyond
 /// (2^(E + 10)), NaN and the infinities, the server fails the query with
 /// SQLSTATE 22003 (bigint out of range).
 std::string float_limbs_checked_sql(const std::string& col, limb_window w);
 
-/// The limbs of an exact float sum over values known to lie in `r`: the
-/// server sums, per group, L_k = floor(col * 2^(53k - E)) - 2^53 *
-/// floor(col * 2^(53(k-1) - E)) for k = 1..K (the first without the second
-/// term), each an integer below 2^53 in magnitude and exact in float8 (a
-/// power-of-two scaling, a floor of it, and a difference that is itself
-/// representable), with every |col| < 2^E and the lowest bit of every
-/// value at least 2^(E - 53K); then col = sum of L_k * 2^(E - 53k). No
+/// The limbs of an exact float sum over values known to lie in `r`: with
+/// R_k = rint(col * 2^(53k - E)), the server sums, per group, L_1 = R_1 and
+/// L_k = R_k - 2^53 * R_(k-1) for k = 2..K, where R_K is col * 2^(53K - E)
+/// itself (an integer in the window). Each L_k is an integer of at most
+/// 2^53 in magnitude and exact in float8 (a power-of-two scaling, its rint,
+/// and a difference that is itself representable), with every |col| < 2^E
+/// and the lowest bit of every value at least 2^(E - 53K); the sum of L_k *
+/// 2^(E - 53k) telescopes to col. No
 /// grouping by a bucket, so the server keeps its parallel hash aggregate.
 /// Empty (use the buckets) when `r` holds NaN or an infinity, or the values
 /// span more than `max_limbs` * 53 bits, or a scale 2^(53k - E) would not

@@ -72,14 +72,17 @@ std::string table_f(const std::string& hint, const std::string& columns,
 
 /// Adds to `s` the limbs of `x` in window `w`, computed in double as the
 /// server computes them (apps/etl/agg_plan.cpp, float_limbs_sql), each
-/// required to be an integer below `bound` in magnitude.
+/// required to be an integer of at most `bound` in magnitude.
 void add_limbs(double x, apps::limb_window w, exact_fsum& s, double bound) {
+  // The server's arithmetic (float_limbs_sql): R_k = rint(x * 2^(53k - E)),
+  // the last one not rounded.
   for (int k = 1; k <= w.limbs; ++k) {
-    double l = std::floor(x * std::ldexp(1.0, 53 * k - w.top));
+    double r = x * std::ldexp(1.0, 53 * k - w.top);
+    double l = k < w.limbs ? std::rint(r) : r;
     if (k > 1)
-      l -= std::floor(x * std::ldexp(1.0, 53 * (k - 1) - w.top)) * 0x1p53;
+      l -= std::rint(x * std::ldexp(1.0, 53 * (k - 1) - w.top)) * 0x1p53;
     REQUIRE(l == std::floor(l));
-    REQUIRE(std::fabs(l) < bound);
+    REQUIRE(std::fabs(l) <= bound);
     auto mag = static_cast<std::uint64_t>(std::fabs(l));
     std::uint32_t digits[2] = {static_cast<std::uint32_t>(mag),
                                static_cast<std::uint32_t>(mag >> 32)};
@@ -359,19 +362,26 @@ TEST_CASE("aggregate push-down: float sums in limbs are exact over their "
     CHECK(limbs.value() == direct.value());
     CHECK(std::signbit(limbs.value()) == std::signbit(direct.value()));
   }
-  // The SQL: one part per limb, B = E - 53k + 52, no bucket.
+  // The SQL: one part per limb, B = E - 53k + 52, no bucket; the first
+  // limb is the scaled value cast (rounded), the last the scaled value
+  // less the rounded one before it.
   auto sql = apps::float_limbs_sql("\"x\"", apps::limb_window{7, 2});
-  CHECK(sql.find("'6:' || sum(floor(\"x\" * ") == 0);
-  CHECK(sql.find(" || ';-47:' || sum((floor(\"x\" * ") != std::string::npos);
+  CHECK(sql == "'6:' || sum((\"x\" * '70368744177664'::float8)::bigint)::text"
+               " || ';-47:' || sum((\"x\" * '6.338253001141147e+29'::float8"
+               " - round(\"x\" * '70368744177664'::float8) * "
+               "'9007199254740992'::float8)::bigint)::text");
+  auto three = apps::float_limbs_sql("\"x\"", apps::limb_window{7, 3});
+  CHECK(three.find(" || ';-47:' || sum((round(\"x\" * ") != std::string::npos);
+  CHECK(three.find(" || ';-100:' || sum((\"x\" * ") != std::string::npos);
   CHECK(sql.find("ln(") == std::string::npos);
   // The checked form: the same limbs behind a bool_and over the last
-  // scale, 2^(53K - E).
+  // scale, 2^(53K - E), of the values below 2^(52 - 53K + E) only.
   auto checked = apps::float_limbs_checked_sql("\"x\"",
                                                apps::limb_window{7, 2});
-  CHECK(checked.find("CASE WHEN bool_and(\"x\" * '6.338253001141147e+29'::float8 = "
-                     "floor(\"x\" * '6.338253001141147e+29'::float8)) IS NOT FALSE "
-                     "THEN " + sql + " ELSE 'outside' END")
-        == 0);
+  CHECK(checked == "CASE WHEN bool_and(\"x\" * '6.338253001141147e+29'::float8 = "
+                   "floor(\"x\" * '6.338253001141147e+29'::float8)) FILTER "
+                   "(WHERE abs(\"x\") < '7.105427357601002e-15'::float8) IS NOT "
+                   "FALSE THEN " + sql + " ELSE 'outside' END");
 }
 
 TEST_CASE("aggregate push-down: a window guessed from a sample has its "
@@ -413,11 +423,26 @@ TEST_CASE("aggregate push-down: a window guessed from a sample has its "
     add_limbs(x, *w, limbs, 0x1p63);
   }
   CHECK(limbs.value() == direct.value());
+  // The check's FILTER: values of 2^(52 - 53K + E) or more in magnitude
+  // are integers once scaled, so only smaller ones are checked, and every
+  // value that fails the check is one of them.
+  auto filter = std::ldexp(1.0, 52 - 53 * w->limbs + w->top);
   for (double x : {std::ldexp(1.0, -95), std::ldexp(3.0, -95), 1e-30,
                    -1e-20}) {
     INFO(x);
     CHECK(x * scale != std::floor(x * scale));
+    CHECK(std::fabs(x) < filter);
   }
+  std::uint64_t z = 7;
+  for (int i = 0; i < 100000; ++i) {
+    z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+    auto m = 1.0 + static_cast<double>(z >> 12) * 0x1p-52;
+    auto x = std::ldexp(m, std::ilogb(filter) + static_cast<int>(z % 40));
+    if (x * scale != std::floor(x * scale))
+      FAIL(x << " is not an integer once scaled");
+  }
+  CHECK(filter * scale == 0x1p52);
+  CHECK(std::nextafter(filter, 0.0) * scale < 0x1p52);
 }
 
 TEST_CASE("aggregate values: ISO dates and timestamps decode and print back",
