@@ -653,7 +653,8 @@ void row_decoder::operator()(const pg::row_view& r, agg_row& out) const {
                            plan->numeric_double[i]);
     if (!why.empty())
       throw pg::decode_error(i, "column \"" + read[i].name + "\": " + why);
-  }  if (outside)
+  }
+  if (outside)
     for (auto& f : plan->push_floats) {
       auto i = plan->group_cols.size() + f.expr;
       auto& c = out.cells[i];
