@@ -74,6 +74,9 @@ std::size_t slot_for(job_plan& plan, state_kind kind, int col,
       add_slot<exact_fsum>(plan, kind, col,
                            [](exact_fsum& s, const cell& x) { s.add(x.d); });
       break;
+    case state_kind::psum:
+      // Push-down only (plan_pushdown makes these slots itself).
+      throw std::logic_error("slot_for: a push-down float sum");
     case state_kind::frange:
       add_slot<double_range>(plan, kind, col,
                              [](double_range& s, const cell& x) {
@@ -267,10 +270,10 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
             // The field's position among the server's expressions.
             pp.push_floats.push_back(
               {c, p.expr.column, f - pp.group_cols.size(), b});
-            add_slot<exact_fsum>(pp, state_kind::fsum, static_cast<int>(f),
-                                 [](exact_fsum& s, const cell& x) {
-                                   add_float_sum_field(s, x.s);
-                                 });
+            add_slot<part_fsum>(pp, state_kind::psum, static_cast<int>(f),
+                                [](part_fsum& s, const cell& x) {
+                                  s.add_field(x.s);
+                                });
             q.slot = slots[f] = pp.slots.size() - 1;
           }
           q.slot2 = slot(field("count(" + c + ")", col_class::integer,
@@ -460,94 +463,6 @@ std::optional<std::string> float_limbs_field(const std::string& col,
   if (!w)
     return std::nullopt;
   return float_limbs_sql(col, *w);
-}
-
-namespace {
-
-/// Adds one "B:S" part of a float sum field to `s`.
-void add_float_sum_part(exact_fsum& s, std::string_view text) {
-  auto bad = [&](const char* why) {
-    return std::runtime_error("push-down float sum field '"
-                              + std::string{text} + "': " + why);
-  };
-  auto colon = text.find(':');
-  if (colon == std::string_view::npos)
-    throw bad("no ':'");
-  auto bt = text.substr(0, colon);
-  auto digits = text.substr(colon + 1);
-  bool negative = !digits.empty() && digits.front() == '-';
-  if (negative)
-    digits.remove_prefix(1);
-  if (digits.empty())
-    throw bad("no sum");
-  // The decimal magnitude in base 2^32, least significant digit first.
-  std::vector<std::uint32_t> m;
-  for (auto ch : digits) {
-    if (ch < '0' || ch > '9')
-      throw bad("the sum is not an integer");
-    std::uint64_t carry = static_cast<std::uint64_t>(ch - '0');
-    for (auto& d : m) {
-      auto v = std::uint64_t{d} * 10 + carry;
-      d = static_cast<std::uint32_t>(v);
-      carry = v >> 32;
-    }
-    if (carry != 0)
-      m.push_back(static_cast<std::uint32_t>(carry));
-  }
-  // The non-finite buckets: one value of each kind seen is enough for
-  // value(); how many there were is count(col)'s, in its own slot.
-  if (bt == "NaN") {
-    s.add(std::numeric_limits<double>::quiet_NaN());
-    return;
-  }
-  if (bt == "Infinity") {
-    // Their sum: +inf count + 2^40 * -inf count.
-    std::uint64_t pos = 0;
-    std::uint64_t neg = 0;
-    if (!m.empty())
-      pos = m[0];
-    if (m.size() > 1) {
-      pos |= std::uint64_t{m[1] & 0xFFu} << 32;
-      neg = m[1] >> 8;
-    }
-    if (m.size() > 2)
-      neg |= std::uint64_t{m[2]} << 24;
-    if (pos != 0)
-      s.add(std::numeric_limits<double>::infinity());
-    if (neg != 0 || m.size() > 3)
-      s.add(-std::numeric_limits<double>::infinity());
-    return;
-  }
-  int b = 0;
-  auto [bp, bec] = std::from_chars(bt.data(), bt.data() + bt.size(), b);
-  if (bec != std::errc{} || bp != bt.data() + bt.size())
-    throw bad("the bucket is not an integer");
-  if (!s.add_scaled(negative, m.data(), m.size(), b - 52, 0))
-    throw bad("not a multiple of 2^-1074, or beyond the exact float sum's "
-              "range (2^1037)");
-}
-
-} // namespace
-
-void add_float_sum_field(exact_fsum& total, std::string_view all) {
-  if (all.find(';') == std::string_view::npos) {
-    // One part (a bucket): add_scaled changes nothing when it refuses.
-    add_float_sum_part(total, all);
-    return;
-  }
-  // Several parts (limbs) are added to a copy, so that a refused part
-  // leaves `total` unchanged.
-  exact_fsum s = total;
-  for (std::size_t from = 0;;) {
-    auto semi = all.find(';', from);
-    add_float_sum_part(s, all.substr(from, semi == std::string_view::npos
-                                             ? std::string_view::npos
-                                             : semi - from));
-    if (semi == std::string_view::npos)
-      break;
-    from = semi + 1;
-  }
-  total = std::move(s);
 }
 
 std::string source_name(const agg_job& job) {

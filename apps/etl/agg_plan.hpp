@@ -57,6 +57,7 @@ enum class state_kind {
   dsum,      // decimal_sum: sum, avg, min, max of decimals
   imoments,  // int_moments: stddev of integers
   fsum,      // exact_fsum: sum, avg of floats
+  psum,      // part_fsum: sum, avg of floats pushed down
   fmoments,  // exact_moments: stddev of floats and decimals
   frange,    // double_range: min, max of floats
   irange,    // int_range: min, max of dates and timestamps
@@ -261,13 +262,6 @@ std::string float_limbs_checked_sql(const std::string& col, limb_window w);
 std::optional<std::string> float_limbs_field(const std::string& col,
                                              const float_range& r);
 
-/// Adds a `float_sum_field` or `float_limbs_field` to `s`: one or more
-/// "B:S" parts separated by ';', each adding S * 2^(B - 52). Throws
-/// std::runtime_error when the text is not one (the server's own output:
-/// never expected) or a partial sum is not a multiple of 2^-1074 or lies
-/// beyond what the accumulator holds (|sum| > 2^1037); then `s` is
-/// unchanged.
-void add_float_sum_field(exact_fsum& s, std::string_view text);
 
 /// The read columns' values of one row: up to `inline_cells` inside the
 /// row, more on the heap. Rows are made on the reading thread and freed on

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <stdexcept>
 
 #include "flow/parse.hpp"
 
@@ -375,6 +377,362 @@ key_part key_part_of(col_class cls, const cell& c) {
       return key_part{c.s};
   }
   return key_part{};
+}
+
+// -- push-down float sums -----------------------------------------------------
+
+float_sum_part parse_float_sum_part(std::string_view text) {
+  auto bad = [&](const char* why) {
+    return std::runtime_error("push-down float sum field '"
+                              + std::string{text} + "': " + why);
+  };
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos)
+    throw bad("no ':'");
+  auto bt = text.substr(0, colon);
+  auto digits = text.substr(colon + 1);
+  float_sum_part out;
+  out.negative = !digits.empty() && digits.front() == '-';
+  if (out.negative)
+    digits.remove_prefix(1);
+  if (digits.empty())
+    throw bad("no sum");
+  // The decimal magnitude in base 2^32, least significant digit first.
+  auto& m = out.digits;
+  for (auto ch : digits) {
+    if (ch < '0' || ch > '9')
+      throw bad("the sum is not an integer");
+    std::uint64_t carry = static_cast<std::uint64_t>(ch - '0');
+    for (auto& d : m) {
+      auto v = std::uint64_t{d} * 10 + carry;
+      d = static_cast<std::uint32_t>(v);
+      carry = v >> 32;
+    }
+    if (carry != 0)
+      m.push_back(static_cast<std::uint32_t>(carry));
+  }
+  if (bt == "NaN") {
+    out.kind = float_sum_part::kind_t::nan;
+    return out;
+  }
+  if (bt == "Infinity") {
+    out.kind = float_sum_part::kind_t::inf;
+    return out;
+  }
+  int b = 0;
+  auto [bp, bec] = std::from_chars(bt.data(), bt.data() + bt.size(), b);
+  if (bec != std::errc{} || bp != bt.data() + bt.size())
+    throw bad("the bucket is not an integer");
+  out.exp2 = b - 52;
+  return out;
+}
+
+namespace {
+
+/// Adds one "B:S" part of a float sum field to `s`.
+void add_float_sum_part(exact_fsum& s, std::string_view text) {
+  auto part = parse_float_sum_part(text);
+  auto& m = part.digits;
+  // The non-finite buckets: one value of each kind seen is enough for
+  // value(); how many there were is count(col)'s, in its own slot.
+  if (part.kind == float_sum_part::kind_t::nan) {
+    s.add(std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  if (part.kind == float_sum_part::kind_t::inf) {
+    // Their sum: +inf count + 2^40 * -inf count.
+    std::uint64_t pos = 0;
+    std::uint64_t neg = 0;
+    if (!m.empty())
+      pos = m[0];
+    if (m.size() > 1) {
+      pos |= std::uint64_t{m[1] & 0xFFu} << 32;
+      neg = m[1] >> 8;
+    }
+    if (m.size() > 2)
+      neg |= std::uint64_t{m[2]} << 24;
+    if (pos != 0)
+      s.add(std::numeric_limits<double>::infinity());
+    if (neg != 0 || m.size() > 3)
+      s.add(-std::numeric_limits<double>::infinity());
+    return;
+  }
+  if (!s.add_scaled(part.negative, m.data(), m.size(), part.exp2, 0))
+    throw std::runtime_error("push-down float sum field '" + std::string{text}
+                             + "': not a multiple of 2^-1074, or beyond the "
+                               "exact float sum's range (2^1037)");
+}
+
+} // namespace
+
+void add_float_sum_field(exact_fsum& total, std::string_view all) {
+  if (all.find(';') == std::string_view::npos) {
+    // One part (a bucket): add_scaled changes nothing when it refuses.
+    add_float_sum_part(total, all);
+    return;
+  }
+  // Several parts (limbs) are added to a copy, so that a refused part
+  // leaves `total` unchanged.
+  exact_fsum s = total;
+  for (std::size_t from = 0;;) {
+    auto semi = all.find(';', from);
+    add_float_sum_part(s, all.substr(from, semi == std::string_view::npos
+                                             ? std::string_view::npos
+                                             : semi - from));
+    if (semi == std::string_view::npos)
+      break;
+    from = semi + 1;
+  }
+  total = std::move(s);
+}
+
+namespace {
+
+using words = std::array<std::uint64_t, 4>;
+
+bool is_negative(const words& x) noexcept {
+  return (x[3] >> 63) != 0;
+}
+
+bool is_zero(const words& x) noexcept {
+  return (x[0] | x[1] | x[2] | x[3]) == 0;
+}
+
+void negate(words& x) noexcept {
+  unsigned carry = 1;
+  for (auto& w : x) {
+    w = ~w + carry;
+    carry = carry != 0 && w == 0;
+  }
+}
+
+/// x << s (0 <= s < 256), or nothing when a bit (or the sign) would be lost.
+std::optional<words> shifted_left(const words& x, int s) noexcept {
+  if (s == 0)
+    return x;
+  words y{};
+  int wq = s / 64;
+  int bq = s % 64;
+  for (int i = 3; i >= wq; --i) {
+    auto v = x[static_cast<std::size_t>(i - wq)] << bq;
+    if (bq != 0 && i - wq - 1 >= 0)
+      v |= x[static_cast<std::size_t>(i - wq - 1)] >> (64 - bq);
+    y[static_cast<std::size_t>(i)] = v;
+  }
+  // Shifted back (arithmetically), y must be x again.
+  words back{};
+  auto fill = is_negative(y) ? ~std::uint64_t{0} : 0;
+  for (int i = 0; i < 4; ++i) {
+    auto at = [&](int j) {
+      return j < 4 ? y[static_cast<std::size_t>(j)] : fill;
+    };
+    auto v = at(i + wq) >> bq;
+    if (bq != 0)
+      v |= at(i + wq + 1) << (64 - bq);
+    else if (i + wq >= 4)
+      v = fill;
+    back[static_cast<std::size_t>(i)] = v;
+  }
+  if (back != x)
+    return std::nullopt;
+  return y;
+}
+
+/// x + y, or nothing on overflow.
+std::optional<words> sum_of(const words& x, const words& y) noexcept {
+  words r{};
+  unsigned carry = 0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto s = x[i] + y[i];
+    unsigned c1 = s < x[i];
+    auto t = s + carry;
+    unsigned c2 = t < s;
+    r[i] = t;
+    carry = c1 | c2;
+  }
+  if (is_negative(x) == is_negative(y) && is_negative(r) != is_negative(x))
+    return std::nullopt;
+  return r;
+}
+
+/// The number of significant bits of |x| (0 for 0).
+int magnitude_bits(words x) noexcept {
+  if (is_negative(x))
+    negate(x);
+  for (int i = 3; i >= 0; --i)
+    if (x[static_cast<std::size_t>(i)] != 0)
+      return 64 * i + 64
+             - __builtin_clzll(x[static_cast<std::size_t>(i)]);
+  return 0;
+}
+
+} // namespace
+
+part_fsum::part_fsum(const part_fsum& other)
+  : m_(other.m_), e_(other.e_),
+    full_(other.full_ ? std::make_unique<exact_fsum>(*other.full_) : nullptr) {
+}
+
+part_fsum& part_fsum::operator=(const part_fsum& other) {
+  if (this != &other) {
+    m_ = other.m_;
+    e_ = other.e_;
+    full_ = other.full_ ? std::make_unique<exact_fsum>(*other.full_) : nullptr;
+  }
+  return *this;
+}
+
+bool part_fsum::add_words(const words& y, int ey) noexcept {
+  if (is_zero(y))
+    return true;
+  if (is_zero(m_)) {
+    m_ = y;
+    e_ = ey;
+    return true;
+  }
+  // Both at the lower exponent.
+  auto lo = std::min(e_, ey);
+  auto dx = static_cast<long>(e_) - lo;
+  auto dy = static_cast<long>(ey) - lo;
+  if (dx > 255 || dy > 255)
+    return false;
+  auto x = shifted_left(m_, static_cast<int>(dx));
+  auto z = shifted_left(y, static_cast<int>(dy));
+  if (!x || !z)
+    return false;
+  auto r = sum_of(*x, *z);
+  if (!r)
+    return false;
+  // exact_fsum's range: nothing at or beyond 2^1037 in magnitude, so that
+  // the integer always converts (value(), inspect) without a refusal.
+  if (!in_range(*r, lo))
+    return false;
+  m_ = *r;
+  e_ = lo;
+  return true;
+}
+
+bool part_fsum::add_compact(bool negative,
+                            const std::vector<std::uint32_t>& digits,
+                            int exp2) noexcept {
+  if (digits.size() > 7 || exp2 < -1074)
+    return false;
+  words y{};
+  for (std::size_t i = 0; i < digits.size(); ++i)
+    y[i / 2] |= std::uint64_t{digits[i]} << (32 * (i % 2));
+  // A magnitude of 224 bits at most: its sign bit is clear.
+  if (negative)
+    negate(y);
+  return add_words(y, exp2);
+}
+
+void part_fsum::add_integer(exact_fsum& s, const words& m, int e) noexcept {
+  if (is_zero(m))
+    return;
+  auto x = m;
+  bool negative = is_negative(x);
+  if (negative)
+    negate(x);
+  std::uint32_t digits[8];
+  for (std::size_t i = 0; i < 8; ++i)
+    digits[i] = static_cast<std::uint32_t>(x[i / 2] >> (32 * (i % 2)));
+  // add_words and loading keep the integer within exact_fsum's range.
+  (void) s.add_scaled(negative, digits, 8, e, 0);
+}
+
+void part_fsum::spill() {
+  if (!full_)
+    full_ = std::make_unique<exact_fsum>();
+  add_integer(*full_, m_, e_);
+  m_ = words{};
+  e_ = 0;
+}
+
+void part_fsum::add_field(std::string_view field) {
+  std::vector<float_sum_part> parts;
+  for (std::size_t from = 0;;) {
+    auto semi = field.find(';', from);
+    parts.push_back(parse_float_sum_part(field.substr(
+      from, semi == std::string_view::npos ? std::string_view::npos
+                                           : semi - from)));
+    if (semi == std::string_view::npos)
+      break;
+    from = semi + 1;
+  }
+  if (!full_) {
+    // Every part into a copy of the integer, or none.
+    auto saved_m = m_;
+    auto saved_e = e_;
+    bool fits = true;
+    for (auto& p : parts)
+      if (p.kind != float_sum_part::kind_t::finite
+          || !add_compact(p.negative, p.digits, p.exp2)) {
+        fits = false;
+        break;
+      }
+    if (fits)
+      return;
+    m_ = saved_m;
+    e_ = saved_e;
+  }
+  // The heap sum: the field into a copy, so that a refused part changes
+  // nothing (add_float_sum_field's rule), then the integer moved in.
+  exact_fsum s = full_ ? *full_ : exact_fsum{};
+  add_float_sum_field(s, field);
+  add_integer(s, m_, e_);
+  full_ = std::make_unique<exact_fsum>(std::move(s));
+  m_ = words{};
+  e_ = 0;
+}
+
+void part_fsum::merge(const part_fsum& other) {
+  if (!full_ && !other.full_ && add_words(other.m_, other.e_))
+    return;
+  spill();
+  full_->merge(other.exact());
+}
+
+exact_fsum part_fsum::exact() const {
+  exact_fsum out = full_ ? *full_ : exact_fsum{};
+  add_integer(out, m_, e_);
+  return out;
+}
+
+bool part_fsum::in_range(const words& m, int e) noexcept {
+  return is_zero(m) || (e >= -1074 && e + magnitude_bits(m) <= 1037);
+}
+
+void part_fsum::canonicalize(words& m, std::int32_t& e) noexcept {
+  if (is_zero(m)) {
+    e = 0;
+    return;
+  }
+  // Shift right (arithmetically) by the trailing zeros: m odd.
+  int tz = 0;
+  for (auto w : m) {
+    if (w != 0) {
+      tz += __builtin_ctzll(w);
+      break;
+    }
+    tz += 64;
+  }
+  if (tz == 0)
+    return;
+  auto fill = is_negative(m) ? ~std::uint64_t{0} : 0;
+  words r{};
+  int wq = tz / 64;
+  int bq = tz % 64;
+  for (int i = 0; i < 4; ++i) {
+    auto at = [&](int j) {
+      return j < 4 ? m[static_cast<std::size_t>(j)] : fill;
+    };
+    auto v = at(i + wq) >> bq;
+    if (bq != 0)
+      v |= at(i + wq + 1) << (64 - bq);
+    r[static_cast<std::size_t>(i)] = v;
+  }
+  m = r;
+  e += tz;
 }
 
 } // namespace flow::apps

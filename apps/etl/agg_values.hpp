@@ -3,17 +3,21 @@
 // Values of `flow-etl aggregate`: a row's fields decoded by their column
 // class (agg_spec.hpp), dates and timestamps as integers that order like the
 // values, and the small aggregator states the library does not have (a row
-// count, an int64 range, a text range).
+// count, an int64 range, a text range, a push-down float sum).
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "etl/agg_spec.hpp"
 #include "flow/decimal.hpp"
+#include "flow/exact_sum.hpp"
 #include "flow/key.hpp"
 
 namespace flow::apps {
@@ -319,6 +323,162 @@ struct text_range {
   friend typename Inspector::result_type inspect(Inspector& f, text_range& x) {
     return f(caf::meta::type_name("flow-etl.text_range"), x.n, x.lo, x.hi);
   }
+};
+
+/// One "B:S" part of a push-down float sum field (agg_plan.hpp:
+/// `float_sum_field`, `float_limbs_sql`), parsed.
+struct float_sum_part {
+  /// What the part holds.
+  enum class kind_t {
+    /// S * 2^exp2.
+    finite,
+    /// The NaN bucket: at least one NaN.
+    nan,
+    /// The infinities' bucket: S = +inf count + 2^40 * -inf count.
+    inf,
+  };
+  /// The part's kind.
+  kind_t kind = kind_t::finite;
+  /// S is negative.
+  bool negative = false;
+  /// |S| in base 2^32, least significant digit first (no leading zeros).
+  std::vector<std::uint32_t> digits;
+  /// The weight of S's unit: 2^(B - 52).
+  int exp2 = 0;
+};
+
+/// Parses one part of a float sum field; throws std::runtime_error naming
+/// the part when it is not one.
+float_sum_part parse_float_sum_part(std::string_view text);
+
+/// Adds a push-down float sum field (agg_plan.hpp: `float_sum_field`,
+/// `float_limbs_field`) to `s`: one or more "B:S" parts separated by ';',
+/// each adding S * 2^(B - 52). Throws std::runtime_error when the text is
+/// not one (the server's own output: never expected) or a partial sum is
+/// not a multiple of 2^-1074 or lies beyond what the accumulator holds
+/// (|sum| > 2^1037); then `s` is unchanged.
+void add_float_sum_field(exact_fsum& s, std::string_view text);
+
+/// The exact sum of a pushed-down float column, from the server's fields
+/// (`add_field`): kept as one integer m * 2^e, m of 256 bits, while the
+/// parts fit it, so a group costs 48 bytes instead of an `exact_fsum`'s 576
+/// (10^6 groups pushed down held about 2 KiB of states each). The limbs of
+/// one window fit for up to 2^33 rows a group (2^86 with three limbs or
+/// fewer). What does not fit (the exponent buckets, NaN, the infinities,
+/// larger sums) moves the sum to an `exact_fsum` on the heap. Either way
+/// the value is exact until `value()` rounds it once.
+class part_fsum {
+public:
+  /// An empty sum (0).
+  part_fsum() noexcept = default;
+
+  /// Deep copy.
+  part_fsum(const part_fsum& other);
+
+  /// Move.
+  part_fsum(part_fsum&&) noexcept = default;
+
+  /// Deep copy.
+  part_fsum& operator=(const part_fsum& other);
+
+  /// Move.
+  part_fsum& operator=(part_fsum&&) noexcept = default;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.part_fsum";
+  }
+
+  /// Adds a float sum field ("B:S" or "B1:S1;B2:S2;..."); throws
+  /// std::runtime_error naming the field when it is not one, or when a
+  /// part is beyond the exact float sum's range (as `add_float_sum_field`),
+  /// and then leaves the value unchanged.
+  void add_field(std::string_view field);
+
+  /// Adds another group's sum. Never fails: what does not fit the integer
+  /// moves to the heap.
+  void merge(const part_fsum& other);
+
+  /// The exact sum as an `exact_fsum`.
+  exact_fsum exact() const;
+
+  /// The exact sum rounded once to the nearest double (NaN and the
+  /// infinities as `exact_fsum::value`).
+  double value() const {
+    return exact().value();
+  }
+
+  /// True while the sum is the 256-bit integer (tests).
+  bool compact() const noexcept {
+    return !full_;
+  }
+
+  /// Equal when the exact sums are.
+  friend bool operator==(const part_fsum& x, const part_fsum& y) {
+    return x.exact() == y.exact();
+  }
+
+  /// Inspection: the integer in a canonical form (m odd or zero, so that
+  /// equal sums serialise to equal bytes), and the heap sum when there is
+  /// one (a list of at most one).
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, part_fsum& x) {
+    // Saving writes a canonical copy: a state shared between readers is
+    // never written to. Loading checks the range (the integer must convert
+    // to an exact_fsum without a refusal).
+    auto m = x.m_;
+    auto e = x.e_;
+    canonicalize(m, e);
+    std::vector<exact_fsum> full;
+    if (x.full_)
+      full.push_back(*x.full_);
+    auto load = caf::meta::load_callback([&]() -> caf::error {
+      if (full.size() > 1 || !in_range(m, e))
+        return make_error(errc::protocol_violation,
+                          "part_fsum: not a push-down float sum");
+      x.m_ = m;
+      x.e_ = e;
+      if (full.empty())
+        x.full_.reset();
+      else
+        x.full_ = std::make_unique<exact_fsum>(std::move(full.front()));
+      return caf::error{};
+    });
+    return f(caf::meta::type_name("flow-etl.part_fsum"), m, e, full, load);
+  }
+
+private:
+  /// 256-bit two's complement, least significant word first.
+  using words = std::array<std::uint64_t, 4>;
+
+  /// Adds sign * digits * 2^exp2 to the integer; false (nothing changed)
+  /// when it does not fit.
+  bool add_compact(bool negative, const std::vector<std::uint32_t>& digits,
+                   int exp2) noexcept;
+
+  /// Adds y * 2^ey to the integer; false (nothing changed) when it does not
+  /// fit.
+  bool add_words(const words& y, int ey) noexcept;
+
+  /// Moves the integer into the heap sum (created when absent).
+  void spill();
+
+  /// Adds m * 2^e to `s` (within its range: `in_range`).
+  static void add_integer(exact_fsum& s, const words& m, int e) noexcept;
+
+  /// True when m * 2^e is 0, or a multiple of 2^-1074 below 2^1037 in
+  /// magnitude (what exact_fsum::add_scaled takes).
+  static bool in_range(const words& m, int e) noexcept;
+
+  /// Shifts m right while it is even (zero: e = 0).
+  static void canonicalize(words& m, std::int32_t& e) noexcept;
+
+  /// The integer m; the sum is m * 2^e (plus *full_).
+  words m_{};
+  /// The integer's exponent.
+  std::int32_t e_ = 0;
+  /// The rest, once something did not fit the integer (then m is 0).
+  std::unique_ptr<exact_fsum> full_;
 };
 
 } // namespace flow::apps

@@ -514,18 +514,19 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
         return {};
       return dbl_value(s.stddev());
     }
+    case state_kind::psum: {
+      auto& s = *static_cast<const part_fsum*>(state);
+      // The partial sums' exact total; the count is count(col)'s.
+      auto c = plan.slots[p.slot2].get(agg);
+      auto n = c ? static_cast<const row_count*>(c)->n : 0;
+      if (n == 0)
+        return {};
+      if (f == agg_func::sum)
+        return dbl_value(s.value());
+      return dbl_value(s.value() / static_cast<double>(n));
+    }
     case state_kind::fsum: {
       auto& s = *static_cast<const exact_fsum*>(state);
-      if (plan.pushdown) {
-        // The partial sums' exact total; the count is count(col)'s.
-        auto c = plan.slots[p.slot2].get(agg);
-        auto n = c ? static_cast<const row_count*>(c)->n : 0;
-        if (n == 0)
-          return {};
-        if (f == agg_func::sum)
-          return dbl_value(s.value());
-        return dbl_value(s.value() / static_cast<double>(n));
-      }
       if (s.count() == 0)
         return {};
       if (f == agg_func::sum)

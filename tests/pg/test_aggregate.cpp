@@ -9,10 +9,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -274,6 +278,135 @@ TEST_CASE("aggregate push-down: the server's float sum fields add exactly, "
     CHECK_THROWS_AS(apps::add_float_sum_field(s, field), std::runtime_error);
     CHECK(s.value() == 2.5);
     CHECK(s.count() == 1);
+  }
+}
+
+TEST_CASE("aggregate push-down: the 48-byte float sum state equals the "
+          "exact sum of its fields, and what does not fit it moves to the heap",
+          "[pg][aggregate][pushdown]") {
+  using apps::part_fsum;
+  auto bytes = [](part_fsum& x) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{nullptr, buf};
+    REQUIRE(!sink(x));
+    return buf;
+  };
+  auto load = [](const std::vector<char>& buf, part_fsum& x) {
+    caf::binary_deserializer source{nullptr, buf};
+    return source(x);
+  };
+  auto check_same = [&](part_fsum& p, const exact_fsum& e) {
+    CHECK(p.exact() == e);
+    auto v = p.value();
+    auto w = e.value();
+    CHECK((v == w || (std::isnan(v) && std::isnan(w))));
+    CHECK(std::signbit(v) == std::signbit(w));
+    // Serialised and loaded: the same sum, and equal sums give equal bytes.
+    auto b = bytes(p);
+    part_fsum q;
+    REQUIRE(!load(b, q));
+    CHECK(q.exact() == e);
+    CHECK(q.compact() == p.compact());
+    CHECK(bytes(q) == b);
+  };
+  // Random limbs of random windows (as the server sends them), in fields of
+  // one to four parts, against exact_fsum; then merged in halves.
+  std::uint64_t z = 11;
+  auto next = [&] {
+    z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+    return z;
+  };
+  for (int round = 0; round < 200; ++round) {
+    INFO("round " << round);
+    int limbs = 1 + static_cast<int>(next() % 4);
+    int top = static_cast<int>(next() % 400) - 200;
+    part_fsum all;
+    part_fsum half[2];
+    exact_fsum expected;
+    for (int row = 0; row < 50; ++row) {
+      std::string field;
+      for (int k = 1; k <= limbs; ++k) {
+        // A partition's sum of limbs: up to 2^53 times a few thousand rows.
+        auto mag = next() >> (1 + next() % 63);
+        bool neg = next() % 2 == 0;
+        auto b = top - 53 * k + 52;
+        field += (k > 1 ? ";" : "") + std::to_string(b) + ":"
+                 + (neg && mag != 0 ? "-" : "") + std::to_string(mag);
+        std::uint32_t d[2] = {static_cast<std::uint32_t>(mag),
+                              static_cast<std::uint32_t>(mag >> 32)};
+        REQUIRE(expected.add_scaled(neg && mag != 0, d, 2, b - 52, 0));
+      }
+      all.add_field(field);
+      half[row % 2].add_field(field);
+    }
+    CHECK(all.compact());
+    check_same(all, expected);
+    half[0].merge(half[1]);
+    CHECK(half[0].compact());
+    check_same(half[0], expected);
+    CHECK(half[0] == all);
+  }
+  // The buckets' fields: NaN, the infinities, and parts far apart (2^1000
+  // and 2^-1000) leave the integer for the heap; still exact, and merging
+  // or adding after that keeps being exact.
+  for (auto fields : std::vector<std::vector<std::string>>{
+         {"0:4503599627370496", "NaN:2"},
+         {"Infinity:3", "0:1"},
+         {"0:-4503599627370496", "Infinity:2199023255552"},
+         {"1052:4503599627370496", "-948:4503599627370496",
+          "-948:-4503599627370496", "1052:-4503599627370496", "0:3"},
+         {"-1080:288230376151711744", "-1080:576460752303423488", "0:1"},
+         // 2^63 - 1 at 2^200 and at 2^0: 263 bits, more than the integer.
+         {"252:9223372036854775807", "52:-9223372036854775807", "52:1"}}) {
+    part_fsum p;
+    part_fsum merged;
+    exact_fsum e;
+    for (auto& f : fields) {
+      INFO(f);
+      p.add_field(f);
+      part_fsum one;
+      one.add_field(f);
+      merged.merge(one);
+      apps::add_float_sum_field(e, f);
+    }
+    check_same(p, e);
+    check_same(merged, e);
+  }
+  {
+    part_fsum p;
+    p.add_field("0:1");
+    CHECK(p.compact());
+    p.add_field("1052:4503599627370496");
+    p.add_field("-948:1");
+    CHECK_FALSE(p.compact());
+  }
+  // A refused field changes nothing, in the integer or on the heap.
+  for (bool heap : {false, true}) {
+    part_fsum p;
+    p.add_field("0:4503599627370496");
+    if (heap)
+      p.add_field("NaN:1");
+    auto before = p.exact();
+    for (auto bad : {"0:12a", "x:1", "0:1;y", "0:1;-1200:1",
+                     "0:1;2000:4503599627370496"}) {
+      INFO(bad);
+      CHECK_THROWS_AS(p.add_field(bad), std::runtime_error);
+      CHECK(p.exact() == before);
+      CHECK(p.compact() == !heap);
+    }
+  }
+  // Loading refuses an integer beyond exact_fsum's range (a corrupt state
+  // from a checkpoint or a node).
+  {
+    part_fsum p;
+    p.add_field("0:3");
+    auto b = bytes(p);
+    // The layout: 4 words of m, then e (int32).
+    REQUIRE(b.size() >= 36);
+    std::int32_t e = 2000;
+    std::memcpy(b.data() + 32, &e, sizeof(e));
+    part_fsum q;
+    CHECK(load(b, q));
   }
 }
 
