@@ -75,8 +75,11 @@ std::size_t slot_for(job_plan& plan, state_kind kind, int col,
                            [](exact_fsum& s, const cell& x) { s.add(x.d); });
       break;
     case state_kind::psum:
+    case state_kind::isum:
+    case state_kind::dmin:
+    case state_kind::dmax:
       // Push-down only (plan_pushdown makes these slots itself).
-      throw std::logic_error("slot_for: a push-down float sum");
+      throw std::logic_error("slot_for: a push-down state");
     case state_kind::frange:
       add_slot<double_range>(plan, kind, col,
                              [](double_range& s, const cell& x) {
@@ -215,6 +218,20 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
                                   s.add(x.n);
                                 });
         break;
+      case state_kind::isum:
+        add_slot<int_sum>(pp, kind, col,
+                          [](int_sum& s, const cell& x) { s.add(x.n); });
+        break;
+      case state_kind::dmin:
+        add_slot<decimal_extreme<false>>(
+          pp, kind, col,
+          [](decimal_extreme<false>& s, const cell& x) { s.add(x.n); });
+        break;
+      case state_kind::dmax:
+        add_slot<decimal_extreme<true>>(
+          pp, kind, col,
+          [](decimal_extreme<true>& s, const cell& x) { s.add(x.n); });
+        break;
       case state_kind::frange:
         add_slot<double_range>(pp, kind, col,
                                [](double_range& s, const cell& x) {
@@ -285,9 +302,12 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
           why_not = p.expr.text;
           return std::nullopt;
         }
-        // sum of integers is numeric on the server too: exact.
+        // sum of integers is numeric on the server too: exact. Integers'
+        // partial sums in an int128 (32 bytes a group), decimals' in a
+        // decimal_sum (their scale).
         q.slot = slot(field("sum(" + c + ")", col_class::numeric, "numeric"),
-                      state_kind::dsum);
+                      p.cls == col_class::integer ? state_kind::isum
+                                                  : state_kind::dsum);
         q.slot2 = slot(field("count(" + c + ")", col_class::integer, "bigint"),
                        state_kind::count);
         break;
@@ -297,9 +317,12 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
                  + (p.cls == col_class::text ? " COLLATE \"C\")" : ")");
         // An integer column's partial min or max is an integer: 24 bytes
         // of int_range per group rather than a decimal_sum's 112 (10^6
-        // groups pushed down held about 2 KiB of states each).
+        // groups pushed down held about 2 KiB of states each); a numeric
+        // one's a decimal_extreme, 48 bytes.
+        auto is_min = p.expr.func == agg_func::min;
         auto kind = p.cls == col_class::integer    ? state_kind::irange
-                    : exact                        ? state_kind::dsum
+                    : exact && is_min              ? state_kind::dmin
+                    : exact                        ? state_kind::dmax
                     : p.cls == col_class::floating ? state_kind::frange
                     : p.cls == col_class::text     ? state_kind::srange
                                                    : state_kind::irange;

@@ -58,6 +58,9 @@ enum class state_kind {
   imoments,  // int_moments: stddev of integers
   fsum,      // exact_fsum: sum, avg of floats
   psum,      // part_fsum: sum, avg of floats pushed down
+  isum,      // int_sum: sum, avg of integers pushed down
+  dmin,      // decimal_extreme<false>: min of decimals pushed down
+  dmax,      // decimal_extreme<true>: max of decimals pushed down
   fmoments,  // exact_moments: stddev of floats and decimals
   frange,    // double_range: min, max of floats
   irange,    // int_range: min, max of dates and timestamps

@@ -3,7 +3,8 @@
 // Values of `flow-etl aggregate`: a row's fields decoded by their column
 // class (agg_spec.hpp), dates and timestamps as integers that order like the
 // values, and the small aggregator states the library does not have (a row
-// count, an int64 range, a text range, a push-down float sum).
+// count, an int64 range, a text range, and the compact states of pushed-down
+// sums, minimums and maximums).
 
 #include <array>
 #include <cmath>
@@ -322,6 +323,131 @@ struct text_range {
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, text_range& x) {
     return f(caf::meta::type_name("flow-etl.text_range"), x.n, x.lo, x.hi);
+  }
+};
+
+/// The exact sum of integer partial sums (the server's `sum(bigint)`, a
+/// numeric of scale 0): a pushed-down integer sum in 32 bytes instead of a
+/// `decimal_sum`'s 112. Not ok() beyond 38 digits (where a decimal_sum is
+/// not either) or on a partial sum with a fraction.
+struct int_sum {
+  /// The sum.
+  int128 s = 0;
+  /// A partial sum did not fit, or had a fraction.
+  bool overflow = false;
+
+  /// Registered name.
+  static std::string state_name() {
+    return "flow-etl.int_sum";
+  }
+
+  /// Adds a partial sum.
+  void add(const decimal& x) noexcept {
+    if (x.scale() != 0)
+      overflow = true;
+    else
+      add(x.unscaled());
+  }
+
+  /// Adds an integer.
+  void add(int128 x) noexcept {
+    if (__builtin_add_overflow(s, x, &s))
+      overflow = true;
+  }
+
+  /// Adds another group's sum; false once the sum does not fit.
+  bool merge(const int_sum& other) noexcept {
+    if (other.overflow)
+      overflow = true;
+    else
+      add(other.s);
+    return ok();
+  }
+
+  /// False when the sum does not fit 38 digits.
+  bool ok() const noexcept {
+    return !overflow && decimal::valid(s, 0);
+  }
+
+  /// The sum, or nothing when it does not fit.
+  std::optional<decimal> sum() const noexcept {
+    if (!ok())
+      return std::nullopt;
+    return decimal::make(s, 0);
+  }
+
+  /// Equality (tests).
+  friend bool operator==(const int_sum& x, const int_sum& y) noexcept {
+    return x.overflow == y.overflow && (x.overflow || x.s == y.s);
+  }
+
+  /// Inspection (the 128-bit sum as two 64-bit halves).
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, int_sum& x) {
+    auto hi = static_cast<std::int64_t>(x.s >> 64);
+    auto lo = static_cast<std::uint64_t>(x.s);
+    auto join = caf::meta::load_callback([&]() -> caf::error {
+      x.s = static_cast<int128>(
+        (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
+        | lo);
+      return caf::error{};
+    });
+    return f(caf::meta::type_name("flow-etl.int_sum"), hi, lo, x.overflow,
+             join);
+  }
+};
+
+/// The smallest (`Max` false) or largest decimal: a pushed-down numeric min
+/// or max in 48 bytes instead of a `decimal_sum`'s 112 (which also summed
+/// the values, and could overflow doing so). Of equal values (1.0, 1.00)
+/// the one with the larger scale, as a decimal_sum keeps.
+template <bool Max>
+struct decimal_extreme {
+  /// Values seen.
+  std::uint64_t n = 0;
+  /// The extreme (valid when n > 0).
+  decimal v;
+
+  /// Registered name.
+  static std::string state_name() {
+    return Max ? "flow-etl.decimal_max" : "flow-etl.decimal_min";
+  }
+
+  /// True when `a` replaces `b`.
+  static bool better(const decimal& a, const decimal& b) noexcept {
+    auto c = a.compare(b);
+    return (Max ? c > 0 : c < 0) || (c == 0 && a.scale() > b.scale());
+  }
+
+  /// Adds one value.
+  void add(const decimal& x) noexcept {
+    if (n == 0 || better(x, v))
+      v = x;
+    ++n;
+  }
+
+  /// Adds another group's extreme.
+  void merge(const decimal_extreme& other) noexcept {
+    if (other.n == 0)
+      return;
+    if (n == 0 || better(other.v, v))
+      v = other.v;
+    n += other.n;
+  }
+
+  /// Equality (tests).
+  friend bool operator==(const decimal_extreme& x,
+                         const decimal_extreme& y) noexcept {
+    return x.n == y.n && (x.n == 0 || x.v.identical(y.v));
+  }
+
+  /// Inspection.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 decimal_extreme& x) {
+    return f(caf::meta::type_name(Max ? "flow-etl.decimal_max"
+                                      : "flow-etl.decimal_min"),
+             x.n, x.v);
   }
 };
 

@@ -508,6 +508,30 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
       }
       return v;
     }
+    case state_kind::isum: {
+      auto& s = *static_cast<const int_sum*>(state);
+      // The partial sums' total (over the partial counts' total for avg).
+      auto c = plan.slots[p.slot2].get(agg);
+      auto n = c ? static_cast<const row_count*>(c)->n : 0;
+      if (n == 0)
+        return {};
+      if (f == agg_func::sum)
+        return exact_value(s.sum());
+      return mean_value(s.sum(), n);
+    }
+    case state_kind::dmin:
+    case state_kind::dmax: {
+      auto kind = plan.slots[p.slot].kind;
+      auto n = kind == state_kind::dmin
+                 ? static_cast<const decimal_extreme<false>*>(state)->n
+                 : static_cast<const decimal_extreme<true>*>(state)->n;
+      if (n == 0)
+        return {};
+      return exact_value(
+        kind == state_kind::dmin
+          ? static_cast<const decimal_extreme<false>*>(state)->v
+          : static_cast<const decimal_extreme<true>*>(state)->v);
+    }
     case state_kind::imoments: {
       auto& s = *static_cast<const int_moments*>(state);
       if (s.count() < 2)

@@ -410,6 +410,87 @@ TEST_CASE("aggregate push-down: the 48-byte float sum state equals the "
   }
 }
 
+TEST_CASE("aggregate push-down: the compact integer sum and decimal extremes "
+          "merge as the decimal_sum they replace, and refuse what it refuses",
+          "[pg][aggregate][pushdown]") {
+  auto dec = [](const char* text) { return parse_decimal(text).value(); };
+  auto round_trip = [](auto& x) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{nullptr, buf};
+    REQUIRE(!sink(x));
+    std::decay_t<decltype(x)> y;
+    caf::binary_deserializer source{nullptr, buf};
+    REQUIRE(!source(y));
+    return y;
+  };
+  // Partial sums of bigints, in any grouping: the decimal_sum's sum.
+  std::vector<const char*> parts{"9223372036854775807", "-5", "123456789012345678901234",
+                                 "0", "-99999999999999999999999999"};
+  apps::int_sum whole;
+  apps::int_sum halves[2];
+  decimal_sum reference;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    whole.add(dec(parts[i]));
+    halves[i % 2].add(dec(parts[i]));
+    reference.add(dec(parts[i]));
+  }
+  CHECK(halves[1].merge(halves[0]));
+  for (auto* s : {&whole, &halves[1]}) {
+    REQUIRE(s->sum());
+    CHECK(to_string(*s->sum()) == to_string(*reference.sum()));
+    CHECK(s->ok());
+  }
+  CHECK(whole == halves[1]);
+  CHECK(round_trip(whole) == whole);
+  // Beyond 38 digits: not ok, no sum, and a merge says so.
+  apps::int_sum big;
+  big.add(dec("99999999999999999999999999999999999999"));
+  CHECK(big.ok());
+  apps::int_sum one;
+  one.add(dec("1"));
+  CHECK_FALSE(big.merge(one));
+  CHECK_FALSE(big.ok());
+  CHECK_FALSE(big.sum());
+  // A partial sum with a fraction is not an integer sum.
+  apps::int_sum frac;
+  frac.add(dec("1.5"));
+  CHECK_FALSE(frac.ok());
+  // Extremes: equal values keep the larger scale, in any order, as a
+  // decimal_sum's min and max do.
+  std::vector<const char*> xs{"1.0", "-2.50", "1.00", "-2.5", "7", "7.000", "-2.500"};
+  for (int order = 0; order < 2; ++order) {
+    apps::decimal_extreme<false> lo;
+    apps::decimal_extreme<true> hi;
+    apps::decimal_extreme<false> lo2[2];
+    apps::decimal_extreme<true> hi2[2];
+    decimal_sum ref;
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+      auto i = order == 0 ? k : xs.size() - 1 - k;
+      lo.add(dec(xs[i]));
+      hi.add(dec(xs[i]));
+      lo2[k % 2].add(dec(xs[i]));
+      hi2[k % 2].add(dec(xs[i]));
+      ref.add(dec(xs[i]));
+    }
+    lo2[1].merge(lo2[0]);
+    hi2[0].merge(hi2[1]);
+    CHECK(to_string(lo.v) == "-2.500");
+    CHECK(to_string(hi.v) == "7.000");
+    CHECK(to_string(lo.v) == to_string(*ref.min()));
+    CHECK(to_string(hi.v) == to_string(*ref.max()));
+    CHECK(lo2[1] == lo);
+    CHECK(hi2[0] == hi);
+    CHECK(lo.n == xs.size());
+    CHECK(round_trip(lo) == lo);
+    CHECK(round_trip(hi) == hi);
+  }
+  // Extremes do not sum: values whose sum has more than 38 digits are fine.
+  apps::decimal_extreme<true> huge;
+  huge.add(dec("99999999999999999999999999999999999999"));
+  huge.add(dec("99999999999999999999999999999999999999"));
+  CHECK(to_string(huge.v) == "99999999999999999999999999999999999999");
+}
+
 TEST_CASE("aggregate push-down: float sums in limbs are exact over their "
           "window, and values the limbs cannot hold keep the buckets",
           "[pg][aggregate][pushdown]") {
