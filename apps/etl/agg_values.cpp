@@ -698,6 +698,43 @@ exact_fsum part_fsum::exact() const {
   return out;
 }
 
+double part_fsum::value() const {
+  if (full_)
+    return exact().value();
+  if (is_zero(m_))
+    return 0.0;
+  auto x = m_;
+  bool negative = is_negative(x);
+  if (negative)
+    negate(x);
+  int bits = magnitude_bits(x);
+  // The top 64 bits, with every bit below them folded into the lowest
+  // (sticky): 11 bits below the 53 kept, so the one conversion to double
+  // rounds as the whole number would. The power-of-two scaling after it is
+  // exact: a result below 2^-1022 has fewer than 53 bits (m * 2^e is a
+  // multiple of 2^-1074, e >= -1074), so it was not rounded, and a result
+  // of 2^1024 or more is the infinity IEEE rounding gives.
+  std::uint64_t top = 0;
+  int shift = bits > 64 ? bits - 64 : 0;
+  if (shift == 0) {
+    top = x[0];
+  } else {
+    auto wq = shift / 64;
+    auto bq = shift % 64;
+    top = x[static_cast<std::size_t>(wq)] >> bq;
+    if (bq != 0 && wq + 1 < 4)
+      top |= x[static_cast<std::size_t>(wq + 1)] << (64 - bq);
+    bool sticky = bq != 0 && (x[static_cast<std::size_t>(wq)]
+                              & ((std::uint64_t{1} << bq) - 1))
+                               != 0;
+    for (int i = 0; i < wq; ++i)
+      sticky = sticky || x[static_cast<std::size_t>(i)] != 0;
+    top |= sticky ? 1 : 0;
+  }
+  auto d = std::ldexp(static_cast<double>(top), e_ + shift);
+  return negative ? -d : d;
+}
+
 bool part_fsum::in_range(const words& m, int e) noexcept {
   return is_zero(m) || (e >= -1074 && e + magnitude_bits(m) <= 1037);
 }

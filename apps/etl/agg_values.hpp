@@ -528,11 +528,10 @@ public:
   /// The exact sum as an `exact_fsum`.
   exact_fsum exact() const;
 
-  /// The exact sum rounded once to the nearest double (NaN and the
-  /// infinities as `exact_fsum::value`).
-  double value() const {
-    return exact().value();
-  }
+  /// The exact sum rounded once to the nearest double, ties to even (NaN
+  /// and the infinities as `exact_fsum::value`, which it equals). The
+  /// integer rounds without building an exact_fsum.
+  double value() const;
 
   /// True while the sum is the 256-bit integer (tests).
   bool compact() const noexcept {
