@@ -1344,6 +1344,23 @@ std::optional<agg_checkpoint> load_checkpoint(checkpoint_store& store,
                                               job_outcome& out) {
   auto ckpt = store.load(fingerprint_of(plan, run));
   if (ckpt) {
+    // The fingerprint is the job as the user wrote it; the state types are
+    // this build's. A checkpoint of a build that kept other states for the
+    // same job (push-down sums and extremes became compact) cannot be
+    // merged with this one's: refused by name, before any state is read.
+    auto& cols = plan.layout.columns();
+    for (auto& k : ckpt->state.keys) {
+      auto names = k.agg.states.names();
+      for (std::size_t i = 0; i < names.size(); ++i)
+        if (!names[i].empty()
+            && (i >= cols.size() || names[i] != cols[i].ops->name))
+          throw usage_error(
+            "the checkpoint of " + output_name(plan.job).display()
+            + " was written by another version of flow-etl (it holds '"
+            + names[i] + "' states where this one keeps '"
+            + (i < cols.size() ? cols[i].ops->name : std::string{"none"})
+            + "'); run without --resume to start over");
+    }
     out.resumed_rows = rows_behind(plan, ckpt->state);
     out.checkpoint = store.table();
   }
