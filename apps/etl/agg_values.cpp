@@ -506,6 +506,24 @@ void negate(words& x) noexcept {
   }
 }
 
+/// x >> s (0 <= s < 256), arithmetic: the sign fills the top.
+words shifted_right(const words& x, int s) noexcept {
+  auto fill = is_negative(x) ? ~std::uint64_t{0} : 0;
+  auto at = [&](int j) {
+    return j < 4 ? x[static_cast<std::size_t>(j)] : fill;
+  };
+  words r{};
+  int wq = s / 64;
+  int bq = s % 64;
+  for (int i = 0; i < 4; ++i) {
+    auto v = at(i + wq) >> bq;
+    if (bq != 0)
+      v |= at(i + wq + 1) << (64 - bq);
+    r[static_cast<std::size_t>(i)] = v;
+  }
+  return r;
+}
+
 /// x << s (0 <= s < 256), or nothing when a bit (or the sign) would be lost.
 std::optional<words> shifted_left(const words& x, int s) noexcept {
   if (s == 0)
@@ -520,20 +538,7 @@ std::optional<words> shifted_left(const words& x, int s) noexcept {
     y[static_cast<std::size_t>(i)] = v;
   }
   // Shifted back (arithmetically), y must be x again.
-  words back{};
-  auto fill = is_negative(y) ? ~std::uint64_t{0} : 0;
-  for (int i = 0; i < 4; ++i) {
-    auto at = [&](int j) {
-      return j < 4 ? y[static_cast<std::size_t>(j)] : fill;
-    };
-    auto v = at(i + wq) >> bq;
-    if (bq != 0)
-      v |= at(i + wq + 1) << (64 - bq);
-    else if (i + wq >= 4)
-      v = fill;
-    back[static_cast<std::size_t>(i)] = v;
-  }
-  if (back != x)
+  if (shifted_right(y, s) != x)
     return std::nullopt;
   return y;
 }
@@ -753,22 +758,7 @@ void part_fsum::canonicalize(words& m, std::int32_t& e) noexcept {
     }
     tz += 64;
   }
-  if (tz == 0)
-    return;
-  auto fill = is_negative(m) ? ~std::uint64_t{0} : 0;
-  words r{};
-  int wq = tz / 64;
-  int bq = tz % 64;
-  for (int i = 0; i < 4; ++i) {
-    auto at = [&](int j) {
-      return j < 4 ? m[static_cast<std::size_t>(j)] : fill;
-    };
-    auto v = at(i + wq) >> bq;
-    if (bq != 0)
-      v |= at(i + wq + 1) << (64 - bq);
-    r[static_cast<std::size_t>(i)] = v;
-  }
-  m = r;
+  m = shifted_right(m, tz);
   e += tz;
 }
 

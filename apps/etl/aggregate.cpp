@@ -449,6 +449,14 @@ out_value int_value(std::uint64_t n) {
   return v;
 }
 
+/// A pushed-down sum's count(col) in a group's row (its second slot): 0
+/// when no value was seen.
+std::uint64_t pushed_count(const job_plan& plan, const planned_agg& p,
+                           const aggregate& agg) {
+  auto c = plan.slots[p.slot2].get(agg);
+  return c ? static_cast<const row_count*>(c)->n : 0;
+}
+
 /// Aggregate `p`'s value in a group's row.
 out_value value_of(const job_plan& plan, const planned_agg& p,
                    const aggregate& agg) {
@@ -511,8 +519,7 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
     case state_kind::isum: {
       auto& s = *static_cast<const int_sum*>(state);
       // The partial sums' total (over the partial counts' total for avg).
-      auto c = plan.slots[p.slot2].get(agg);
-      auto n = c ? static_cast<const row_count*>(c)->n : 0;
+      auto n = pushed_count(plan, p, agg);
       if (n == 0)
         return {};
       if (f == agg_func::sum)
@@ -541,8 +548,7 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
     case state_kind::psum: {
       auto& s = *static_cast<const part_fsum*>(state);
       // The partial sums' exact total; the count is count(col)'s.
-      auto c = plan.slots[p.slot2].get(agg);
-      auto n = c ? static_cast<const row_count*>(c)->n : 0;
+      auto n = pushed_count(plan, p, agg);
       if (n == 0)
         return {};
       if (f == agg_func::sum)
