@@ -429,6 +429,22 @@ float_sum_part parse_float_sum_part(std::string_view text) {
 
 namespace {
 
+/// Calls `fn` with each ';'-separated part of a float sum field, in order,
+/// while it returns true.
+template <class F>
+void for_each_part(std::string_view field, F fn) {
+  for (std::size_t from = 0;;) {
+    auto semi = field.find(';', from);
+    if (!fn(field.substr(from, semi == std::string_view::npos
+                                 ? std::string_view::npos
+                                 : semi - from)))
+      return;
+    if (semi == std::string_view::npos)
+      return;
+    from = semi + 1;
+  }
+}
+
 /// Adds one "B:S" part of a float sum field to `s`.
 void add_float_sum_part(exact_fsum& s, std::string_view text) {
   auto part = parse_float_sum_part(text);
@@ -474,15 +490,10 @@ void add_float_sum_field(exact_fsum& total, std::string_view all) {
   // Several parts (limbs) are added to a copy, so that a refused part
   // leaves `total` unchanged.
   exact_fsum s = total;
-  for (std::size_t from = 0;;) {
-    auto semi = all.find(';', from);
-    add_float_sum_part(s, all.substr(from, semi == std::string_view::npos
-                                             ? std::string_view::npos
-                                             : semi - from));
-    if (semi == std::string_view::npos)
-      break;
-    from = semi + 1;
-  }
+  for_each_part(all, [&](std::string_view part) {
+    add_float_sum_part(s, part);
+    return true;
+  });
   total = std::move(s);
 }
 
@@ -587,21 +598,22 @@ part_fsum& part_fsum::operator=(const part_fsum& other) {
   return *this;
 }
 
-bool part_fsum::add_words(const words& y, int ey) noexcept {
+bool part_fsum::add_words(words& m, std::int32_t& e, const words& y,
+                          int ey) noexcept {
   if (is_zero(y))
     return true;
-  if (is_zero(m_)) {
-    m_ = y;
-    e_ = ey;
+  if (is_zero(m)) {
+    m = y;
+    e = ey;
     return true;
   }
   // Both at the lower exponent.
-  auto lo = std::min(e_, ey);
-  auto dx = static_cast<long>(e_) - lo;
+  auto lo = std::min<int>(e, ey);
+  auto dx = static_cast<long>(e) - lo;
   auto dy = static_cast<long>(ey) - lo;
   if (dx > 255 || dy > 255)
     return false;
-  auto x = shifted_left(m_, static_cast<int>(dx));
+  auto x = shifted_left(m, static_cast<int>(dx));
   auto z = shifted_left(y, static_cast<int>(dy));
   if (!x || !z)
     return false;
@@ -612,12 +624,12 @@ bool part_fsum::add_words(const words& y, int ey) noexcept {
   // the integer always converts (value(), inspect) without a refusal.
   if (!in_range(*r, lo))
     return false;
-  m_ = *r;
-  e_ = lo;
+  m = *r;
+  e = lo;
   return true;
 }
 
-bool part_fsum::add_compact(bool negative,
+bool part_fsum::add_compact(words& m, std::int32_t& e, bool negative,
                             const std::vector<std::uint32_t>& digits,
                             int exp2) noexcept {
   if (digits.size() > 7 || exp2 < -1074)
@@ -628,7 +640,7 @@ bool part_fsum::add_compact(bool negative,
   // A magnitude of 224 bits at most: its sign bit is clear.
   if (negative)
     negate(y);
-  return add_words(y, exp2);
+  return add_words(m, e, y, exp2);
 }
 
 void part_fsum::add_integer(exact_fsum& s, const words& m, int e) noexcept {
@@ -654,31 +666,25 @@ void part_fsum::spill() {
 }
 
 void part_fsum::add_field(std::string_view field) {
-  std::vector<float_sum_part> parts;
-  for (std::size_t from = 0;;) {
-    auto semi = field.find(';', from);
-    parts.push_back(parse_float_sum_part(field.substr(
-      from, semi == std::string_view::npos ? std::string_view::npos
-                                           : semi - from)));
-    if (semi == std::string_view::npos)
-      break;
-    from = semi + 1;
-  }
   if (!full_) {
-    // Every part into a copy of the integer, or none.
-    auto saved_m = m_;
-    auto saved_e = e_;
+    // Every part into a copy of the integer, or none: a part that does not
+    // parse throws with the state unchanged; one that does not fit sends
+    // the whole field to the heap sum below (which refuses a part beyond
+    // its range).
+    auto m = m_;
+    auto e = e_;
     bool fits = true;
-    for (auto& p : parts)
-      if (p.kind != float_sum_part::kind_t::finite
-          || !add_compact(p.negative, p.digits, p.exp2)) {
-        fits = false;
-        break;
-      }
-    if (fits)
+    for_each_part(field, [&](std::string_view text) {
+      auto p = parse_float_sum_part(text);
+      fits = p.kind == float_sum_part::kind_t::finite
+             && add_compact(m, e, p.negative, p.digits, p.exp2);
+      return fits;
+    });
+    if (fits) {
+      m_ = m;
+      e_ = e;
       return;
-    m_ = saved_m;
-    e_ = saved_e;
+    }
   }
   // The heap sum: the field into a copy, so that a refused part changes
   // nothing (add_float_sum_field's rule), then the integer moved in.
@@ -691,7 +697,7 @@ void part_fsum::add_field(std::string_view field) {
 }
 
 void part_fsum::merge(const part_fsum& other) {
-  if (!full_ && !other.full_ && add_words(other.m_, other.e_))
+  if (!full_ && !other.full_ && add_words(m_, e_, other.m_, other.e_))
     return;
   spill();
   full_->merge(other.exact());

@@ -576,14 +576,16 @@ private:
   /// 256-bit two's complement, least significant word first.
   using words = std::array<std::uint64_t, 4>;
 
-  /// Adds sign * digits * 2^exp2 to the integer; false (nothing changed)
-  /// when it does not fit.
-  bool add_compact(bool negative, const std::vector<std::uint32_t>& digits,
-                   int exp2) noexcept;
+  /// Adds sign * digits * 2^exp2 to the integer m * 2^e; false (nothing
+  /// changed) when it does not fit.
+  static bool add_compact(words& m, std::int32_t& e, bool negative,
+                          const std::vector<std::uint32_t>& digits,
+                          int exp2) noexcept;
 
-  /// Adds y * 2^ey to the integer; false (nothing changed) when it does not
-  /// fit.
-  bool add_words(const words& y, int ey) noexcept;
+  /// Adds y * 2^ey to the integer m * 2^e; false (nothing changed) when it
+  /// does not fit.
+  static bool add_words(words& m, std::int32_t& e, const words& y,
+                        int ey) noexcept;
 
   /// Moves the integer into the heap sum (created when absent).
   void spill();

@@ -528,16 +528,12 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
     }
     case state_kind::dmin:
     case state_kind::dmax: {
-      auto kind = plan.slots[p.slot].kind;
-      auto n = kind == state_kind::dmin
-                 ? static_cast<const decimal_extreme<false>*>(state)->n
-                 : static_cast<const decimal_extreme<true>*>(state)->n;
-      if (n == 0)
-        return {};
-      return exact_value(
-        kind == state_kind::dmin
-          ? static_cast<const decimal_extreme<false>*>(state)->v
-          : static_cast<const decimal_extreme<true>*>(state)->v);
+      auto extreme = [](const auto& s) {
+        return s.n == 0 ? out_value{} : exact_value(s.v);
+      };
+      if (plan.slots[p.slot].kind == state_kind::dmin)
+        return extreme(*static_cast<const decimal_extreme<false>*>(state));
+      return extreme(*static_cast<const decimal_extreme<true>*>(state));
     }
     case state_kind::imoments: {
       auto& s = *static_cast<const int_moments*>(state);
@@ -1356,16 +1352,26 @@ std::optional<agg_checkpoint> load_checkpoint(checkpoint_store& store,
     // merged with this one's: refused by name, before any state is read.
     auto& cols = plan.layout.columns();
     for (auto& k : ckpt->state.keys) {
-      auto names = k.agg.states.names();
-      for (std::size_t i = 0; i < names.size(); ++i)
-        if (!names[i].empty()
-            && (i >= cols.size() || names[i] != cols[i].ops->name))
-          throw usage_error(
-            "the checkpoint of " + output_name(plan.job).display()
-            + " was written by another version of flow-etl (it holds '"
-            + names[i] + "' states where this one keeps '"
-            + (i < cols.size() ? cols[i].ops->name : std::string{"none"})
-            + "'); run without --resume to start over");
+      auto& row = k.agg.states;
+      for (std::size_t i = 0; i < row.size(); ++i) {
+        // get() checks the type (no allocation while it matches) and
+        // throws when the column holds another one.
+        try {
+          if (i < cols.size()) {
+            (void) row.get(i, *cols[i].ops);
+            continue;
+          }
+          if (row.names()[i].empty())
+            continue;
+        } catch (const std::logic_error&) {
+        }
+        throw usage_error(
+          "the checkpoint of " + output_name(plan.job).display()
+          + " was written by another version of flow-etl (it holds '"
+          + row.names()[i] + "' states where this one keeps '"
+          + (i < cols.size() ? cols[i].ops->name : std::string{"none"})
+          + "'); run without --resume to start over");
+      }
     }
     out.resumed_rows = rows_behind(plan, ckpt->state);
     out.checkpoint = store.table();

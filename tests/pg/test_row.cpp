@@ -8,6 +8,9 @@
 #include <random>
 #include <string>
 
+#include <pqxx/connection>
+#include <pqxx/nontransaction>
+
 #include "flow/pg/connection.hpp"
 #include "flow/pg/error.hpp"
 #include "flow/pg/read.hpp"
@@ -209,11 +212,23 @@ TEST_CASE("names: literals are quoted and the server reads back the same "
           "[pg][names]") {
   CHECK(pg::quote_literal("it's") == "'it''s'");
   CHECK(pg::quote_literal("") == "''");
-  for (std::string text : {"", "it's", "a''b", "back\\slash \\n",
-                           "x'; DROP TABLE elements; --", "\"q\" Zürich 東京",
-                           "'"}) {
-    INFO(text);
-    CHECK(flow::test::scalar("SELECT " + pg::quote_literal(text)) == text);
+  // A backslash makes an escape string, read alike under either setting
+  // of standard_conforming_strings.
+  CHECK(pg::quote_literal("a\\b") == "E'a\\\\b'");
+  for (std::string scs : {"on", "off"}) {
+    // Set before the SELECT is sent: a query string is lexed whole, before
+    // a SET inside it would run.
+    pqxx::connection conn{flow::test::conninfo()};
+    pqxx::nontransaction tx{conn};
+    tx.exec0("SET standard_conforming_strings = " + scs);
+    for (std::string text : {"", "it's", "a''b", "back\\slash \\n",
+                             "x'; DROP TABLE elements; --",
+                             "\\'; SELECT 1; --", "\"q\" Zürich 東京",
+                             "'"}) {
+      INFO(text << " with standard_conforming_strings " << scs);
+      CHECK(tx.exec1("SELECT " + pg::quote_literal(text))[0].as<std::string>()
+            == text);
+    }
   }
 }
 

@@ -210,25 +210,33 @@ void check_identifier(const std::string& name, const std::string& what) {
                       "truncate it)");
 }
 
-std::string quote_ident(const std::string& name) {
-  check_identifier(name, "identifier");
-  std::string result = "\"";
-  for (auto c : name) {
-    if (c == '"')
-      result += '"';
+namespace {
+
+/// `text` between `q`s, each `q` in it doubled; `escaped` doubles
+/// backslashes too.
+std::string enclosed(const std::string& text, char q, bool escaped) {
+  std::string result(1, q);
+  for (auto c : text) {
+    if (c == q || (escaped && c == '\\'))
+      result += c;
     result += c;
   }
-  return result + '"';
+  return result + q;
+}
+
+} // namespace
+
+std::string quote_ident(const std::string& name) {
+  check_identifier(name, "identifier");
+  return enclosed(name, '"', false);
 }
 
 std::string quote_literal(const std::string& text) {
-  std::string result = "'";
-  for (auto c : text) {
-    if (c == '\'')
-      result += '\'';
-    result += c;
-  }
-  return result + "'";
+  // With a backslash, an escape string (E'a\\b'): read the same whatever
+  // the server's standard_conforming_strings.
+  if (text.find('\\') == std::string::npos)
+    return enclosed(text, '\'', false);
+  return "E" + enclosed(text, '\'', true);
 }
 
 std::string table_name::quoted() const {

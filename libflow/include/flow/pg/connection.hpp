@@ -42,9 +42,9 @@ void check_identifier(const std::string& name, const std::string& what);
 /// and pqxx's `quote_name` do). Calls `check_identifier` first.
 std::string quote_ident(const std::string& name);
 
-/// A string literal for SQL: `'it''s'` for `it's` (quotes doubled; the
-/// server's standard_conforming_strings, on by default, keeps backslashes
-/// as they are).
+/// A string literal for SQL: `'it''s'` for `it's` (quotes doubled); text
+/// with a backslash as an escape string, `E'a\\b'`, so that the server
+/// reads the same text whatever its standard_conforming_strings.
 std::string quote_literal(const std::string& text);
 
 /// A table reference: an optional schema and a table name, both unquoted.
