@@ -1,6 +1,9 @@
 #include "flow/aggregator.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <new>
+#include <stdexcept>
 #include <map>
 #include <mutex>
 
@@ -54,6 +57,59 @@ void aggregators::check_name(const std::string& name) const {
 
 // -- state_row ------------------------------------------------------------------
 
+namespace {
+
+static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ >= 16,
+              "state_row's blocks place 16-byte aligned states");
+
+// A state larger than this is allocated on its own: a row's block stays a
+// table of small states, and its 32-bit sizes cannot overflow (at most
+// 65536 columns).
+constexpr std::size_t max_inline_state = 4096;
+
+// True when a state of `ops` may live in a row's block.
+bool inline_able(const state_ops& ops) noexcept {
+  return ops.relocate != nullptr && ops.copy_at != nullptr
+         && ops.create_at != nullptr && ops.destruct != nullptr
+         && ops.size > 0 && ops.size <= max_inline_state && ops.align <= 16;
+}
+
+std::size_t align_up(std::size_t n, std::size_t a) noexcept {
+  return (n + a - 1) / a * a;
+}
+
+// Where a state of `ops` goes in storage of which `used` bytes are taken:
+// every state starts at a multiple of 8 (and of its own alignment).
+std::size_t offset_for(std::size_t used, const state_ops& ops) noexcept {
+  return align_up(used, std::max<std::size_t>(ops.align, 8));
+}
+
+// The most a state of `ops` adds to a block's storage, whatever comes
+// before it: its size to a multiple of 8, and the padding a 16-byte
+// alignment may need after a state that ends at an odd multiple of 8.
+std::size_t footprint(const state_ops& ops) noexcept {
+  return align_up(ops.size, 8) + (ops.align > 8 ? ops.align - 8 : 0);
+}
+
+} // namespace
+
+void aggregators::grow_shape(const state_ops& ops) {
+  shape_->columns = columns_.size();
+  if (inline_able(ops))
+    shape_->bytes += footprint(ops);
+}
+
+namespace {
+
+// Storage of a block as an address range (std::less: the states of other
+// rows compare too).
+bool within(const void* p, const char* begin, std::size_t bytes) noexcept {
+  std::less<const void*> lt;
+  return !lt(p, begin) && lt(p, begin + bytes);
+}
+
+} // namespace
+
 state_row::state_row(const state_row& other) {
   *this = other;
 }
@@ -62,12 +118,20 @@ state_row& state_row::operator=(const state_row& other) {
   if (this == &other)
     return *this;
   state_row copy;
-  if (other.boxes_) {
-    copy.boxes_ = std::make_unique<std::vector<box>>(other.boxes_->size());
-    for (std::size_t i = 0; i < other.boxes_->size(); ++i) {
-      auto& b = (*other.boxes_)[i];
+  if (other.block_) {
+    auto n = other.size();
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& b = other.boxes()[i];
+      if (b.ptr && inline_able(*b.ops))
+        bytes = offset_for(bytes, *b.ops) + b.ops->size;
+    }
+    copy.reserve(n, bytes);
+    copy.block_->size = static_cast<std::uint32_t>(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& b = other.boxes()[i];
       if (b.ptr)
-        (*copy.boxes_)[i] = box{b.ops, b.ops->clone(b.ptr)};
+        copy.make(i, *b.ops, b.ptr);
     }
   }
   *this = std::move(copy);
@@ -77,17 +141,27 @@ state_row& state_row::operator=(const state_row& other) {
 state_row& state_row::operator=(state_row&& other) noexcept {
   if (this != &other) {
     clear();
-    boxes_ = std::move(other.boxes_);
+    block_ = other.block_;
+    other.block_ = nullptr;
   }
   return *this;
 }
 
 void state_row::clear() noexcept {
-  if (boxes_)
-    for (auto& b : *boxes_)
-      if (b.ptr)
-        b.ops->destroy(b.ptr);
-  boxes_.reset();
+  if (!block_)
+    return;
+  auto* b = block_;
+  for (std::size_t i = 0; i < b->size; ++i) {
+    auto& x = b->boxes()[i];
+    if (!x.ptr)
+      continue;
+    if (within(x.ptr, b->storage(), b->bytes))
+      x.ops->destruct(x.ptr);
+    else
+      x.ops->destroy(x.ptr);
+  }
+  ::operator delete(b);
+  block_ = nullptr;
 }
 
 state_row::~state_row() {
@@ -95,24 +169,91 @@ state_row::~state_row() {
 }
 
 bool state_row::empty() const noexcept {
-  if (!boxes_)
-    return true;
-  for (auto& b : *boxes_)
-    if (b.ptr)
+  for (std::size_t i = 0; i < size(); ++i)
+    if (boxes()[i].ptr)
       return false;
   return true;
 }
 
-std::vector<state_row::box>& state_row::boxes() {
-  if (!boxes_)
-    boxes_ = std::make_unique<std::vector<box>>();
-  return *boxes_;
+std::size_t state_row::block_bytes() const noexcept {
+  if (!block_)
+    return 0;
+  return sizeof(block) + block_->capacity * sizeof(box) + block_->bytes;
+}
+
+void state_row::reserve(std::size_t columns, std::size_t bytes) {
+  auto* old = block_;
+  std::size_t cap = old ? old->capacity : 0;
+  std::size_t used = old ? old->used : 0;
+  std::size_t room = old ? old->bytes : 0;
+  if (old && columns <= cap && used + bytes <= room)
+    return;
+  if (columns > 65536)
+    throw std::length_error("flow: a state row of more than 65536 columns");
+  // The states in the block move to the new one in column order, which may
+  // pad them differently: their room counted again.
+  std::size_t moved = 0;
+  for (std::size_t i = 0; i < size(); ++i) {
+    auto& x = old->boxes()[i];
+    if (x.ptr && within(x.ptr, old->storage(), old->bytes))
+      moved = offset_for(moved, *x.ops) + x.ops->size;
+  }
+  auto new_cap = std::max(columns, cap);
+  auto new_bytes = align_up(moved + bytes, 8);
+  void* raw = ::operator new(sizeof(block) + new_cap * sizeof(box)
+                             + new_bytes);
+  auto* nb = new (raw) block{0, static_cast<std::uint32_t>(new_cap), 0,
+                             static_cast<std::uint32_t>(new_bytes)};
+  for (std::size_t i = 0; i < new_cap; ++i)
+    new (nb->boxes() + i) box{};
+  if (old) {
+    nb->size = old->size;
+    for (std::size_t i = 0; i < old->size; ++i) {
+      auto& x = old->boxes()[i];
+      if (!x.ptr)
+        continue;
+      if (!within(x.ptr, old->storage(), old->bytes)) {
+        nb->boxes()[i] = x;
+        continue;
+      }
+      auto off = offset_for(nb->used, *x.ops);
+      void* p = nb->storage() + off;
+      x.ops->relocate(p, x.ptr);
+      nb->used = static_cast<std::uint32_t>(off + x.ops->size);
+      nb->boxes()[i] = box{x.ops, p};
+    }
+    ::operator delete(old);
+  }
+  block_ = nb;
+}
+
+void* state_row::make(std::size_t i, const state_ops& ops, const void* src) {
+  auto* b = block_;
+  void* p = nullptr;
+  if (inline_able(ops)) {
+    auto off = offset_for(b->used, ops);
+    if (off + ops.size <= b->bytes) {
+      p = b->storage() + off;
+      // The room is taken only once the state is made (its copy may throw).
+      if (src)
+        ops.copy_at(p, src);
+      else
+        ops.create_at(p);
+      b->used = static_cast<std::uint32_t>(off + ops.size);
+    }
+  }
+  if (!p)
+    p = src ? ops.clone(src) : ops.create();
+  b->boxes()[i] = box{&ops, p};
+  if (i >= b->size)
+    b->size = static_cast<std::uint32_t>(i + 1);
+  return p;
 }
 
 const void* state_row::get(std::size_t i, const state_ops& ops) const {
-  if (!boxes_ || i >= boxes_->size())
+  if (i >= size())
     return nullptr;
-  auto& b = (*boxes_)[i];
+  auto& b = boxes()[i];
   if (!b.ptr)
     return nullptr;
   if (b.ops != &ops && *b.ops->type != *ops.type)
@@ -122,43 +263,60 @@ const void* state_row::get(std::size_t i, const state_ops& ops) const {
 }
 
 void* state_row::get_or_create(std::size_t i, const state_ops& ops,
-                               const void* prototype) {
-  auto& bs = boxes();
-  if (i >= bs.size()) {
-    // Reducers create a row's columns one after the other: room for a few
-    // at once, not one reallocation per column.
-    if (i >= bs.capacity())
-      bs.reserve(std::max<std::size_t>({i + 1, 2 * bs.capacity(), 8}));
-    bs.resize(i + 1);
+                               const void* prototype,
+                               const row_shape* shape) {
+  if (i < size()) {
+    auto& b = block_->boxes()[i];
+    if (b.ptr) {
+      if (b.ops != &ops && *b.ops->type != *ops.type)
+        throw std::logic_error("flow: column " + std::to_string(i)
+                               + " holds a '" + b.ops->name + "' state, not '"
+                               + ops.name + "'");
+      return b.ptr;
+    }
   }
-  auto& b = bs[i];
-  if (!b.ptr) {
-    b = box{&ops, ops.clone(prototype)};
-    return b.ptr;
+  auto need = inline_able(ops) ? footprint(ops) : 0;
+  if (!block_ && shape) {
+    // The row's first state: room for all of them.
+    reserve(std::max(i + 1, shape->columns), std::max(need, shape->bytes));
+  } else if (!block_ || i >= block_->capacity
+             || (need > 0
+                 && offset_for(block_->used, ops) + ops.size
+                      > block_->bytes)) {
+    // Without a shape, columns come one after the other: grow by half at
+    // least, not once per column.
+    std::size_t cap = block_ ? block_->capacity : 0;
+    std::size_t room = block_ ? block_->bytes : 0;
+    reserve(std::max({i + 1, cap + cap / 2, std::size_t{4}}),
+            std::max(need, room / 2));
   }
-  if (b.ops != &ops && *b.ops->type != *ops.type)
-    throw std::logic_error("flow: column " + std::to_string(i) + " holds a '"
-                           + b.ops->name + "' state, not '" + ops.name + "'");
-  return b.ptr;
+  return make(i, ops, prototype);
 }
 
 bool state_row::merge(const state_row& other) {
-  if (!other.boxes_)
+  if (!other.block_)
     return true;
-  auto& theirs = *other.boxes_;
-  auto& mine = boxes();
-  if (mine.size() < theirs.size()) {
-    if (mine.capacity() < theirs.size())
-      mine.reserve(theirs.capacity());
-    mine.resize(theirs.size());
+  if (!block_) {
+    *this = other;
+    return true;
   }
-  for (std::size_t i = 0; i < theirs.size(); ++i) {
-    auto& src = theirs[i];
+  auto n = other.size();
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& src = other.boxes()[i];
+    if (src.ptr && (i >= size() || !boxes()[i].ptr) && inline_able(*src.ops))
+      bytes += footprint(*src.ops);
+  }
+  reserve(n, bytes);
+  if (block_->size < n)
+    block_->size = static_cast<std::uint32_t>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& src = other.boxes()[i];
     if (!src.ptr)
       continue;
-    auto& dst = mine[i];
+    auto& dst = block_->boxes()[i];
     if (!dst.ptr) {
-      dst = box{src.ops, src.ops->clone(src.ptr)};
+      make(i, *src.ops, src.ptr);
       continue;
     }
     if (dst.ops != src.ops && *dst.ops->type != *src.ops->type)
@@ -170,27 +328,28 @@ bool state_row::merge(const state_row& other) {
 }
 
 bool state_row::ok() const {
-  if (!boxes_)
-    return true;
-  for (auto& b : *boxes_)
+  for (std::size_t i = 0; i < size(); ++i) {
+    auto& b = boxes()[i];
     if (b.ptr && b.ops->ok && !b.ops->ok(b.ptr))
       return false;
+  }
   return true;
 }
 
 std::vector<std::string> state_row::names() const {
   std::vector<std::string> result;
-  if (boxes_)
-    for (auto& b : *boxes_)
-      result.push_back(b.ptr ? b.ops->name : std::string{});
+  for (std::size_t i = 0; i < size(); ++i) {
+    auto& b = boxes()[i];
+    result.push_back(b.ptr ? b.ops->name : std::string{});
+  }
   return result;
 }
 
 bool state_row::equals(const state_row& other) const {
   auto n = std::max(size(), other.size());
   for (std::size_t i = 0; i < n; ++i) {
-    const box* x = i < size() ? &(*boxes_)[i] : nullptr;
-    const box* y = i < other.size() ? &(*other.boxes_)[i] : nullptr;
+    const box* x = i < size() ? &boxes()[i] : nullptr;
+    const box* y = i < other.size() ? &other.boxes()[i] : nullptr;
     bool has_x = x && x->ptr;
     bool has_y = y && y->ptr;
     if (has_x != has_y)
@@ -207,12 +366,12 @@ caf::error state_row::save(caf::serializer& sink) const {
   // Trailing empty columns are not written, so equal rows write equal bytes.
   std::uint32_t n = 0;
   for (std::size_t i = 0; i < size(); ++i)
-    if ((*boxes_)[i].ptr)
+    if (boxes()[i].ptr)
       n = static_cast<std::uint32_t>(i + 1);
   if (auto err = sink(n))
     return err;
   for (std::uint32_t i = 0; i < n; ++i) {
-    auto& b = (*boxes_)[i];
+    auto& b = boxes()[i];
     std::string name = b.ptr ? b.ops->name : std::string{};
     if (auto err = sink(name))
       return err;
@@ -239,8 +398,10 @@ caf::error state_row::load(caf::deserializer& source) {
     return make_error(errc::protocol_violation,
                       "state row with " + std::to_string(n) + " columns");
   state_row result;
-  if (n > 0)
-    result.boxes().resize(n);
+  if (n > 0) {
+    result.reserve(n, 0);
+    result.block_->size = n;
+  }
   for (std::uint32_t i = 0; i < n; ++i) {
     std::string name;
     if (auto err = source(name))
@@ -252,11 +413,19 @@ caf::error state_row::load(caf::deserializer& source) {
       return make_error(errc::not_serializable,
                         "aggregator state '" + name
                           + "' is not registered in this process");
-    auto ptr = ops->create();
-    (*result.boxes_)[i] = box{ops, ptr};
+    if (inline_able(*ops)) {
+      // Grows by half at least: a row's states arrive one by one.
+      auto& b = *result.block_;
+      if (offset_for(b.used, *ops) + ops->size > b.bytes)
+        result.reserve(n, std::max(footprint(*ops), std::size_t{b.bytes} / 2));
+    }
+    auto ptr = result.make(i, *ops, nullptr);
     if (auto err = ops->load(source, ptr))
       return err;
   }
+  // A row read is kept (checkpoints, worker nodes' partials): no slack.
+  if (result.block_ && result.block_->used < result.block_->bytes)
+    result = state_row{result};
   *this = std::move(result);
   return caf::error{};
 }

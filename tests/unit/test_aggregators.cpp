@@ -5,6 +5,7 @@
 #include "support.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -535,4 +536,293 @@ TEST_CASE("aggregators: rows destroy their states when copied over, moved "
     CHECK(counted::live == before + 8);
   }
   CHECK(counted::live == before);
+}
+
+namespace {
+
+// A state kept in a row's block (nothrow-movable), with heap memory of its
+// own (a relocation that copied bytes instead of moving would free it twice
+// under the sanitizers) and a count of live instances.
+struct tagged {
+  static inline int live = 0;
+  // Copies throw while this is set.
+  static inline bool fail_copies = false;
+  std::string tag;
+  std::int64_t n = 0;
+  tagged() {
+    ++live;
+  }
+  tagged(const tagged& other) : tag(other.tag), n(other.n) {
+    if (fail_copies)
+      throw std::runtime_error("tagged: copy refused");
+    ++live;
+  }
+  tagged(tagged&& other) noexcept : tag(std::move(other.tag)), n(other.n) {
+    ++live;
+  }
+  ~tagged() {
+    --live;
+  }
+  static std::string state_name() {
+    return "test.tagged";
+  }
+  void add(std::int64_t x) {
+    n += x;
+    tag = "tag of " + std::to_string(n) + " with some length to it";
+  }
+  void merge(const tagged& other) {
+    add(other.n);
+  }
+  friend bool operator==(const tagged& x, const tagged& y) {
+    return x.tag == y.tag && x.n == y.n;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, tagged& x) {
+    return f(caf::meta::type_name("test.tagged"), x.tag, x.n);
+  }
+};
+
+// Too large for a row's block: allocated on its own.
+struct big_state {
+  std::array<std::int64_t, 600> xs{};
+  static std::string state_name() {
+    return "test.big_state";
+  }
+  void add(std::int64_t x) {
+    xs[static_cast<std::size_t>(x) % xs.size()] += x;
+  }
+  void merge(const big_state& other) {
+    for (std::size_t i = 0; i < xs.size(); ++i)
+      xs[i] += other.xs[i];
+  }
+  friend bool operator==(const big_state& x, const big_state& y) {
+    return x.xs == y.xs;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, big_state& x) {
+    return f(caf::meta::type_name("test.big_state"), x.xs);
+  }
+};
+
+// Over-aligned: allocated on its own.
+struct alignas(32) wide_state {
+  std::int64_t n = 0;
+  static std::string state_name() {
+    return "test.wide_state";
+  }
+  void add(std::int64_t x) {
+    n += x;
+  }
+  void merge(const wide_state& other) {
+    n += other.n;
+  }
+  friend bool operator==(const wide_state& x, const wide_state& y) {
+    return x.n == y.n;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, wide_state& x) {
+    return f(caf::meta::type_name("test.wide_state"), x.n);
+  }
+};
+
+// Its move may throw: allocated on its own, never relocated.
+struct pinned_state {
+  static inline int live = 0;
+  std::int64_t n = 0;
+  pinned_state() {
+    ++live;
+  }
+  pinned_state(const pinned_state& other) : n(other.n) {
+    ++live;
+  }
+  pinned_state(pinned_state&& other) noexcept(false) : n(other.n) {
+    ++live;
+  }
+  ~pinned_state() {
+    --live;
+  }
+  static std::string state_name() {
+    return "test.pinned_state";
+  }
+  void add(std::int64_t x) {
+    n += x;
+  }
+  void merge(const pinned_state& other) {
+    n += other.n;
+  }
+  friend bool operator==(const pinned_state& x, const pinned_state& y) {
+    return x.n == y.n;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 pinned_state& x) {
+    return f(caf::meta::type_name("test.pinned_state"), x.n);
+  }
+};
+
+// The value column `i` gets in the tests below.
+std::int64_t value_of_column(std::size_t i) {
+  return static_cast<std::int64_t>(i * 7 + 1);
+}
+
+} // namespace
+
+TEST_CASE("aggregators: a row's states live in one block sized to the job's "
+          "columns",
+          "[aggregators][memory]") {
+  flow::aggregators aggs;
+  auto a = aggs.add("a", tagged{});
+  auto b = aggs.add("b", flow::exact_moments{});
+  auto c = aggs.add("c", tagged{});
+  auto big = aggs.add("big", big_state{});
+  auto wide = aggs.add("wide", wide_state{});
+  auto d = aggs.add("d", pinned_state{});
+  CHECK(aggs.shape().columns == 6);
+  // Every column's state made one after the other: the first one allocated
+  // the whole row, no later one moves it.
+  auto live = tagged::live;
+  flow::aggregate row;
+  c.at(row).add(3);
+  auto bytes = row.states.block_bytes();
+  CHECK(bytes > 0);
+  a.at(row).add(1);
+  b.at(row).add(0.25);
+  big.at(row).add(5);
+  wide.at(row).add(7);
+  d.at(row).add(9);
+  CHECK(row.states.block_bytes() == bytes);
+  CHECK(tagged::live == live + 2);
+  CHECK(a.of(row).n == 1);
+  CHECK(c.of(row).tag == "tag of 3 with some length to it");
+  CHECK(b.of(row).sum().value() == 0.25);
+  CHECK(big.of(row).xs[5] == 5);
+  CHECK(wide.of(row).n == 7);
+  CHECK(reinterpret_cast<std::uintptr_t>(&wide.of(row)) % 32 == 0);
+  CHECK(d.of(row).n == 9);
+  // A copy holds exactly its states (no more than the original's block).
+  flow::aggregate copy = row;
+  CHECK(copy.states.block_bytes() <= bytes);
+  CHECK(copy == row);
+  c.at(copy).add(1);
+  CHECK(c.of(row).n == 3);
+  CHECK(c.of(copy).n == 4);
+  CHECK(tagged::live == live + 4);
+  // Serialised and read back: equal, and without slack.
+  flow::aggregate back;
+  REQUIRE(!from_bytes(to_bytes(row), back));
+  CHECK(back == row);
+  CHECK(back.states.block_bytes() == flow::aggregate{row}.states.block_bytes());
+  copy = flow::aggregate{};
+  back = flow::aggregate{};
+  row = flow::aggregate{};
+  CHECK(tagged::live == live);
+}
+
+TEST_CASE("aggregators: rows grown one column at a time, in any order, keep "
+          "their states",
+          "[aggregators][memory]") {
+  auto& t = flow::state_ops_of<tagged>();
+  auto& w = flow::state_ops_of<wide_state>();
+  auto& k = flow::state_ops_of<pinned_state>();
+  auto& m = flow::state_ops_of<flow::exact_moments>();
+  tagged t0;
+  wide_state w0;
+  pinned_state k0;
+  flow::exact_moments m0;
+  // Which type column i holds, and its prototype.
+  auto ops_of = [&](std::size_t i) -> const flow::state_ops& {
+    switch (i % 4) {
+      case 0: return t;
+      case 1: return w;
+      case 2: return k;
+      default: return m;
+    }
+  };
+  auto proto_of = [&](std::size_t i) -> const void* {
+    switch (i % 4) {
+      case 0: return &t0;
+      case 1: return &w0;
+      case 2: return &k0;
+      default: return &m0;
+    }
+  };
+  auto set = [&](void* p, std::size_t i) {
+    auto v = value_of_column(i);
+    switch (i % 4) {
+      case 0: static_cast<tagged*>(p)->add(v); break;
+      case 1: static_cast<wide_state*>(p)->add(v); break;
+      case 2: static_cast<pinned_state*>(p)->add(v); break;
+      default: static_cast<flow::exact_moments*>(p)->add(static_cast<double>(v)); break;
+    }
+  };
+  auto check = [&](const flow::state_row& row, std::size_t i) {
+    auto p = row.get(i, ops_of(i));
+    REQUIRE(p != nullptr);
+    auto v = value_of_column(i);
+    switch (i % 4) {
+      case 0: CHECK(static_cast<const tagged*>(p)->n == v); break;
+      case 1: CHECK(static_cast<const wide_state*>(p)->n == v); break;
+      case 2: CHECK(static_cast<const pinned_state*>(p)->n == v); break;
+      default:
+        CHECK(static_cast<const flow::exact_moments*>(p)->sum().value()
+              == static_cast<double>(v));
+        break;
+    }
+  };
+  auto live_t = tagged::live;
+  auto live_k = pinned_state::live;
+  std::mt19937_64 rng{GENERATE(1u, 2u, 3u, 4u)};
+  std::vector<std::size_t> order(40);
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  {
+    flow::state_row row;
+    std::vector<std::size_t> made;
+    for (auto i : order) {
+      set(row.get_or_create(i, ops_of(i), proto_of(i)), i);
+      made.push_back(i);
+      // Every state made so far survived the growths.
+      for (auto j : made)
+        check(row, j);
+    }
+    CHECK(row.size() == order.size());
+    CHECK(tagged::live == live_t + 10);
+    // A second row with every other column, merged into a copy and into an
+    // empty row.
+    flow::state_row half;
+    for (std::size_t i = 0; i < order.size(); i += 2)
+      set(half.get_or_create(i, ops_of(i), proto_of(i)), i);
+    flow::state_row empty;
+    REQUIRE(empty.merge(half));
+    CHECK(empty.equals(half));
+    flow::state_row sum = half;
+    REQUIRE(sum.merge(row));
+    REQUIRE(sum.merge(half));
+    // Columns of `half` hold their value three times, the others once.
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      auto p = sum.get(i, ops_of(i));
+      REQUIRE(p != nullptr);
+      auto v = value_of_column(i) * (i % 2 == 0 ? 3 : 1);
+      if (i % 4 == 0)
+        CHECK(static_cast<const tagged*>(p)->n == v);
+      else if (i % 4 == 2)
+        CHECK(static_cast<const pinned_state*>(p)->n == v);
+    }
+    // A column of another type is refused.
+    CHECK_THROWS_AS(row.get(0, w), std::logic_error);
+    CHECK_THROWS_AS(row.get_or_create(0, w, &w0), std::logic_error);
+    // A copy that throws half-way leaves the original whole and leaks
+    // nothing.
+    tagged::fail_copies = true;
+    CHECK_THROWS_AS(flow::state_row{row}, std::runtime_error);
+    CHECK_THROWS_AS(empty.get_or_create(order.size(), t, &t0),
+                    std::runtime_error);
+    tagged::fail_copies = false;
+    CHECK(empty.get(order.size(), t) == nullptr);
+    for (std::size_t i = 0; i < order.size(); ++i)
+      check(row, i);
+  }
+  CHECK(tagged::live == live_t);
+  CHECK(pinned_state::live == live_k);
 }

@@ -21,26 +21,41 @@ namespace flow {
 
 struct state_ops;
 
+/// The room a job's full row of states takes (the columns of its
+/// `aggregators`, flow/aggregator.hpp): a row is allocated at this size when
+/// its first state is made, so that a key's states cost one allocation.
+struct row_shape {
+  /// Number of columns.
+  std::size_t columns = 0;
+  /// Bytes of the states placed in the row's own block (see `state_row`).
+  std::size_t bytes = 0;
+};
+
 /// The type-erased aggregator states of one key: column i holds the state of
 /// the job's i-th aggregator column (flow/aggregator.hpp), or nothing while
 /// no element reached it. Empty rows cost one null pointer, so keys that use
-/// only the built-in int64 aggregate pay nothing for it.
+/// only the built-in int64 aggregate pay nothing for it. A row keeps its
+/// column table and its states in one heap block (states that are larger
+/// than 64 KiB, over-aligned or not nothrow-movable are allocated on their
+/// own): with millions of keys, one allocation per key instead of one per
+/// state and a table sized to the row rather than rounded up.
 class state_row {
 public:
   /// An empty row.
   state_row() noexcept = default;
 
-  /// Deep copy: every state is cloned.
+  /// Deep copy: every state is copied into a block of exactly their size.
   state_row(const state_row& other);
 
   /// Move (no state is copied).
-  state_row(state_row&& other) noexcept = default;
+  state_row(state_row&& other) noexcept : block_(other.block_) {
+    other.block_ = nullptr;
+  }
 
   /// Deep copy.
   state_row& operator=(const state_row& other);
 
-  /// Move: destroys this row's states first (the boxes own them; a
-  /// defaulted move would drop them unfreed).
+  /// Move: destroys this row's states first.
   state_row& operator=(state_row&& other) noexcept;
 
   /// Destroys every state.
@@ -51,7 +66,7 @@ public:
 
   /// Number of columns (some may be empty).
   std::size_t size() const noexcept {
-    return boxes_ ? boxes_->size() : 0;
+    return block_ ? block_->size : 0;
   }
 
   /// The state in column `i`, or nullptr when it has none. Throws
@@ -60,11 +75,13 @@ public:
 
   /// The state in column `i`, created as a copy of `prototype` when absent.
   /// Throws std::logic_error when the column holds a state of another type.
+  /// `shape`, when given, is the room of the whole row (the job's columns):
+  /// the row's first state allocates all of it.
   void* get_or_create(std::size_t i, const state_ops& ops,
-                      const void* prototype);
+                      const void* prototype, const row_shape* shape = nullptr);
 
   /// Merges every state of `other` into the state of the same column
-  /// (cloning it where this row has none). Returns false when two states of
+  /// (copying it where this row has none). Returns false when two states of
   /// one column have different types, or a state's merge fails (overflow,
   /// incompatible parameters); states of earlier columns may then have been
   /// merged already (the engine fails the job on false).
@@ -88,6 +105,10 @@ public:
   /// by name; an unknown name is an `errc::not_serializable` error.
   caf::error load(caf::deserializer& source);
 
+  /// Bytes of the row's heap block (0 when it has none), for tests and
+  /// memory estimates; states allocated on their own are not counted.
+  std::size_t block_bytes() const noexcept;
+
   /// Inspection: binary (de)serialisers go through `save`/`load`; other
   /// inspectors (to_string) see the state names.
   template <class Inspector>
@@ -108,12 +129,39 @@ private:
     void* ptr = nullptr;
   };
 
-  std::vector<box>& boxes();
+  // The block: this header, `capacity` boxes, then `bytes` of storage in
+  // which states are constructed one after the other.
+  struct block {
+    std::uint32_t size;
+    std::uint32_t capacity;
+    std::uint32_t used;
+    std::uint32_t bytes;
 
-  /// Destroys every state and drops the boxes.
+    box* boxes() noexcept {
+      return reinterpret_cast<box*>(this + 1);
+    }
+
+    char* storage() noexcept {
+      return reinterpret_cast<char*>(boxes() + capacity);
+    }
+  };
+
+  const box* boxes() const noexcept {
+    return block_->boxes();
+  }
+
+  /// Makes room for `columns` columns and `bytes` more bytes of storage
+  /// (moving the states into a new block when needed).
+  void reserve(std::size_t columns, std::size_t bytes);
+
+  /// Makes a copy of `src` (or a default state when null) in column `i`,
+  /// which must be empty and below the capacity.
+  void* make(std::size_t i, const state_ops& ops, const void* src);
+
+  /// Destroys every state and frees the block.
   void clear() noexcept;
 
-  std::unique_ptr<std::vector<box>> boxes_;
+  block* block_ = nullptr;
 };
 
 /// Signed 128-bit integer: exact for the sum of up to 2^64 int64 values.

@@ -55,6 +55,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -97,6 +98,20 @@ struct state_ops {
   caf::error (*save)(caf::serializer&, void*) = nullptr;
   /// Reads the state (null when not serialisable).
   caf::error (*load)(caf::deserializer&, void*) = nullptr;
+  /// sizeof and alignof the state: a `state_row` constructs states in its
+  /// own block with the four functions below (0: allocated on its own).
+  std::size_t size = 0;
+  /// alignof the state.
+  std::size_t align = 0;
+  /// Default-constructs a state at the address (raw storage).
+  void (*create_at)(void*) = nullptr;
+  /// Copy-constructs a state at the first address from the second.
+  void (*copy_at)(void*, const void*) = nullptr;
+  /// Move-constructs a state at the first address from the second, then
+  /// destroys the second (null: the state is not nothrow-movable).
+  void (*relocate)(void*, void*) noexcept = nullptr;
+  /// Destroys a state made by the three above (the storage is not freed).
+  void (*destruct)(void*) noexcept = nullptr;
 };
 
 namespace detail {
@@ -148,6 +163,20 @@ state_ops make_state_ops() {
   ops.merge = [](void* x, const void* y) {
     return merge_state(*static_cast<S*>(x), *static_cast<const S*>(y));
   };
+  if constexpr (std::is_nothrow_move_constructible<S>::value
+                && std::is_nothrow_destructible<S>::value) {
+    ops.size = sizeof(S);
+    ops.align = alignof(S);
+    ops.create_at = [](void* p) { new (p) S(); };
+    ops.copy_at = [](void* p, const void* x) {
+      new (p) S(*static_cast<const S*>(x));
+    };
+    ops.relocate = [](void* p, void* x) noexcept {
+      new (p) S(std::move(*static_cast<S*>(x)));
+      static_cast<S*>(x)->~S();
+    };
+    ops.destruct = [](void* p) noexcept { static_cast<S*>(p)->~S(); };
+  }
   if constexpr (has_equal<S>::value)
     ops.equal = [](const void* x, const void* y) {
       return static_cast<bool>(*static_cast<const S*>(x)
@@ -197,12 +226,16 @@ public:
   /// The state type.
   using state_type = S;
 
-  /// A column at `index` whose states start as copies of `prototype`.
-  column(std::uint32_t index, std::string name, S prototype)
+  /// A column at `index` whose states start as copies of `prototype`;
+  /// `shape`, when given, is the room of the whole row (see
+  /// `aggregators::add`).
+  column(std::uint32_t index, std::string name, S prototype,
+         std::shared_ptr<const row_shape> shape = nullptr)
     : index_(index),
       name_(std::make_shared<const std::string>(std::move(name))),
       prototype_(std::make_shared<const S>(std::move(prototype))),
-      ops_(&state_ops_of<S>()) {
+      ops_(&state_ops_of<S>()),
+      shape_(std::move(shape)) {
     // nop
   }
 
@@ -241,8 +274,8 @@ public:
   /// The key's state in `row`, created from the prototype when absent (for
   /// reducers working on `partial::row`, and for sequential references).
   S& at(aggregate& row) const {
-    return *static_cast<S*>(row.states.get_or_create(index_, *ops_,
-                                                     prototype_.get()));
+    return *static_cast<S*>(row.states.get_or_create(
+      index_, *ops_, prototype_.get(), shape_.get()));
   }
 
   /// The state of a result's key (see `of(const aggregate&)`).
@@ -255,6 +288,9 @@ private:
   std::shared_ptr<const std::string> name_;
   std::shared_ptr<const S> prototype_;
   const state_ops* ops_;
+  // The layout's row, shared by its columns (complete once the job is set
+  // up, before any reducer runs).
+  std::shared_ptr<const row_shape> shape_;
 };
 
 /// The layout of a job's per-key row: which aggregator states each key
@@ -277,9 +313,15 @@ public:
   column<S> add(std::string name, S prototype = S{}) {
     check_name(name);
     auto index = static_cast<std::uint32_t>(columns_.size());
-    column<S> result{index, name, std::move(prototype)};
+    column<S> result{index, name, std::move(prototype), shape_};
     columns_.push_back({std::move(name), &result.ops()});
+    grow_shape(result.ops());
     return result;
+  }
+
+  /// The room of a full row of this layout's states.
+  const row_shape& shape() const noexcept {
+    return *shape_;
   }
 
   /// The columns in order.
@@ -303,7 +345,11 @@ public:
 private:
   void check_name(const std::string& name) const;
 
+  // Adds a column of `ops` to the shape its columns share.
+  void grow_shape(const state_ops& ops);
+
   std::vector<info> columns_;
+  std::shared_ptr<row_shape> shape_ = std::make_shared<row_shape>();
 };
 
 } // namespace flow
