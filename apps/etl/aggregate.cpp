@@ -6,9 +6,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -380,14 +382,26 @@ out_value mean_of(int128 u, int scale, std::uint64_t count) {
   auto q = mag / n;
   auto rem = mag % n;
   // Integer digits of q (in units of 10^-scale), then fraction digits.
-  std::string digits;
-  for (auto x = q; x > 0; x /= 10)
-    digits.insert(digits.begin(), static_cast<char>('0' + (x % 10)));
+  std::string digits = q > 0 ? flow::to_string(static_cast<int128>(q))
+                             : std::string{};
   auto frac_digits = std::max(scale, 16);
-  for (int i = scale; i < frac_digits; ++i) {
-    rem *= 10;
-    digits += static_cast<char>('0' + rem / n);
-    rem %= n;
+  if (n <= std::numeric_limits<std::uint64_t>::max() / 10) {
+    // Every count in practice: the long division in 64 bits (the 128-bit
+    // one was most of printing a million groups' means).
+    auto r = static_cast<std::uint64_t>(rem);
+    auto d = static_cast<std::uint64_t>(n);
+    for (int i = scale; i < frac_digits; ++i) {
+      r *= 10;
+      digits += static_cast<char>('0' + r / d);
+      r %= d;
+    }
+    rem = r;
+  } else {
+    for (int i = scale; i < frac_digits; ++i) {
+      rem *= 10;
+      digits += static_cast<char>('0' + rem / n);
+      rem %= n;
+    }
   }
   // Round half away from zero on the next digit.
   if (rem * 2 >= n) {
@@ -1597,8 +1611,10 @@ void run_job(const std::string& conninfo,
   }
   for (auto& k : out.res.keys)
     out.groups.push_back(&k);
-  std::sort(out.groups.begin(), out.groups.end(),
-            [](auto* x, auto* y) { return x->key < y->key; });
+  // The engine's result is sorted by key already; merged steps may not be.
+  auto by_key = [](auto* x, auto* y) { return x->key < y->key; };
+  if (!std::is_sorted(out.groups.begin(), out.groups.end(), by_key))
+    std::sort(out.groups.begin(), out.groups.end(), by_key);
   if (plan->group_cols.empty() && out.groups.empty()) {
     // No GROUP BY: one group even over no rows, as in SQL (count 0, the
     // other aggregates NULL).
@@ -1634,56 +1650,131 @@ void run_job(const std::string& conninfo,
 
 // -- printing -----------------------------------------------------------------
 
+/// Folds the groups [0, n) into blocks of `Block` (text, column widths) on
+/// up to four threads and hands the blocks to `consume` in order:
+/// `fold(i, block)` adds group i to its (cleared) block. A million groups'
+/// output is formatting (exact decimals, shortest doubles) more than
+/// writing, and the server is idle by then. An exception from `fold` reaches
+/// the caller once the round's threads are done.
+template <class Block, class Fold, class Consume>
+void in_blocks(std::size_t n, const Fold& fold, const Consume& consume) {
+  constexpr std::size_t block = 4096;
+  auto threads = static_cast<std::size_t>(
+    std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  std::vector<Block> blocks(threads);
+  auto run = [&](std::size_t t, std::size_t from) {
+    auto& b = blocks[t];
+    b.clear();
+    for (auto i = from; i < std::min(n, from + block); ++i)
+      fold(i, b);
+  };
+  for (std::size_t base = 0; base < n; base += threads * block) {
+    std::vector<std::future<void>> others;
+    for (std::size_t t = 1; t < threads && base + t * block < n; ++t)
+      others.push_back(std::async(std::launch::async, run, t, base + t * block));
+    std::exception_ptr failed;
+    try {
+      run(0, base);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    for (auto& f : others) {
+      try {
+        f.get();
+      } catch (...) {
+        if (!failed)
+          failed = std::current_exception();
+      }
+    }
+    if (failed)
+      std::rethrow_exception(failed);
+    for (std::size_t t = 0; t <= others.size(); ++t)
+      consume(blocks[t]);
+  }
+}
+
+/// Writes `text` to stdout.
+void write_stdout(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+}
+
 void print_table(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
-  std::vector<std::size_t> width(names.size());
-  for (std::size_t i = 0; i < names.size(); ++i)
-    width[i] = names[i].size();
+  auto cols = names.size();
   // Two passes, the cells formatted in each: the column widths first, then
   // the lines; a table of millions of groups is not held as text.
-  auto cells_of = [&](const key_result& k) {
-    std::vector<std::string> row;
+  std::vector<std::size_t> width(cols);
+  for (std::size_t i = 0; i < cols; ++i)
+    width[i] = names[i].size();
+  auto cells_of = [&](const key_result& k, std::vector<std::string>& row) {
+    row.clear();
     for (auto& v : output_row(plan, k)) {
       auto t = v.sql();
-      row.push_back(t ? *t : "NULL");
+      row.push_back(t ? std::move(*t) : std::string{"NULL"});
     }
-    return row;
   };
-  for (auto* k : out.groups) {
-    auto row = cells_of(*k);
-    for (std::size_t i = 0; i < row.size(); ++i)
-      width[i] = std::max(width[i], row[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& row) {
-    std::string text;
+  auto& groups = out.groups;
+  in_blocks<std::vector<std::size_t>>(
+    groups.size(),
+    [&](std::size_t i, std::vector<std::size_t>& w) {
+      std::vector<std::string> row;
+      cells_of(*groups[i], row);
+      w.resize(cols);
+      for (std::size_t c = 0; c < cols; ++c)
+        w[c] = std::max(w[c], row[c].size());
+    },
+    [&](const std::vector<std::size_t>& w) {
+      for (std::size_t c = 0; c < w.size(); ++c)
+        width[c] = std::max(width[c], w[c]);
+    });
+  auto line = [&](const std::vector<std::string>& row, std::string& text) {
+    auto start = text.size();
     for (std::size_t i = 0; i < row.size(); ++i) {
       if (i)
         text += "  ";
       // Group columns to the left, aggregates (numbers) to the right.
-      auto pad = std::string(width[i] - std::min(width[i], row[i].size()),
-                             ' ');
-      text += i < plan.group_cols.size() ? row[i] + pad : pad + row[i];
+      auto pad = width[i] - std::min(width[i], row[i].size());
+      if (i < plan.group_cols.size()) {
+        text += row[i];
+        text.append(pad, ' ');
+      } else {
+        text.append(pad, ' ');
+        text += row[i];
+      }
     }
-    while (!text.empty() && text.back() == ' ')
+    while (text.size() > start && text.back() == ' ')
       text.pop_back();
-    std::printf("%s\n", text.c_str());
+    text += '\n';
   };
-  line(names);
-  for (auto* k : out.groups)
-    line(cells_of(*k));
+  std::string head;
+  line(names, head);
+  write_stdout(head);
+  in_blocks<std::string>(
+    groups.size(),
+    [&](std::size_t i, std::string& text) {
+      std::vector<std::string> row;
+      cells_of(*groups[i], row);
+      line(row, text);
+    },
+    write_stdout);
 }
 
 void print_json(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
-  for (auto* k : out.groups) {
-    json_object obj;
-    auto vals = output_row(plan, *k);
-    for (std::size_t i = 0; i < vals.size(); ++i)
-      vals[i].json(obj, names[i]);
-    std::printf("%s\n", obj.str().c_str());
-  }
+  auto& groups = out.groups;
+  in_blocks<std::string>(
+    groups.size(),
+    [&](std::size_t i, std::string& text) {
+      json_object obj;
+      auto vals = output_row(plan, *groups[i]);
+      for (std::size_t c = 0; c < vals.size(); ++c)
+        vals[c].json(obj, names[c]);
+      text += obj.str();
+      text += '\n';
+    },
+    write_stdout);
 }
 
 void print_summary(const job_outcome& out, const agg_run_options& run,

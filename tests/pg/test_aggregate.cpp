@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -1366,4 +1367,51 @@ TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
                                   "--pushdown"});
   check_one_line_error(query);
   CHECK(query.err.find("--pushdown needs --table") != std::string::npos);
+}
+
+TEST_CASE("aggregate: tens of thousands of groups print in key order, as an "
+          "aligned table and as JSON",
+          "[pg][aggregate]") {
+  // More groups than one round of the formatting threads (blocks of 4096
+  // per thread): the blocks must come out in order.
+  auto schema = fresh_schema("agg_many");
+  constexpr int groups = 30011;
+  exec("CREATE TABLE \"" + schema + "\".t AS SELECT g AS id, g * 3 - 7 AS v "
+       "FROM generate_series(1, " + std::to_string(groups) + ") AS g");
+  auto run = [&](bool json) {
+    std::vector<std::string> args{"aggregate", "--db",       conninfo(),
+                                  "--schema",  schema,       "--table",
+                                  "t",         "--group-by", "id",
+                                  "--agg",     "sum(v), count(*)"};
+    if (json)
+      args.push_back("--json");
+    auto res = run_program(prog, args);
+    INFO("stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    return lines_of(res.out);
+  };
+  auto table = run(false);
+  // The header, a line per group, the summary lines.
+  REQUIRE(table.size() >= groups + 1);
+  CHECK(table[0].rfind("id", 0) == 0);
+  auto width = table[1].size();
+  for (int g = 1; g <= groups; ++g) {
+    auto& line = table[static_cast<std::size_t>(g)];
+    std::istringstream in{line};
+    long id = 0, sum = 0, count = 0;
+    in >> id >> sum >> count;
+    REQUIRE(id == g);
+    REQUIRE(sum == 3L * g - 7);
+    REQUIRE(count == 1);
+    // Aligned: the numbers are right-aligned, every line as wide.
+    REQUIRE(line.size() == width);
+  }
+  auto json = run(true);
+  REQUIRE(json.size() == groups + 1);
+  for (int g = 1; g <= groups; ++g) {
+    auto& line = json[static_cast<std::size_t>(g - 1)];
+    REQUIRE(json_field(line, "id") == std::to_string(g));
+    REQUIRE(json_field(line, "sum_v") == std::to_string(3L * g - 7));
+  }
+  CHECK(json.back().find("\"summary\"") != std::string::npos);
 }

@@ -286,6 +286,15 @@ TEST_CASE("to_string(int128): renders known values exactly", "[aggregate][to_str
         == "9223372036854775807000");
   CHECK(flow::to_string(static_cast<int128>(i64_min) * 1000)
         == "-9223372036854775808000");
+  // Around the 19-digit chunks it is written in.
+  int128 e19 = int128{1000000000} * 10000000000;
+  CHECK(flow::to_string(e19 - 1) == "9999999999999999999");
+  CHECK(flow::to_string(e19) == "10000000000000000000");
+  CHECK(flow::to_string(-e19 - 1) == "-10000000000000000001");
+  CHECK(flow::to_string(e19 * e19 - 1) == std::string(38, '9'));
+  CHECK(flow::to_string(e19 * e19) == "1" + std::string(38, '0'));
+  CHECK(flow::to_string(e19 * e19 + 7) == "1" + std::string(37, '0') + "7");
+  CHECK(flow::to_string(e19 * 5 + 42) == "50000000000000000042");
   CHECK(flow::to_string(i128_max) == "170141183460469231731687303715884105727");
   CHECK(flow::to_string(i128_min) == "-170141183460469231731687303715884105728");
 }
