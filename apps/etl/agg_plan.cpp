@@ -76,6 +76,7 @@ std::size_t slot_for(job_plan& plan, state_kind kind, int col,
       break;
     case state_kind::psum:
     case state_kind::isum:
+    case state_kind::nsum:
     case state_kind::dmin:
     case state_kind::dmax:
       // Push-down only (plan_pushdown makes these slots itself).
@@ -222,6 +223,10 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
         add_slot<int_sum>(pp, kind, col,
                           [](int_sum& s, const cell& x) { s.add(x.n); });
         break;
+      case state_kind::nsum:
+        add_slot<dec_sum>(pp, kind, col,
+                          [](dec_sum& s, const cell& x) { s.add(x.n); });
+        break;
       case state_kind::dmin:
         add_slot<decimal_extreme<false>>(
           pp, kind, col,
@@ -303,11 +308,12 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
           return std::nullopt;
         }
         // sum of integers is numeric on the server too: exact. Integers'
-        // partial sums in an int128 (32 bytes a group), decimals' in a
-        // decimal_sum (their scale).
+        // partial sums in an int128 (32 bytes a group), decimals' in an
+        // int128 at the largest scale of the partial sums (32 bytes, not a
+        // decimal_sum's 112).
         q.slot = slot(field("sum(" + c + ")", col_class::numeric, "numeric"),
                       p.cls == col_class::integer ? state_kind::isum
-                                                  : state_kind::dsum);
+                                                  : state_kind::nsum);
         q.slot2 = slot(field("count(" + c + ")", col_class::integer, "bigint"),
                        state_kind::count);
         break;

@@ -59,6 +59,7 @@ enum class state_kind {
   fsum,      // exact_fsum: sum, avg of floats
   psum,      // part_fsum: sum, avg of floats pushed down
   isum,      // int_sum: sum, avg of integers pushed down
+  nsum,      // dec_sum: sum, avg of decimals pushed down
   dmin,      // decimal_extreme<false>: min of decimals pushed down
   dmax,      // decimal_extreme<true>: max of decimals pushed down
   fmoments,  // exact_moments: stddev of floats and decimals

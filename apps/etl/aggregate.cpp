@@ -530,15 +530,18 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
       }
       return v;
     }
-    case state_kind::isum: {
-      auto& s = *static_cast<const int_sum*>(state);
+    case state_kind::isum:
+    case state_kind::nsum: {
       // The partial sums' total (over the partial counts' total for avg).
       auto n = pushed_count(plan, p, agg);
       if (n == 0)
         return {};
+      auto sum = plan.slots[p.slot].kind == state_kind::isum
+                   ? static_cast<const int_sum*>(state)->sum()
+                   : static_cast<const dec_sum*>(state)->sum();
       if (f == agg_func::sum)
-        return exact_value(s.sum());
-      return mean_value(s.sum(), n);
+        return exact_value(sum);
+      return mean_value(sum, n);
     }
     case state_kind::dmin:
     case state_kind::dmax: {

@@ -424,8 +424,9 @@ TEST_CASE("aggregate push-down: the 48-byte float sum state equals the "
   }
 }
 
-TEST_CASE("aggregate push-down: the compact integer sum and decimal extremes "
-          "merge as the decimal_sum they replace, and refuse what it refuses",
+TEST_CASE("aggregate push-down: the compact integer and decimal sums and "
+          "decimal extremes merge as the decimal_sum they replace, and refuse "
+          "what it refuses",
           "[pg][aggregate][pushdown]") {
   auto dec = [](const char* text) { return parse_decimal(text).value(); };
   auto round_trip = [](auto& x) {
@@ -498,6 +499,48 @@ TEST_CASE("aggregate push-down: the compact integer sum and decimal extremes "
     CHECK(round_trip(lo) == lo);
     CHECK(round_trip(hi) == hi);
   }
+  // Partial sums of a numeric column at mixed scales (unconstrained
+  // numeric), in any grouping: the decimal_sum's sum, at the largest scale.
+  std::vector<const char*> dparts{"12.5", "-0.125", "99999999999999999999.1",
+                                  "0.000", "-3", "1e-7", "4.20"};
+  for (int order = 0; order < 2; ++order) {
+    apps::dec_sum dwhole;
+    apps::dec_sum dhalves[3];
+    decimal_sum dref;
+    for (std::size_t k = 0; k < dparts.size(); ++k) {
+      auto i = order == 0 ? k : dparts.size() - 1 - k;
+      dwhole.add(dec(dparts[i]));
+      dhalves[k % 3].add(dec(dparts[i]));
+      dref.add(dec(dparts[i]));
+    }
+    CHECK(dhalves[2].merge(dhalves[0]));
+    CHECK(dhalves[2].merge(dhalves[1]));
+    for (auto* s : {&dwhole, &dhalves[2]}) {
+      REQUIRE(s->sum());
+      CHECK(to_string(*s->sum()) == to_string(*dref.sum()));
+      CHECK(to_string(*s->sum()) == "100000000000000000012.6750001");
+    }
+    CHECK(dwhole == dhalves[2]);
+    CHECK(round_trip(dwhole) == dwhole);
+  }
+  // Beyond 38 digits at the common scale: not ok, no sum, and a merge says
+  // so, as a decimal_sum.
+  apps::dec_sum dbig;
+  dbig.add(dec("999999999999999999999999999999999999.99"));
+  CHECK(dbig.ok());
+  apps::dec_sum dtiny;
+  dtiny.add(dec("0.001"));
+  CHECK_FALSE(dbig.merge(dtiny));
+  CHECK_FALSE(dbig.ok());
+  CHECK_FALSE(dbig.sum());
+  decimal_sum dbig_ref;
+  dbig_ref.add(dec("999999999999999999999999999999999999.99"));
+  dbig_ref.add(dec("0.001"));
+  CHECK_FALSE(dbig_ref.ok());
+  // A scale read back that no decimal has is not a sum.
+  apps::dec_sum bad;
+  bad.scale = 40;
+  CHECK_FALSE(round_trip(bad).ok());
   // Extremes do not sum: values whose sum has more than 38 digits are fine.
   apps::decimal_extreme<true> huge;
   huge.add(dec("99999999999999999999999999999999999999"));
