@@ -70,6 +70,15 @@ std::string sql_double(double x);
 
 // -- states the library does not have ---------------------------------------
 
+/// A 128-bit integer from the two 64-bit halves its states' inspect
+/// functions write (`static_cast<std::int64_t>(x >> 64)` and
+/// `static_cast<std::uint64_t>(x)`).
+inline int128 from_halves(std::int64_t hi, std::uint64_t lo) noexcept {
+  return static_cast<int128>(
+    (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
+    | lo);
+}
+
 /// sum, avg, min and max of an integer column, exactly: a 128-bit sum never
 /// overflows (at most 2^64 values of at most 2^63 each).
 struct int_stats {
@@ -121,9 +130,7 @@ struct int_stats {
     auto hi = static_cast<std::int64_t>(x.sum >> 64);
     auto lo = static_cast<std::uint64_t>(x.sum);
     auto load = caf::meta::load_callback([&]() -> caf::error {
-      x.sum = static_cast<int128>(
-        (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
-        | lo);
+      x.sum = from_halves(hi, lo);
       return caf::error{};
     });
     return f(caf::meta::type_name("flow-etl.int_stats"), x.n, hi, lo, x.lo,
@@ -387,9 +394,7 @@ struct int_sum {
     auto hi = static_cast<std::int64_t>(x.s >> 64);
     auto lo = static_cast<std::uint64_t>(x.s);
     auto join = caf::meta::load_callback([&]() -> caf::error {
-      x.s = static_cast<int128>(
-        (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
-        | lo);
+      x.s = from_halves(hi, lo);
       return caf::error{};
     });
     return f(caf::meta::type_name("flow-etl.int_sum"), hi, lo, x.overflow,
@@ -466,9 +471,7 @@ struct dec_sum {
     auto hi = static_cast<std::int64_t>(x.s >> 64);
     auto lo = static_cast<std::uint64_t>(x.s);
     auto join = caf::meta::load_callback([&]() -> caf::error {
-      x.s = static_cast<int128>(
-        (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
-        | lo);
+      x.s = from_halves(hi, lo);
       // A scale no decimal has is an overflow (ok() false), not a sum.
       if (x.scale < 0 || x.scale > decimal::max_scale)
         x.overflow = true;
