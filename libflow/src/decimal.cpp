@@ -251,22 +251,20 @@ caf::expected<decimal> parse_decimal(std::string_view text) {
 }
 
 std::string to_string(const decimal& x) {
-  auto m = magnitude(x.unscaled());
-  std::string digits;
-  do {
-    digits.push_back(static_cast<char>('0' + static_cast<int>(m % 10)));
-    m /= 10;
-  } while (m != 0);
+  // The magnitude (below 10^38, so it fits an int128) through the int128
+  // printer, which divides by 10^19 rather than by 10 per digit: exact
+  // results of millions of groups are printed through here.
+  auto digits = flow::to_string(static_cast<int128>(magnitude(x.unscaled())));
   auto scale = static_cast<std::size_t>(x.scale());
-  while (digits.size() < scale + 1)
-    digits.push_back('0');
+  if (digits.size() < scale + 1)
+    digits.insert(0, scale + 1 - digits.size(), '0');
   std::string result;
   if (x.unscaled() < 0)
     result.push_back('-');
-  result.append(digits.rbegin(), digits.rend() - static_cast<long>(scale));
+  result.append(digits, 0, digits.size() - scale);
   if (scale > 0) {
     result.push_back('.');
-    result.append(digits.rend() - static_cast<long>(scale), digits.rend());
+    result.append(digits, digits.size() - scale, scale);
   }
   return result;
 }

@@ -107,6 +107,16 @@ TEST_CASE("decimal: printing and parsing round trip exactly", "[decimal]") {
                              * 1000 - 1),
                             38);
   CHECK(to_string(big) == "-0." + thirty_eight_nines);
+  // Leading zeros of the fraction, and magnitudes around the 19-digit
+  // chunks the digits are made in.
+  int128 e19 = int128{1000000000} * 10000000000;
+  CHECK(to_string(*decimal::make(0, 3)) == "0.000");
+  CHECK(to_string(*decimal::make(-5, 2)) == "-0.05");
+  CHECK(to_string(*decimal::make(12345, 0)) == "12345");
+  CHECK(to_string(*decimal::make(e19, 19)) == "1.0000000000000000000");
+  CHECK(to_string(*decimal::make(-(e19 + 5), 1)) == "-1000000000000000000.5");
+  CHECK(to_string(*decimal::make(e19 * 7 + 3, 20))
+        == "0.70000000000000000003");
   CHECK(parse_decimal(to_string(big))->identical(big));
   CHECK(!decimal::make(int128{1} * 100000000000000000 * 1000000000000000000
                          * 1000,
