@@ -362,13 +362,15 @@ struct int_sum {
       overflow = true;
   }
 
-  /// Adds another group's sum; false once the sum does not fit.
+  /// Adds another group's sum; false once it could not be added within 128
+  /// bits. A total beyond 38 digits that later partial sums bring back is
+  /// fine (ok() judges the final total, as the engine does).
   bool merge(const int_sum& other) noexcept {
     if (other.overflow)
       overflow = true;
     else
       add(other.s);
-    return ok();
+    return !overflow;
   }
 
   /// False when the sum does not fit 38 digits.
@@ -405,14 +407,19 @@ struct int_sum {
 /// The exact sum of a numeric column's partial sums (the server's
 /// `sum(numeric)`) at the largest scale among them, as the server's sum:
 /// a pushed-down decimal sum in 32 bytes instead of a `decimal_sum`'s 112.
-/// Not ok() beyond 38 digits at that scale (where a decimal_sum is not
-/// either).
+/// The total is exact whatever the order of the partial sums: a 128-bit
+/// sum plus a count of its wraps, so that only the final total must fit 38
+/// digits (ok()). A partial sum that cannot be brought to the common scale
+/// within 128 bits, or a larger scale arriving while the total is beyond
+/// 128 bits, fails it (sticky): the job fails rather than rounds.
 struct dec_sum {
-  /// The sum, unscaled at `scale`.
+  /// The sum modulo 2^128, unscaled at `scale`.
   int128 s = 0;
+  /// The sum is s + carry * 2^128.
+  std::int64_t carry = 0;
   /// Digits after the point.
   std::int32_t scale = 0;
-  /// A partial sum did not fit.
+  /// A partial sum could not be added exactly.
   bool overflow = false;
 
   /// Registered name.
@@ -430,26 +437,33 @@ struct dec_sum {
     if (overflow)
       return;
     if (sc < 0 || sc > decimal::max_scale
-        || !rescale(sc > scale ? s : u, sc > scale ? sc - scale : scale - sc)
-        || __builtin_add_overflow(s, u, &s)) {
+        || (sc > scale && (carry != 0 || !rescale(s, sc - scale)))
+        || (sc < scale && !rescale(u, scale - sc))) {
       overflow = true;
       return;
     }
     scale = std::max(scale, sc);
+    if (__builtin_add_overflow(s, u, &s))
+      carry += u > 0 ? 1 : -1;
   }
 
-  /// Adds another group's sum; false once the sum does not fit.
+  /// Adds another group's sum. False only when that could not be done
+  /// exactly: a total beyond 38 digits that later partial sums bring back
+  /// is fine (ok() judges the final total).
   bool merge(const dec_sum& other) noexcept {
-    if (other.overflow)
+    if (other.overflow || (other.carry != 0 && other.scale < scale)) {
       overflow = true;
-    else
-      add(other.s, other.scale);
-    return ok();
+      return false;
+    }
+    add(other.s, other.scale);
+    if (!overflow)
+      carry += other.carry;
+    return !overflow;
   }
 
   /// False when the sum does not fit 38 digits.
   bool ok() const noexcept {
-    return !overflow && decimal::valid(s, scale);
+    return !overflow && carry == 0 && decimal::valid(s, scale);
   }
 
   /// The sum, or nothing when it does not fit.
@@ -462,7 +476,8 @@ struct dec_sum {
   /// Equality (tests).
   friend bool operator==(const dec_sum& x, const dec_sum& y) noexcept {
     return x.overflow == y.overflow
-           && (x.overflow || (x.s == y.s && x.scale == y.scale));
+           && (x.overflow
+               || (x.s == y.s && x.carry == y.carry && x.scale == y.scale));
   }
 
   /// Inspection (the 128-bit sum as two 64-bit halves).
@@ -477,8 +492,8 @@ struct dec_sum {
         x.overflow = true;
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow-etl.dec_sum"), hi, lo, x.scale,
-             x.overflow, join);
+    return f(caf::meta::type_name("flow-etl.dec_sum"), hi, lo, x.carry,
+             x.scale, x.overflow, join);
   }
 
 private:

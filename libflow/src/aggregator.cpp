@@ -182,12 +182,17 @@ std::size_t state_row::block_bytes() const noexcept {
 }
 
 void state_row::reserve(std::size_t columns, std::size_t bytes) {
-  auto* old = block_;
-  std::size_t cap = old ? old->capacity : 0;
-  std::size_t used = old ? old->used : 0;
-  std::size_t room = old ? old->bytes : 0;
-  if (old && columns <= cap && used + bytes <= room)
+  if (block_ && columns <= block_->capacity
+      && block_->used + bytes <= block_->bytes)
     return;
+  rebuild(std::max<std::size_t>(columns, block_ ? block_->capacity : 0),
+          bytes);
+}
+
+void state_row::rebuild(std::size_t columns, std::size_t bytes) {
+  static_assert(sizeof(block) == 16 && sizeof(box) % 16 == 0,
+                "a block's storage must start 16-byte aligned");
+  auto* old = block_;
   if (columns > 65536)
     throw std::length_error("flow: a state row of more than 65536 columns");
   // The states in the block move to the new one in column order, which may
@@ -198,13 +203,13 @@ void state_row::reserve(std::size_t columns, std::size_t bytes) {
     if (x.ptr && within(x.ptr, old->storage(), old->bytes))
       moved = offset_for(moved, *x.ops) + x.ops->size;
   }
-  auto new_cap = std::max(columns, cap);
+  columns = std::max<std::size_t>(columns, size());
   auto new_bytes = align_up(moved + bytes, 8);
-  void* raw = ::operator new(sizeof(block) + new_cap * sizeof(box)
+  void* raw = ::operator new(sizeof(block) + columns * sizeof(box)
                              + new_bytes);
-  auto* nb = new (raw) block{0, static_cast<std::uint32_t>(new_cap), 0,
+  auto* nb = new (raw) block{0, static_cast<std::uint32_t>(columns), 0,
                              static_cast<std::uint32_t>(new_bytes)};
-  for (std::size_t i = 0; i < new_cap; ++i)
+  for (std::size_t i = 0; i < columns; ++i)
     new (nb->boxes() + i) box{};
   if (old) {
     nb->size = old->size;
@@ -279,16 +284,20 @@ void* state_row::get_or_create(std::size_t i, const state_ops& ops,
   if (!block_ && shape) {
     // The row's first state: room for all of them.
     reserve(std::max(i + 1, shape->columns), std::max(need, shape->bytes));
-  } else if (!block_ || i >= block_->capacity
-             || (need > 0
-                 && offset_for(block_->used, ops) + ops.size
-                      > block_->bytes)) {
-    // Without a shape, columns come one after the other: grow by half at
-    // least, not once per column.
+  } else {
+    // Without a shape, columns come one after the other: what is short
+    // grows by half at least, not once per column.
     std::size_t cap = block_ ? block_->capacity : 0;
     std::size_t room = block_ ? block_->bytes : 0;
-    reserve(std::max({i + 1, cap + cap / 2, std::size_t{4}}),
-            std::max(need, room / 2));
+    bool fits = need == 0
+                || (block_
+                    && offset_for(block_->used, ops) + ops.size <= room);
+    if (i >= cap || !fits)
+      reserve(i < cap ? cap
+                      : std::min(std::max({i + 1, cap + cap / 2,
+                                           std::size_t{4}}),
+                                 std::max<std::size_t>(i + 1, 65536)),
+              fits ? 0 : std::max(need, room / 2));
   }
   return make(i, ops, prototype);
 }
@@ -423,9 +432,10 @@ caf::error state_row::load(caf::deserializer& source) {
     if (auto err = ops->load(source, ptr))
       return err;
   }
-  // A row read is kept (checkpoints, worker nodes' partials): no slack.
+  // A row read is kept (checkpoints, worker nodes' partials): no slack
+  // (the states moved, not copied).
   if (result.block_ && result.block_->used < result.block_->bytes)
-    result = state_row{result};
+    result.rebuild(n, 0);
   *this = std::move(result);
   return caf::error{};
 }

@@ -463,9 +463,19 @@ TEST_CASE("aggregate push-down: the compact integer and decimal sums and "
   CHECK(big.ok());
   apps::int_sum one;
   one.add(dec("1"));
-  CHECK_FALSE(big.merge(one));
+  CHECK(big.merge(one)); // exact, but beyond 38 digits:
   CHECK_FALSE(big.ok());
   CHECK_FALSE(big.sum());
+  // A total beyond 38 digits that a later partial sum brings back is fine,
+  // in any order of the merges (the engine judges the final total).
+  apps::int_sum back;
+  back.add(dec("99999999999999999999999999999999999999"));
+  apps::int_sum minus;
+  minus.add(dec("-99999999999999999999999999999999999999"));
+  CHECK(back.merge(one));
+  CHECK(back.merge(minus));
+  REQUIRE(back.sum());
+  CHECK(to_string(*back.sum()) == "1");
   // A partial sum with a fraction is not an integer sum.
   apps::int_sum frac;
   frac.add(dec("1.5"));
@@ -530,9 +540,39 @@ TEST_CASE("aggregate push-down: the compact integer and decimal sums and "
   CHECK(dbig.ok());
   apps::dec_sum dtiny;
   dtiny.add(dec("0.001"));
+  // (at scale 3 the total needs more than 128 bits: refused, not rounded)
   CHECK_FALSE(dbig.merge(dtiny));
   CHECK_FALSE(dbig.ok());
   CHECK_FALSE(dbig.sum());
+  // Totals past 128 bits on the way, in every order: exact, and equal to
+  // the decimal_sum's.
+  std::vector<const char*> wide{"99000000000000000000000000000000000000",
+                                "99000000000000000000000000000000000000",
+                                "-99000000000000000000000000000000000000",
+                                "-98000000000000000000000000000000000000"};
+  std::vector<std::size_t> order{0, 1, 2, 3};
+  do {
+    apps::dec_sum merged;
+    decimal_sum wref;
+    for (auto i : order) {
+      apps::dec_sum one_part;
+      one_part.add(dec(wide[i]));
+      CHECK(merged.merge(one_part));
+      wref.add(dec(wide[i]));
+    }
+    REQUIRE(merged.sum());
+    CHECK(to_string(*merged.sum()) == "1000000000000000000000000000000000000");
+    CHECK(to_string(*merged.sum()) == to_string(*wref.sum()));
+  } while (std::next_permutation(order.begin(), order.end()));
+  // A total past 2^128 that wraps to a 38-digit number is still no sum.
+  apps::dec_sum wrapped;
+  for (int i = 0; i < 4; ++i) {
+    apps::dec_sum one_part;
+    one_part.add(dec(wide[0]));
+    CHECK(wrapped.merge(one_part));
+  }
+  CHECK_FALSE(wrapped.ok());
+  CHECK_FALSE(wrapped.sum());
   decimal_sum dbig_ref;
   dbig_ref.add(dec("999999999999999999999999999999999999.99"));
   dbig_ref.add(dec("0.001"));

@@ -826,3 +826,56 @@ TEST_CASE("aggregators: rows grown one column at a time, in any order, keep "
   CHECK(tagged::live == live_t);
   CHECK(pinned_state::live == live_k);
 }
+
+namespace {
+
+// The smallest state: 8 bytes in the row's block.
+struct tiny_count {
+  std::int64_t n = 0;
+  static std::string state_name() {
+    return "test.tiny_count";
+  }
+  void add(std::int64_t x) {
+    n += x;
+  }
+  void merge(const tiny_count& other) {
+    n += other.n;
+  }
+  friend bool operator==(const tiny_count& x, const tiny_count& y) {
+    return x.n == y.n;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, tiny_count& x) {
+    return f(caf::meta::type_name("test.tiny_count"), x.n);
+  }
+};
+
+} // namespace
+
+TEST_CASE("aggregators: a row fed column by column without its shape grows "
+          "to 65536 columns and stays near its size",
+          "[aggregators][memory]") {
+  auto& ops = flow::state_ops_of<tiny_count>();
+  tiny_count proto;
+  flow::state_row row;
+  for (std::size_t i = 0; i < 65536; ++i)
+    static_cast<tiny_count*>(row.get_or_create(i, ops, &proto))->n
+      = static_cast<std::int64_t>(i);
+  CHECK(row.size() == 65536);
+  // Growth by half at most: no more than twice what an exact copy takes.
+  flow::state_row exact{row};
+  CHECK(row.block_bytes() <= 2 * exact.block_bytes());
+  for (std::size_t i = 0; i < 65536; i += 4099)
+    CHECK(static_cast<const tiny_count*>(row.get(i, ops))->n
+          == static_cast<std::int64_t>(i));
+  CHECK_THROWS_AS(row.get_or_create(65536, ops, &proto), std::length_error);
+  // A row read back has no slack either.
+  flow::state_row back;
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  REQUIRE(!row.save(sink));
+  caf::binary_deserializer source{nullptr, buf};
+  REQUIRE(!back.load(source));
+  CHECK(back.equals(row));
+  CHECK(back.block_bytes() == exact.block_bytes());
+}

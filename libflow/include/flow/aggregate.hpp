@@ -36,9 +36,12 @@ struct row_shape {
 /// no element reached it. Empty rows cost one null pointer, so keys that use
 /// only the built-in int64 aggregate pay nothing for it. A row keeps its
 /// column table and its states in one heap block (states that are larger
-/// than 64 KiB, over-aligned or not nothrow-movable are allocated on their
-/// own): with millions of keys, one allocation per key instead of one per
-/// state and a table sized to the row rather than rounded up.
+/// than 4 KiB, aligned beyond 16 bytes or not nothrow-movable are allocated
+/// on their own): with millions of keys, one allocation per key instead of
+/// one per state and a table sized to the row rather than rounded up. A
+/// block that must grow moves the states in it: a state's address holds
+/// until another column of the row is created (rows made with the job's
+/// `row_shape` never grow while their columns are fed).
 class state_row {
 public:
   /// An empty row.
@@ -153,6 +156,10 @@ private:
   /// Makes room for `columns` columns and `bytes` more bytes of storage
   /// (moving the states into a new block when needed).
   void reserve(std::size_t columns, std::size_t bytes);
+
+  /// Moves the states into a new block of `columns` columns and `bytes`
+  /// more bytes than they take.
+  void rebuild(std::size_t columns, std::size_t bytes);
 
   /// Makes a copy of `src` (or a default state when null) in column `i`,
   /// which must be empty and below the capacity.

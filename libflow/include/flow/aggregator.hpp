@@ -259,6 +259,12 @@ public:
     return *ops_;
   }
 
+  /// The room of the layout's whole row, or nullptr for a column made on
+  /// its own.
+  const row_shape* shape() const noexcept {
+    return shape_.get();
+  }
+
   /// The key's state in `agg`, or nullptr when no element reached it.
   const S* find(const aggregate& agg) const {
     return static_cast<const S*>(agg.states.get(index_, *ops_));
@@ -273,6 +279,8 @@ public:
 
   /// The key's state in `row`, created from the prototype when absent (for
   /// reducers working on `partial::row`, and for sequential references).
+  /// Creating a state may move the row's other states (see `state_row`):
+  /// take references to them after the last column is created.
   S& at(aggregate& row) const {
     return *static_cast<S*>(row.states.get_or_create(
       index_, *ops_, prototype_.get(), shape_.get()));
@@ -312,6 +320,11 @@ public:
   template <class S>
   column<S> add(std::string name, S prototype = S{}) {
     check_name(name);
+    if (columns_.size() >= 65536)
+      throw std::invalid_argument("flow::aggregators::add: more than 65536 "
+                                  "columns");
+    if (!shape_) // moved from
+      shape_ = std::make_shared<row_shape>();
     auto index = static_cast<std::uint32_t>(columns_.size());
     column<S> result{index, name, std::move(prototype), shape_};
     columns_.push_back({std::move(name), &result.ops()});
@@ -319,9 +332,36 @@ public:
     return result;
   }
 
+  /// An empty layout.
+  aggregators() = default;
+
+  /// A copy with a row shape of its own (columns added to the copy do not
+  /// grow the original's rows).
+  aggregators(const aggregators& other)
+    : columns_(other.columns_),
+      shape_(std::make_shared<row_shape>(other.shape())) {
+    // nop
+  }
+
+  /// Move.
+  aggregators(aggregators&&) noexcept = default;
+
+  /// Copy (see the copy constructor).
+  aggregators& operator=(const aggregators& other) {
+    if (this != &other) {
+      columns_ = other.columns_;
+      shape_ = std::make_shared<row_shape>(other.shape());
+    }
+    return *this;
+  }
+
+  /// Move.
+  aggregators& operator=(aggregators&&) noexcept = default;
+
   /// The room of a full row of this layout's states.
   const row_shape& shape() const noexcept {
-    return *shape_;
+    static const row_shape none;
+    return shape_ ? *shape_ : none;
   }
 
   /// The columns in order.

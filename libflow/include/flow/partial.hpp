@@ -140,7 +140,7 @@ public:
   S& state(const flow::key& k, const column<S>& c) {
     to_general();
     return *static_cast<S*>(slot(k).states.get_or_create(
-      c.index(), c.ops(), &c.prototype()));
+      c.index(), c.ops(), &c.prototype(), c.shape()));
   }
 
   /// Adds one element to key `k`'s state in column `c`: calls
