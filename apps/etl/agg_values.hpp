@@ -70,14 +70,27 @@ std::string sql_double(double x);
 
 // -- states the library does not have ---------------------------------------
 
-/// A 128-bit integer from the two 64-bit halves its states' inspect
-/// functions write (`static_cast<std::int64_t>(x >> 64)` and
-/// `static_cast<std::uint64_t>(x)`).
-inline int128 from_halves(std::int64_t hi, std::uint64_t lo) noexcept {
-  return static_cast<int128>(
-    (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
-    | lo);
-}
+/// A 128-bit integer as the two 64-bit halves its states' inspect
+/// functions write, and back.
+struct int128_halves {
+  /// The high half.
+  std::int64_t hi;
+  /// The low half.
+  std::uint64_t lo;
+
+  /// The halves of `x`.
+  explicit int128_halves(int128 x) noexcept
+    : hi(static_cast<std::int64_t>(x >> 64)), lo(static_cast<std::uint64_t>(x)) {
+    // nop
+  }
+
+  /// The integer of the (loaded) halves.
+  int128 join() const noexcept {
+    return static_cast<int128>(
+      (static_cast<unsigned __int128>(static_cast<std::uint64_t>(hi)) << 64)
+      | lo);
+  }
+};
 
 /// sum, avg, min and max of an integer column, exactly: a 128-bit sum never
 /// overflows (at most 2^64 values of at most 2^63 each).
@@ -127,13 +140,12 @@ struct int_stats {
   /// Inspection: the sum as two 64-bit halves.
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, int_stats& x) {
-    auto hi = static_cast<std::int64_t>(x.sum >> 64);
-    auto lo = static_cast<std::uint64_t>(x.sum);
+    int128_halves h{x.sum};
     auto load = caf::meta::load_callback([&]() -> caf::error {
-      x.sum = from_halves(hi, lo);
+      x.sum = h.join();
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow-etl.int_stats"), x.n, hi, lo, x.lo,
+    return f(caf::meta::type_name("flow-etl.int_stats"), x.n, h.hi, h.lo, x.lo,
              x.hi, load);
   }
 };
@@ -393,13 +405,12 @@ struct int_sum {
   /// Inspection (the 128-bit sum as two 64-bit halves).
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, int_sum& x) {
-    auto hi = static_cast<std::int64_t>(x.s >> 64);
-    auto lo = static_cast<std::uint64_t>(x.s);
+    int128_halves h{x.s};
     auto join = caf::meta::load_callback([&]() -> caf::error {
-      x.s = from_halves(hi, lo);
+      x.s = h.join();
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow-etl.int_sum"), hi, lo, x.overflow,
+    return f(caf::meta::type_name("flow-etl.int_sum"), h.hi, h.lo, x.overflow,
              join);
   }
 };
@@ -483,16 +494,15 @@ struct dec_sum {
   /// Inspection (the 128-bit sum as two 64-bit halves).
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, dec_sum& x) {
-    auto hi = static_cast<std::int64_t>(x.s >> 64);
-    auto lo = static_cast<std::uint64_t>(x.s);
+    int128_halves h{x.s};
     auto join = caf::meta::load_callback([&]() -> caf::error {
-      x.s = from_halves(hi, lo);
+      x.s = h.join();
       // A scale no decimal has is an overflow (ok() false), not a sum.
       if (x.scale < 0 || x.scale > decimal::max_scale)
         x.overflow = true;
       return caf::error{};
     });
-    return f(caf::meta::type_name("flow-etl.dec_sum"), hi, lo, x.carry,
+    return f(caf::meta::type_name("flow-etl.dec_sum"), h.hi, h.lo, x.carry,
              x.scale, x.overflow, join);
   }
 

@@ -385,24 +385,20 @@ out_value mean_of(int128 u, int scale, std::uint64_t count) {
   std::string digits = q > 0 ? flow::to_string(static_cast<int128>(q))
                              : std::string{};
   auto frac_digits = std::max(scale, 16);
-  if (n <= std::numeric_limits<std::uint64_t>::max() / 10) {
-    // Every count in practice: the long division in 64 bits (the 128-bit
-    // one was most of printing a million groups' means).
-    auto r = static_cast<std::uint64_t>(rem);
-    auto d = static_cast<std::uint64_t>(n);
+  // The long division of the fraction, in 64 bits for every count in
+  // practice (the 128-bit one was most of printing a million groups' means).
+  auto divide = [&](auto r, auto d) {
     for (int i = scale; i < frac_digits; ++i) {
       r *= 10;
-      digits += static_cast<char>('0' + r / d);
+      digits += static_cast<char>('0' + static_cast<int>(r / d));
       r %= d;
     }
     rem = r;
-  } else {
-    for (int i = scale; i < frac_digits; ++i) {
-      rem *= 10;
-      digits += static_cast<char>('0' + rem / n);
-      rem %= n;
-    }
-  }
+  };
+  if (n <= std::numeric_limits<std::uint64_t>::max() / 10)
+    divide(static_cast<std::uint64_t>(rem), static_cast<std::uint64_t>(n));
+  else
+    divide(rem, n);
   // Round half away from zero on the next digit.
   if (rem * 2 >= n) {
     auto i = digits.size();

@@ -255,15 +255,24 @@ void* state_row::make(std::size_t i, const state_ops& ops, const void* src) {
   return p;
 }
 
+namespace {
+
+// Throws when the state in column `i` is not of `ops`' type.
+void check_type(std::size_t i, const state_ops& held, const state_ops& ops) {
+  if (&held != &ops && *held.type != *ops.type)
+    throw std::logic_error("flow: column " + std::to_string(i) + " holds a '"
+                           + held.name + "' state, not '" + ops.name + "'");
+}
+
+} // namespace
+
 const void* state_row::get(std::size_t i, const state_ops& ops) const {
   if (i >= size())
     return nullptr;
   auto& b = boxes()[i];
   if (!b.ptr)
     return nullptr;
-  if (b.ops != &ops && *b.ops->type != *ops.type)
-    throw std::logic_error("flow: column " + std::to_string(i) + " holds a '"
-                           + b.ops->name + "' state, not '" + ops.name + "'");
+  check_type(i, *b.ops, ops);
   return b.ptr;
 }
 
@@ -273,10 +282,7 @@ void* state_row::get_or_create(std::size_t i, const state_ops& ops,
   if (i < size()) {
     auto& b = block_->boxes()[i];
     if (b.ptr) {
-      if (b.ops != &ops && *b.ops->type != *ops.type)
-        throw std::logic_error("flow: column " + std::to_string(i)
-                               + " holds a '" + b.ops->name + "' state, not '"
-                               + ops.name + "'");
+      check_type(i, *b.ops, ops);
       return b.ptr;
     }
   }

@@ -879,3 +879,23 @@ TEST_CASE("aggregators: a row fed column by column without its shape grows "
   CHECK(back.equals(row));
   CHECK(back.block_bytes() == exact.block_bytes());
 }
+
+TEST_CASE("aggregators: a layout of more than 65536 columns is refused at "
+          "setup",
+          "[aggregators][memory]") {
+  flow::aggregators aggs;
+  for (int i = 0; i < 65536; ++i)
+    aggs.add("c" + std::to_string(i), tiny_count{});
+  CHECK(aggs.shape().columns == 65536);
+  CHECK_THROWS_AS(aggs.add("one more", tiny_count{}), std::invalid_argument);
+  CHECK(aggs.size() == 65536);
+  // A copy has a shape of its own: columns added to it leave the
+  // original's rows as they were.
+  flow::aggregators small;
+  small.add("a", tiny_count{});
+  auto copy = small;
+  copy.add("b", tiny_count{});
+  CHECK(small.shape().columns == 1);
+  CHECK(copy.shape().columns == 2);
+  CHECK(copy.shape().bytes == 2 * small.shape().bytes);
+}
