@@ -1,12 +1,12 @@
 #include "etl/aggregate.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <future>
 #include <iostream>
@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include <unistd.h>
@@ -249,6 +250,37 @@ struct out_value {
         return format_timestamp(i, true);
     }
     return std::nullopt;
+  }
+
+  /// Appends what sql() gives to `out` (without a string of its own);
+  /// false for NULL, which appends nothing.
+  bool append_sql(std::string& out) const {
+    char buf[32];
+    switch (kind) {
+      case null:
+        return false;
+      case integer: {
+        auto r = std::to_chars(buf, buf + sizeof(buf), i);
+        out.append(buf, r.ptr);
+        return true;
+      }
+      case exact:
+      case text:
+        out += s;
+        return true;
+      case dbl:
+        if (std::isfinite(d)) {
+          // sql_double's shortest form, as it writes every finite double.
+          auto r = std::to_chars(buf, buf + sizeof(buf), d);
+          out.append(buf, r.ptr);
+        } else {
+          out += sql_double(d);
+        }
+        return true;
+      default:
+        out += *sql();
+        return true;
+    }
   }
 
   /// Adds the value to a JSON object.
@@ -614,15 +646,24 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
   }
 }
 
-/// A group's output row: group values, then aggregate values.
-std::vector<out_value> output_row(const job_plan& plan, const key_result& k) {
-  std::vector<out_value> row;
+/// A group's output row into `row` (its capacity kept from group to group):
+/// group values, then aggregate values.
+void output_row(const job_plan& plan, const key_result& k,
+                std::vector<out_value>& row) {
+  row.clear();
+  row.reserve(plan.group_cols.size() + plan.aggs.size());
   auto parts = k.key.parts();
   for (std::size_t g = 0; g < plan.group_cols.size(); ++g)
     row.push_back(value_of_part(plan.read[plan.group_cols[g]].cls,
                                 g < parts.size() ? parts[g] : key_part{}));
   for (auto& p : plan.aggs)
     row.push_back(value_of(plan, p, k.agg));
+}
+
+/// A group's output row: group values, then aggregate values.
+std::vector<out_value> output_row(const job_plan& plan, const key_result& k) {
+  std::vector<out_value> row;
+  output_row(plan, k, row);
   return row;
 }
 
@@ -1697,49 +1738,83 @@ void write_stdout(const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
+/// A group's cells as text, one after the other, and where each ends: the
+/// scratch of a formatting thread, reused from group to group.
+struct row_text {
+  std::vector<out_value> values;
+  std::string text;
+  std::vector<std::size_t> ends;
+
+  /// Group `k`'s cells (NULL as "NULL").
+  void format(const job_plan& plan, const key_result& k) {
+    output_row(plan, k, values);
+    text.clear();
+    ends.clear();
+    for (auto& v : values) {
+      if (!v.append_sql(text))
+        text += "NULL";
+      ends.push_back(text.size());
+    }
+  }
+
+  /// Cell c.
+  std::string_view cell(std::size_t c) const {
+    auto from = c == 0 ? 0 : ends[c - 1];
+    return std::string_view{text}.substr(from, ends[c] - from);
+  }
+};
+
 void print_table(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
   auto cols = names.size();
   // Two passes, the cells formatted in each: the column widths first, then
-  // the lines; a table of millions of groups is not held as text.
+  // the lines; a table of millions of groups is not held as text. Each
+  // thread formats into its block's scratch (no string per cell).
   std::vector<std::size_t> width(cols);
   for (std::size_t i = 0; i < cols; ++i)
     width[i] = names[i].size();
-  auto cells_of = [&](const key_result& k, std::vector<std::string>& row) {
-    row.clear();
-    for (auto& v : output_row(plan, k)) {
-      auto t = v.sql();
-      row.push_back(t ? std::move(*t) : std::string{"NULL"});
+  struct width_block {
+    std::vector<std::size_t> w;
+    row_text row;
+    void clear() {
+      w.clear();
+    }
+  };
+  struct line_block {
+    std::string text;
+    row_text row;
+    void clear() {
+      text.clear();
     }
   };
   auto& groups = out.groups;
-  in_blocks<std::vector<std::size_t>>(
+  in_blocks<width_block>(
     groups.size(),
-    [&](std::size_t i, std::vector<std::size_t>& w) {
-      std::vector<std::string> row;
-      cells_of(*groups[i], row);
-      w.resize(cols);
+    [&](std::size_t i, width_block& b) {
+      b.row.format(plan, *groups[i]);
+      b.w.resize(cols);
       for (std::size_t c = 0; c < cols; ++c)
-        w[c] = std::max(w[c], row[c].size());
+        b.w[c] = std::max(b.w[c], b.row.cell(c).size());
     },
-    [&](const std::vector<std::size_t>& w) {
-      for (std::size_t c = 0; c < w.size(); ++c)
-        width[c] = std::max(width[c], w[c]);
+    [&](const width_block& b) {
+      for (std::size_t c = 0; c < b.w.size(); ++c)
+        width[c] = std::max(width[c], b.w[c]);
     });
-  auto line = [&](const std::vector<std::string>& row, std::string& text) {
+  auto line = [&](auto cell_of, std::string& text) {
     auto start = text.size();
-    for (std::size_t i = 0; i < row.size(); ++i) {
+    for (std::size_t i = 0; i < cols; ++i) {
+      std::string_view cell = cell_of(i);
       if (i)
         text += "  ";
       // Group columns to the left, aggregates (numbers) to the right.
-      auto pad = width[i] - std::min(width[i], row[i].size());
+      auto pad = width[i] - std::min(width[i], cell.size());
       if (i < plan.group_cols.size()) {
-        text += row[i];
+        text += cell;
         text.append(pad, ' ');
       } else {
         text.append(pad, ' ');
-        text += row[i];
+        text += cell;
       }
     }
     while (text.size() > start && text.back() == ' ')
@@ -1747,33 +1822,39 @@ void print_table(const job_outcome& out) {
     text += '\n';
   };
   std::string head;
-  line(names, head);
+  line([&](std::size_t c) { return std::string_view{names[c]}; }, head);
   write_stdout(head);
-  in_blocks<std::string>(
+  in_blocks<line_block>(
     groups.size(),
-    [&](std::size_t i, std::string& text) {
-      std::vector<std::string> row;
-      cells_of(*groups[i], row);
-      line(row, text);
+    [&](std::size_t i, line_block& b) {
+      b.row.format(plan, *groups[i]);
+      line([&](std::size_t c) { return b.row.cell(c); }, b.text);
     },
-    write_stdout);
+    [](const line_block& b) { write_stdout(b.text); });
 }
 
 void print_json(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
   auto& groups = out.groups;
-  in_blocks<std::string>(
+  struct json_block {
+    std::string text;
+    std::vector<out_value> values;
+    void clear() {
+      text.clear();
+    }
+  };
+  in_blocks<json_block>(
     groups.size(),
-    [&](std::size_t i, std::string& text) {
+    [&](std::size_t i, json_block& b) {
       json_object obj;
-      auto vals = output_row(plan, *groups[i]);
-      for (std::size_t c = 0; c < vals.size(); ++c)
-        vals[c].json(obj, names[c]);
-      text += obj.str();
-      text += '\n';
+      output_row(plan, *groups[i], b.values);
+      for (std::size_t c = 0; c < b.values.size(); ++c)
+        b.values[c].json(obj, names[c]);
+      b.text += obj.str();
+      b.text += '\n';
     },
-    write_stdout);
+    [](const json_block& b) { write_stdout(b.text); });
 }
 
 void print_summary(const job_outcome& out, const agg_run_options& run,

@@ -1452,6 +1452,50 @@ TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
   CHECK(query.err.find("--pushdown needs --table") != std::string::npos);
 }
 
+TEST_CASE("aggregate: the table prints every kind of cell as the server "
+          "writes it as text, NULL included",
+          "[pg][aggregate]") {
+  auto schema = table_f(
+    "agg_cells", "k text, d double precision, n integer, t date",
+    "VALUES ('a', 1.5, 1, date '2024-01-02'), ('a', NULL, NULL, NULL), "
+    "('b', NULL, NULL, NULL), ('c', 'Infinity', 7, date '1999-12-31'), "
+    "('d', 'NaN', -3, date '2000-02-29'), ('e', -0.1, 2, date '2024-03-01'), "
+    "('e', 1e300, 5, NULL)");
+  auto res = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                schema, "--table", "f", "--group-by", "k",
+                                "--agg",
+                                "max(d), min(d), min(n), min(t), count(d)"});
+  INFO("stderr: " << res.err);
+  REQUIRE(res.rc == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() >= 6);
+  auto tokens = [](const std::string& line) {
+    std::istringstream in{line};
+    std::vector<std::string> xs;
+    for (std::string x; in >> x;)
+      xs.push_back(x);
+    return xs;
+  };
+  CHECK(tokens(lines[0])
+        == std::vector<std::string>{"k", "max_d", "min_d", "min_n", "min_t",
+                                    "count_d"});
+  auto f = pg::table_name{schema, "f"}.quoted();
+  for (std::size_t g = 0; g < 5; ++g) {
+    auto k = std::string(1, static_cast<char>('a' + g));
+    // The server's own text of the same aggregates.
+    auto server = scalar(
+      "SELECT concat_ws(' ', k, coalesce(max(d)::text, 'NULL'), "
+      "coalesce(min(d)::text, 'NULL'), coalesce(min(n)::text, 'NULL'), "
+      "coalesce(min(t)::text, 'NULL'), count(d)::text) FROM "
+      + f + " WHERE k = '" + k + "' GROUP BY k");
+    INFO("group " << k << ": " << lines[g + 1]);
+    CHECK(tokens(lines[g + 1]) == tokens(server));
+    // Aligned: the last column is right-aligned, so every line is as wide
+    // as the header.
+    CHECK(lines[g + 1].size() == lines[0].size());
+  }
+}
+
 TEST_CASE("aggregate: tens of thousands of groups print in key order, as an "
           "aligned table and as JSON",
           "[pg][aggregate]") {
