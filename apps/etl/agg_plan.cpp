@@ -184,6 +184,8 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
   }
   std::map<std::string, std::size_t> fields;
   std::map<std::size_t, std::size_t> slots;
+  // A column's range slot by (column, made for min): its max may share it.
+  std::map<std::pair<std::string, bool>, std::optional<std::size_t>> ranges;
   auto field = [&](const std::string& expr, col_class cls,
                    const std::string& type) {
     auto i = fields.find(expr);
@@ -332,7 +334,30 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
                     : p.cls == col_class::floating ? state_kind::frange
                     : p.cls == col_class::text     ? state_kind::srange
                                                    : state_kind::irange;
-        q.slot = slot(field(f, p.cls, p.source_type), kind);
+        auto fi = field(f, p.cls, p.source_type);
+        if (auto i = slots.find(fi); i != slots.end()) {
+          q.slot = i->second;
+          break;
+        }
+        // A range keeps both ends: the column's partial min and max (two
+        // fields of the server's) feed one state, each field adding its
+        // value (the min of the partial mins and maxes is the min, as the
+        // max of them is the max; the state's count only says whether any
+        // value was seen).
+        auto range = kind == state_kind::irange || kind == state_kind::frange
+                     || kind == state_kind::srange;
+        auto& other = ranges[{p.expr.column, !is_min}];
+        if (range && other.has_value()) {
+          auto& s = pp.slots[*other];
+          if (s.col2 < 0 && s.kind == kind) {
+            s.col2 = static_cast<int>(fi);
+            q.slot = slots[fi] = *other;
+            break;
+          }
+        }
+        q.slot = slot(fi, kind);
+        if (range)
+          ranges[{p.expr.column, is_min}] = q.slot;
         break;
       }
       default:
@@ -636,6 +661,11 @@ reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
         auto& c = x.cells[static_cast<std::size_t>(s.col)];
         if (!c.null)
           s.add(row, c);
+        if (s.col2 >= 0) {
+          auto& c2 = x.cells[static_cast<std::size_t>(s.col2)];
+          if (!c2.null)
+            s.add(row, c2);
+        }
       }
     }
   });

@@ -1419,12 +1419,15 @@ std::optional<agg_checkpoint> load_checkpoint(checkpoint_store& store,
             continue;
         } catch (const std::logic_error&) {
         }
+        auto mine = i < cols.size()
+                      ? "keeps '" + cols[i].ops->name + "'"
+                      : "has " + std::to_string(cols.size()) + " columns";
         throw usage_error(
           "the checkpoint of " + output_name(plan.job).display()
-          + " was written by another version of flow-etl (it holds '"
-          + row.names()[i] + "' states where this one keeps '"
-          + (i < cols.size() ? cols[i].ops->name : std::string{"none"})
-          + "'); run without --resume to start over");
+          + " was written by another version of flow-etl (its state column "
+          + std::to_string(i + 1) + " holds '" + row.names()[i]
+          + "' states, where this one " + mine
+          + "); run without --resume to start over");
       }
     }
     out.resumed_rows = rows_behind(plan, ckpt->state);

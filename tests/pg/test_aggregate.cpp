@@ -1452,6 +1452,72 @@ TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
   CHECK(query.err.find("--pushdown needs --table") != std::string::npos);
 }
 
+TEST_CASE("aggregate: --pushdown keeps a column's min and max in one range "
+          "and gives the rows' results",
+          "[pg][aggregate]") {
+  // The plan: min and max of a range column (integer, double, text) share
+  // one slot, in either order; a numeric column's keep two (no range
+  // type); min twice reads the same field.
+  apps::agg_job job;
+  job.table = pg::table_name{"public", "f"};
+  job.group_by = {"k"};
+  job.aggs = apps::parse_agg_list(
+    "max(i), min(i), min(d), max(d), max(t), min(t), min(n), max(n), "
+    "min(i) AS again, count(*)");
+  using apps::col_class;
+  apps::source_columns src;
+  src.columns = {{"k", "integer", col_class::integer},
+                 {"i", "bigint", col_class::integer},
+                 {"d", "double precision", col_class::floating},
+                 {"t", "text", col_class::text},
+                 {"n", "numeric", col_class::numeric}};
+  std::string why_not;
+  auto pp = apps::plan_pushdown(apps::plan_job(job, src), why_not);
+  REQUIRE(pp);
+  auto slot_of = [&](std::size_t a) { return pp->aggs[a].slot; };
+  CHECK(slot_of(0) == slot_of(1));
+  CHECK(slot_of(2) == slot_of(3));
+  CHECK(slot_of(4) == slot_of(5));
+  CHECK(slot_of(6) != slot_of(7));
+  CHECK(slot_of(8) == slot_of(0));
+  CHECK(pp->slots[slot_of(0)].col2 >= 0);
+  CHECK(pp->slots[slot_of(0)].col2 != pp->slots[slot_of(0)].col);
+  CHECK(pp->slots[slot_of(6)].col2 == -1);
+  // count(*), three ranges, numeric min and max.
+  CHECK(pp->slots.size() == 6);
+
+  // Against the rows: NULLs, a group of NULLs only, NaN and the
+  // infinities, text ordered by bytes (COLLATE "C").
+  auto schema = table_f(
+    "agg_ranges", "k integer, i bigint, d double precision, t text, n numeric",
+    "SELECT g % 5, CASE WHEN g % 5 = 4 THEN NULL ELSE g * 7 - 300 END, "
+    "CASE WHEN g % 5 = 4 THEN NULL WHEN g = 13 THEN 'NaN' "
+    "WHEN g = 21 THEN '-Infinity' WHEN g = 30 THEN 'Infinity' "
+    "ELSE g / 7.0 - 2 END, "
+    "CASE WHEN g % 5 = 4 THEN NULL WHEN g % 3 = 0 THEN 'Zebra' "
+    "WHEN g % 3 = 1 THEN 'apple ' || g ELSE 'Äpfel' END, "
+    "CASE WHEN g % 5 = 4 THEN NULL ELSE g * 1.25 END "
+    "FROM generate_series(1, 40) AS g");
+  auto aggs = "max(i), min(i), min(d), max(d), max(t), min(t), min(n), "
+              "max(n), min(i) AS again, count(*)";
+  auto rows = aggregate_f(schema, aggs, {"--verify"});
+  INFO("stderr: " << rows.err);
+  REQUIRE(rows.rc == 0);
+  REQUIRE(group_lines(rows).size() == 5);
+  // The group of NULLs has NULL ranges.
+  CHECK(group_lines(rows)[4].find("\"min_t\":null") != std::string::npos);
+  for (auto parts : {"1", "3"}) {
+    auto pushed = aggregate_f(schema, aggs,
+                              {"--pushdown", "--partitions", parts,
+                               "--verify"});
+    INFO("partitions " << parts << " stderr: " << pushed.err);
+    REQUIRE(pushed.rc == 0);
+    CHECK(json_field(lines_of(pushed.out).back(), "mode")
+          == "\"push-down\"");
+    CHECK(group_lines(pushed) == group_lines(rows));
+  }
+}
+
 TEST_CASE("aggregate: the table prints every kind of cell as the server "
           "writes it as text, NULL included",
           "[pg][aggregate]") {

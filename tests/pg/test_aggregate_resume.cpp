@@ -325,8 +325,8 @@ TEST_CASE("aggregate --resume with --pushdown after SIGKILL equals an "
   auto other_types = run_program(prog,
                                  args("out", with(small_steps, {"--resume"})));
   check_one_line_error(other_types, "another version of flow-etl");
-  CHECK(other_types.err.find("'flow-etl.decimal_max' states where this one "
-                             "keeps 'flow-etl.decimal_min'")
+  CHECK(other_types.err.find("'flow-etl.decimal_max' states, where this "
+                             "one keeps 'flow-etl.decimal_min'")
         != std::string::npos);
   CHECK(other_types.err.find("run without --resume") != std::string::npos);
   CHECK(checkpoint_tables() == "1");
