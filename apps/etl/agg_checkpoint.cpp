@@ -131,12 +131,24 @@ checkpoint_store::load(const std::string& fingerprint) {
       auto r = rows[0];
       agg_checkpoint ckpt;
       ckpt.fingerprint = r[0].as<std::string>();
-      if (ckpt.fingerprint != fingerprint)
+      if (ckpt.fingerprint != fingerprint) {
+        // The job's part: all before the state columns' line (the whole
+        // fingerprint of a build that did not write one).
+        auto job_part = [](const std::string& f) {
+          return f.substr(0, f.rfind(layout_line));
+        };
+        if (job_part(ckpt.fingerprint) == job_part(fingerprint))
+          throw usage_error(
+            "the checkpoint of " + impl_->output.display()
+            + " was written by another version of flow-etl (it keeps other "
+              "aggregator states for this job); run without --resume to "
+              "start over");
         throw usage_error(
           "the checkpoint of " + impl_->output.display()
           + " was left by another job (other table, columns, aggregates, "
             "--where, --by or --pushdown); run without --resume to start "
             "over");
+      }
       auto ranges = decode_ranges(r[1].as<std::string>());
       auto state = decode_result(pqxx::binarystring{r[5]}.str());
       ckpt.partitions = r[2].as<std::size_t>();

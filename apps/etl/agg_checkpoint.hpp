@@ -71,6 +71,11 @@ public:
   /// current schema when the output has none.
   const pg::table_name& table();
 
+  /// Starts a fingerprint's last line, the job's state columns: a
+  /// checkpoint whose fingerprint differs only after it (or has no such
+  /// line) is the same job's, written by another version of flow-etl.
+  static constexpr const char* layout_line = "\nstate columns ";
+
   /// The checkpoint, or nothing when there is none. Throws usage_error when
   /// it was left by another job (its fingerprint is not `fingerprint`:
   /// checked before the states are decoded, since another job's states may

@@ -1176,11 +1176,19 @@ constexpr std::size_t max_steps = 64;
 constexpr std::uint64_t unknown_row_bytes = 100;
 
 /// What identifies a checkpointed job: a checkpoint of another one is
-/// refused. The output table is not in it: it names the checkpoint.
+/// refused. The output table is not in it: it names the checkpoint. The
+/// last line (checkpoint_store::layout_line) is this build's state columns:
+/// the same job with other columns (push-down min and max came to share
+/// one) must be refused as a whole, since a saved row drops its trailing
+/// empty columns and the columns it keeps can line up by type.
 std::string fingerprint_of(const job_plan& plan, const agg_run_options& run) {
+  std::string layout;
+  for (auto& c : plan.layout.columns())
+    layout += (layout.empty() ? "" : ",") + c.ops->name;
   return encode_plan(plan) + "\n" + plan.job.table.quoted() + "\nwhere "
          + plan.job.where + "\nby " + run.by
-         + (plan.pushdown ? "\npushdown" : "\nrows");
+         + (plan.pushdown ? "\npushdown" : "\nrows")
+         + checkpoint_store::layout_line + layout;
 }
 
 /// The planner's estimate of the rows `read` will read (its tickets'
@@ -1400,10 +1408,9 @@ std::optional<agg_checkpoint> load_checkpoint(checkpoint_store& store,
                                               job_outcome& out) {
   auto ckpt = store.load(fingerprint_of(plan, run));
   if (ckpt) {
-    // The fingerprint is the job as the user wrote it; the state types are
-    // this build's. A checkpoint of a build that kept other states for the
-    // same job (push-down sums and extremes became compact) cannot be
-    // merged with this one's: refused by name, before any state is read.
+    // The fingerprint holds the state columns' types too; this checks the
+    // states themselves (the fingerprint matched, so a damaged checkpoint):
+    // a state of another type is refused by name, before any is merged.
     auto& cols = plan.layout.columns();
     for (auto& k : ckpt->state.keys) {
       auto& row = k.agg.states;
