@@ -195,8 +195,9 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
     pp.push_exprs.push_back(expr);
     return fields[expr] = pp.read.size() - 1;
   };
-  // One slot per field: a partial count, sum, min or max merges into the
-  // same kind of state the rows would have fed.
+  // One slot per field (a column's min and max fields may share a range,
+  // below): a partial count, sum, min or max merges into the same kind of
+  // state the rows would have fed.
   auto slot = [&](std::size_t f, state_kind kind) {
     auto i = slots.find(f);
     if (i != slots.end())

@@ -79,7 +79,7 @@ struct slot {
   /// Index into the read columns; -1: every row (count(*)).
   int col = -1;
   /// A second read column that feeds the same state, or -1: pushed down, a
-  /// column's partial min and max go into one range (24 bytes and one
+  /// column's partial min and max go into one range (one state and one
   /// column of a group's row instead of two).
   int col2 = -1;
   /// Adds a row's cell to the group's row.

@@ -1702,7 +1702,8 @@ void run_job(const std::string& conninfo,
 
 /// Folds the groups [0, n) into blocks of `Block` (text, column widths) on
 /// up to four threads and hands the blocks to `consume` in order:
-/// `fold(i, block)` adds group i to its (cleared) block. A million groups'
+/// `fold(i, block)` adds group i to its block, cleared first by its
+/// `clear()` (which may keep scratch buffers). A million groups'
 /// output is formatting (exact decimals, shortest doubles) more than
 /// writing, and the server is idle by then. An exception from `fold` reaches
 /// the caller once the round's threads are done.
@@ -1751,8 +1752,11 @@ void write_stdout(const std::string& text) {
 /// A group's cells as text, one after the other, and where each ends: the
 /// scratch of a formatting thread, reused from group to group.
 struct row_text {
+  /// The group's values (output_row).
   std::vector<out_value> values;
+  /// Its cells' text, one after the other.
   std::string text;
+  /// Where each cell's text ends in `text`.
   std::vector<std::size_t> ends;
 
   /// Group `k`'s cells (NULL as "NULL").
@@ -1784,16 +1788,20 @@ void print_table(const job_outcome& out) {
   std::vector<std::size_t> width(cols);
   for (std::size_t i = 0; i < cols; ++i)
     width[i] = names[i].size();
+  /// A block of the width pass: its columns' widths, a thread's scratch.
   struct width_block {
     std::vector<std::size_t> w;
     row_text row;
+    /// Forgets the widths (keeps the scratch).
     void clear() {
       w.clear();
     }
   };
+  /// A block of the line pass: its lines, a thread's scratch.
   struct line_block {
     std::string text;
     row_text row;
+    /// Forgets the lines (keeps the scratch).
     void clear() {
       text.clear();
     }
@@ -1847,9 +1855,11 @@ void print_json(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
   auto& groups = out.groups;
+  /// A block of JSON lines and a thread's scratch.
   struct json_block {
     std::string text;
     std::vector<out_value> values;
+    /// Forgets the lines (keeps the scratch).
     void clear() {
       text.clear();
     }

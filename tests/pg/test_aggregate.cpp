@@ -1463,14 +1463,17 @@ TEST_CASE("aggregate: --pushdown keeps a column's min and max in one range "
   job.group_by = {"k"};
   job.aggs = apps::parse_agg_list(
     "max(i), min(i), min(d), max(d), max(t), min(t), min(n), max(n), "
-    "min(i) AS again, count(*)");
+    "min(i) AS again, count(*), min(w), max(at), min(at), max(e)");
   using apps::col_class;
   apps::source_columns src;
   src.columns = {{"k", "integer", col_class::integer},
                  {"i", "bigint", col_class::integer},
                  {"d", "double precision", col_class::floating},
                  {"t", "text", col_class::text},
-                 {"n", "numeric", col_class::numeric}};
+                 {"n", "numeric", col_class::numeric},
+                 {"w", "integer", col_class::integer},
+                 {"at", "date", col_class::date},
+                 {"e", "double precision", col_class::floating}};
   std::string why_not;
   auto pp = apps::plan_pushdown(apps::plan_job(job, src), why_not);
   REQUIRE(pp);
@@ -1483,21 +1486,27 @@ TEST_CASE("aggregate: --pushdown keeps a column's min and max in one range "
   CHECK(pp->slots[slot_of(0)].col2 >= 0);
   CHECK(pp->slots[slot_of(0)].col2 != pp->slots[slot_of(0)].col);
   CHECK(pp->slots[slot_of(6)].col2 == -1);
-  // count(*), three ranges, numeric min and max.
-  CHECK(pp->slots.size() == 6);
+  // Another column's max does not join a min's range; a date's do share.
+  CHECK(slot_of(10) != slot_of(13));
+  CHECK(pp->slots[slot_of(10)].col2 == -1);
+  CHECK(slot_of(11) == slot_of(12));
+  // count(*), four ranges, numeric min and max, min(w), max(e).
+  CHECK(pp->slots.size() == 9);
 
   // Against the rows: NULLs, a group of NULLs only, NaN and the
   // infinities, text ordered by bytes (COLLATE "C").
+  // Padded to many pages, so that three partitions each see every group.
   auto schema = table_f(
-    "agg_ranges", "k integer, i bigint, d double precision, t text, n numeric",
+    "agg_ranges",
+    "k integer, i bigint, d double precision, t text, n numeric, pad text",
     "SELECT g % 5, CASE WHEN g % 5 = 4 THEN NULL ELSE g * 7 - 300 END, "
     "CASE WHEN g % 5 = 4 THEN NULL WHEN g = 13 THEN 'NaN' "
-    "WHEN g = 21 THEN '-Infinity' WHEN g = 30 THEN 'Infinity' "
+    "WHEN g = 21 THEN '-Infinity' WHEN g = 300 THEN 'Infinity' "
     "ELSE g / 7.0 - 2 END, "
     "CASE WHEN g % 5 = 4 THEN NULL WHEN g % 3 = 0 THEN 'Zebra' "
     "WHEN g % 3 = 1 THEN 'apple ' || g ELSE 'Äpfel' END, "
-    "CASE WHEN g % 5 = 4 THEN NULL ELSE g * 1.25 END "
-    "FROM generate_series(1, 40) AS g");
+    "CASE WHEN g % 5 = 4 THEN NULL ELSE g * 1.25 END, repeat('x', 300) "
+    "FROM generate_series(1, 400) AS g");
   auto aggs = "max(i), min(i), min(d), max(d), max(t), min(t), min(n), "
               "max(n), min(i) AS again, count(*)";
   auto rows = aggregate_f(schema, aggs, {"--verify"});
@@ -1512,8 +1521,12 @@ TEST_CASE("aggregate: --pushdown keeps a column's min and max in one range "
                                "--verify"});
     INFO("partitions " << parts << " stderr: " << pushed.err);
     REQUIRE(pushed.rc == 0);
-    CHECK(json_field(lines_of(pushed.out).back(), "mode")
-          == "\"push-down\"");
+    auto summary = lines_of(pushed.out).back();
+    CHECK(json_field(summary, "mode") == "\"push-down\"");
+    CHECK(json_field(summary, "partitions") == parts);
+    // Every partition's partial min and max of every group were merged.
+    CHECK(json_field(summary, "partial_groups")
+          == std::to_string(5 * std::stoi(parts)));
     CHECK(group_lines(pushed) == group_lines(rows));
   }
 }
@@ -1522,19 +1535,30 @@ TEST_CASE("aggregate: the table prints every kind of cell as the server "
           "writes it as text, NULL included",
           "[pg][aggregate]") {
   auto schema = table_f(
-    "agg_cells", "k text, d double precision, n integer, t date",
-    "VALUES ('a', 1.5, 1, date '2024-01-02'), ('a', NULL, NULL, NULL), "
-    "('b', NULL, NULL, NULL), ('c', 'Infinity', 7, date '1999-12-31'), "
-    "('d', 'NaN', -3, date '2000-02-29'), ('e', -0.1, 2, date '2024-03-01'), "
-    "('e', 1e300, 5, NULL)");
+    "agg_cells",
+    "k text, d double precision, n bigint, t date, m numeric(12,2), "
+    "b boolean, ts timestamp",
+    "VALUES ('a', 1.5, 1, date '2024-01-02', 1.25, true, "
+    "timestamp '2024-01-02 03:04:05.5'), "
+    "('a', NULL, NULL, NULL, NULL, NULL, NULL), "
+    "('b', NULL, NULL, NULL, NULL, NULL, NULL), "
+    "('c', 'Infinity', 7, date '1999-12-31', -0.5, false, "
+    "timestamp '1999-12-31 23:59:59'), "
+    "('d', 'NaN', -9223372036854775807 - 1, date '2000-02-29', 0, true, "
+    "NULL), "
+    "('e', -0.1, 2, date '2024-03-01', 99999.99, false, "
+    "timestamp '2024-03-01 00:00:00'), "
+    "('e', 1e300, 5, NULL, 0.01, true, NULL), "
+    "('f', '-0', 0, NULL, NULL, NULL, NULL)");
   auto res = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
                                 schema, "--table", "f", "--group-by", "k",
                                 "--agg",
-                                "max(d), min(d), min(n), min(t), count(d)"});
+                                "max(d), min(d), min(n), min(t), count(d), "
+                                "sum(m), max(ts)"});
   INFO("stderr: " << res.err);
   REQUIRE(res.rc == 0);
   auto lines = lines_of(res.out);
-  REQUIRE(lines.size() >= 6);
+  REQUIRE(lines.size() >= 7);
   auto tokens = [](const std::string& line) {
     std::istringstream in{line};
     std::vector<std::string> xs;
@@ -1544,15 +1568,18 @@ TEST_CASE("aggregate: the table prints every kind of cell as the server "
   };
   CHECK(tokens(lines[0])
         == std::vector<std::string>{"k", "max_d", "min_d", "min_n", "min_t",
-                                    "count_d"});
+                                    "count_d", "sum_m", "max_ts"});
   auto f = pg::table_name{schema, "f"}.quoted();
-  for (std::size_t g = 0; g < 5; ++g) {
+  for (std::size_t g = 0; g < 6; ++g) {
     auto k = std::string(1, static_cast<char>('a' + g));
-    // The server's own text of the same aggregates.
+    // The server's own text of the same aggregates (a timestamp is two
+    // tokens on both sides).
     auto server = scalar(
       "SELECT concat_ws(' ', k, coalesce(max(d)::text, 'NULL'), "
       "coalesce(min(d)::text, 'NULL'), coalesce(min(n)::text, 'NULL'), "
-      "coalesce(min(t)::text, 'NULL'), count(d)::text) FROM "
+      "coalesce(min(t)::text, 'NULL'), count(d)::text, "
+      "coalesce(sum(m)::text, 'NULL'), coalesce(max(ts)::text, 'NULL')) "
+      "FROM "
       + f + " WHERE k = '" + k + "' GROUP BY k");
     INFO("group " << k << ": " << lines[g + 1]);
     CHECK(tokens(lines[g + 1]) == tokens(server));
@@ -1560,6 +1587,27 @@ TEST_CASE("aggregate: the table prints every kind of cell as the server "
     // as the header.
     CHECK(lines[g + 1].size() == lines[0].size());
   }
+  // Booleans print as group keys (t, f, NULL), as the server's output
+  // function writes them (concat, not the ::text cast's true and false).
+  auto by_b = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                 schema, "--table", "f", "--group-by", "b",
+                                 "--agg", "count(*)"});
+  INFO("stderr: " << by_b.err);
+  REQUIRE(by_b.rc == 0);
+  auto b_lines = lines_of(by_b.out);
+  REQUIRE(b_lines.size() >= 4);
+  std::vector<std::vector<std::string>> mine;
+  for (std::size_t i = 1; i <= 3; ++i)
+    mine.push_back(tokens(b_lines[i]));
+  std::sort(mine.begin(), mine.end());
+  std::vector<std::vector<std::string>> server;
+  for (auto b : {"true", "false", "NULL"})
+    server.push_back(tokens(scalar(
+      "SELECT concat_ws(' ', CASE WHEN b IS NULL THEN 'NULL' ELSE concat(b) "
+      "END, count(*)::text) FROM "
+      + f + " WHERE b IS NOT DISTINCT FROM " + b + " GROUP BY b")));
+  std::sort(server.begin(), server.end());
+  CHECK(mine == server);
 }
 
 TEST_CASE("aggregate: tens of thousands of groups print in key order, as an "

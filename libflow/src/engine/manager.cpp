@@ -723,11 +723,12 @@ std::optional<job_result> result_or_fail(manager_actor_t* self, bool final,
   try {
     auto start = std::chrono::steady_clock::now();
     res = make_result(st, final, consume);
-    if (final)
+    if (final && st.shards.empty())
       // The last result's keys are gathered, sorted and checked on this
       // one thread after the sources are done: at 10^6 keys, seconds.
+      // (With shards the keys come later, from gather_keys.)
       logger()->debug("the result's {} keys built in {:.3f} s",
-                      res->keys.size(),
+                      res->key_count,
                       seconds_between(start,
                                       std::chrono::steady_clock::now()));
   } catch (const std::exception& e) {
