@@ -206,6 +206,9 @@ struct job_outcome {
   /// run had read (resumed).
   std::size_t steps = 1;
   std::uint64_t resumed_rows = 0;
+  /// This run saved a checkpoint of its own: a reconnect resumes from it
+  /// (not from one an earlier run left, which a fresh run does not take).
+  bool committed_checkpoint = false;
   /// Times the job was tried again after losing its database connection.
   std::size_t reconnects = 0;
   const char* mode = "rows";
@@ -1363,6 +1366,7 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
       ckpt.steps_done = k + 1;
       ckpt.state = total;
       store.save(ckpt);
+      out.committed_checkpoint = true;
       kill_after_checkpoint(++committed);
     }
   }
@@ -1540,9 +1544,8 @@ void run_job(const std::string& conninfo,
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
     if (out.checkpointable && (run.resume || run.resume_if_any)) {
-      // --resume: the interrupted run's checkpoint; a reconnect: the one
-      // this run committed before it lost the connection, if it got that
-      // far.
+      // --resume: the interrupted run's checkpoint; a reconnect after this
+      // run committed one (run_aggregate_jobs): that one.
       stepped = run.resume_if_any ? load_checkpoint(*store, *plan, run, out)
                                   : resume_point(*store, *plan, run, out);
       // The coordinator only holds the snapshot: the ranges are the
@@ -2165,9 +2168,13 @@ int run_aggregate_jobs(const std::string& conninfo,
         snapshot_alive(e);
       },
       [&] {
-        // The lost try's lock on the checkpoint goes first.
+        // Resumed from the checkpoint this run committed, if it got that
+        // far; a checkpoint an earlier run left is not this run's (it was
+        // read in another snapshot, maybe by another version). The lost
+        // try's lock on the checkpoint goes first.
+        if (out && out->committed_checkpoint)
+          attempt.resume_if_any = true;
         out.reset();
-        attempt.resume_if_any = true;
       });
     out->reconnects = reconnects;
     if (job_runner::stopped(out->res)) {

@@ -565,6 +565,46 @@ TEST_CASE("aggregate --output: connections cut by pg_terminate_backend "
   CHECK(checkpoint_tables() == "0");
 }
 
+TEST_CASE("aggregate --output: a cut connection of a fresh run does not "
+          "take up a checkpoint an earlier run left",
+          "[pg][aggregate][resume][connection]") {
+  auto schema = make_sales("agg_cut_leftover");
+  write_reference(schema);
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
+       + " WHERE false");
+  // An earlier run's checkpoint, as an older build wrote it (no state
+  // columns in its fingerprint): --resume would refuse it.
+  kill_after_first_step(agg_args(schema, "out", small_steps), schema,
+                        "agg-leftover-kill");
+  auto ckpt_table = "flow_resume."
+                    + scalar("SELECT quote_ident(tablename) FROM pg_tables "
+                             "WHERE schemaname = 'flow_resume'");
+  exec("UPDATE " + ckpt_table + " SET fingerprint = substr(fingerprint, 1, "
+       "strpos(fingerprint, E'\\nstate columns ') - 1)");
+  // A fresh run in one step (it neither takes nor discards the leftover)
+  // whose readers are cut: tried again from the start, not from the
+  // leftover.
+  auto argv = with({prog}, agg_args(schema, "out",
+                                    with({"--checkpoint-rows", "1000000",
+                                          "--partitions", "2"},
+                                         small_batches)));
+  child run{argv, "agg-cut-leftover", slow};
+  REQUIRE(wait_for_copy());
+  CHECK(cut_readers() != "0");
+  auto rc = run.wait();
+  auto out = slurp(run.out);
+  auto err = slurp(run.err);
+  INFO(err);
+  REQUIRE(rc == 0);
+  auto summary = summary_of(out);
+  INFO(summary);
+  CHECK(std::stoull(json_field(summary, "reconnects")) >= 1);
+  CHECK(json_field(summary, "resumed_rows") == "0");
+  CHECK(json_field(summary, "rows_read") == "60000");
+  CHECK(difference(schema, "out", "ref") == "0");
+}
+
 TEST_CASE("aggregate: a server restart midway is tried again with the same "
           "table",
           "[pg][aggregate][resume][connection]") {
