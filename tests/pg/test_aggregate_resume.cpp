@@ -129,6 +129,13 @@ void check_one_line_error(const run_result& res, const std::string& part) {
   CHECK(res.out.empty());
 }
 
+/// The one checkpoint table, schema-qualified.
+std::string the_checkpoint() {
+  return "flow_resume."
+         + scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE "
+                  "schemaname = 'flow_resume'");
+}
+
 /// Runs `args` with the kill hook after the first checkpoint (`hook`:
 /// SIGKILL, or "1,INT": SIGINT); checks that it ended with `rc` leaving a
 /// checkpoint of one step and `out` as it was.
@@ -145,14 +152,29 @@ void kill_after_first_step(const std::vector<std::string>& args,
   child run{argv, tag, "FLOW_ETL_TEST_KILL_AFTER_STEP=" + hook};
   CHECK(run.wait() == rc);
   CHECK(checkpoint_tables() == "1");
-  CHECK(scalar("SELECT steps_done FROM flow_resume."
-               + scalar("SELECT quote_ident(tablename) FROM pg_tables "
-                        "WHERE schemaname = 'flow_resume'"))
-        == "1");
+  CHECK(scalar("SELECT steps_done FROM " + the_checkpoint()) == "1");
   // The previous output is untouched.
   CHECK(scalar("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM "
                + out + " t")
         == before);
+}
+
+/// An empty "out" shaped like "ref" (the previous output, untouched by a
+/// killed run).
+void empty_output(const std::string& schema) {
+  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
+       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
+       + " WHERE false");
+}
+
+/// Makes checkpoint table `t` look written by a build before the state
+/// columns were in the fingerprint (its last line dropped).
+void as_older_build(const std::string& t) {
+  exec("UPDATE " + t + " SET fingerprint = substr(fingerprint, 1, "
+       "strpos(fingerprint, E'\\nstate columns ') - 1)");
+  CHECK(scalar("SELECT count(*) FROM " + t
+               + " WHERE strpos(fingerprint, 'state columns') = 0")
+        == "1");
 }
 
 /// Slow reducers: a run of the 60000 rows in batches of 500 takes seconds,
@@ -252,9 +274,7 @@ TEST_CASE("aggregate --output stopped by SIGINT keeps the checkpoint and "
           "[pg][aggregate][resume]") {
   auto schema = make_sales("agg_resume_int");
   write_reference(schema);
-  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
-       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
-       + " WHERE false");
+  empty_output(schema);
   kill_after_first_step(agg_args(schema, "out", small_steps), schema,
                         "agg-resume-int", "1,INT", 128 + SIGINT);
   CHECK(scalar("SELECT count(*) FROM "
@@ -290,9 +310,7 @@ TEST_CASE("aggregate --resume with --pushdown after SIGKILL equals an "
   };
   auto ref = run_program(prog, args("ref", {"--checkpoint-rows", "0"}));
   REQUIRE(ref.rc == 0);
-  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
-       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
-       + " WHERE false");
+  empty_output(schema);
   kill_after_first_step(args("out", small_steps), schema, "agg-resume-push");
   auto resumed = run_program(prog,
                              args("out", with(small_steps, {"--resume"})));
@@ -310,9 +328,7 @@ TEST_CASE("aggregate --resume with --pushdown after SIGKILL equals an "
   // name, kept, and a run without --resume starts over. Made here by
   // renaming the min(price) states in the stored bytes to the max's type.
   kill_after_first_step(args("out", small_steps), schema, "agg-resume-types");
-  auto ckpt_table = "flow_resume."
-                    + scalar("SELECT quote_ident(tablename) FROM pg_tables "
-                             "WHERE schemaname = 'flow_resume'");
+  auto ckpt_table = the_checkpoint();
   auto hex = [](const std::string& x) {
     std::string out;
     char buf[3];
@@ -337,11 +353,7 @@ TEST_CASE("aggregate --resume with --pushdown after SIGKILL equals an "
   // (before push-down min and max shared a range): the same job's, of
   // another version, refused as a whole. Its states could line up by type
   // with this build's columns and be merged into the wrong ones.
-  exec("UPDATE " + ckpt_table + " SET fingerprint = substr(fingerprint, 1, "
-       "strpos(fingerprint, E'\\nstate columns ') - 1)");
-  CHECK(scalar("SELECT count(*) FROM " + ckpt_table
-               + " WHERE strpos(fingerprint, 'state columns') = 0")
-        == "1");
+  as_older_build(ckpt_table);
   auto older = run_program(prog, args("out", with(small_steps, {"--resume"})));
   check_one_line_error(older, "another version of flow-etl");
   CHECK(older.err.find("it keeps other aggregator states for this job")
@@ -573,18 +585,13 @@ TEST_CASE("aggregate --output: a cut connection of a fresh run does not "
           "[pg][aggregate][resume][connection]") {
   auto schema = make_sales("agg_cut_leftover");
   write_reference(schema);
-  exec("CREATE TABLE " + pg::table_name{schema, "out"}.quoted()
-       + " AS SELECT * FROM " + pg::table_name{schema, "ref"}.quoted()
-       + " WHERE false");
+  empty_output(schema);
   // An earlier run's checkpoint, as an older build wrote it (no state
   // columns in its fingerprint): --resume would refuse it.
   kill_after_first_step(agg_args(schema, "out", small_steps), schema,
                         "agg-leftover-kill");
-  auto ckpt_table = "flow_resume."
-                    + scalar("SELECT quote_ident(tablename) FROM pg_tables "
-                             "WHERE schemaname = 'flow_resume'");
-  exec("UPDATE " + ckpt_table + " SET fingerprint = substr(fingerprint, 1, "
-       "strpos(fingerprint, E'\\nstate columns ') - 1)");
+  auto ckpt_table = the_checkpoint();
+  as_older_build(ckpt_table);
   // A fresh run in one step (it neither takes nor discards the leftover)
   // whose readers are cut: tried again from the start, not from the
   // leftover.
