@@ -233,30 +233,14 @@ struct out_value {
 
   /// The value as text (COPY and the table), nothing for NULL.
   std::optional<std::string> sql() const {
-    switch (kind) {
-      case null:
-        return std::nullopt;
-      case integer:
-        return std::to_string(i);
-      case exact:
-      case text:
-        return s;
-      case dbl:
-        return sql_double(d);
-      case boolean:
-        return std::string{i != 0 ? "t" : "f"};
-      case date:
-        return format_date(i);
-      case ts:
-        return format_timestamp(i, false);
-      case tstz:
-        return format_timestamp(i, true);
-    }
-    return std::nullopt;
+    std::string text;
+    if (!append_sql(text))
+      return std::nullopt;
+    return text;
   }
 
-  /// Appends what sql() gives to `out` (without a string of its own);
-  /// false for NULL, which appends nothing.
+  /// Appends what sql() gives to `out` (the table formats its cells into
+  /// one buffer this way); false for NULL, which appends nothing.
   bool append_sql(std::string& out) const {
     char buf[32];
     switch (kind) {
@@ -280,10 +264,20 @@ struct out_value {
           out += sql_double(d);
         }
         return true;
-      default:
-        out += *sql();
+      case boolean:
+        out += i != 0 ? 't' : 'f';
+        return true;
+      case date:
+        out += format_date(i);
+        return true;
+      case ts:
+        out += format_timestamp(i, false);
+        return true;
+      case tstz:
+        out += format_timestamp(i, true);
         return true;
     }
+    return false;
   }
 
   /// Adds the value to a JSON object.
