@@ -1596,8 +1596,19 @@ void run_job(const std::string& conninfo,
     if (!plan->job.where.empty())
       select += " WHERE (" + plan->job.where + ")";
     auto reader = pg::open_query(conninfo, select, snapshot);
-    if (!reader)
+    if (!reader) {
+      // The snapshot dies with the session that exported it: one the server
+      // ended meanwhile fails the import with 22023, where what happened is
+      // a lost connection (which --reconnects may take up).
+      if (run.snapshot.empty()) {
+        try {
+          qtx->exec("SELECT 1");
+        } catch (...) {
+          fail(pg::current_error(conninfo));
+        }
+      }
       fail(reader.error());
+    }
     p.add(source<agg_row>{
       std::make_unique<pg::row_source<agg_row, row_decoder>>(
         std::move(*reader), decode)});
@@ -2154,7 +2165,15 @@ int run_aggregate_jobs(const std::string& conninfo,
       run, plan->job.name,
       [&] {
         out = std::make_unique<job_outcome>();
-        run_job(conninfo, plan, attempt, sys, *out);
+        try {
+          run_job(conninfo, plan, attempt, sys, *out);
+        } catch (const failure& e) {
+          // A job that starts after the shared snapshot's session was lost
+          // cannot import it (22023): say so rather than blame the input.
+          if (!e.connection_lost())
+            snapshot_alive(e);
+          throw;
+        }
       },
       [&](const failure& e) {
         if (run.nodes != nullptr && run.nodes->listening())

@@ -302,6 +302,46 @@ TEST_CASE("snapshot: the coordinator's reference query sees the same rows",
   CHECK_FALSE(read->query("SELECT 1"));
 }
 
+TEST_CASE("snapshot: a coordinator the server ended before the partitions "
+          "imported its snapshot is a lost connection, not bad input",
+          "[pg][snapshot][error]") {
+  auto schema = fresh_schema("snaplost");
+  auto t = make_table(schema, {{1, 10}, {2, 20}, {3, 30}});
+  auto read = pg::partitioned_read::open(spec_for(t, 2));
+  REQUIRE(read);
+  auto pid = read->query("SELECT pg_backend_pid()");
+  REQUIRE(pid);
+  REQUIRE((*pid)[0][0]);
+  // What pg_terminate_backend of every session does to a job that is
+  // between exporting the snapshot and opening its partitions.
+  CHECK(scalar("SELECT pg_terminate_backend(" + *(*pid)[0][0] + ")")
+        == "t");
+  SECTION("row sources") {
+    auto srcs = read->row_sources<kv>(decode_kv);
+    REQUIRE_FALSE(srcs);
+    CHECK(pg::connection_lost(srcs.error()));
+    CHECK(error_text(srcs.error()).find("22023") == std::string::npos);
+  }
+  SECTION("push-down readers") {
+    auto rs = read->grouped_readers("k, sum(v)", "k");
+    REQUIRE_FALSE(rs);
+    CHECK(pg::connection_lost(rs.error()));
+  }
+}
+
+TEST_CASE("snapshot: an imported snapshot that is not valid stays bad input",
+          "[pg][snapshot][error]") {
+  auto schema = fresh_schema("snapbad");
+  auto t = make_table(schema, {{1, 10}});
+  auto spec = spec_for(t, 2);
+  spec.snapshot = "00000003-00000999-1";
+  auto read = pg::partitioned_read::open(spec);
+  REQUIRE_FALSE(read);
+  CHECK(code_of(read.error()) == errc::bad_input);
+  CHECK(error_text(read.error()).find("22023") != std::string::npos);
+  CHECK_FALSE(pg::connection_lost(read.error()));
+}
+
 TEST_CASE("partitioned read: errors carry the SQL state", "[pg][error]") {
   auto schema = fresh_schema("errs");
   auto t = make_table(schema, {{1, 1}});

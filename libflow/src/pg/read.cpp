@@ -507,10 +507,23 @@ struct partitioned_read::impl {
       throw input_error("partitioned read: the snapshot was released before "
                         "every partition imported it",
                         errc::invalid_config);
-    return snapshot_session(spec.conninfo,
-                            partition_name(i, ranges.size(), spec.table,
-                                           ranges[i]),
-                            select, snapshot, in_order);
+    try {
+      return snapshot_session(spec.conninfo,
+                              partition_name(i, ranges.size(), spec.table,
+                                             ranges[i]),
+                              select, snapshot, in_order);
+    } catch (const pqxx::sql_error& e) {
+      // An exported snapshot dies with the transaction that exported it: a
+      // server that ended this coordinator's session (pg_terminate_backend,
+      // a restart) makes the import fail with 22023 "invalid snapshot
+      // identifier", or 55000 "could not import the requested snapshot" when
+      // it is still dying. That is a lost connection, which a job may
+      // reconnect from, not bad input: report the coordinator's own error.
+      if (spec.snapshot.empty()
+          && (e.sqlstate() == "22023" || e.sqlstate() == "55000"))
+        tx->exec("SELECT 1");
+      throw;
+    }
   }
 };
 
