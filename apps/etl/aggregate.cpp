@@ -28,6 +28,7 @@
 #include "common/job_runner.hpp"
 #include "common/json.hpp"
 #include "common/signals.hpp"
+#include "common/test_hooks.hpp"
 #include "etl/agg_checkpoint.hpp"
 #include "etl/agg_nodes.hpp"
 #include "etl/agg_plan.hpp"
@@ -1111,6 +1112,14 @@ bool window_missed(const caf::error& err, const row_decoder& decode) {
          || describe(err).find("22003") != std::string::npos;
 }
 
+/// The test hook of FLOW_TEST_END_EXPORTER: `read`'s coordinator, which
+/// exported the snapshot, ends its own session.
+void end_exporter(pg::partitioned_read& read) {
+  test_end_exporter([&] {
+    (void)read.query("SELECT pg_terminate_backend(pg_backend_pid())");
+  });
+}
+
 /// The row sources of a table read: one per range of `read`, reading rows,
 /// or pushed down, the server's partial groups. True when a float sum's
 /// window was guessed (`push_float_sums` with `guess`): `decode.outside`
@@ -1570,8 +1579,10 @@ void run_job(const std::string& conninfo,
     } else if (plan->pushdown) {
       out.mode = "push-down";
       decode.outside = std::make_shared<std::atomic<bool>>(false);
+      end_exporter(*read);
       guessed = add_table_sources(p, *read, *plan, decode, true);
     } else {
+      end_exporter(*read);
       add_table_sources(p, *read, *plan, decode);
     }
   } else {
@@ -1595,6 +1606,13 @@ void run_job(const std::string& conninfo,
     select += " FROM (" + plan->job.query + ") AS flow_query";
     if (!plan->job.where.empty())
       select += " WHERE (" + plan->job.where + ")";
+    test_end_exporter([&] {
+      try {
+        qtx->exec("SELECT pg_terminate_backend(pg_backend_pid())");
+      } catch (...) {
+        // the session ends with this statement
+      }
+    });
     auto reader = pg::open_query(conninfo, select, snapshot);
     if (!reader) {
       // The snapshot dies with the session that exported it: one the server
@@ -1604,7 +1622,8 @@ void run_job(const std::string& conninfo,
         try {
           qtx->exec("SELECT 1");
         } catch (...) {
-          fail(pg::current_error(conninfo));
+          fail(make_error(errc::source_failed,
+                          pg::snapshot_lost_text("the query's reader")));
         }
       }
       fail(reader.error());

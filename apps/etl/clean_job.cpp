@@ -15,6 +15,7 @@
 #include "common/cli.hpp"
 #include "common/progress.hpp"
 #include "common/signals.hpp"
+#include "common/test_hooks.hpp"
 #include "etl/backoff.hpp"
 #include "etl/clean_rows.hpp"
 #include "flow/flow.hpp"
@@ -153,6 +154,9 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
   auto read = pg::partitioned_read::open(start->spec);
   if (!read)
     return std::move(read.error());
+  test_end_exporter([&] {
+    (void)read->query("SELECT pg_terminate_backend(pg_backend_pid())");
+  });
   auto sources = read->row_sources<raw_ad>(decode_ad);
   if (!sources)
     return std::move(sources.error());

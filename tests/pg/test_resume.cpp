@@ -169,6 +169,32 @@ TEST_CASE("flow-etl clean: connections cut by pg_terminate_backend are "
   CHECK(outputs(schema) == expected);
 }
 
+TEST_CASE("flow-etl clean: a snapshot whose exporting session the server "
+          "ended before the partitions imported it is a lost connection",
+          "[pg][flow-etl][clean][resume][connection]") {
+  auto schema = init_schema("snaplost");
+  // The test hook ends the coordinator's session, which exported the
+  // snapshot, right before the partitions import it (the 60-second soak once
+  // hit this with pg_terminate_backend: exit 2 with 22023 "invalid snapshot
+  // identifier", no resume).
+  child run{{prog, "clean", "--db", conninfo(), "--schema", schema,
+             "--partitions", "2", "--reconnects", "1"},
+            "clean-snap-lost", "FLOW_TEST_END_EXPORTER=1"};
+  auto rc = run.wait();
+  auto err = slurp(run.err);
+  INFO(err);
+  CHECK(rc == 2);
+  CHECK(err.find("resuming from the checkpoints") != std::string::npos);
+  CHECK(err.find("the session that exported the snapshot ended before")
+        != std::string::npos);
+  CHECK(err.find("22023") == std::string::npos);
+  CHECK(err.find("55000") == std::string::npos);
+  // Nothing was committed to the targets.
+  CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '" + schema
+               + "' AND tablename = 'ads_clean'")
+        == "0");
+}
+
 TEST_CASE("flow-etl clean: a server restart mid-run is resumed with the same "
           "result",
           "[pg][flow-etl][clean][resume][connection]") {

@@ -180,6 +180,13 @@ bool connection_lost(const caf::error& err) {
   return false;
 }
 
+std::string snapshot_lost_text(const std::string& reader) {
+  // "Lost connection" is how libpqxx says it, and what connection_lost()
+  // recognises.
+  return "Lost connection to the database server: the session that exported "
+         "the snapshot ended before " + reader + " imported it";
+}
+
 bool connect_failed(const caf::error& err) {
   auto text = describe(err);
   return text.find("connection to server") != std::string::npos

@@ -507,11 +507,9 @@ struct partitioned_read::impl {
       throw input_error("partitioned read: the snapshot was released before "
                         "every partition imported it",
                         errc::invalid_config);
+    auto name = partition_name(i, ranges.size(), spec.table, ranges[i]);
     try {
-      return snapshot_session(spec.conninfo,
-                              partition_name(i, ranges.size(), spec.table,
-                                             ranges[i]),
-                              select, snapshot, in_order);
+      return snapshot_session(spec.conninfo, name, select, snapshot, in_order);
     } catch (const pqxx::sql_error& e) {
       // An exported snapshot dies with the transaction that exported it: a
       // server that ended this coordinator's session (pg_terminate_backend,
@@ -520,8 +518,13 @@ struct partitioned_read::impl {
       // it is still dying. That is a lost connection, which a job may
       // reconnect from, not bad input: report the coordinator's own error.
       if (spec.snapshot.empty()
-          && (e.sqlstate() == "22023" || e.sqlstate() == "55000"))
-        tx->exec("SELECT 1");
+          && (e.sqlstate() == "22023" || e.sqlstate() == "55000")) {
+        try {
+          tx->exec("SELECT 1");
+        } catch (const std::exception&) {
+          throw input_error(snapshot_lost_text(name), errc::source_failed);
+        }
+      }
       throw;
     }
   }

@@ -53,6 +53,12 @@ caf::error current_error(const std::string& conninfo = {},
 /// states 08xxx and 57P01..03, or libpq's and libpqxx's messages for them).
 bool connection_lost(const caf::error& err);
 
+/// The text of the error a reader reports when the session that exported
+/// its snapshot ended before it imported the snapshot (the import fails with
+/// 22023 or 55000 then): a lost connection, as `connection_lost()` says, not
+/// bad input. `reader` names the reader ("partition 1/2 of t ...", "query").
+std::string snapshot_lost_text(const std::string& reader);
+
 /// True when the server could not be reached at all, as opposed to a
 /// connection lost midway (libpq's "connection to server ... failed").
 bool connect_failed(const caf::error& err);
