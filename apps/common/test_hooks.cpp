@@ -36,14 +36,6 @@ void wait_while_exists(const std::string& path) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
-void test_end_exporter(const std::function<void()>& end) {
-  auto* env = std::getenv("FLOW_TEST_END_EXPORTER");
-  if (env == nullptr || std::string{env} != "1")
-    return;
-  end();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-}
-
 std::optional<std::int64_t> test_poison() {
   auto* env = std::getenv("FLOW_TEST_POISON");
   if (env == nullptr)

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -20,13 +19,6 @@ namespace flow::apps {
 /// FLOW_TEST_REDUCER_DELAY_MS=N: reducers sleep N ms per batch (0 without
 /// it), so tests can make a drain slow. Throws usage_error when malformed.
 std::chrono::milliseconds test_reducer_delay();
-
-/// FLOW_TEST_END_EXPORTER=1: calls `end` (which ends the session that
-/// exported the job's snapshot, as pg_terminate_backend does) and waits
-/// 200 ms for the server to drop that session, right before the readers
-/// import the snapshot, on every attempt: the tests of that race use it. Does
-/// nothing without the variable.
-void test_end_exporter(const std::function<void()>& end);
 
 /// FLOW_TEST_POISON=N: the value reducers throw on, if set. Throws
 /// usage_error when malformed.

@@ -28,13 +28,13 @@
 #include "common/job_runner.hpp"
 #include "common/json.hpp"
 #include "common/signals.hpp"
-#include "common/test_hooks.hpp"
 #include "etl/agg_checkpoint.hpp"
 #include "etl/agg_nodes.hpp"
 #include "etl/agg_plan.hpp"
 #include "etl/agg_values.hpp"
 #include "etl/backoff.hpp"
 #include "etl/command.hpp"
+#include "etl/test_hooks.hpp"
 #include "flow/distinct.hpp"
 #include "flow/exact_sum.hpp"
 #include "flow/flow.hpp"
@@ -1112,12 +1112,25 @@ bool window_missed(const caf::error& err, const row_decoder& decode) {
          || describe(err).find("22003") != std::string::npos;
 }
 
-/// The test hook of FLOW_TEST_END_EXPORTER: `read`'s coordinator, which
-/// exported the snapshot, ends its own session.
-void end_exporter(pg::partitioned_read& read) {
-  test_end_exporter([&] {
-    (void)read.query("SELECT pg_terminate_backend(pg_backend_pid())");
-  });
+/// The test hook of FLOW_TEST_END_EXPORTER: the server ends the session of
+/// `read`'s coordinator.
+void end_exporter(const std::string& conninfo, pg::partitioned_read& read) {
+  if (auto pid = read.query("SELECT pg_backend_pid()"); pid && (*pid)[0][0])
+    test_end_exporter(conninfo, *(*pid)[0][0]);
+}
+
+/// Fails with `err`, or with the lost connection it stands for: a reader
+/// that could not import `coord`'s snapshot (22023, 55000) because the
+/// server ended `coord`'s session (which --reconnects may take up).
+[[noreturn]] void fail_import(const caf::error& err,
+                              pg::partitioned_read& coord,
+                              const std::string& reader) {
+  auto text = describe(err);
+  if ((text.find("22023") != std::string::npos
+       || text.find("55000") != std::string::npos)
+      && coord.exporter_lost())
+    fail(make_error(errc::source_failed, pg::snapshot_lost_text(reader)));
+  fail(err);
 }
 
 /// The row sources of a table read: one per range of `read`, reading rows,
@@ -1315,9 +1328,11 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
       if (plan->pushdown) {
         // Grouped readers come from a read of the step's ranges (its
         // coordinator imports the snapshot too).
+        if (k == ckpt.steps_done)
+          end_exporter(coord.spec().conninfo, coord);
         auto r = pg::partitioned_read::open(spec);
         if (!r)
-          fail(r.error());
+          fail_import(r.error(), coord, "step " + std::to_string(k + 1));
         read.emplace(std::move(*r));
         add_table_sources(p, *read, *plan, decode);
       } else {
@@ -1325,6 +1340,8 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
         // one connection of its own (no second coordinator per step).
         // Connecting is most of a step's overhead: the P connections are
         // opened at once.
+        if (k == ckpt.steps_done)
+          end_exporter(coord.spec().conninfo, coord);
         std::vector<std::future<caf::expected<pg::copy_reader>>> opening;
         for (std::size_t i = 0; i < spec.plan.size(); ++i) {
           auto t = range_ticket(tickets->front(), spec.plan[i], first + i,
@@ -1339,7 +1356,8 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
           readers.push_back(f.get());
         for (auto& reader : readers) {
           if (!reader)
-            fail(reader.error());
+            fail_import(reader.error(), coord,
+                        "a partition of step " + std::to_string(k + 1));
           p.add(source<agg_row>{
             std::make_unique<pg::row_source<agg_row, row_decoder>>(
               std::move(*reader), decode)});
@@ -1400,7 +1418,7 @@ agg_checkpoint plan_steps(const job_plan& plan,
   spec.snapshot = coord.snapshot_id();
   auto fine = pg::partitioned_read::open(spec);
   if (!fine)
-    fail(fine.error());
+    fail_import(fine.error(), coord, "the plan of the steps");
   ckpt.ranges = fine->ranges();
   // A small table or a column of few values gives fewer ranges.
   ckpt.steps = (ckpt.ranges.size() + ckpt.partitions - 1) / ckpt.partitions;
@@ -1579,10 +1597,10 @@ void run_job(const std::string& conninfo,
     } else if (plan->pushdown) {
       out.mode = "push-down";
       decode.outside = std::make_shared<std::atomic<bool>>(false);
-      end_exporter(*read);
+      end_exporter(conninfo, *read);
       guessed = add_table_sources(p, *read, *plan, decode, true);
     } else {
-      end_exporter(*read);
+      end_exporter(conninfo, *read);
       add_table_sources(p, *read, *plan, decode);
     }
   } else {
@@ -1606,26 +1624,16 @@ void run_job(const std::string& conninfo,
     select += " FROM (" + plan->job.query + ") AS flow_query";
     if (!plan->job.where.empty())
       select += " WHERE (" + plan->job.where + ")";
-    test_end_exporter([&] {
-      try {
-        qtx->exec("SELECT pg_terminate_backend(pg_backend_pid())");
-      } catch (...) {
-        // the session ends with this statement
-      }
-    });
+    test_end_exporter(conninfo, std::to_string(qconn->backendpid()));
     auto reader = pg::open_query(conninfo, select, snapshot);
     if (!reader) {
       // The snapshot dies with the session that exported it: one the server
       // ended meanwhile fails the import with 22023, where what happened is
       // a lost connection (which --reconnects may take up).
-      if (run.snapshot.empty()) {
-        try {
-          qtx->exec("SELECT 1");
-        } catch (...) {
-          fail(make_error(errc::source_failed,
-                          pg::snapshot_lost_text("the query's reader")));
-        }
-      }
+      if (run.snapshot.empty()
+          && pg::session_lost([&] { qtx->exec("SELECT 1"); }))
+        fail(make_error(errc::source_failed,
+                        pg::snapshot_lost_text("the query's reader")));
       fail(reader.error());
     }
     p.add(source<agg_row>{

@@ -15,7 +15,7 @@
 #include "common/cli.hpp"
 #include "common/progress.hpp"
 #include "common/signals.hpp"
-#include "common/test_hooks.hpp"
+#include "etl/test_hooks.hpp"
 #include "etl/backoff.hpp"
 #include "etl/clean_rows.hpp"
 #include "flow/flow.hpp"
@@ -154,9 +154,8 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
   auto read = pg::partitioned_read::open(start->spec);
   if (!read)
     return std::move(read.error());
-  test_end_exporter([&] {
-    (void)read->query("SELECT pg_terminate_backend(pg_backend_pid())");
-  });
+  if (auto pid = read->query("SELECT pg_backend_pid()"); pid && (*pid)[0][0])
+    test_end_exporter(cfg.conninfo, *(*pid)[0][0]);
   auto sources = read->row_sources<raw_ad>(decode_ad);
   if (!sources)
     return std::move(sources.error());

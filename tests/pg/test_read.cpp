@@ -5,9 +5,11 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <pqxx/connection>
@@ -312,10 +314,21 @@ TEST_CASE("snapshot: a coordinator the server ended before the partitions "
   auto pid = read->query("SELECT pg_backend_pid()");
   REQUIRE(pid);
   REQUIRE((*pid)[0][0]);
+  CHECK_FALSE(read->exporter_lost());
   // What pg_terminate_backend of every session does to a job that is
-  // between exporting the snapshot and opening its partitions.
+  // between exporting the snapshot and opening its partitions. The call
+  // returns before the backend is gone: wait for that.
   CHECK(scalar("SELECT pg_terminate_backend(" + *(*pid)[0][0] + ")")
         == "t");
+  for (int i = 0; i < 1000
+                  && scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = "
+                            + *(*pid)[0][0])
+                       != "0";
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  SECTION("the coordinator says so") {
+    CHECK(read->exporter_lost());
+  }
   SECTION("row sources") {
     auto srcs = read->row_sources<kv>(decode_kv);
     REQUIRE_FALSE(srcs);
@@ -329,17 +342,22 @@ TEST_CASE("snapshot: a coordinator the server ended before the partitions "
   }
 }
 
-TEST_CASE("snapshot: an imported snapshot that is not valid stays bad input",
+TEST_CASE("snapshot: a coordinator whose transaction an SQL error ended is "
+          "no lost connection, and the partitions' import stays bad input",
           "[pg][snapshot][error]") {
   auto schema = fresh_schema("snapbad");
-  auto t = make_table(schema, {{1, 10}});
-  auto spec = spec_for(t, 2);
-  spec.snapshot = "00000003-00000999-1";
-  auto read = pg::partitioned_read::open(spec);
-  REQUIRE_FALSE(read);
-  CHECK(code_of(read.error()) == errc::bad_input);
-  CHECK(error_text(read.error()).find("22023") != std::string::npos);
-  CHECK_FALSE(pg::connection_lost(read.error()));
+  auto t = make_table(schema, {{1, 10}, {2, 20}});
+  auto read = pg::partitioned_read::open(spec_for(t, 2));
+  REQUIRE(read);
+  // The error aborts the coordinator's transaction, and the snapshot with
+  // it, but the session lives on.
+  REQUIRE_FALSE(read->query("SELECT 1/0"));
+  CHECK_FALSE(read->exporter_lost());
+  auto srcs = read->row_sources<kv>(decode_kv);
+  REQUIRE_FALSE(srcs);
+  CHECK(code_of(srcs.error()) == errc::bad_input);
+  CHECK(error_text(srcs.error()).find("22023") != std::string::npos);
+  CHECK_FALSE(pg::connection_lost(srcs.error()));
 }
 
 TEST_CASE("partitioned read: errors carry the SQL state", "[pg][error]") {

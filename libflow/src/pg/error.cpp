@@ -180,6 +180,20 @@ bool connection_lost(const caf::error& err) {
   return false;
 }
 
+bool session_lost(const std::function<void()>& probe) noexcept {
+  try {
+    probe();
+    return false;
+  } catch (const pqxx::broken_connection&) {
+    return true;
+  } catch (const pqxx::sql_error& e) {
+    auto state = e.sqlstate();
+    return state.rfind("57P0", 0) == 0 || state.rfind("08", 0) == 0;
+  } catch (...) {
+    return false;
+  }
+}
+
 std::string snapshot_lost_text(const std::string& reader) {
   // "Lost connection" is how libpqxx says it, and what connection_lost()
   // recognises.

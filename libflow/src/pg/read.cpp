@@ -499,6 +499,13 @@ struct partitioned_read::impl {
     conn.reset();
   }
 
+  // True when the server ended the coordinator's session. Only a lost
+  // connection counts: a transaction that an SQL error aborted (libpqxx
+  // then refuses further statements) is no lost connection.
+  bool lost() noexcept {
+    return tx && session_lost([this] { tx->exec("SELECT 1"); });
+  }
+
   // Opens a partition's session: a transaction that imported the snapshot.
   std::unique_ptr<copy_reader::impl> session(std::size_t i,
                                              const std::string& select,
@@ -518,13 +525,9 @@ struct partitioned_read::impl {
       // it is still dying. That is a lost connection, which a job may
       // reconnect from, not bad input: report the coordinator's own error.
       if (spec.snapshot.empty()
-          && (e.sqlstate() == "22023" || e.sqlstate() == "55000")) {
-        try {
-          tx->exec("SELECT 1");
-        } catch (const std::exception&) {
-          throw input_error(snapshot_lost_text(name), errc::source_failed);
-        }
-      }
+          && (e.sqlstate() == "22023" || e.sqlstate() == "55000")
+          && lost())
+        throw input_error(snapshot_lost_text(name), errc::source_failed);
       throw;
     }
   }
@@ -751,6 +754,10 @@ caf::expected<text_rows> partitioned_read::query(const std::string& sql) {
 
 void partitioned_read::release() {
   impl_->release();
+}
+
+bool partitioned_read::exporter_lost() {
+  return impl_->lost();
 }
 
 caf::expected<std::vector<copy_reader>> partitioned_read::readers() {

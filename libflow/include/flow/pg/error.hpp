@@ -6,6 +6,7 @@
 /// e.g. `bad_input: 42P01 undefined_table: relation "x" does not exist`.
 
 #include <exception>
+#include <functional>
 #include <string>
 
 #include "flow/error.hpp"
@@ -53,10 +54,16 @@ caf::error current_error(const std::string& conninfo = {},
 /// states 08xxx and 57P01..03, or libpq's and libpqxx's messages for them).
 bool connection_lost(const caf::error& err);
 
+/// Runs `probe` (a statement on a session, e.g. `SELECT 1`) and says whether
+/// it found the session's connection lost: libpqxx's broken_connection or
+/// SQL state 57P0x/08xxx. Any other failure (a transaction an SQL error
+/// ended) is no lost connection. Never throws.
+bool session_lost(const std::function<void()>& probe) noexcept;
+
 /// The text of the error a reader reports when the session that exported
 /// its snapshot ended before it imported the snapshot (the import fails with
 /// 22023 or 55000 then): a lost connection, as `connection_lost()` says, not
-/// bad input. `reader` names the reader ("partition 1/2 of t ...", "query").
+/// bad input. `reader` names the reader ("partition 1/2 of t ...", "step 3").
 std::string snapshot_lost_text(const std::string& reader);
 
 /// True when the server could not be reached at all, as opposed to a

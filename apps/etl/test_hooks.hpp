@@ -1,0 +1,18 @@
+// Test hooks of flow-etl: environment variables that the tests set to make
+// a race certain. Without them, nothing happens.
+
+#pragma once
+
+#include <string>
+
+namespace flow::apps {
+
+/// Test hook, FLOW_TEST_END_EXPORTER=1: right before the readers import the
+/// snapshot that the session with backend `pid` exported (or imported for
+/// them), ends that session from another connection (pg_terminate_backend)
+/// and waits until the server has dropped it, on every attempt, as a
+/// pg_terminate_backend of every session can; the tests of that race use
+/// it. Does nothing without the variable.
+void test_end_exporter(const std::string& conninfo, const std::string& pid);
+
+} // namespace flow::apps
