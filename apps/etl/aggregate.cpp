@@ -1115,21 +1115,31 @@ bool window_missed(const caf::error& err, const row_decoder& decode) {
 /// The test hook of FLOW_TEST_END_EXPORTER: the server ends the session of
 /// `read`'s coordinator.
 void end_exporter(const std::string& conninfo, pg::partitioned_read& read) {
+  if (!test_end_exporter_wanted())
+    return;
   if (auto pid = read.query("SELECT pg_backend_pid()"); pid && (*pid)[0][0])
     test_end_exporter(conninfo, *(*pid)[0][0]);
 }
 
-/// Fails with `err`, or with the lost connection it stands for: a reader
-/// that could not import `coord`'s snapshot (22023, 55000) because the
-/// server ended `coord`'s session (which --reconnects may take up).
+/// Fails with the lost connection an import error stands for (its text
+/// `what`): a reader that could not import `coord`'s snapshot (22023,
+/// 55000) because the server ended `coord`'s session, which --reconnects
+/// may take up. Returns otherwise.
+void fail_if_exporter_lost(const std::string& what,
+                           pg::partitioned_read& coord,
+                           const std::string& reader) {
+  if ((what.find("22023") != std::string::npos
+       || what.find("55000") != std::string::npos)
+      && coord.exporter_lost())
+    fail(make_error(errc::source_failed, pg::snapshot_lost_text(reader)));
+}
+
+/// Fails with `err`, or with the lost connection it stands for
+/// (fail_if_exporter_lost).
 [[noreturn]] void fail_import(const caf::error& err,
                               pg::partitioned_read& coord,
                               const std::string& reader) {
-  auto text = describe(err);
-  if ((text.find("22023") != std::string::npos
-       || text.find("55000") != std::string::npos)
-      && coord.exporter_lost())
-    fail(make_error(errc::source_failed, pg::snapshot_lost_text(reader)));
+  fail_if_exporter_lost(describe(err), coord, reader);
   fail(err);
 }
 
@@ -1328,13 +1338,22 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
       if (plan->pushdown) {
         // Grouped readers come from a read of the step's ranges (its
         // coordinator imports the snapshot too).
-        if (k == ckpt.steps_done)
-          end_exporter(coord.spec().conninfo, coord);
         auto r = pg::partitioned_read::open(spec);
         if (!r)
           fail_import(r.error(), coord, "step " + std::to_string(k + 1));
         read.emplace(std::move(*r));
-        add_table_sources(p, *read, *plan, decode);
+        if (k == ckpt.steps_done)
+          end_exporter(coord.spec().conninfo, coord);
+        try {
+          add_table_sources(p, *read, *plan, decode);
+        } catch (const failure& e) {
+          // The step's partitions import the coordinator's snapshot too.
+          if (!e.connection_lost())
+            fail_if_exporter_lost(e.what(), coord,
+                                  "a partition of step "
+                                    + std::to_string(k + 1));
+          throw;
+        }
       } else {
         // Rows: each range a ticket of the coordinator's snapshot, read on
         // one connection of its own (no second coordinator per step).

@@ -14,9 +14,13 @@
 
 namespace flow::apps {
 
-void test_end_exporter(const std::string& conninfo, const std::string& pid) {
+bool test_end_exporter_wanted() {
   auto* env = std::getenv("FLOW_TEST_END_EXPORTER");
-  if (env == nullptr || std::string{env} != "1")
+  return env != nullptr && std::string{env} == "1";
+}
+
+void test_end_exporter(const std::string& conninfo, const std::string& pid) {
+  if (!test_end_exporter_wanted())
     return;
   try {
     pqxx::connection conn{conninfo};

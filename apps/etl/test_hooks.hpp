@@ -8,11 +8,14 @@
 namespace flow::apps {
 
 /// Test hook, FLOW_TEST_END_EXPORTER=1: right before the readers import the
-/// snapshot that the session with backend `pid` exported (or imported for
-/// them), ends that session from another connection (pg_terminate_backend)
+/// snapshot that the session with backend `pid` exported, ends that session from another connection (pg_terminate_backend)
 /// and waits until the server has dropped it, on every attempt, as a
 /// pg_terminate_backend of every session can; the tests of that race use
 /// it. Does nothing without the variable.
 void test_end_exporter(const std::string& conninfo, const std::string& pid);
+
+/// True when FLOW_TEST_END_EXPORTER=1 is set (test_end_exporter would act):
+/// callers look up the session's backend only then.
+bool test_end_exporter_wanted();
 
 } // namespace flow::apps

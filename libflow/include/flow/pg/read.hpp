@@ -381,9 +381,9 @@ public:
   caf::expected<text_rows> query(const std::string& sql);
 
   /// True when the server ended the coordinating session (the connection
-  /// is lost: a terminated backend, a restart), which takes the snapshot it
-  /// exported or imported with it. False while it is alive, after
-  /// `release`, and when only its transaction failed (an SQL error).
+  /// is lost: a terminated backend, a restart), which takes a snapshot it
+  /// exported with it. False while it is alive, after `release`, and when
+  /// only its transaction failed (an SQL error).
   bool exporter_lost();
 
   /// Commits the coordinating transaction (the partitions keep their
