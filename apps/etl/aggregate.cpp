@@ -1112,15 +1112,6 @@ bool window_missed(const caf::error& err, const row_decoder& decode) {
          || describe(err).find("22003") != std::string::npos;
 }
 
-/// The test hook of FLOW_TEST_END_EXPORTER: the server ends the session of
-/// `read`'s coordinator.
-void end_exporter(const std::string& conninfo, pg::partitioned_read& read) {
-  if (!test_end_exporter_wanted())
-    return;
-  if (auto pid = read.query("SELECT pg_backend_pid()"); pid && (*pid)[0][0])
-    test_end_exporter(conninfo, *(*pid)[0][0]);
-}
-
 /// Fails with the lost connection an import error stands for (its text
 /// `what`): a reader that could not import `coord`'s snapshot (22023,
 /// 55000) because the server ended `coord`'s session, which --reconnects
@@ -1343,7 +1334,7 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
           fail_import(r.error(), coord, "step " + std::to_string(k + 1));
         read.emplace(std::move(*r));
         if (k == ckpt.steps_done)
-          end_exporter(coord.spec().conninfo, coord);
+          test_end_exporter(coord.spec().conninfo, coord);
         try {
           add_table_sources(p, *read, *plan, decode);
         } catch (const failure& e) {
@@ -1360,7 +1351,7 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
         // Connecting is most of a step's overhead: the P connections are
         // opened at once.
         if (k == ckpt.steps_done)
-          end_exporter(coord.spec().conninfo, coord);
+          test_end_exporter(coord.spec().conninfo, coord);
         std::vector<std::future<caf::expected<pg::copy_reader>>> opening;
         for (std::size_t i = 0; i < spec.plan.size(); ++i) {
           auto t = range_ticket(tickets->front(), spec.plan[i], first + i,
@@ -1616,10 +1607,10 @@ void run_job(const std::string& conninfo,
     } else if (plan->pushdown) {
       out.mode = "push-down";
       decode.outside = std::make_shared<std::atomic<bool>>(false);
-      end_exporter(conninfo, *read);
+      test_end_exporter(conninfo, *read);
       guessed = add_table_sources(p, *read, *plan, decode, true);
     } else {
-      end_exporter(conninfo, *read);
+      test_end_exporter(conninfo, *read);
       add_table_sources(p, *read, *plan, decode);
     }
   } else {

@@ -154,9 +154,7 @@ caf::expected<clean_report> run_attempt(caf::actor_system& sys,
   auto read = pg::partitioned_read::open(start->spec);
   if (!read)
     return std::move(read.error());
-  if (test_end_exporter_wanted())
-    if (auto pid = read->query("SELECT pg_backend_pid()"); pid && (*pid)[0][0])
-      test_end_exporter(cfg.conninfo, *(*pid)[0][0]);
+  test_end_exporter(cfg.conninfo, *read);
   auto sources = read->row_sources<raw_ad>(decode_ad);
   if (!sources)
     return std::move(sources.error());

@@ -9,6 +9,7 @@
 #include <pqxx/nontransaction>
 
 #include "flow/logging.hpp"
+#include "flow/pg/read.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -33,6 +34,14 @@ void test_end_exporter(const std::string& conninfo, const std::string& pid) {
   } catch (const std::exception& e) {
     logger()->warn("test hook FLOW_TEST_END_EXPORTER: {}", e.what());
   }
+}
+
+void test_end_exporter(const std::string& conninfo,
+                       pg::partitioned_read& read) {
+  if (!test_end_exporter_wanted())
+    return;
+  if (auto pid = read.query("SELECT pg_backend_pid()"); pid && (*pid)[0][0])
+    test_end_exporter(conninfo, *(*pid)[0][0]);
 }
 
 } // namespace flow::apps

@@ -5,6 +5,10 @@
 
 #include <string>
 
+namespace flow::pg {
+class partitioned_read;
+} // namespace flow::pg
+
 namespace flow::apps {
 
 /// Test hook, FLOW_TEST_END_EXPORTER=1: right before the readers import the
@@ -17,5 +21,9 @@ void test_end_exporter(const std::string& conninfo, const std::string& pid);
 /// True when FLOW_TEST_END_EXPORTER=1 is set (test_end_exporter would act):
 /// callers look up the session's backend only then.
 bool test_end_exporter_wanted();
+
+/// test_end_exporter for the session of `read`'s coordinator, which
+/// exported the snapshot; looks its backend up only with the variable set.
+void test_end_exporter(const std::string& conninfo, pg::partitioned_read& read);
 
 } // namespace flow::apps

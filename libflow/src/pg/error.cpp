@@ -184,13 +184,13 @@ bool session_lost(const std::function<void()>& probe) noexcept {
   try {
     probe();
     return false;
-  } catch (const pqxx::broken_connection&) {
-    return true;
-  } catch (const pqxx::sql_error& e) {
-    auto state = e.sqlstate();
-    return state.rfind("57P0", 0) == 0 || state.rfind("08", 0) == 0;
   } catch (...) {
-    return false;
+    // The same test as for any error that reaches a job.
+    try {
+      return connection_lost(current_error());
+    } catch (...) {
+      return false;
+    }
   }
 }
 

@@ -55,9 +55,9 @@ caf::error current_error(const std::string& conninfo = {},
 bool connection_lost(const caf::error& err);
 
 /// Runs `probe` (a statement on a session, e.g. `SELECT 1`) and says whether
-/// it found the session's connection lost: libpqxx's broken_connection or
-/// SQL state 57P0x/08xxx. Any other failure (a transaction an SQL error
-/// ended) is no lost connection. Never throws.
+/// it found the session's connection lost, as `connection_lost()` judges its
+/// error. Any other failure (a transaction an SQL error ended) is no lost
+/// connection. Never throws.
 bool session_lost(const std::function<void()>& probe) noexcept;
 
 /// The text of the error a reader reports when the session that exported
