@@ -34,6 +34,7 @@
 #include "etl/agg_values.hpp"
 #include "etl/backoff.hpp"
 #include "etl/command.hpp"
+#include "etl/node_error.hpp"
 #include "etl/test_hooks.hpp"
 #include "flow/distinct.hpp"
 #include "flow/exact_sum.hpp"
@@ -1119,9 +1120,7 @@ bool window_missed(const caf::error& err, const row_decoder& decode) {
 void fail_if_exporter_lost(const std::string& what,
                            pg::partitioned_read& coord,
                            const std::string& reader) {
-  if ((what.find("22023") != std::string::npos
-       || what.find("55000") != std::string::npos)
-      && coord.exporter_lost())
+  if (exporter_lost_in(what, coord))
     fail(make_error(errc::source_failed, pg::snapshot_lost_text(reader)));
 }
 
@@ -1306,12 +1305,17 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
         step_tickets.push_back(
           range_ticket(tickets->front(), spec.plan[i], first + i, ckpt));
       aggregate_over_nodes step_nodes;
+      if (k == ckpt.steps_done)
+        test_end_exporter(coord.spec().conninfo, coord);
       auto started = step_nodes.start(std::move(step_tickets), *plan,
                                       run.opts, *run.nodes, sys,
                                       k == ckpt.steps_done);
       auto r = runner.wait(started, 0, plan->job.name);
       if (!r)
-        fail(r.error());
+        // The nodes import the coordinator's snapshot.
+        fail_import(r.error(), coord,
+                    "a worker node's partition of step "
+                      + std::to_string(k + 1));
       res = std::move(*r);
       auto tasks = step_nodes.totals();
       res.emitted = tasks.rows.emitted;
@@ -1662,6 +1666,8 @@ void run_job(const std::string& conninfo,
         .with(run.opts)
         .start(sys);
     };
+    if (out.distributed)
+      test_end_exporter(conninfo, *read);
     auto started = out.distributed
                      ? over_nodes.start(*read, *plan, run.opts, *run.nodes,
                                         sys)
@@ -1680,6 +1686,10 @@ void run_job(const std::string& conninfo,
       add_table_sources(again, *read, *plan, decode, false);
       res = runner.wait(start_local(again), 0, plan->job.name);
     }
+    if (!res && out.distributed && run.snapshot.empty())
+      // The nodes import the coordinator's snapshot (a snapshot of
+      // `flow-etl run` is not this read's: its loss is the run's).
+      fail_import(res.error(), *read, "a worker node's partition");
     if (!res)
       fail(res.error());
     out.res = std::move(*res);
@@ -2177,6 +2187,8 @@ int run_aggregate_jobs(const std::string& conninfo,
     } catch (...) {
       fail(pg::current_error(conninfo));
     }
+    if (test_end_exporter_wanted())
+      test_end_exporter(conninfo, std::to_string(sconn->backendpid()));
   }
   // A job that loses its connection midway is tried again, in the jobs'
   // shared snapshot while the transaction holding it is alive; a job of

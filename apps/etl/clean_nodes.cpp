@@ -27,6 +27,7 @@
 #include "common/test_hooks.hpp"
 #include "etl/clean_rows.hpp"
 #include "etl/node_error.hpp"
+#include "etl/test_hooks.hpp"
 #include "flow/flow.hpp"
 #include "flow/logging.hpp"
 #include "flow/pg/copy_sink.hpp"
@@ -571,6 +572,7 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
       throw;
     }
   }
+  test_end_exporter(cfg.conninfo, *read);
   auto started = p.reduce(flow::net::merge_key_results())
                    .sink(sink<pg::copy_row>{std::move(snk)})
                    .with(cfg.opts)
@@ -578,6 +580,11 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   if (!started)
     return std::move(started.error());
   auto res = wait_with_progress(*started, 0, "clean");
+  // A node that could not import the snapshot because the server ended this
+  // coordinator's session lost its connection (asked before the release).
+  if (!res && exporter_lost_in(describe(res.error()), *read))
+    res = make_error(errc::source_failed,
+                     pg::snapshot_lost_text("a worker node's partition"));
   // The snapshot may go once every partition has been read.
   read->release();
   if (!res || res->partial) {

@@ -2,6 +2,7 @@
 
 #include "flow/error.hpp"
 #include "flow/pg/error.hpp"
+#include "flow/pg/read.hpp"
 
 namespace flow::apps {
 
@@ -14,6 +15,13 @@ caf::error node_error(caf::error err) {
                       "this node cannot connect to the database: "
                         + describe(err));
   return err;
+}
+
+bool exporter_lost_in(const std::string& what, pg::partitioned_read& coord) {
+  // Only an import failure makes the coordinator worth probing.
+  return (what.find("22023") != std::string::npos
+          || what.find("55000") != std::string::npos)
+         && coord.exporter_lost();
 }
 
 } // namespace flow::apps

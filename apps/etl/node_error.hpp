@@ -1,9 +1,16 @@
 #pragma once
 
 // How a worker node's partition task reports a failure to open its
-// partition, shared by the sum and clean tasks.
+// partition, shared by the sum and clean tasks; and how the manager tells a
+// node's failed import of its snapshot from bad input.
+
+#include <string>
 
 #include <caf/error.hpp>
+
+namespace flow::pg {
+class partitioned_read;
+} // namespace flow::pg
 
 namespace flow::apps {
 
@@ -12,5 +19,11 @@ namespace flow::apps {
 /// (errc::invalid_config: the partition goes to another node), anything
 /// else is the data's.
 caf::error node_error(caf::error err);
+
+/// True when `what` (an error's text) is a reader's failed import of
+/// `coord`'s snapshot (SQLSTATE 22023 or 55000) and the server has ended
+/// `coord`'s session (partitioned_read::exporter_lost): the snapshot went
+/// with it, so the reader lost its connection, which is not bad input.
+bool exporter_lost_in(const std::string& what, pg::partitioned_read& coord);
 
 } // namespace flow::apps

@@ -11,9 +11,11 @@ class partitioned_read;
 
 namespace flow::apps {
 
-/// Test hook, FLOW_TEST_END_EXPORTER=1: right before the readers import the
-/// snapshot that the session with backend `pid` exported, ends that session from another connection (pg_terminate_backend)
-/// and waits until the server has dropped it, on every attempt, as a
+/// Test hook, FLOW_TEST_END_EXPORTER=1: right before the readers (or the
+/// worker nodes' tasks) import the snapshot that the session with backend
+/// `pid` exported, ends that session from another connection
+/// (pg_terminate_backend) and waits until the server has dropped it, on
+/// every attempt, as a
 /// pg_terminate_backend of every session can; the tests of that race use
 /// it. Does nothing without the variable.
 void test_end_exporter(const std::string& conninfo, const std::string& pid);

@@ -738,6 +738,42 @@ TEST_CASE("aggregate: a snapshot whose exporting session the server ended "
   }
 }
 
+TEST_CASE("flow-etl run: jobs that cannot import the shared snapshot "
+          "because its session ended say so, and an atomic file writes "
+          "nothing",
+          "[pg][aggregate][run][connection]") {
+  auto schema = make_sales("run_snap_lost");
+  auto file = temp_file(
+    "atomic = true\n"
+    "[[job]]\nname = \"by_region\"\ntable = \"Sales\"\n"
+    "group_by = [\"Region\"]\naggregates = [\"count(*)\"]\n"
+    "output = \"o1\"\n"
+    "[[job]]\nname = \"by_day\"\ntable = \"Sales\"\n"
+    "group_by = [\"day\"]\naggregates = [\"count(*)\"]\n"
+    "output = \"o2\"\n");
+  // The test hook ends the session that exported the jobs' shared snapshot
+  // right after the export: the first job's coordinator cannot import it
+  // (22023), which is no bad input. Not tried again: no other session holds
+  // that snapshot.
+  child run{{prog, "run", file, "--db", conninfo(), "--schema", schema,
+             "--reconnects", "2"},
+            "run-snap-lost", "FLOW_TEST_END_EXPORTER=1"};
+  auto rc = run.wait();
+  auto err = slurp(run.err);
+  INFO(err);
+  CHECK(rc == 2);
+  CHECK(err.find("the connection holding the jobs' shared snapshot was lost "
+                 "with it")
+        != std::string::npos);
+  CHECK(err.find("trying again") == std::string::npos);
+  CHECK(scalar("SELECT to_regclass('" + pg::table_name{schema, "o1"}.quoted()
+               + "')")
+          .empty());
+  CHECK(scalar("SELECT to_regclass('" + pg::table_name{schema, "o2"}.quoted()
+               + "')")
+          .empty());
+}
+
 TEST_CASE("aggregate and run --reconnects: a bad value is a one-line error",
           "[pg][aggregate][connection]") {
   auto schema = make_sales("agg_reconnects_bad");
