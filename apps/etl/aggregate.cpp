@@ -1311,11 +1311,12 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
                                       run.opts, *run.nodes, sys,
                                       k == ckpt.steps_done);
       auto r = runner.wait(started, 0, plan->job.name);
-      if (!r)
-        // The nodes import the coordinator's snapshot.
+      if (!r && run.snapshot.empty()) {
+        // The tasks import the coordinator's snapshot (a snapshot of
+        // `flow-etl run` is not this read's: its loss is the run's).
         fail_import(r.error(), coord,
-                    "a worker node's partition of step "
-                      + std::to_string(k + 1));
+                    "a partition task of step " + std::to_string(k + 1));
+      }
       res = std::move(*r);
       auto tasks = step_nodes.totals();
       res.emitted = tasks.rows.emitted;
@@ -1687,9 +1688,10 @@ void run_job(const std::string& conninfo,
       res = runner.wait(start_local(again), 0, plan->job.name);
     }
     if (!res && out.distributed && run.snapshot.empty())
-      // The nodes import the coordinator's snapshot (a snapshot of
-      // `flow-etl run` is not this read's: its loss is the run's).
-      fail_import(res.error(), *read, "a worker node's partition");
+      // The tasks (on worker nodes, or here when none is left) import the
+      // coordinator's snapshot (a snapshot of `flow-etl run` is not this
+      // read's: its loss is the run's).
+      fail_import(res.error(), *read, "a partition task");
     if (!res)
       fail(res.error());
     out.res = std::move(*res);
@@ -2187,19 +2189,24 @@ int run_aggregate_jobs(const std::string& conninfo,
     } catch (...) {
       fail(pg::current_error(conninfo));
     }
-    if (test_end_exporter_wanted())
-      test_end_exporter(conninfo, std::to_string(sconn->backendpid()));
+    test_end_exporter(conninfo, std::to_string(sconn->backendpid()));
   }
   // A job that loses its connection midway is tried again, in the jobs'
   // shared snapshot while the transaction holding it is alive; a job of
   // its own takes a new one (from its checkpoint when it has one).
-  auto snapshot_alive = [&](const failure& e) {
+  auto snapshot_alive = [&](const failure& e, const std::string& job) {
     if (!stx)
       return;
     try {
       stx->exec("SELECT 1");
     } catch (...) {
-      throw usage_error(std::string{e.what()}
+      // A job that could not import the snapshot (22023, 55000) failed
+      // because its session ended, not because of its input.
+      std::string what = e.what();
+      if (what.find("22023") != std::string::npos
+          || what.find("55000") != std::string::npos)
+        what = pg::snapshot_lost_text("job " + job);
+      throw usage_error(what
                         + "; the connection holding the jobs' shared "
                           "snapshot was lost with it, so the remaining jobs "
                           "cannot read that snapshot (run again)");
@@ -2220,14 +2227,14 @@ int run_aggregate_jobs(const std::string& conninfo,
           // A job that starts after the shared snapshot's session was lost
           // cannot import it (22023): say so rather than blame the input.
           if (!e.connection_lost())
-            snapshot_alive(e);
+            snapshot_alive(e, plan->job.name);
           throw;
         }
       },
       [&](const failure& e) {
         if (run.nodes != nullptr && run.nodes->listening())
           throw; // worker nodes took part: not tried again (docs/etl.md)
-        snapshot_alive(e);
+        snapshot_alive(e, plan->job.name);
       },
       [&] {
         // Resumed from the checkpoint this run committed, if it got that

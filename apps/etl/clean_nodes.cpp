@@ -580,11 +580,12 @@ run_distributed_clean(caf::actor_system& sys, const clean_config& cfg,
   if (!started)
     return std::move(started.error());
   auto res = wait_with_progress(*started, 0, "clean");
-  // A node that could not import the snapshot because the server ended this
-  // coordinator's session lost its connection (asked before the release).
+  // A task (on a worker node, or here when none is left) that could not
+  // import the snapshot because the server ended this coordinator's session
+  // lost its connection (asked before the release).
   if (!res && exporter_lost_in(describe(res.error()), *read))
     res = make_error(errc::source_failed,
-                     pg::snapshot_lost_text("a worker node's partition"));
+                     pg::snapshot_lost_text("a partition task"));
   // The snapshot may go once every partition has been read.
   read->release();
   if (!res || res->partial) {

@@ -11,13 +11,13 @@ class partitioned_read;
 
 namespace flow::apps {
 
-/// Test hook, FLOW_TEST_END_EXPORTER=1: right before the readers (or the
-/// worker nodes' tasks) import the snapshot that the session with backend
-/// `pid` exported, ends that session from another connection
-/// (pg_terminate_backend) and waits until the server has dropped it, on
-/// every attempt, as a
-/// pg_terminate_backend of every session can; the tests of that race use
-/// it. Does nothing without the variable.
+/// Test hook, FLOW_TEST_END_EXPORTER=1: ends the session with backend `pid`,
+/// which exported a snapshot, from another connection (pg_terminate_backend)
+/// and waits until the server has dropped it, as a pg_terminate_backend of
+/// every session can; the tests of that race use it. Called right before
+/// the readers (or the partition tasks) import the snapshot, on every
+/// attempt, and once by `flow-etl run` right after it exported the jobs'
+/// shared snapshot. Does nothing without the variable.
 void test_end_exporter(const std::string& conninfo, const std::string& pid);
 
 /// True when FLOW_TEST_END_EXPORTER=1 is set (test_end_exporter would act):

@@ -738,9 +738,9 @@ TEST_CASE("aggregate: a snapshot whose exporting session the server ended "
   }
 }
 
-TEST_CASE("flow-etl run: jobs that cannot import the shared snapshot "
-          "because its session ended say so, and an atomic file writes "
-          "nothing",
+TEST_CASE("flow-etl run: a job that cannot import the shared snapshot "
+          "because its session ended says so, not tried again, nothing "
+          "written",
           "[pg][aggregate][run][connection]") {
   auto schema = make_sales("run_snap_lost");
   auto file = temp_file(
@@ -765,7 +765,13 @@ TEST_CASE("flow-etl run: jobs that cannot import the shared snapshot "
   CHECK(err.find("the connection holding the jobs' shared snapshot was lost "
                  "with it")
         != std::string::npos);
+  CHECK(err.find("Lost connection to the database server: the session that "
+                 "exported the snapshot ended before job by_region imported "
+                 "it")
+        != std::string::npos);
   CHECK(err.find("trying again") == std::string::npos);
+  CHECK(err.find("22023") == std::string::npos);
+  CHECK(err.find("bad_input") == std::string::npos);
   CHECK(scalar("SELECT to_regclass('" + pg::table_name{schema, "o1"}.quoted()
                + "')")
           .empty());
