@@ -1311,12 +1311,11 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
                                       run.opts, *run.nodes, sys,
                                       k == ckpt.steps_done);
       auto r = runner.wait(started, 0, plan->job.name);
-      if (!r && run.snapshot.empty()) {
-        // The tasks import the coordinator's snapshot (a snapshot of
-        // `flow-etl run` is not this read's: its loss is the run's).
+      if (!r)
+        // The tasks import the coordinator's snapshot (worker nodes take
+        // `aggregate`'s one job, never a `flow-etl run`'s shared snapshot).
         fail_import(r.error(), coord,
                     "a partition task of step " + std::to_string(k + 1));
-      }
       res = std::move(*r);
       auto tasks = step_nodes.totals();
       res.emitted = tasks.rows.emitted;
@@ -1687,10 +1686,10 @@ void run_job(const std::string& conninfo,
       add_table_sources(again, *read, *plan, decode, false);
       res = runner.wait(start_local(again), 0, plan->job.name);
     }
-    if (!res && out.distributed && run.snapshot.empty())
+    if (!res && out.distributed)
       // The tasks (on worker nodes, or here when none is left) import the
-      // coordinator's snapshot (a snapshot of `flow-etl run` is not this
-      // read's: its loss is the run's).
+      // coordinator's snapshot (worker nodes take `aggregate`'s one job,
+      // never a `flow-etl run`'s shared snapshot).
       fail_import(res.error(), *read, "a partition task");
     if (!res)
       fail(res.error());
@@ -2203,8 +2202,7 @@ int run_aggregate_jobs(const std::string& conninfo,
       // A job that could not import the snapshot (22023, 55000) failed
       // because its session ended, not because of its input.
       std::string what = e.what();
-      if (what.find("22023") != std::string::npos
-          || what.find("55000") != std::string::npos)
+      if (import_failed(what))
         what = pg::snapshot_lost_text("job " + job);
       throw usage_error(what
                         + "; the connection holding the jobs' shared "

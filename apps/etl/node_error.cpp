@@ -17,11 +17,14 @@ caf::error node_error(caf::error err) {
   return err;
 }
 
+bool import_failed(const std::string& what) {
+  return what.find("22023") != std::string::npos
+         || what.find("55000") != std::string::npos;
+}
+
 bool exporter_lost_in(const std::string& what, pg::partitioned_read& coord) {
   // Only an import failure makes the coordinator worth probing.
-  return (what.find("22023") != std::string::npos
-          || what.find("55000") != std::string::npos)
-         && coord.exporter_lost();
+  return import_failed(what) && coord.exporter_lost();
 }
 
 } // namespace flow::apps

@@ -20,6 +20,11 @@ namespace flow::apps {
 /// else is the data's.
 caf::error node_error(caf::error err);
 
+/// True when `what` (an error's text) has the SQL state of a failed
+/// snapshot import (22023 invalid snapshot identifier, 55000 could not
+/// import the requested snapshot).
+bool import_failed(const std::string& what);
+
 /// True when `what` (an error's text) is a reader's failed import of
 /// `coord`'s snapshot (SQLSTATE 22023 or 55000) and the server has ended
 /// `coord`'s session (partitioned_read::exporter_lost): the snapshot went
