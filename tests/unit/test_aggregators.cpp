@@ -691,6 +691,13 @@ TEST_CASE("aggregators: a row's states live in one block sized to the job's "
   wide.at(row).add(7);
   d.at(row).add(9);
   CHECK(row.states.block_bytes() == bytes);
+  // prefetch is a hint to the processor: no block for an empty row, and a
+  // row's block, states and values stay where and as they are.
+  flow::aggregate{}.states.prefetch();
+  auto* where = &a.of(row);
+  row.states.prefetch();
+  CHECK(row.states.block_bytes() == bytes);
+  CHECK(&a.of(row) == where);
   CHECK(tagged::live == live + 2);
   CHECK(a.of(row).n == 1);
   CHECK(c.of(row).tag == "tag of 3 with some length to it");

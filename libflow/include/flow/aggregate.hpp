@@ -67,6 +67,16 @@ public:
   /// True when no column holds a state.
   bool empty() const noexcept;
 
+  /// Asks the processor to bring the row's column table into the cache: a
+  /// hint for loops over millions of keys, which otherwise wait for each
+  /// row's block in turn. Changes nothing.
+  void prefetch() const noexcept {
+    if (block_) {
+      __builtin_prefetch(block_);
+      __builtin_prefetch(reinterpret_cast<const char*>(block_) + 64);
+    }
+  }
+
   /// Number of columns (some may be empty).
   std::size_t size() const noexcept {
     return block_ ? block_->size : 0;
