@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <iostream>
@@ -393,68 +394,164 @@ out_value value_of_part(col_class cls, const key_part& p) {
   return v;
 }
 
+/// The decimal digits of `mag`, written so that they end at `end`; returns
+/// where they begin. At most 39 digits: the caller's room.
+char* digits_before(char* end, unsigned __int128 mag) noexcept {
+  // Two digits a step, in 64 bits once the magnitude fits (the 128-bit
+  // divisions were a tenth of printing a million groups).
+  static constexpr char pairs[] = "00010203040506070809101112131415161718192021"
+                                  "22232425262728293031323334353637383940414243"
+                                  "44454647484950515253545556575859606162636465"
+                                  "66676869707172737475767778798081828384858687"
+                                  "8889909192939495969798" "99";
+  auto* p = end;
+  while (mag > std::numeric_limits<std::uint64_t>::max()) {
+    auto d = static_cast<unsigned>(mag % 10);
+    mag /= 10;
+    *--p = static_cast<char>('0' + d);
+  }
+  auto m = static_cast<std::uint64_t>(mag);
+  while (m >= 100) {
+    auto d = static_cast<unsigned>(m % 100) * 2;
+    m /= 100;
+    *--p = pairs[d + 1];
+    *--p = pairs[d];
+  }
+  if (m >= 10) {
+    auto d = static_cast<unsigned>(m) * 2;
+    *--p = pairs[d + 1];
+    *--p = pairs[d];
+  } else {
+    *--p = static_cast<char>('0' + m);
+  }
+  return p;
+}
+
+/// Appends unscaled * 10^-scale as PostgreSQL's numeric prints it
+/// (flow::to_string of a decimal) to `out`, without a string per step:
+/// exact values of a million groups are printed through here.
+void append_decimal(std::string& out, int128 unscaled, int scale) {
+  char buf[96];
+  auto* end = buf + sizeof(buf);
+  bool neg = unscaled < 0;
+  auto mag = neg ? static_cast<unsigned __int128>(0)
+                     - static_cast<unsigned __int128>(unscaled)
+                 : static_cast<unsigned __int128>(unscaled);
+  auto* p = digits_before(end, mag);
+  // At least one digit before the point.
+  auto want = static_cast<std::ptrdiff_t>(scale) + 1;
+  while (end - p < want)
+    *--p = '0';
+  if (neg)
+    out += '-';
+  auto whole = end - p - scale;
+  out.append(p, static_cast<std::size_t>(whole));
+  if (scale > 0) {
+    out += '.';
+    out.append(p + whole, static_cast<std::size_t>(scale));
+  }
+}
+
 out_value exact_value(const std::optional<decimal>& x) {
   out_value v;
   if (x) {
     v.kind = out_value::exact;
-    v.s = to_string(*x);
+    append_decimal(v.s, x->unscaled(), x->scale());
   }
   return v;
 }
 
-/// sum / count of a decimal sum with max(scale, 16) digits after the point
-/// (as PostgreSQL's avg of integers and numerics prints it), rounded half
-/// away from zero, as text: exact long division, so it does not depend on
-/// how the rows were split.
-out_value mean_of(int128 u, int scale, std::uint64_t count) {
+/// Appends sum / count of a decimal sum with max(scale, 16) digits after
+/// the point (as PostgreSQL's avg of integers and numerics prints it),
+/// rounded half away from zero, to `out`: exact long division, so it does
+/// not depend on how the rows were split.
+void append_mean(std::string& out, int128 u, int scale,
+                 std::uint64_t count) {
   bool neg = u < 0;
   auto mag = static_cast<unsigned __int128>(neg ? -u : u);
   auto n = static_cast<unsigned __int128>(count);
   auto q = mag / n;
   auto rem = mag % n;
-  // Integer digits of q (in units of 10^-scale), then fraction digits.
-  std::string digits = q > 0 ? flow::to_string(static_cast<int128>(q))
-                             : std::string{};
   auto frac_digits = std::max(scale, 16);
+  // The digits, one after the other in `buf` from `begin` (room before it
+  // for a carry and leading zeros): q's integer digits (in units of
+  // 10^-scale; none for 0), then the long division's fraction digits.
+  char buf[160];
+  constexpr std::ptrdiff_t front = 64;
+  char* begin = buf + front;
+  char* end = begin;
+  if (q > 0) {
+    char tmp[48];
+    auto* d = digits_before(tmp + sizeof(tmp), q);
+    auto len = tmp + sizeof(tmp) - d;
+    std::memcpy(end, d, static_cast<std::size_t>(len));
+    end += len;
+  }
   // The long division of the fraction, in 64 bits for every count in
   // practice (the 128-bit one was most of printing a million groups' means).
   auto divide = [&](auto r, auto d) {
     for (int i = scale; i < frac_digits; ++i) {
       r *= 10;
-      digits += static_cast<char>('0' + static_cast<int>(r / d));
+      *end++ = static_cast<char>('0' + static_cast<int>(r / d));
       r %= d;
     }
     rem = r;
   };
-  if (n <= std::numeric_limits<std::uint64_t>::max() / 10)
+  auto k = frac_digits - scale;
+  if (k > 0 && k <= 19 && n <= std::numeric_limits<std::uint64_t>::max()) {
+    // All k digits at once: rem * 10^k < 2^64 * 10^19 < 2^128, and the
+    // quotient is below 10^k (one 128-bit division instead of k).
+    std::uint64_t p10 = 1;
+    for (int i = 0; i < k; ++i)
+      p10 *= 10;
+    auto t = rem * p10;
+    auto f = static_cast<std::uint64_t>(t / n);
+    rem = t % n;
+    char tmp[24];
+    auto* d = digits_before(tmp + sizeof(tmp), f);
+    auto len = tmp + sizeof(tmp) - d;
+    std::memset(end, '0', static_cast<std::size_t>(k - len));
+    std::memcpy(end + (k - len), d, static_cast<std::size_t>(len));
+    end += k;
+  } else if (n <= std::numeric_limits<std::uint64_t>::max() / 10) {
     divide(static_cast<std::uint64_t>(rem), static_cast<std::uint64_t>(n));
-  else
+  } else {
     divide(rem, n);
+  }
   // Round half away from zero on the next digit.
   if (rem * 2 >= n) {
-    auto i = digits.size();
+    auto* i = end;
     for (;;) {
-      if (i == 0) {
-        digits.insert(digits.begin(), '1');
+      if (i == begin) {
+        *--begin = '1';
         break;
       }
       --i;
-      if (digits[i] == '9') {
-        digits[i] = '0';
+      if (*i == '9') {
+        *i = '0';
       } else {
-        ++digits[i];
+        ++*i;
         break;
       }
     }
   }
-  auto point = static_cast<std::size_t>(frac_digits);
-  while (digits.size() <= point)
-    digits.insert(digits.begin(), '0');
-  digits.insert(digits.size() - point, ".");
-  bool zero = digits.find_first_not_of("0.") == std::string::npos;
+  auto point = static_cast<std::ptrdiff_t>(frac_digits);
+  while (end - begin <= point)
+    *--begin = '0';
+  bool zero = std::all_of(begin, end, [](char c) { return c == '0'; });
+  auto whole = end - begin - point;
+  if (neg && !zero)
+    out += '-';
+  out.append(begin, static_cast<std::size_t>(whole));
+  out += '.';
+  out.append(begin + whole, static_cast<std::size_t>(point));
+}
+
+/// append_mean's text as a value.
+out_value mean_of(int128 u, int scale, std::uint64_t count) {
   out_value v;
   v.kind = out_value::exact;
-  v.s = (neg && !zero ? "-" : "") + digits;
+  append_mean(v.s, u, scale, count);
   return v;
 }
 
@@ -466,14 +563,7 @@ out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
 
 /// The digits of an int128.
 std::string int128_text(int128 x) {
-  bool neg = x < 0;
-  auto mag = static_cast<unsigned __int128>(neg ? -x : x);
-  std::string digits;
-  do {
-    digits.insert(digits.begin(), static_cast<char>('0' + mag % 10));
-    mag /= 10;
-  } while (mag > 0);
-  return neg ? "-" + digits : digits;
+  return flow::to_string(x);
 }
 
 out_value dbl_value(double d) {
@@ -645,18 +735,120 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
   }
 }
 
-/// A group's output row into `row` (its capacity kept from group to group):
-/// group values, then aggregate values.
+/// value_of into `v`, whose string keeps its capacity: the aggregates a
+/// printed million groups mostly have (exact sums and means, counts,
+/// doubles) are written in place, without a string made per value; the
+/// others through value_of.
+void value_into(const job_plan& plan, const planned_agg& p,
+                const aggregate& agg, out_value& v) {
+  auto state = plan.slots[p.slot].get(agg);
+  auto f = p.expr.func;
+  auto null = [&] { v.kind = out_value::null; };
+  auto exact = [&]() -> std::string& {
+    v.kind = out_value::exact;
+    v.s.clear();
+    return v.s;
+  };
+  auto dbl = [&](double d) {
+    v.kind = out_value::dbl;
+    v.d = d;
+  };
+  auto integer = [&](std::int64_t i) {
+    v.kind = out_value::integer;
+    v.i = i;
+  };
+  switch (plan.slots[p.slot].kind) {
+    case state_kind::count:
+      integer(static_cast<std::int64_t>(
+        state ? static_cast<const row_count*>(state)->n : 0));
+      return;
+    case state_kind::istats: {
+      if (state == nullptr)
+        return null();
+      auto& s = *static_cast<const int_stats*>(state);
+      if (s.n == 0)
+        return null();
+      if (f == agg_func::sum)
+        return append_decimal(exact(), s.sum, 0);
+      if (f == agg_func::avg)
+        return append_mean(exact(), s.sum, 0, s.n);
+      return integer(f == agg_func::min ? s.lo : s.hi);
+    }
+    case state_kind::isum:
+    case state_kind::nsum: {
+      if (state == nullptr)
+        return null();
+      auto n = pushed_count(plan, p, agg);
+      if (n == 0)
+        return null();
+      auto sum = plan.slots[p.slot].kind == state_kind::isum
+                   ? static_cast<const int_sum*>(state)->sum()
+                   : static_cast<const dec_sum*>(state)->sum();
+      if (!sum)
+        return null();
+      if (f == agg_func::sum)
+        return append_decimal(exact(), sum->unscaled(), sum->scale());
+      return append_mean(exact(), sum->unscaled(), sum->scale(), n);
+    }
+    case state_kind::dmin:
+    case state_kind::dmax: {
+      if (state == nullptr)
+        return null();
+      auto put = [&](const auto& s) {
+        if (s.n == 0)
+          return null();
+        append_decimal(exact(), s.v.unscaled(), s.v.scale());
+      };
+      if (plan.slots[p.slot].kind == state_kind::dmin)
+        return put(*static_cast<const decimal_extreme<false>*>(state));
+      return put(*static_cast<const decimal_extreme<true>*>(state));
+    }
+    case state_kind::psum: {
+      if (state == nullptr)
+        return null();
+      auto& s = *static_cast<const part_fsum*>(state);
+      auto n = pushed_count(plan, p, agg);
+      if (n == 0)
+        return null();
+      if (f == agg_func::sum)
+        return dbl(s.value());
+      return dbl(s.value() / static_cast<double>(n));
+    }
+    case state_kind::fsum: {
+      if (state == nullptr)
+        return null();
+      auto& s = *static_cast<const exact_fsum*>(state);
+      if (s.count() == 0)
+        return null();
+      if (f == agg_func::sum)
+        return dbl(s.value());
+      return dbl(s.value() / static_cast<double>(s.count()));
+    }
+    case state_kind::frange: {
+      if (state == nullptr)
+        return null();
+      auto& s = *static_cast<const double_range*>(state);
+      if (s.n == 0)
+        return null();
+      return dbl(f == agg_func::min ? s.lo : s.hi);
+    }
+    default:
+      v = value_of(plan, p, agg);
+  }
+}
+
+/// A group's output row into `row` (its values' strings keep their
+/// capacity from group to group): group values, then aggregate values.
 void output_row(const job_plan& plan, const key_result& k,
                 std::vector<out_value>& row) {
-  row.clear();
-  row.reserve(plan.group_cols.size() + plan.aggs.size());
+  auto groups = plan.group_cols.size();
+  row.resize(groups + plan.aggs.size());
   auto parts = k.key.parts();
-  for (std::size_t g = 0; g < plan.group_cols.size(); ++g)
-    row.push_back(value_of_part(plan.read[plan.group_cols[g]].cls,
-                                g < parts.size() ? parts[g] : key_part{}));
-  for (auto& p : plan.aggs)
-    row.push_back(value_of(plan, p, k.agg));
+  for (std::size_t g = 0; g < groups; ++g)
+    row[g] = value_of_part(plan.read[plan.group_cols[g]].cls,
+                           g < parts.size() ? parts[g] : key_part{});
+  for (std::size_t a = 0; a < plan.aggs.size(); ++a)
+    value_into(plan, plan.aggs[a], k.agg, row[groups + a]);
 }
 
 /// A group's output row: group values, then aggregate values.
@@ -1800,6 +1992,15 @@ void in_blocks(std::size_t n, const Fold& fold, const Consume& consume) {
   }
 }
 
+/// Asks for the states of the group a few places after group i: the groups
+/// are printed in key order, their states lie wherever they were made, and
+/// a formatting thread would otherwise wait for each in turn.
+template <class Groups>
+void prefetch_states(const Groups& groups, std::size_t i) {
+  if (i + 4 < groups.size())
+    groups[i + 4]->agg.states.prefetch();
+}
+
 /// Writes `text` to stdout.
 void write_stdout(const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -1863,9 +2064,12 @@ void print_table(const job_outcome& out) {
     }
   };
   auto& groups = out.groups;
+  auto ahead = [&](std::size_t i) { prefetch_states(groups, i); };
+  auto start = std::chrono::steady_clock::now();
   in_blocks<width_block>(
     groups.size(),
     [&](std::size_t i, width_block& b) {
+      ahead(i);
       b.row.format(plan, *groups[i]);
       b.w.resize(cols);
       for (std::size_t c = 0; c < cols; ++c)
@@ -1877,19 +2081,23 @@ void print_table(const job_outcome& out) {
     });
   auto line = [&](auto cell_of, std::string& text) {
     auto start = text.size();
+    // The line's room filled with spaces once, then each cell copied to its
+    // place: not two appends per cell.
+    std::size_t len = 0;
+    for (std::size_t i = 0; i < cols; ++i)
+      len += (i ? 2 : 0) + std::max(width[i], cell_of(i).size());
+    text.resize(start + len, ' ');
+    auto* p = text.data() + start;
     for (std::size_t i = 0; i < cols; ++i) {
       std::string_view cell = cell_of(i);
       if (i)
-        text += "  ";
+        p += 2;
+      auto w = std::max(width[i], cell.size());
       // Group columns to the left, aggregates (numbers) to the right.
-      auto pad = width[i] - std::min(width[i], cell.size());
-      if (i < plan.group_cols.size()) {
-        text += cell;
-        text.append(pad, ' ');
-      } else {
-        text.append(pad, ' ');
-        text += cell;
-      }
+      auto at = i < plan.group_cols.size() ? p : p + (w - cell.size());
+      if (!cell.empty())
+        std::memcpy(at, cell.data(), cell.size());
+      p += w;
     }
     while (text.size() > start && text.back() == ' ')
       text.pop_back();
@@ -1901,16 +2109,24 @@ void print_table(const job_outcome& out) {
   in_blocks<line_block>(
     groups.size(),
     [&](std::size_t i, line_block& b) {
+      ahead(i);
       b.row.format(plan, *groups[i]);
       line([&](std::size_t c) { return b.row.cell(c); }, b.text);
     },
     [](const line_block& b) { write_stdout(b.text); });
+  // After the job, printing is the wait a million groups add (two
+  // formatting passes); the debug log says how long it took.
+  logger()->debug("the table's {} groups printed in {:.3f} s", groups.size(),
+                  std::chrono::duration<double>(
+                    std::chrono::steady_clock::now() - start)
+                    .count());
 }
 
 void print_json(const job_outcome& out) {
   auto& plan = *out.plan;
   auto names = output_names(plan);
   auto& groups = out.groups;
+  auto ahead = [&](std::size_t i) { prefetch_states(groups, i); };
   /// A block of JSON lines and a thread's scratch.
   struct json_block {
     std::string text;
@@ -1924,6 +2140,7 @@ void print_json(const job_outcome& out) {
     groups.size(),
     [&](std::size_t i, json_block& b) {
       json_object obj;
+      ahead(i);
       output_row(plan, *groups[i], b.values);
       for (std::size_t c = 0; c < b.values.size(); ++c)
         b.values[c].json(obj, names[c]);

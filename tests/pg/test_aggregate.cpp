@@ -1657,3 +1657,61 @@ TEST_CASE("aggregate: tens of thousands of groups print in key order, as an "
   }
   CHECK(json.back().find("\"summary\"") != std::string::npos);
 }
+
+TEST_CASE("aggregate: exact sums and means print every digit, max(scale, 16) "
+          "after the point rounded half away from zero, from rows and pushed "
+          "down",
+          "[pg][aggregate]") {
+  // Means chosen for the formatting's edges: thirds (the last digit rounded
+  // up or not), negative halves, the largest bigint, a tiny negative mean
+  // that rounds to zero (printed without a sign), and a carry through every
+  // digit into the integer part.
+  auto schema = table_f(
+    "agg_digits", "g int, n bigint, m numeric(30,20)",
+    "VALUES (1, 1, NULL), (1, 2, NULL), "
+    "(2, 1, NULL), (2, 1, NULL), (2, 2, NULL), "
+    "(3, -2, NULL), (3, -2, NULL), (3, -1, NULL), "
+    "(4, 9223372036854775807, NULL), (4, 9223372036854775807, NULL), "
+    "(4, 9223372036854775807, NULL), "
+    "(5, NULL, -0.00000000000000000001), (5, NULL, 0), (5, NULL, 0), "
+    "(6, NULL, 0.99999999999999999999), (6, NULL, 1), "
+    "(7, -7, -0.5), (7, -8, NULL)");
+  // g, sum_n, avg_n, sum_m, avg_m as the documented rule gives them.
+  std::vector<std::vector<std::string>> want{
+    {"1", "3", "1.5000000000000000", "NULL", "NULL"},
+    {"2", "4", "1.3333333333333333", "NULL", "NULL"},
+    {"3", "-5", "-1.6666666666666667", "NULL", "NULL"},
+    {"4", "27670116110564327421", "9223372036854775807.0000000000000000",
+     "NULL", "NULL"},
+    {"5", "NULL", "NULL", "-0.00000000000000000001",
+     "0.00000000000000000000"},
+    {"6", "NULL", "NULL", "1.99999999999999999999",
+     "1.00000000000000000000"},
+    {"7", "-15", "-7.5000000000000000", "-0.50000000000000000000",
+     "-0.50000000000000000000"},
+  };
+  for (bool pushdown : {false, true}) {
+    std::vector<std::string> args{"aggregate", "--db",       conninfo(),
+                                  "--schema",  schema,       "--table",
+                                  "f",         "--group-by", "g",
+                                  "--agg", "sum(n), avg(n), sum(m), avg(m)"};
+    if (pushdown)
+      args.push_back("--pushdown");
+    auto res = run_program(prog, args);
+    INFO("pushdown " << pushdown << ", stderr: " << res.err);
+    REQUIRE(res.rc == 0);
+    auto lines = lines_of(res.out);
+    REQUIRE(lines.size() >= want.size() + 1);
+    for (std::size_t g = 0; g < want.size(); ++g) {
+      INFO("line: " << lines[g + 1]);
+      std::istringstream in{lines[g + 1]};
+      std::vector<std::string> got;
+      for (std::string x; in >> x;)
+        got.push_back(x);
+      CHECK(got == want[g]);
+      // Aligned: the numbers right-aligned, every line as wide as the
+      // header.
+      CHECK(lines[g + 1].size() == lines[0].size());
+    }
+  }
+}
