@@ -561,11 +561,6 @@ out_value mean_value(const std::optional<decimal>& sum, std::uint64_t count) {
   return mean_of(sum->unscaled(), sum->scale(), count);
 }
 
-/// The digits of an int128.
-std::string int128_text(int128 x) {
-  return flow::to_string(x);
-}
-
 out_value dbl_value(double d) {
   out_value v;
   v.kind = out_value::dbl;
@@ -588,14 +583,13 @@ std::uint64_t pushed_count(const job_plan& plan, const planned_agg& p,
   return c ? static_cast<const row_count*>(c)->n : 0;
 }
 
-/// Aggregate `p`'s value in a group's row.
-out_value value_of(const job_plan& plan, const planned_agg& p,
-                   const aggregate& agg) {
+/// Aggregate `p`'s value in a group's row, for the states value_into does
+/// not write in place.
+out_value other_value(const job_plan& plan, const planned_agg& p,
+                      const aggregate& agg) {
   auto state = plan.slots[p.slot].get(agg);
   auto f = p.expr.func;
   switch (plan.slots[p.slot].kind) {
-    case state_kind::count:
-      return int_value(state ? static_cast<const row_count*>(state)->n : 0);
     case state_kind::distinct:
       return int_value(
         state ? static_cast<const distinct_count*>(state)->count() : 0);
@@ -610,22 +604,6 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
   if (state == nullptr)
     return {};
   switch (plan.slots[p.slot].kind) {
-    case state_kind::istats: {
-      auto& s = *static_cast<const int_stats*>(state);
-      if (s.n == 0)
-        return {};
-      out_value v;
-      if (f == agg_func::sum) {
-        v.kind = out_value::exact;
-        v.s = int128_text(s.sum);
-        return v;
-      }
-      if (f == agg_func::avg)
-        return mean_of(s.sum, 0, s.n);
-      v.kind = out_value::integer;
-      v.i = f == agg_func::min ? s.lo : s.hi;
-      return v;
-    }
     case state_kind::dsum: {
       auto& s = *static_cast<const decimal_sum*>(state);
       if (s.count() == 0)
@@ -647,64 +625,17 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
       }
       return v;
     }
-    case state_kind::isum:
-    case state_kind::nsum: {
-      // The partial sums' total (over the partial counts' total for avg).
-      auto n = pushed_count(plan, p, agg);
-      if (n == 0)
-        return {};
-      auto sum = plan.slots[p.slot].kind == state_kind::isum
-                   ? static_cast<const int_sum*>(state)->sum()
-                   : static_cast<const dec_sum*>(state)->sum();
-      if (f == agg_func::sum)
-        return exact_value(sum);
-      return mean_value(sum, n);
-    }
-    case state_kind::dmin:
-    case state_kind::dmax: {
-      auto extreme = [](const auto& s) {
-        return s.n == 0 ? out_value{} : exact_value(s.v);
-      };
-      if (plan.slots[p.slot].kind == state_kind::dmin)
-        return extreme(*static_cast<const decimal_extreme<false>*>(state));
-      return extreme(*static_cast<const decimal_extreme<true>*>(state));
-    }
     case state_kind::imoments: {
       auto& s = *static_cast<const int_moments*>(state);
       if (s.count() < 2)
         return {};
       return dbl_value(s.stddev());
     }
-    case state_kind::psum: {
-      auto& s = *static_cast<const part_fsum*>(state);
-      // The partial sums' exact total; the count is count(col)'s.
-      auto n = pushed_count(plan, p, agg);
-      if (n == 0)
-        return {};
-      if (f == agg_func::sum)
-        return dbl_value(s.value());
-      return dbl_value(s.value() / static_cast<double>(n));
-    }
-    case state_kind::fsum: {
-      auto& s = *static_cast<const exact_fsum*>(state);
-      if (s.count() == 0)
-        return {};
-      if (f == agg_func::sum)
-        return dbl_value(s.value());
-      // The correctly rounded sum over the count: within 1 ulp of the mean.
-      return dbl_value(s.value() / static_cast<double>(s.count()));
-    }
     case state_kind::fmoments: {
       auto& s = *static_cast<const exact_moments*>(state);
       if (s.count() < 2)
         return {};
       return dbl_value(s.stddev_sample());
-    }
-    case state_kind::frange: {
-      auto& s = *static_cast<const double_range*>(state);
-      if (s.n == 0)
-        return {};
-      return dbl_value(f == agg_func::min ? s.lo : s.hi);
     }
     case state_kind::irange: {
       auto& s = *static_cast<const int_range*>(state);
@@ -735,10 +666,10 @@ out_value value_of(const job_plan& plan, const planned_agg& p,
   }
 }
 
-/// value_of into `v`, whose string keeps its capacity: the aggregates a
-/// printed million groups mostly have (exact sums and means, counts,
-/// doubles) are written in place, without a string made per value; the
-/// others through value_of.
+/// Aggregate `p`'s value in a group's row, into `v`, whose string keeps its
+/// capacity: the aggregates a printed million groups mostly have (exact
+/// sums and means, counts, doubles) are written in place, without a string
+/// made per value; the others through other_value.
 void value_into(const job_plan& plan, const planned_agg& p,
                 const aggregate& agg, out_value& v) {
   auto state = plan.slots[p.slot].get(agg);
@@ -807,6 +738,7 @@ void value_into(const job_plan& plan, const planned_agg& p,
       if (state == nullptr)
         return null();
       auto& s = *static_cast<const part_fsum*>(state);
+      // The partial sums' exact total; the count is count(col)'s.
       auto n = pushed_count(plan, p, agg);
       if (n == 0)
         return null();
@@ -822,6 +754,7 @@ void value_into(const job_plan& plan, const planned_agg& p,
         return null();
       if (f == agg_func::sum)
         return dbl(s.value());
+      // The correctly rounded sum over the count: within 1 ulp of the mean.
       return dbl(s.value() / static_cast<double>(s.count()));
     }
     case state_kind::frange: {
@@ -833,7 +766,7 @@ void value_into(const job_plan& plan, const planned_agg& p,
       return dbl(f == agg_func::min ? s.lo : s.hi);
     }
     default:
-      v = value_of(plan, p, agg);
+      v = other_value(plan, p, agg);
   }
 }
 
