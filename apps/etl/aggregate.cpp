@@ -394,62 +394,13 @@ out_value value_of_part(col_class cls, const key_part& p) {
   return v;
 }
 
-/// The decimal digits of `mag`, written so that they end at `end`; returns
-/// where they begin. At most 39 digits: the caller's room.
-char* digits_before(char* end, unsigned __int128 mag) noexcept {
-  // Two digits a step, in 64 bits once the magnitude fits (the 128-bit
-  // divisions were a tenth of printing a million groups).
-  static constexpr char pairs[] = "00010203040506070809101112131415161718192021"
-                                  "22232425262728293031323334353637383940414243"
-                                  "44454647484950515253545556575859606162636465"
-                                  "66676869707172737475767778798081828384858687"
-                                  "8889909192939495969798" "99";
-  auto* p = end;
-  while (mag > std::numeric_limits<std::uint64_t>::max()) {
-    auto d = static_cast<unsigned>(mag % 10);
-    mag /= 10;
-    *--p = static_cast<char>('0' + d);
-  }
-  auto m = static_cast<std::uint64_t>(mag);
-  while (m >= 100) {
-    auto d = static_cast<unsigned>(m % 100) * 2;
-    m /= 100;
-    *--p = pairs[d + 1];
-    *--p = pairs[d];
-  }
-  if (m >= 10) {
-    auto d = static_cast<unsigned>(m) * 2;
-    *--p = pairs[d + 1];
-    *--p = pairs[d];
-  } else {
-    *--p = static_cast<char>('0' + m);
-  }
-  return p;
-}
-
-/// Appends unscaled * 10^-scale as PostgreSQL's numeric prints it
-/// (flow::to_string of a decimal) to `out`, without a string per step:
-/// exact values of a million groups are printed through here.
+/// Appends unscaled * 10^-scale as PostgreSQL's numeric prints it (the
+/// library's decimal text; `unscaled` may exceed a decimal's 38 digits at
+/// scale 0, as an int_stats sum may).
 void append_decimal(std::string& out, int128 unscaled, int scale) {
-  char buf[96];
-  auto* end = buf + sizeof(buf);
-  bool neg = unscaled < 0;
-  auto mag = neg ? static_cast<unsigned __int128>(0)
-                     - static_cast<unsigned __int128>(unscaled)
-                 : static_cast<unsigned __int128>(unscaled);
-  auto* p = digits_before(end, mag);
-  // At least one digit before the point.
-  auto want = static_cast<std::ptrdiff_t>(scale) + 1;
-  while (end - p < want)
-    *--p = '0';
-  if (neg)
-    out += '-';
-  auto whole = end - p - scale;
-  out.append(p, static_cast<std::size_t>(whole));
-  if (scale > 0) {
-    out += '.';
-    out.append(p + whole, static_cast<std::size_t>(scale));
-  }
+  if (scale == 0)
+    return flow::append_to(out, unscaled);
+  flow::append_to(out, *decimal::make(unscaled, scale));
 }
 
 out_value exact_value(const std::optional<decimal>& x) {
@@ -468,83 +419,40 @@ out_value exact_value(const std::optional<decimal>& x) {
 void append_mean(std::string& out, int128 u, int scale,
                  std::uint64_t count) {
   bool neg = u < 0;
-  auto mag = static_cast<unsigned __int128>(neg ? -u : u);
+  auto mag = neg ? static_cast<unsigned __int128>(0)
+                     - static_cast<unsigned __int128>(u)
+                 : static_cast<unsigned __int128>(u);
   auto n = static_cast<unsigned __int128>(count);
+  // The whole part q in units of 10^-scale, then the k = 16 - scale more
+  // digits of the remainder in one 128-bit division: rem < n < 2^64 and
+  // 10^k <= 10^16, so rem * 10^k fits.
   auto q = mag / n;
   auto rem = mag % n;
-  auto frac_digits = std::max(scale, 16);
-  // The digits, one after the other in `buf` from `begin` (room before it
-  // for a carry and leading zeros): q's integer digits (in units of
-  // 10^-scale; none for 0), then the long division's fraction digits.
-  char buf[160];
-  constexpr std::ptrdiff_t front = 64;
-  char* begin = buf + front;
-  char* end = begin;
-  if (q > 0) {
-    char tmp[48];
-    auto* d = digits_before(tmp + sizeof(tmp), q);
-    auto len = tmp + sizeof(tmp) - d;
-    std::memcpy(end, d, static_cast<std::size_t>(len));
-    end += len;
+  int k = std::max(scale, 16) - scale;
+  std::uint64_t p10 = 1;
+  for (int i = 0; i < k; ++i)
+    p10 *= 10;
+  auto t = rem * p10;
+  auto f = static_cast<std::uint64_t>(t / n);
+  // Round half away from zero on the next digit, carrying into q.
+  if ((t % n) * 2 >= n && ++f == p10) {
+    f = 0;
+    ++q;
   }
-  // The long division of the fraction, in 64 bits for every count in
-  // practice (the 128-bit one was most of printing a million groups' means).
-  auto divide = [&](auto r, auto d) {
-    for (int i = scale; i < frac_digits; ++i) {
-      r *= 10;
-      *end++ = static_cast<char>('0' + static_cast<int>(r / d));
-      r %= d;
-    }
-    rem = r;
-  };
-  auto k = frac_digits - scale;
-  if (k > 0 && k <= 19 && n <= std::numeric_limits<std::uint64_t>::max()) {
-    // All k digits at once: rem * 10^k < 2^64 * 10^19 < 2^128, and the
-    // quotient is below 10^k (one 128-bit division instead of k).
-    std::uint64_t p10 = 1;
-    for (int i = 0; i < k; ++i)
-      p10 *= 10;
-    auto t = rem * p10;
-    auto f = static_cast<std::uint64_t>(t / n);
-    rem = t % n;
-    char tmp[24];
-    auto* d = digits_before(tmp + sizeof(tmp), f);
-    auto len = tmp + sizeof(tmp) - d;
-    std::memset(end, '0', static_cast<std::size_t>(k - len));
-    std::memcpy(end + (k - len), d, static_cast<std::size_t>(len));
-    end += k;
-  } else if (n <= std::numeric_limits<std::uint64_t>::max() / 10) {
-    divide(static_cast<std::uint64_t>(rem), static_cast<std::uint64_t>(n));
-  } else {
-    divide(rem, n);
-  }
-  // Round half away from zero on the next digit.
-  if (rem * 2 >= n) {
-    auto* i = end;
-    for (;;) {
-      if (i == begin) {
-        *--begin = '1';
-        break;
-      }
-      --i;
-      if (*i == '9') {
-        *i = '0';
-      } else {
-        ++*i;
-        break;
-      }
-    }
-  }
-  auto point = static_cast<std::ptrdiff_t>(frac_digits);
-  while (end - begin <= point)
-    *--begin = '0';
-  bool zero = std::all_of(begin, end, [](char c) { return c == '0'; });
-  auto whole = end - begin - point;
-  if (neg && !zero)
+  if (neg && (q != 0 || f != 0))
     out += '-';
-  out.append(begin, static_cast<std::size_t>(whole));
-  out += '.';
-  out.append(begin + whole, static_cast<std::size_t>(point));
+  // q <= mag fits the sum's own form (an int128, a decimal below 10^38
+  // when scale > 0; the carry cannot reach 10^38, as q <= mag / 2 when
+  // anything is rounded).
+  append_decimal(out, static_cast<int128>(q), scale);
+  if (k == 0)
+    return;
+  if (scale == 0)
+    out += '.';
+  char buf[24];
+  auto len = std::to_chars(buf, buf + sizeof(buf), f).ptr - buf;
+  out.append(static_cast<std::size_t>(k - len), '0');
+  out.append(buf, static_cast<std::size_t>(len));
 }
 
 /// append_mean's text as a value.
@@ -688,14 +596,25 @@ void value_into(const job_plan& plan, const planned_agg& p,
     v.kind = out_value::integer;
     v.i = i;
   };
-  switch (plan.slots[p.slot].kind) {
+  auto kind = plan.slots[p.slot].kind;
+  switch (kind) {
+    // Counts are 0, never null, in a group without the state (no row of it
+    // had a value); the distinct counts are other_value's.
     case state_kind::count:
-      integer(static_cast<std::int64_t>(
+      return integer(static_cast<std::int64_t>(
         state ? static_cast<const row_count*>(state)->n : 0));
+    case state_kind::distinct:
+    case state_kind::hll:
+      v = other_value(plan, p, agg);
       return;
+    default:
+      break;
+  }
+  // Every other aggregate of a group without the state is null.
+  if (state == nullptr)
+    return null();
+  switch (kind) {
     case state_kind::istats: {
-      if (state == nullptr)
-        return null();
       auto& s = *static_cast<const int_stats*>(state);
       if (s.n == 0)
         return null();
@@ -707,12 +626,10 @@ void value_into(const job_plan& plan, const planned_agg& p,
     }
     case state_kind::isum:
     case state_kind::nsum: {
-      if (state == nullptr)
-        return null();
       auto n = pushed_count(plan, p, agg);
       if (n == 0)
         return null();
-      auto sum = plan.slots[p.slot].kind == state_kind::isum
+      auto sum = kind == state_kind::isum
                    ? static_cast<const int_sum*>(state)->sum()
                    : static_cast<const dec_sum*>(state)->sum();
       if (!sum)
@@ -723,20 +640,16 @@ void value_into(const job_plan& plan, const planned_agg& p,
     }
     case state_kind::dmin:
     case state_kind::dmax: {
-      if (state == nullptr)
-        return null();
       auto put = [&](const auto& s) {
         if (s.n == 0)
           return null();
         append_decimal(exact(), s.v.unscaled(), s.v.scale());
       };
-      if (plan.slots[p.slot].kind == state_kind::dmin)
+      if (kind == state_kind::dmin)
         return put(*static_cast<const decimal_extreme<false>*>(state));
       return put(*static_cast<const decimal_extreme<true>*>(state));
     }
     case state_kind::psum: {
-      if (state == nullptr)
-        return null();
       auto& s = *static_cast<const part_fsum*>(state);
       // The partial sums' exact total; the count is count(col)'s.
       auto n = pushed_count(plan, p, agg);
@@ -747,8 +660,6 @@ void value_into(const job_plan& plan, const planned_agg& p,
       return dbl(s.value() / static_cast<double>(n));
     }
     case state_kind::fsum: {
-      if (state == nullptr)
-        return null();
       auto& s = *static_cast<const exact_fsum*>(state);
       if (s.count() == 0)
         return null();
@@ -758,8 +669,6 @@ void value_into(const job_plan& plan, const planned_agg& p,
       return dbl(s.value() / static_cast<double>(s.count()));
     }
     case state_kind::frange: {
-      if (state == nullptr)
-        return null();
       auto& s = *static_cast<const double_range*>(state);
       if (s.n == 0)
         return null();

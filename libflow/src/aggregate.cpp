@@ -7,15 +7,26 @@
 
 namespace flow {
 
-std::string to_string(int128 x) {
+void append_to(std::string& out, int128 x) {
   bool negative = x < 0;
   // Work on the magnitude as unsigned so that the minimum value is exact.
   auto mag = negative ? static_cast<unsigned __int128>(0)
                           - static_cast<unsigned __int128>(x)
                       : static_cast<unsigned __int128>(x);
+  char buf[48];
+  char* p = buf;
+  if (negative)
+    *p++ = '-';
+  if (mag <= std::numeric_limits<std::uint64_t>::max()) {
+    // Most values: no 128-bit division at all (those were a tenth of
+    // printing a million groups).
+    p = std::to_chars(p, buf + sizeof(buf), static_cast<std::uint64_t>(mag))
+          .ptr;
+    out.append(buf, p);
+    return;
+  }
   // At most three 64-bit chunks of 19 digits: two 128-bit divisions by
-  // 10^19 instead of one per digit (results of millions of groups are
-  // printed through here).
+  // 10^19 instead of one per digit.
   constexpr std::uint64_t e19 = 10000000000000000000ull;
   std::uint64_t chunks[3];
   int n = 0;
@@ -23,10 +34,6 @@ std::string to_string(int128 x) {
     chunks[n++] = static_cast<std::uint64_t>(mag % e19);
     mag /= e19;
   } while (mag > 0);
-  char buf[48];
-  char* p = buf;
-  if (negative)
-    *p++ = '-';
   p = std::to_chars(p, buf + sizeof(buf), chunks[n - 1]).ptr;
   for (int i = n - 2; i >= 0; --i) {
     // Inner chunks with their leading zeros.
@@ -38,7 +45,13 @@ std::string to_string(int128 x) {
     std::memcpy(p, tmp, static_cast<std::size_t>(len));
     p += len;
   }
-  return std::string(buf, p);
+  out.append(buf, p);
+}
+
+std::string to_string(int128 x) {
+  std::string result;
+  append_to(result, x);
+  return result;
 }
 
 bool aggregate::merge(const aggregate& other) {

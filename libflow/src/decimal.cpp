@@ -250,22 +250,25 @@ caf::expected<decimal> parse_decimal(std::string_view text) {
   return *decimal::make(negative ? -u : u, static_cast<int>(scale));
 }
 
-std::string to_string(const decimal& x) {
+void append_to(std::string& out, const decimal& x) {
   // The magnitude (below 10^38, so it fits an int128) through the int128
-  // printer, which divides by 10^19 rather than by 10 per digit: exact
-  // results of millions of groups are printed through here.
-  auto digits = flow::to_string(static_cast<int128>(magnitude(x.unscaled())));
-  auto scale = static_cast<std::size_t>(x.scale());
-  if (digits.size() < scale + 1)
-    digits.insert(0, scale + 1 - digits.size(), '0');
-  std::string result;
+  // printer, then the zeros and the point put in place: exact results of
+  // millions of groups are printed through here, into one reused string.
   if (x.unscaled() < 0)
-    result.push_back('-');
-  result.append(digits, 0, digits.size() - scale);
-  if (scale > 0) {
-    result.push_back('.');
-    result.append(digits, digits.size() - scale, scale);
-  }
+    out.push_back('-');
+  auto start = out.size();
+  append_to(out, static_cast<int128>(magnitude(x.unscaled())));
+  auto scale = static_cast<std::size_t>(x.scale());
+  auto len = out.size() - start;
+  if (len < scale + 1)
+    out.insert(start, scale + 1 - len, '0');
+  if (scale > 0)
+    out.insert(out.size() - scale, 1, '.');
+}
+
+std::string to_string(const decimal& x) {
+  std::string result;
+  append_to(result, x);
   return result;
 }
 

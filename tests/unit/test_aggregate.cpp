@@ -316,6 +316,25 @@ TEST_CASE("to_string(int128): agrees with a digit loop on random values",
         == "9223372036854775807000");
 }
 
+TEST_CASE("append_to(int128): appends to_string's text after what the string "
+          "holds", "[aggregate][to_string]") {
+  std::string out = "x=";
+  flow::append_to(out, int128{-42});
+  CHECK(out == "x=-42");
+  out += ',';
+  flow::append_to(out, i128_min);
+  CHECK(out == "x=-42,-170141183460469231731687303715884105728");
+  // A reused buffer: cleared, it holds only the next value.
+  std::mt19937_64 rng{78};
+  for (int i = 0; i < 500; ++i) {
+    int128 x = static_cast<int128>(static_cast<std::int64_t>(rng()))
+               * (i % 2 == 0 ? int128{1} : (int128{1} << 64));
+    out.clear();
+    flow::append_to(out, x);
+    REQUIRE(out == flow::to_string(x));
+  }
+}
+
 // -- serialisation ----------------------------------------------------------------
 
 TEST_CASE("aggregate: survives a binary round trip with negative 128-bit sums",

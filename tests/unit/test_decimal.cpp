@@ -125,6 +125,23 @@ TEST_CASE("decimal: printing and parsing round trip exactly", "[decimal]") {
   CHECK(!decimal::make(1, -1));
 }
 
+TEST_CASE("decimal: append_to appends to_string's text after what the "
+          "string holds", "[decimal]") {
+  std::string out = "[";
+  append_to(out, *decimal::make(-5, 2));
+  CHECK(out == "[-0.05");
+  out += "|";
+  append_to(out, *decimal::make(7, 0));
+  out += "|";
+  append_to(out, *decimal::make(123456, 3));
+  CHECK(out == "[-0.05|7|123.456");
+  for (const auto& x : random_decimals(3, 1000)) {
+    out = "prefix ";
+    append_to(out, x);
+    REQUIRE(out == "prefix " + to_string(x));
+  }
+}
+
 TEST_CASE("decimal: compares by value and rescales without rounding",
           "[decimal]") {
   CHECK(dec("1.5") == dec("1.50"));

@@ -187,6 +187,10 @@ using int128 = __int128;
 /// Renders a 128-bit integer in decimal.
 std::string to_string(int128 x);
 
+/// Appends to_string(x) to `out` without a string of its own: for printing
+/// many values into one reused buffer.
+void append_to(std::string& out, int128 x);
+
 /// Sum, count, min and max of int64 values. Sums are exact for every input:
 /// they accumulate in 128 bits and merging detects overflow instead of
 /// wrapping. The mean is derived from sum and count.

@@ -157,6 +157,10 @@ caf::expected<decimal> parse_decimal(std::string_view text);
 /// to x.
 std::string to_string(const decimal& x);
 
+/// Appends to_string(x) to `out` without a string of its own: for printing
+/// many values into one reused buffer.
+void append_to(std::string& out, const decimal& x);
+
 /// @relates decimal
 inline bool operator==(const decimal& x, const decimal& y) noexcept {
   return x.compare(y) == 0;
