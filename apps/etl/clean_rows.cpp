@@ -71,14 +71,15 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
     auto city = normalize_city(ad.city);
     auto price = parse_price_cents(ad.price);
     auto posted = parse_posted_time(ad.posted);
-    std::string reason = !city.value    ? city.reason
-                         : !price.value ? price.reason
-                         : !posted.value ? posted.reason
-                                         : std::string{};
+    // The first failed step's reason, not a copy of it.
+    const std::string* reason = !city.value     ? &city.reason
+                                : !price.value  ? &price.reason
+                                : !posted.value ? &posted.reason
+                                                : nullptr;
     pg::copy_row row;
     auto& t = row.line;
     t.reserve(128);
-    if (!reason.empty()) {
+    if (reason != nullptr) {
       // ads_rejects(id, title, city, price, posted_at, reason): raw values.
       row.table = rejects_table;
       pg::append_copy_int(t, ad.id);
@@ -91,9 +92,9 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
       t += '\t';
       pg::append_copy_field(t, ad.posted);
       t += '\t';
-      pg::append_copy_field(t, reason);
+      pg::append_copy_field(t, *reason);
       t += '\n';
-      out.reject(reason);
+      out.reject(*reason);
       out.emit(std::move(row));
       continue;
     }

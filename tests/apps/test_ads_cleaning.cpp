@@ -1,5 +1,7 @@
 // The cleaning rules of flow-etl's clean job, good and bad input.
 
+#include <random>
+
 #include <catch2/catch.hpp>
 
 #include "etl/ads_cleaning.hpp"
@@ -146,6 +148,49 @@ TEST_CASE("cleaning: impossible, relative and unknown dates are rejected",
   CHECK(parse_posted_at(s("Smarch 4, 2021")).reason == "unrecognised date");
   CHECK(parse_posted_at(s("March 4 2021")).reason == "unrecognised date");
   CHECK(parse_posted_at(s("2021-03-04x")).reason == "unrecognised date");
+}
+
+TEST_CASE("cleaning: white space is trimmed and collapsed as a one-byte-at-"
+          "a-time reference does, on random text", "[cleaning]") {
+  // The reference: the rule written plainly (ASCII white space is ' ' and
+  // '\t' to '\r'; runs become one ' ', none at either end).
+  auto reference = [](const std::string& x) {
+    std::string r;
+    bool pending = false;
+    for (char c : x) {
+      if (c == ' ' || (c >= '\t' && c <= '\r')) {
+        pending = !r.empty();
+        continue;
+      }
+      if (pending)
+        r += ' ';
+      pending = false;
+      r += c;
+    }
+    return r;
+  };
+  // Mostly letters with single spaces (the fast path), with every white
+  // space byte, control bytes below ' ' that are not white space, and bytes
+  // above 0x7f (negative chars) mixed in.
+  const std::string alphabet = std::string("ab  \t\n\v\f\r\x01\x1f\x7f")
+                               + "\xc3\xa9" + std::string(1, '\0');
+  std::mt19937 rng{5};
+  for (int i = 0; i < 20000; ++i) {
+    std::string x;
+    auto len = rng() % 12;
+    for (std::size_t j = 0; j < len; ++j)
+      x += i % 2 == 0 && rng() % 4 != 0 ? static_cast<char>('a' + rng() % 3)
+                                        : alphabet[rng() % alphabet.size()];
+    INFO("input of " << x.size() << " bytes, case " << i);
+    REQUIRE(*clean_title(x) == reference(x));
+  }
+  CHECK(*clean_title(s("a b")) == "a b");
+  CHECK(*clean_title(s("a  b")) == "a b");
+  CHECK(*clean_title(s("a \tb")) == "a b");
+  CHECK(*clean_title(s(" a")) == "a");
+  CHECK(*clean_title(s("a ")) == "a");
+  CHECK(*clean_title(s("\x01 a")) == "\x01 a");
+  CHECK(clean_title(s(""))->empty());
 }
 
 TEST_CASE("cleaning: titles are trimmed and NULL stays NULL", "[cleaning]") {

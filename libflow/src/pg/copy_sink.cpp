@@ -2,6 +2,7 @@
 #include "flow/pg/ownership.hpp"
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <iterator>
@@ -30,6 +31,10 @@ void append_copy_field(std::string& out,
   auto text = *x;
   std::size_t start = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
+    // One test for the usual byte: every special one is '\\' or at most
+    // '\r'.
+    if (static_cast<unsigned char>(text[i]) > '\r' && text[i] != '\\')
+      continue;
     const char* esc = nullptr;
     switch (text[i]) {
       case '\\':
@@ -55,7 +60,10 @@ void append_copy_field(std::string& out,
 }
 
 void append_copy_int(std::string& out, std::int64_t x) {
-  out += std::to_string(x);
+  // Into the line directly, without a string of its own.
+  char buf[24];
+  auto end = std::to_chars(buf, buf + sizeof(buf), x).ptr;
+  out.append(buf, end);
 }
 
 namespace {
