@@ -5,8 +5,10 @@
 
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <pqxx/connection>
 #include <pqxx/nontransaction>
@@ -46,6 +48,51 @@ TEST_CASE("row: fields split on tabs, the NULL marker is NULL, an empty "
   CHECK(r.text(3) == "x\ty\\z\101");
   CHECK_THROWS_AS(r.text(1), pg::decode_error);
   CHECK_THROWS_AS(r.raw(4), pg::decode_error);
+}
+
+TEST_CASE("row: fields split as a find-the-next-tab reference splits them, on "
+          "random lines of every length around the eight-byte steps",
+          "[pg][row]") {
+  // The reference: the rule written plainly.
+  auto reference = [](const std::string& line) {
+    std::vector<std::optional<std::string>> fields;
+    std::size_t start = 0;
+    for (;;) {
+      auto tab = line.find('\t', start);
+      auto f = line.substr(start, tab == std::string::npos
+                                    ? std::string::npos
+                                    : tab - start);
+      if (f == "\\N")
+        fields.emplace_back();
+      else
+        fields.emplace_back(f);
+      if (tab == std::string::npos)
+        return fields;
+      start = tab + 1;
+    }
+  };
+  // Tabs, the NULL marker's bytes, bytes next to the tab's value (8, 10)
+  // and above 0x7f (negative chars), which a word-wise search must not
+  // mistake for tabs.
+  const std::string alphabet = std::string("\t\t\\NNab\x08\x0a\x89\xff")
+                               + std::string(1, '\0');
+  std::mt19937 rng{9};
+  pg::row_view r;
+  for (int i = 0; i < 20000; ++i) {
+    std::string line;
+    auto len = static_cast<std::size_t>(i % 41);
+    for (std::size_t j = 0; j < len; ++j)
+      line += alphabet[rng() % alphabet.size()];
+    r.assign(line);
+    auto want = reference(line);
+    INFO("line of " << line.size() << " bytes, case " << i);
+    REQUIRE(r.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      REQUIRE(r.is_null(k) == !want[k].has_value());
+      if (want[k])
+        REQUIRE(r.raw(k) == *want[k]);
+    }
+  }
 }
 
 TEST_CASE("row: integers that do not fit or do not parse are decode errors "

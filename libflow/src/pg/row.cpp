@@ -1,6 +1,8 @@
 #include "flow/pg/row.hpp"
 
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace flow::pg {
@@ -171,26 +173,39 @@ std::optional<int128> parse_int128(std::string_view text) noexcept {
 void row_view::assign(std::string_view line) {
   line_ = line;
   fields_.clear();
-  std::size_t pos = 0;
-  for (;;) {
-    // A plain loop: fields are short, and a memchr call per field cost more
-    // than the scan.
-    auto tab = pos;
-    while (tab < line.size() && line[tab] != '\t')
-      ++tab;
-    if (tab == line.size())
-      tab = std::string_view::npos;
-    auto end = tab == std::string_view::npos ? line.size() : tab;
-    auto field = line.substr(pos, end - pos);
-    if (field.size() == 2 && field[0] == '\\' && field[1] == 'N')
+  const char* data = line.data();
+  std::size_t n = line.size();
+  std::size_t start = 0;
+  auto field_to = [&](std::size_t end) {
+    if (end - start == 2 && data[start] == '\\' && data[start + 1] == 'N')
       fields_.emplace_back();
     else
-      fields_.emplace_back(field.empty() ? line.data() + pos : field.data(),
-                           field.size());
-    if (tab == std::string_view::npos)
-      break;
-    pos = tab + 1;
+      // An empty field keeps a non-null pointer: only NULL has none.
+      fields_.emplace_back(data + start, end - start);
+    start = end + 1;
+  };
+  std::size_t pos = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  // Eight bytes a step: the tabs of a word as the high bits of `tabs`, in
+  // byte order (exact per byte: the additions cannot carry into the next
+  // byte). The byte loop was a sixth of a clean job's generator.
+  constexpr std::uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+  constexpr std::uint64_t tab_bytes = 0x0909090909090909ull;
+  for (; pos + 8 <= n; pos += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, data + pos, 8);
+    auto x = w ^ tab_bytes; // a tab is a zero byte
+    auto tabs = ~(((x & low7) + low7) | x | low7);
+    while (tabs != 0) {
+      field_to(pos + static_cast<std::size_t>(__builtin_ctzll(tabs) / 8));
+      tabs &= tabs - 1;
+    }
   }
+#endif
+  for (; pos < n; ++pos)
+    if (data[pos] == '\t')
+      field_to(pos);
+  field_to(n);
 }
 
 std::string_view row_view::raw(std::size_t i) const {
