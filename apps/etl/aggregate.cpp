@@ -394,20 +394,11 @@ out_value value_of_part(col_class cls, const key_part& p) {
   return v;
 }
 
-/// Appends unscaled * 10^-scale as PostgreSQL's numeric prints it (the
-/// library's decimal text; `unscaled` may exceed a decimal's 38 digits at
-/// scale 0, as an int_stats sum may).
-void append_decimal(std::string& out, int128 unscaled, int scale) {
-  if (scale == 0)
-    return flow::append_to(out, unscaled);
-  flow::append_to(out, *decimal::make(unscaled, scale));
-}
-
 out_value exact_value(const std::optional<decimal>& x) {
   out_value v;
   if (x) {
     v.kind = out_value::exact;
-    append_decimal(v.s, x->unscaled(), x->scale());
+    flow::append_to(v.s, *x);
   }
   return v;
 }
@@ -441,10 +432,9 @@ void append_mean(std::string& out, int128 u, int scale,
   }
   if (neg && (q != 0 || f != 0))
     out += '-';
-  // q <= mag fits the sum's own form (an int128, a decimal below 10^38
-  // when scale > 0; the carry cannot reach 10^38, as q <= mag / 2 when
-  // anything is rounded).
-  append_decimal(out, static_cast<int128>(q), scale);
+  // q <= mag, and the carry cannot overflow (q <= mag / 2 when anything
+  // is rounded): an int128.
+  flow::append_scaled(out, static_cast<int128>(q), scale);
   if (k == 0)
     return;
   if (scale == 0)
@@ -619,7 +609,7 @@ void value_into(const job_plan& plan, const planned_agg& p,
       if (s.n == 0)
         return null();
       if (f == agg_func::sum)
-        return append_decimal(exact(), s.sum, 0);
+        return flow::append_to(exact(), s.sum);
       if (f == agg_func::avg)
         return append_mean(exact(), s.sum, 0, s.n);
       return integer(f == agg_func::min ? s.lo : s.hi);
@@ -635,7 +625,7 @@ void value_into(const job_plan& plan, const planned_agg& p,
       if (!sum)
         return null();
       if (f == agg_func::sum)
-        return append_decimal(exact(), sum->unscaled(), sum->scale());
+        return flow::append_to(exact(), *sum);
       return append_mean(exact(), sum->unscaled(), sum->scale(), n);
     }
     case state_kind::dmin:
@@ -643,7 +633,7 @@ void value_into(const job_plan& plan, const planned_agg& p,
       auto put = [&](const auto& s) {
         if (s.n == 0)
           return null();
-        append_decimal(exact(), s.v.unscaled(), s.v.scale());
+        flow::append_to(exact(), s.v);
       };
       if (kind == state_kind::dmin)
         return put(*static_cast<const decimal_extreme<false>*>(state));

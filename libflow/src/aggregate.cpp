@@ -1,51 +1,25 @@
 #include "flow/aggregate.hpp"
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
 #include <limits>
+
+#include "flow/detail/digits.hpp"
 
 namespace flow {
 
 void append_to(std::string& out, int128 x) {
-  bool negative = x < 0;
-  // Work on the magnitude as unsigned so that the minimum value is exact.
-  auto mag = negative ? static_cast<unsigned __int128>(0)
-                          - static_cast<unsigned __int128>(x)
-                      : static_cast<unsigned __int128>(x);
+  // Into a buffer, then one append: exact sums of millions of groups are
+  // printed through here.
   char buf[48];
-  char* p = buf;
-  if (negative)
-    *p++ = '-';
-  if (mag <= std::numeric_limits<std::uint64_t>::max()) {
-    // Most values: no 128-bit division at all (those were a tenth of
-    // printing a million groups).
-    p = std::to_chars(p, buf + sizeof(buf), static_cast<std::uint64_t>(mag))
-          .ptr;
-    out.append(buf, p);
-    return;
-  }
-  // At most three 64-bit chunks of 19 digits: two 128-bit divisions by
-  // 10^19 instead of one per digit.
-  constexpr std::uint64_t e19 = 10000000000000000000ull;
-  std::uint64_t chunks[3];
-  int n = 0;
-  do {
-    chunks[n++] = static_cast<std::uint64_t>(mag % e19);
-    mag /= e19;
-  } while (mag > 0);
-  p = std::to_chars(p, buf + sizeof(buf), chunks[n - 1]).ptr;
-  for (int i = n - 2; i >= 0; --i) {
-    // Inner chunks with their leading zeros.
-    char tmp[20];
-    auto end = std::to_chars(tmp, tmp + sizeof(tmp), chunks[i]).ptr;
-    auto len = end - tmp;
-    std::memset(p, '0', static_cast<std::size_t>(19 - len));
-    p += 19 - len;
-    std::memcpy(p, tmp, static_cast<std::size_t>(len));
-    p += len;
-  }
-  out.append(buf, p);
+  auto* end = buf + sizeof(buf);
+  // The magnitude as unsigned, so that the minimum value is exact.
+  auto mag = x < 0 ? static_cast<unsigned __int128>(0)
+                       - static_cast<unsigned __int128>(x)
+                   : static_cast<unsigned __int128>(x);
+  auto* p = detail::digits_before(end, mag);
+  if (x < 0)
+    *--p = '-';
+  out.append(p, end);
 }
 
 std::string to_string(int128 x) {

@@ -1,7 +1,11 @@
 #include "flow/decimal.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
+
+#include "flow/detail/digits.hpp"
 
 namespace flow {
 
@@ -250,20 +254,35 @@ caf::expected<decimal> parse_decimal(std::string_view text) {
   return *decimal::make(negative ? -u : u, static_cast<int>(scale));
 }
 
+void append_scaled(std::string& out, int128 unscaled, int scale) {
+  if (scale < 0 || scale > decimal::max_scale)
+    throw std::invalid_argument("flow::append_scaled: scale "
+                                + std::to_string(scale) + " outside 0..38");
+  // Digits, leading zeros and the point put in place in one buffer, then
+  // one append: exact results of millions of groups are printed through
+  // here, into one reused string.
+  char buf[96];
+  auto* end = buf + sizeof(buf);
+  auto mag = unscaled < 0 ? static_cast<uint128>(0)
+                              - static_cast<uint128>(unscaled)
+                          : static_cast<uint128>(unscaled);
+  auto* p = detail::digits_before(end, mag);
+  // At least one digit before the point.
+  while (end - p < scale + 1)
+    *--p = '0';
+  if (scale > 0) {
+    auto whole = static_cast<std::size_t>(end - p - scale);
+    std::memmove(p - 1, p, whole);
+    --p;
+    p[whole] = '.';
+  }
+  if (unscaled < 0)
+    *--p = '-';
+  out.append(p, end);
+}
+
 void append_to(std::string& out, const decimal& x) {
-  // The magnitude (below 10^38, so it fits an int128) through the int128
-  // printer, then the zeros and the point put in place: exact results of
-  // millions of groups are printed through here, into one reused string.
-  if (x.unscaled() < 0)
-    out.push_back('-');
-  auto start = out.size();
-  append_to(out, static_cast<int128>(magnitude(x.unscaled())));
-  auto scale = static_cast<std::size_t>(x.scale());
-  auto len = out.size() - start;
-  if (len < scale + 1)
-    out.insert(start, scale + 1 - len, '0');
-  if (scale > 0)
-    out.insert(out.size() - scale, 1, '.');
+  append_scaled(out, x.unscaled(), x.scale());
 }
 
 std::string to_string(const decimal& x) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -140,6 +141,35 @@ TEST_CASE("decimal: append_to appends to_string's text after what the "
     append_to(out, x);
     REQUIRE(out == "prefix " + to_string(x));
   }
+}
+
+TEST_CASE("decimal: append_scaled prints any 128-bit unscaled value at a "
+          "scale as a decimal's text", "[decimal]") {
+  std::string out;
+  append_scaled(out, 5, 3);
+  CHECK(out == "0.005");
+  out.clear();
+  append_scaled(out, -12345, 2);
+  CHECK(out == "-123.45");
+  out.clear();
+  append_scaled(out, 0, 0);
+  CHECK(out == "0");
+  // Beyond a decimal's 38 digits: the largest and smallest int128.
+  auto max = static_cast<int128>(~static_cast<unsigned __int128>(0) >> 1);
+  out.clear();
+  append_scaled(out, max, 38);
+  CHECK(out == "1.70141183460469231731687303715884105727");
+  out.clear();
+  append_scaled(out, -max - 1, 1);
+  CHECK(out == "-17014118346046923173168730371588410572.8");
+  // Where a decimal exists, exactly its to_string.
+  for (const auto& x : random_decimals(4, 1000)) {
+    out = "=";
+    append_scaled(out, x.unscaled(), x.scale());
+    REQUIRE(out == "=" + to_string(x));
+  }
+  CHECK_THROWS_AS(append_scaled(out, 1, 39), std::invalid_argument);
+  CHECK_THROWS_AS(append_scaled(out, 1, -1), std::invalid_argument);
 }
 
 TEST_CASE("decimal: compares by value and rescales without rounding",

@@ -161,6 +161,12 @@ std::string to_string(const decimal& x);
 /// many values into one reused buffer.
 void append_to(std::string& out, const decimal& x);
 
+/// Appends unscaled * 10^-scale with `scale` digits after the point, as
+/// to_string prints a decimal ("-0.05", "7"), for any 128-bit `unscaled`
+/// (not only a decimal's 38 digits: a sum that may outgrow a decimal prints
+/// through here). Throws std::invalid_argument for a scale outside 0..38.
+void append_scaled(std::string& out, int128 unscaled, int scale);
+
 /// @relates decimal
 inline bool operator==(const decimal& x, const decimal& y) noexcept {
   return x.compare(y) == 0;
