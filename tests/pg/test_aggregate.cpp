@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <sstream>
 #include <string>
@@ -210,6 +211,49 @@ TEST_CASE("aggregate grammar: bad lists are refused with the expression named",
   CHECK_THROWS_AS(apps::parse_name_list("a,,b"), apps::usage_error);
   CHECK_THROWS_AS(apps::parse_name_list("a,a"), apps::usage_error);
   CHECK_THROWS_AS(apps::parse_name_list("a\"b"), apps::usage_error);
+}
+
+TEST_CASE("aggregate push-down: a float sum part's decimal digits become the "
+          "limbs a digit-at-a-time conversion gives",
+          "[aggregate][pushdown]") {
+  // The reference: one decimal digit a pass over base-2^32 limbs.
+  auto reference = [](const std::string& digits) {
+    std::vector<std::uint32_t> m;
+    for (auto ch : digits) {
+      std::uint64_t carry = static_cast<std::uint64_t>(ch - '0');
+      for (auto& d : m) {
+        auto v = std::uint64_t{d} * 10 + carry;
+        d = static_cast<std::uint32_t>(v);
+        carry = v >> 32;
+      }
+      if (carry != 0)
+        m.push_back(static_cast<std::uint32_t>(carry));
+    }
+    return m;
+  };
+  std::mt19937_64 rng{11};
+  for (int i = 0; i < 5000; ++i) {
+    // 1 to 80 digits, some with leading zeros, some all nines (the carries).
+    auto len = 1 + rng() % 80;
+    std::string digits;
+    for (std::size_t j = 0; j < len; ++j)
+      digits += i % 7 == 0 ? '9'
+                : i % 5 == 0 && j < 10 ? '0'
+                                       : static_cast<char>('0' + rng() % 10);
+    auto sign = i % 2 == 0 ? std::string{} : std::string{"-"};
+    auto part = apps::parse_float_sum_part("1075:" + sign + digits);
+    INFO(digits);
+    REQUIRE(part.digits == reference(digits));
+    CHECK(part.negative == (i % 2 == 1));
+    CHECK(part.exp2 == 1075 - 52);
+  }
+  // 2^32 and 2^64 - 1 exactly, zero as no limbs.
+  CHECK(apps::parse_float_sum_part("0:4294967296").digits
+        == std::vector<std::uint32_t>{0, 1});
+  CHECK(apps::parse_float_sum_part("0:18446744073709551615").digits
+        == std::vector<std::uint32_t>{0xffffffffu, 0xffffffffu});
+  CHECK(apps::parse_float_sum_part("0:000").digits.empty());
+  CHECK_THROWS_AS(apps::parse_float_sum_part("0:12x4"), std::runtime_error);
 }
 
 TEST_CASE("aggregate push-down: the server's float sum fields add exactly, "
