@@ -403,10 +403,10 @@ out_value exact_value(const std::optional<decimal>& x) {
   return v;
 }
 
-/// Appends sum / count of a decimal sum with max(scale, 16) digits after
-/// the point (as PostgreSQL's avg of integers and numerics prints it),
-/// rounded half away from zero, to `out`: exact long division, so it does
-/// not depend on how the rows were split.
+/// Appends sum / count (count > 0) of a decimal sum, u * 10^-scale, with
+/// max(scale, 16) digits after the point (as PostgreSQL's avg of integers
+/// and numerics prints it), rounded half away from zero, to `out`: exact
+/// integer division, so it does not depend on how the rows were split.
 void append_mean(std::string& out, int128 u, int scale,
                  std::uint64_t count) {
   bool neg = u < 0;
@@ -430,11 +430,14 @@ void append_mean(std::string& out, int128 u, int scale,
     f = 0;
     ++q;
   }
-  if (neg && (q != 0 || f != 0))
+  // The whole part with its sign through append_scaled, which takes a
+  // signed value: -q fits an int128 even when q is 2^127 (u the smallest
+  // int128, count 1), and the carry cannot overflow (q <= mag / 2 when
+  // anything is rounded). A negative mean whose whole part is zero gets
+  // its '-' here; one that prints as zero gets none.
+  if (neg && q == 0 && f != 0)
     out += '-';
-  // q <= mag, and the carry cannot overflow (q <= mag / 2 when anything
-  // is rounded): an int128.
-  flow::append_scaled(out, static_cast<int128>(q), scale);
+  flow::append_scaled(out, static_cast<int128>(neg ? 0 - q : q), scale);
   if (k == 0)
     return;
   if (scale == 0)

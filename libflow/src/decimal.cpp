@@ -256,8 +256,9 @@ caf::expected<decimal> parse_decimal(std::string_view text) {
 
 void append_scaled(std::string& out, int128 unscaled, int scale) {
   if (scale < 0 || scale > decimal::max_scale)
-    throw std::invalid_argument("flow::append_scaled: scale "
-                                + std::to_string(scale) + " outside 0..38");
+    throw std::invalid_argument(
+      "flow::append_scaled: scale " + std::to_string(scale) + " outside 0.."
+      + std::to_string(decimal::max_scale));
   // Digits, leading zeros and the point put in place in one buffer, then
   // one append: exact results of millions of groups are printed through
   // here, into one reused string.
