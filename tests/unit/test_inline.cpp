@@ -45,8 +45,12 @@ flow::options engine_only() {
   return opts;
 }
 
-/// Every field of two results that a job's input decides.
-void check_same(const flow::job_result& x, const flow::job_result& y) {
+/// Every field of two results that a job's input decides. `same_peak`:
+/// false when both ran (part of) the job on the engine with several
+/// batches, whose peak in flight depends on how the reducers were scheduled
+/// (it is then only checked to lie between 1 and the batches).
+void check_same(const flow::job_result& x, const flow::job_result& y,
+                bool same_peak = true) {
   CHECK(x.final == y.final);
   CHECK(x.emitted == y.emitted);
   CHECK(x.aggregated == y.aggregated);
@@ -57,7 +61,14 @@ void check_same(const flow::job_result& x, const flow::job_result& y) {
   CHECK(x.key_count == y.key_count);
   CHECK(x.rejections == y.rejections);
   CHECK(x.retried == y.retried);
-  CHECK(x.peak_in_flight == y.peak_in_flight);
+  if (same_peak) {
+    CHECK(x.peak_in_flight == y.peak_in_flight);
+  } else {
+    for (auto* r : {&x, &y}) {
+      CHECK(r->peak_in_flight >= 1);
+      CHECK(r->peak_in_flight <= r->batches);
+    }
+  }
   REQUIRE(x.keys.size() == y.keys.size());
   for (std::size_t i = 0; i < x.keys.size(); ++i) {
     CHECK(x.keys[i].key == y.keys[i].key);
@@ -261,7 +272,8 @@ TEST_CASE("small jobs: a source that throws fails the job as the engine "
                       .run(system()));
   };
   auto res = lying(flow::options{});
-  check_same(res, lying(engine_only()));
+  // Both end on the engine with six batches in flight at most.
+  check_same(res, lying(engine_only()), false);
   CHECK(res.emitted == 5 + 30 + 10 + 50);
   CHECK(res.aggregated == res.emitted);
   CHECK(res.batches == 6);
