@@ -177,18 +177,16 @@ job_result make_result(manager_state& st, bool final, bool consume = false) {
                 });
     }
   } else {
-    res.keys.reserve(st.aggregates.size());
-    if (consume) {
-      while (!st.aggregates.empty()) {
-        auto node = st.aggregates.extract(st.aggregates.begin());
-        auto n = sources_of(node.key());
-        res.keys.push_back(
-          {std::move(node.key()), std::move(node.mapped()), n});
-      }
-    } else {
-      for (auto& [k, agg] : st.aggregates)
-        res.keys.push_back({k, agg, sources_of(k)});
-    }
+    // The map's entries are key_results already: the last result takes
+    // them as they are, a snapshot copies them.
+    // (Not `?:`: with a const operand its result is const, and copied.)
+    if (consume)
+      res.keys = st.aggregates.take();
+    else
+      res.keys = st.aggregates.entries();
+    if (!labels.empty())
+      for (auto& k : res.keys)
+        k.sources = sources_of(k.key);
     std::sort(res.keys.begin(), res.keys.end(),
               [](const key_result& x, const key_result& y) {
                 return x.key < y.key;
@@ -1128,9 +1126,9 @@ void check_complete(manager_actor_t* self) {
   auto ahead = st.aggregates.begin();
   for (int i = 0; i < 4 && ahead != st.aggregates.end(); ++i)
     ++ahead;
-  for (auto& [k, agg] : st.aggregates) {
+  for (auto& [k, agg, unused] : st.aggregates) {
     if (ahead != st.aggregates.end()) {
-      ahead->second.states.prefetch();
+      ahead->agg.states.prefetch();
       ++ahead;
     }
     bool ok = false;
@@ -1406,7 +1404,7 @@ void to_general(manager_state& st) {
   // moved are never read.)
   st.aggregates.reserve(st.aggregates.size() + st.ints.size());
   for (auto& e : st.ints)
-    st.aggregates.emplace(flow::key{e.key}, e.to_aggregate());
+    *st.aggregates.try_emplace(flow::key{e.key}).first = e.to_aggregate();
   st.ints.clear();
   st.general = true;
 }
@@ -1540,8 +1538,10 @@ bool merge_keys(manager_actor_t* self, partial_msg& p, const What& what) {
       }
       continue;
     }
-    auto [pos, fresh] = st.aggregates.try_emplace(k);
-    auto& mine = pos->second;
+    // The key moves in when new (the message is this handler's own); a
+    // key found stays in the message, for the error below.
+    auto [pos, fresh] = st.aggregates.try_emplace(std::move(k));
+    auto& mine = *pos;
     if (fresh) {
       // A key this job has not seen: the reducer's aggregate is the
       // running one (merging it into an empty one would copy every

@@ -24,6 +24,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "engine.hpp"
+#include "key_map.hpp"
 #include "spill.hpp"
 #include "flow/aggregate.hpp"
 #include "flow/detail/int_table.hpp"
@@ -154,7 +155,7 @@ struct manager_state {
   /// carries only the built-in aggregate (48 bytes a key)...
   int_table ints;
   /// ... and of every key once one is not (`general`; `ints` is then empty).
-  std::unordered_map<flow::key, aggregate> aggregates;
+  key_map aggregates;
   bool general = false;
   /// options::max_memory: the runs of integer keys spilled so far (null
   /// without a bound, or once the keys went general), and the most keys

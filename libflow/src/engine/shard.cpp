@@ -11,7 +11,6 @@
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "engine.hpp"
+#include "key_map.hpp"
 #include "flow/detail/int_table.hpp"
 #include "flow/detail/messages.hpp"
 
@@ -33,7 +33,7 @@ struct shard_state {
   caf::actor manager;
   std::uint32_t index = 0;
   int_table ints;
-  std::unordered_map<flow::key, aggregate> aggregates;
+  key_map aggregates;
   bool general = false;
   /// A merge failed: the job fails, later merges change nothing.
   bool failed = false;
@@ -46,7 +46,7 @@ using shard_actor_t = caf::stateful_actor<shard_state>;
 void go_general(shard_state& st) {
   st.aggregates.reserve(st.ints.size());
   for (auto& e : st.ints)
-    st.aggregates.emplace(flow::key{e.key}, e.to_aggregate());
+    *st.aggregates.try_emplace(flow::key{e.key}).first = e.to_aggregate();
   st.ints = int_table{};
   st.general = true;
 }
@@ -79,16 +79,18 @@ std::string merge(shard_state& st, shard_merge& m) {
     if (!st.aggregates[flow::key{ints[i].key}].merge(ints[i].to_aggregate()))
       return overflow(flow::key{ints[i].key});
   for (auto& [k, agg] : m.entries) {
-    auto [pos, fresh] = st.aggregates.try_emplace(k);
+    // The key moves in when new (the message is this handler's own); a
+    // key found stays in the message, for the error below.
+    auto [pos, fresh] = st.aggregates.try_emplace(std::move(k));
     if (fresh) {
       // A key this shard has not seen: the partial's aggregate is the
-      // running one (the message is this handler's own).
-      pos->second = std::move(agg);
+      // running one.
+      *pos = std::move(agg);
       continue;
     }
-    if (!pos->second.merge(agg)) {
+    if (!pos->merge(agg)) {
       // Which part failed: the int64 sum, or an aggregator state.
-      auto probe = pos->second;
+      auto probe = *pos;
       probe.states = state_row{};
       auto theirs = agg;
       theirs.states = state_row{};
@@ -157,7 +159,7 @@ caf::result<shard_keys> on_collect(shard_actor_t* self, shard_collect c) {
       return out;
     }
     if (c.check)
-      for (auto& [k, agg] : st.aggregates) {
+      for (auto& [k, agg, unused] : st.aggregates) {
         bool ok = false;
         try {
           ok = agg.states.ok();
@@ -174,17 +176,12 @@ caf::result<shard_keys> on_collect(shard_actor_t* self, shard_collect c) {
                                 "state (for example a decimal sum beyond 38 "
                                 "digits)");
       }
-    out.keys.reserve(st.aggregates.size());
-    if (c.consume) {
-      while (!st.aggregates.empty()) {
-        auto node = st.aggregates.extract(st.aggregates.begin());
-        out.keys.push_back({std::move(node.key()), std::move(node.mapped()),
-                            0});
-      }
-    } else {
-      for (auto& [k, agg] : st.aggregates)
-        out.keys.push_back({k, agg, 0});
-    }
+    // The map's entries are key_results already (sources 0).
+    // (Not `?:`: with a const operand its result is const, and copied.)
+    if (c.consume)
+      out.keys = st.aggregates.take();
+    else
+      out.keys = st.aggregates.entries();
     std::sort(out.keys.begin(), out.keys.end(),
               [](const key_result& x, const key_result& y) {
                 return x.key < y.key;
