@@ -178,6 +178,7 @@ std::optional<job_plan> plan_pushdown(const job_plan& rows,
   job_plan pp;
   pp.job = rows.job;
   pp.pushdown = true;
+  pp.expected_groups = rows.expected_groups;
   for (auto g : rows.group_cols) {
     pp.read.push_back(rows.read[g]);
     pp.group_cols.push_back(pp.read.size() - 1);

@@ -119,6 +119,10 @@ struct job_plan {
   std::vector<planned_agg> aggs;
   /// The states of a group's row.
   std::vector<slot> slots;
+  /// The server's estimate of the groups (EXPLAIN of the job's GROUP BY),
+  /// 0 when there is none: a hint for the manager (options::expected_keys),
+  /// never a limit.
+  std::size_t expected_groups = 0;
   /// The row's layout for the job.
   aggregators layout;
   /// Per read column: a numeric whose value is also needed as a double

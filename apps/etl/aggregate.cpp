@@ -157,6 +157,46 @@ source_columns read_columns(pqxx::connection& conn, const agg_job& job) {
   return result;
 }
 
+/// The planner's estimate of the rows of `sql`'s top node (the "rows=" of
+/// the first line of its EXPLAIN), 0 when it has none.
+std::size_t planned_rows(pqxx::transaction_base& tx, const std::string& sql) {
+  auto r = tx.exec("EXPLAIN " + sql);
+  if (r.empty() || r[0][0].is_null())
+    return 0;
+  std::string_view line = r[0][0].c_str();
+  auto at = line.find(" rows=");
+  if (at == std::string_view::npos)
+    return 0;
+  auto from = line.data() + at + 6;
+  std::size_t n = 0;
+  auto [p, ec] = std::from_chars(from, line.data() + line.size(), n);
+  return ec == std::errc{} && p != from ? n : 0;
+}
+
+/// The server's estimate of the job's groups (plan.expected_groups), 0
+/// without group columns or when it cannot say: only a hint, so a failure
+/// here is not the job's (its statements fail on their own, with their
+/// own messages).
+std::size_t estimate_groups(const std::string& conninfo,
+                            const job_plan& plan) {
+  if (plan.group_cols.empty())
+    return 0;
+  std::string cols;
+  for (auto g : plan.group_cols)
+    cols += (cols.empty() ? "" : ", ") + pg::quote_ident(plan.read[g].name);
+  auto sql = "SELECT 1 FROM " + from_of(plan.job);
+  if (!plan.job.where.empty())
+    sql += " WHERE (" + plan.job.where + ")";
+  sql += " GROUP BY " + cols;
+  try {
+    pqxx::connection conn{conninfo};
+    pqxx::read_transaction tx{conn};
+    return planned_rows(tx, sql);
+  } catch (...) {
+    return 0;
+  }
+}
+
 job_plan plan_with_catalog(
   const std::string& conninfo, const agg_job& job,
   const std::function<void(const std::vector<column_info>&)>& check
@@ -176,7 +216,19 @@ job_plan plan_with_catalog(
   });
   if (check)
     check(cols.columns);
-  return plan_job(job, cols);
+  auto plan = plan_job(job, cols);
+  plan.expected_groups = estimate_groups(conninfo, plan);
+  logger()->debug("{}: the server estimates {} groups", job.name,
+                  plan.expected_groups);
+  return plan;
+}
+
+/// The pipeline options of one job: the run's, with the manager told how
+/// many groups to expect.
+flow::options job_options(const agg_run_options& run, const job_plan& plan) {
+  auto opts = run.opts;
+  opts.expected_keys = plan.expected_groups;
+  return opts;
 }
 
 
@@ -1335,7 +1387,7 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
       if (k == ckpt.steps_done)
         test_end_exporter(coord.spec().conninfo, coord);
       auto started = step_nodes.start(std::move(step_tickets), *plan,
-                                      run.opts, *run.nodes, sys,
+                                      job_options(run, *plan), *run.nodes, sys,
                                       k == ckpt.steps_done);
       auto r = runner.wait(started, 0, plan->job.name);
       if (!r)
@@ -1406,7 +1458,7 @@ job_result run_steps(std::shared_ptr<const job_plan> plan,
       }
       auto started = p.aggregate_with(plan->layout)
                        .reduce(agg_reducer(plan))
-                       .with(run.opts)
+                       .with(job_options(run, *plan))
                        .start(sys);
       auto r = runner.wait(started, 0, plan->job.name);
       if (!r)
@@ -1690,14 +1742,14 @@ void run_job(const std::string& conninfo,
     auto start_local = [&](pipeline<agg_row>& q) {
       return q.aggregate_with(plan->layout)
         .reduce(agg_reducer(plan))
-        .with(run.opts)
+        .with(job_options(run, *plan))
         .start(sys);
     };
     if (out.distributed)
       test_end_exporter(conninfo, *read);
     auto started = out.distributed
-                     ? over_nodes.start(*read, *plan, run.opts, *run.nodes,
-                                        sys)
+                     ? over_nodes.start(*read, *plan, job_options(run, *plan),
+                                        *run.nodes, sys)
                      : start_local(p);
     auto res = runner.wait(started, 0, plan->job.name);
     if (!res && guessed && window_missed(res.error(), decode)) {

@@ -1759,3 +1759,50 @@ TEST_CASE("aggregate: exact sums and means print every digit, max(scale, 16) "
     }
   }
 }
+
+TEST_CASE("aggregate: the server's estimate of the groups is only a hint to "
+          "the manager, with statistics or without",
+          "[pg][aggregate]") {
+  // 3000 groups of text keys (general keys: the manager's flat map).
+  auto schema = table_f("agg_groups_hint", "k text, v bigint",
+                        "SELECT 'g' || (i % 3000), i FROM "
+                        "generate_series(1, 12000) i");
+  auto t = pg::table_name{schema, "f"}.quoted();
+  auto run = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> all{"--log-level", "debug"};
+    all.insert(all.end(), extra.begin(), extra.end());
+    return aggregate_f(schema, "count(*), sum(v)", all);
+  };
+  auto estimate = [](const run_result& r) {
+    auto at = r.err.find("the server estimates ");
+    REQUIRE(at != std::string::npos);
+    return std::stoull(r.err.substr(at + 21));
+  };
+  // Without statistics the planner guesses (200 groups here); with them it
+  // is near 3000. Either way the groups are every one, exactly.
+  auto guessed = run({});
+  INFO("stderr: " << guessed.err);
+  REQUIRE(guessed.rc == 0);
+  CHECK(estimate(guessed) < 3000);
+  auto groups = group_lines(guessed);
+  CHECK(groups.size() == 3000);
+  exec("ANALYZE " + t);
+  for (auto parts : {"1", "3"}) {
+    auto analysed = run({"--partitions", parts});
+    INFO("stderr: " << analysed.err);
+    REQUIRE(analysed.rc == 0);
+    CHECK(estimate(analysed) > 1000);
+    CHECK(group_lines(analysed) == groups);
+    auto pushed = run({"--partitions", parts, "--pushdown"});
+    REQUIRE(pushed.rc == 0);
+    CHECK(group_lines(pushed) == groups);
+  }
+  // No group columns: no estimate (0), one group.
+  auto one = run_program(prog, {"aggregate", "--db", conninfo(), "--schema",
+                                schema, "--table", "f", "--agg", "count(*)",
+                                "--json", "--log-level", "debug"});
+  INFO("stderr: " << one.err);
+  REQUIRE(one.rc == 0);
+  CHECK(estimate(one) == 0);
+  CHECK(json_field(lines_of(one.out).front(), "count") == "12000");
+}

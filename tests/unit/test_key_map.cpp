@@ -4,7 +4,9 @@
 #include "support.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -106,4 +108,43 @@ TEST_CASE("key map: reserve keeps every key, and operator[] makes an empty "
   m.clear();
   CHECK(m.empty());
   CHECK(m.find(key{0}) == nullptr);
+}
+
+TEST_CASE("key map: options::expected_keys too low, exact, too high or "
+          "absurd gives the same keyed result",
+          "[key_map][pipeline]") {
+  // String and composite keys: the manager's general map, which reserves
+  // room for the hint (capped: an absurd one must not fail the job).
+  std::vector<flow::keyed_value> xs;
+  for (std::int64_t i = 0; i < 30000; ++i)
+    xs.push_back({i % 2 == 0 ? key{"s" + std::to_string(i % 5003)}
+                             : key::composite({key_part{i % 4001},
+                                               key_part{std::nullopt}}),
+                  i});
+  auto run = [&](std::size_t hint) {
+    flow::options opts;
+    opts.inline_elements = 0; // the engine's manager, not the fast path
+    opts.batch_size = 1000;
+    opts.expected_keys = hint;
+    return test::ok(flow::pipeline<flow::keyed_value>{}
+                      .with(opts)
+                      .add(flow::from_container(xs))
+                      .reduce(flow::sum_by_key())
+                      .run());
+  };
+  auto base = run(0);
+  REQUIRE(base.keys.size() == 5003 + 4001);
+  CHECK(base.aggregated == xs.size());
+  for (std::size_t hint : {std::size_t{10}, base.keys.size(),
+                           std::size_t{1} << 40,
+                           std::numeric_limits<std::size_t>::max()}) {
+    INFO("hint " << hint);
+    auto res = run(hint);
+    CHECK(res.aggregated == base.aggregated);
+    REQUIRE(res.keys.size() == base.keys.size());
+    for (std::size_t i = 0; i < res.keys.size(); ++i) {
+      CHECK(res.keys[i].key == base.keys[i].key);
+      CHECK(res.keys[i].agg == base.keys[i].agg);
+    }
+  }
 }

@@ -49,6 +49,12 @@ public:
       rehash(capacity_for(n));
   }
 
+  /// Makes room for `n` entries in all without growing the index: for a
+  /// hint that may be too large (unused room is address space only).
+  void reserve_entries(std::size_t n) {
+    entries_.reserve(n);
+  }
+
   /// The aggregate of `k`, and true when it was made now (empty).
   /// References stay valid until the next key is added.
   std::pair<aggregate*, bool> try_emplace(const key& k) {

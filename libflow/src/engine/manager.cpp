@@ -1403,6 +1403,12 @@ void to_general(manager_state& st) {
   // (Should an insertion throw, merge_partial fails the job: the keys half
   // moved are never read.)
   st.aggregates.reserve(st.aggregates.size() + st.ints.size());
+  // options::expected_keys: the entries' room at once, not by doubling,
+  // and a quarter more, since estimates are rarely exact and one key past
+  // the room doubles it (touching twice the memory).
+  constexpr std::size_t max_hint = std::size_t{1} << 23;
+  auto hint = std::min(st.opts.expected_keys, max_hint);
+  st.aggregates.reserve_entries(hint + hint / 4);
   for (auto& e : st.ints)
     *st.aggregates.try_emplace(flow::key{e.key}).first = e.to_aggregate();
   st.ints.clear();
