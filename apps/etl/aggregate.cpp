@@ -181,14 +181,14 @@ std::size_t estimate_groups(const std::string& conninfo,
                             const job_plan& plan) {
   if (plan.group_cols.empty())
     return 0;
-  std::string cols;
-  for (auto g : plan.group_cols)
-    cols += (cols.empty() ? "" : ", ") + pg::quote_ident(plan.read[g].name);
-  auto sql = "SELECT 1 FROM " + from_of(plan.job);
-  if (!plan.job.where.empty())
-    sql += " WHERE (" + plan.job.where + ")";
-  sql += " GROUP BY " + cols;
   try {
+    std::string cols;
+    for (auto g : plan.group_cols)
+      cols += (cols.empty() ? "" : ", ") + pg::quote_ident(plan.read[g].name);
+    auto sql = "SELECT 1 FROM " + from_of(plan.job);
+    if (!plan.job.where.empty())
+      sql += " WHERE (" + plan.job.where + ")";
+    sql += " GROUP BY " + cols;
     pqxx::connection conn{conninfo};
     pqxx::read_transaction tx{conn};
     return planned_rows(tx, sql);
@@ -197,10 +197,13 @@ std::size_t estimate_groups(const std::string& conninfo,
   }
 }
 
+/// `estimate`: ask the server for its estimate of the groups (a job that
+/// is only checked does not).
 job_plan plan_with_catalog(
   const std::string& conninfo, const agg_job& job,
   const std::function<void(const std::vector<column_info>&)>& check
-  = nullptr) {
+  = nullptr,
+  bool estimate = true) {
   if (!job.where.empty())
     check_filter(job.where, job.name == "aggregate" ? "--where" : "where");
   auto cols = with_connection(conninfo, [&](pqxx::connection& conn) {
@@ -217,7 +220,8 @@ job_plan plan_with_catalog(
   if (check)
     check(cols.columns);
   auto plan = plan_job(job, cols);
-  plan.expected_groups = estimate_groups(conninfo, plan);
+  if (estimate)
+    plan.expected_groups = estimate_groups(conninfo, plan);
   logger()->debug("{}: the server estimates {} groups", job.name,
                   plan.expected_groups);
   return plan;
@@ -2242,7 +2246,7 @@ void prepare_session_environment() {
 }
 
 void check_aggregate_job(const std::string& conninfo, const agg_job& job) {
-  plan_with_catalog(conninfo, job);
+  plan_with_catalog(conninfo, job, nullptr, false);
   if (!job.output.empty())
     try {
       pg::check_identifier(job.output, "output");

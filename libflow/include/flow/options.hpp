@@ -138,15 +138,16 @@ struct options {
   /// (a warning says so). The bound is at least about 64 KiB (1024 keys).
   std::uint64_t max_memory = 0;
   /// A hint: about how many keys the job will have (0, the default: none).
-  /// The manager's map of general keys (strings, composites, keys with
-  /// aggregator states) reserves room for that many entries and a quarter
-  /// more (estimates are rarely exact) when it is made, instead of doubling
-  /// as keys come, which moves every entry and touches twice the memory
-  /// (flow-etl passes the server's estimate of its GROUP BY). Room reserved
-  /// and not used is address space, not memory: pages are touched only as
-  /// entries fill them. Never a limit; capped at 2^23 keys (about 1.2 GiB
-  /// of address space with the quarter). The compact table of integer keys
-  /// and manager shards do not use it.
+  /// When the manager's keys go general (strings, composites, keys with
+  /// aggregator states), its map reserves room for that many entries and a
+  /// quarter more (estimates are rarely exact) instead of doubling as keys
+  /// come, which moves every entry and touches twice the memory (flow-etl
+  /// passes the server's estimate of its GROUP BY). Room reserved and not
+  /// used is mostly address space: pages are touched only as entries fill
+  /// them (under a strict commit limit it counts against it). Never a
+  /// limit, and never a failure: room that cannot be had is not reserved.
+  /// Capped at 2^23 keys (about 1.1 GiB with the quarter). The compact
+  /// table of integer keys and manager shards do not use it.
   std::size_t expected_keys = 0;
   /// Manager shards (docs/architecture.md, "Manager shards"): with 2 or
   /// more, the keyed state is split by key hash over that many shard

@@ -155,12 +155,11 @@ private:
 
   template <class Key>
   std::pair<aggregate*, bool> emplace_impl(Key&& k) {
-    if (needs_growth(entries_.size() + 1)) {
-      // Positions are 32 bits (plus one for "empty").
-      if (entries_.size() >= std::numeric_limits<std::uint32_t>::max() - 1)
-        throw std::length_error("key_map: more than 2^32 - 2 keys");
+    // Grown before the lookup, so that nothing after the new entry can
+    // throw (a key in the entries and not in the index would be added
+    // twice).
+    if (needs_growth(entries_.size() + 1))
       rehash(index_.empty() ? 16 : index_.size() * 2);
-    }
     auto h = k.hash();
     auto tag = tag_of(h);
     auto i = static_cast<std::size_t>(h) & mask_;
@@ -174,6 +173,10 @@ private:
           return {&e.agg, false};
       }
     }
+    // A new key. Positions are 32 bits (plus one for "empty"): checked on
+    // every insertion, not only when the index grows.
+    if (entries_.size() >= std::numeric_limits<std::uint32_t>::max() - 1)
+      throw std::length_error("key_map: more than 2^32 - 2 keys");
     // The entry first: should it throw, the index does not name it.
     entries_.push_back(key_result{std::forward<Key>(k), aggregate{}, 0});
     index_[i] = (tag << 32) | entries_.size();

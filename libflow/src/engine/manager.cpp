@@ -41,7 +41,8 @@ namespace {
 
 /// The job's result. `consume` (the last call, nothing reads the keys
 /// after it) moves the keyed aggregates out of the manager's map instead of
-/// copying them, node by node, so the keys are not held twice at the end.
+/// copying them (the general map's whole entries vector at once), so the
+/// keys are not held twice at the end.
 /// How many sources carry each label (key_result::sources).
 std::unordered_map<flow::key, std::uint64_t>
 label_counts(const manager_state& st) {
@@ -1121,8 +1122,8 @@ void check_complete(manager_actor_t* self) {
   // Checked once, on the final states: a decimal sum past 38 digits that
   // later values bring back is fine, so the outcome depends on the data
   // only, not on how it was split.
-  // Each row's block is asked for a few keys ahead: the loop then waits for
-  // the map's nodes only, not also for every block in turn.
+  // Each row's block is asked for a few keys ahead: the loop then walks the
+  // map's dense entries without waiting for every block in turn.
   auto ahead = st.aggregates.begin();
   for (int i = 0; i < 4 && ahead != st.aggregates.end(); ++i)
     ++ahead;
@@ -1408,7 +1409,12 @@ void to_general(manager_state& st) {
   // the room doubles it (touching twice the memory).
   constexpr std::size_t max_hint = std::size_t{1} << 23;
   auto hint = std::min(st.opts.expected_keys, max_hint);
-  st.aggregates.reserve_entries(hint + hint / 4);
+  try {
+    st.aggregates.reserve_entries(hint + hint / 4);
+  } catch (const std::exception&) {
+    // Only a hint: where the room cannot be had (a commit limit, ulimit
+    // -v), the map grows as keys come, as without it.
+  }
   for (auto& e : st.ints)
     *st.aggregates.try_emplace(flow::key{e.key}).first = e.to_aggregate();
   st.ints.clear();
