@@ -13,8 +13,9 @@ bool is_space(char c) {
   return c == ' ' || static_cast<unsigned char>(c - '\t') <= '\r' - '\t';
 }
 
-/// Trims and collapses runs of ASCII white space into one space.
-std::string collapse_spaces(std::string_view x) {
+} // namespace
+
+std::string_view collapse_spaces(std::string_view x, std::string& buf) {
   // Most values have nothing to collapse: no white space at either end and
   // no space but single ' '. One compare a byte finds those (every white
   // space byte is at most ' '; the rare other bytes there are checked).
@@ -23,13 +24,13 @@ std::string collapse_spaces(std::string_view x) {
     if (static_cast<unsigned char>(x[i]) <= ' ' && is_space(x[i]))
       plain = x[i] == ' ' && i > 0 && i + 1 < x.size() && x[i - 1] != ' ';
   if (plain)
-    return std::string{x};
+    return x;
   // Written through a pointer into room for the whole input (the result is
   // never longer: each space written stands for at least one read), then
   // cut: appending a character at a time was an eighth of the clean job's
   // instructions.
-  std::string result(x.size(), '\0');
-  char* begin = result.data();
+  buf.resize(x.size());
+  char* begin = buf.data();
   char* out = begin;
   bool pending_space = false;
   for (auto c : x) {
@@ -42,11 +43,13 @@ std::string collapse_spaces(std::string_view x) {
     pending_space = false;
     *out++ = c;
   }
-  result.resize(static_cast<std::size_t>(out - begin));
-  return result;
+  buf.resize(static_cast<std::size_t>(out - begin));
+  return buf;
 }
 
-bool is_blank(const std::optional<std::string>& raw) {
+namespace {
+
+bool is_blank(const std::optional<std::string_view>& raw) {
   if (!raw)
     return true;
   for (auto c : *raw)
@@ -65,11 +68,29 @@ char upper(char c) {
   return c >= 'a' && c <= 'z' ? static_cast<char>(c - ('a' - 'A')) : c;
 }
 
-std::string lower_ascii(std::string_view x) {
-  std::string result{x};
-  for (auto& c : result)
-    c = lower(c);
-  return result;
+/// True when `x` is `lower_word` in any ASCII case (`lower_word` in lower
+/// case): compared in place, no lower-cased copy of `x`.
+bool iequals(std::string_view x, std::string_view lower_word) {
+  if (x.size() != lower_word.size())
+    return false;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (lower(x[i]) != lower_word[i])
+      return false;
+  return true;
+}
+
+/// True when `x` starts with `lower_word` in any ASCII case.
+bool istarts_with(std::string_view x, std::string_view lower_word) {
+  return x.size() >= lower_word.size()
+         && iequals(x.substr(0, lower_word.size()), lower_word);
+}
+
+/// True when `x` contains `lower_word` in any ASCII case.
+bool icontains(std::string_view x, std::string_view lower_word) {
+  for (std::size_t i = 0; i + lower_word.size() <= x.size(); ++i)
+    if (iequals(x.substr(i, lower_word.size()), lower_word))
+      return true;
+  return false;
 }
 
 /// Appends `v` as exactly `n` decimal digits.
@@ -140,12 +161,13 @@ bool valid_utf8(std::string_view x) {
   return true;
 }
 
-cleaned<std::string> normalize_city(const std::optional<std::string>& raw) {
+cleaned<std::string> normalize_city(const std::optional<std::string_view>& raw) {
   if (is_blank(raw))
     return cleaned<std::string>::fail("city missing");
   if (!valid_utf8(*raw))
     return cleaned<std::string>::fail("city is not valid UTF-8");
-  auto x = collapse_spaces(*raw);
+  std::string buf;
+  std::string x{collapse_spaces(*raw, buf)};
   // No city is this long, and the summary's primary key must fit in a btree
   // index row (at most 2704 bytes): one such ad used to fail the whole job.
   if (x.size() > max_city_bytes)
@@ -181,17 +203,16 @@ cleaned<std::string> normalize_city(const std::optional<std::string>& raw) {
 }
 
 cleaned<std::int64_t>
-parse_price_cents(const std::optional<std::string>& raw) {
+parse_price_cents(const std::optional<std::string_view>& raw) {
   using result = cleaned<std::int64_t>;
   if (is_blank(raw))
     return result::fail("price missing");
-  auto x = collapse_spaces(*raw);
-  auto lower_text = lower_ascii(x);
-  // Compared as views: a size check first, no strlen and compare calls.
-  std::string_view lower{lower_text};
-  if (lower == "free")
+  std::string buf;
+  auto x = collapse_spaces(*raw, buf);
+  // Compared in place, in any case: no lower-cased copy.
+  if (iequals(x, "free"))
     return result::ok(0);
-  if (lower == "call" || lower == "call for price" || lower == "ask")
+  if (iequals(x, "call") || iequals(x, "call for price") || iequals(x, "ask"))
     return result::fail("price on request");
   std::string_view v{x};
   if (!v.empty() && v.front() == '-')
@@ -287,7 +308,7 @@ std::string posted_time::text() const {
   return result;
 }
 
-cleaned<std::string> parse_posted_at(const std::optional<std::string>& raw) {
+cleaned<std::string> parse_posted_at(const std::optional<std::string_view>& raw) {
   auto t = parse_posted_time(raw);
   if (!t.value)
     return cleaned<std::string>::fail(std::move(t.reason));
@@ -295,15 +316,14 @@ cleaned<std::string> parse_posted_at(const std::optional<std::string>& raw) {
 }
 
 cleaned<posted_time>
-parse_posted_time(const std::optional<std::string>& raw) {
+parse_posted_time(const std::optional<std::string_view>& raw) {
   using result = cleaned<posted_time>;
   if (is_blank(raw))
     return result::fail("date missing");
-  auto x = collapse_spaces(*raw);
-  auto lower_text = lower_ascii(x);
-  std::string_view lower{lower_text};
-  if (lower == "yesterday" || lower == "today" || lower == "just now"
-      || lower.find(" ago") != std::string_view::npos)
+  std::string buf;
+  auto x = collapse_spaces(*raw, buf);
+  if (iequals(x, "yesterday") || iequals(x, "today") || iequals(x, "just now")
+      || icontains(x, " ago"))
     return result::fail("relative date");
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
   // ISO: YYYY-MM-DD[ HH:MM[:SS]]
@@ -329,10 +349,10 @@ parse_posted_time(const std::optional<std::string>& raw) {
     // Compared in place: a string per month and ad was a twentieth of the
     // clean job's instructions.
     std::string_view name = months[m];
-    if (lower.size() <= name.size() || lower[name.size()] != ' '
-        || lower.compare(0, name.size(), name) != 0)
+    if (x.size() <= name.size() || x[name.size()] != ' '
+        || !istarts_with(x, name))
       continue;
-    auto rest = std::string_view{x}.substr(name.size() + 1);
+    auto rest = x.substr(name.size() + 1);
     auto comma = rest.find(", ");
     if (comma == std::string_view::npos || comma == 0 || comma > 2)
       break;
@@ -344,10 +364,11 @@ parse_posted_time(const std::optional<std::string>& raw) {
   return result::fail("unrecognised date");
 }
 
-std::optional<std::string> clean_title(const std::optional<std::string>& raw) {
+std::optional<std::string> clean_title(const std::optional<std::string_view>& raw) {
   if (!raw)
     return std::nullopt;
-  return collapse_spaces(*raw);
+  std::string buf;
+  return std::string{collapse_spaces(*raw, buf)};
 }
 
 } // namespace flow::apps

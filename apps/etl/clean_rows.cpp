@@ -16,10 +16,6 @@ namespace flow::apps {
 
 namespace {
 
-text opt(const std::optional<std::string_view>& x) {
-  return x ? text{std::string{*x}} : text{};
-}
-
 /// Counts read back from the committed tables.
 caf::error verify_tables(const clean_config& cfg, clean_report& rep) {
   try {
@@ -63,10 +59,19 @@ pg::read_spec ads_read_spec(const clean_config& cfg, std::size_t partitions) {
 }
 
 /// The cleaning rules applied to one batch of raw ads. Output rows are
-/// formatted here, in parallel, as COPY lines for the sink.
+/// formatted here, in parallel, as COPY data for the sink: one block per
+/// table and batch (see pg::copy_row), not a string per row.
 void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
-  // One row per ad: no vector growth, and room for a typical row up front.
-  out.rows<pg::copy_row>().reserve(b.items.size());
+  // A string per row was an eighth of the client's time: an allocation,
+  // first touches of fresh pages, and a free on the sink's thread.
+  pg::copy_row clean{clean_table, {}, 0};
+  pg::copy_row rejects{rejects_table, {}, 0};
+  // Room for every ad as a typical row of either table (about 90 bytes
+  // clean, 60 rejected): growing a block copies it and touches fresh pages
+  // again; room never written is never touched.
+  clean.line.reserve(b.items.size() * 96);
+  rejects.line.reserve(b.items.size() * 64);
+  std::string title_buf; // a title's collapsed text, when it has to change
   for (auto& ad : b.items) {
     auto city = normalize_city(ad.city);
     auto price = parse_price_cents(ad.price);
@@ -76,12 +81,9 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
                                 : !price.value  ? &price.reason
                                 : !posted.value ? &posted.reason
                                                 : nullptr;
-    pg::copy_row row;
-    auto& t = row.line;
-    t.reserve(128);
     if (reason != nullptr) {
       // ads_rejects(id, title, city, price, posted_at, reason): raw values.
-      row.table = rejects_table;
+      auto& t = rejects.line;
       pg::append_copy_int(t, ad.id);
       t += '\t';
       pg::append_copy_field(t, ad.title);
@@ -94,25 +96,33 @@ void clean_batch(const batch_ref<raw_ad>& b, partial& out) {
       t += '\t';
       pg::append_copy_field(t, *reason);
       t += '\n';
+      ++rejects.rows;
       out.reject(*reason);
-      out.emit(std::move(row));
       continue;
     }
     // ads_clean(id, title, city, price_cents, posted_at), in COPY's binary
     // format: the server then parses no timestamps or numbers.
-    row.table = clean_table;
+    auto& t = clean.line;
     pg::begin_binary_row(t, 5);
     pg::append_binary_int(t, ad.id);
-    pg::append_binary_text(t, clean_title(ad.title));
+    if (ad.title)
+      pg::append_binary_text(t, collapse_spaces(*ad.title, title_buf));
+    else
+      pg::append_binary_text(t, std::nullopt);
     pg::append_binary_text(t, *city.value);
     pg::append_binary_int(t, *price.value);
     auto& when = *posted.value;
     pg::append_binary_timestamp(
       t, pg::timestamp_micros(when.year, when.month, when.day, when.hour,
                               when.minute, when.second));
+    ++clean.rows;
     out.add(*city.value, *price.value);
-    out.emit(std::move(row));
   }
+  // Emitted last: a rule that throws half-way leaves no rows behind.
+  if (clean.rows > 0)
+    out.emit(std::move(clean));
+  if (rejects.rows > 0)
+    out.emit(std::move(rejects));
 }
 
 /// A raw ad as the first five fields of an ads_rejects COPY line: how a
@@ -140,10 +150,14 @@ std::vector<pg::copy_row> reject_rows(const std::vector<dead_letter>& xs) {
   return rows;
 }
 
-/// Decodes a row of (id, title, city, price, posted_at).
-raw_ad decode_ad(const pg::row_view& r) {
-  return raw_ad{r.int64(0), opt(r.opt_text(1)), opt(r.opt_text(2)),
-                opt(r.opt_text(3)), opt(r.opt_text(4))};
+/// Decodes a row of (id, title, city, price, posted_at) into `ad`, its text
+/// kept in the batch's `text`.
+void decode_ad(const pg::row_view& r, raw_ad& ad, pg::batch_text& text) {
+  ad.id = r.int64(0);
+  ad.title = text.keep(r.opt_text(1));
+  ad.city = text.keep(r.opt_text(2));
+  ad.price = text.keep(r.opt_text(3));
+  ad.posted = text.keep(r.opt_text(4));
 }
 
 reducer<raw_ad> with_poison(reducer<raw_ad> fn) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -21,8 +22,9 @@
 
 namespace flow::apps {
 
-/// A text column that may be NULL.
-using text = std::optional<std::string>;
+/// A text column that may be NULL: a view into the text of the ad's batch
+/// (pg::batch_text), valid as long as the batch.
+using text = std::optional<std::string_view>;
 
 /// One raw ad as read.
 struct raw_ad {
@@ -44,8 +46,9 @@ extern const std::vector<std::string> ad_columns;
 /// cfg.ads (ctid), planned anew.
 pg::read_spec ads_read_spec(const clean_config& cfg, std::size_t partitions);
 
-/// Decodes a row of (id, title, city, price, posted_at).
-raw_ad decode_ad(const pg::row_view& r);
+/// Decodes a row of (id, title, city, price, posted_at) into `ad`, its text
+/// kept in the batch's `text`.
+void decode_ad(const pg::row_view& r, raw_ad& ad, pg::batch_text& text);
 
 /// The cleaning rules applied to one batch of raw ads. Output rows are
 /// formatted here, in parallel, as COPY lines for the sink.

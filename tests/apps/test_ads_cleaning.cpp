@@ -138,6 +138,20 @@ TEST_CASE("cleaning: impossible, relative and unknown dates are rejected",
   CHECK(parse_posted_at(s(" ")).reason == "date missing");
   CHECK(parse_posted_at(s("yesterday")).reason == "relative date");
   CHECK(parse_posted_at(s("3 days ago")).reason == "relative date");
+  // Keywords match in any ASCII case, compared in place.
+  CHECK(parse_posted_at(s("YESTERDAY")).reason == "relative date");
+  CHECK(parse_posted_at(s("Just  Now")).reason == "relative date");
+  CHECK(parse_posted_at(s("2 hours AGO")).reason == "relative date");
+  CHECK(parse_posted_at(s("agora")).reason == "unrecognised date");
+  CHECK(*parse_posted_at(s("MARCH 4, 2021")).value == "2021-03-04 00:00:00");
+  CHECK(*parse_posted_at(s("sePtember 30, 1999")).value
+        == "1999-09-30 00:00:00");
+  CHECK(parse_posted_at(s("Mar 4, 2021")).reason == "unrecognised date");
+  CHECK(parse_posted_at(s("March")).reason == "unrecognised date");
+  CHECK(parse_price_cents(s("Call For Price")).reason == "price on request");
+  CHECK(parse_price_cents(s("ASK")).reason == "price on request");
+  CHECK(*parse_price_cents(s(" Free ")).value == 0);
+  CHECK(parse_price_cents(s("freebie")).reason == "unparsable price");
   CHECK(parse_posted_at(s("2023-02-30")).reason == "invalid date");
   CHECK(parse_posted_at(s("2023-02-29")).reason == "invalid date");
   CHECK(parse_posted_at(s("1900-02-29")).reason == "invalid date");
@@ -183,6 +197,15 @@ TEST_CASE("cleaning: white space is trimmed and collapsed as a one-byte-at-"
                                         : alphabet[rng() % alphabet.size()];
     INFO("input of " << x.size() << " bytes, case " << i);
     REQUIRE(*clean_title(x) == reference(x));
+    // The same through collapse_spaces: the input itself when nothing
+    // changes (no copy), the buffer otherwise.
+    std::string buf = "stale";
+    auto v = collapse_spaces(x, buf);
+    REQUIRE(v == reference(x));
+    if (reference(x) == x)
+      CHECK(v.data() == x.data());
+    else
+      CHECK(v.data() == buf.data());
   }
   CHECK(*clean_title(s("a b")) == "a b");
   CHECK(*clean_title(s("a  b")) == "a b");

@@ -262,6 +262,89 @@ TEST_CASE("copy_sink: binary rows land exactly beside text rows",
   }
 }
 
+TEST_CASE("copy_sink: blocks of rows land like single rows and count as "
+          "their rows, large or small, between single rows",
+          "[pg][sink][copy_sink][blocks]") {
+  auto schema = fresh_schema("copyblocks");
+  std::vector<pg::output_table> tables{
+    {{schema, "bin"}, "id bigint NOT NULL, label text", "id",
+     pg::copy_format::binary},
+    {{schema, "txt"}, "id bigint NOT NULL, label text", "id",
+     pg::copy_format::text}};
+  auto label = [](std::int64_t x) {
+    return "n\t" + std::to_string(x) + "\\\n\"é";
+  };
+  // Per batch: table 0 gets its first element as a single row, the middle
+  // as one block (tens of KB: passed to libpq as it is), an empty block,
+  // and its last element as a single row; table 1 gets blocks of 50 rows
+  // (gathered with the small rows) and its last 1000 rows as one block.
+  auto reducer = [&label](const batch_ref<std::int64_t>& b, partial& out) {
+    std::vector<std::int64_t> zero, other;
+    for (auto x : b.items)
+      (x % 3 == 0 ? zero : other).push_back(x);
+    auto binary = [&](std::string& line, std::int64_t x) {
+      pg::begin_binary_row(line, 2);
+      pg::append_binary_int(line, x);
+      pg::append_binary_text(line, x % 10 == 9 ? std::nullopt
+                                               : std::optional{label(x)});
+    };
+    REQUIRE(zero.size() >= 3);
+    pg::copy_row first{0, {}};
+    binary(first.line, zero.front());
+    out.emit(std::move(first));
+    pg::copy_row middle{0, {}, 0};
+    for (std::size_t i = 1; i + 1 < zero.size(); ++i, ++middle.rows)
+      binary(middle.line, zero[i]);
+    CHECK(middle.line.size() > 16384);
+    out.emit(std::move(middle));
+    out.emit(pg::copy_row{0, {}, 0});
+    pg::copy_row last{0, {}};
+    binary(last.line, zero.back());
+    out.emit(std::move(last));
+    pg::copy_row block{1, {}, 0};
+    for (std::size_t i = 0; i < other.size(); ++i) {
+      pg::append_copy_int(block.line, other[i]);
+      block.line += '\t';
+      pg::append_copy_field(block.line, label(other[i]));
+      block.line += '\n';
+      ++block.rows;
+      if ((block.rows == 50 && i + 1000 < other.size())
+          || i + 1 == other.size()) {
+        out.emit(std::move(block));
+        block = pg::copy_row{1, {}, 0};
+      }
+    }
+    for (auto x : b.items)
+      out.add(x % 3 == 0 ? "bin" : "txt", x);
+  };
+  const std::int64_t n = 20'000;
+  auto snk = std::make_unique<pg::copy_sink>(conninfo(), tables);
+  auto res = pipeline<std::int64_t>{}
+               .add(from_range(0, n), "x")
+               .reduce(reducer)
+               .sink(sink<pg::copy_row>{std::move(snk)})
+               .batch_size(5000)
+               .run();
+  REQUIRE(res);
+  CHECK(res->written == n);
+  auto bin = q(schema, "bin");
+  auto txt = q(schema, "txt");
+  CHECK(scalar("SELECT count(*) FROM " + bin) == "6667");
+  CHECK(scalar("SELECT count(DISTINCT id) FROM " + bin) == "6667");
+  CHECK(scalar("SELECT count(*) FROM " + txt) == "13333");
+  CHECK(scalar("SELECT count(DISTINCT id) FROM " + txt) == "13333");
+  CHECK(scalar("SELECT sum(id) FROM " + bin + " WHERE id % 3 = 0")
+        == std::to_string(3 * (6666 * 6667 / 2)));
+  CHECK(scalar("SELECT count(*) FROM " + bin + " WHERE id % 3 <> 0") == "0");
+  CHECK(scalar("SELECT count(*) FROM " + bin + " WHERE label IS NULL")
+        == "667");
+  CHECK(scalar("SELECT count(*) FROM " + txt + " WHERE label IS DISTINCT "
+               "FROM E'n\\t' || id || E'\\\\\\n\"é'")
+        == "0");
+  CHECK(scalar("SELECT label FROM " + bin + " WHERE id = 4998")
+        == label(4998));
+}
+
 TEST_CASE("copy_sink: a binary row of the wrong shape fails the job, shows "
           "nothing",
           "[pg][sink][copy_sink][binary][atomic]") {

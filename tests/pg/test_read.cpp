@@ -8,7 +8,9 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -129,6 +131,75 @@ TEST_CASE("row source: streams a query's rows in batches, NULLs as nothing",
   CHECK(sorted(got) == sorted(rows));
   CHECK((*src)->exhausted());
   CHECK((*src)->next(10).empty());
+}
+
+TEST_CASE("row source: text kept in the batch's batch_text reads back "
+          "exactly and outlives the next batches",
+          "[pg][source][batch_text]") {
+  auto schema = fresh_schema("batchtext");
+  auto t = pg::quote_ident(schema) + ".t";
+  // Escapes, NULL beside the empty string, multi-byte text, and fields far
+  // longer than a chunk of the store (16 KiB first, 1 MiB at most).
+  exec("CREATE TABLE " + t + " (id int, a text, b text)");
+  exec("INSERT INTO " + t + " SELECT g, CASE WHEN g % 5 = 0 THEN NULL "
+       "WHEN g % 5 = 1 THEN '' ELSE 'v' || g || E'\\t\\\\\\n\\r' "
+       "|| repeat('é', g % 40) END, CASE WHEN g % 997 = 0 THEN "
+       "repeat('x', 40000 + g) WHEN g % 4999 = 0 THEN repeat('y', 3000000) "
+       "ELSE g::text END FROM generate_series(1, 12000) g");
+  auto q = "SELECT id, a, b FROM " + t + " ORDER BY id";
+  struct owned {
+    std::int64_t id;
+    std::optional<std::string> a, b;
+    bool operator==(const owned& o) const {
+      return id == o.id && a == o.a && b == o.b;
+    }
+  };
+  struct viewed {
+    std::int64_t id = 0;
+    std::optional<std::string_view> a, b;
+  };
+  auto copy = [](const std::optional<std::string_view>& x) {
+    return x ? std::optional<std::string>{std::string{*x}} : std::nullopt;
+  };
+  // The reference: a std::string per field.
+  auto ref_src = pg::from_query<owned>(conninfo(), q,
+                                       [&copy](const pg::row_view& r) {
+                                         return owned{r.int64(0),
+                                                      copy(r.opt_text(1)),
+                                                      copy(r.opt_text(2))};
+                                       });
+  REQUIRE(ref_src);
+  auto ref = drain(*ref_src, 1000);
+  REQUIRE(ref.size() == 12000);
+  // The same through views into each batch's text; every batch is held
+  // until the end, so a view into a store that moved, was reused or was
+  // freed with its batch would read garbage (and ASan would say so).
+  auto src = pg::from_query<viewed>(
+    conninfo(), q,
+    [](const pg::row_view& r, viewed& v, pg::batch_text& text) {
+      v.id = r.int64(0);
+      v.a = text.keep(r.opt_text(1));
+      v.b = text.keep(r.opt_text(2));
+    });
+  REQUIRE(src);
+  std::vector<slice<viewed>> held;
+  while (!(*src)->exhausted()) {
+    auto xs = (*src)->next(777);
+    if (xs.empty())
+      break;
+    held.push_back(std::move(xs));
+  }
+  CHECK(held.size() == (12000 + 776) / 777);
+  std::vector<owned> got;
+  for (auto& b : held)
+    for (auto& v : b)
+      got.push_back(owned{v.id, copy(v.a), copy(v.b)});
+  REQUIRE(got.size() == ref.size());
+  CHECK(got == ref);
+  CHECK(got[4].a == std::nullopt);   // id 5: NULL
+  CHECK(got[0].a == std::string{}); // id 1: empty, not NULL
+  CHECK(got[1].a->rfind("v2\t\\\n\r", 0) == 0);
+  CHECK(got[4998].b->size() == 3000000);
 }
 
 TEST_CASE("row source: a value that does not fit fails with row, column and "

@@ -3,11 +3,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pqxx/connection>
@@ -180,6 +182,39 @@ TEST_CASE("row: decode errors show control bytes of the field escaped",
     CHECK(std::string{e.what()}
           == "'x\\x01\\x1b[31m\\x00y' is not an integer");
   }
+}
+
+TEST_CASE("batch_text: kept text stays where it was put while the store "
+          "grows, moves or holds fields larger than a chunk",
+          "[pg][row][batch_text]") {
+  pg::batch_text text;
+  CHECK(text.capacity() == 0);
+  std::mt19937_64 rng{7};
+  std::vector<std::string> originals;
+  std::vector<std::string_view> views;
+  // From empty fields to fields of 3 MB: the first chunk (16 KiB), chunks
+  // that double to 1 MiB, and fields with chunks of their own.
+  for (int i = 0; i < 3000; ++i) {
+    auto n = i % 500 == 499 ? std::size_t{3} << 20
+                            : static_cast<std::size_t>(rng() % 300);
+    std::string x(n, '\0');
+    for (auto& c : x)
+      c = static_cast<char>(rng());
+    originals.push_back(x);
+    views.push_back(text.keep(std::string_view{x}));
+    // The source of a kept field changes at once (a row buffer reused).
+    std::fill(x.begin(), x.end(), 'z');
+  }
+  auto moved = std::move(text);
+  for (std::size_t i = 0; i < views.size(); ++i)
+    REQUIRE(views[i] == originals[i]);
+  CHECK(moved.capacity() >= 6 * (std::size_t{3} << 20));
+  // An empty field is text, never NULL: its data pointer is not null.
+  auto empty = moved.keep(std::optional<std::string_view>{""});
+  REQUIRE(empty);
+  CHECK(empty->empty());
+  CHECK(empty->data() != nullptr);
+  CHECK_FALSE(moved.keep(std::optional<std::string_view>{}));
 }
 
 TEST_CASE("ranges: every value and NULL fall in exactly one range, whatever "

@@ -190,3 +190,45 @@ TEST_CASE("partial: the compact entries taken grouped come in ascending "
     CHECK(rest.empty());
   }
 }
+
+namespace {
+
+/// An output element standing for `rows` rows, like pg::copy_row's blocks.
+struct block_row {
+  std::string bytes;
+  std::uint64_t rows = 1;
+};
+
+/// An output element whose `rows` is not a count (a name): one row each.
+struct named_row {
+  std::string rows;
+};
+
+} // namespace
+
+TEST_CASE("partial: a row type with a member rows counts its rows, others "
+          "one per element, through merges",
+          "[partial][rows]") {
+  partial a;
+  CHECK(a.emitted_rows() == 0);
+  a.emit(block_row{"a\nb\nc\n", 3});
+  a.emit(block_row{"d\n"});
+  a.emit(block_row{"", 0});
+  CHECK(a.emitted_rows() == 4);
+  CHECK(a.rows<block_row>().size() == 3);
+  partial b;
+  b.emit(block_row{"e\nf\n", 2});
+  a.merge(std::move(b));
+  CHECK(a.emitted_rows() == 6);
+  partial c;
+  c.emit(block_row{"g\n", 1});
+  c.merge(std::move(a));
+  CHECK(c.emitted_rows() == 7);
+  partial n;
+  n.emit(named_row{"three"});
+  n.emit(named_row{"four"});
+  CHECK(n.emitted_rows() == 2);
+  partial s;
+  s.emit(std::string{"x"});
+  CHECK(s.emitted_rows() == 1);
+}

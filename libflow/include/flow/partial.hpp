@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <iterator>
+#include <type_traits>
 #include <typeinfo>
 #include <unordered_map>
 #include <utility>
@@ -20,6 +21,19 @@
 #include "flow/key.hpp"
 
 namespace flow {
+
+namespace detail {
+
+/// True when O has a member `rows`: an output element that stands for that
+/// many rows (see partial::emitted_rows).
+template <class O, class = void>
+struct has_rows_member : std::false_type {};
+
+template <class O>
+struct has_rows_member<O, std::void_t<decltype(std::declval<const O&>().rows)>>
+  : std::is_integral<decltype(std::declval<const O&>().rows)> {};
+
+} // namespace detail
 
 /// The partial keyed aggregate a reducer builds from one batch. Every element
 /// of the batch counts as aggregated unless the reducer rejects it, with a
@@ -69,8 +83,17 @@ public:
     if (!output_) {
       output_ = std::make_shared<std::vector<O>>();
       output_type_ = &typeid(O);
-      row_count_ = [](const void* p) {
-        return static_cast<const std::vector<O>*>(p)->size();
+      row_count_ = [](const void* p) -> std::size_t {
+        auto& xs = *static_cast<const std::vector<O>*>(p);
+        if constexpr (detail::has_rows_member<O>::value) {
+          // Blocks of rows (e.g. pg::copy_row): each counts its rows.
+          std::uint64_t n = 0;
+          for (auto& x : xs)
+            n += x.rows;
+          return static_cast<std::size_t>(n);
+        } else {
+          return xs.size();
+        }
       };
       append_ = [](void* dst, void* src) {
         auto& to = *static_cast<std::vector<O>*>(dst);
@@ -84,7 +107,8 @@ public:
     return *static_cast<std::vector<O>*>(output_.get());
   }
 
-  /// Number of rows emitted.
+  /// Number of rows emitted: one per element, or for a row type with a
+  /// member `rows` (a block of rows, like pg::copy_row) the sum of those.
   std::size_t emitted_rows() const noexcept {
     return output_ ? row_count_(output_.get()) : 0;
   }

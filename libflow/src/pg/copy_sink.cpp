@@ -1,6 +1,7 @@
 #include "flow/pg/copy_sink.hpp"
 #include "flow/pg/ownership.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -8,6 +9,7 @@
 #include <iterator>
 #include <map>
 #include <stdexcept>
+#include <string_view>
 #include <type_traits>
 
 #include <libpq-fe.h>
@@ -220,14 +222,26 @@ public:
     return result;
   }
 
-  void copy_in(const std::string& table, const std::string& data,
+  /// One COPY ... FROM STDIN of `pieces`, sent in this order as they are
+  /// (libpq copies each into its output buffer: no concatenation here).
+  void copy_in(const std::string& table,
+               const std::vector<std::string_view>& pieces,
                copy_format format) {
     auto cmd = "COPY " + table + " FROM STDIN";
     if (format == copy_format::binary)
       cmd += " (FORMAT binary)";
     check(PQexec(conn_, cmd.c_str()), PGRES_COPY_IN, cmd);
-    if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1
-        || PQputCopyEnd(conn_, nullptr) != 1)
+    bool ok = true;
+    for (auto piece : pieces) {
+      // CopyData messages are limited to 1 GB - 1 by the protocol (and to
+      // an int by libpq): a larger piece goes in parts.
+      while (ok && !piece.empty()) {
+        auto n = std::min<std::size_t>(piece.size(), std::size_t{1} << 28);
+        ok = PQputCopyData(conn_, piece.data(), static_cast<int>(n)) == 1;
+        piece.remove_prefix(n);
+      }
+    }
+    if (!ok || PQputCopyEnd(conn_, nullptr) != 1)
       throw std::runtime_error(scrub(
         "COPY failed: " + one_line(PQerrorMessage(conn_)), conninfo_));
     check(PQgetResult(conn_), PGRES_COMMAND_OK, cmd);
@@ -425,27 +439,57 @@ struct copy_sink::impl {
   }
 
   /// COPYs one batch's rows: one COPY command per table that has rows.
+  /// Small rows are gathered into one buffer per table; a large one (a
+  /// block of rows, see copy_row) goes to libpq as it is, not copied here.
   void flush(const std::vector<copy_row>& rows) {
+    constexpr std::size_t large = 16384;
     counts.assign(buffers.size(), 0);
-    for (std::size_t i = 0; i < buffers.size(); ++i) {
-      buffers[i].clear();
-      if (tables[i].format == copy_format::binary)
-        buffers[i].append(binary_header, binary_header_size);
-    }
     for (auto& r : rows) {
       if (r.table >= buffers.size())
         throw std::logic_error("copy_sink: row for table "
                                + std::to_string(r.table) + " of "
                                + std::to_string(buffers.size()));
-      buffers[r.table] += r.line;
-      ++counts[r.table];
+      counts[r.table] += r.rows; // one row, or a block of them
     }
     for (std::size_t i = 0; i < buffers.size(); ++i) {
       if (counts[i] == 0)
         continue;
-      if (tables[i].format == copy_format::binary)
-        put_big_endian(buffers[i], std::int16_t{-1}); // the trailer
-      db->copy_in(staging[i].quoted(), buffers[i], tables[i].format);
+      auto binary = tables[i].format == copy_format::binary;
+      // Views into `rows` and into buffers[i], which only grows while
+      // `starts` records where each gathered run begins.
+      auto& buf = buffers[i];
+      buf.clear();
+      if (binary)
+        buf.append(binary_header, binary_header_size);
+      // (start, length) in buf, or (npos, row index) for a large row.
+      std::vector<std::pair<std::size_t, std::size_t>> parts;
+      std::size_t run = 0;
+      auto close_run = [&] {
+        if (buf.size() > run)
+          parts.emplace_back(run, buf.size() - run);
+        run = buf.size();
+      };
+      for (std::size_t k = 0; k < rows.size(); ++k) {
+        auto& r = rows[k];
+        if (r.table != i)
+          continue;
+        if (r.line.size() >= large) {
+          close_run();
+          parts.emplace_back(std::string::npos, k);
+        } else {
+          buf += r.line;
+        }
+      }
+      if (binary)
+        put_big_endian(buf, std::int16_t{-1}); // the trailer
+      close_run();
+      std::vector<std::string_view> pieces;
+      pieces.reserve(parts.size());
+      for (auto& [start, n] : parts)
+        pieces.push_back(start == std::string::npos
+                           ? std::string_view{rows[n].line}
+                           : std::string_view{buf}.substr(start, n));
+      db->copy_in(staging[i].quoted(), pieces, tables[i].format);
       table_rows[i] += counts[i];
     }
   }

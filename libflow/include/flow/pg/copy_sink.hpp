@@ -62,11 +62,20 @@ struct output_table {
 /// ending in '\n'; build it with append_copy_field) or one COPY binary tuple
 /// (begin_binary_row, then one append_binary_* per column). Formatting
 /// happens in the reducers, in parallel; the sink only moves bytes.
+///
+/// A copy_row may also be a **block**: `rows` lines (or tuples) of one table
+/// one after another in `line`. A reducer that formats a whole batch into one
+/// block per table allocates one string per table instead of one per row, and
+/// the sink copies each block once. The job counts `rows` rows for it (its
+/// `written` and the sink's rows per table); a block of 0 rows must be empty.
 struct copy_row {
   /// Index into the sink's tables.
   std::uint32_t table = 0;
-  /// The COPY text line ('\n' included) or binary tuple.
+  /// The COPY text line ('\n' included) or binary tuple; or, for a block,
+  /// `rows` of them.
   std::string line;
+  /// How many rows `line` holds: 1 for one row.
+  std::uint64_t rows = 1;
 };
 
 /// Appends `x` as one COPY text field: NULL (no value) as \N; backslash,

@@ -118,7 +118,10 @@ private:
 /// A source of T decoded by `F` from the rows of a `copy_reader`: a
 /// callable `T(const row_view&)`, or `void(const row_view&, T&)`, which
 /// decodes into a default-constructed T already in the batch (no move of a
-/// large row). Blocking: its generator runs on a thread of its own.
+/// large row), or `void(const row_view&, T&, batch_text&)`, which may keep
+/// text fields as views into the batch's own `batch_text` (valid as long as
+/// the batch: no string per field). Blocking: its generator runs on a thread
+/// of its own.
 template <class T, class F>
 class row_source : public source_impl<T> {
 public:
@@ -130,26 +133,10 @@ public:
 
   /// Up to `max` decoded rows; empty at the end.
   slice<T> next(std::size_t max) override {
-    std::vector<T> xs;
-    xs.reserve(std::min<std::size_t>(max, 65536));
-    while (xs.size() < max) {
-      auto row = reader_.next();
-      if (row == nullptr) {
-        done_ = true;
-        break;
-      }
-      try {
-        if constexpr (std::is_invocable_v<F&, const row_view&, T&>) {
-          xs.emplace_back();
-          decode_(*row, xs.back());
-        } else {
-          xs.emplace_back(decode_(*row));
-        }
-      } catch (const decode_error& e) {
-        reader_.fail(e);
-      }
-    }
-    return slice<T>::owning(std::move(xs));
+    if constexpr (std::is_invocable_v<F&, const row_view&, T&, batch_text&>)
+      return next_with_text(max);
+    else
+      return next_plain(max);
   }
 
   /// True after the last row.
@@ -178,6 +165,55 @@ public:
   }
 
 private:
+  /// A batch's elements and the text they view, freed together.
+  struct text_batch {
+    std::vector<T> items;
+    batch_text text;
+  };
+
+  slice<T> next_with_text(std::size_t max) {
+    auto b = std::make_shared<text_batch>();
+    fill(b->items, max, &b->text);
+    auto data = b->items.data();
+    auto n = b->items.size();
+    return slice<T>{std::shared_ptr<const void>{std::move(b)}, data, n};
+  }
+
+  slice<T> next_plain(std::size_t max) {
+    std::vector<T> xs;
+    fill(xs, max, nullptr);
+    return slice<T>::owning(std::move(xs));
+  }
+
+  /// Decodes up to `max` rows into `xs` (`text`: the batch's store, for a
+  /// decoder that keeps text).
+  void fill(std::vector<T>& xs, std::size_t max, batch_text* text) {
+    xs.reserve(std::min<std::size_t>(max, 65536));
+    while (xs.size() < max) {
+      auto row = reader_.next();
+      if (row == nullptr) {
+        done_ = true;
+        break;
+      }
+      try {
+        if constexpr (std::is_invocable_v<F&, const row_view&, T&,
+                                          batch_text&>) {
+          xs.emplace_back();
+          decode_(*row, xs.back(), *text);
+        } else if constexpr (std::is_invocable_v<F&, const row_view&, T&>) {
+          (void) text;
+          xs.emplace_back();
+          decode_(*row, xs.back());
+        } else {
+          (void) text;
+          xs.emplace_back(decode_(*row));
+        }
+      } catch (const decode_error& e) {
+        reader_.fail(e);
+      }
+    }
+  }
+
   copy_reader reader_;
   F decode_;
   bool done_ = false;

@@ -5,8 +5,11 @@
 /// access to each field, NULLs as `std::optional`, and `decode_error` for a
 /// value that does not fit.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -84,6 +87,76 @@ private:
   std::string_view line_;
   std::vector<std::string_view> fields_;
   mutable std::string scratch_;
+};
+
+/// Text that lives as long as a batch: a decoder copies a field into it and
+/// keeps the view instead of a `std::string` per field. `row_source` gives
+/// one to decoders of the form `void(const row_view&, T&, batch_text&)` and
+/// makes it part of the batch, so the views in a batch's elements stay valid
+/// for as long as any reducer holds the batch. One allocation per chunk
+/// instead of one per field, and one free when the batch goes.
+class batch_text {
+public:
+  /// An empty store; its first chunk is allocated by the first `keep`.
+  batch_text() = default;
+
+  batch_text(const batch_text&) = delete;
+  batch_text& operator=(const batch_text&) = delete;
+
+  /// Moves a store (the views into it stay valid: chunks do not move).
+  batch_text(batch_text&&) noexcept = default;
+
+  /// Moves a store.
+  batch_text& operator=(batch_text&&) noexcept = default;
+
+  /// A copy of `x` that lives as long as this store.
+  std::string_view keep(std::string_view x) {
+    if (x.empty())
+      return std::string_view{"", 0}; // never a null data pointer
+    if (x.size() > room_)
+      grow(x.size());
+    auto* p = next_;
+    std::memcpy(p, x.data(), x.size());
+    next_ += x.size();
+    room_ -= x.size();
+    return {p, x.size()};
+  }
+
+  /// A copy of `x` (a field that may be NULL) that lives as long as this
+  /// store; nothing stays nothing.
+  std::optional<std::string_view>
+  keep(const std::optional<std::string_view>& x) {
+    if (!x)
+      return std::nullopt;
+    return keep(*x);
+  }
+
+  /// Bytes held (the chunks' sizes).
+  std::size_t capacity() const noexcept {
+    return capacity_;
+  }
+
+private:
+  // Chunks double from 16 KiB up to 1 MiB (a field larger than that gets a
+  // chunk of its own size): a batch of 16384 rows of ~100 bytes takes two
+  // or three allocations, a batch of a few rows one small one.
+  void grow(std::size_t need) {
+    auto size = chunks_.empty() ? std::size_t{16384}
+                                : std::min(last_ * 2, std::size_t{1} << 20);
+    size = std::max(size, need);
+    // Not make_unique<char[]>: that would zero every byte first.
+    chunks_.emplace_back(new char[size]);
+    next_ = chunks_.back().get();
+    room_ = size;
+    last_ = size;
+    capacity_ += size;
+  }
+
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  char* next_ = nullptr;
+  std::size_t room_ = 0;
+  std::size_t last_ = 0;
+  std::size_t capacity_ = 0;
 };
 
 /// Parses a decimal int64 ("-42"); nothing when the text is not exactly one.
