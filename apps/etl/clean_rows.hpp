@@ -51,7 +51,8 @@ pg::read_spec ads_read_spec(const clean_config& cfg, std::size_t partitions);
 void decode_ad(const pg::row_view& r, raw_ad& ad, pg::batch_text& text);
 
 /// The cleaning rules applied to one batch of raw ads. Output rows are
-/// formatted here, in parallel, as COPY lines for the sink.
+/// formatted here, in parallel, as one block of COPY data per table for the
+/// sink (see pg::copy_row).
 void clean_batch(const batch_ref<raw_ad>& b, partial& out);
 
 /// A raw ad as the first five fields of an ads_rejects COPY line: how a

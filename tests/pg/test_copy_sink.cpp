@@ -345,6 +345,47 @@ TEST_CASE("copy_sink: blocks of rows land like single rows and count as "
         == label(4998));
 }
 
+TEST_CASE("copy_sink: a block of 0 rows that holds data fails the job "
+          "wherever it comes from, and nothing becomes visible",
+          "[pg][sink][copy_sink][blocks]") {
+  auto schema = fresh_schema("copybadblock");
+  auto tables = two_tables(schema);
+  auto visible = [&] {
+    return scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '"
+                  + schema + "'");
+  };
+  SECTION("emitted by a reducer: the batch fails") {
+    auto res = pipeline<std::int64_t>{}
+                 .add(from_range(0, 100), "x")
+                 .reduce([](const batch_ref<std::int64_t>& b, partial& out) {
+                   out.add("n", static_cast<std::int64_t>(b.items.size()));
+                   out.emit(pg::copy_row{0, "1\tx\n", 0});
+                 })
+                 .sink(sink<pg::copy_row>{
+                   std::make_unique<pg::copy_sink>(conninfo(), tables)})
+                 .on_failure(failure_policy::fail_fast)
+                 .run();
+    REQUIRE_FALSE(res);
+    CHECK(describe(res.error()).find("a block of 0 rows") != std::string::npos);
+  }
+  SECTION("among the sink's final rows") {
+    auto final_rows = [](const job_result&) {
+      return std::vector<pg::copy_row>{{1, "2\ty\n", 0}};
+    };
+    auto res = pipeline<std::int64_t>{}
+                 .add(from_range(0, 100), "x")
+                 .reduce(route())
+                 .sink(sink<pg::copy_row>{std::make_unique<pg::copy_sink>(
+                   conninfo(), tables, final_rows)})
+                 .run();
+    REQUIRE_FALSE(res);
+    CHECK(code_of(res.error()) == errc::sink_failed);
+    CHECK(describe(res.error()).find("a block of 0 rows holds 4 bytes")
+          != std::string::npos);
+  }
+  CHECK(visible() == "0");
+}
+
 TEST_CASE("copy_sink: a binary row of the wrong shape fails the job, shows "
           "nothing",
           "[pg][sink][copy_sink][binary][atomic]") {

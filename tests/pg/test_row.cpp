@@ -206,6 +206,13 @@ TEST_CASE("batch_text: kept text stays where it was put while the store "
     std::fill(x.begin(), x.end(), 'z');
   }
   auto moved = std::move(text);
+  // The moved-from store starts afresh; what it keeps now lands in chunks
+  // of its own, not in the space left in the moved store's last chunk.
+  CHECK(text.capacity() == 0);
+  auto after = text.keep("kept after the move");
+  auto more = moved.keep(std::string(100, 'm'));
+  CHECK(after == "kept after the move");
+  CHECK(more == std::string(100, 'm'));
   for (std::size_t i = 0; i < views.size(); ++i)
     REQUIRE(views[i] == originals[i]);
   CHECK(moved.capacity() >= 6 * (std::size_t{3} << 20));

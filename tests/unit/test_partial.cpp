@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -197,11 +198,22 @@ namespace {
 struct block_row {
   std::string bytes;
   std::uint64_t rows = 1;
+
+  /// Opts in: a block of rows.
+  static bool valid_block(const block_row& b) {
+    return b.rows > 0 || b.bytes.empty();
+  }
 };
 
 /// An output element whose `rows` is not a count (a name): one row each.
 struct named_row {
   std::string rows;
+};
+
+/// An output element with a count called `rows` that did not opt in: one
+/// row each, whatever the count says.
+struct counted_row {
+  std::uint64_t rows = 0;
 };
 
 } // namespace
@@ -215,7 +227,10 @@ TEST_CASE("partial: a row type with a member rows counts its rows, others "
   a.emit(block_row{"d\n"});
   a.emit(block_row{"", 0});
   CHECK(a.emitted_rows() == 4);
-  CHECK(a.rows<block_row>().size() == 3);
+  // The empty block is not kept; a block of 0 rows with bytes is refused.
+  CHECK(a.rows<block_row>().size() == 2);
+  CHECK_THROWS_AS(a.emit(block_row{"h\n", 0}), std::logic_error);
+  CHECK(a.emitted_rows() == 4);
   partial b;
   b.emit(block_row{"e\nf\n", 2});
   a.merge(std::move(b));
@@ -228,6 +243,10 @@ TEST_CASE("partial: a row type with a member rows counts its rows, others "
   n.emit(named_row{"three"});
   n.emit(named_row{"four"});
   CHECK(n.emitted_rows() == 2);
+  partial z;
+  z.emit(counted_row{0});
+  z.emit(counted_row{7});
+  CHECK(z.emitted_rows() == 2);
   partial s;
   s.emit(std::string{"x"});
   CHECK(s.emitted_rows() == 1);

@@ -24,14 +24,18 @@ namespace flow {
 
 namespace detail {
 
-/// True when O has a member `rows`: an output element that stands for that
-/// many rows (see partial::emitted_rows).
+/// True when O is a block of rows: it says so with a static
+/// `valid_block(const O&)` and counts its rows in an unsigned member `rows`
+/// (see pg::copy_row and partial::emitted_rows). Opt-in: a row type that
+/// merely has a member called `rows` is one row per element.
 template <class O, class = void>
-struct has_rows_member : std::false_type {};
+struct is_row_block : std::false_type {};
 
 template <class O>
-struct has_rows_member<O, std::void_t<decltype(std::declval<const O&>().rows)>>
-  : std::is_integral<decltype(std::declval<const O&>().rows)> {};
+struct is_row_block<
+  O, std::void_t<decltype(O::valid_block(std::declval<const O&>())),
+                 decltype(std::declval<const O&>().rows)>>
+  : std::is_unsigned<decltype(std::declval<const O&>().rows)> {};
 
 } // namespace detail
 
@@ -70,9 +74,19 @@ public:
   void reject(const std::string& reason, std::uint64_t n = 1);
 
   /// Emits one output row for the pipeline's sink (see `pipeline::sink`).
-  /// Every row of one job must have the sink's row type.
+  /// Every row of one job must have the sink's row type. A block of rows
+  /// (see `emitted_rows`) of 0 rows is not kept; one that is not valid (0
+  /// rows that hold data) throws std::logic_error, which fails the batch:
+  /// rows never vanish uncounted.
   template <class O>
   void emit(O row) {
+    if constexpr (detail::is_row_block<O>::value) {
+      if (!O::valid_block(row))
+        throw std::logic_error("flow::partial::emit: a block of 0 rows "
+                               "that holds data");
+      if (row.rows == 0)
+        return;
+    }
     rows<O>().push_back(std::move(row));
   }
 
@@ -85,7 +99,7 @@ public:
       output_type_ = &typeid(O);
       row_count_ = [](const void* p) -> std::size_t {
         auto& xs = *static_cast<const std::vector<O>*>(p);
-        if constexpr (detail::has_rows_member<O>::value) {
+        if constexpr (detail::is_row_block<O>::value) {
           // Blocks of rows (e.g. pg::copy_row): each counts its rows.
           std::uint64_t n = 0;
           for (auto& x : xs)
@@ -107,8 +121,9 @@ public:
     return *static_cast<std::vector<O>*>(output_.get());
   }
 
-  /// Number of rows emitted: one per element, or for a row type with a
-  /// member `rows` (a block of rows, like pg::copy_row) the sum of those.
+  /// Number of rows emitted: one per element, or for a block type (a
+  /// `static bool valid_block(const O&)` and an unsigned member `rows`, like
+  /// pg::copy_row) the sum of their `rows`.
   std::size_t emitted_rows() const noexcept {
     return output_ ? row_count_(output_.get()) : 0;
   }

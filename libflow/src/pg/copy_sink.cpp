@@ -449,14 +449,19 @@ struct copy_sink::impl {
         throw std::logic_error("copy_sink: row for table "
                                + std::to_string(r.table) + " of "
                                + std::to_string(buffers.size()));
+      // Rows that would be written but not counted (final or dead-letter
+      // rows do not pass through partial::emit's check).
+      if (!copy_row::valid_block(r))
+        throw std::logic_error("copy_sink: a block of 0 rows holds "
+                               + std::to_string(r.line.size()) + " bytes");
       counts[r.table] += r.rows; // one row, or a block of them
     }
     for (std::size_t i = 0; i < buffers.size(); ++i) {
       if (counts[i] == 0)
         continue;
       auto binary = tables[i].format == copy_format::binary;
-      // Views into `rows` and into buffers[i], which only grows while
-      // `starts` records where each gathered run begins.
+      // Offsets into buffers[i] (views only once it is complete: it may
+      // reallocate while it grows) or indices into `rows`.
       auto& buf = buffers[i];
       buf.clear();
       if (binary)

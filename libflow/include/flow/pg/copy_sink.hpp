@@ -67,7 +67,8 @@ struct output_table {
 /// one after another in `line`. A reducer that formats a whole batch into one
 /// block per table allocates one string per table instead of one per row, and
 /// the sink copies each block once. The job counts `rows` rows for it (its
-/// `written` and the sink's rows per table); a block of 0 rows must be empty.
+/// `written` and the sink's rows per table); a block of 0 rows must be empty
+/// (`partial::emit` drops an empty one and refuses one that is not).
 struct copy_row {
   /// Index into the sink's tables.
   std::uint32_t table = 0;
@@ -76,6 +77,12 @@ struct copy_row {
   std::string line;
   /// How many rows `line` holds: 1 for one row.
   std::uint64_t rows = 1;
+
+  /// Makes copy_row a block of rows for flow::partial: valid unless it
+  /// claims 0 rows and holds bytes.
+  static bool valid_block(const copy_row& r) noexcept {
+    return r.rows > 0 || r.line.empty();
+  }
 };
 
 /// Appends `x` as one COPY text field: NULL (no value) as \N; backslash,

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "flow/aggregate.hpp"
@@ -100,14 +101,35 @@ public:
   /// An empty store; its first chunk is allocated by the first `keep`.
   batch_text() = default;
 
+  /// Not copyable: views point into this store's own chunks.
   batch_text(const batch_text&) = delete;
+
+  /// Not copyable.
   batch_text& operator=(const batch_text&) = delete;
 
-  /// Moves a store (the views into it stay valid: chunks do not move).
-  batch_text(batch_text&&) noexcept = default;
+  /// Moves a store (the views into it stay valid: chunks do not move). The
+  /// moved-from store is empty and usable.
+  batch_text(batch_text&& other) noexcept
+    : chunks_(std::move(other.chunks_)),
+      next_(std::exchange(other.next_, nullptr)),
+      room_(std::exchange(other.room_, 0)),
+      last_(std::exchange(other.last_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)) {
+    other.chunks_.clear();
+  }
 
-  /// Moves a store.
-  batch_text& operator=(batch_text&&) noexcept = default;
+  /// Moves a store; this store's own text goes (views into it dangle).
+  batch_text& operator=(batch_text&& other) noexcept {
+    if (this != &other) {
+      chunks_ = std::move(other.chunks_);
+      other.chunks_.clear();
+      next_ = std::exchange(other.next_, nullptr);
+      room_ = std::exchange(other.room_, 0);
+      last_ = std::exchange(other.last_, 0);
+      capacity_ = std::exchange(other.capacity_, 0);
+    }
+    return *this;
+  }
 
   /// A copy of `x` that lives as long as this store.
   std::string_view keep(std::string_view x) {
@@ -120,6 +142,16 @@ public:
     next_ += x.size();
     room_ -= x.size();
     return {p, x.size()};
+  }
+
+  /// A copy of `x` that lives as long as this store.
+  std::string_view keep(const std::string& x) {
+    return keep(std::string_view{x});
+  }
+
+  /// A copy of `x` (a C string) that lives as long as this store.
+  std::string_view keep(const char* x) {
+    return keep(std::string_view{x});
   }
 
   /// A copy of `x` (a field that may be NULL) that lives as long as this
@@ -138,14 +170,17 @@ public:
 
 private:
   // Chunks double from 16 KiB up to 1 MiB (a field larger than that gets a
-  // chunk of its own size): a batch of 16384 rows of ~100 bytes takes two
-  // or three allocations, a batch of a few rows one small one.
+  // chunk of its own size): a batch of 16384 rows of ~100 bytes takes seven
+  // allocations, a batch of a few rows one small one. What is left of a
+  // chunk when a field does not fit stays unused.
   void grow(std::size_t need) {
     auto size = chunks_.empty() ? std::size_t{16384}
                                 : std::min(last_ * 2, std::size_t{1} << 20);
     size = std::max(size, need);
-    // Not make_unique<char[]>: that would zero every byte first.
-    chunks_.emplace_back(new char[size]);
+    // Not make_unique<char[]>: that would zero every byte first. Owned
+    // before the vector may grow (and throw).
+    std::unique_ptr<char[]> chunk{new char[size]};
+    chunks_.push_back(std::move(chunk));
     next_ = chunks_.back().get();
     room_ = size;
     last_ = size;
