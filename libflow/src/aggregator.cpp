@@ -1,6 +1,9 @@
 #include "flow/aggregator.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <atomic>
+#include <deque>
 #include <functional>
 #include <new>
 #include <stdexcept>
@@ -14,11 +17,14 @@ namespace flow {
 
 namespace {
 
-// The registry: state types by name. Written at setup (columns are made
-// before jobs run) and read by deserialisers on any thread.
+// The registry: state types by name, and by index (`state_ops::index`).
+// Written at setup (columns are made before jobs run) and read by
+// deserialisers and state rows on any thread.
 struct registry {
   std::mutex mtx;
   std::map<std::string, const state_ops*> by_name;
+  // The registered copies (a deque: their addresses hold).
+  std::deque<state_ops> all;
 };
 
 registry& the_registry() {
@@ -26,17 +32,37 @@ registry& the_registry() {
   return r;
 }
 
+// Index -> operations, read without the lock: an entry is written before
+// its index is handed out (release), and never changes after.
+constexpr std::size_t max_state_types = 65536;
+std::atomic<const state_ops*> ops_table[max_state_types];
+
 } // namespace
 
 namespace detail {
 
-void register_state(const state_ops& ops) {
+const state_ops& register_state(state_ops ops) {
   auto& r = the_registry();
   std::lock_guard<std::mutex> guard{r.mtx};
-  auto [i, added] = r.by_name.emplace(ops.name, &ops);
-  if (!added && *i->second->type != *ops.type)
-    throw std::logic_error("flow: two aggregator state types are named '"
-                           + ops.name + "'");
+  auto i = r.by_name.find(ops.name);
+  if (i != r.by_name.end()) {
+    if (*i->second->type != *ops.type)
+      throw std::logic_error("flow: two aggregator state types are named '"
+                             + ops.name + "'");
+    return *i->second;
+  }
+  auto index = r.all.size() + 1;
+  if (index >= max_state_types)
+    throw std::logic_error("flow: more than 65535 aggregator state types");
+  ops.index = static_cast<std::uint32_t>(index);
+  auto& kept = r.all.emplace_back(std::move(ops));
+  ops_table[index].store(&kept, std::memory_order_release);
+  r.by_name.emplace(kept.name, &kept);
+  return kept;
+}
+
+const state_ops& state_ops_at(std::uint32_t index) noexcept {
+  return *ops_table[index].load(std::memory_order_acquire);
 }
 
 } // namespace detail
@@ -78,37 +104,40 @@ std::size_t align_up(std::size_t n, std::size_t a) noexcept {
   return (n + a - 1) / a * a;
 }
 
+// What a state of `ops` takes in a row's storage: the state itself, or a
+// pointer to it when it is allocated on its own.
+std::size_t place_size(const state_ops& ops) noexcept {
+  return inline_able(ops) ? ops.size : sizeof(void*);
+}
+
+std::size_t place_align(const state_ops& ops) noexcept {
+  return inline_able(ops) ? ops.align : alignof(void*);
+}
+
 // Where a state of `ops` goes in storage of which `used` bytes are taken:
 // every state starts at a multiple of 8 (and of its own alignment).
 std::size_t offset_for(std::size_t used, const state_ops& ops) noexcept {
-  return align_up(used, std::max<std::size_t>(ops.align, 8));
+  return align_up(used, std::max<std::size_t>(place_align(ops), 8));
 }
 
 // The most a state of `ops` adds to a block's storage, whatever comes
 // before it: its size to a multiple of 8, and the padding a 16-byte
 // alignment may need after a state that ends at an odd multiple of 8.
 std::size_t footprint(const state_ops& ops) noexcept {
-  return align_up(ops.size, 8) + (ops.align > 8 ? ops.align - 8 : 0);
+  auto a = place_align(ops);
+  return align_up(place_size(ops), 8) + (a > 8 ? a - 8 : 0);
+}
+
+const state_ops& ops_at(std::uint32_t index) noexcept {
+  return detail::state_ops_at(index);
 }
 
 } // namespace
 
 void aggregators::grow_shape(const state_ops& ops) {
   shape_->columns = columns_.size();
-  if (inline_able(ops))
-    shape_->bytes += footprint(ops);
+  shape_->bytes += footprint(ops);
 }
-
-namespace {
-
-// Storage of a block as an address range (std::less: the states of other
-// rows compare too).
-bool within(const void* p, const char* begin, std::size_t bytes) noexcept {
-  std::less<const void*> lt;
-  return !lt(p, begin) && lt(p, begin + bytes);
-}
-
-} // namespace
 
 state_row::state_row(const state_row& other) {
   *this = other;
@@ -123,15 +152,17 @@ state_row& state_row::operator=(const state_row& other) {
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < n; ++i) {
       auto& b = other.boxes()[i];
-      if (b.ptr && inline_able(*b.ops))
-        bytes = offset_for(bytes, *b.ops) + b.ops->size;
+      if (b.type != 0) {
+        auto& o = ops_at(b.type);
+        bytes = offset_for(bytes, o) + place_size(o);
+      }
     }
     copy.reserve(n, bytes);
     copy.block_->size = static_cast<std::uint32_t>(n);
     for (std::size_t i = 0; i < n; ++i) {
       auto& b = other.boxes()[i];
-      if (b.ptr)
-        copy.make(i, *b.ops, b.ptr);
+      if (b.type != 0)
+        copy.make(i, ops_at(b.type), other.ptr(i));
     }
   }
   *this = std::move(copy);
@@ -153,12 +184,13 @@ void state_row::clear() noexcept {
   auto* b = block_;
   for (std::size_t i = 0; i < b->size; ++i) {
     auto& x = b->boxes()[i];
-    if (!x.ptr)
+    if (x.type == 0)
       continue;
-    if (within(x.ptr, b->storage(), b->bytes))
-      x.ops->destruct(x.ptr);
+    auto& o = ops_at(x.type);
+    if ((x.at & heap) != 0)
+      o.destroy(ptr(i));
     else
-      x.ops->destroy(x.ptr);
+      o.destruct(ptr(i));
   }
   ::operator delete(b);
   block_ = nullptr;
@@ -170,7 +202,7 @@ state_row::~state_row() {
 
 bool state_row::empty() const noexcept {
   for (std::size_t i = 0; i < size(); ++i)
-    if (boxes()[i].ptr)
+    if (boxes()[i].type != 0)
       return false;
   return true;
 }
@@ -178,7 +210,7 @@ bool state_row::empty() const noexcept {
 std::size_t state_row::block_bytes() const noexcept {
   if (!block_)
     return 0;
-  return sizeof(block) + block_->capacity * sizeof(box) + block_->bytes;
+  return sizeof(block) + block::table_bytes(block_->capacity) + block_->bytes;
 }
 
 void state_row::reserve(std::size_t columns, std::size_t bytes) {
@@ -190,7 +222,7 @@ void state_row::reserve(std::size_t columns, std::size_t bytes) {
 }
 
 void state_row::rebuild(std::size_t columns, std::size_t bytes) {
-  static_assert(sizeof(block) == 16 && sizeof(box) % 16 == 0,
+  static_assert(sizeof(block) == 16 && sizeof(box) == 8,
                 "a block's storage must start 16-byte aligned");
   auto* old = block_;
   if (columns > 65536)
@@ -200,32 +232,36 @@ void state_row::rebuild(std::size_t columns, std::size_t bytes) {
   std::size_t moved = 0;
   for (std::size_t i = 0; i < size(); ++i) {
     auto& x = old->boxes()[i];
-    if (x.ptr && within(x.ptr, old->storage(), old->bytes))
-      moved = offset_for(moved, *x.ops) + x.ops->size;
+    if (x.type != 0) {
+      auto& o = ops_at(x.type);
+      moved = offset_for(moved, o) + place_size(o);
+    }
   }
   columns = std::max<std::size_t>(columns, size());
   auto new_bytes = align_up(moved + bytes, 8);
-  void* raw = ::operator new(sizeof(block) + columns * sizeof(box)
+  void* raw = ::operator new(sizeof(block) + block::table_bytes(columns)
                              + new_bytes);
   auto* nb = new (raw) block{0, static_cast<std::uint32_t>(columns), 0,
                              static_cast<std::uint32_t>(new_bytes)};
   for (std::size_t i = 0; i < columns; ++i)
-    new (nb->boxes() + i) box{};
+    new (nb->boxes() + i) box{0, 0};
   if (old) {
     nb->size = old->size;
     for (std::size_t i = 0; i < old->size; ++i) {
       auto& x = old->boxes()[i];
-      if (!x.ptr)
+      if (x.type == 0)
         continue;
-      if (!within(x.ptr, old->storage(), old->bytes)) {
-        nb->boxes()[i] = x;
-        continue;
-      }
-      auto off = offset_for(nb->used, *x.ops);
-      void* p = nb->storage() + off;
-      x.ops->relocate(p, x.ptr);
-      nb->used = static_cast<std::uint32_t>(off + x.ops->size);
-      nb->boxes()[i] = box{x.ops, p};
+      auto& o = ops_at(x.type);
+      auto off = offset_for(nb->used, o);
+      char* to = nb->storage() + off;
+      char* from = old->storage() + (x.at & ~heap);
+      if ((x.at & heap) != 0)
+        std::memcpy(to, from, sizeof(void*));
+      else
+        o.relocate(to, from);
+      nb->used = static_cast<std::uint32_t>(off + place_size(o));
+      nb->boxes()[i] = box{x.type, static_cast<std::uint32_t>(off)
+                                     | (x.at & heap)};
     }
     ::operator delete(old);
   }
@@ -233,23 +269,31 @@ void state_row::rebuild(std::size_t columns, std::size_t bytes) {
 }
 
 void* state_row::make(std::size_t i, const state_ops& ops, const void* src) {
+  if (ops.index == 0 || &ops_at(ops.index) != &ops)
+    throw std::logic_error("flow: aggregator state '" + ops.name
+                           + "' is not registered (use state_ops_of)");
+  // Callers reserve room; a state that does not fit makes it.
+  if (offset_for(block_->used, ops) + place_size(ops) > block_->bytes)
+    reserve(std::max<std::size_t>(i + 1, block_->capacity), footprint(ops));
   auto* b = block_;
-  void* p = nullptr;
+  auto off = offset_for(b->used, ops);
+  char* at = b->storage() + off;
+  void* p;
+  std::uint32_t flag = 0;
+  // The room is taken only once the state is made (its copy may throw).
   if (inline_able(ops)) {
-    auto off = offset_for(b->used, ops);
-    if (off + ops.size <= b->bytes) {
-      p = b->storage() + off;
-      // The room is taken only once the state is made (its copy may throw).
-      if (src)
-        ops.copy_at(p, src);
-      else
-        ops.create_at(p);
-      b->used = static_cast<std::uint32_t>(off + ops.size);
-    }
-  }
-  if (!p)
+    p = at;
+    if (src)
+      ops.copy_at(p, src);
+    else
+      ops.create_at(p);
+  } else {
     p = src ? ops.clone(src) : ops.create();
-  b->boxes()[i] = box{&ops, p};
+    std::memcpy(at, &p, sizeof(void*));
+    flag = heap;
+  }
+  b->used = static_cast<std::uint32_t>(off + place_size(ops));
+  b->boxes()[i] = box{ops.index, static_cast<std::uint32_t>(off) | flag};
   if (i >= b->size)
     b->size = static_cast<std::uint32_t>(i + 1);
   return p;
@@ -258,10 +302,13 @@ void* state_row::make(std::size_t i, const state_ops& ops, const void* src) {
 namespace {
 
 // Throws when the state in column `i` is not of `ops`' type.
-void check_type(std::size_t i, const state_ops& held, const state_ops& ops) {
-  if (&held != &ops && *held.type != *ops.type)
+void check_type(std::size_t i, std::uint32_t held, const state_ops& ops) {
+  if (held == ops.index)
+    return;
+  auto& h = ops_at(held);
+  if (*h.type != *ops.type)
     throw std::logic_error("flow: column " + std::to_string(i) + " holds a '"
-                           + held.name + "' state, not '" + ops.name + "'");
+                           + h.name + "' state, not '" + ops.name + "'");
 }
 
 } // namespace
@@ -270,10 +317,10 @@ const void* state_row::get(std::size_t i, const state_ops& ops) const {
   if (i >= size())
     return nullptr;
   auto& b = boxes()[i];
-  if (!b.ptr)
+  if (b.type == 0)
     return nullptr;
-  check_type(i, *b.ops, ops);
-  return b.ptr;
+  check_type(i, b.type, ops);
+  return ptr(i);
 }
 
 void* state_row::get_or_create(std::size_t i, const state_ops& ops,
@@ -281,12 +328,12 @@ void* state_row::get_or_create(std::size_t i, const state_ops& ops,
                                const row_shape* shape) {
   if (i < size()) {
     auto& b = block_->boxes()[i];
-    if (b.ptr) {
-      check_type(i, *b.ops, ops);
-      return b.ptr;
+    if (b.type != 0) {
+      check_type(i, b.type, ops);
+      return ptr(i);
     }
   }
-  auto need = inline_able(ops) ? footprint(ops) : 0;
+  auto need = footprint(ops);
   if (!block_ && shape) {
     // The row's first state: room for all of them.
     reserve(std::max(i + 1, shape->columns), std::max(need, shape->bytes));
@@ -295,9 +342,8 @@ void* state_row::get_or_create(std::size_t i, const state_ops& ops,
     // grows by half at least, not once per column.
     std::size_t cap = block_ ? block_->capacity : 0;
     std::size_t room = block_ ? block_->bytes : 0;
-    bool fits = need == 0
-                || (block_
-                    && offset_for(block_->used, ops) + ops.size <= room);
+    bool fits = block_
+                && offset_for(block_->used, ops) + place_size(ops) <= room;
     if (i >= cap || !fits)
       reserve(i < cap ? cap
                       : std::min(std::max({i + 1, cap + cap / 2,
@@ -319,24 +365,26 @@ bool state_row::merge(const state_row& other) {
   std::size_t bytes = 0;
   for (std::size_t i = 0; i < n; ++i) {
     auto& src = other.boxes()[i];
-    if (src.ptr && (i >= size() || !boxes()[i].ptr) && inline_able(*src.ops))
-      bytes += footprint(*src.ops);
+    if (src.type != 0 && (i >= size() || boxes()[i].type == 0))
+      bytes += footprint(ops_at(src.type));
   }
   reserve(n, bytes);
   if (block_->size < n)
     block_->size = static_cast<std::uint32_t>(n);
   for (std::size_t i = 0; i < n; ++i) {
     auto& src = other.boxes()[i];
-    if (!src.ptr)
+    if (src.type == 0)
       continue;
+    auto& so = ops_at(src.type);
     auto& dst = block_->boxes()[i];
-    if (!dst.ptr) {
-      make(i, *src.ops, src.ptr);
+    if (dst.type == 0) {
+      make(i, so, other.ptr(i));
       continue;
     }
-    if (dst.ops != src.ops && *dst.ops->type != *src.ops->type)
+    auto& dop = ops_at(dst.type);
+    if (dst.type != src.type && *dop.type != *so.type)
       return false;
-    if (!dst.ops->merge(dst.ptr, src.ptr))
+    if (!dop.merge(ptr(i), other.ptr(i)))
       return false;
   }
   return true;
@@ -345,7 +393,10 @@ bool state_row::merge(const state_row& other) {
 bool state_row::ok() const {
   for (std::size_t i = 0; i < size(); ++i) {
     auto& b = boxes()[i];
-    if (b.ptr && b.ops->ok && !b.ops->ok(b.ptr))
+    if (b.type == 0)
+      continue;
+    auto& o = ops_at(b.type);
+    if (o.ok && !o.ok(ptr(i)))
       return false;
   }
   return true;
@@ -355,7 +406,7 @@ std::vector<std::string> state_row::names() const {
   std::vector<std::string> result;
   for (std::size_t i = 0; i < size(); ++i) {
     auto& b = boxes()[i];
-    result.push_back(b.ptr ? b.ops->name : std::string{});
+    result.push_back(b.type != 0 ? ops_at(b.type).name : std::string{});
   }
   return result;
 }
@@ -363,15 +414,14 @@ std::vector<std::string> state_row::names() const {
 bool state_row::equals(const state_row& other) const {
   auto n = std::max(size(), other.size());
   for (std::size_t i = 0; i < n; ++i) {
-    const box* x = i < size() ? &boxes()[i] : nullptr;
-    const box* y = i < other.size() ? &other.boxes()[i] : nullptr;
-    bool has_x = x && x->ptr;
-    bool has_y = y && y->ptr;
-    if (has_x != has_y)
+    std::uint32_t x = i < size() ? boxes()[i].type : 0;
+    std::uint32_t y = i < other.size() ? other.boxes()[i].type : 0;
+    if ((x != 0) != (y != 0))
       return false;
-    if (!has_x)
+    if (x == 0)
       continue;
-    if (*x->ops->type != *y->ops->type || !x->ops->equal(x->ptr, y->ptr))
+    auto& xo = ops_at(x);
+    if (*xo.type != *ops_at(y).type || !xo.equal(ptr(i), other.ptr(i)))
       return false;
   }
   return true;
@@ -381,23 +431,24 @@ caf::error state_row::save(caf::serializer& sink) const {
   // Trailing empty columns are not written, so equal rows write equal bytes.
   std::uint32_t n = 0;
   for (std::size_t i = 0; i < size(); ++i)
-    if (boxes()[i].ptr)
+    if (boxes()[i].type != 0)
       n = static_cast<std::uint32_t>(i + 1);
   if (auto err = sink(n))
     return err;
   for (std::uint32_t i = 0; i < n; ++i) {
     auto& b = boxes()[i];
-    std::string name = b.ptr ? b.ops->name : std::string{};
+    const state_ops* o = b.type != 0 ? &ops_at(b.type) : nullptr;
+    std::string name = o ? o->name : std::string{};
     if (auto err = sink(name))
       return err;
-    if (!b.ptr)
+    if (!o)
       continue;
-    if (!b.ops->save)
+    if (!o->save)
       return make_error(errc::not_serializable,
-                        "aggregator state '" + b.ops->name
+                        "aggregator state '" + o->name
                           + "' has no inspect function and cannot cross "
                             "processes");
-    if (auto err = b.ops->save(sink, b.ptr))
+    if (auto err = o->save(sink, ptr(i)))
       return err;
   }
   return caf::error{};
@@ -428,14 +479,12 @@ caf::error state_row::load(caf::deserializer& source) {
       return make_error(errc::not_serializable,
                         "aggregator state '" + name
                           + "' is not registered in this process");
-    if (inline_able(*ops)) {
-      // Grows by half at least: a row's states arrive one by one.
-      auto& b = *result.block_;
-      if (offset_for(b.used, *ops) + ops->size > b.bytes)
-        result.reserve(n, std::max(footprint(*ops), std::size_t{b.bytes} / 2));
-    }
-    auto ptr = result.make(i, *ops, nullptr);
-    if (auto err = ops->load(source, ptr))
+    // Grows by half at least: a row's states arrive one by one.
+    auto& b = *result.block_;
+    if (offset_for(b.used, *ops) + place_size(*ops) > b.bytes)
+      result.reserve(n, std::max(footprint(*ops), std::size_t{b.bytes} / 2));
+    auto p = result.make(i, *ops, nullptr);
+    if (auto err = ops->load(source, p))
       return err;
   }
   // A row read is kept (checkpoints, worker nodes' partials): no slack

@@ -604,6 +604,27 @@ struct big_state {
   }
 };
 
+// Eight bytes, in the row's block.
+struct small_count {
+  std::int64_t n = 0;
+  static std::string state_name() {
+    return "test.small_count";
+  }
+  void add(std::int64_t x) {
+    n += x;
+  }
+  void merge(const small_count& other) {
+    n += other.n;
+  }
+  friend bool operator==(const small_count& x, const small_count& y) {
+    return x.n == y.n;
+  }
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, small_count& x) {
+    return f(caf::meta::type_name("test.small_count"), x.n);
+  }
+};
+
 // Over-aligned: allocated on its own.
 struct alignas(32) wide_state {
   std::int64_t n = 0;
@@ -723,6 +744,57 @@ TEST_CASE("aggregators: a row's states live in one block sized to the job's "
   back = flow::aggregate{};
   row = flow::aggregate{};
   CHECK(tagged::live == live);
+}
+
+TEST_CASE("aggregators: a column costs a row 8 bytes besides its state",
+          "[aggregators][memory]") {
+  // Eleven 8-byte states (a pushed-down job of 13 aggregates has eleven
+  // columns): a 16-byte header, 8 bytes a column (padded to 16), then the
+  // states. With a pointer and an ops pointer per column the same row took
+  // 16 + 176 + 88 bytes.
+  flow::aggregators aggs;
+  std::vector<flow::column<small_count>> cols;
+  for (int i = 0; i < 11; ++i)
+    cols.push_back(aggs.add("c" + std::to_string(i), small_count{}));
+  flow::aggregate row;
+  for (std::size_t i = 0; i < cols.size(); ++i)
+    cols[i].at(row).add(static_cast<std::int64_t>(i));
+  CHECK(row.states.block_bytes() == 16 + 96 + 88);
+  for (std::size_t i = 0; i < cols.size(); ++i)
+    CHECK(cols[i].of(row).n == static_cast<std::int64_t>(i));
+  // A state allocated on its own takes a pointer's room in the block.
+  flow::aggregators with_big;
+  auto s = with_big.add("s", small_count{});
+  auto big = with_big.add("big", big_state{});
+  flow::aggregate r2;
+  s.at(r2).add(4);
+  big.at(r2).add(3);
+  CHECK(r2.states.block_bytes() == 16 + 16 + 8 + 8);
+  CHECK(big.of(r2).xs[3] == 3);
+  CHECK(s.of(r2).n == 4);
+}
+
+TEST_CASE("aggregators: a state type is registered once, whatever asks",
+          "[aggregators]") {
+  auto& a = flow::state_ops_of<small_count>();
+  CHECK(a.index > 0);
+  CHECK(&flow::detail::state_ops_at(a.index) == &a);
+  CHECK(flow::find_state_ops("test.small_count") == &a);
+  // Registering the same type again (another library's copy of the
+  // template) gives the first registration.
+  auto& again = flow::detail::register_state(
+    flow::detail::make_state_ops<small_count>());
+  CHECK(&again == &a);
+  // Another type under a taken name is a setup error.
+  auto other = flow::detail::make_state_ops<wide_state>();
+  other.name = "test.small_count";
+  CHECK_THROWS_AS(flow::detail::register_state(other), std::logic_error);
+  // Operations that were never registered cannot make a state.
+  auto loose = flow::detail::make_state_ops<small_count>();
+  flow::state_row row;
+  small_count proto;
+  CHECK_THROWS_AS(row.get_or_create(0, loose, &proto), std::logic_error);
+  CHECK(row.empty());
 }
 
 TEST_CASE("aggregators: rows grown one column at a time, in any order, keep "

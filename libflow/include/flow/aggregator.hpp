@@ -112,13 +112,24 @@ struct state_ops {
   void (*relocate)(void*, void*) noexcept = nullptr;
   /// Destroys a state made by the three above (the storage is not freed).
   void (*destruct)(void*) noexcept = nullptr;
+  /// The type's place in the process's registry (1, 2, ...; 0 until
+  /// registered): a `state_row` keeps this 4-byte index per column instead
+  /// of a pointer to these operations.
+  std::uint32_t index = 0;
 };
 
 namespace detail {
 
-/// Adds `ops` to the process-wide registry of state types. Throws
-/// std::logic_error when another type is registered under the same name.
-void register_state(const state_ops& ops);
+/// Adds `ops` to the process-wide registry of state types and returns the
+/// registry's copy, which lives as long as the process and carries its
+/// `index`; the same type registered again (from another shared library,
+/// say) gets the first copy. Throws std::logic_error when another type is
+/// registered under the same name, or when 65535 types are registered.
+const state_ops& register_state(state_ops ops);
+
+/// The registered operations of index `index` (`state_ops::index`); the
+/// index must come from a registered type.
+const state_ops& state_ops_at(std::uint32_t index) noexcept;
 
 template <class S, class = void>
 struct has_ok : std::false_type {};
@@ -206,11 +217,8 @@ state_ops make_state_ops() {
 /// first use.
 template <class S>
 const state_ops& state_ops_of() {
-  static const state_ops ops = [] {
-    auto result = detail::make_state_ops<S>();
-    detail::register_state(result);
-    return result;
-  }();
+  static const state_ops& ops
+    = detail::register_state(detail::make_state_ops<S>());
   return ops;
 }
 
