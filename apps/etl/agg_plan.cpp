@@ -649,6 +649,11 @@ reducer<agg_row> agg_reducer(std::shared_ptr<const job_plan> plan) {
     // server, the limit of a partition) sooner free (flow-etl sum: 2.5 s
     // to 2.0 s a job). The builder's buffer is reused row after row.
     key::builder kb;
+    // Pushed down, a batch's rows are (nearly) all distinct groups: room
+    // for them at once instead of growing the entries and their index
+    // (copying every entry) as they come.
+    if (plan->pushdown)
+      out.reserve(b.items.size());
     for (auto& x : b.items) {
       kb.clear();
       for (auto g : plan->group_cols)

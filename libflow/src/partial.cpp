@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 namespace flow {
 
@@ -75,9 +76,9 @@ std::size_t home_of(std::size_t h, std::size_t mask) noexcept {
 
 } // namespace
 
-void partial::reindex() const {
+void partial::reindex(std::size_t room) const {
   auto cap = std::size_t{64};
-  while (cap < entries_.size() * 2 + 2)
+  while (cap < std::max(room, entries_.size()) * 2 + 2)
     cap *= 2;
   index_.assign(cap, 0);
   auto mask = cap - 1;
@@ -89,14 +90,33 @@ void partial::reindex() const {
   }
 }
 
+void partial::reserve(std::size_t keys) {
+  auto n = entries_.size() + keys;
+  entries_.reserve(n);
+  hashes_.reserve(n);
+  if (n > linear_limit && index_.size() < n * 2 + 2)
+    reindex(n);
+}
+
 aggregate& partial::slot(const flow::key& k) {
+  return slot_impl(k);
+}
+
+aggregate& partial::slot(flow::key&& k) {
+  return slot_impl(std::move(k));
+}
+
+template <class Key>
+aggregate& partial::slot_impl(Key&& k) {
   to_general();
   auto h = k.hash();
   auto free = npos;
   // Reducers mostly add runs of the same key: check the last one first.
   if (last_ != npos && hashes_[last_] == h && entries_[last_].first == k)
     return entries_[last_].second;
-  if (entries_.size() <= linear_limit) {
+  // Once there is an index (reserve() may make it early), every key goes
+  // through it, so that it never misses one.
+  if (entries_.size() <= linear_limit && index_.empty()) {
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       if (hashes_[i] == h && entries_[i].first == k) {
         last_ = i;
@@ -121,7 +141,7 @@ aggregate& partial::slot(const flow::key& k) {
   }
   if (hashes_.size() == hashes_.capacity())
     hashes_.reserve(std::max<std::size_t>(16, hashes_.capacity() * 2));
-  entries_.emplace_back(k, aggregate{});
+  entries_.emplace_back(std::forward<Key>(k), aggregate{});
   // After the entry, which may throw: reserved and sized, so these cannot.
   hashes_.push_back(h);
   last_ = entries_.size() - 1;

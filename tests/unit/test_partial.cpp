@@ -82,6 +82,40 @@ TEST_CASE("partial: many interleaved keys (beyond the linear-scan limit) stay "
   }
 }
 
+TEST_CASE("partial: keys added after reserve, moved in or copied, are found "
+          "again",
+          "[partial]") {
+  // reserve() may build the index before the linear-scan limit is passed:
+  // every later key must still be found through it (no duplicates), with
+  // room reserved for fewer, as many or more keys than come.
+  auto room = GENERATE(0, 3, 8, 9, 100, 5000);
+  auto nkeys = GENERATE(1, 5, 9, 100, 3000);
+  INFO("room " << room << ", keys " << nkeys);
+  partial p;
+  p.reserve(static_cast<std::size_t>(room));
+  std::map<key, std::uint64_t> ref;
+  for (std::int64_t i = 0; i < 3 * nkeys; ++i) {
+    auto j = (i * 7919) % nkeys;
+    auto make = [&] {
+      auto b = key::builder{};
+      b.add_int(j);
+      b.add_string("a composite key longer than the short-string buffer");
+      return b.build();
+    };
+    if (i % 2 == 0)
+      p.row(make()).add(j);
+    else
+      p.row(static_cast<const key&>(make())).add(j);
+    ++ref[make()];
+  }
+  REQUIRE(p.entries().size() == ref.size());
+  for (auto& [k, n] : ref) {
+    auto agg = find(p, k);
+    REQUIRE(agg != nullptr);
+    CHECK(agg->count == n);
+  }
+}
+
 TEST_CASE("partial: pre-folded aggregates merge under their key", "[partial]") {
   std::vector<std::int64_t> xs{1, -2, 3};
   std::vector<std::int64_t> ys{10, 20};

@@ -173,6 +173,18 @@ public:
     return slot(k);
   }
 
+  /// As `row(const key&)`, taking the key when it is new (a composite key
+  /// built per row is then not copied).
+  aggregate& row(flow::key&& k) {
+    to_general();
+    return slot(std::move(k));
+  }
+
+  /// Makes room for `keys` more keys of the general path, so that adding
+  /// them neither moves the entries nor rebuilds the index: for reducers
+  /// whose rows are mostly distinct keys (a pushed-down GROUP BY's groups).
+  void reserve(std::size_t keys);
+
   /// The state of key `k` in column `c`, created from the column's prototype
   /// when absent: add to it directly, e.g. with a whole batch at once.
   template <class S>
@@ -272,8 +284,14 @@ private:
 
   aggregate& slot(const flow::key& k);
 
-  /// Rebuilds `index_` for every entry, with room to grow.
-  void reindex() const;
+  aggregate& slot(flow::key&& k);
+
+  template <class Key>
+  aggregate& slot_impl(Key&& k);
+
+  /// Rebuilds `index_` for every entry, with room for `room` entries in all
+  /// (at least the entries there are) at most half full.
+  void reindex(std::size_t room = 0) const;
 
   /// Moves the compact table's keys to the general entries (once: adds
   /// then take the general path).
