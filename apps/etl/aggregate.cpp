@@ -163,13 +163,15 @@ source_columns read_columns(pqxx::connection& conn, const agg_job& job) {
 /// this machine, and the plan is the same. The statements that read rows
 /// keep the server's setting (JIT made them faster here).
 void no_jit(pqxx::transaction_base& tx) {
-  tx.exec("SET LOCAL jit = off");
+  // set_config through pg_settings: a server without the setting (before
+  // PostgreSQL 11, or a fork) sets nothing instead of failing the job.
+  tx.exec("SELECT set_config('jit', 'off', true) FROM pg_settings "
+          "WHERE name = 'jit'");
 }
 
 /// The planner's estimate of the rows of `sql`'s top node (the "rows=" of
 /// the first line of its EXPLAIN), 0 when it has none.
 std::size_t planned_rows(pqxx::transaction_base& tx, const std::string& sql) {
-  no_jit(tx);
   auto r = tx.exec("EXPLAIN " + sql);
   if (r.empty() || r[0][0].is_null())
     return 0;
@@ -201,6 +203,7 @@ std::size_t estimate_groups(const std::string& conninfo,
     sql += " GROUP BY " + cols;
     pqxx::connection conn{conninfo};
     pqxx::read_transaction tx{conn};
+    no_jit(tx);
     return planned_rows(tx, sql);
   } catch (...) {
     return 0;

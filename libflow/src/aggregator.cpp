@@ -28,14 +28,15 @@ struct registry {
 };
 
 registry& the_registry() {
-  static registry r;
+  // Never destroyed: a row destroyed at exit (a static, a thread still
+  // running) still finds its states' operations through their index.
+  static registry& r = *new registry;
   return r;
 }
 
 // Index -> operations, read without the lock: an entry is written before
 // its index is handed out (release), and never changes after.
-constexpr std::size_t max_state_types = 65536;
-std::atomic<const state_ops*> ops_table[max_state_types];
+std::atomic<const state_ops*> ops_table[detail::max_state_types];
 
 } // namespace
 
@@ -56,8 +57,14 @@ const state_ops& register_state(state_ops ops) {
     throw std::logic_error("flow: more than 65535 aggregator state types");
   ops.index = static_cast<std::uint32_t>(index);
   auto& kept = r.all.emplace_back(std::move(ops));
+  try {
+    r.by_name.emplace(kept.name, &kept);
+  } catch (...) {
+    // Not registered at all: the index is handed out again.
+    r.all.pop_back();
+    throw;
+  }
   ops_table[index].store(&kept, std::memory_order_release);
-  r.by_name.emplace(kept.name, &kept);
   return kept;
 }
 
@@ -269,7 +276,8 @@ void state_row::rebuild(std::size_t columns, std::size_t bytes) {
 }
 
 void* state_row::make(std::size_t i, const state_ops& ops, const void* src) {
-  if (ops.index == 0 || &ops_at(ops.index) != &ops)
+  if (ops.index == 0 || ops.index >= detail::max_state_types
+      || &ops_at(ops.index) != &ops)
     throw std::logic_error("flow: aggregator state '" + ops.name
                            + "' is not registered (use state_ops_of)");
   // Callers reserve room; a state that does not fit makes it.

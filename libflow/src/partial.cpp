@@ -92,8 +92,12 @@ void partial::reindex(std::size_t room) const {
 
 void partial::reserve(std::size_t keys) {
   auto n = entries_.size() + keys;
-  entries_.reserve(n);
-  hashes_.reserve(n);
+  // Doubling at least: a partial that takes several batches (combined)
+  // reserves once per batch, and must not move its entries each time.
+  if (n > entries_.capacity())
+    entries_.reserve(std::max(n, entries_.capacity() * 2));
+  if (n > hashes_.capacity())
+    hashes_.reserve(std::max(n, hashes_.capacity() * 2));
   if (n > linear_limit && index_.size() < n * 2 + 2)
     reindex(n);
 }

@@ -95,6 +95,10 @@ TEST_CASE("partial: keys added after reserve, moved in or copied, are found "
   p.reserve(static_cast<std::size_t>(room));
   std::map<key, std::uint64_t> ref;
   for (std::int64_t i = 0; i < 3 * nkeys; ++i) {
+    // Reserved again with entries there (a partial that takes several
+    // batches).
+    if (i == nkeys)
+      p.reserve(static_cast<std::size_t>(room));
     auto j = (i * 7919) % nkeys;
     auto make = [&] {
       auto b = key::builder{};

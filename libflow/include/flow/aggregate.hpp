@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
@@ -179,8 +180,11 @@ private:
   void* ptr(std::size_t i) const noexcept {
     auto& x = block_->boxes()[i];
     auto* p = block_->storage() + (x.at & ~heap);
-    return (x.at & heap) != 0 ? *reinterpret_cast<void**>(p)
-                              : static_cast<void*>(p);
+    if ((x.at & heap) == 0)
+      return p;
+    void* q;
+    std::memcpy(&q, p, sizeof(q));
+    return q;
   }
 
   /// Makes room for `columns` columns and `bytes` more bytes of storage

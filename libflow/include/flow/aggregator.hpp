@@ -120,11 +120,16 @@ struct state_ops {
 
 namespace detail {
 
+/// Bound of `state_ops::index` (exclusive).
+constexpr std::size_t max_state_types = 65536;
+
 /// Adds `ops` to the process-wide registry of state types and returns the
 /// registry's copy, which lives as long as the process and carries its
-/// `index`; the same type registered again (from another shared library,
-/// say) gets the first copy. Throws std::logic_error when another type is
-/// registered under the same name, or when 65535 types are registered.
+/// `index`; the same type registered again (another instantiation of
+/// `state_ops_of`) gets the first copy. The registry is libflow's: a
+/// process links one libflow (rows carry indexes into it). Throws
+/// std::logic_error when another type is registered under the same name,
+/// or when 65535 types are registered.
 const state_ops& register_state(state_ops ops);
 
 /// The registered operations of index `index` (`state_ops::index`); the
