@@ -604,24 +604,24 @@ struct big_state {
   }
 };
 
-// Eight bytes, in the row's block.
-struct small_count {
+// The smallest state: 8 bytes in the row's block.
+struct tiny_count {
   std::int64_t n = 0;
   static std::string state_name() {
-    return "test.small_count";
+    return "test.tiny_count";
   }
   void add(std::int64_t x) {
     n += x;
   }
-  void merge(const small_count& other) {
+  void merge(const tiny_count& other) {
     n += other.n;
   }
-  friend bool operator==(const small_count& x, const small_count& y) {
+  friend bool operator==(const tiny_count& x, const tiny_count& y) {
     return x.n == y.n;
   }
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f, small_count& x) {
-    return f(caf::meta::type_name("test.small_count"), x.n);
+  friend typename Inspector::result_type inspect(Inspector& f, tiny_count& x) {
+    return f(caf::meta::type_name("test.tiny_count"), x.n);
   }
 };
 
@@ -753,9 +753,9 @@ TEST_CASE("aggregators: a column costs a row 8 bytes besides its state",
   // states. With a pointer and an ops pointer per column the same row took
   // 16 + 176 + 88 bytes.
   flow::aggregators aggs;
-  std::vector<flow::column<small_count>> cols;
+  std::vector<flow::column<tiny_count>> cols;
   for (int i = 0; i < 11; ++i)
-    cols.push_back(aggs.add("c" + std::to_string(i), small_count{}));
+    cols.push_back(aggs.add("c" + std::to_string(i), tiny_count{}));
   flow::aggregate row;
   for (std::size_t i = 0; i < cols.size(); ++i)
     cols[i].at(row).add(static_cast<std::int64_t>(i));
@@ -764,7 +764,7 @@ TEST_CASE("aggregators: a column costs a row 8 bytes besides its state",
     CHECK(cols[i].of(row).n == static_cast<std::int64_t>(i));
   // A state allocated on its own takes a pointer's room in the block.
   flow::aggregators with_big;
-  auto s = with_big.add("s", small_count{});
+  auto s = with_big.add("s", tiny_count{});
   auto big = with_big.add("big", big_state{});
   flow::aggregate r2;
   s.at(r2).add(4);
@@ -776,23 +776,23 @@ TEST_CASE("aggregators: a column costs a row 8 bytes besides its state",
 
 TEST_CASE("aggregators: a state type is registered once, whatever asks",
           "[aggregators]") {
-  auto& a = flow::state_ops_of<small_count>();
+  auto& a = flow::state_ops_of<tiny_count>();
   CHECK(a.index > 0);
   CHECK(&flow::detail::state_ops_at(a.index) == &a);
-  CHECK(flow::find_state_ops("test.small_count") == &a);
+  CHECK(flow::find_state_ops("test.tiny_count") == &a);
   // Registering the same type again (another library's copy of the
   // template) gives the first registration.
   auto& again = flow::detail::register_state(
-    flow::detail::make_state_ops<small_count>());
+    flow::detail::make_state_ops<tiny_count>());
   CHECK(&again == &a);
   // Another type under a taken name is a setup error.
   auto other = flow::detail::make_state_ops<wide_state>();
-  other.name = "test.small_count";
+  other.name = "test.tiny_count";
   CHECK_THROWS_AS(flow::detail::register_state(other), std::logic_error);
   // Operations that were never registered cannot make a state.
-  auto loose = flow::detail::make_state_ops<small_count>();
+  auto loose = flow::detail::make_state_ops<tiny_count>();
   flow::state_row row;
-  small_count proto;
+  tiny_count proto;
   CHECK_THROWS_AS(row.get_or_create(0, loose, &proto), std::logic_error);
   CHECK(row.empty());
 }
@@ -905,31 +905,6 @@ TEST_CASE("aggregators: rows grown one column at a time, in any order, keep "
   CHECK(tagged::live == live_t);
   CHECK(pinned_state::live == live_k);
 }
-
-namespace {
-
-// The smallest state: 8 bytes in the row's block.
-struct tiny_count {
-  std::int64_t n = 0;
-  static std::string state_name() {
-    return "test.tiny_count";
-  }
-  void add(std::int64_t x) {
-    n += x;
-  }
-  void merge(const tiny_count& other) {
-    n += other.n;
-  }
-  friend bool operator==(const tiny_count& x, const tiny_count& y) {
-    return x.n == y.n;
-  }
-  template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f, tiny_count& x) {
-    return f(caf::meta::type_name("test.tiny_count"), x.n);
-  }
-};
-
-} // namespace
 
 TEST_CASE("aggregators: a row fed column by column without its shape grows "
           "to 65536 columns and stays near its size",
