@@ -234,10 +234,18 @@ job_plan plan_with_catalog(
   if (check)
     check(cols.columns);
   auto plan = plan_job(job, cols);
-  if (estimate)
+  if (estimate) {
     plan.expected_groups = estimate_groups(conninfo, plan);
-  logger()->debug("{}: the server estimates {} groups", job.name,
-                  plan.expected_groups);
+    // (Only when asked: a job that is only checked has no estimate, and
+    // "0 groups" would read as the server's.)
+    if (plan.expected_groups > 0)
+      logger()->debug("{}: the server estimates {} groups", job.name,
+                      plan.expected_groups);
+    else
+      logger()->debug("{}: no estimate of the groups (no group columns, or "
+                      "the server could not say)",
+                      job.name);
+  }
   return plan;
 }
 

@@ -334,6 +334,21 @@ TEST_CASE("flow-etl run --check: a good file is OK with exit 0 and nothing "
   REQUIRE_FALSE(lines.empty());
   CHECK(lines.back() == path + ": 2 jobs OK");
   CHECK_FALSE(exists(schema, "a_out"));
+  // A check asks the server for no estimate of the groups, and its debug
+  // log says none (it once said "the server estimates 0 groups").
+  auto debug = run_program(prog, {"run", "--check", path, "--db", conninfo(),
+                                  "--schema", schema, "--log-level", "debug"});
+  INFO("stderr (debug): " << debug.err);
+  CHECK(debug.rc == 0);
+  CHECK(debug.err.find("estimate") == std::string::npos);
+  // A run does ask: job "a" groups by a column, job "b" has none.
+  auto ran = run_program(prog, {"run", path, "--db", conninfo(), "--schema",
+                                schema, "--log-level", "debug"});
+  INFO("stderr (run): " << ran.err);
+  CHECK(ran.rc == 0);
+  CHECK(ran.err.find("a: the server estimates ") != std::string::npos);
+  CHECK(ran.err.find("b: no estimate of the groups") != std::string::npos);
+  CHECK(ran.err.find("estimates 0 groups") == std::string::npos);
 }
 
 TEST_CASE("flow-etl run --check: a missing column is one line naming it",
