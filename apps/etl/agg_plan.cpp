@@ -521,6 +521,16 @@ std::optional<std::string> float_limbs_field(const std::string& col,
   return float_limbs_sql(col, *w);
 }
 
+std::size_t default_batch_rows(std::size_t cells) {
+  constexpr std::size_t rows = 16384;
+  constexpr std::size_t fewest = 1024;
+  if (cells <= cell_list::inline_cells)
+    return rows;
+  // The cells of a wide row are on the heap, besides its inline room.
+  auto wide = sizeof(agg_row) + cells * sizeof(cell);
+  return std::max(fewest, rows * sizeof(agg_row) / wide);
+}
+
 std::string source_name(const agg_job& job) {
   return job.query.empty() ? job.table.display() : std::string{"--query"};
 }
@@ -814,7 +824,7 @@ caf::expected<job_result> run_aggregate_partition(caf::actor_system& sys,
   p.add(source<agg_row>{std::make_unique<pg::row_source<agg_row, row_decoder>>(
     std::move(*reader), row_decoder{plan, nullptr})});
   options opts;
-  opts.batch_size = 16384;
+  opts.batch_size = default_batch_rows(plan->read.size());
   opts.reducers = flow::default_reducers();
   // As flow-etl aggregate's default --combine: a partition's batches carry
   // many groups each.

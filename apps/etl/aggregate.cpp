@@ -254,6 +254,8 @@ job_plan plan_with_catalog(
 flow::options job_options(const agg_run_options& run, const job_plan& plan) {
   auto opts = run.opts;
   opts.expected_keys = plan.expected_groups;
+  opts.batch_size = run.batch_rows != 0 ? run.batch_rows
+                                        : default_batch_rows(plan.read.size());
   return opts;
 }
 
@@ -2578,6 +2580,8 @@ int cmd_aggregate(int argc, char** argv) {
   if (run.opts.reducers == 0)
     run.opts.reducers = flow::default_reducers();
   read_combine_option(args, run.opts);
+  if (args.given("batch"))
+    run.batch_rows = run.opts.batch_size;
   run.json = args.is_set("json");
   run.verify = args.is_set("verify");
   run.partitions = args.get_uint("partitions", 0, 1024);

@@ -72,6 +72,9 @@ struct agg_run_options {
   bool pushdown = false;
   /// Pipeline options.
   flow::options opts;
+  /// `--batch` as given; 0: each job's batches hold default_batch_rows of
+  /// its rows (opts.batch_size is then not used).
+  std::size_t batch_rows = 0;
   /// With --listen: the worker nodes that read and reduce the partitions of
   /// table reads (null or not listening: this process reads them).
   const cluster* nodes = nullptr;

@@ -88,6 +88,8 @@ agg_run_options run_options_of(const arg_parser& args, const job_file& file) {
   agg_run_options run;
   run.opts = read_pipeline_options(args);
   read_combine_option(args, run.opts);
+  if (args.given("batch"))
+    run.batch_rows = run.opts.batch_size;
   run.partitions = args.given("partitions")
                      ? args.get_uint("partitions", 0, 1024)
                      : d.partitions.value_or(0);

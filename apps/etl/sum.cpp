@@ -393,6 +393,8 @@ int run_sum(const std::string& conninfo, const sum_config& cfg,
   run.by = cfg.by;
   run.pushdown = cfg.pushdown;
   run.opts = cfg.opts;
+  // sum's rows are narrow: its batches stay --batch's, given or not.
+  run.batch_rows = cfg.opts.batch_size;
   run.nodes = cfg.nodes;
   totals mine;
   auto rc = run_aggregate_preset(
