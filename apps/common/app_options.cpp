@@ -17,13 +17,17 @@
 
 namespace flow::apps {
 
-void declare_pipeline_options(arg_parser& args, const std::string& batch) {
+void declare_pipeline_options(arg_parser& args, const std::string& batch,
+                              const std::string& batch_help) {
   args.value("reducers", "N", "reducer actors; 0 = one per hardware thread",
              "0");
   // Until options::workers became options::reducers, the option was
   // --workers; command lines and scripts still use it.
   args.alias("workers", "reducers");
-  args.value("batch", "N", "elements per batch (one message)", batch);
+  args.value("batch", "N",
+             batch_help.empty() ? "elements per batch (one message)"
+                                : batch_help,
+             batch);
   args.value("credits", "N", "batches in flight per generator", "4");
   args.value("shards", "N",
              "manager shards: the keyed state split by key hash over N "

@@ -21,9 +21,11 @@ namespace flow::apps {
 /// Declares --reducers (alias --workers), --batch, --credits,
 /// --on-failure, --retries, --drain-timeout and --log-level on `args`.
 /// `batch` is the default batch size (rows of a database are heavier than
-/// integers, so their programs use smaller batches).
+/// integers, so their programs use smaller batches); `batch_help`, when not
+/// empty, replaces --batch's description.
 void declare_pipeline_options(arg_parser& args,
-                              const std::string& batch = "262144");
+                              const std::string& batch = "262144",
+                              const std::string& batch_help = "");
 
 /// Reads the options declared by declare_pipeline_options (throws
 /// usage_error) and applies --log-level.

@@ -2545,7 +2545,7 @@ int cmd_aggregate(int argc, char** argv) {
              "last checkpoint with --output, else from the start in a new "
              "snapshot; not with --listen",
              "5");
-  declare_pipeline_options(args, "16384");
+  declare_pipeline_options(args, "16384", wide_batch_help);
   declare_combine_option(args, "8");
   cluster::declare_options(args);
   if (!args.parse(argc, argv))

@@ -56,6 +56,13 @@ struct agg_job {
   std::string output_schema;
 };
 
+/// --batch's description for `aggregate` and `run`, whose batches hold
+/// fewer of wide rows when it is not given (agg_plan.hpp,
+/// default_batch_rows).
+inline constexpr const char* wide_batch_help
+  = "rows per batch (one message); not given: 16384 rows of up to six "
+    "columns, fewer of wider rows (about 10 MB a batch)";
+
 /// How jobs are run.
 struct agg_run_options {
   /// Partitions of a table read; 0: one per core (1 for a table larger

@@ -53,7 +53,7 @@ void declare_run_options(arg_parser& args) {
              "up to N times (backoff 0.5 s doubling to 8 s) in the jobs' "
              "snapshot, while the connection holding that snapshot lives",
              "5");
-  declare_pipeline_options(args, "16384");
+  declare_pipeline_options(args, "16384", wide_batch_help);
   declare_combine_option(args, "8");
 }
 

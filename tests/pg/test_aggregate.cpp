@@ -1859,4 +1859,11 @@ TEST_CASE("aggregate: wide rows come in smaller batches unless --batch is "
   auto groups = group_lines(by_default);
   CHECK(groups.size() == 12000);
   CHECK(groups == group_lines(given));
+  // --help says so, for aggregate and run.
+  for (auto cmd : {"aggregate", "run"}) {
+    auto help = run_program(prog, {cmd, "--help"});
+    INFO(cmd << " --help: " << help.out);
+    CHECK(help.rc == 0);
+    CHECK(help.out.find("fewer of wider rows") != std::string::npos);
+  }
 }
