@@ -413,9 +413,10 @@ struct agg_row {
 /// The rows a batch holds when `--batch` is not given: 16384 rows of up to
 /// `cell_list::inline_cells` cells, fewer of wider ones (at least 1024), so
 /// that a batch takes about as much memory (10 MB) whatever its rows' width.
-/// A push-down's partial rows carry a field per partial aggregate (15 for
-/// the benchmark's 13 aggregates, 2 KB a row), and the batches in flight
-/// are most of a job's memory besides its groups.
+/// A push-down's partial rows carry the group columns and the partial
+/// fields (2 + 13 = 15 cells for the benchmark's 13 aggregates over two
+/// group columns, 2 KB a row), and the batches in flight are most of a
+/// job's memory besides its groups.
 std::size_t default_batch_rows(std::size_t cells);
 
 /// Decodes rows of the plan's read columns (throws pg::decode_error naming

@@ -250,12 +250,18 @@ job_plan plan_with_catalog(
 }
 
 /// The pipeline options of one job: the run's, with the manager told how
-/// many groups to expect.
+/// many groups to expect and the batches sized for the job's rows (--batch
+/// as given, else default_batch_rows of the rows' width). (A distributed
+/// job's local pipeline carries the nodes' results, not rows: the size
+/// does not matter there.)
 flow::options job_options(const agg_run_options& run, const job_plan& plan) {
   auto opts = run.opts;
   opts.expected_keys = plan.expected_groups;
   opts.batch_size = run.batch_rows != 0 ? run.batch_rows
                                         : default_batch_rows(plan.read.size());
+  logger()->debug("{}: batches of {} rows ({} columns a row{})", plan.job.name,
+                  opts.batch_size, plan.read.size(),
+                  run.batch_rows != 0 ? ", --batch" : "");
   return opts;
 }
 

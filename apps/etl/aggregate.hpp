@@ -60,8 +60,8 @@ struct agg_job {
 /// fewer of wide rows when it is not given (agg_plan.hpp,
 /// default_batch_rows).
 inline constexpr const char* wide_batch_help
-  = "rows per batch (one message); not given: 16384 rows of up to six "
-    "columns, fewer of wider rows (about 10 MB a batch)";
+  = "rows per batch (one message); the default is for rows of up to six "
+    "columns: wider rows get fewer (about 10 MB a batch)";
 
 /// How jobs are run.
 struct agg_run_options {
