@@ -4,7 +4,7 @@
 // GROUP BY on the same data (written with --csv).
 //
 // usage: flow-keyed-bench --keys K --elements N [--seed S] [--runs R]
-//                         [--batch B] [--shards S] [--csv FILE]
+//                         [--batch B] [--shards S] [--combine C] [--csv FILE]
 // The data are flow-keyed --keys's: element i is z = SplitMix64's i-th output
 // for the seed, key z mod K, value (z >> 32) mod 10001. Each method's result
 // is reduced to flow-keyed's checksum (over keys, key * 1000003 + sum, mod
@@ -59,7 +59,8 @@ std::uint64_t checksum_of(const Map& m) {
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "flow-keyed-bench: %s\nusage: flow-keyed-bench --keys K "
-                       "--elements N [--seed S] [--runs R] [--batch B] [--shards S] [--csv FILE]\n",
+                       "--elements N [--seed S] [--runs R] [--batch B] [--shards S] "
+                       "[--combine C] [--csv FILE]\n",
                why);
   std::exit(2);
 }
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::size_t batch = 0;
   std::size_t shards = 0;
+  std::size_t combine = 0;
   std::string csv;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -89,6 +91,8 @@ int main(int argc, char** argv) {
       batch = std::stoull(v);
     else if (a == "--shards")
       shards = std::stoull(v);
+    else if (a == "--combine")
+      combine = std::stoull(v);
     else if (a == "--csv")
       csv = v;
     else
@@ -198,6 +202,13 @@ int main(int argc, char** argv) {
     std::uint64_t c = 0;
     std::size_t k = 0;
     flow::pipeline<flow::keyed_value> p;
+    if (combine > 1) {
+      // options::combine_batches: credits at least reducers times it.
+      flow::options o;
+      o.combine_batches = combine;
+      o.credits = std::max<std::size_t>(o.credits, 2 * combine);
+      p.with(o);
+    }
     if (batch > 0)
       p.batch_size(batch);
     if (shards > 0)
@@ -218,6 +229,8 @@ int main(int argc, char** argv) {
                           : std::string{"libflow"};
   if (shards > 0)
     method += "_shards" + std::to_string(shards);
+  if (combine > 1)
+    method += "_combine" + std::to_string(combine);
   report(method.c_str(), lib, flow_keys);
   if (!ok || flow_check != seq_check || radix_check != seq_check
       || flow_keys != seq_keys) {
