@@ -55,7 +55,7 @@ void int_table::reset() noexcept {
   size_ = 0;
   last_ = std::numeric_limits<std::size_t>::max();
   if (tags_ != nullptr)
-    std::memset(tags_, 0, slots_);
+    std::memset(tags_, 0, slots_ + group);
 }
 
 const int_entry* int_table::find_sorted(std::int64_t k) const noexcept {
@@ -115,7 +115,7 @@ void int_table::grow_index(std::size_t min_slots) {
   while ((size_ + 1) * 4 > n * 3)
     n *= 2;
   // calloc: the zeroed pages of a large block come untouched from mmap.
-  auto bytes = n * (sizeof(std::uint32_t) + 1);
+  auto bytes = n * (sizeof(std::uint32_t) + 1) + group;
   auto* p = std::calloc(1, bytes);
   if (p == nullptr)
     throw std::bad_alloc{};
@@ -129,7 +129,7 @@ void int_table::grow_index(std::size_t min_slots) {
     auto i = h & mask;
     while (tags_[i] != 0)
       i = (i + 1) & mask;
-    tags_[i] = tag_of(h);
+    set_tag(i, tag_of(h));
     index_[i] = static_cast<std::uint32_t>(pos + 1);
   }
 }

@@ -103,6 +103,50 @@ TEST_CASE("int_table: agrees with a std::map over 200,000 values and every "
   CHECK(t.bytes() >= t.size() * sizeof(int_entry));
 }
 
+TEST_CASE("int_table: keys whose probes wrap past the last slot are found, "
+          "once, also after reset",
+          "[int_table]") {
+  // A fresh table has 16 slots and grows at its 12th key. Eleven keys whose
+  // first slot is 14 or 15 fill the end and wrap to slots 0.. : the probe
+  // that compares 16 tags at once reads the copies of the first tags past
+  // the end, which must agree with the tags themselves.
+  std::vector<std::int64_t> ks;
+  for (std::int64_t k = 0; ks.size() < 11; ++k)
+    if ((flow::detail::mix64(static_cast<std::uint64_t>(k)) & 15) >= 14)
+      ks.push_back(k);
+  int_table t;
+  for (int round = 0; round < 3; ++round) {
+    std::map<std::int64_t, ref_row> ref;
+    for (int rep = 0; rep < 4; ++rep)
+      for (auto k : ks) {
+        t.add(k, k * 10 + rep + round);
+        ref[k].add(k * 10 + rep + round);
+        // Not the previous key: the lookup goes through the index.
+        t.add(ks[(static_cast<std::size_t>(k) * 7 + 3) % ks.size()], 0);
+        ref[ks[(static_cast<std::size_t>(k) * 7 + 3) % ks.size()]].add(0);
+      }
+    REQUIRE(t.size() == ks.size());
+    REQUIRE(t.capacity() <= 16);
+    for (auto& [k, r] : ref) {
+      auto* e = t.find(k);
+      REQUIRE(e != nullptr);
+      CHECK(same(*e, r));
+    }
+    // A key whose first slot is 14 but which is absent: its probe wraps
+    // through every occupied slot to the first empty one.
+    std::int64_t absent = ks.back() + 1;
+    while ((flow::detail::mix64(static_cast<std::uint64_t>(absent)) & 15) < 14)
+      ++absent;
+    CHECK(t.find(absent) == nullptr);
+    // reset() empties the copies too: nothing is found afterwards, and the
+    // next round inserts every key afresh.
+    t.reset();
+    CHECK(t.size() == 0);
+    for (auto k : ks)
+      CHECK(t.find(k) == nullptr);
+  }
+}
+
 TEST_CASE("int_table: sort orders the keys, find still works, and a later "
           "insertion rebuilds the index",
           "[int_table]") {

@@ -12,6 +12,10 @@
 #include <new>
 #include <utility>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
@@ -94,7 +98,8 @@ static_assert(sizeof(int_entry) == 48, "int_entry is meant to pack");
 /// first appearance (grown with `realloc`, which moves large blocks by
 /// remapping pages instead of copying them, so growing never holds two
 /// copies), found through an index of 32-bit positions and 8-bit hash tags
-/// with linear probing, at most 75 % full. Costs 48 bytes per key plus
+/// with linear probing (in small tables 16 tags compared at once where SSE2
+/// is available), at most 75 % full. Costs 48 bytes per key plus
 /// 5 / load bytes of index (6.7 to 13.3), against about 150 for a node-based
 /// map of `key` to `aggregate`. (Transparent huge pages were tried: 7 %
 /// faster at 10^6 keys, but slower and 1.6 times the memory at 10^7.)
@@ -134,18 +139,43 @@ public:
     auto h = mix64(static_cast<std::uint64_t>(k));
     auto tag = tag_of(h);
     auto mask = slots_ - 1;
+#ifdef __SSE2__
+    // While the table is small (in the caches near a core), the probe
+    // compares `group` tags at once: the slots up to the first empty one
+    // are the same as one at a time, but the loop is taken once for nearly
+    // every key instead of a data-dependent number of times. A throwaway
+    // fold of 10^7 values into one table took 6 ns a value instead of 10
+    // at 10^3 keys, 10-15 instead of 14-18 at 10^4, about the same at
+    // 10^5 and 4-5 % longer at 10^6 (where every probe is a cache miss, and
+    // a group may straddle two lines), so large tables probe a tag at a
+    // time. The tags past the end repeat the first ones (set_tag), so a
+    // group never wraps.
+    if (slots_ <= group_probe_slots)
+      for (auto i = h & mask;; i = (i + group) & mask) {
+        auto g = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tags_ + i));
+        auto match = static_cast<unsigned>(_mm_movemask_epi8(
+          _mm_cmpeq_epi8(g, _mm_set1_epi8(static_cast<char>(tag)))));
+        auto empty = static_cast<unsigned>(
+          _mm_movemask_epi8(_mm_cmpeq_epi8(g, _mm_setzero_si128())));
+        if (empty != 0)
+          match &= (1u << __builtin_ctz(empty)) - 1;
+        for (; match != 0; match &= match - 1) {
+          auto s = (i + static_cast<unsigned>(__builtin_ctz(match))) & mask;
+          if (data_[index_[s] - 1].key == k) {
+            last_ = index_[s] - 1;
+            return data_[last_];
+          }
+        }
+        if (empty != 0)
+          return insert_at((i + static_cast<unsigned>(__builtin_ctz(empty)))
+                             & mask,
+                           tag, k);
+      }
+#endif
     for (auto i = h & mask;; i = (i + 1) & mask) {
       auto t = tags_[i];
-      if (t == 0) {
-        if (size_ == capacity_)
-          grow_data();
-        tags_[i] = tag;
-        index_[i] = static_cast<std::uint32_t>(size_ + 1);
-        last_ = size_;
-        auto* e = new (data_ + size_++) int_entry;
-        e->key = k;
-        return *e;
-      }
+      if (t == 0)
+        return insert_at(i, tag, k);
       // The tag spares reading the entry (a cache miss) on most mismatches.
       if (t == tag && data_[index_[i] - 1].key == k) {
         last_ = index_[i] - 1;
@@ -251,7 +281,7 @@ public:
   /// (half its size) beside it.
   static std::size_t bytes_for(std::size_t n) noexcept {
     return n * sizeof(int_entry)
-           + slots_for(n) / 2 * 3 * (sizeof(std::uint32_t) + 1);
+           + slots_for(n) / 2 * 3 * (sizeof(std::uint32_t) + 1) + 2 * group;
   }
 
   /// The most keys a table that never holds more than `bytes` may grow to.
@@ -269,7 +299,8 @@ public:
 
   /// Bytes held (entries and index, allocated capacity).
   std::size_t bytes() const noexcept {
-    return capacity_ * sizeof(int_entry) + slots_ * (sizeof(std::uint32_t) + 1);
+    return capacity_ * sizeof(int_entry) + slots_ * (sizeof(std::uint32_t) + 1)
+           + (slots_ > 0 ? group : 0);
   }
 
 private:
@@ -284,6 +315,32 @@ private:
   }
 
   const int_entry* find_sorted(std::int64_t k) const noexcept;
+
+  /// Tags compared at once by operator[]; the tag array has this many more
+  /// bytes, repeating its first ones.
+  static constexpr std::size_t group = 16;
+
+  /// The largest table whose operator[] compares `group` tags at once.
+  static constexpr std::size_t group_probe_slots = 32768;
+
+  /// Sets slot s's tag, and its copy past the end for the first slots.
+  void set_tag(std::size_t s, std::uint8_t tag) noexcept {
+    tags_[s] = tag;
+    if (s < group)
+      tags_[slots_ + s] = tag;
+  }
+
+  /// Creates key `k`'s entry in the empty slot s.
+  int_entry& insert_at(std::size_t s, std::uint8_t tag, std::int64_t k) {
+    if (size_ == capacity_)
+      grow_data();
+    set_tag(s, tag);
+    index_[s] = static_cast<std::uint32_t>(size_ + 1);
+    last_ = size_;
+    auto* e = new (data_ + size_++) int_entry;
+    e->key = k;
+    return *e;
+  }
 
   /// A slot's tag: 7 bits of the hash other than those that pick the slot,
   /// and the top bit set (0 marks an empty slot).
@@ -309,7 +366,8 @@ private:
   int_entry* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
-  // One block: `slots_` positions (1-based; 0 empty), then `slots_` tags.
+  // One block: `slots_` positions (1-based; 0 empty), then `slots_` tags
+  // and `group` copies of the first tags.
   std::uint32_t* index_ = nullptr;
   std::uint8_t* tags_ = nullptr;
   std::size_t slots_ = 0;
