@@ -161,10 +161,8 @@ public:
           match &= (1u << __builtin_ctz(empty)) - 1;
         for (; match != 0; match &= match - 1) {
           auto s = (i + static_cast<unsigned>(__builtin_ctz(match))) & mask;
-          if (data_[index_[s] - 1].key == k) {
-            last_ = index_[s] - 1;
-            return data_[last_];
-          }
+          if (data_[index_[s] - 1].key == k)
+            return found_at(s);
         }
         if (empty != 0)
           return insert_at((i + static_cast<unsigned>(__builtin_ctz(empty)))
@@ -177,10 +175,8 @@ public:
       if (t == 0)
         return insert_at(i, tag, k);
       // The tag spares reading the entry (a cache miss) on most mismatches.
-      if (t == tag && data_[index_[i] - 1].key == k) {
-        last_ = index_[i] - 1;
-        return data_[last_];
-      }
+      if (t == tag && data_[index_[i] - 1].key == k)
+        return found_at(i);
     }
   }
 
@@ -328,6 +324,12 @@ private:
     tags_[s] = tag;
     if (s < group)
       tags_[slots_ + s] = tag;
+  }
+
+  /// The entry in slot s, remembered as the last key found.
+  int_entry& found_at(std::size_t s) noexcept {
+    last_ = index_[s] - 1;
+    return data_[last_];
   }
 
   /// Creates key `k`'s entry in the empty slot s.
