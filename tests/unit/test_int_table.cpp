@@ -204,6 +204,71 @@ TEST_CASE("int_table: sort orders the keys, find still works, and a later "
   CHECK(t.find(0) == nullptr);
 }
 
+TEST_CASE("int_table: tables past 4 MiB (mapped by the table, grown by "
+          "remapping) keep every key through growth, reserve, sort, reset "
+          "and moves",
+          "[int_table]") {
+  // 10^6 keys: the entries cross 4 MiB at about 87,000 keys (copied once
+  // from malloc's block into a mapped one, then remapped at each doubling)
+  // and the index at 2^20 slots. Under ASan a block freed the wrong way
+  // (free of a mapping, munmap of malloc's memory) fails the test.
+  constexpr std::int64_t n = 1'000'000;
+  auto key_of = [](std::int64_t i) { return (i * 7919) ^ (i << 40); };
+  int_table t;
+  for (std::int64_t i = 0; i < n; ++i)
+    t.add(key_of(i), i);
+  REQUIRE(t.size() == static_cast<std::size_t>(n));
+  CHECK(t.bytes() >= 48 * static_cast<std::size_t>(n));
+  // Each key once more through operator[]: none may be created again.
+  for (std::int64_t i = 0; i < n; ++i)
+    t.add(key_of(i), 1);
+  REQUIRE(t.size() == static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; i += 997) {
+    auto* e = t.find(key_of(i));
+    REQUIRE(e != nullptr);
+    CHECK(e->count == 2);
+    CHECK(e->sum == i + 1);
+  }
+  // A move takes the mapped blocks; the emptied table frees nothing twice.
+  int_table moved{std::move(t)};
+  CHECK(t.size() == 0);
+  CHECK(t.find(key_of(1)) == nullptr);
+  REQUIRE(moved.size() == static_cast<std::size_t>(n));
+  // sort() frees the (mapped) index; find then searches the sorted entries
+  // and the next insertion maps a new index.
+  moved.sort();
+  for (auto* p = moved.begin() + 1; p < moved.end(); ++p)
+    REQUIRE(p[-1].key < p->key);
+  CHECK(moved.find(key_of(123'457))->sum == 123'458);
+  moved.add(-1, 5);
+  CHECK(moved.size() == static_cast<std::size_t>(n) + 1);
+  CHECK(moved.find(-1)->sum == 5);
+  CHECK(moved.find(key_of(999'999))->count == 2);
+  // reset() keeps the blocks: the keys go, new ones fit without growing.
+  auto bytes = moved.bytes();
+  moved.reset();
+  CHECK(moved.size() == 0);
+  CHECK(moved.find(key_of(5)) == nullptr);
+  for (std::int64_t i = 0; i < n; ++i)
+    moved.add(i, i);
+  CHECK(moved.size() == static_cast<std::size_t>(n));
+  CHECK(moved.bytes() == bytes);
+  CHECK(moved.find(n - 1)->sum == n - 1);
+  // reserve() of an empty table maps at once, and grows a mapped block.
+  int_table r;
+  r.reserve(200'000);
+  CHECK(r.capacity() >= 200'000);
+  for (std::int64_t i = 0; i < 150'000; ++i)
+    r.add(key_of(i), 2);
+  r.reserve(400'000);
+  CHECK(r.capacity() >= 400'000);
+  REQUIRE(r.size() == 150'000);
+  for (std::int64_t i = 0; i < 150'000; i += 101)
+    CHECK(r.find(key_of(i))->sum == 2);
+  r.clear();
+  CHECK(r.empty());
+}
+
 TEST_CASE("int_table: a merge that would overflow is refused and changes "
           "nothing, and merge_all says where",
           "[int_table]") {

@@ -95,14 +95,13 @@ struct int_entry {
 static_assert(sizeof(int_entry) == 48, "int_entry is meant to pack");
 
 /// An open-addressing table of `int_entry`: the entries dense in order of
-/// first appearance (grown with `realloc`, which moves large blocks by
-/// remapping pages instead of copying them, so growing never holds two
-/// copies), found through an index of 32-bit positions and 8-bit hash tags
-/// with linear probing (in small tables 16 tags compared at once where SSE2
-/// is available), at most 75 % full. Costs 48 bytes per key plus
-/// 5 / load bytes of index (6.7 to 13.3), against about 150 for a node-based
-/// map of `key` to `aggregate`. (Transparent huge pages were tried: 7 %
-/// faster at 10^6 keys, but slower and 1.6 times the memory at 10^7.)
+/// first appearance (blocks of 4 MiB and more mapped by the table and grown
+/// with mremap, which moves pages instead of copying them, so growing never
+/// holds two copies; advised for transparent huge pages), found through an
+/// index of 32-bit positions and 8-bit hash tags with linear probing (in
+/// small tables 16 tags compared at once where SSE2 is available), at most
+/// 75 % full. Costs 48 bytes per key plus 5 / load bytes of index (6.7 to
+/// 13.3), against about 150 for a node-based map of `key` to `aggregate`.
 class int_table {
 public:
   /// An empty table (allocates nothing).
@@ -125,10 +124,8 @@ public:
     return *this;
   }
 
-  ~int_table() {
-    std::free(data_);
-    std::free(index_);
-  }
+  /// Frees the storage.
+  ~int_table();
 
   /// The entry of key `k`, created empty when absent.
   int_entry& operator[](std::int64_t k) {
@@ -353,6 +350,15 @@ private:
   void grow_data();
 
   void grow_index(std::size_t min_slots = 0);
+
+  /// The bytes of an index of `slots` slots (positions, tags, the tags'
+  /// copies past the end).
+  static std::size_t index_bytes(std::size_t slots) noexcept {
+    return slots * (sizeof(std::uint32_t) + 1) + group;
+  }
+
+  /// Frees the index (the table is then unindexed, as after sort()).
+  void free_index() noexcept;
 
   /// Sorts the entries in place; the index is stale until `reset`.
   void sort_entries() noexcept;
