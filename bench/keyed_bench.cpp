@@ -19,6 +19,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -79,20 +80,33 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc)
       usage(("missing value of " + a).c_str());
     std::string v = argv[++i];
+    // A bad number is a usage error (exit 2), not an uncaught exception.
+    auto number = [&] {
+      std::size_t used = 0;
+      unsigned long long x = 0;
+      try {
+        x = std::stoull(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != v.size() || v[0] == '-')
+        usage(("not a number for " + a + ": '" + v + "'").c_str());
+      return static_cast<std::uint64_t>(x);
+    };
     if (a == "--keys")
-      keys = std::stoull(v);
+      keys = number();
     else if (a == "--elements")
-      n = std::stoull(v);
+      n = number();
     else if (a == "--seed")
-      seed = std::stoull(v);
+      seed = number();
     else if (a == "--runs")
-      runs = std::max(1, std::stoi(v));
+      runs = static_cast<int>(std::clamp<std::uint64_t>(number(), 1, 1000000));
     else if (a == "--batch")
-      batch = std::stoull(v);
+      batch = number();
     else if (a == "--shards")
-      shards = std::stoull(v);
+      shards = number();
     else if (a == "--combine")
-      combine = std::stoull(v);
+      combine = number();
     else if (a == "--csv")
       csv = v;
     else

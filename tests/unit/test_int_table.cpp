@@ -54,6 +54,21 @@ bool same(const aggregate& a, const ref_row& r) {
 }
 
 /// Keys that collide in the low bits and cover the extremes.
+/// True when key k's first slot ends in binary 1110 or 1111: the last two
+/// slots of every table of 16 slots or more, so its probe wraps.
+bool wraps(std::int64_t k) {
+  return (flow::detail::mix64(static_cast<std::uint64_t>(k)) & 15) >= 14;
+}
+
+/// The first `n` keys from 0 up that wrap.
+std::vector<std::int64_t> wrapping_keys(std::size_t n) {
+  std::vector<std::int64_t> ks;
+  for (std::int64_t k = 0; ks.size() < n; ++k)
+    if (wraps(k))
+      ks.push_back(k);
+  return ks;
+}
+
 std::vector<std::int64_t> awkward_keys() {
   std::vector<std::int64_t> ks{0, -1, 1, i64_min, i64_max, i64_min + 1};
   for (std::int64_t i = 1; i < 64; ++i)
@@ -110,10 +125,7 @@ TEST_CASE("int_table: keys whose probes wrap past the last slot are found, "
   // first slot is 14 or 15 fill the end and wrap to slots 0.. : the probe
   // that compares 16 tags at once reads the copies of the first tags past
   // the end, which must agree with the tags themselves.
-  std::vector<std::int64_t> ks;
-  for (std::int64_t k = 0; ks.size() < 11; ++k)
-    if ((flow::detail::mix64(static_cast<std::uint64_t>(k)) & 15) >= 14)
-      ks.push_back(k);
+  auto ks = wrapping_keys(11);
   int_table t;
   for (int round = 0; round < 3; ++round) {
     std::map<std::int64_t, ref_row> ref;
@@ -135,7 +147,7 @@ TEST_CASE("int_table: keys whose probes wrap past the last slot are found, "
     // A key whose first slot is 14 but which is absent: its probe wraps
     // through every occupied slot to the first empty one.
     std::int64_t absent = ks.back() + 1;
-    while ((flow::detail::mix64(static_cast<std::uint64_t>(absent)) & 15) < 14)
+    while (!wraps(absent))
       ++absent;
     CHECK(t.find(absent) == nullptr);
     // reset() empties the copies too: nothing is found afterwards, and the
@@ -155,10 +167,7 @@ TEST_CASE("int_table: keys whose probes wrap are found after every growth "
   // growth rebuilds the index (grow_index), which must keep the tags'
   // copies past the end in step; a stale copy makes operator[]'s group
   // probe miss a key and create it a second time.
-  std::vector<std::int64_t> ks;
-  for (std::int64_t k = 0; ks.size() < 200; ++k)
-    if ((flow::detail::mix64(static_cast<std::uint64_t>(k)) & 15) >= 14)
-      ks.push_back(k);
+  auto ks = wrapping_keys(200);
   int_table t;
   for (std::size_t n = 0; n < ks.size(); ++n) {
     t[ks[n]].count = n + 1;

@@ -274,7 +274,7 @@ public:
   /// (half its size) beside it.
   static std::size_t bytes_for(std::size_t n) noexcept {
     return n * sizeof(int_entry)
-           + slots_for(n) / 2 * 3 * (sizeof(std::uint32_t) + 1) + 2 * group;
+           + index_bytes(slots_for(n)) + index_bytes(slots_for(n) / 2);
   }
 
   /// The most keys a table that never holds more than `bytes` may grow to.
@@ -292,8 +292,8 @@ public:
 
   /// Bytes held (entries and index, allocated capacity).
   std::size_t bytes() const noexcept {
-    return capacity_ * sizeof(int_entry) + slots_ * (sizeof(std::uint32_t) + 1)
-           + (slots_ > 0 ? group : 0);
+    return capacity_ * sizeof(int_entry)
+           + (slots_ > 0 ? index_bytes(slots_) : 0);
   }
 
 private:
