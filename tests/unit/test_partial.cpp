@@ -204,8 +204,12 @@ TEST_CASE("partial: the compact entries taken grouped come in ascending "
     auto group = [n](std::int64_t k) {
       return static_cast<std::size_t>(static_cast<std::uint64_t>(k) * 31 % n);
     };
-    // Stale storage, as a recycled vector comes.
-    std::vector<flow::detail::int_entry> xs(9000);
+    // Stale storage, as a recycled vector comes (int_storage keeps its
+    // entries): keys no partial holds, which must not reappear.
+    flow::detail::int_entry stale;
+    stale.key = 1'000'000'007;
+    stale.add(99);
+    std::vector<flow::detail::int_entry> xs(9000, stale);
     std::vector<std::uint32_t> ends{42};
     p.take_int_entries(xs, n, group, ends);
     REQUIRE(xs.size() == sums.size());
@@ -224,8 +228,11 @@ TEST_CASE("partial: the compact entries taken grouped come in ascending "
     }
     CHECK(seen == sums);
     // Taken: the partial holds no compact key any more.
-    std::vector<flow::detail::int_entry> rest;
+    std::vector<flow::detail::int_entry> rest(100, stale);
     p.take_int_entries(rest);
+    CHECK(rest.empty());
+    std::vector<std::uint32_t> rest_ends;
+    p.take_int_entries(rest, n, group, rest_ends);
     CHECK(rest.empty());
   }
 }

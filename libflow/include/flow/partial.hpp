@@ -226,7 +226,7 @@ public:
   }
 
   /// Moves the compact table's entries into `into` as `take_int_entries`
-  /// does, grouped by `group(key)` (below `n`) in ascending order; `ends[g]`
+  /// does (whatever `into` held is replaced), grouped by `group(key)` (below `n`) in ascending order; `ends[g]`
   /// becomes the end of group g (used by the reducer actor, for manager
   /// shards).
   template <class F>
@@ -240,6 +240,8 @@ public:
       at += x;
       x = at;
     }
+    // `into` may hold stale entries (a recycled vector, int_storage): they
+    // are overwritten, and only entries past them constructed.
     into.resize(ints_.size());
     // Filled from each group's end backwards: `ends` ends as the starts,
     // then is shifted back to the ends.

@@ -960,7 +960,7 @@ constexpr std::size_t min_recycled_ints = 1024;
 void give_back_ints(const caf::actor& to, std::vector<int_entry>&& xs) {
   if (!to || xs.capacity() < min_recycled_ints)
     return;
-  xs.clear();
+  // Not cleared: see int_storage.
   caf::anon_send(to, int_storage{std::move(xs)});
 }
 

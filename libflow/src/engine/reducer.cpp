@@ -340,7 +340,7 @@ caf::behavior reducer_actor(caf::stateful_actor<reducer_state>* self,
       auto& spares = self->state.spare_ints;
       if (!self->state.input_ended
           && spares.size() < reducer_state::max_spare_ints) {
-        s.entries.clear();
+        // Stale entries kept, to be overwritten (int_storage).
         spares.push_back(std::move(s.entries));
       }
     },

@@ -317,7 +317,10 @@ struct partial_msg {
 /// batch faulted in new pages on the reducer and was trimmed away again by
 /// the thread that freed it (docs/benchmarks.md, "Speed with many keys").
 struct int_storage {
-  /// Storage only: the entries are dropped on arrival.
+  /// Storage only: the entries are stale and overwritten by the next
+  /// partial. They are kept (not cleared) so that filling the vector again
+  /// does not first construct every 48-byte entry (4-5 % of the CPU of
+  /// flow-keyed at 10^6 keys went to that).
   std::vector<int_entry> entries;
 };
 
