@@ -162,6 +162,7 @@ std::size_t int_table::keys_within(std::size_t bytes) noexcept {
 
 void int_table::reset() noexcept {
   size_ = 0;
+  sealed_ = 0;
   last_ = std::numeric_limits<std::size_t>::max();
   if (tags_ != nullptr)
     std::memset(tags_, 0, slots_ + group);
@@ -240,7 +241,7 @@ void int_table::grow_data() {
 
 void int_table::grow_index(std::size_t min_slots) {
   auto n = std::max<std::size_t>({16, slots_ * 2, min_slots});
-  while ((size_ + 1) * 4 > n * 3)
+  while ((size_ - sealed_ + 1) * 4 > n * 3)
     n *= 2;
   // The zeroed pages of a large block come untouched from the kernel.
   auto* p = block_alloc(index_bytes(n));
@@ -249,7 +250,7 @@ void int_table::grow_index(std::size_t min_slots) {
   tags_ = reinterpret_cast<std::uint8_t*>(index_ + n);
   slots_ = n;
   auto mask = n - 1;
-  for (std::size_t pos = 0; pos < size_; ++pos) {
+  for (auto pos = sealed_; pos < size_; ++pos) {
     auto h = mix64(static_cast<std::uint64_t>(data_[pos].key));
     auto i = h & mask;
     while (tags_[i] != 0)

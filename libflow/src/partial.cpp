@@ -19,9 +19,64 @@ void partial::reject(const std::string& reason, std::uint64_t n) {
   reasons_.emplace_back(reason, n);
 }
 
+void partial::check_seal() {
+  auto keys = ints_.indexed();
+  // Keys of earlier windows came back (a sixteenth of the sample's share
+  // of them would): the data cycles through a set of keys that an unsealed
+  // table holds once, however many values each key gets. A table sealed
+  // at every window would send each value as an entry of its own.
+  if (sealed_once_ && returned_ * 32 >= keys) {
+    seal_at_ = std::numeric_limits<std::size_t>::max();
+    return;
+  }
+  // The values that found their key already, against the keys: with K
+  // keys drawn evenly, n keys come with about n^2 / (2K) repeats (the
+  // birthday estimate). Sealed only when that estimates K at
+  // `seal_min_keys` or more: then a batch's table would barely combine
+  // however large it grew (at 5 * 10^5 keys a batch of 262,144 values has
+  // 1.3 values a key), and its growth only costs cache misses. With fewer
+  // keys, or skewed ones (more repeats), the table grows as before and
+  // combines; checked again at twice the keys.
+  auto repeats = int_adds_ - keys;
+  if (static_cast<double>(repeats) * 2.0 * seal_min_keys
+      > static_cast<double>(keys) * static_cast<double>(keys)) {
+    seal_at_ = 2 * keys;
+    return;
+  }
+  if (!sealed_once_) {
+    sealed_sample_.assign(sample_slots,
+                          std::numeric_limits<std::int64_t>::min());
+    sealed_once_ = true;
+  }
+  // The first key of each slot stays: later windows' keys would push out
+  // the earlier ones, which are those a cycle brings back first.
+  constexpr auto none = std::numeric_limits<std::int64_t>::min();
+  auto* e = ints_.begin() + (ints_.size() - keys);
+  for (; e != ints_.end(); ++e) {
+    auto& s = sealed_sample_[detail::mix64(static_cast<std::uint64_t>(e->key))
+                             & (sample_slots - 1)];
+    if (s == none)
+      s = e->key;
+  }
+  ints_.seal();
+  int_adds_ = 0;
+  returned_ = 0;
+  seal_at_ = seal_keys;
+}
+
 void partial::to_general() const {
   if (general_)
     return;
+  if (ints_.indexed() != ints_.size()) {
+    // Sealed: one entry per key first (the general entries hold each key
+    // once). An overflow here is one the merge downstream would have met.
+    detail::int_table once;
+    once.reserve(ints_.size());
+    for (auto& e : ints_)
+      if (!once.merge(e))
+        overflow_ = true;
+    ints_ = std::move(once);
+  }
   if (!ints_.empty()) {
     // Reserved first, so that the copies below cannot throw halfway.
     entries_.reserve(entries_.size() + ints_.size());

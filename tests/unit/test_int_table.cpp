@@ -500,3 +500,145 @@ TEST_CASE("on_result_key: a throwing function fails the job with sink_failed",
   CHECK_THAT(flow::describe(e), Catch::Contains("disk full"));
   CHECK(calls == 3);
 }
+
+TEST_CASE("int_table: a sealed table keeps its entries, indexes only later "
+          "keys, and reset unseals it",
+          "[int_table]") {
+  int_table t;
+  for (std::int64_t k = 0; k < 1000; ++k)
+    t.add(k, k);
+  t.seal();
+  CHECK(t.size() == 1000);
+  CHECK(t.indexed() == 0);
+  CHECK(t.find(5) == nullptr);
+  // Key 999 was the last found: still a second entry, not the sealed one.
+  t.add(999, 1);
+  t.add(5, 100);
+  t.add(5, 1);
+  CHECK(t.size() == 1002);
+  CHECK(t.indexed() == 2);
+  REQUIRE(t.find(5) != nullptr);
+  CHECK(t.find(5)->sum == 101);
+  std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>> got;
+  for (auto& e : t) {
+    got[e.key].first += e.sum;
+    got[e.key].second += e.count;
+  }
+  REQUIRE(got.size() == 1000);
+  CHECK(got[5] == std::make_pair(flow::int128{106}, std::uint64_t{3}));
+  CHECK(got[999] == std::make_pair(flow::int128{1000}, std::uint64_t{2}));
+  CHECK(got[7] == std::make_pair(flow::int128{7}, std::uint64_t{1}));
+  // The index holds one window's keys however many were sealed: 50
+  // windows of 8000 keys, an index for 8000 (16384 slots of 5 bytes).
+  int_table u;
+  for (std::int64_t w = 0; w < 50; ++w) {
+    for (std::int64_t j = 0; j < 8000; ++j)
+      u.add(w * 8000 + j, 1);
+    u.seal();
+  }
+  CHECK(u.size() == 400'000);
+  CHECK(u.bytes() - u.capacity() * sizeof(int_entry) <= 16384 * 5 + 16);
+  t.reset();
+  CHECK(t.size() == 0);
+  CHECK(t.indexed() == 0);
+  t.add(5, 1);
+  t.add(5, 2);
+  CHECK(t.size() == 1);
+  CHECK(t.find(5)->sum == 3);
+}
+
+namespace {
+
+/// Sums and counts per key over a partial's compact entries, however many
+/// entries a key has.
+std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>>
+merged(const std::vector<int_entry>& xs) {
+  std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>> m;
+  for (auto& e : xs) {
+    m[e.key].first += e.sum;
+    m[e.key].second += e.count;
+  }
+  return m;
+}
+
+/// Key i of a spread of many distinct keys (an odd multiplier is a
+/// bijection of 64-bit integers).
+std::int64_t spread(std::int64_t i) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(i)
+                                   * 0x9E3779B97F4A7C15ull);
+}
+
+} // namespace
+
+TEST_CASE("partial: keys seldom repeated seal the compact table, every "
+          "value is kept and entries() shows each key once",
+          "[partial][int_table]") {
+  constexpr std::int64_t n = 100'000;
+  std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>> ref;
+  // Within a window of partial::seal_keys keys nothing repeats, so each
+  // window is sealed (its keys look drawn from at least seal_min_keys);
+  // then the first keys come again, in a window of their own.
+  auto fill = [&](partial& p) {
+    for (std::int64_t i = 0; i < n; ++i)
+      p.add(key{spread(i)}, i);
+    for (std::int64_t i = 0; i < 3; ++i)
+      p.add(key{spread(i)}, 7);
+  };
+  for (std::int64_t i = 0; i < n; ++i)
+    ref[spread(i)] = {i, 1};
+  for (std::int64_t i = 0; i < 3; ++i) {
+    ref[spread(i)].first += 7;
+    ref[spread(i)].second += 1;
+  }
+  partial p;
+  fill(p);
+  auto ints = p.take_int_entries();
+  // Sealed: the three keys seen again made entries of their own.
+  CHECK(ints.size() == n + 3);
+  CHECK(merged(ints) == ref);
+  // entries() merges them: one per key.
+  partial q;
+  fill(q);
+  auto& es = q.entries();
+  REQUIRE(es.size() == static_cast<std::size_t>(n));
+  std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>> got;
+  for (auto& [k, agg] : es)
+    got[k.as_int()] = {agg.sum, agg.count};
+  CHECK(got == ref);
+}
+
+TEST_CASE("partial: repeated or cycling keys are not sealed away, so the "
+          "table still combines them",
+          "[partial][int_table]") {
+  SECTION("few keys, drawn at random: repeats show at once") {
+    partial p;
+    std::mt19937_64 rng(7);
+    std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>> ref;
+    for (int i = 0; i < 200'000; ++i) {
+      auto k = static_cast<std::int64_t>(rng() % 20'000);
+      p.add(key{k}, i);
+      ref[k].first += i;
+      ref[k].second += 1;
+    }
+    auto ints = p.take_int_entries();
+    CHECK(ints.size() == ref.size());
+    CHECK(merged(ints) == ref);
+  }
+  SECTION("keys cycling through 20,000: sealed until the first come back") {
+    // Each window of 8192 keys has no repeat, so the first windows are
+    // sealed; after the keys of the first window come back, no more.
+    partial p;
+    std::map<std::int64_t, std::pair<flow::int128, std::uint64_t>> ref;
+    for (int i = 0; i < 400'000; ++i) {
+      auto k = spread(i % 20'000);
+      p.add(key{k}, i);
+      ref[k].first += i;
+      ref[k].second += 1;
+    }
+    auto ints = p.take_int_entries();
+    // Sealed at most at the first windows: far fewer entries than values
+    // (one per value if sealing went on).
+    CHECK(ints.size() < 3 * 20'000);
+    CHECK(merged(ints) == ref);
+  }
+}

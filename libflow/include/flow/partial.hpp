@@ -47,6 +47,19 @@ struct is_row_block<
 /// keys live in a compact table (48 bytes a key); the first string or
 /// composite key, or the first aggregator state, moves them to the general
 /// entries, in their order. Either way `entries()` shows every key.
+///
+/// With many keys per batch the compact table's index is sealed whenever it
+/// holds `seal_keys` keys so seldom repeated that they look drawn from at
+/// least `seal_min_keys` keys: the entries stay, the index starts again empty, and a key seen
+/// again gets a second entry, merged downstream as any partial's are. The
+/// table a batch's values are folded into then stays in a core's caches
+/// (about 470 KB) instead of growing with the batch's keys (12 MB at
+/// 262,144 keys), which a fold that barely combines does not need
+/// (docs/architecture.md, "Sealed partial tables"). Keys that come back
+/// after a seal (data that cycles through more keys than a window holds)
+/// stop the sealing for the rest of the batch. `take_int_entries`
+/// hands out every entry (a key may have several); `entries()` merges them
+/// first and shows each key once.
 class partial {
 public:
   /// One key and its aggregate.
@@ -54,10 +67,26 @@ public:
 
   /// Adds one value under key `k`.
   void add(const flow::key& k, std::int64_t value) {
-    if (!general_ && k.is_int())
-      ints_.add(k.as_int(), value);
-    else
+    if (!general_ && k.is_int()) {
+      if (ints_.indexed() >= seal_at_)
+        check_seal();
+      ++int_adds_;
+      auto x = k.as_int();
+      if (!sealed_once_) {
+        ints_.add(x, value);
+      } else {
+        // A new key that a sealed window had: the data may cycle.
+        auto before = ints_.size();
+        ints_.add(x, value);
+        if (ints_.size() != before
+            && sealed_sample_[detail::mix64(static_cast<std::uint64_t>(x))
+                              & (sample_slots - 1)]
+                 == x)
+          ++returned_;
+      }
+    } else {
       slot(k).add(value);
+    }
   }
 
   /// Merges a pre-folded aggregate under key `k` (the fast path for reducers
@@ -211,11 +240,11 @@ public:
   }
 
   /// Moves the compact table's entries into `into`, in order of first
-  /// appearance, replacing what it held and reusing its storage (used by the
+  /// appearance (a key may have several after a seal), replacing what it held and reusing its storage (used by the
   /// reducer actor before `take_entries`, which then holds the other keys).
   void take_int_entries(std::vector<detail::int_entry>& into) {
     into.assign(ints_.begin(), ints_.end());
-    ints_.reset();
+    clear_ints();
   }
 
   /// The same into a new vector.
@@ -251,7 +280,7 @@ public:
       ends[g] = ends[g + 1];
     if (n > 0)
       ends[n - 1] = static_cast<std::uint32_t>(ints_.size());
-    ints_.reset();
+    clear_ints();
   }
 
   /// Gives this (empty) partial the storage of a previous partial's compact
@@ -260,12 +289,16 @@ public:
   void reuse_int_storage(detail::int_table&& storage) noexcept {
     storage.reset();
     ints_ = std::move(storage);
+    int_adds_ = 0;
+    seal_at_ = seal_keys;
+    sealed_once_ = false;
+    returned_ = 0;
   }
 
   /// Takes the compact table's storage (empty after `take_int_entries`) for
   /// `reuse_int_storage`.
   detail::int_table release_int_storage() noexcept {
-    ints_.reset();
+    clear_ints();
     return std::move(ints_);
   }
 
@@ -278,6 +311,17 @@ public:
   std::vector<std::pair<std::string, std::uint64_t>> take_reasons() noexcept {
     return std::move(reasons_);
   }
+
+  /// Keys in the compact table's index at which `add` checks whether to
+  /// seal it (see the class's description).
+  static constexpr std::size_t seal_keys = 8192;
+
+  /// The fewest distinct keys, estimated from the values that repeat a key,
+  /// at which `add` seals the compact table's index.
+  static constexpr std::size_t seal_min_keys = std::size_t{1} << 19;
+
+  /// Slots of the sample of sealed keys (see `check_seal`).
+  static constexpr std::size_t sample_slots = 4096;
 
 private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -299,9 +343,34 @@ private:
   /// then take the general path).
   void to_general() const;
 
+  /// Drops the compact table's keys (keeps its storage).
+  void clear_ints() noexcept {
+    ints_.reset();
+    int_adds_ = 0;
+    seal_at_ = seal_keys;
+    sealed_once_ = false;
+    returned_ = 0;
+  }
+
+  /// The compact table's index reached `seal_at_` keys: seals it when they
+  /// were seldom repeated, else checks again at twice the keys; never again
+  /// in this batch when keys of sealed windows came back.
+  void check_seal();
+
   // Mutable: entries() shows the compact keys by moving them, which changes
   // no observable content.
   mutable detail::int_table ints_;
+  // Values added to the compact table since it was last sealed, and the
+  // keys in its index at which check_seal runs next.
+  std::uint64_t int_adds_ = 0;
+  std::size_t seal_at_ = seal_keys;
+  // Whether the table was sealed in this batch; then a sample of the sealed
+  // keys (the first per slot, by hash; INT64_MIN where none was, which a key
+  // of that value may match: the count below only steers sealing) and how
+  // many new keys since the last seal were in it.
+  bool sealed_once_ = false;
+  std::vector<std::int64_t> sealed_sample_;
+  std::uint64_t returned_ = 0;
   mutable bool general_ = false;
   mutable std::vector<entry> entries_;
   // The general keys' hashes, one per entry (compared before the keys), and
@@ -314,7 +383,9 @@ private:
   mutable std::size_t last_ = npos;
   std::uint64_t rejected_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> reasons_;
-  bool overflow_ = false;
+  // Mutable: to_general() merges a sealed table's entries, which may
+  // overflow.
+  mutable bool overflow_ = false;
   std::shared_ptr<void> output_;
   const std::type_info* output_type_ = nullptr;
   std::size_t (*row_count_)(const void*) = nullptr;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <utility>
@@ -131,7 +132,7 @@ public:
   int_entry& operator[](std::int64_t k) {
     if (last_ < size_ && data_[last_].key == k)
       return data_[last_];
-    if ((size_ + 1) * 4 > slots_ * 3)
+    if ((size_ - sealed_ + 1) * 4 > slots_ * 3)
       grow_index();
     auto h = mix64(static_cast<std::uint64_t>(k));
     auto tag = tag_of(h);
@@ -211,9 +212,28 @@ public:
   /// the entries before it are merged), or `n`.
   std::size_t merge_all(const int_entry* xs, std::size_t n);
 
-  /// Number of keys.
+  /// Number of keys (of entries, after `seal`).
   std::size_t size() const noexcept {
     return size_;
+  }
+
+  /// Makes the entries so far unreachable through the index: they stay in
+  /// [begin(), end()), and a later `operator[]` of one of their keys makes
+  /// a second entry of that key. For a reducer's partial only, whose
+  /// entries are merged downstream key by key anyway: the index then only
+  /// holds the keys since the last seal and stays in a core's caches however
+  /// many keys a batch has (see partial). `find`, `sort` and `drain_sorted`
+  /// are not meant for a sealed table. `reset` unseals.
+  void seal() noexcept {
+    if (tags_ != nullptr)
+      std::memset(tags_, 0, slots_ + group);
+    sealed_ = size_;
+    last_ = std::numeric_limits<std::size_t>::max();
+  }
+
+  /// Entries reachable through the index: those since the last `seal`.
+  std::size_t indexed() const noexcept {
+    return size_ - sealed_;
   }
 
   /// Keys the entries' storage holds without growing.
@@ -305,6 +325,7 @@ private:
     std::swap(tags_, other.tags_);
     std::swap(slots_, other.slots_);
     std::swap(last_, other.last_);
+    std::swap(sealed_, other.sealed_);
   }
 
   const int_entry* find_sorted(std::int64_t k) const noexcept;
@@ -381,6 +402,8 @@ private:
   std::size_t slots_ = 0;
   // The last key found: reducers mostly see runs of one key.
   std::size_t last_ = std::numeric_limits<std::size_t>::max();
+  // Entries before this one are not in the index (seal).
+  std::size_t sealed_ = 0;
 };
 
 } // namespace flow::detail
