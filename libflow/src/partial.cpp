@@ -21,10 +21,11 @@ void partial::reject(const std::string& reason, std::uint64_t n) {
 
 void partial::check_seal() {
   auto keys = ints_.indexed();
-  // Keys of earlier windows came back (a sixteenth of the sample's share
-  // of them would): the data cycles through a set of keys that an unsealed
-  // table holds once, however many values each key gets. A table sealed
-  // at every window would send each value as an entry of its own.
+  auto* window = ints_.begin() + (ints_.size() - keys);
+  // Keys of earlier windows came back (a thirty-second of a window's keys
+  // found in the sample): the data cycles through a set of keys that an
+  // unsealed table holds once, however many values each key gets. A table
+  // sealed at every window would send each value as an entry of its own.
   if (sealed_once_ && returned_ * 32 >= keys) {
     seal_at_ = std::numeric_limits<std::size_t>::max();
     return;
@@ -36,30 +37,32 @@ void partial::check_seal() {
   // however large it grew (at 5 * 10^5 keys a batch of 262,144 values has
   // 1.3 values a key), and its growth only costs cache misses. With fewer
   // keys, or skewed ones (more repeats), the table grows as before and
-  // combines; checked again at twice the keys.
-  auto repeats = int_adds_ - keys;
+  // combines; checked again at twice the keys. The values since the last
+  // seal are the window's counts, summed here once a window rather than
+  // counted at every value.
+  std::uint64_t values = 0;
+  for (auto* e = window; e != ints_.end(); ++e)
+    values += e->count;
+  auto repeats = values > keys ? values - keys : 0;
   if (static_cast<double>(repeats) * 2.0 * seal_min_keys
       > static_cast<double>(keys) * static_cast<double>(keys)) {
     seal_at_ = 2 * keys;
     return;
   }
+  constexpr auto none = std::numeric_limits<std::int64_t>::min();
   if (!sealed_once_) {
-    sealed_sample_.assign(sample_slots,
-                          std::numeric_limits<std::int64_t>::min());
+    sealed_sample_.assign(sample_slots, none);
     sealed_once_ = true;
   }
   // The first key of each slot stays: later windows' keys would push out
   // the earlier ones, which are those a cycle brings back first.
-  constexpr auto none = std::numeric_limits<std::int64_t>::min();
-  auto* e = ints_.begin() + (ints_.size() - keys);
-  for (; e != ints_.end(); ++e) {
+  for (auto* e = window; e != ints_.end(); ++e) {
     auto& s = sealed_sample_[detail::mix64(static_cast<std::uint64_t>(e->key))
                              & (sample_slots - 1)];
     if (s == none)
       s = e->key;
   }
   ints_.seal();
-  int_adds_ = 0;
   returned_ = 0;
   seal_at_ = seal_keys;
 }

@@ -50,8 +50,9 @@ struct is_row_block<
 ///
 /// With many keys per batch the compact table's index is sealed whenever it
 /// holds `seal_keys` keys so seldom repeated that they look drawn from at
-/// least `seal_min_keys` keys: the entries stay, the index starts again empty, and a key seen
-/// again gets a second entry, merged downstream as any partial's are. The
+/// least `seal_min_keys` keys: the entries stay, the index starts again
+/// empty, and a key seen again gets a second entry, merged downstream as any
+/// partial's are. The
 /// table a batch's values are folded into then stays in a core's caches
 /// (about 470 KB) instead of growing with the batch's keys (12 MB at
 /// 262,144 keys), which a fold that barely combines does not need
@@ -70,7 +71,6 @@ public:
     if (!general_ && k.is_int()) {
       if (ints_.indexed() >= seal_at_)
         check_seal();
-      ++int_adds_;
       auto x = k.as_int();
       if (!sealed_once_) {
         ints_.add(x, value);
@@ -240,8 +240,9 @@ public:
   }
 
   /// Moves the compact table's entries into `into`, in order of first
-  /// appearance (a key may have several after a seal), replacing what it held and reusing its storage (used by the
-  /// reducer actor before `take_entries`, which then holds the other keys).
+  /// appearance (a key may have several after a seal), replacing what it
+  /// held and reusing its storage (used by the reducer actor before
+  /// `take_entries`, which then holds the other keys).
   void take_int_entries(std::vector<detail::int_entry>& into) {
     into.assign(ints_.begin(), ints_.end());
     clear_ints();
@@ -255,9 +256,9 @@ public:
   }
 
   /// Moves the compact table's entries into `into` as `take_int_entries`
-  /// does (whatever `into` held is replaced), grouped by `group(key)` (below `n`) in ascending order; `ends[g]`
-  /// becomes the end of group g (used by the reducer actor, for manager
-  /// shards).
+  /// does (whatever `into` held is replaced), grouped by `group(key)` (below
+  /// `n`) in ascending order; `ends[g]` becomes the end of group g (used by
+  /// the reducer actor, for manager shards).
   template <class F>
   void take_int_entries(std::vector<detail::int_entry>& into, std::size_t n,
                         F&& group, std::vector<std::uint32_t>& ends) {
@@ -287,12 +288,8 @@ public:
   /// table, so that a reducer's batches reuse memory instead of faulting in
   /// fresh pages (used by the reducer actor).
   void reuse_int_storage(detail::int_table&& storage) noexcept {
-    storage.reset();
     ints_ = std::move(storage);
-    int_adds_ = 0;
-    seal_at_ = seal_keys;
-    sealed_once_ = false;
-    returned_ = 0;
+    clear_ints();
   }
 
   /// Takes the compact table's storage (empty after `take_int_entries`) for
@@ -346,7 +343,6 @@ private:
   /// Drops the compact table's keys (keeps its storage).
   void clear_ints() noexcept {
     ints_.reset();
-    int_adds_ = 0;
     seal_at_ = seal_keys;
     sealed_once_ = false;
     returned_ = 0;
@@ -360,9 +356,7 @@ private:
   // Mutable: entries() shows the compact keys by moving them, which changes
   // no observable content.
   mutable detail::int_table ints_;
-  // Values added to the compact table since it was last sealed, and the
-  // keys in its index at which check_seal runs next.
-  std::uint64_t int_adds_ = 0;
+  // The keys in the compact table's index at which check_seal runs next.
   std::size_t seal_at_ = seal_keys;
   // Whether the table was sealed in this batch; then a sample of the sealed
   // keys (the first per slot, by hash; INT64_MIN where none was, which a key
