@@ -287,6 +287,19 @@ std::string checksum_of(const std::map<std::int64_t, key_ref>& ref) {
   return std::to_string(c);
 }
 
+/// Checks a --summary --json line against reference `ref` of `elements`
+/// values: checksum, keys, elements, and verified and ok both true.
+void check_summary(const std::string& line,
+                   const std::map<std::int64_t, key_ref>& ref,
+                   std::uint64_t elements) {
+  INFO("line: " << line);
+  CHECK(json_field(line, "checksum") == checksum_of(ref));
+  CHECK(json_field(line, "keys") == std::to_string(ref.size()));
+  CHECK(json_field(line, "elements") == std::to_string(elements));
+  CHECK(json_field(line, "verified") == "true");
+  CHECK(json_field(line, "ok") == "true");
+}
+
 /// Runs flow-keyed with `args` and returns its one summary line (checked to
 /// be the only line, exit code 0).
 std::string summary_line(const std::vector<std::string>& args) {
@@ -316,12 +329,8 @@ TEST_CASE("flow-keyed: --keys --summary gives the checksum of issue 17's "
     if (seed != 42) // 42 is the default seed
       args.insert(args.end(), {"--seed", std::to_string(seed)});
     auto line = summary_line(args);
+    check_summary(line, ref, 1000);
     INFO("line: " << line);
-    CHECK(json_field(line, "checksum") == checksum_of(ref));
-    CHECK(json_field(line, "keys") == std::to_string(ref.size()));
-    CHECK(json_field(line, "elements") == "1000");
-    CHECK(json_field(line, "verified") == "true");
-    CHECK(json_field(line, "ok") == "true");
     CHECK(!json_field(line, "libflow_s").empty());
   }
   // The two seeds give different data, so the check above can tell them apart.
@@ -415,12 +424,7 @@ TEST_CASE("flow-keyed: batches whose keys hardly repeat (sealed partials) "
                               "--seed", "11", "--batch", r.batch, "--shards",
                               r.shards, "--reducers", r.reducers, "--summary",
                               "--json"});
-    INFO("line: " << line);
-    CHECK(json_field(line, "checksum") == checksum_of(ref));
-    CHECK(json_field(line, "keys") == std::to_string(ref.size()));
-    CHECK(json_field(line, "elements") == "500000");
-    CHECK(json_field(line, "verified") == "true");
-    CHECK(json_field(line, "ok") == "true");
+    check_summary(line, ref, 500000);
   }
   // Per key, with the count, min and max that the checksum leaves out:
   // three batches of 20,000 over two shards.
