@@ -586,6 +586,65 @@ TEST_CASE("push-down: the server's partial aggregates merge to the row path's "
   }
 }
 
+TEST_CASE("push-down: one partition leaves the server its parallel workers, "
+          "several read their ranges without, sort_groups turns hash "
+          "grouping off and min_work_mem only raises work_mem",
+          "[pg][pushdown]") {
+  // A parallel plan of a range is a parallel scan of the whole table with
+  // the range as a filter: three partitions with workers would read the
+  // table three times. Each partition reports its own session's settings.
+  auto schema = fresh_schema("pushset");
+  std::vector<kv> rows;
+  for (std::int64_t i = 1; i <= 3000; ++i)
+    rows.emplace_back(i, opt_int{i});
+  auto t = make_table(schema, rows);
+  auto server_workers = scalar("SHOW max_parallel_workers_per_gather");
+  REQUIRE(server_workers != "0");
+  for (std::size_t parts : {1, 3}) {
+    for (bool sort : {false, true}) {
+      auto spec = spec_for(t, parts);
+      spec.sort_groups = sort;
+      auto read = pg::partitioned_read::open(spec);
+      REQUIRE(read);
+      auto rs = read->grouped_readers(
+        "current_setting('max_parallel_workers_per_gather'), "
+        "current_setting('enable_hashagg'), count(*)",
+        "");
+      REQUIRE(rs);
+      REQUIRE(rs->size() == parts);
+      std::int64_t seen = 0;
+      for (auto& r : *rs) {
+        auto* row = r.next();
+        REQUIRE(row);
+        INFO(parts << " partition(s), sort_groups " << sort);
+        CHECK(row->opt_text(0).value_or("")
+              == (parts == 1 ? server_workers : "0"));
+        CHECK(row->opt_text(1).value_or("") == (sort ? "off" : "on"));
+        seen += row->int64(2);
+        CHECK_FALSE(r.next());
+      }
+      CHECK(seen == 3000);
+    }
+  }
+  // min_work_mem raises the sessions' work_mem, never lowers it.
+  for (std::string start : {"4MB", "256MB"}) {
+    auto spec = spec_for(t, 3);
+    spec.conninfo = conninfo() + " options='-c work_mem=" + start + "'";
+    spec.min_work_mem = 64 << 20;
+    auto read = pg::partitioned_read::open(spec);
+    REQUIRE(read);
+    auto rs = read->grouped_readers("current_setting('work_mem')", "");
+    REQUIRE(rs);
+    for (auto& r : *rs) {
+      auto* row = r.next();
+      REQUIRE(row);
+      INFO("work_mem at first " << start);
+      CHECK(row->opt_text(0).value_or("")
+            == (start == "4MB" ? "64MB" : "256MB"));
+    }
+  }
+}
+
 TEST_CASE("partition tickets: another connection reads a partition in the "
           "read's snapshot, exactly the rows the read's own reader gets",
           "[pg][partition][ticket]") {

@@ -280,13 +280,18 @@ std::string partition_name(std::size_t i, std::size_t n,
 
 // A reader's session: its own connection, a transaction that imported the
 // snapshot. `in_order`: rows in the heap's physical order (row reads, which
-// a resumed job may skip a prefix of); a push-down partition instead leaves
-// the server free to run its query with parallel workers. Throws libpqxx
-// exceptions.
+// a resumed job may skip a prefix of). `parallel`: the server may run the
+// query with parallel workers (a push-down read of one partition). Neither:
+// no workers, because a partition is one of several ranges read at once, and
+// PostgreSQL 15 has no parallel TID range scan: a parallel plan of a ctid
+// range is a parallel scan of the whole table, the range a mere filter, so
+// P partitions would read the table P times. `sort_groups`, `min_work_mem`:
+// see read_spec. Throws libpqxx exceptions.
 std::unique_ptr<copy_reader::impl>
 snapshot_session(const std::string& conninfo, std::string name,
                  const std::string& select, const std::string& snapshot,
-                 bool in_order = true) {
+                 bool in_order = true, bool parallel = false,
+                 bool sort_groups = false, std::int64_t min_work_mem = 0) {
   auto d = std::make_unique<copy_reader::impl>();
   d->conninfo = conninfo;
   d->name = std::move(name);
@@ -299,7 +304,17 @@ snapshot_session(const std::string& conninfo, std::string name,
     // resumed job skips a prefix of them): no scan joining another one
     // midway, no parallel workers interleaving.
     ptx->exec("SET LOCAL synchronize_seqscans = off");
+  }
+  if (in_order || !parallel)
     ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
+  if (sort_groups)
+    ptx->exec("SET LOCAL enable_hashagg = off");
+  if (min_work_mem > 0) {
+    // set_config(..., true) is SET LOCAL; the WHERE keeps a larger setting.
+    auto kb = std::to_string((min_work_mem + 1023) / 1024);
+    ptx->exec("SELECT set_config('work_mem', '" + kb + "kB', true) WHERE "
+              "pg_size_bytes(current_setting('work_mem')) < "
+              + std::to_string(min_work_mem));
   }
   d->tx = std::move(ptx);
   return d;
@@ -507,6 +522,9 @@ struct partitioned_read::impl {
   }
 
   // Opens a partition's session: a transaction that imported the snapshot.
+  // Out of order (push-down), the server's parallel workers run the query
+  // when it is the only partition; with several, the partitions are the
+  // parallelism (see snapshot_session).
   std::unique_ptr<copy_reader::impl> session(std::size_t i,
                                              const std::string& select,
                                              bool in_order = true) {
@@ -516,7 +534,10 @@ struct partitioned_read::impl {
                         errc::invalid_config);
     auto name = partition_name(i, ranges.size(), spec.table, ranges[i]);
     try {
-      return snapshot_session(spec.conninfo, name, select, snapshot, in_order);
+      return snapshot_session(spec.conninfo, name, select, snapshot, in_order,
+                              !in_order && ranges.size() == 1,
+                              !in_order && spec.sort_groups,
+                              in_order ? 0 : spec.min_work_mem);
     } catch (const pqxx::sql_error& e) {
       // An exported snapshot dies with the transaction that exported it: a
       // server that ended this coordinator's session (pg_terminate_backend,

@@ -371,6 +371,17 @@ struct read_spec {
   /// partition's range predicate; empty: every row. Tickets carry it, so a
   /// worker node reads the same rows.
   std::string filter;
+  /// Grouped reads (`grouped_readers`, `aggregate_readers`) group by sorting
+  /// (`enable_hashagg` off in their sessions): for many groups, whose hash
+  /// tables PostgreSQL spills to disk at its default `work_mem`, sorting a
+  /// partition's rows is faster (docs/etl.md, "Push-down"). Row reads
+  /// ignore it.
+  bool sort_groups = false;
+  /// Grouped reads raise their sessions' `work_mem` to at least this many
+  /// bytes (never lower it): a hash aggregate of a few thousand groups of
+  /// many `numeric` states spills to disk at PostgreSQL's default 4 MB.
+  /// 0: the server's setting. Row reads ignore it.
+  std::int64_t min_work_mem = 0;
   /// A snapshot exported by another, still open transaction
   /// (`pg_export_snapshot()`) for the read to import instead of exporting
   /// its own: several reads then see the same rows. Empty: export one.
@@ -437,7 +448,8 @@ public:
   /// One reader per range of `SELECT select_list FROM table WHERE <range>
   /// [AND <filter>] [GROUP BY group_by]`: any partial aggregates the server
   /// computes per partition (`select_list` and `group_by` are SQL the caller
-  /// built from quoted names). The server may use parallel workers.
+  /// built from quoted names). The server may use parallel workers when
+  /// there is one range (with several, each runs without: see etl.md).
   caf::expected<std::vector<copy_reader>>
   grouped_readers(const std::string& select_list,
                   const std::string& group_by);
