@@ -159,7 +159,8 @@ for ((r = 1; r <= runs; ++r)); do
     add "$t|etl1|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --partitions 1 --combine 1)"
     # Push-down: the server computes every partial, the float sums exactly
     # in integer limbs (per exponent bucket when the values' range is too
-    # wide); one partition: its parallel workers.
+    # wide); default partitions: one (the server's parallel workers), or
+    # for many groups one block range per core, each grouped by sorting.
     add "$t|etlpd|1" "$(measure "${etl_limit[@]}" "${etl_run[@]}" --table "$t" --pushdown)"
     # The floor of any client that reads the rows: the server's COPY of
     # them alone, as text (what flow-etl reads) and binary.
@@ -197,7 +198,7 @@ for t in "${tables[@]}"; do
     case "$kind" in
       etl) what="\`flow-etl aggregate --partitions $arg\` (whole process)"; rss=$(mib "$(m "$k" 2)") ;;
       etl1) what="\`flow-etl aggregate --partitions $arg --combine 1\` (one partial per batch)"; rss=$(mib "$(m "$k" 2)") ;;
-      etlpd) what="\`flow-etl aggregate --pushdown\` (the server's partials, float sums exact)"; rss=$(mib "$(m "$k" 2)") ;;
+      etlpd) what="\`flow-etl aggregate --pushdown\` (the server's partials, float sums exact; default partitions)"; rss=$(mib "$(m "$k" 2)") ;;
       copy) what="server COPY of the rows alone, $arg, through psql (no aggregation)"; rss="" ;;
       float) what="server GROUP BY, float8 sum/avg of ratio (inexact), $(label_of "${settings[$arg]}")"; rss="" ;;
       exact) what="server GROUP BY, sum/avg(ratio::numeric) (exact over 15-digit roundings), $(label_of "${settings[$arg]}")"; rss="" ;;

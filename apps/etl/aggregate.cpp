@@ -1061,15 +1061,36 @@ pg::table_name output_name(const agg_job& job);
 
 // -- running a job ------------------------------------------------------------
 
+/// From this many groups (the server's estimate) on, a push-down job groups
+/// each partition by sorting and reads as many block ranges as there are
+/// cores: PostgreSQL's hash tables spill at its default `work_mem`, and one
+/// partition's parallel plan ends in a serial merge of every worker's groups
+/// in the leader. Measured over 10^7 rows (docs/etl.md, "Push-down"): at
+/// 10^5 groups all plans take the same time, at 3·10^5 the block ranges
+/// 15 % less, at 10^6 sorted block ranges 25 % less (hashed: 10 % more).
+constexpr std::size_t many_groups = 250'000;
+
+/// The `work_mem` a push-down job of fewer groups gives its sessions at
+/// least: at 10^4 groups of the benchmark's 13 aggregates PostgreSQL's hash
+/// aggregate spills at the default 4 MB (docs/etl.md, "Push-down": 16 % off
+/// the job; no change at 10^5 groups). Many groups sort instead.
+constexpr std::int64_t pushdown_work_mem = 64 << 20;
+
+/// True when a push-down job of `plan` has many groups (many_groups).
+bool pushdown_many_groups(const job_plan& plan) {
+  return plan.pushdown && plan.expected_groups >= many_groups;
+}
+
 /// The partitions of a table read.
 std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
                            const agg_run_options& run) {
   if (run.partitions != 0)
     return run.partitions;
   // Pushed down, a partition is one query the server runs with its own
-  // parallel workers (as for `sum --pushdown`).
+  // parallel workers (as for `sum --pushdown`), unless the groups are many:
+  // then one block range per core, each read without workers.
   if (plan.pushdown)
-    return 1;
+    return pushdown_many_groups(plan) ? flow::default_reducers() : 1;
   auto hw = flow::default_reducers();
   if (run.by != "ctid")
     return hw;
@@ -1689,6 +1710,13 @@ void run_job(const std::string& conninfo,
     spec.columns = cols;
     spec.partition_column = run.by;
     spec.partitions = partitions_for(conninfo, *plan, run);
+    spec.sort_groups = pushdown_many_groups(*plan);
+    if (spec.sort_groups)
+      logger()->debug("push-down: about {} groups: each partition grouped by "
+                      "sorting, {} partition(s)",
+                      plan->expected_groups, spec.partitions);
+    else if (plan->pushdown)
+      spec.min_work_mem = pushdown_work_mem;
     spec.filter = plan->job.where;
     spec.snapshot = run.snapshot;
     if (out.checkpointable && (run.resume || run.resume_if_any)) {
@@ -2526,7 +2554,8 @@ int cmd_aggregate(int argc, char** argv) {
   args.value("partitions", "P",
              "partition generators of a table read; 0 = one per hardware "
              "thread (1 for a table larger than a quarter of the server's "
-             "shared buffers)",
+             "shared buffers; with --pushdown 1, or one per hardware thread "
+             "when the server expects 250000 groups or more)",
              "0");
   args.value("by", "COLUMN",
              "integer column whose ranges make the partitions, or ctid",
