@@ -1088,9 +1088,12 @@ std::size_t partitions_for(const std::string& conninfo, const job_plan& plan,
     return run.partitions;
   // Pushed down, a partition is one query the server runs with its own
   // parallel workers (as for `sum --pushdown`), unless the groups are many:
-  // then one block range per core, each read without workers.
+  // then one block range per core, each read without workers. (Not ranges
+  // of a --by column: without an index on it, each would scan the table.)
   if (plan.pushdown)
-    return pushdown_many_groups(plan) ? flow::default_reducers() : 1;
+    return pushdown_many_groups(plan) && run.by == "ctid"
+             ? flow::default_reducers()
+             : 1;
   auto hw = flow::default_reducers();
   if (run.by != "ctid")
     return hw;
@@ -2554,8 +2557,8 @@ int cmd_aggregate(int argc, char** argv) {
   args.value("partitions", "P",
              "partition generators of a table read; 0 = one per hardware "
              "thread (1 for a table larger than a quarter of the server's "
-             "shared buffers; with --pushdown 1, or one per hardware thread "
-             "when the server expects 250000 groups or more)",
+             "shared buffers; with --pushdown 1, or one block range per "
+             "hardware thread when the server expects 250000 groups or more)",
              "0");
   args.value("by", "COLUMN",
              "integer column whose ranges make the partitions, or ctid",

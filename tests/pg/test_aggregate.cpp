@@ -1498,7 +1498,8 @@ TEST_CASE("aggregate: --pushdown gives the rows' results and what the "
 }
 
 TEST_CASE("aggregate: --pushdown with many groups reads a block range per "
-          "core, each grouped by sorting, and gives one partition's results",
+          "core (one partition with --by), each grouped by sorting, and "
+          "gives one partition's results",
           "[pg][aggregate][pushdown]") {
   // 3·10^5 groups (above many_groups), each with one row in each half of
   // the heap: the partitions' partial groups must merge. (Eighths and
@@ -1541,6 +1542,12 @@ TEST_CASE("aggregate: --pushdown with many groups reads a block range per "
   CHECK(json_field(lines_of(one.out).back(), "partitions") == "1");
   CHECK(json_field(lines_of(one.out).back(), "verified") == "true");
   CHECK(group_lines(many) == group_lines(one));
+  // Ranges of a column are not block ranges: one partition, still sorted.
+  auto by = run({"--by", "k"});
+  CHECK(json_field(lines_of(by.out).back(), "partitions") == "1");
+  CHECK(by.err.find("each partition grouped by sorting, 1 partition")
+        != std::string::npos);
+  CHECK(group_lines(by) == group_lines(one));
   // A group's two rows, one from each half of the heap, add up.
   CHECK(json_field(lines_of(many.out)[41], "sum_v") == "77");
   CHECK(json_field(lines_of(many.out)[41], "count") == "2");
