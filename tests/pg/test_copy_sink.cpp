@@ -507,3 +507,73 @@ TEST_CASE("copy_sink: at_commit statements run in the commit's transaction "
         == "t");
   CHECK(scalar("SELECT count(*) FROM " + q(schema, "out")) == "1");
 }
+
+TEST_CASE("copy_sink: a resumable sink's first step loads tables created in "
+          "its own transaction, so its rows need no WAL",
+          "[pg][sink][copy_sink][checkpoint]") {
+  // The test server runs with wal_level = minimal, as bulk loads (and
+  // flow-etl's throwaway clusters) do: rows COPYed into a table created in
+  // the same transaction are not WAL-logged; the server writes the table's
+  // files at commit instead. Rows written after a step committed are
+  // WAL-logged like any others.
+  REQUIRE(scalar("SHOW wal_level") == "minimal");
+  auto schema = fresh_schema("copy_wal");
+  std::vector<pg::output_table> tables{
+    {{schema, "out"}, "x bigint NOT NULL, label text", "x"}};
+  constexpr std::uint64_t batches = 10, per_batch = 5000;
+  // 50,000 rows of ~220 bytes: about 12 MB, above wal_skip_threshold (2 MB),
+  // under which the server WAL-logs a new table whole at commit anyway.
+  std::string label(200, 'w');
+  // Runs one sink that steps every `interval`; returns the WAL it made.
+  auto load = [&](std::chrono::milliseconds interval) {
+    exec("DROP TABLE IF EXISTS " + q(schema, "out"));
+    auto before = scalar("SELECT pg_current_wal_insert_lsn()");
+    pg::copy_sink snk{conninfo(), tables};
+    snk.checkpoint({{pg::range{}}, {}, interval});
+    snk.open();
+    for (std::uint64_t b = 0; b < batches; ++b) {
+      std::vector<pg::copy_row> rows(1);
+      rows[0].rows = per_batch;
+      for (std::uint64_t i = 0; i < per_batch; ++i) {
+        pg::append_copy_int(rows[0].line,
+                            static_cast<std::int64_t>(b * per_batch + i));
+        rows[0].line += '\t';
+        pg::append_copy_field(rows[0].line, label);
+        rows[0].line += '\n';
+      }
+      snk.write_batch({0, b, b * per_batch, per_batch}, rows);
+    }
+    job_result res;
+    res.final = true;
+    snk.commit(res);
+    auto wal = std::stoll(scalar("SELECT pg_wal_lsn_diff("
+                                 "pg_current_wal_insert_lsn(), '"
+                                 + before + "')"));
+    CHECK(scalar("SELECT count(*) FROM " + q(schema, "out"))
+          == std::to_string(batches * per_batch));
+    CHECK(scalar("SELECT sum(x) FROM " + q(schema, "out"))
+          == std::to_string(batches * per_batch * (batches * per_batch - 1)
+                            / 2));
+    // The resume state went with the commit.
+    CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                 "'flow_resume' AND tablename LIKE '%_checkpoints'")
+          == "0");
+    return wal;
+  };
+  auto table_bytes = [&] {
+    return std::stoll(scalar("SELECT pg_relation_size('" + q(schema, "out")
+                             + "')"));
+  };
+  // No step before the commit: every row went into the tables its own
+  // transaction created.
+  auto wal_one_step = load(std::chrono::hours(1));
+  auto bytes = table_bytes();
+  REQUIRE(bytes > 8'000'000);
+  // A step after every batch: the rows after the first are WAL-logged.
+  auto wal_every_batch = load(std::chrono::milliseconds(0));
+  INFO("table " << bytes << " bytes, WAL " << wal_one_step
+                << " bytes in one step, " << wal_every_batch
+                << " stepping after every batch");
+  CHECK(wal_one_step < bytes / 4);
+  CHECK(wal_every_batch > bytes / 2);
+}

@@ -383,15 +383,23 @@ struct copy_sink::impl {
     base = ckpt.resumed.empty() ? std::vector<std::uint64_t>(n, 0)
                                 : ckpt.resumed;
     if (ckpt.resumed.empty()) {
-      // A fresh run: whatever an earlier run left is discarded.
+      // A fresh run: whatever an earlier run left is discarded, and that is
+      // committed at once.
       db->exec("BEGIN");
       db->exec(std::string{"CREATE SCHEMA IF NOT EXISTS "} + resume_schema);
-      for (std::size_t i = 0; i < tables.size(); ++i) {
+      for (std::size_t i = 0; i < tables.size(); ++i)
         db->exec("DROP TABLE IF EXISTS " + staging[i].quoted());
+      db->exec("DROP TABLE IF EXISTS " + checkpoints.quoted());
+      db->exec("COMMIT");
+      // The new state is created in the first step's transaction: rows
+      // COPYed into a table created in the same transaction need no WAL
+      // under wal_level = minimal (the server writes the table's files
+      // instead), like a bulk load's. Killed before its first step, the
+      // run leaves no state, as one killed before it wrote anything.
+      db->exec("BEGIN");
+      for (std::size_t i = 0; i < tables.size(); ++i)
         db->exec("CREATE TABLE " + staging[i].quoted() + " ("
                  + tables[i].columns + ")");
-      }
-      db->exec("DROP TABLE IF EXISTS " + checkpoints.quoted());
       db->exec("CREATE TABLE " + checkpoints.quoted()
                + " (source integer PRIMARY KEY, lo bigint, hi bigint, "
                  "blocks boolean NOT NULL, nulls boolean NOT NULL, done bigint "
@@ -406,7 +414,6 @@ struct copy_sink::impl {
       }
       if (n > 0)
         db->exec("INSERT INTO " + checkpoints.quoted() + " VALUES " + values);
-      db->exec("COMMIT");
     } else if (db->scalar("SELECT to_regclass("
                           + quote_literal(checkpoints.quoted())
                           + ") IS NOT NULL")
@@ -417,7 +424,8 @@ struct copy_sink::impl {
                                + " was dropped meanwhile: nothing to resume "
                                  "(run without --resume)");
     }
-    db->exec("BEGIN");
+    if (!ckpt.resumed.empty())
+      db->exec("BEGIN");
     buffers.assign(tables.size(), {});
     last_step = std::chrono::steady_clock::now();
   }
