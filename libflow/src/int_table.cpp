@@ -260,4 +260,27 @@ void int_table::grow_index(std::size_t min_slots) {
   }
 }
 
+void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n) {
+  if (v.capacity() < n) {
+    // Not v.resize: it would copy the stale entries into a block twice the
+    // size, every page of it a first touch in 4 KiB steps (at 12 MB, about
+    // 3000 page faults; on the VM of docs/benchmarks.md about 15-20 us
+    // each).
+    std::vector<int_entry> fresh;
+    fresh.reserve(n + n / 8);
+    // Only the block's whole pages inside it: malloc's header sits before
+    // it. Advice on part of a mapping splits it, which costs a block that
+    // is never grown in place (std::vector) nothing.
+    constexpr std::uintptr_t page = 4096;
+    auto lo = (reinterpret_cast<std::uintptr_t>(fresh.data()) + page - 1)
+              & ~(page - 1);
+    auto hi = (reinterpret_cast<std::uintptr_t>(fresh.data() + fresh.capacity()))
+              & ~(page - 1);
+    if (hi >= lo + mapped_bytes)
+      advise_huge(reinterpret_cast<void*>(lo), hi - lo);
+    v = std::move(fresh);
+  }
+  v.resize(n);
+}
+
 } // namespace flow::detail

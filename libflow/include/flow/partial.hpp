@@ -3,6 +3,7 @@
 /// @file
 /// What a reducer produces from one batch: a partial keyed aggregate.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -244,7 +245,8 @@ public:
   /// held and reusing its storage (used by the reducer actor before
   /// `take_entries`, which then holds the other keys).
   void take_int_entries(std::vector<detail::int_entry>& into) {
-    into.assign(ints_.begin(), ints_.end());
+    detail::resize_for_overwrite(into, ints_.size());
+    std::copy(ints_.begin(), ints_.end(), into.begin());
     clear_ints();
   }
 
@@ -272,7 +274,7 @@ public:
     }
     // `into` may hold stale entries (a recycled vector, int_storage): they
     // are overwritten, and only entries past them constructed.
-    into.resize(ints_.size());
+    detail::resize_for_overwrite(into, ints_.size());
     // Filled from each group's end backwards: `ends` ends as the starts,
     // then is shifted back to the ends.
     for (auto& e : ints_)

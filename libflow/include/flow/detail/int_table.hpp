@@ -12,6 +12,7 @@
 #include <limits>
 #include <new>
 #include <utility>
+#include <vector>
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -405,5 +406,13 @@ private:
   // Entries before this one are not in the index (seal).
   std::size_t sealed_ = 0;
 };
+
+/// Makes `v` hold `n` entries that the caller overwrites: in its own storage
+/// when that is large enough (stale entries kept, only those past its size
+/// constructed), else in a new block with an eighth to spare (a reducer's
+/// next partial, a few keys larger, then fits), advised for transparent
+/// huge pages before its first touch. For the blocks of entries a reducer
+/// sends (a batch of 262144 keyed values makes 12 MB of them).
+void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n);
 
 } // namespace flow::detail
