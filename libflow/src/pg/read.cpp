@@ -278,20 +278,29 @@ std::string partition_name(std::size_t i, std::size_t n,
          + " of " + table.display() + " " + r.display();
 }
 
+// How a reader's session has the server plan its query.
+struct session_settings {
+  // Rows in the heap's physical order every time (row reads, which a
+  // resumed job may skip a prefix of): no scan joining another one midway.
+  bool in_order = true;
+  // The server may run the query with parallel workers (a push-down read of
+  // one partition). Otherwise none: rows in order must not interleave, and
+  // a partition is one of several ranges read at once, where PostgreSQL 15,
+  // which has no parallel TID range scan, would make a parallel plan of a
+  // ctid range a parallel scan of the whole table with the range a mere
+  // filter, so P partitions would read the table P times.
+  bool parallel = false;
+  // See read_spec::sort_groups and read_spec::min_work_mem.
+  bool sort_groups = false;
+  std::int64_t min_work_mem = 0;
+};
+
 // A reader's session: its own connection, a transaction that imported the
-// snapshot. `in_order`: rows in the heap's physical order (row reads, which
-// a resumed job may skip a prefix of). `parallel`: the server may run the
-// query with parallel workers (a push-down read of one partition). Neither:
-// no workers, because a partition is one of several ranges read at once, and
-// PostgreSQL 15 has no parallel TID range scan: a parallel plan of a ctid
-// range is a parallel scan of the whole table, the range a mere filter, so
-// P partitions would read the table P times. `sort_groups`, `min_work_mem`:
-// see read_spec. Throws libpqxx exceptions.
+// snapshot, planned as `how` says. Throws libpqxx exceptions.
 std::unique_ptr<copy_reader::impl>
 snapshot_session(const std::string& conninfo, std::string name,
                  const std::string& select, const std::string& snapshot,
-                 bool in_order = true, bool parallel = false,
-                 bool sort_groups = false, std::int64_t min_work_mem = 0) {
+                 const session_settings& how = {}) {
   auto d = std::make_unique<copy_reader::impl>();
   d->conninfo = conninfo;
   d->name = std::move(name);
@@ -299,22 +308,18 @@ snapshot_session(const std::string& conninfo, std::string name,
   d->conn = detail::connect(conninfo);
   auto ptx = std::make_unique<detail::snapshot_tx>(*d->conn);
   ptx->exec("SET TRANSACTION SNAPSHOT " + ptx->quote(snapshot));
-  if (in_order) {
-    // A partition's rows come in the heap's physical order every time (a
-    // resumed job skips a prefix of them): no scan joining another one
-    // midway, no parallel workers interleaving.
+  if (how.in_order)
     ptx->exec("SET LOCAL synchronize_seqscans = off");
-  }
-  if (in_order || !parallel)
+  if (!how.parallel)
     ptx->exec("SET LOCAL max_parallel_workers_per_gather = 0");
-  if (sort_groups)
+  if (how.sort_groups)
     ptx->exec("SET LOCAL enable_hashagg = off");
-  if (min_work_mem > 0) {
+  if (how.min_work_mem > 0) {
     // set_config(..., true) is SET LOCAL; the WHERE keeps a larger setting.
-    auto kb = std::to_string((min_work_mem + 1023) / 1024);
+    auto kb = std::to_string((how.min_work_mem + 1023) / 1024);
     ptx->exec("SELECT set_config('work_mem', '" + kb + "kB', true) WHERE "
               "pg_size_bytes(current_setting('work_mem')) < "
-              + std::to_string(min_work_mem));
+              + std::to_string(how.min_work_mem));
   }
   d->tx = std::move(ptx);
   return d;
@@ -524,7 +529,7 @@ struct partitioned_read::impl {
   // Opens a partition's session: a transaction that imported the snapshot.
   // Out of order (push-down), the server's parallel workers run the query
   // when it is the only partition; with several, the partitions are the
-  // parallelism (see snapshot_session).
+  // parallelism (see session_settings).
   std::unique_ptr<copy_reader::impl> session(std::size_t i,
                                              const std::string& select,
                                              bool in_order = true) {
@@ -533,11 +538,15 @@ struct partitioned_read::impl {
                         "every partition imported it",
                         errc::invalid_config);
     auto name = partition_name(i, ranges.size(), spec.table, ranges[i]);
+    session_settings how;
+    how.in_order = in_order;
+    if (!in_order) {
+      how.parallel = ranges.size() == 1;
+      how.sort_groups = spec.sort_groups;
+      how.min_work_mem = spec.min_work_mem;
+    }
     try {
-      return snapshot_session(spec.conninfo, name, select, snapshot, in_order,
-                              !in_order && ranges.size() == 1,
-                              !in_order && spec.sort_groups,
-                              in_order ? 0 : spec.min_work_mem);
+      return snapshot_session(spec.conninfo, name, select, snapshot, how);
     } catch (const pqxx::sql_error& e) {
       // An exported snapshot dies with the transaction that exported it: a
       // server that ended this coordinator's session (pg_terminate_backend,
