@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace flow::detail {
 
@@ -271,7 +272,8 @@ void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n) {
     // Only the block's whole pages inside it: malloc's header sits before
     // it. Advice on part of a mapping splits it, which costs a block that
     // is never grown in place (std::vector) nothing.
-    constexpr std::uintptr_t page = 4096;
+    static const auto page
+      = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     auto lo = (reinterpret_cast<std::uintptr_t>(fresh.data()) + page - 1)
               & ~(page - 1);
     auto hi = (reinterpret_cast<std::uintptr_t>(fresh.data() + fresh.capacity()))

@@ -23,6 +23,11 @@ std::string q(const std::string& schema, const std::string& table) {
   return pg::table_name{schema, table}.quoted();
 }
 
+/// One table "out" of one bigint column, its primary key.
+std::vector<pg::output_table> one_table(const std::string& schema) {
+  return {{{schema, "out"}, "x bigint NOT NULL", "x"}};
+}
+
 std::vector<pg::output_table> two_tables(const std::string& schema) {
   return {{{schema, "evens"}, "x bigint NOT NULL, label text", "x"},
           {{schema, "odds"}, "x bigint NOT NULL, label text", "x"}};
@@ -477,8 +482,7 @@ TEST_CASE("copy_sink: at_commit statements run in the commit's transaction "
           "and not at all when the commit fails",
           "[pg][sink][copy_sink]") {
   auto schema = fresh_schema("copy_at_commit");
-  std::vector<pg::output_table> tables{
-    {{schema, "out"}, "x bigint NOT NULL", "x"}};
+  auto tables = one_table(schema);
   exec("CREATE TABLE " + q(schema, "doomed") + " (x int)");
   auto one_row = [](const job_result&) {
     return std::vector<pg::copy_row>{{0, "1\n"}};
@@ -524,6 +528,12 @@ TEST_CASE("copy_sink: a resumable sink's first step loads tables created in "
   // 50,000 rows of ~220 bytes: about 12 MB, above wal_skip_threshold (2 MB),
   // under which the server WAL-logs a new table whole at commit anyway.
   std::string label(200, 'w');
+  // Tables in flow_resume: other tests of this process may have left some.
+  auto resume_tables = [] {
+    return scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                  "'flow_resume'");
+  };
+  auto resume_tables_before = resume_tables();
   // Runs one sink that steps every `interval`; returns the WAL it made.
   auto load = [&](std::chrono::milliseconds interval) {
     exec("DROP TABLE IF EXISTS " + q(schema, "out"));
@@ -555,9 +565,7 @@ TEST_CASE("copy_sink: a resumable sink's first step loads tables created in "
           == std::to_string(batches * per_batch * (batches * per_batch - 1)
                             / 2));
     // The resume state went with the commit.
-    CHECK(scalar("SELECT count(*) FROM pg_tables WHERE schemaname = "
-                 "'flow_resume' AND tablename LIKE '%_checkpoints'")
-          == "0");
+    CHECK(resume_tables() == resume_tables_before);
     return wal;
   };
   auto table_bytes = [&] {
@@ -576,4 +584,38 @@ TEST_CASE("copy_sink: a resumable sink's first step loads tables created in "
                 << " stepping after every batch");
   CHECK(wal_one_step < bytes / 4);
   CHECK(wal_every_batch > bytes / 2);
+}
+
+TEST_CASE("copy_sink: a live resumable run before its first step is 'in "
+          "progress' to --resume, and 'nothing to resume' once it is gone",
+          "[pg][sink][copy_sink][checkpoint]") {
+  auto schema = fresh_schema("copy_live");
+  auto tables = one_table(schema);
+  auto message = [&] {
+    auto st = pg::copy_sink::load_resume_state(conninfo(), tables);
+    REQUIRE_FALSE(st);
+    CHECK(code_of(st.error()) == errc::invalid_config);
+    return describe(st.error());
+  };
+  {
+    // Its state is created in the first step's transaction, not committed
+    // yet: only the run's advisory lock shows it.
+    pg::copy_sink live{conninfo(), tables};
+    live.checkpoint({{pg::range{}}, {}, std::chrono::hours(1)});
+    live.open();
+    auto m = message();
+    INFO(m);
+    CHECK(m.find("another run of this job is in progress") != std::string::npos);
+  }
+  // Rolled back with its connection: nothing to resume. The lock goes with
+  // the backend, a moment after the client closed it.
+  std::string m;
+  for (int i = 0; i < 200; ++i) {
+    m = message();
+    if (m.find("in progress") == std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  INFO(m);
+  CHECK(m.find("no interrupted run") != std::string::npos);
 }

@@ -423,9 +423,9 @@ struct copy_sink::impl {
                                + std::string{resume_schema}
                                + " was dropped meanwhile: nothing to resume "
                                  "(run without --resume)");
-    }
-    if (!ckpt.resumed.empty())
+    } else {
       db->exec("BEGIN");
+    }
     buffers.assign(tables.size(), {});
     last_step = std::chrono::steady_clock::now();
   }
@@ -595,12 +595,23 @@ copy_sink::load_resume_state(const std::string& conninfo,
                       + "_checkpoints"};
     auto exists = db.scalar("SELECT to_regclass("
                             + quote_literal(ckpt.quoted()) + ") IS NOT NULL");
-    if (exists != "t")
+    auto prefix = resume_prefix(tables.front().target, current);
+    if (exists != "t") {
+      // A live run creates its state in its first step's transaction: until
+      // that commits, only its advisory lock shows it.
+      auto key = std::to_string(owner_lock_key(prefix.substr(4)));
+      if (db.scalar("SELECT pg_try_advisory_lock(" + key + ")") != "t")
+        return make_error(errc::invalid_config,
+                          "another run of this job is in progress (it holds "
+                          "its resume state in "
+                            + std::string{resume_schema} + "." + prefix
+                            + "_*); wait for it to end");
+      db.scalar("SELECT pg_advisory_unlock(" + key + ")");
       return make_error(errc::invalid_config,
                         "no interrupted run of " + tables.front().target.display()
                           + " to resume (run without --resume)");
+    }
     resume_state result;
-    auto prefix = resume_prefix(tables.front().target, current);
     for (std::size_t i = 0; i < tables.size(); ++i)
       result.staging.push_back({resume_schema, prefix + "_" + std::to_string(i)});
     for (auto& row : db.rows("SELECT lo, hi, blocks, nulls, done FROM "
