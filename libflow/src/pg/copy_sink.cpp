@@ -281,6 +281,18 @@ std::string resume_prefix(const table_name& first, const std::string& current) {
   return "job_" + owner_hex(first, current);
 }
 
+/// The advisory lock a live run of the job with this resume prefix holds.
+std::string owner_lock_of(const std::string& prefix) {
+  return std::to_string(owner_lock_key(prefix.substr(4)));
+}
+
+/// What `--resume` and a second fresh run say while another run is live.
+std::string in_progress_message(const std::string& prefix) {
+  return "another run of this job is in progress (it holds its resume state "
+         "in " + std::string{resume_schema} + "." + prefix
+         + "_*); wait for it to end";
+}
+
 std::string opt_int(const std::optional<std::int64_t>& x) {
   return x ? std::to_string(*x) : std::string{"NULL"};
 }
@@ -361,15 +373,11 @@ struct copy_sink::impl {
     db->exec("SET lock_timeout = '" + std::to_string(owner_lock_wait.count())
              + "ms'");
     try {
-      db->scalar("SELECT pg_advisory_lock("
-                 + std::to_string(owner_lock_key(prefix.substr(4))) + ")");
+      db->scalar("SELECT pg_advisory_lock(" + owner_lock_of(prefix) + ")");
     } catch (const std::runtime_error& e) {
       if (std::string{e.what()}.rfind("55P03", 0) != 0)
         throw;
-      throw std::runtime_error("another run of this job is in progress (it "
-                               "holds its resume state in "
-                               + std::string{resume_schema} + "." + prefix
-                               + "_*); wait for it to end");
+      throw std::runtime_error(in_progress_message(prefix));
     }
     db->exec("SET lock_timeout = 0");
     staging.clear();
@@ -590,22 +598,16 @@ copy_sink::load_resume_state(const std::string& conninfo,
       throw std::invalid_argument("copy_sink: no tables");
     session db{conninfo};
     auto current = db.scalar("SELECT current_schema()");
-    table_name ckpt{resume_schema,
-                    resume_prefix(tables.front().target, current)
-                      + "_checkpoints"};
+    auto prefix = resume_prefix(tables.front().target, current);
+    table_name ckpt{resume_schema, prefix + "_checkpoints"};
     auto exists = db.scalar("SELECT to_regclass("
                             + quote_literal(ckpt.quoted()) + ") IS NOT NULL");
-    auto prefix = resume_prefix(tables.front().target, current);
     if (exists != "t") {
       // A live run creates its state in its first step's transaction: until
       // that commits, only its advisory lock shows it.
-      auto key = std::to_string(owner_lock_key(prefix.substr(4)));
+      auto key = owner_lock_of(prefix);
       if (db.scalar("SELECT pg_try_advisory_lock(" + key + ")") != "t")
-        return make_error(errc::invalid_config,
-                          "another run of this job is in progress (it holds "
-                          "its resume state in "
-                            + std::string{resume_schema} + "." + prefix
-                            + "_*); wait for it to end");
+        return make_error(errc::invalid_config, in_progress_message(prefix));
       db.scalar("SELECT pg_advisory_unlock(" + key + ")");
       return make_error(errc::invalid_config,
                         "no interrupted run of " + tables.front().target.display()
