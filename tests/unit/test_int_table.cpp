@@ -5,8 +5,10 @@
 #include "support.hpp"
 
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <random>
@@ -25,6 +27,7 @@ using flow::partial;
 using flow::detail::int_entry;
 using flow::detail::int_table;
 using flow::detail::resize_for_overwrite;
+using flow::detail::sort_by_key;
 
 namespace {
 
@@ -186,6 +189,88 @@ TEST_CASE("int_table: keys whose probes wrap are found after every growth "
   }
   for (std::size_t n = 0; n < ks.size(); ++n)
     CHECK(t.find(ks[n])->count == n + 1);
+}
+
+TEST_CASE("sort_by_key orders entries as std::sort does and keeps each "
+          "entry whole, for every shape of keys",
+          "[int_table]") {
+  constexpr auto lo = std::numeric_limits<std::int64_t>::min();
+  constexpr auto hi = std::numeric_limits<std::int64_t>::max();
+  std::mt19937_64 rng{17};
+  // name, size, key of the i-th entry
+  struct shape {
+    const char* name;
+    std::size_t n;
+    std::function<std::int64_t(std::size_t)> key;
+  };
+  std::vector<shape> shapes = {
+    {"empty", 0, [](std::size_t) { return std::int64_t{0}; }},
+    {"one", 1, [](std::size_t) { return std::int64_t{7}; }},
+    {"256 (comparison sort)", 256,
+     [&](std::size_t) { return static_cast<std::int64_t>(rng()); }},
+    {"257 (one radix pass)", 257,
+     [&](std::size_t) { return static_cast<std::int64_t>(rng()); }},
+    {"full 64-bit range, negatives", 200000,
+     [&](std::size_t) { return static_cast<std::int64_t>(rng()); }},
+    {"dense ids, shuffled below", 300000,
+     [](std::size_t i) {
+       return static_cast<std::int64_t>((i * 7919) % 300000);
+     }},
+    {"all equal", 5000, [](std::size_t) { return std::int64_t{-3}; }},
+    {"few distinct, many repeats", 100000,
+     [&](std::size_t) { return static_cast<std::int64_t>(rng() % 5) - 2; }},
+    {"the extremes and around zero", 40000,
+     [](std::size_t i) {
+       std::int64_t ks[] = {lo, hi, 0, -1, 1, lo + 1, hi - 1};
+       return ks[i % 7];
+     }},
+    {"differ only in the top bits", 50000,
+     [&](std::size_t) {
+       return static_cast<std::int64_t>((rng() % 16) << 60 | 12345);
+     }},
+    {"skewed: one wide bucket", 100000,
+     [&](std::size_t i) {
+       return i % 2 == 0 ? static_cast<std::int64_t>(rng() % 1000)
+                         : static_cast<std::int64_t>(rng());
+     }},
+  };
+  for (auto& sh : shapes) {
+    INFO(sh.name);
+    std::vector<int_entry> xs(sh.n);
+    for (std::size_t i = 0; i < sh.n; ++i) {
+      xs[i].key = sh.key(i);
+      // The payload names the entry: it must travel with its key.
+      xs[i].count = i;
+      xs[i].sum = flow::int128{xs[i].key} * 3 + static_cast<flow::int128>(i);
+    }
+    auto want = xs;
+    std::sort(want.begin(), want.end(),
+              [](const int_entry& x, const int_entry& y) {
+                return x.key < y.key
+                       || (x.key == y.key && x.count < y.count);
+              });
+    sort_by_key(xs.data(), xs.size());
+    bool ordered = true;
+    for (std::size_t i = 1; i < xs.size(); ++i)
+      ordered = ordered && xs[i - 1].key <= xs[i].key;
+    CHECK(ordered);
+    bool whole = true;
+    for (auto& e : xs)
+      whole = whole
+              && e.sum == flow::int128{e.key} * 3
+                            + static_cast<flow::int128>(e.count);
+    CHECK(whole);
+    // The same entries, ignoring the order among equal keys.
+    std::stable_sort(xs.begin(), xs.end(),
+                     [](const int_entry& x, const int_entry& y) {
+                       return x.key < y.key
+                              || (x.key == y.key && x.count < y.count);
+                     });
+    bool same = xs.size() == want.size();
+    for (std::size_t i = 0; same && i < xs.size(); ++i)
+      same = xs[i].key == want[i].key && xs[i].count == want[i].count;
+    CHECK(same);
+  }
 }
 
 TEST_CASE("int_table: sort orders the keys, find still works, and a later "

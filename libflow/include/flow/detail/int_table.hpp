@@ -415,4 +415,11 @@ private:
 /// sends (a batch of 262144 keyed values makes 12 MB of them).
 void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n);
 
+/// Sorts the `n` entries at `xs` by key, in place and without extra memory:
+/// a most-significant-digit radix sort on the bits in which the keys differ
+/// (American flag sort, up to 11 bits a pass), `std::sort` for parts of 64 entries
+/// or fewer. For results of many keys, where `std::sort` compares entries
+/// about 20 times each.
+void sort_by_key(int_entry* xs, std::size_t n) noexcept;
+
 } // namespace flow::detail
