@@ -8,7 +8,6 @@
 // usage: flow-sort-probe N RANGE [RUNS]
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -16,17 +15,10 @@
 #include <vector>
 
 #include "flow/detail/int_table.hpp"
+#include "measure.hpp"
 
-namespace {
-
+using flow::bench::measure;
 using flow::detail::int_entry;
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-    .count();
-}
-
-} // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -45,14 +37,15 @@ int main(int argc, char** argv) {
     // Both copies made (their pages touched) before either clock starts.
     auto a = base;
     auto b = base;
-    auto t0 = std::chrono::steady_clock::now();
-    std::sort(a.begin(), a.end(), [](const int_entry& x, const int_entry& y) {
-      return x.key < y.key;
-    });
-    auto ts = seconds_since(t0);
-    t0 = std::chrono::steady_clock::now();
-    flow::detail::sort_by_key(b.data(), b.size());
-    auto tr = seconds_since(t0);
+    auto ts = measure(1, [&] {
+                std::sort(a.begin(), a.end(),
+                          [](const int_entry& x, const int_entry& y) {
+                            return x.key < y.key;
+                          });
+              }).median;
+    auto tr = measure(1, [&] {
+                flow::detail::sort_by_key(b.data(), b.size());
+              }).median;
     for (std::size_t i = 0; i < n; ++i)
       if (a[i].key != b[i].key) {
         std::fprintf(stderr, "flow-sort-probe: orders differ at %zu\n", i);

@@ -259,7 +259,7 @@ void int_table::grow_index(std::size_t min_slots) {
   }
 }
 
-void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n) {
+void reserve_for_overwrite(std::vector<int_entry>& v, std::size_t n) {
   if (v.capacity() < n) {
     // Not v.resize: it would copy the stale entries into a block twice the
     // size, every page of it a first touch in 4 KiB steps (at 12 MB, about
@@ -280,6 +280,10 @@ void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n) {
       advise_huge(reinterpret_cast<void*>(lo), hi - lo);
     v = std::move(fresh);
   }
+}
+
+void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n) {
+  reserve_for_overwrite(v, n);
   v.resize(n);
 }
 

@@ -26,6 +26,7 @@ using flow::key;
 using flow::partial;
 using flow::detail::int_entry;
 using flow::detail::int_table;
+using flow::detail::reserve_for_overwrite;
 using flow::detail::resize_for_overwrite;
 using flow::detail::sort_by_key;
 
@@ -759,6 +760,29 @@ TEST_CASE("resize_for_overwrite: storage large enough is reused with its "
   resize_for_overwrite(v, 0);
   CHECK(v.empty());
   CHECK(v.capacity() == 4500);
+}
+
+TEST_CASE("reserve_for_overwrite: storage large enough is left as it is, a "
+          "smaller one replaced by an empty block with an eighth to spare",
+          "[int_table][recycle]") {
+  std::vector<int_entry> v(1000);
+  v[999].key = 999;
+  auto* storage = v.data();
+  reserve_for_overwrite(v, 1000);
+  CHECK(v.data() == storage);
+  CHECK(v.size() == 1000);
+  CHECK(v[999].key == 999);
+  // Past the capacity: nothing stale is copied into the new block.
+  reserve_for_overwrite(v, 4000);
+  CHECK(v.empty());
+  CHECK(v.capacity() == 4500);
+  // assign then fills it without another block.
+  std::vector<int_entry> src(4400);
+  src[4399].key = 7;
+  storage = v.data();
+  v.assign(src.begin(), src.end());
+  CHECK(v.data() == storage);
+  CHECK(v[4399].key == 7);
 }
 
 TEST_CASE("resize_for_overwrite: a new block of 4 MiB and more is advised "

@@ -3,7 +3,6 @@
 /// @file
 /// What a reducer produces from one batch: a partial keyed aggregate.
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -245,8 +244,9 @@ public:
   /// held and reusing its storage (used by the reducer actor before
   /// `take_entries`, which then holds the other keys).
   void take_int_entries(std::vector<detail::int_entry>& into) {
-    detail::resize_for_overwrite(into, ints_.size());
-    std::copy(ints_.begin(), ints_.end(), into.begin());
+    // Each entry written once: not constructed, then copied over.
+    detail::reserve_for_overwrite(into, ints_.size());
+    into.assign(ints_.begin(), ints_.end());
     clear_ints();
   }
 

@@ -407,12 +407,17 @@ private:
   std::size_t sealed_ = 0;
 };
 
-/// Makes `v` hold `n` entries that the caller overwrites: in its own storage
-/// when that is large enough (stale entries kept, only those past its size
-/// constructed), else in a new block with an eighth to spare (a reducer's
-/// next partial, a few keys larger, then fits), advised for transparent
-/// huge pages before its first touch. For the blocks of entries a reducer
-/// sends (a batch of 262144 keyed values makes 12 MB of them).
+/// Makes room for `n` entries in `v`: its own storage when that is large
+/// enough (left as it is), else a new, empty block with an eighth to spare
+/// (a reducer's next partial, a few keys larger, then fits), advised for
+/// transparent huge pages before its first touch. For the blocks of
+/// entries a reducer sends (a batch of 262144 keyed values makes 12 MB of
+/// them); `assign` then writes each entry once.
+void reserve_for_overwrite(std::vector<int_entry>& v, std::size_t n);
+
+/// Makes `v` hold `n` entries that the caller overwrites in any order:
+/// `reserve_for_overwrite`, then only the entries past `v`'s size
+/// constructed (stale ones kept).
 void resize_for_overwrite(std::vector<int_entry>& v, std::size_t n);
 
 /// Sorts the `n` entries at `xs` by key, in place and without extra memory:
