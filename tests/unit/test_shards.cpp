@@ -12,9 +12,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -147,6 +149,71 @@ TEST_CASE("shards: integer keys sum the same for any shard count, collected "
     }
   }
   CHECK(want.size() == 5'000);
+}
+
+TEST_CASE("shards: integer keys at the int64 extremes, a shard left "
+          "empty and labelled sources come out of two shards as out of one",
+          "[shards][pipeline]") {
+  // Two shards take the manager's two-way merge of the shards' sorted
+  // keys; one shard (the manager's own keys) is the reference.
+  constexpr auto lo = std::numeric_limits<std::int64_t>::min();
+  constexpr auto hi = std::numeric_limits<std::int64_t>::max();
+  auto keyed = [](std::vector<std::pair<std::int64_t, std::int64_t>> xs) {
+    std::vector<flow::keyed_value> v;
+    for (auto& [k, x] : xs)
+      v.push_back({key{k}, x});
+    return flow::from_container(std::move(v));
+  };
+  for (int shape = 0; shape < 2; ++shape) {
+    auto run = [&](std::size_t shards, bool stream) {
+      flow::pipeline<flow::keyed_value> p;
+      if (shape == 0) {
+        // Keys of both signs and both ends, in several batches; two
+        // sources labelled with keys that also hold values.
+        p.add(keyed({{hi, 1}, {lo, -2}, {0, 3}, {-1, 4}, {1, 5}, {hi, 6},
+                     {lo + 1, 7}, {hi - 1, 8}, {lo, 9}}),
+              key{hi})
+          .add(keyed({{0, 10}, {-1, 11}, {2, 12}}), key{0})
+          .add(keyed({{5, 13}, {hi, 14}}));
+      } else {
+        // One key: one of two shards holds nothing.
+        p.add(keyed({{lo, 1}, {lo, 2}, {lo, 3}}), key{lo});
+      }
+      std::vector<flow::key_result> streamed;
+      auto opts = with_shards(shards);
+      if (stream)
+        opts.on_result_key = [&](const flow::key_result& k) {
+          streamed.push_back(k);
+        };
+      auto res = test::ok(
+        p.with(opts).batch_size(2).reduce(flow::sum_by_key()).run());
+      CHECK(res.balanced());
+      if (!stream)
+        return res.keys;
+      CHECK(res.keys.empty());
+      CHECK(res.key_count == streamed.size());
+      return streamed;
+    };
+    INFO("shape " << shape);
+    auto want = run(1, false);
+    check_sorted(want);
+    REQUIRE(want.size() == (shape == 0 ? 9u : 1u));
+    CHECK(want.front().key == key{lo});
+    if (shape == 0) {
+      CHECK(want.back().key == key{hi});
+      // hi: 1 + 6 + 14 over 3 values, the label of one source.
+      CHECK(want.back().agg.sum == 21);
+      CHECK(want.back().agg.count == 3);
+      CHECK(want.back().sources == 1);
+    } else {
+      CHECK(want.front().agg.sum == 6);
+      CHECK(want.front().sources == 1);
+    }
+    check_same(run(1, true), want);
+    check_same(run(2, false), want);
+    check_same(run(2, true), want);
+    check_same(run(3, true), want);
+  }
 }
 
 TEST_CASE("shards: string, integer and labelled keys with aggregator states "

@@ -793,7 +793,44 @@ void for_each_merged(std::vector<shard_keys>& all, F&& f) {
   });
   if (compact) {
     // Every shard's keys are integers: merged as such, made key_results
-    // one by one.
+    // one by one, in one object whose fields are assigned afresh for each
+    // key (`f` may move from it; a moved-from key_result's fields are
+    // valid to assign). At 10^6 keys the manager hands them out on one
+    // thread while the shards' cores idle: a key_result built and
+    // destroyed per key, and a heap of two parts, took 58 ns a key.
+    key_result r;
+    auto emit = [&](const int_entry& e) {
+      r.key = flow::key{e.key};
+      r.agg.sum = e.sum;
+      r.agg.count = e.count;
+      r.agg.min = e.min;
+      r.agg.max = e.max;
+      r.sources = 0;
+      f(std::move(r));
+    };
+    if (all.size() == 2) {
+      // Two shards (the default on two cores): a plain two-way merge. A
+      // key lives in one shard, so the parts never hold the same key.
+      auto* a = all[0].ints_begin();
+      auto* a_end = a + all[0].int_count();
+      auto* b = all[1].ints_begin();
+      auto* b_end = b + all[1].int_count();
+      while (a != a_end && b != b_end) {
+        bool first = a->key < b->key;
+        emit(first ? *a : *b);
+        a += first ? 1 : 0;
+        b += first ? 0 : 1;
+      }
+      // The part used up is freed before the other is drained.
+      all[a == a_end ? 0 : 1].ints.reset();
+      for (; a != a_end; ++a)
+        emit(*a);
+      for (; b != b_end; ++b)
+        emit(*b);
+      all[0].ints.reset();
+      all[1].ints.reset();
+      return;
+    }
     auto at = [&](std::size_t i, std::size_t pos) -> const int_entry& {
       return all[i].ints_begin()[pos];
     };
@@ -802,10 +839,7 @@ void for_each_merged(std::vector<shard_keys>& all, F&& f) {
       [&](std::size_t i, std::size_t p, std::size_t j, std::size_t q) {
         return at(i, p).key < at(j, q).key;
       },
-      [&](std::size_t i, std::size_t p) {
-        auto& e = at(i, p);
-        f(key_result{flow::key{e.key}, e.to_aggregate(), 0});
-      },
+      [&](std::size_t i, std::size_t p) { emit(at(i, p)); },
       [&](std::size_t i) { all[i].ints.reset(); });
     return;
   }
@@ -887,8 +921,10 @@ bool attach_parts(manager_state& st, job_result& res,
       st.consumed = true;
       auto labels = label_counts(st);
       for_each_merged(parts, [&](key_result&& k) {
-        if (auto i = labels.find(k.key); i != labels.end())
-          k.sources = i->second;
+        // No hashing of every key when no source is labelled.
+        if (!labels.empty())
+          if (auto i = labels.find(k.key); i != labels.end())
+            k.sources = i->second;
         emit_key(st, k);
       });
       return true;
